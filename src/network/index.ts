@@ -1,0 +1,10 @@
+/** Public surface of pod networking: network namespaces and CNI. */
+export { createNetns, removeNetns, isNetns, verifyNetns, listNetns, ensureNetnsDir, DEFAULT_NETNS_DIR } from './netns.js';
+export type { CreateNetnsOptions } from './netns.js';
+export { CniManager, NETWORK_NOT_READY_REASON } from './cni.js';
+export type { CniManagerOptions, PodNetworkRequest, PodNetworkResult, TeardownRequest, NetworkStatus, PluginSpan } from './cni.js';
+export type { PortMapping, BandwidthConfig, DnsConfig } from './cni-args.js';
+export { CniPluginError, CniErrorCode } from './cni-exec.js';
+export type { CniCommand } from './cni-exec.js';
+export type { CniResult, CniInterface, CniIpConfig, CniRoute, CniDns } from './cni-result.js';
+export type { NetworkConfigList, PluginConfig } from './cni-config.js';
