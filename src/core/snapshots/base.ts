@@ -1,0 +1,136 @@
+/**
+ * Common part of the directory-based snapshotters.
+ *
+ * Layout under `root` (berthd passes `<state root>/snapshots/<driver>`):
+ *   metadata.db            snapshot records (schema in metastore.ts)
+ *   snapshots/<id>/fs      the snapshot's files (overlay: its upper/layer dir; native: full copy)
+ *   snapshots/<id>/work    overlay workdir of active snapshots
+ * Ids are small integers so that long overlay lowerdir lists fit the mount data page.
+ */
+import { mkdir, readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errors } from '../../errors.js';
+import { MetaStore, toInfo, type SnapshotRow } from './metastore.js';
+import type { ApplyTarget, DriverName, Mount, SnapshotInfo, SnapshotUsage, Snapshotter } from './types.js';
+import { diskUsage } from './usage.js';
+
+export abstract class DirSnapshotter implements Snapshotter {
+  abstract readonly driver: DriverName;
+  readonly root: string;
+  private store: MetaStore | null = null;
+
+  constructor(root: string) {
+    this.root = root;
+  }
+
+  /** Opens the metadata and removes snapshot dirs left without a record (interrupted removes). */
+  async init(): Promise<void> {
+    await mkdir(join(this.root, 'snapshots'), { recursive: true, mode: 0o711 });
+    this.store = new MetaStore(this.root);
+    const ids = this.store.ids();
+    for (const name of await readdir(join(this.root, 'snapshots'))) {
+      if (!/^[0-9]+$/.test(name) || !ids.has(Number(name))) {
+        await rm(join(this.root, 'snapshots', name), { recursive: true, force: true });
+      }
+    }
+  }
+
+  close(): void {
+    this.store?.close();
+    this.store = null;
+  }
+
+  protected get meta(): MetaStore {
+    if (!this.store) throw errors.failedPrecondition('snapshot.not_initialized', 'snapshotter not initialized (call init())');
+    return this.store;
+  }
+
+  protected snapDir(id: number): string {
+    return join(this.root, 'snapshots', String(id));
+  }
+
+  protected fsDir(id: number): string {
+    return join(this.snapDir(id), 'fs');
+  }
+
+  protected workDir(id: number): string {
+    return join(this.snapDir(id), 'work');
+  }
+
+  /** Creates the directories of a new snapshot; `parents` is the chain, newest first. */
+  protected abstract createDirs(row: SnapshotRow, parents: SnapshotRow[]): Promise<void>;
+  protected abstract mountsOf(row: SnapshotRow, parents: SnapshotRow[]): Mount[];
+  protected abstract applyTargetOf(row: SnapshotRow, parents: SnapshotRow[]): ApplyTarget;
+
+  async prepare(key: string, parent?: string, labels: Record<string, string> = {}): Promise<Mount[]> {
+    return this.create('active', key, parent, labels);
+  }
+
+  async view(key: string, parent?: string, labels: Record<string, string> = {}): Promise<Mount[]> {
+    return this.create('view', key, parent, labels);
+  }
+
+  private async create(kind: 'active' | 'view', key: string, parent: string | undefined, labels: Record<string, string>): Promise<Mount[]> {
+    const row = this.meta.create(key, parent, kind, labels);
+    try {
+      const parents = this.meta.chain(row.parent);
+      await this.createDirs(row, parents);
+      return this.mountsOf(row, parents);
+    } catch (err) {
+      // Leave nothing behind: no record, no directory.
+      this.meta.remove(key);
+      await rm(this.snapDir(row.id), { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  async commit(name: string, key: string, labels?: Record<string, string>): Promise<void> {
+    const row = this.meta.mustGet(key);
+    if (row.kind !== 'active') {
+      throw errors.failedPrecondition('snapshot.not_active', `snapshot ${JSON.stringify(key)} is ${row.kind}, not active`);
+    }
+    const usage = await diskUsage(this.fsDir(row.id));
+    this.meta.commit(name, key, labels, usage);
+    // The workdir only serves mounts of the active snapshot.
+    await rm(this.workDir(row.id), { recursive: true, force: true });
+  }
+
+  async mounts(key: string): Promise<Mount[]> {
+    const row = this.meta.mustGet(key);
+    if (row.kind === 'committed') {
+      throw errors.failedPrecondition('snapshot.committed', `snapshot ${JSON.stringify(key)} is committed; create a view or an active snapshot on it`);
+    }
+    return this.mountsOf(row, this.meta.chain(row.parent));
+  }
+
+  async applyTarget(key: string): Promise<ApplyTarget> {
+    const row = this.meta.mustGet(key);
+    if (row.kind !== 'active') {
+      throw errors.failedPrecondition('snapshot.not_active', `snapshot ${JSON.stringify(key)} is ${row.kind}, not active`);
+    }
+    return this.applyTargetOf(row, this.meta.chain(row.parent));
+  }
+
+  async remove(key: string): Promise<void> {
+    const row = this.meta.remove(key);
+    await rm(this.snapDir(row.id), { recursive: true, force: true });
+  }
+
+  async stat(key: string): Promise<SnapshotInfo> {
+    return toInfo(this.meta.mustGet(key));
+  }
+
+  async list(): Promise<SnapshotInfo[]> {
+    return this.meta.all().map(toInfo);
+  }
+
+  async usage(key: string): Promise<SnapshotUsage> {
+    const row = this.meta.mustGet(key);
+    if (row.kind === 'committed' && row.size !== null && row.inodes !== null) return { size: row.size, inodes: row.inodes };
+    return diskUsage(this.snapDir(row.id));
+  }
+
+  async totalUsage(): Promise<SnapshotUsage> {
+    return diskUsage(this.root);
+  }
+}

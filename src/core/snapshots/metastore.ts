@@ -1,0 +1,163 @@
+/**
+ * Snapshot metadata in `<snapshotter root>/metadata.db` (SQLite, WAL, every change in one
+ * transaction).
+ *
+ *   CREATE TABLE snapshots (
+ *     id      INTEGER PRIMARY KEY AUTOINCREMENT, -- short id: the directory snapshots/<id>
+ *     key     TEXT NOT NULL UNIQUE,              -- active/view key, or committed name
+ *     parent  TEXT,                              -- name of the committed parent (NULL: base)
+ *     kind    TEXT NOT NULL,                     -- 'active' | 'view' | 'committed'
+ *     created INTEGER NOT NULL,                  -- unix ms
+ *     updated INTEGER NOT NULL,                  -- unix ms
+ *     labels  TEXT NOT NULL DEFAULT '{}',        -- JSON object of string → string
+ *     size    INTEGER,                           -- usage, fixed at commit (committed only)
+ *     inodes  INTEGER
+ *   );
+ *   CREATE INDEX snapshots_parent ON snapshots(parent);
+ *
+ * Parents are referenced by name: only committed snapshots can be parents and their names
+ * never change, so the reference stays valid; a snapshot with children cannot be removed.
+ */
+import Database from 'better-sqlite3';
+import { join } from 'node:path';
+import { errors } from '../../errors.js';
+import type { SnapshotInfo, SnapshotKind, SnapshotUsage } from './types.js';
+
+export interface SnapshotRow {
+  id: number;
+  key: string;
+  parent: string | null;
+  kind: SnapshotKind;
+  created: number;
+  updated: number;
+  labels: string;
+  size: number | null;
+  inodes: number | null;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS snapshots (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  key     TEXT NOT NULL UNIQUE,
+  parent  TEXT,
+  kind    TEXT NOT NULL CHECK (kind IN ('active', 'view', 'committed')),
+  created INTEGER NOT NULL,
+  updated INTEGER NOT NULL,
+  labels  TEXT NOT NULL DEFAULT '{}',
+  size    INTEGER,
+  inodes  INTEGER
+);
+CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent);
+`;
+
+export function toInfo(row: SnapshotRow): SnapshotInfo {
+  const info: SnapshotInfo = {
+    key: row.key,
+    kind: row.kind,
+    created: new Date(row.created),
+    updated: new Date(row.updated),
+    labels: JSON.parse(row.labels) as Record<string, string>,
+  };
+  if (row.parent !== null) info.parent = row.parent;
+  return info;
+}
+
+export function validateKey(key: string, what = 'key'): void {
+  if (typeof key !== 'string' || key.length === 0 || key.length > 4096 || key.includes('\0')) {
+    throw errors.invalidArgument('snapshot.invalid_key', `invalid snapshot ${what} ${JSON.stringify(key)}`);
+  }
+}
+
+export class MetaStore {
+  private readonly db: Database.Database;
+
+  constructor(root: string) {
+    this.db = new Database(join(root, 'metadata.db'));
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.exec(SCHEMA);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+
+  get(key: string): SnapshotRow | undefined {
+    return this.db.prepare('SELECT * FROM snapshots WHERE key = ?').get(key) as SnapshotRow | undefined;
+  }
+
+  mustGet(key: string): SnapshotRow {
+    const row = this.get(key);
+    if (!row) throw errors.notFound('snapshot.not_found', `snapshot ${JSON.stringify(key)} not found`);
+    return row;
+  }
+
+  all(): SnapshotRow[] {
+    return this.db.prepare('SELECT * FROM snapshots ORDER BY id').all() as SnapshotRow[];
+  }
+
+  /** Ancestors of a committed snapshot, starting with itself (newest first). */
+  chain(name: string | null): SnapshotRow[] {
+    const out: SnapshotRow[] = [];
+    let cur = name;
+    while (cur !== null) {
+      const row = this.mustGet(cur);
+      out.push(row);
+      cur = row.parent;
+    }
+    return out;
+  }
+
+  /** Inserts a new active/view snapshot; checks the parent is committed and the key free. */
+  create(key: string, parent: string | undefined, kind: 'active' | 'view', labels: Record<string, string>): SnapshotRow {
+    validateKey(key);
+    return this.db.transaction(() => {
+      if (this.get(key)) throw errors.alreadyExists('snapshot.exists', `snapshot ${JSON.stringify(key)} already exists`);
+      if (parent !== undefined) {
+        const p = this.get(parent);
+        if (!p) throw errors.notFound('snapshot.parent_not_found', `parent snapshot ${JSON.stringify(parent)} not found`);
+        if (p.kind !== 'committed') {
+          throw errors.failedPrecondition('snapshot.parent_not_committed', `parent ${JSON.stringify(parent)} is not committed`);
+        }
+      }
+      const now = Date.now();
+      this.db
+        .prepare('INSERT INTO snapshots (key, parent, kind, created, updated, labels) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(key, parent ?? null, kind, now, now, JSON.stringify(labels));
+      return this.mustGet(key);
+    })();
+  }
+
+  /** active `key` → committed `name`, keeping its id (and so its directory). */
+  commit(name: string, key: string, labels: Record<string, string> | undefined, usage: SnapshotUsage): void {
+    validateKey(name, 'name');
+    this.db.transaction(() => {
+      const row = this.mustGet(key);
+      if (row.kind !== 'active') {
+        throw errors.failedPrecondition('snapshot.not_active', `snapshot ${JSON.stringify(key)} is ${row.kind}, not active`);
+      }
+      if (this.get(name)) throw errors.alreadyExists('snapshot.exists', `snapshot ${JSON.stringify(name)} already exists`);
+      const merged = labels === undefined ? row.labels : JSON.stringify({ ...(JSON.parse(row.labels) as object), ...labels });
+      this.db
+        .prepare("UPDATE snapshots SET key = ?, kind = 'committed', updated = ?, labels = ?, size = ?, inodes = ? WHERE id = ?")
+        .run(name, Date.now(), merged, usage.size, usage.inodes, row.id);
+    })();
+  }
+
+  /** Deletes the record (refused while children exist); returns it so its dir can be removed. */
+  remove(key: string): SnapshotRow {
+    return this.db.transaction(() => {
+      const row = this.mustGet(key);
+      const child = this.db.prepare('SELECT key FROM snapshots WHERE parent = ? LIMIT 1').get(key) as { key: string } | undefined;
+      if (child) {
+        throw errors.failedPrecondition('snapshot.has_children', `snapshot ${JSON.stringify(key)} has child ${JSON.stringify(child.key)}`);
+      }
+      this.db.prepare('DELETE FROM snapshots WHERE id = ?').run(row.id);
+      return row;
+    })();
+  }
+
+  ids(): Set<number> {
+    return new Set((this.db.prepare('SELECT id FROM snapshots').all() as Array<{ id: number }>).map((r) => r.id));
+  }
+}

@@ -1,0 +1,59 @@
+/** Snapshotter interface (containerd-like) shared by the overlayfs and native drivers. */
+
+/** Same shape as containerd.types.Mount. */
+export interface Mount {
+  type: string;
+  source: string;
+  /** Optional sub-path below the mount target (containerd 2 semantics). */
+  target?: string;
+  options: string[];
+}
+
+export type SnapshotKind = 'active' | 'view' | 'committed';
+
+export interface SnapshotInfo {
+  /** Key of an active/view snapshot, or the name of a committed one. */
+  key: string;
+  /** Name of the committed parent, if any. */
+  parent?: string;
+  kind: SnapshotKind;
+  created: Date;
+  updated: Date;
+  labels: Record<string, string>;
+}
+
+export interface SnapshotUsage {
+  /** Bytes allocated on disk (st_blocks * 512), hard links counted once. */
+  size: number;
+  inodes: number;
+}
+
+export type DriverName = 'overlayfs' | 'native';
+
+/** Where and how a layer is written into an active snapshot (berth extension for unpacking). */
+export interface ApplyTarget {
+  /** Directory the layer's entries go into (overlay: the upper dir; native: the full copy). */
+  dir: string;
+  /** Whiteout representation expected by this driver. */
+  mode: 'overlay' | 'native';
+  /** overlay: the parent chain's layer dirs, newest first. */
+  lowers: string[];
+}
+
+export interface Snapshotter {
+  readonly driver: DriverName;
+  /** Directory holding this snapshotter's metadata and snapshot dirs. */
+  readonly root: string;
+  prepare(key: string, parent?: string, labels?: Record<string, string>): Promise<Mount[]>;
+  view(key: string, parent?: string, labels?: Record<string, string>): Promise<Mount[]>;
+  commit(name: string, key: string, labels?: Record<string, string>): Promise<void>;
+  mounts(key: string): Promise<Mount[]>;
+  remove(key: string): Promise<void>;
+  stat(key: string): Promise<SnapshotInfo>;
+  list(): Promise<SnapshotInfo[]>;
+  usage(key: string): Promise<SnapshotUsage>;
+  /** Bytes and inodes used under the snapshot root (ImageFsInfo). */
+  totalUsage(): Promise<SnapshotUsage>;
+  applyTarget(key: string): Promise<ApplyTarget>;
+  close(): void;
+}

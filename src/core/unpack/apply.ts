@@ -1,0 +1,339 @@
+/**
+ * applyLayer: extracts one uncompressed layer tar into a directory, computing its diffID.
+ *
+ * tar-stream only parses; every filesystem write is done here, confined to the root through
+ * RootResolver (see resolve.ts). Rules that keep a hostile layer inside the root:
+ *  - entry paths are cleaned lexically against the root ("..", "/abs" stay inside);
+ *  - parent directories are resolved component by component with lstat, symlinks followed
+ *    only within the root; the final component is never followed (existing entries are removed
+ *    first, files are opened O_EXCL|O_NOFOLLOW);
+ *  - ownership/mode/xattrs/times go through the file handle or l* calls, never through a link;
+ *  - hard links only to existing non-directory entries resolved inside the root;
+ *  - uid/gid are unsigned 32-bit integers, anything else is rejected.
+ *
+ * Whiteouts: in `overlay` mode `.wh.NAME` becomes a 0/0 char device and `.wh..wh..opq` sets
+ * trusted.overlay.opaque=y (the overlay kernel driver applies them); in `native` mode the root
+ * already holds a copy of the lower layers, so NAME is deleted and an opaque dir loses every
+ * child not written by this same layer.
+ */
+import { createHash } from 'node:crypto';
+import { constants as fsc, type Stats } from 'node:fs';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, symlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { Transform, type Readable, type TransformCallback } from 'node:stream';
+import tar from 'tar-stream';
+import { errors, isBerthError } from '../../errors.js';
+import { RootResolver, cleanComponents, joinRel, removeAll, OPAQUE_XATTR } from './resolve.js';
+import { lsetxattr, mknod, S_IFBLK, S_IFCHR, S_IFIFO } from './sys.js';
+import { parseWhiteout } from './whiteout.js';
+
+export type WhiteoutMode = 'overlay' | 'native';
+
+export interface ApplyOptions {
+  /** How whiteouts are written (default 'native'). */
+  mode?: WhiteoutMode;
+  /** overlay mode: the lower layer dirs, newest first (for parent lookups). */
+  lowers?: readonly string[];
+}
+
+export interface ApplyResult {
+  /** Bytes of the uncompressed tar stream. */
+  bytes: number;
+  /** sha256 digest of the uncompressed tar stream (the layer's DiffID). */
+  diffID: string;
+}
+
+/** Extended tar header as produced by tar-stream (its typings omit `pax`). */
+type Header = Omit<tar.Header, 'pax' | 'type'> & { pax?: Record<string, string> | null; type: tar.Header['type'] | null };
+
+type Body = AsyncIterable<Uint8Array>;
+
+const PATH_MAX = 4096;
+const MAX_ID = 0xfffffffe; // 0xffffffff means "unchanged" to chown(2)
+
+/** Parses a uid/gid strictly as an unsigned 32-bit integer. */
+export function parseId(value: unknown, what: string): number {
+  let n: number;
+  if (typeof value === 'number') n = value;
+  else if (typeof value === 'string' && /^[0-9]{1,10}$/.test(value)) n = Number(value);
+  else n = NaN;
+  if (!Number.isSafeInteger(n) || n < 0 || n > MAX_ID) {
+    throw errors.invalidArgument('unpack.bad_id', `invalid ${what} ${JSON.stringify(value)} (must be 0..${MAX_ID})`);
+  }
+  return n;
+}
+
+function mtimeOf(h: Header): number {
+  const pax = h.pax?.mtime;
+  if (pax !== undefined && /^-?[0-9]+(\.[0-9]+)?$/.test(pax)) return Number(pax);
+  return h.mtime ? h.mtime.getTime() / 1000 : 0;
+}
+
+/** xattrs from PAX records: SCHILY.xattr.NAME=value and LIBARCHIVE.xattr.NAME(url-enc)=base64. */
+function xattrsOf(h: Header): Array<[string, Buffer]> {
+  const out: Array<[string, Buffer]> = [];
+  for (const [k, v] of Object.entries(h.pax ?? {})) {
+    let name: string;
+    let value: Buffer;
+    if (k.startsWith('SCHILY.xattr.')) {
+      name = k.slice('SCHILY.xattr.'.length);
+      // tar-stream decodes PAX values as UTF-8; non-UTF-8 binary values cannot be recovered.
+      value = Buffer.from(v, 'utf8');
+    } else if (k.startsWith('LIBARCHIVE.xattr.')) {
+      name = decodeURIComponent(k.slice('LIBARCHIVE.xattr.'.length));
+      value = Buffer.from(v, 'base64');
+    } else continue;
+    // Overlay's own attributes would let a layer forge opaque dirs or redirects.
+    if (name.startsWith('trusted.overlay.')) continue;
+    out.push([name, value]);
+  }
+  return out;
+}
+
+function setXattrs(abs: string, xattrs: Array<[string, Buffer]>): void {
+  for (const [name, value] of xattrs) {
+    try {
+      lsetxattr(abs, name, value);
+    } catch (err) {
+      // The filesystem or file type may not support the namespace (e.g. user.* on a fifo).
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
+    }
+  }
+}
+
+class Hasher extends Transform {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
+    this.hash.update(chunk);
+    this.bytes += chunk.length;
+    cb(null, chunk);
+  }
+}
+
+async function lstatOrNull(abs: string): Promise<Stats | null> {
+  try {
+    return await lstat(abs);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+class LayerWriter {
+  private readonly resolver: RootResolver;
+  private readonly mode: WhiteoutMode;
+  /** Paths written by this layer (native opaque dirs keep them). */
+  private readonly written = new Set<string>();
+  /** Directory times are set last: creating children changes them. */
+  private readonly dirTimes: Array<[string, number]> = [];
+
+  constructor(private readonly root: string, opts: ApplyOptions) {
+    this.mode = opts.mode ?? 'native';
+    this.resolver = new RootResolver(root, this.mode === 'overlay' ? opts.lowers ?? [] : []);
+  }
+
+  async entry(h: Header, body: Body): Promise<void> {
+    // PATH_MAX: longer names cannot be created anyway, and the cap bounds per-entry path work.
+    if (Buffer.byteLength(h.name) > PATH_MAX || Buffer.byteLength(h.linkname ?? '') > PATH_MAX) {
+      throw errors.invalidArgument('unpack.path_too_long', `layer entry name or link target longer than ${PATH_MAX} bytes`);
+    }
+    const comps = cleanComponents(h.name);
+    const base = comps.length > 0 ? comps[comps.length - 1]! : '';
+    const wh = parseWhiteout(base);
+    if (wh.kind !== 'none') {
+      await drain(body);
+      const parent = await this.resolver.resolveDir(comps.slice(0, -1), true);
+      if (wh.kind === 'opaque') await this.opaque(parent!);
+      else if (wh.kind === 'delete') await this.whiteout(parent!, wh.name);
+      return;
+    }
+
+    if (comps.length === 0) {
+      // The root itself ("./"): only directory metadata applies; anything else (e.g. a
+      // symlink named ".") would replace the root and redirect every later entry.
+      if (h.type !== 'directory') {
+        throw errors.invalidArgument('unpack.invalid_path', `layer entry ${JSON.stringify(h.name)} of type ${h.type} names the root`);
+      }
+      await drain(body);
+      await this.setMeta(this.root, h, true);
+      return;
+    }
+
+    const parent = (await this.resolver.resolveDir(comps.slice(0, -1), true))!;
+    const real = joinRel(parent, base);
+    const abs = join(this.root, real);
+    this.resolver.forget(parent, base);
+
+    switch (h.type) {
+      case 'directory': {
+        await drain(body);
+        const st = await lstatOrNull(abs);
+        if (!st?.isDirectory()) {
+          if (st) await this.remove(abs, st);
+          await mkdir(abs, { mode: 0o700 });
+        }
+        await this.setMeta(abs, h, true);
+        break;
+      }
+      case 'file':
+      case 'contiguous-file':
+      case null:
+      case undefined:
+        await this.replace(abs);
+        await this.writeFile(abs, h, body);
+        break;
+      case 'symlink':
+        await drain(body);
+        await this.replace(abs);
+        await symlink(h.linkname ?? '', abs);
+        await this.setMeta(abs, h, false);
+        break;
+      case 'link':
+        await drain(body);
+        await this.hardlink(real, abs, h.linkname ?? '');
+        break;
+      case 'character-device':
+      case 'block-device':
+      case 'fifo': {
+        await drain(body);
+        await this.replace(abs);
+        const kind = h.type === 'fifo' ? S_IFIFO : h.type === 'block-device' ? S_IFBLK : S_IFCHR;
+        mknod(abs, kind | ((h.mode ?? 0) & 0o777), h.devmajor ?? 0, h.devminor ?? 0);
+        await this.setMeta(abs, h, false);
+        break;
+      }
+      default:
+        throw errors.invalidArgument('unpack.unsupported_entry', `unsupported tar entry type ${String(h.type)} for ${JSON.stringify(h.name)}`);
+    }
+    this.written.add(real);
+  }
+
+  /** Sets the directory times collected during extraction (children no longer change them). */
+  async finish(): Promise<void> {
+    for (const [abs, t] of this.dirTimes) {
+      try {
+        await lutimes(abs, t, t);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+  }
+
+  /** Removes whatever is at `abs` (a later entry with the same name wins). */
+  private async replace(abs: string): Promise<void> {
+    const st = await lstatOrNull(abs);
+    if (st) await this.remove(abs, st);
+  }
+
+  private async remove(abs: string, st: Stats): Promise<void> {
+    await removeAll(abs);
+    if (st.isDirectory() || st.isSymbolicLink()) this.resolver.invalidate();
+  }
+
+  private async writeFile(abs: string, h: Header, body: Body): Promise<void> {
+    const fh = await open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    try {
+      for await (const chunk of body) await fh.write(chunk);
+      // chown first: it clears setuid/setgid and file capabilities, which come after.
+      await fh.chown(parseId(h.pax?.uid ?? h.uid ?? 0, 'uid'), parseId(h.pax?.gid ?? h.gid ?? 0, 'gid'));
+      await fh.chmod((h.mode ?? 0o644) & 0o7777);
+      setXattrs(abs, xattrsOf(h));
+      const t = mtimeOf(h);
+      await fh.utimes(t, t);
+    } finally {
+      await fh.close();
+    }
+  }
+
+  /** Owner, mode (not for symlinks), xattrs and times of a non-regular entry, never via a link. */
+  private async setMeta(abs: string, h: Header, isDir: boolean): Promise<void> {
+    await lchown(abs, parseId(h.pax?.uid ?? h.uid ?? 0, 'uid'), parseId(h.pax?.gid ?? h.gid ?? 0, 'gid'));
+    const st = await lstat(abs);
+    if (!st.isSymbolicLink()) await chmod(abs, (h.mode ?? (isDir ? 0o755 : 0o644)) & 0o7777);
+    setXattrs(abs, xattrsOf(h));
+    const t = mtimeOf(h);
+    if (isDir) this.dirTimes.push([abs, t]);
+    else await lutimes(abs, t, t);
+  }
+
+  private async hardlink(real: string, abs: string, linkname: string): Promise<void> {
+    const target = cleanComponents(linkname);
+    const fail = (why: string) =>
+      errors.invalidArgument('unpack.bad_hardlink', `hard link ${JSON.stringify(real)} -> ${JSON.stringify(linkname)}: ${why}`);
+    if (target.length === 0) throw fail('target is the root');
+    // Resolve without creating anything: the target must already exist inside this root.
+    const parent = await this.resolver.resolveDir(target.slice(0, -1), false);
+    if (parent === null) throw fail('target not found in layer');
+    const targetReal = joinRel(parent, target[target.length - 1]!);
+    if (targetReal === real) return;
+    const tabs = join(this.root, targetReal);
+    const st = await lstatOrNull(tabs);
+    if (!st) throw fail('target not found in layer');
+    if (st.isDirectory()) throw fail('target is a directory');
+    await this.replace(abs);
+    // link(2) does not follow a symlink target, so this never reaches outside the root.
+    await link(tabs, abs);
+  }
+
+  private async opaque(parent: string): Promise<void> {
+    const dir = join(this.root, parent);
+    if (this.mode === 'overlay') {
+      lsetxattr(dir, OPAQUE_XATTR, Buffer.from('y'));
+      this.resolver.markOpaque(parent);
+      return;
+    }
+    for (const name of await readdir(dir)) {
+      const child = joinRel(parent, name);
+      if (!this.written.has(child)) await removeAll(join(dir, name));
+    }
+    this.resolver.invalidate();
+  }
+
+  private async whiteout(parent: string, name: string): Promise<void> {
+    const abs = join(this.root, parent, name);
+    const st = await lstatOrNull(abs);
+    if (st) await this.remove(abs, st);
+    if (this.mode === 'overlay') {
+      mknod(abs, S_IFCHR, 0, 0);
+      this.resolver.invalidate();
+    }
+    this.written.delete(joinRel(parent, name));
+  }
+}
+
+async function drain(body: Body): Promise<void> {
+  for await (const _ of body) {
+    // discard
+  }
+}
+
+/**
+ * Extracts the uncompressed layer tar `tarStream` into `root` and returns its size and diffID.
+ * On error the root is left partially written; the caller discards the snapshot.
+ */
+export async function applyLayer(tarStream: Readable, root: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
+  const hasher = new Hasher();
+  const extract = tar.extract();
+  const writer = new LayerWriter(root, opts);
+  const piping = pipeline(tarStream, hasher, extract);
+  piping.catch(() => {});
+  try {
+    for await (const entry of extract) {
+      await writer.entry(entry.header as Header, entry as unknown as Body);
+    }
+    await piping;
+    await writer.finish();
+  } catch (err) {
+    tarStream.destroy();
+    if (isBerthError(err)) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === undefined && err instanceof Error && /tar|header/i.test(err.message)) {
+      throw errors.invalidArgument('unpack.bad_tar', `invalid layer tar: ${err.message}`, err);
+    }
+    throw err;
+  }
+  return { bytes: hasher.bytes, diffID: 'sha256:' + hasher.hash.digest('hex') };
+}

@@ -1,0 +1,242 @@
+/**
+ * Resolution of archive paths to real directories inside an extraction root, never leaving it.
+ *
+ * Every parent component is looked up with lstat, component by component; a symlink found on
+ * the way is followed *as if the root were "/"*: absolute targets restart at the root and ".."
+ * stops at the root, so a link planted by an earlier entry or layer (`x -> /etc`, `x -> ..`)
+ * can never redirect a write to the host. Results are cached per directory so each entry costs
+ * O(1) syscalls amortized and O(path length) work (linear time in the layer size); the cache is
+ * dropped whenever an entry removes or replaces a directory or symlink. Entry names are capped
+ * at PATH_MAX by the caller, which bounds the kernel's own per-path work.
+ *
+ * In overlay mode the root is an empty upper dir over read-only lower layers (newest first).
+ * A parent missing in the upper dir is looked up in the lowers (honouring whiteouts and opaque
+ * dirs); a lower directory is re-created in the upper dir with the same owner and mode, and a
+ * lower symlink is followed with the same root-confined rules.
+ */
+import { lstat, mkdir, readlink, chmod, lchown, rm, unlink } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import { join } from 'node:path';
+import { errors } from '../../errors.js';
+import { lgetxattr, lsetxattr } from './sys.js';
+
+/** Max symlinks followed while resolving one path (same bound as the kernel's ELOOP). */
+const MAX_LINK_HOPS = 40;
+
+export const OPAQUE_XATTR = 'trusted.overlay.opaque';
+
+/**
+ * Splits an archive path into clean components relative to the root: empty and "." parts are
+ * dropped, ".." pops (never above the root), a leading "/" is ignored.
+ */
+export function cleanComponents(path: string, base: readonly string[] = []): string[] {
+  if (path.includes('\0')) throw errors.invalidArgument('unpack.invalid_path', `path contains NUL: ${JSON.stringify(path)}`);
+  const out = [...base];
+  if (path.startsWith('/')) out.length = 0;
+  for (const part of path.split('/')) {
+    if (part === '' || part === '.') continue;
+    if (part === '..') out.pop();
+    else out.push(part);
+  }
+  return out;
+}
+
+export function joinRel(parent: string, name: string): string {
+  return parent === '' ? name : `${parent}/${name}`;
+}
+
+function isWhiteoutDevice(st: Stats): boolean {
+  return st.isCharacterDevice() && st.rdev === 0;
+}
+
+async function lstatOrNull(path: string): Promise<Stats | null> {
+  try {
+    return await lstat(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return null;
+    throw err;
+  }
+}
+
+function isOpaque(path: string): boolean {
+  const v = lgetxattr(path, OPAQUE_XATTR);
+  return v !== null && v.toString() === 'y';
+}
+
+type LowerHit =
+  | { kind: 'dir'; st: Stats; layers: number[] }
+  | { kind: 'symlink'; target: string }
+  | { kind: 'other' };
+
+/** A resolved real directory; `children` maps a lexical child name to where it resolves. */
+interface DirNode {
+  real: string;
+  children: Map<string, DirNode>;
+  /** Indices of the lower layers whose directory at `real` merges into it (overlay mode). */
+  layers: number[];
+}
+
+export class RootResolver {
+  /**
+   * Resolved directories as a trie: a lookup walks one map entry per component, so resolving a
+   * path costs O(path length) once its directories are known (no per-entry prefix re-hashing).
+   */
+  private top!: DirNode;
+  /** real path → node, so symlinks to an already-known directory share its node. */
+  private nodes = new Map<string, DirNode>();
+  /** Number of lstat calls made in the upper dir (exposed to check the linear-time bound). */
+  lstatCalls = 0;
+
+  constructor(
+    readonly root: string,
+    private readonly lowers: readonly string[] = [],
+  ) {
+    this.invalidate();
+  }
+
+  /** Forget cached resolutions (after a directory or symlink was removed or replaced). */
+  invalidate(): void {
+    this.top = { real: '', children: new Map(), layers: this.lowers.map((_, i) => i) };
+    this.nodes = new Map([['', this.top]]);
+  }
+
+  /**
+   * Drops the cached resolution of parent/name: an entry is being written there, which may now
+   * shadow what it resolved to before (e.g. a new upper dir over a lower-layer symlink).
+   */
+  forget(parent: string, name: string): void {
+    this.nodes.get(parent)?.children.delete(name);
+  }
+
+  /** Marks a real dir as opaque: no lower layer merges into it any more. */
+  markOpaque(real: string): void {
+    const n = this.nodes.get(real);
+    if (n) n.layers = [];
+  }
+
+  /**
+   * Resolves the directory named by `comps` to a real path relative to the root. With
+   * `create`, missing directories are created (in the upper dir); without, null is returned
+   * when something is missing (used for hard link targets, which must already exist).
+   */
+  async resolveDir(comps: readonly string[], create: boolean): Promise<string | null> {
+    const n = await this.walk(comps, create, { n: 0 });
+    return n === null ? null : n.real;
+  }
+
+  private async walk(comps: readonly string[], create: boolean, hops: { n: number }): Promise<DirNode | null> {
+    let node = this.top;
+    for (const name of comps) {
+      let next = node.children.get(name);
+      if (next === undefined) {
+        const stepped = await this.step(node, name, create, hops);
+        if (stepped === null) return null;
+        next = stepped;
+        node.children.set(name, next);
+      }
+      node = next;
+    }
+    return node;
+  }
+
+  private known(real: string, layers: number[]): DirNode {
+    let n = this.nodes.get(real);
+    if (!n) {
+      n = { real, children: new Map(), layers };
+      this.nodes.set(real, n);
+    }
+    return n;
+  }
+
+  /** Resolves one component below an already resolved directory. */
+  private async step(parentNode: DirNode, name: string, create: boolean, hops: { n: number }): Promise<DirNode | null> {
+    const parent = parentNode.real;
+    const real = joinRel(parent, name);
+    const abs = join(this.root, real);
+
+    this.lstatCalls++;
+    const st = await lstatOrNull(abs);
+    if (st?.isDirectory()) {
+      const known = this.nodes.get(real);
+      return known ?? this.known(real, await this.mergedLayers(parentNode, name, abs));
+    }
+    if (st?.isSymbolicLink()) return this.follow(parent, await readlink(abs), create, hops);
+    if (st && this.lowers.length > 0 && isWhiteoutDevice(st)) {
+      // Deleted earlier in this layer, now needed as a directory again: an opaque new dir.
+      if (!create) return null;
+      await unlink(abs);
+      await mkdir(abs, { mode: 0o755 });
+      lsetxattr(abs, OPAQUE_XATTR, Buffer.from('y'));
+      return this.known(real, []);
+    }
+    if (st) {
+      throw errors.invalidArgument('unpack.not_a_directory', `layer path "${real}" is used as a directory but is not one`);
+    }
+    const hit = await this.lookupLower(parentNode, name);
+    if (hit?.kind === 'symlink') return this.follow(parent, hit.target, create, hops);
+    if (hit?.kind === 'other') {
+      throw errors.invalidArgument('unpack.not_a_directory', `layer path "${real}" is used as a directory but is not one`);
+    }
+    if (!create) return null;
+    await mkdir(abs, { mode: 0o755 });
+    if (hit?.kind === 'dir') {
+      // Keep the lower directory's owner and mode visible in the merged view.
+      await lchown(abs, hit.st.uid, hit.st.gid);
+      await chmod(abs, hit.st.mode & 0o7777);
+    }
+    return this.known(real, hit?.kind === 'dir' ? hit.layers : []);
+  }
+
+  private async follow(parent: string, target: string, create: boolean, hops: { n: number }): Promise<DirNode | null> {
+    if (++hops.n > MAX_LINK_HOPS) {
+      throw errors.invalidArgument('unpack.too_many_links', `too many levels of symbolic links resolving "${target}"`);
+    }
+    const base = parent === '' ? [] : parent.split('/');
+    return this.walk(cleanComponents(target, base), create, hops);
+  }
+
+  /** Lower layers merging into the existing upper dir at `abs` (empty when opaque or no lowers). */
+  private async mergedLayers(parentNode: DirNode, name: string, abs: string): Promise<number[]> {
+    if (this.lowers.length === 0 || isOpaque(abs)) return [];
+    const hit = await this.lookupLower(parentNode, name);
+    return hit?.kind === 'dir' ? hit.layers : [];
+  }
+
+  /**
+   * The topmost lower entry at parent/name in the merged view of the lower layers, or null when
+   * absent or whited out. Only layers where `parent` is a real directory are consulted, so an
+   * lstat here never traverses a symlink inside a lower layer.
+   */
+  private async lookupLower(parentNode: DirNode, name: string): Promise<LowerHit | null> {
+    const layers = parentNode.layers;
+    const parent = parentNode.real;
+    for (let k = 0; k < layers.length; k++) {
+      const idx = layers[k]!;
+      const p = join(this.lowers[idx]!, parent, name);
+      const st = await lstatOrNull(p);
+      if (!st) continue;
+      if (isWhiteoutDevice(st)) return null;
+      if (st.isSymbolicLink()) return { kind: 'symlink', target: await readlink(p) };
+      if (!st.isDirectory()) return { kind: 'other' };
+      const merged = [idx];
+      if (!isOpaque(p)) {
+        for (const j of layers.slice(k + 1)) {
+          const q = join(this.lowers[j]!, parent, name);
+          const sq = await lstatOrNull(q);
+          if (!sq) continue;
+          if (!sq.isDirectory()) break;
+          merged.push(j);
+          if (isOpaque(q)) break;
+        }
+      }
+      return { kind: 'dir', st, layers: merged };
+    }
+    return null;
+  }
+}
+
+/** rm -rf of one path inside the root without following a final symlink. */
+export async function removeAll(abs: string): Promise<void> {
+  await rm(abs, { recursive: true, force: true });
+}
