@@ -1,0 +1,142 @@
+/**
+ * Which URLs serve a registry host: configured mirrors first (in order), then the host itself.
+ *
+ * Scheme policy: plain http is used only for an endpoint the config names with `http://`, or
+ * for a loopback host; everything else is https. Redirects and token realms are held to the
+ * same policy (see `httpAllowed`), so a registry cannot downgrade us to cleartext elsewhere.
+ */
+import { isIP } from 'node:net';
+import { errors } from '../errors.js';
+
+export interface MirrorConfig {
+  /** Endpoint URLs, tried in order. Without a scheme, https is assumed. */
+  endpoints: string[];
+}
+
+/** Registry host (e.g. `docker.io`, `localhost:5000`, or `*` for every host) → its mirrors. */
+export type MirrorsConfig = Record<string, MirrorConfig>;
+
+export interface Endpoint {
+  /** API root, normally `<scheme>://<host>/v2`. */
+  url: URL;
+  /** `host[:port]` of the endpoint; what credentials and tokens are keyed on. */
+  host: string;
+  /** The registry host named in the image reference (`docker.io`, `quay.io`, …). */
+  upstream: string;
+  /** True for a configured mirror that is not the upstream host itself. */
+  mirror: boolean;
+}
+
+export const DOCKER_HUB_HOST = 'docker.io';
+export const DOCKER_HUB_ENDPOINT = 'https://registry-1.docker.io';
+const DOCKER_HUB_ALIASES = new Set(['docker.io', 'index.docker.io', 'registry-1.docker.io']);
+
+/** Host part without port or IPv6 brackets. */
+function hostname(hostAndPort: string): string {
+  if (hostAndPort.startsWith('[')) {
+    const end = hostAndPort.indexOf(']');
+    return end === -1 ? hostAndPort : hostAndPort.slice(1, end);
+  }
+  const colon = hostAndPort.lastIndexOf(':');
+  return colon === -1 ? hostAndPort : hostAndPort.slice(0, colon);
+}
+
+/** localhost, 127.0.0.0/8 or ::1 (with or without a port). */
+export function isLoopbackHost(hostAndPort: string): boolean {
+  const h = hostname(hostAndPort).toLowerCase();
+  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  if (isIP(h) === 6) return h === '::1' || h === '0:0:0:0:0:0:0:1';
+  return false;
+}
+
+/** Same registry, accounting for Docker Hub's several names. */
+export function sameRegistryHost(a: string, b: string): boolean {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  return x === y || (DOCKER_HUB_ALIASES.has(x) && DOCKER_HUB_ALIASES.has(y));
+}
+
+function parseEndpointUrl(raw: string, where: string): URL {
+  const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(raw) ? raw : `https://${raw}`;
+  let u: URL;
+  try {
+    u = new URL(withScheme);
+  } catch (cause) {
+    throw errors.invalidArgument('registry.invalid_endpoint', `invalid registry endpoint "${raw}" for ${where}`, cause);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw errors.invalidArgument('registry.invalid_endpoint', `registry endpoint "${raw}" for ${where} must be http(s)`);
+  }
+  if (u.username || u.password || u.search || u.hash) {
+    throw errors.invalidArgument('registry.invalid_endpoint', `registry endpoint "${raw}" for ${where} must not carry credentials, query or fragment`);
+  }
+  // A path other than "/" replaces the default "/v2" API root (as containerd's mirror config).
+  const path = u.pathname.replace(/\/+$/, '');
+  u.pathname = path === '' ? '/v2' : path;
+  return u;
+}
+
+export class RegistryHosts {
+  private readonly mirrors: MirrorsConfig;
+  /** Hosts the config names with an explicit http:// endpoint. */
+  private readonly plainHttpHosts = new Set<string>();
+
+  constructor(mirrors: MirrorsConfig = {}) {
+    this.mirrors = mirrors;
+    for (const [host, cfg] of Object.entries(mirrors)) {
+      for (const e of cfg.endpoints) {
+        const u = parseEndpointUrl(e, host); // validate eagerly: config errors surface at startup
+        if (u.protocol === 'http:') this.plainHttpHosts.add(u.host.toLowerCase());
+      }
+    }
+  }
+
+  /** May we talk plain http to this host (for redirects, token realms, endpoints)? */
+  httpAllowed(hostAndPort: string): boolean {
+    return isLoopbackHost(hostAndPort) || this.plainHttpHosts.has(hostAndPort.toLowerCase());
+  }
+
+  /** Throws unless `url` is https or an http URL the policy allows. */
+  checkScheme(url: URL, purpose: string): void {
+    if (url.protocol === 'https:') return;
+    if (url.protocol === 'http:' && this.httpAllowed(url.host)) return;
+    throw errors.permissionDenied(
+      'registry.insecure_url',
+      `refusing ${purpose} to ${url.protocol}//${url.host}: plain http is allowed only for loopback hosts and endpoints configured with http://`,
+    );
+  }
+
+  /** Endpoints for a registry host, in the order to try them. */
+  endpoints(upstream: string): Endpoint[] {
+    const cfg = this.mirrors[upstream] ?? this.mirrors['*'];
+    const out: Endpoint[] = [];
+    const seen = new Set<string>();
+    const add = (url: URL, mirror: boolean) => {
+      const key = url.href;
+      if (seen.has(key)) return;
+      seen.add(key);
+      out.push({ url, host: url.host, upstream, mirror });
+    };
+    for (const e of cfg?.endpoints ?? []) {
+      const url = parseEndpointUrl(e, upstream);
+      add(url, !sameRegistryHost(url.host, upstream));
+    }
+    add(this.upstreamUrl(upstream), false);
+    return out;
+  }
+
+  private upstreamUrl(upstream: string): URL {
+    if (upstream === DOCKER_HUB_HOST) return parseEndpointUrl(DOCKER_HUB_ENDPOINT, upstream);
+    const scheme = isLoopbackHost(upstream) ? 'http' : 'https';
+    return parseEndpointUrl(`${scheme}://${upstream}`, upstream);
+  }
+}
+
+/** URL of an API path on an endpoint; mirrors get `ns=<upstream>` so they know the source. */
+export function endpointUrl(endpoint: Endpoint, apiPath: string): URL {
+  const u = new URL(endpoint.url.href);
+  u.pathname = `${u.pathname}/${apiPath.replace(/^\/+/, '')}`;
+  if (endpoint.mirror) u.searchParams.set('ns', endpoint.upstream);
+  return u;
+}
