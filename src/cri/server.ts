@@ -1,0 +1,102 @@
+/**
+ * The CRI gRPC server: runtime.v1.RuntimeService and runtime.v1.ImageService on one unix socket.
+ * Handlers live one per file (image-pull.ts, version.ts, …); RPCs without a handler answer
+ * UNIMPLEMENTED naming the RPC.
+ */
+import * as grpc from '@grpc/grpc-js';
+import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import type { DescMessage, DescService, MessageInitShape, MessageShape } from '@bufbuild/protobuf';
+import type { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
+import { ImageService, RuntimeService } from '../api/cri/runtime/v1/api_pb.js';
+import { Berth } from '../api/berth/v1/berth_pb.js';
+import { errors } from '../errors.js';
+import type { Logger } from '../log.js';
+import { serviceDefinition } from './grpc.js';
+import { instrumentServerStream, instrumentUnary, type CallContext, type RpcObserver, type StreamHandler, type UnaryHandler } from './instrument.js';
+
+type Req<M extends GenServiceMethods[string]> = MessageShape<M['input'] & DescMessage>;
+type Res<M extends GenServiceMethods[string]> = MessageInitShape<M['output'] & DescMessage>;
+
+export type Handlers<S extends GenServiceMethods> = {
+  [K in keyof S]?: S[K]['methodKind'] extends 'unary'
+    ? (req: Req<S[K]>, ctx: CallContext) => Promise<Res<S[K]>>
+    : S[K]['methodKind'] extends 'server_streaming'
+      ? (req: Req<S[K]>, write: (msg: Res<S[K]>) => boolean, ctx: CallContext) => Promise<void>
+      : never;
+};
+
+export type RuntimeHandlers = Handlers<typeof RuntimeService extends GenService<infer S> ? S : never>;
+export type ImageHandlers = Handlers<typeof ImageService extends GenService<infer S> ? S : never>;
+export type BerthHandlers = Handlers<typeof Berth extends GenService<infer S> ? S : never>;
+
+function implementation(service: DescService, handlers: Record<string, unknown>, log: Logger, observer?: RpcObserver): grpc.UntypedServiceImplementation {
+  const impl: grpc.UntypedServiceImplementation = {};
+  for (const m of service.methods) {
+    const name = `${service.typeName}/${m.name}`;
+    const h = handlers[m.localName];
+    if (m.methodKind === 'unary') {
+      const fn: UnaryHandler = h
+        ? (h as UnaryHandler)
+        : async () => {
+            throw errors.unimplemented('rpc.unimplemented', `${name} is not implemented by berth yet`);
+          };
+      impl[m.localName] = instrumentUnary(name, fn, log, observer);
+    } else if (m.methodKind === 'server_streaming') {
+      const fn: StreamHandler = h
+        ? (h as StreamHandler)
+        : async () => {
+            throw errors.unimplemented('rpc.unimplemented', `${name} is not implemented by berth yet`);
+          };
+      impl[m.localName] = instrumentServerStream(name, fn, log, observer);
+    }
+  }
+  return impl;
+}
+
+export interface CriServer {
+  close(graceMs?: number): Promise<void>;
+}
+
+/** Start serving the CRI on a unix socket (mode 0660; parent directory 0711 at most). */
+export async function startCriServer(opts: {
+  socket: string;
+  runtime: RuntimeHandlers;
+  image: ImageHandlers;
+  berth: BerthHandlers;
+  log: Logger;
+  observer?: RpcObserver;
+}): Promise<CriServer> {
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': 16 * 1024 * 1024,
+    'grpc.max_send_message_length': 64 * 1024 * 1024,
+  });
+  server.addService(serviceDefinition(RuntimeService), implementation(RuntimeService, opts.runtime as Record<string, unknown>, opts.log, opts.observer));
+  server.addService(serviceDefinition(ImageService), implementation(ImageService, opts.image as Record<string, unknown>, opts.log, opts.observer));
+
+  server.addService(serviceDefinition(Berth), implementation(Berth, opts.berth as Record<string, unknown>, opts.log, opts.observer));
+
+  const dir = dirname(opts.socket);
+  mkdirSync(dir, { recursive: true, mode: 0o711 });
+  // Never widen a directory someone tightened; narrow a world-writable one.
+  if ((statSync(dir).mode & 0o022) !== 0) chmodSync(dir, 0o711);
+  rmSync(opts.socket, { force: true });
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix://${opts.socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+  );
+  chmodSync(opts.socket, 0o660);
+
+  return {
+    close: (graceMs = 10_000) =>
+      new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, graceMs);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      }).finally(() => rmSync(opts.socket, { force: true })),
+  };
+}

@@ -1,0 +1,124 @@
+/**
+ * Runs a real berthd (bin/berthd, the compiled daemon) on a temp socket with its own temp
+ * root and state, as the integration tests' system under test.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { connectCri, type CriClient } from '../../src/cri/client.js';
+
+/** The repository root (works from test/ via tsx and from dist/test/ after tsc). */
+export function repoRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(join(dir, 'package.json')) || existsSync(join(dir, 'tsconfig.json')) === false) {
+    const up = dirname(dir);
+    if (up === dir) throw new Error('repository root not found');
+    dir = up;
+  }
+  return dir;
+}
+
+export interface BerthdOptions {
+  /** Extra TOML appended to the generated config. */
+  extraToml?: string;
+  mirrors?: Record<string, string[]>;
+  logLevel?: string;
+}
+
+export interface TestBerthd {
+  dir: string;
+  root: string;
+  state: string;
+  socket: string;
+  configFile: string;
+  logFile: string;
+  cri: CriClient;
+  proc: ChildProcess;
+  /** SIGTERM and wait; returns the exit code. */
+  stop(): Promise<number | null>;
+  /** SIGKILL and wait (simulates a crash). */
+  kill9(): Promise<void>;
+  /** Start again on the same root/state/socket. */
+  restart(): Promise<void>;
+  /** stop + remove the temp dir (idempotent). */
+  cleanup(): Promise<void>;
+  log(): string;
+}
+
+async function waitForSocket(path: string, proc: ChildProcess, logFile: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null) throw new Error(`berthd exited with ${proc.exitCode}:\n${readFileSync(logFile, 'utf8')}`);
+    if (existsSync(path)) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`berthd did not create ${path} within ${timeoutMs} ms:\n${readFileSync(logFile, 'utf8')}`);
+}
+
+export async function startBerthd(o: BerthdOptions = {}): Promise<TestBerthd> {
+  const dir = mkdtempSync(join(tmpdir(), 'berthd-test-'));
+  const root = join(dir, 'root');
+  const state = join(dir, 'state');
+  const socket = join(state, 'berth.sock');
+  const configFile = join(dir, 'berth.toml');
+  const logFile = join(dir, 'berthd.log');
+  let toml = `root = "${root}"\nstate = "${state}"\nsocket = "${socket}"\nlog_level = "${o.logLevel ?? 'debug'}"\n`;
+  for (const [host, endpoints] of Object.entries(o.mirrors ?? {})) {
+    toml += `[registry.mirrors."${host}"]\nendpoints = [${endpoints.map((e) => JSON.stringify(e)).join(', ')}]\n`;
+  }
+  toml += o.extraToml ?? '';
+  writeFileSync(configFile, toml);
+  const bin = join(repoRoot(), 'bin', 'berthd');
+
+  const launch = async () => {
+    // A crashed daemon leaves its socket file behind: only a fresh one means "ready".
+    rmSync(socket, { force: true });
+    const fd = openSync(logFile, 'a');
+    const p = spawn(process.execPath, [bin, '--config', configFile], { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    await waitForSocket(socket, p, logFile);
+    return p;
+  };
+
+  const t: TestBerthd = {
+    dir,
+    root,
+    state,
+    socket,
+    configFile,
+    logFile,
+    proc: await launch(),
+    cri: connectCri(socket),
+    async stop() {
+      const p = t.proc;
+      if (p.exitCode !== null || p.signalCode !== null) return p.exitCode;
+      const done = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+      p.kill('SIGTERM');
+      const timer = setTimeout(() => p.kill('SIGKILL'), 15_000);
+      const code = await done;
+      clearTimeout(timer);
+      return code;
+    },
+    async kill9() {
+      const p = t.proc;
+      if (p.exitCode !== null || p.signalCode !== null) return;
+      const done = new Promise((r) => p.once('exit', r));
+      p.kill('SIGKILL');
+      await done;
+    },
+    async restart() {
+      t.cri.close();
+      t.proc = await launch();
+      t.cri = connectCri(socket);
+    },
+    async cleanup() {
+      t.cri.close();
+      await t.stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+    log: () => readFileSync(logFile, 'utf8'),
+  };
+  return t;
+}
