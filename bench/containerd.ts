@@ -1,0 +1,106 @@
+/**
+ * Starts Debian's containerd as a private instance (own root, state and sockets under a temp
+ * dir) with the CRI plugin on and the loopback test registry reachable over plain http
+ * through a hosts.toml in registry.config_path.
+ */
+import { spawn } from 'node:child_process';
+import { closeSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { cleanupDir, stopProcess, waitForCri, type DaemonHandle } from './daemon-util.js';
+
+export interface ContainerdOptions {
+  /** '127.0.0.1:PORT' of the plain-http registry. */
+  registryHost: string;
+  binary?: string;
+  /** Parent directory of the temp dir (default os.tmpdir()). */
+  parent?: string;
+}
+
+export function containerdConfig(dir: string, registryHost: string): string {
+  const q = JSON.stringify;
+  return `version = 2
+root = ${q(join(dir, 'root'))}
+state = ${q(join(dir, 'state'))}
+# Plugins that need kernel features or host paths this machine does not offer.
+disabled_plugins = [
+  "io.containerd.snapshotter.v1.aufs",
+  "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs",
+  "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.tracing.processor.v1.otlp",
+  "io.containerd.internal.v1.tracing",
+]
+
+[grpc]
+  address = ${q(join(dir, 'containerd.sock'))}
+
+[ttrpc]
+  address = ${q(join(dir, 'containerd.sock.ttrpc'))}
+
+[debug]
+  address = ""
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = ${q(join(dir, 'opt'))}
+
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = ${q(`${registryHost}/pause:latest`)}
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  enable_cdi = false
+
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = ${q(join(dir, 'cni'))}
+
+  [plugins."io.containerd.grpc.v1.cri".registry]
+    config_path = ${q(join(dir, 'certs.d'))}
+`;
+}
+
+export function hostsToml(registryHost: string): string {
+  return `server = "http://${registryHost}"
+
+[host."http://${registryHost}"]
+  capabilities = ["pull", "resolve"]
+`;
+}
+
+export async function startContainerd(opts: ContainerdOptions): Promise<DaemonHandle> {
+  const dir = mkdtempSync(join(opts.parent ?? tmpdir(), 'bench-containerd-'));
+  try {
+    mkdirSync(join(dir, 'cni'));
+    mkdirSync(join(dir, 'certs.d', opts.registryHost), { recursive: true });
+    writeFileSync(join(dir, 'certs.d', opts.registryHost, 'hosts.toml'), hostsToml(opts.registryHost));
+    const configFile = join(dir, 'config.toml');
+    writeFileSync(configFile, containerdConfig(dir, opts.registryHost));
+    const logFile = join(dir, 'containerd.log');
+    const fd = openSync(logFile, 'a');
+    const child = spawn(opts.binary ?? 'containerd', ['--config', configFile], { stdio: ['ignore', fd, fd] });
+    closeSync(fd);
+    child.once('error', () => undefined);
+    const socket = join(dir, 'containerd.sock');
+    const stop = async (): Promise<void> => {
+      await stopProcess(child);
+      cleanupDir(dir);
+    };
+    try {
+      await waitForCri(socket, child, logFile);
+    } catch (err) {
+      await stop();
+      throw err;
+    }
+    return { name: 'containerd', socket, pid: child.pid ?? 0, dir, logFile, stop };
+  } catch (err) {
+    cleanupDir(dir);
+    throw err;
+  }
+}

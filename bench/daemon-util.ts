@@ -1,0 +1,97 @@
+/**
+ * Shared plumbing for benchmarks that start a CRI daemon in a temp dir: waiting for the CRI
+ * socket, stopping the process, and unmounting whatever it left mounted under its dir.
+ */
+import { spawnSync, type ChildProcess } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { connectCri } from '../src/cri/client.js';
+
+export interface DaemonHandle {
+  name: string;
+  socket: string;
+  pid: number;
+  dir: string;
+  logFile: string;
+  stop(): Promise<void>;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Polls the CRI Version RPC until the daemon answers. */
+export async function waitForCri(socket: string, child: ChildProcess, logFile: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastErr = '';
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null || child.signalCode !== null) {
+      throw new Error(`daemon exited (${child.exitCode ?? child.signalCode}) before serving CRI:\n${tail(logFile)}`);
+    }
+    const cri = connectCri(socket);
+    try {
+      await cri.runtime.version({ version: '0.1.0' }, { timeoutMs: 1000 });
+      return;
+    } catch (err) {
+      lastErr = (err as Error).message;
+    } finally {
+      cri.close();
+    }
+    await sleep(100);
+  }
+  throw new Error(`CRI on ${socket} did not answer in ${timeoutMs} ms (${lastErr}):\n${tail(logFile)}`);
+}
+
+export function tail(file: string, lines = 30): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '(no log)';
+  }
+}
+
+/** SIGTERM, then SIGKILL after a grace period; resolves once the process is gone. */
+export async function stopProcess(child: ChildProcess, graceMs = 10_000): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((r) => child.once('exit', () => r()));
+  child.kill('SIGTERM');
+  const t = setTimeout(() => child.kill('SIGKILL'), graceMs);
+  await exited;
+  clearTimeout(t);
+}
+
+/** Unmounts every mount point under `dir` (deepest first), then removes the dir. */
+export function cleanupDir(dir: string): void {
+  const prefix = dir.endsWith('/') ? dir : dir + '/';
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => m !== undefined && (m === dir || m.startsWith(prefix)))
+    .map((m) => m.replace(/\\040/g, ' '))
+    .sort((a, b) => b.length - a.length);
+  for (const m of mounts) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** Peak resident set size (VmHWM) of a process in KiB, or 0 when unknown. */
+export function peakRssKiB(pid: number): number {
+  try {
+    const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/**
+ * CPU seconds (user + system, including waited-for children) a process has used so far.
+ * Less sensitive than wall time to I/O contention from other work on the machine.
+ */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may contain spaces) start at field 3 (state).
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]); // utime stime cutime cstime
+    return ticks / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return NaN;
+  }
+}
