@@ -1,0 +1,270 @@
+/**
+ * The shim v2 binary protocol (what containerd and berthd exec):
+ *
+ *   berth-shim -namespace NS -address ADDR -publish-binary BIN -id ID [-bundle DIR] [-debug] start
+ *     → prints "unix:///path/to/socket" on stdout; writes <bundle>/address and <bundle>/shim.pid.
+ *       Reuses the running shim of the container's group when one answers on its socket.
+ *   berth-shim … -id ID [-bundle DIR] delete
+ *     → cleans up after a shim that is gone: runc delete --force, unmount rootfs; prints a
+ *       DeleteResponse protobuf on stdout.
+ *   berth-shim … -socket PATH serve      (internal: the long-lived server `start` spawns)
+ *
+ * Flags are Go-flag style: one dash or two, "-flag value" or "-flag=value". The cwd is the
+ * bundle when -bundle is absent (containerd's convention).
+ *
+ * Grouping: containers sharing a group key share one shim process. The key is the bundle's
+ * "io.kubernetes.cri.sandbox-id" annotation when present (a pod's containers share a shim),
+ * else the container id; env BERTH_SHIM_GROUP=node puts every container of a namespace in one
+ * shim. Socket: <stateDir>/<sha256(namespace + "/" + group) first 16 hex>.sock, stateDir being
+ * BERTH_SHIM_STATE_DIR, else /run/containerd/s when started by containerd (its address ends in
+ * containerd.sock), else /run/berth/s; always a 0700 directory, never an abstract socket.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, writeFileSync, openSync, closeSync, rmSync, statSync, mkdirSync, chmodSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import net from 'node:net';
+import { spawn } from 'node:child_process';
+
+export interface ShimFlags {
+  namespace: string;
+  address: string;
+  publishBinary: string;
+  id: string;
+  bundle: string;
+  debug: boolean;
+  socket: string;
+  action: string;
+}
+
+const VALUE_FLAGS = new Set(['namespace', 'address', 'publish-binary', 'id', 'bundle', 'socket']);
+const BOOL_FLAGS = new Set(['debug', 'v', 'version']);
+
+/** Parse Go-style flags; the first non-flag argument is the action. */
+export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): ShimFlags & { version: boolean } {
+  const vals: Record<string, string> = {};
+  const bools = new Set<string>();
+  let action = '';
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (!a.startsWith('-') || a === '-' || a === '--') {
+      if (!action && a !== '--') action = a;
+      continue;
+    }
+    const body = a.replace(/^--?/, '');
+    const eq = body.indexOf('=');
+    const name = eq >= 0 ? body.slice(0, eq) : body;
+    if (VALUE_FLAGS.has(name)) {
+      const v = eq >= 0 ? body.slice(eq + 1) : argv[++i];
+      if (v === undefined) throw new Error(`flag needs an argument: -${name}`);
+      vals[name] = v;
+    } else if (BOOL_FLAGS.has(name)) {
+      const v = eq >= 0 ? body.slice(eq + 1) : 'true';
+      if (v !== 'false' && v !== '0') bools.add(name);
+    } else {
+      throw new Error(`flag provided but not defined: -${name}`);
+    }
+  }
+  return {
+    namespace: vals['namespace'] ?? env.NAMESPACE ?? 'default',
+    address: vals['address'] ?? env.GRPC_ADDRESS ?? '',
+    publishBinary: vals['publish-binary'] ?? '',
+    id: vals['id'] ?? '',
+    bundle: vals['bundle'] ?? '',
+    debug: bools.has('debug'),
+    socket: vals['socket'] ?? '',
+    action,
+    version: bools.has('v') || bools.has('version'),
+  };
+}
+
+export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
+
+/** The group key of a container (see file comment). */
+export function groupKey(id: string, configText: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+  if (env.BERTH_SHIM_GROUP === 'node') return 'node';
+  if (configText) {
+    try {
+      const a = (JSON.parse(configText) as { annotations?: Record<string, string> }).annotations;
+      const sb = a?.[SANDBOX_ID_ANNOTATION];
+      if (sb) return `pod:${sb}`;
+    } catch {
+      // unreadable config: fall back to the container id
+    }
+  }
+  return `ctr:${id}`;
+}
+
+export function stateDir(address: string, env: NodeJS.ProcessEnv = process.env): string {
+  if (env.BERTH_SHIM_STATE_DIR) return env.BERTH_SHIM_STATE_DIR;
+  if (/containerd\.sock$/.test(address)) return '/run/containerd/s';
+  return '/run/berth/s';
+}
+
+export function socketPath(dir: string, namespace: string, group: string): string {
+  const h = createHash('sha256').update(`${namespace}/${group}`).digest('hex').slice(0, 16);
+  return join(dir, `${h}.sock`);
+}
+
+/** True when a server answers on the unix socket (connect succeeds within 1 s). */
+export function socketAlive(path: string, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = net.connect(path);
+    const t = setTimeout(() => {
+      s.destroy();
+      resolve(false);
+    }, timeoutMs);
+    s.once('connect', () => {
+      clearTimeout(t);
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => {
+      clearTimeout(t);
+      resolve(false);
+    });
+  });
+}
+
+/** An exclusive lock file (O_EXCL) with stale-lock takeover after 10 s. */
+async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    try {
+      closeSync(openSync(path, 'wx', 0o600));
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      try {
+        if (Date.now() - statSync(path).mtimeMs > 10_000) rmSync(path, { force: true });
+      } catch {
+        // vanished meanwhile: retry
+      }
+      if (Date.now() > deadline) throw new Error(`timed out waiting for lock ${path}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    rmSync(path, { force: true });
+  }
+}
+
+function privateDir(dir: string): void {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+}
+
+/**
+ * `start`: find or spawn the group's shim server; returns the address to print.
+ * The server is a detached process (own session and process group, stdio not inherited) that
+ * writes "ok" on fd 3 once it listens; logs go to <socket>.log.
+ */
+export async function startShim(f: ShimFlags, argv0: { execPath: string; execArgv: string[]; script: string }): Promise<string> {
+  if (!f.id) throw new Error('start: -id is required');
+  const bundle = resolve(f.bundle || process.cwd());
+  let configText: string | undefined;
+  try {
+    configText = readFileSync(join(bundle, 'config.json'), 'utf8');
+  } catch {
+    configText = undefined;
+  }
+  const dir = stateDir(f.address);
+  privateDir(dir);
+  const sock = socketPath(dir, f.namespace, groupKey(f.id, configText));
+  const address = `unix://${sock}`;
+  const finish = (pid: number | undefined): string => {
+    writeFileSync(join(bundle, 'address'), address);
+    if (pid) writeFileSync(join(bundle, 'shim.pid'), String(pid));
+    return address;
+  };
+  if (await socketAlive(sock)) return finish(readServerPid(sock));
+  return withLock(`${sock}.lock`, async () => {
+    if (await socketAlive(sock)) return finish(readServerPid(sock));
+    const logFd = openSync(`${sock}.log`, 'a', 0o600);
+    const args = [...argv0.execArgv, argv0.script, '-namespace', f.namespace, '-id', f.id, '-socket', sock];
+    if (f.address) args.push('-address', f.address);
+    if (f.publishBinary) args.push('-publish-binary', f.publishBinary);
+    if (f.debug) args.push('-debug');
+    args.push('serve');
+    const child = spawn(argv0.execPath, args, {
+      detached: true,
+      cwd: '/',
+      stdio: ['ignore', logFd, logFd, 'pipe'],
+      env: process.env,
+    });
+    closeSync(logFd);
+    const ready = child.stdio[3] as net.Socket;
+    const ok = await new Promise<boolean>((res) => {
+      let buf = '';
+      const t = setTimeout(() => res(false), 10_000);
+      ready.on('data', (d: Buffer) => {
+        buf += d.toString();
+        if (buf.includes('ok')) {
+          clearTimeout(t);
+          res(true);
+        }
+      });
+      child.once('exit', () => {
+        clearTimeout(t);
+        res(false);
+      });
+    });
+    ready.destroy();
+    child.unref();
+    if (!ok) {
+      child.kill('SIGKILL');
+      let tail = '';
+      try {
+        tail = readFileSync(`${sock}.log`, 'utf8').split('\n').slice(-5).join('\n');
+      } catch {
+        // no log
+      }
+      throw new Error(`shim server did not start${tail ? `: ${tail}` : ''}`);
+    }
+    writeFileSync(`${sock}.pid`, String(child.pid));
+    return finish(child.pid);
+  });
+}
+
+function readServerPid(sock: string): number | undefined {
+  try {
+    const n = Number(readFileSync(`${sock}.pid`, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `delete`: clean up a bundle whose shim is gone; returns the DeleteResponse fields. */
+export async function deleteBundle(f: ShimFlags): Promise<{ pid: number; exitStatus: number; exitedAt: Date }> {
+  const bundle = resolve(f.bundle || process.cwd());
+  if (!f.id) throw new Error('delete: -id is required');
+  const { Runc, RUNC_RECORD } = await import('./runc.js');
+  const { unmountAll } = await import('./rootfs.js');
+  let rec: import('./runc.js').RuncRecord | undefined;
+  try {
+    rec = JSON.parse(readFileSync(join(bundle, RUNC_RECORD), 'utf8')) as import('./runc.js').RuncRecord;
+  } catch {
+    rec = undefined;
+  }
+  let pid = 0;
+  try {
+    pid = Number(readFileSync(join(bundle, 'init.pid'), 'utf8').trim()) || 0;
+  } catch {
+    pid = 0;
+  }
+  const runc = new Runc({
+    root: rec?.root ?? join('/run/berth/runc', f.namespace),
+    binary: rec?.binary,
+    systemdCgroup: rec?.systemdCgroup,
+    logFile: join(bundle, 'log.json'),
+  });
+  try {
+    await runc.delete(f.id, true);
+  } catch (err) {
+    if (!(err instanceof Error && /does not exist/.test(err.message))) throw err;
+  }
+  await unmountAll(join(bundle, 'rootfs'));
+  return { pid, exitStatus: 128 + 9, exitedAt: new Date() };
+}

@@ -1,0 +1,136 @@
+/**
+ * Publishing task events the way containerd 1.6+ shims do:
+ *  - TTRPC_ADDRESS set: ttrpc call containerd.services.events.ttrpc.v1.Events/Forward with an
+ *    Envelope {timestamp, namespace, topic, event: Any};
+ *  - otherwise: exec `<publish-binary> --address <addr> publish --topic <t> --namespace <ns>`
+ *    with the event Any (protobuf) on stdin.
+ * Events are sent strictly in order through one queue; a failed send is retried a few times
+ * and then dropped with a log line (containerd does the same).
+ *
+ * Any type URLs are the bare proto full names ("containerd.events.TaskExit"), as containerd's
+ * typeurl produces for proto messages.
+ */
+import { create, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
+import { AnySchema, timestampFromDate, type Any } from '@bufbuild/protobuf/wkt';
+import type { TtrpcClient } from '../ttrpc/index.js';
+import type { Logger } from '../log.js';
+import { runTracked } from './spawn.js';
+
+export const Topics = {
+  create: '/tasks/create',
+  start: '/tasks/start',
+  exit: '/tasks/exit',
+  oom: '/tasks/oom',
+  execAdded: '/tasks/exec-added',
+  execStarted: '/tasks/exec-started',
+  paused: '/tasks/paused',
+  resumed: '/tasks/resumed',
+  delete: '/tasks/delete',
+  checkpointed: '/tasks/checkpointed',
+} as const;
+export type Topic = (typeof Topics)[keyof typeof Topics];
+
+/** Pack a message into an Any with containerd's bare type URL. */
+export function packAny<D extends DescMessage>(schema: D, msg: MessageShape<D>): Any {
+  return create(AnySchema, { typeUrl: schema.typeName, value: toBinary(schema, msg) });
+}
+
+export interface PublishedEvent {
+  topic: Topic;
+  event: Any;
+  timestamp: Date;
+}
+
+export interface EventSink {
+  send(e: PublishedEvent): Promise<void>;
+  close(): void;
+}
+
+export class TtrpcEventSink implements EventSink {
+  private client: TtrpcClient | undefined;
+
+  constructor(
+    private readonly address: string,
+    private readonly namespace: string,
+  ) {}
+
+  async send(e: PublishedEvent): Promise<void> {
+    const { TtrpcClient, createClient } = await import('../ttrpc/index.js');
+    const { Events } = await import('../api/containerd/services/ttrpc/events/v1/events_pb.js');
+    if (!this.client || !this.client.isOpen) {
+      this.client = await TtrpcClient.connect(this.address.replace(/^unix:\/\//, ''));
+    }
+    await createClient(Events, this.client).forward(
+      { envelope: { timestamp: timestampFromDate(e.timestamp), namespace: this.namespace, topic: e.topic, event: e.event } },
+      { timeoutMs: 5000 },
+    );
+  }
+
+  close(): void {
+    this.client?.close();
+  }
+}
+
+export class ExecEventSink implements EventSink {
+  constructor(
+    private readonly binary: string,
+    private readonly address: string,
+    private readonly namespace: string,
+  ) {}
+
+  async send(e: PublishedEvent): Promise<void> {
+    const r = await runTracked(this.binary, ['--address', this.address, 'publish', '--topic', e.topic, '--namespace', this.namespace], {
+      input: toBinary(AnySchema, e.event),
+      timeoutMs: 5000,
+    });
+    if (r.code !== 0) throw new Error(`${this.binary} publish ${e.topic}: exit ${r.code}: ${r.stderr.trim()}`);
+  }
+
+  close(): void {}
+}
+
+/** Ordered, retrying publisher over any sink; `listeners` see every event locally (tests, berthd in-process). */
+export class Publisher {
+  private queue: Promise<void> = Promise.resolve();
+  private readonly listeners = new Set<(e: PublishedEvent) => void>();
+
+  constructor(
+    private readonly sink: EventSink | undefined,
+    private readonly log: Logger,
+  ) {}
+
+  on(fn: (e: PublishedEvent) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
+
+  publish<D extends DescMessage>(topic: Topic, schema: D, msg: MessageShape<D>): void {
+    const e: PublishedEvent = { topic, event: packAny(schema, msg), timestamp: new Date() };
+    for (const l of this.listeners) l(e);
+    const sink = this.sink;
+    if (!sink) return;
+    this.queue = this.queue.then(async () => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await sink.send(e);
+          return;
+        } catch (err) {
+          if (attempt >= 3) {
+            this.log.warn('dropping event after failed publish', { topic, err });
+            return;
+          }
+          await new Promise((r) => setTimeout(r, 100 * attempt));
+        }
+      }
+    });
+  }
+
+  /** Resolves when every queued event has been sent (or dropped). */
+  flush(): Promise<void> {
+    return this.queue;
+  }
+
+  close(): void {
+    this.sink?.close();
+  }
+}

@@ -1,0 +1,686 @@
+/**
+ * berth-shim against real runc: started through its `start` command, driven over ttrpc with
+ * the containerd.task.v2.Task API, events captured by a ttrpc Events/Forward server given as
+ * TTRPC_ADDRESS. Needs root, runc and cgroup v1 memory (as on the CI machine).
+ */
+import { test, describe, before, after, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { constants as fsConstants, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { create, fromBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
+import { AnySchema } from '@bufbuild/protobuf/wkt';
+import type { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
+import { TtrpcClient, TtrpcServer, createClient, registerService, type ServiceClient } from '../../src/ttrpc/index.js';
+import { Task, DeleteResponseSchema } from '../../src/api/containerd/runtime/v2/task/shim_pb.js';
+import { Status } from '../../src/api/containerd/types/task/task_pb.js';
+import { Events } from '../../src/api/containerd/services/ttrpc/events/v1/events_pb.js';
+import * as Ev from '../../src/api/containerd/events/task_pb.js';
+import * as V1 from '../../src/api/cgroups/stats/v1/metrics_pb.js';
+import { isBerthError, type ErrorKind } from '../../src/errors.js';
+import { groupKey, socketPath } from '../../src/shim/cli.js';
+import { makeBundle, removeCgroupTree, rootfsTemplate, type Bundle, type BundleOptions } from '../helpers/bundle.js';
+
+const repo = resolve(import.meta.dirname, '../..', existsSync(resolve(import.meta.dirname, '../../package.json')) ? '' : '..');
+const SHIM_BIN = process.env.BERTH_SHIM_BIN ?? join(repo, 'bin/berth-shim');
+const RPC_TIMEOUT = 20_000;
+
+type TaskClient = ServiceClient<typeof Task extends GenService<infer S extends GenServiceMethods> ? S : never>;
+
+interface Envelope {
+  topic: string;
+  typeUrl: string;
+  value: Uint8Array;
+}
+
+class Harness {
+  readonly tmp = mkdtempSync('/tmp/bshim-');
+  readonly ns = `bt-${randomBytes(3).toString('hex')}`;
+  readonly cgroupParent = `/berth-test-${randomBytes(3).toString('hex')}`;
+  readonly stateDir = join(this.tmp, 's');
+  readonly runcRoot = join(this.tmp, 'runc');
+  readonly events: Envelope[] = [];
+  private eventWaiters: Array<() => void> = [];
+  private readonly eventServer = new TtrpcServer();
+  readonly eventsSock = join(this.tmp, 'events.sock');
+  readonly bundles: Bundle[] = [];
+  readonly shimPids = new Set<number>();
+  private readonly clients = new Map<string, { client: TtrpcClient; task: TaskClient }>();
+
+  async init(): Promise<void> {
+    registerService(this.eventServer, Events, {
+      forward: (req) => {
+        const e = req.envelope;
+        if (e?.event) this.events.push({ topic: e.topic, typeUrl: e.event.typeUrl, value: e.event.value });
+        for (const w of this.eventWaiters.splice(0)) w();
+        return {};
+      },
+    });
+    await this.eventServer.listen(this.eventsSock);
+  }
+
+  env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+    const e: NodeJS.ProcessEnv = {
+      ...process.env,
+      BERTH_SHIM_STATE_DIR: this.stateDir,
+      BERTH_RUNC_ROOT: this.runcRoot,
+      TTRPC_ADDRESS: this.eventsSock,
+      ...extra,
+    };
+    if (extra.TTRPC_ADDRESS === '') delete e.TTRPC_ADDRESS;
+    return e;
+  }
+
+  /** `berth-shim start` for a bundle; returns the socket path. */
+  start(b: Bundle, env: Record<string, string> = {}, extraArgs: string[] = []): string {
+    const r = spawnSync(process.execPath, [SHIM_BIN, '-namespace', this.ns, '-address', '/run/berth/berthd.sock', ...extraArgs, '-id', b.id, 'start'], {
+      cwd: b.dir,
+      env: this.env(env),
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    assert.equal(r.status, 0, `start failed: ${r.stderr}`);
+    assert.match(r.stdout, /^unix:\/\//);
+    assert.equal(readFileSync(join(b.dir, 'address'), 'utf8'), r.stdout);
+    const pid = Number(readFileSync(join(b.dir, 'shim.pid'), 'utf8'));
+    this.shimPids.add(pid);
+    return r.stdout.slice('unix://'.length);
+  }
+
+  async task(sock: string): Promise<TaskClient> {
+    const have = this.clients.get(sock);
+    if (have && have.client.isOpen) return have.task;
+    const client = await TtrpcClient.connect(sock, { defaultTimeoutMs: RPC_TIMEOUT });
+    const task = createClient(Task, client);
+    this.clients.set(sock, { client, task });
+    return task;
+  }
+
+  bundle(id: string, o: Omit<BundleOptions, 'cgroupParent'>): Bundle {
+    const b = makeBundle(join(this.tmp, 'bundles'), id, { ...o, cgroupParent: this.cgroupParent });
+    this.bundles.push(b);
+    return b;
+  }
+
+  fifo(name: string): string {
+    const p = join(this.tmp, name);
+    execFileSync('mkfifo', [p]);
+    return p;
+  }
+
+  /** Wait until an event matching `pred` has arrived. */
+  async event<D extends DescMessage>(topic: string, schema: D, pred: (m: MessageShape<D>) => boolean, timeoutMs = 15_000): Promise<MessageShape<D>> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      for (const e of this.events) {
+        if (e.topic !== topic) continue;
+        assert.equal(e.typeUrl, schema.typeName);
+        const m = fromBinary(schema, e.value);
+        if (pred(m)) return m;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no ${topic} event within ${timeoutMs} ms; got ${this.events.map((e) => e.topic).join(',')}`);
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, Math.min(left, 200));
+        this.eventWaiters.push(() => {
+          clearTimeout(t);
+          r();
+        });
+      });
+    }
+  }
+
+  async cleanup(): Promise<void> {
+    for (const { client } of this.clients.values()) client.close();
+    // Every container this run created, whatever state the test left it in.
+    const nsRoot = join(this.runcRoot, this.ns);
+    if (existsSync(nsRoot)) {
+      for (const id of execFileSync('ls', [nsRoot], { encoding: 'utf8' }).split('\n').filter(Boolean)) {
+        spawnSync('runc', ['--root', nsRoot, 'delete', '--force', id]);
+      }
+    }
+    for (const pid of this.shimPids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    for (const b of this.bundles) spawnSync('umount', [join(b.dir, 'rootfs')]);
+    await this.eventServer.shutdown();
+    await new Promise((r) => setTimeout(r, 100));
+    removeCgroupTree(this.cgroupParent);
+    rmSync(this.tmp, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Collects what arrives on a FIFO. Opened O_RDWR|O_NONBLOCK so neither side ever blocks (and
+ * no libuv threadpool thread is parked in a blocking open/read). Holding a write end means no
+ * EOF ever comes, so text() returns once the FIFO has been quiet for a moment; call it after
+ * Wait, by when the shim has already copied all output (it drains before reporting exits).
+ */
+class FifoReader {
+  private readonly chunks: Buffer[] = [];
+  private readonly sock: net.Socket;
+  private last = Date.now();
+
+  constructor(path: string) {
+    const fd = openSync(path, fsConstants.O_RDWR | fsConstants.O_NONBLOCK);
+    this.sock = new net.Socket({ fd, readable: true, writable: false });
+    this.sock.on('data', (d: Buffer) => {
+      this.chunks.push(d);
+      this.last = Date.now();
+    });
+    this.sock.on('error', () => undefined);
+  }
+
+  async text(quietMs = 150): Promise<string> {
+    while (Date.now() - this.last < quietMs) await new Promise((r) => setTimeout(r, 25));
+    this.sock.destroy();
+    return Buffer.concat(this.chunks).toString('utf8');
+  }
+
+  close(): void {
+    this.sock.destroy();
+  }
+}
+
+/** A FifoReader closed when the test ends, whatever happens. */
+function readAll(t: TestContext, path: string): FifoReader {
+  const r = new FifoReader(path);
+  t.after(() => r.close());
+  return r;
+}
+
+function rejectsWith(kind: ErrorKind, re?: RegExp): (e: unknown) => boolean {
+  return (e: unknown) => {
+    assert.ok(isBerthError(e), `not a BerthError: ${String(e)}`);
+    assert.equal(e.kind, kind, `kind ${e.kind}: ${e.message}`);
+    if (re) assert.match(e.message, re);
+    return true;
+  };
+}
+
+function processSpec(args: string[], terminal = false): { typeUrl: string; value: Uint8Array } {
+  const spec = { args, env: ['PATH=/bin'], cwd: '/', terminal, user: { uid: 0, gid: 0 } };
+  return create(AnySchema, {
+    typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/Process',
+    value: Buffer.from(JSON.stringify(spec)),
+  });
+}
+
+const T = { timeout: 40_000 };
+const isRoot = process.getuid?.() === 0;
+
+function isMountpoint(path: string): boolean {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .some((l) => l.split(' ')[4] === path);
+}
+
+describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
+  const h = new Harness();
+  let sock = '';
+  let task: TaskClient;
+  const GROUP = { BERTH_SHIM_GROUP: 'node' };
+
+  before(async () => {
+    await h.init();
+    const first = h.bundle('boot', { args: ['true'] });
+    sock = h.start(first, GROUP);
+    task = await h.task(sock);
+  });
+
+  after(async () => {
+    await h.cleanup();
+  });
+
+  /** Kill and delete a container if a test left it behind (registered by run()). */
+  async function discard(id: string): Promise<void> {
+    try {
+      const st = await task.state({ id });
+      if (st.status === Status.RUNNING || st.status === Status.PAUSED || st.status === Status.CREATED) {
+        await task.kill({ id, signal: 9, all: true }).catch(() => undefined);
+        if (st.status !== Status.CREATED) await task.wait({ id }, { timeoutMs: 10_000 }).catch(() => undefined);
+      }
+      await task.delete({ id });
+    } catch {
+      // already gone
+    }
+  }
+
+  /**
+   * Create (+ start) a container whose stdout/stderr go to FIFOs. The readers are opened
+   * before Create, as containerd clients do: a FIFO's data is lost if its last writer closes
+   * while nobody has it open for reading.
+   */
+  async function run(
+    t: TestContext,
+    id: string,
+    o: Omit<BundleOptions, 'cgroupParent'>,
+    startIt = true,
+  ): Promise<{ b: Bundle; stdout: FifoReader; stderr: FifoReader; pid: number }> {
+    const b = h.bundle(id, o);
+    const out = h.fifo(`${id}.out`);
+    const err = h.fifo(`${id}.err`);
+    const stdout = readAll(t, out);
+    const stderr = readAll(t, err);
+    t.after(async () => {
+      await discard(id);
+    });
+    const r = await task.create({ id, bundle: b.dir, stdout: out, stderr: err, terminal: o.terminal ?? false });
+    assert.ok(r.pid > 0);
+    if (startIt) await task.start({ id });
+    return { b, stdout, stderr, pid: r.pid };
+  }
+
+  test('echo hi: output arrives on the stdout FIFO and the exit is reported', T, async (t) => {
+    const { stdout: text, pid } = await run(t, 'echo', { args: ['echo', 'hi'] });
+    const w = await task.wait({ id: 'echo' });
+    assert.equal(w.exitStatus, 0);
+    assert.equal(await text.text(), 'hi\n');
+    const exit = await h.event('/tasks/exit', Ev.TaskExitSchema, (m) => m.containerId === 'echo');
+    assert.equal(exit.pid, pid);
+    assert.equal(exit.exitStatus, 0);
+    await h.event('/tasks/create', Ev.TaskCreateSchema, (m) => m.containerId === 'echo' && m.pid === pid);
+    await h.event('/tasks/start', Ev.TaskStartSchema, (m) => m.containerId === 'echo');
+    const st = await task.state({ id: 'echo' });
+    assert.equal(st.status, Status.STOPPED);
+    const d = await task.delete({ id: 'echo' });
+    assert.equal(d.exitStatus, 0);
+    assert.equal(d.pid, pid);
+    await h.event('/tasks/delete', Ev.TaskDeleteSchema, (m) => m.containerId === 'echo');
+    await assert.rejects(task.state({ id: 'echo' }), rejectsWith('NotFound'));
+  });
+
+  test('exit code 7 is reported by Wait, State and Delete', T, async (t) => {
+    await run(t, 'exit7', { args: ['sh', '-c', 'exit 7'] });
+    assert.equal((await task.wait({ id: 'exit7' })).exitStatus, 7);
+    const st = await task.state({ id: 'exit7' });
+    assert.equal(st.exitStatus, 7);
+    assert.ok(st.exitedAt);
+    assert.equal((await task.delete({ id: 'exit7' })).exitStatus, 7);
+  });
+
+  test('Kill with SIGTERM stops the container; killing it again says NotFound', T, async (t) => {
+    await run(t, 'term', { args: ['sh', '-c', 'trap "exit 143" TERM; while true; do sleep 0.1; done'] });
+    await new Promise((r) => setTimeout(r, 300));
+    await task.kill({ id: 'term', signal: 15 });
+    assert.equal((await task.wait({ id: 'term' })).exitStatus, 143);
+    await assert.rejects(task.kill({ id: 'term', signal: 9 }), rejectsWith('NotFound'));
+    await task.delete({ id: 'term' });
+  });
+
+  test('invalid transitions are rejected with FailedPrecondition', T, async (t) => {
+    await run(t, 'trans', { args: ['sleep', '1000'] }, false);
+    await assert.rejects(task.resume({ id: 'trans' }), rejectsWith('FailedPrecondition'));
+    await task.start({ id: 'trans' });
+    await assert.rejects(task.start({ id: 'trans' }), rejectsWith('FailedPrecondition'));
+    await assert.rejects(task.delete({ id: 'trans' }), rejectsWith('FailedPrecondition'));
+    await assert.rejects(task.create({ id: 'trans', bundle: '/nonexistent' }), rejectsWith('AlreadyExists'));
+    await task.kill({ id: 'trans', signal: 9 });
+    assert.equal((await task.wait({ id: 'trans' })).exitStatus, 137);
+    await task.delete({ id: 'trans' });
+  });
+
+  test('a created container that is never started can be deleted', T, async (t) => {
+    await run(t, 'unstarted', { args: ['sleep', '1000'] }, false);
+    assert.equal((await task.state({ id: 'unstarted' })).status, Status.CREATED);
+    await task.delete({ id: 'unstarted' });
+    await assert.rejects(task.state({ id: 'unstarted' }), rejectsWith('NotFound'));
+  });
+
+  test('runc errors reach the caller verbatim', T, async (t) => {
+    const b = h.bundle('badexec', { args: ['/no/such/binary'] });
+    await assert.rejects(task.create({ id: 'badexec', bundle: b.dir }), rejectsWith('Internal', /no such file or directory/));
+    await assert.rejects(task.state({ id: 'badexec' }), rejectsWith('NotFound'));
+    await assert.rejects(task.start({ id: 'nope' }), rejectsWith('NotFound'));
+  });
+
+  test('exec into a running container: output, exit code, events', T, async (t) => {
+    await run(t, 'execbox', { args: ['sleep', '1000'] });
+    const out = h.fifo('exec1.out');
+    const text = readAll(t, out);
+    await task.exec({ id: 'execbox', execId: 'e1', stdout: out, spec: processSpec(['sh', '-c', 'echo from-exec; exit 3']) });
+    await h.event('/tasks/exec-added', Ev.TaskExecAddedSchema, (m) => m.execId === 'e1');
+    assert.equal((await task.state({ id: 'execbox', execId: 'e1' })).status, Status.CREATED);
+    const s = await task.start({ id: 'execbox', execId: 'e1' });
+    assert.ok(s.pid > 0);
+    const w = await task.wait({ id: 'execbox', execId: 'e1' });
+    assert.equal(w.exitStatus, 3);
+    assert.equal(await text.text(), 'from-exec\n');
+    await h.event('/tasks/exec-started', Ev.TaskExecStartedSchema, (m) => m.execId === 'e1' && m.pid === s.pid);
+    const ex = await h.event('/tasks/exit', Ev.TaskExitSchema, (m) => m.id === 'e1');
+    assert.equal(ex.exitStatus, 3);
+    assert.equal((await task.delete({ id: 'execbox', execId: 'e1' })).exitStatus, 3);
+    await assert.rejects(task.state({ id: 'execbox', execId: 'e1' }), rejectsWith('NotFound'));
+    // Stdin reaches the exec and CloseIO ends it.
+    const inF = h.fifo('exec2.in');
+    const out2 = h.fifo('exec2.out');
+    const text2 = readAll(t, out2);
+    await task.exec({ id: 'execbox', execId: 'e2', stdin: inF, stdout: out2, spec: processSpec(['cat']) });
+    await task.start({ id: 'execbox', execId: 'e2' });
+    writeFileSync(inF, 'via-stdin\n');
+    await task.closeIO({ id: 'execbox', execId: 'e2', stdin: true });
+    assert.equal((await task.wait({ id: 'execbox', execId: 'e2' })).exitStatus, 0);
+    assert.equal(await text2.text(), 'via-stdin\n');
+    await task.delete({ id: 'execbox', execId: 'e2' });
+    await task.kill({ id: 'execbox', signal: 9 });
+    await task.wait({ id: 'execbox' });
+    await task.delete({ id: 'execbox' });
+  });
+
+  test('pause and resume change State and publish events; Pids lists the init pid', T, async (t) => {
+    const { pid } = await run(t, 'pausebox', { args: ['sleep', '1000'] });
+    const pids = await task.pids({ id: 'pausebox' });
+    assert.ok(pids.processes.some((p) => p.pid === pid), `init pid ${pid} missing from ${pids.processes.map((p) => p.pid).join(',')}`);
+    await task.pause({ id: 'pausebox' });
+    assert.equal((await task.state({ id: 'pausebox' })).status, Status.PAUSED);
+    await h.event('/tasks/paused', Ev.TaskPausedSchema, (m) => m.containerId === 'pausebox');
+    await assert.rejects(task.pause({ id: 'pausebox' }), rejectsWith('FailedPrecondition'));
+    await task.resume({ id: 'pausebox' });
+    assert.equal((await task.state({ id: 'pausebox' })).status, Status.RUNNING);
+    await h.event('/tasks/resumed', Ev.TaskResumedSchema, (m) => m.containerId === 'pausebox');
+    await task.kill({ id: 'pausebox', signal: 9 });
+    await task.wait({ id: 'pausebox' });
+    await task.delete({ id: 'pausebox' });
+  });
+
+  test('Stats returns cgroup v1 metrics and Update changes the memory limit', T, async (t) => {
+    const { b } = await run(t, 'statbox', { args: ['sh', '-c', 'while true; do sleep 0.2; done'] });
+    const r = await task.stats({ id: 'statbox' });
+    assert.equal(r.stats?.typeUrl, 'io.containerd.cgroups.v1.Metrics');
+    const m = fromBinary(V1.MetricsSchema, r.stats?.value ?? new Uint8Array());
+    assert.ok((m.memory?.usage?.usage ?? 0n) > 0n, 'memory usage > 0');
+    assert.ok((m.pids?.current ?? 0n) >= 1n);
+    const limit = 48 * 1024 * 1024;
+    await task.update({
+      id: 'statbox',
+      resources: create(AnySchema, {
+        typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources',
+        value: Buffer.from(JSON.stringify({ memory: { limit, swap: limit } })),
+      }),
+    });
+    const file = join('/sys/fs/cgroup/memory', b.cgroupsPath, 'memory.limit_in_bytes');
+    assert.equal(Number(readFileSync(file, 'utf8').trim()), limit);
+    await task.kill({ id: 'statbox', signal: 9 });
+    await task.wait({ id: 'statbox' });
+    await task.delete({ id: 'statbox' });
+  });
+
+  test('a container over its memory limit is OOM-killed: TaskOOM then exit 137', T, async (t) => {
+    const mib = 1024 * 1024;
+    // tail keeps the current (newline-free, ever growing) line in memory until it is killed;
+    // sh -c exits with the pipeline's status: 137.
+    await run(t, 'oombox', { args: ['sh', '-c', 'dd if=/dev/zero bs=1M count=64 2>/dev/null | tail'], memoryLimit: 16 * mib });
+    const w = await task.wait({ id: 'oombox' });
+    assert.equal(w.exitStatus, 137);
+    await h.event('/tasks/oom', Ev.TaskOOMSchema, (m) => m.containerId === 'oombox');
+    await h.event('/tasks/exit', Ev.TaskExitSchema, (m) => m.containerId === 'oombox');
+    const oomAt = h.events.findIndex((e) => e.topic === '/tasks/oom');
+    const exitAt = h.events.findIndex((e) => e.topic === '/tasks/exit' && fromBinary(Ev.TaskExitSchema, e.value).containerId === 'oombox');
+    assert.ok(oomAt >= 0 && oomAt < exitAt, 'TaskOOM precedes TaskExit');
+    await task.delete({ id: 'oombox' });
+  });
+
+  test('CRI containers get the CRI log format, long lines split into P records', T, async (t) => {
+    const log = join(h.tmp, 'cri.log');
+    const b = h.bundle('crilog', {
+      args: ['sh', '-c', 'echo out-line; echo err-line >&2; head -c 20000 /dev/zero | tr "\\0" x; echo; printf tail-no-newline'],
+      annotations: { 'io.kubernetes.cri.container-type': 'container', 'io.kubernetes.cri.sandbox-id': 'sb1' },
+    });
+    t.after(() => discard('crilog'));
+    await task.create({ id: 'crilog', bundle: b.dir, stdout: `file://${log}`, stderr: `file://${log}` });
+    await task.start({ id: 'crilog' });
+    assert.equal((await task.wait({ id: 'crilog' })).exitStatus, 0);
+    const lines = readFileSync(log, 'utf8').split('\n');
+    assert.equal(lines.pop(), '');
+    const re = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?Z) (stdout|stderr) ([PF]) (.*)$/;
+    const recs = lines.map((l) => {
+      const m = re.exec(l);
+      assert.ok(m, `bad CRI line ${JSON.stringify(l.slice(0, 80))}`);
+      return { stream: m[2], tag: m[3], msg: m[4] ?? '' };
+    });
+    assert.deepEqual(recs.find((r) => r.msg === 'out-line'), { stream: 'stdout', tag: 'F', msg: 'out-line' });
+    assert.deepEqual(recs.find((r) => r.msg === 'err-line'), { stream: 'stderr', tag: 'F', msg: 'err-line' });
+    const xs = recs.filter((r) => /^x+$/.test(r.msg));
+    assert.deepEqual(xs.map((r) => [r.tag, r.msg.length]), [['P', 16384], ['F', 20000 - 16384]]);
+    assert.deepEqual(recs.at(-1), { stream: 'stdout', tag: 'F', msg: 'tail-no-newline' });
+    await task.delete({ id: 'crilog' });
+  });
+
+  test('terminal containers: the pty is resized and its output copied', T, async (t) => {
+    const b = h.bundle('ttybox', { args: ['sh', '-c', 'sleep 0.5; stty size'], terminal: true });
+    const out = h.fifo('ttybox.out');
+    const text = readAll(t, out);
+    t.after(() => discard('ttybox'));
+    await task.create({ id: 'ttybox', bundle: b.dir, stdout: out, terminal: true });
+    await task.resizePty({ id: 'ttybox', width: 100, height: 40 });
+    await task.start({ id: 'ttybox' });
+    assert.equal((await task.wait({ id: 'ttybox' })).exitStatus, 0);
+    assert.match(await text.text(), /40 100\r?\n/);
+    await task.delete({ id: 'ttybox' });
+  });
+
+  test('exec with a terminal: ResizePty addresses the exec and its pty output is copied', T, async (t) => {
+    await run(t, 'ttyexec', { args: ['sleep', '1000'] });
+    const out = h.fifo('ttyexec-e1.out');
+    const text = readAll(t, out);
+    await task.exec({ id: 'ttyexec', execId: 'e1', terminal: true, stdout: out, spec: processSpec(['sh', '-c', 'sleep 0.5; stty size'], true) });
+    await assert.rejects(task.resizePty({ id: 'ttyexec', width: 10, height: 10 }), rejectsWith('FailedPrecondition'));
+    await task.start({ id: 'ttyexec', execId: 'e1' });
+    await task.resizePty({ id: 'ttyexec', execId: 'e1', width: 77, height: 33 });
+    assert.equal((await task.wait({ id: 'ttyexec', execId: 'e1' })).exitStatus, 0);
+    assert.match(await text.text(), /33 77\r?\n/);
+    await task.delete({ id: 'ttyexec', execId: 'e1' });
+  });
+
+  test('Checkpoint failure carries runc and criu error text', T, async (t) => {
+    await run(t, 'ckpt', { args: ['sleep', '1000'] });
+    await assert.rejects(task.checkpoint({ id: 'ckpt', path: join(h.tmp, 'ckpt-image') }), (e: unknown) => {
+      assert.ok(isBerthError(e));
+      assert.equal(e.kind, 'FailedPrecondition');
+      assert.match(e.message, /runc checkpoint: .*criu/i);
+      return true;
+    });
+    await task.kill({ id: 'ckpt', signal: 9 });
+    await task.wait({ id: 'ckpt' });
+    await task.delete({ id: 'ckpt' });
+  });
+
+  test('rootfs Mounts are mounted before runc create and unmounted by Delete', T, async (t) => {
+    const lower = join(h.tmp, 'bind-src');
+    cpSync(rootfsTemplate(), lower, { recursive: true, verbatimSymlinks: true });
+    writeFileSync(join(lower, 'marker'), 'from-mount\n');
+    const b = h.bundle('mounted', { args: ['cat', '/marker'], emptyRootfs: true });
+    const out = h.fifo('mounted.out');
+    const text = readAll(t, out);
+    t.after(() => discard('mounted'));
+    await task.create({ id: 'mounted', bundle: b.dir, stdout: out, rootfs: [{ type: 'bind', source: lower, options: ['rbind'] }] });
+    assert.ok(isMountpoint(b.rootfs), 'rootfs mounted after Create');
+    await task.start({ id: 'mounted' });
+    assert.equal((await task.wait({ id: 'mounted' })).exitStatus, 0);
+    assert.equal(await text.text(), 'from-mount\n');
+    await task.delete({ id: 'mounted' });
+    assert.equal(isMountpoint(b.rootfs), false, 'rootfs unmounted after Delete');
+  });
+
+  test('a process.oomScoreAdj below our own is clamped instead of failing runc', T, async (t) => {
+    const { b } = await run(t, 'oomadj', { args: ['cat', '/proc/self/oom_score_adj'], oomScoreAdj: -900 });
+    assert.equal((await task.wait({ id: 'oomadj' })).exitStatus, 0);
+    const own = Number(readFileSync('/proc/self/oom_score_adj', 'utf8'));
+    const cfg = JSON.parse(readFileSync(join(b.dir, 'config.json'), 'utf8')) as { process: { oomScoreAdj: number } };
+    assert.equal(cfg.process.oomScoreAdj, Math.max(own, -900));
+  });
+
+  test('Update with the reopen-log annotation makes the CRI log continue in a new file', T, async (t) => {
+    const log = join(h.tmp, 'rotate.log');
+    const b = h.bundle('rotate', {
+      args: ['sh', '-c', 'echo before; while [ ! -e /gate ]; do sleep 0.05; done; echo after'],
+      annotations: { 'io.kubernetes.cri.container-type': 'container' },
+    });
+    t.after(() => discard('rotate'));
+    await task.create({ id: 'rotate', bundle: b.dir, stdout: `file://${log}`, stderr: `file://${log}` });
+    await task.start({ id: 'rotate' });
+    const deadline = Date.now() + 5000;
+    while (!(existsSync(log) && readFileSync(log, 'utf8').includes('before')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    renameSync(log, `${log}.1`);
+    await task.update({ id: 'rotate', annotations: { 'io.berth.shim.reopen-log': 'true' } });
+    writeFileSync(join(b.rootfs, 'gate'), '');
+    assert.equal((await task.wait({ id: 'rotate' })).exitStatus, 0);
+    assert.match(readFileSync(`${log}.1`, 'utf8'), / stdout F before\n$/);
+    assert.match(readFileSync(log, 'utf8'), /^\S+ stdout F after\n$/);
+  });
+
+  test('without TTRPC_ADDRESS events are published by exec-ing the publish binary', T, async () => {
+    const record = join(h.tmp, 'published');
+    mkdirSync(record);
+    const script = join(h.tmp, 'fake-publish');
+    writeFileSync(script, `#!/bin/sh\nn=$(ls ${record} | wc -l)\necho "$@" > ${record}/$n.args\ncat > ${record}/$n.bin\n`, { mode: 0o755 });
+    const b = h.bundle('pubbox', { args: ['true'] });
+    const s = h.start(b, { TTRPC_ADDRESS: '' }, ['-publish-binary', script]);
+    const pt = await h.task(s);
+    await pt.create({ id: 'pubbox', bundle: b.dir });
+    await pt.start({ id: 'pubbox' });
+    await pt.wait({ id: 'pubbox' });
+    await pt.delete({ id: 'pubbox' });
+    await pt.shutdown({ id: '' });
+    const deadline = Date.now() + 5000;
+    while (readdirSync(record).filter((f) => f.endsWith('.bin')).length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    const args = readFileSync(join(record, '0.args'), 'utf8').trim();
+    assert.equal(args, `--address /run/berth/berthd.sock publish --topic /tasks/create --namespace ${h.ns}`);
+    const any = fromBinary(AnySchema, readFileSync(join(record, '0.bin')));
+    assert.equal(any.typeUrl, 'containerd.events.TaskCreate');
+    assert.equal(fromBinary(Ev.TaskCreateSchema, any.value).containerId, 'pubbox');
+  });
+
+  test('a Create whose id runc already knows fails with AlreadyExists and leaves that container alone', T, async (t) => {
+    await run(t, 'dupid', { args: ['sleep', '1000'] });
+    const other = h.bundle('dupid-other', { args: ['true'] });
+    const s = h.start(other);
+    const ot = await h.task(s);
+    t.after(() => ot.shutdown({ id: '' }).catch(() => undefined));
+    await assert.rejects(ot.create({ id: 'dupid', bundle: other.dir }), rejectsWith('AlreadyExists', /already exists/));
+    assert.equal((await task.state({ id: 'dupid' })).status, Status.RUNNING);
+    const st = spawnSync('runc', ['--root', join(h.runcRoot, h.ns), 'state', 'dupid'], { encoding: 'utf8' });
+    assert.equal(st.status, 0, st.stderr);
+  });
+
+  test('binary:// stdout hands the output to a logging binary on fd 3', T, async (t) => {
+    const logger = join(h.tmp, 'fake-logger');
+    const dest = join(h.tmp, 'binary-logged');
+    // containerd's protocol: fd 3 stdout, fd 4 stderr, close fd 5 when ready.
+    writeFileSync(logger, '#!/bin/sh\nexec 5>&-\ncat <&3 > "$1.tmp" && mv "$1.tmp" "$1"\n', { mode: 0o755 });
+    const b = h.bundle('binlog', { args: ['echo', 'to-logger'] });
+    t.after(() => discard('binlog'));
+    const uri = `binary://${logger}?${encodeURIComponent(dest)}`;
+    await task.create({ id: 'binlog', bundle: b.dir, stdout: uri, stderr: uri });
+    await task.start({ id: 'binlog' });
+    assert.equal((await task.wait({ id: 'binlog' })).exitStatus, 0);
+    const deadline = Date.now() + 5000;
+    while (!existsSync(dest) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 25));
+    assert.equal(readFileSync(dest, 'utf8'), 'to-logger\n');
+    await task.delete({ id: 'binlog' });
+  });
+
+  test('Connect reports the shim pid', T, async (t) => {
+    const r = await task.connect({ id: 'none' });
+    assert.ok(h.shimPids.has(r.shimPid));
+  });
+
+  test('start reuses the shim of a group and spawns another for a new group', T, async (t) => {
+    const a = h.bundle('g-a', { args: ['true'], annotations: { 'io.kubernetes.cri.sandbox-id': 'podA' } });
+    const b = h.bundle('g-b', { args: ['true'], annotations: { 'io.kubernetes.cri.sandbox-id': 'podA' } });
+    const c = h.bundle('g-c', { args: ['true'] });
+    const sa = h.start(a);
+    const sb = h.start(b);
+    const sc = h.start(c);
+    assert.equal(sa, sb);
+    assert.notEqual(sa, sc);
+    assert.notEqual(sa, sock);
+    for (const s of [sa, sc]) {
+      const groupTask = await h.task(s);
+      await groupTask.shutdown({ id: '' });
+    }
+  });
+
+  test('a warm shim adopted by renaming its socket serves its group and removes that socket on exit', T, async () => {
+    const warm = join(h.stateDir, 'warm-test.sock');
+    const child = spawn(process.execPath, [SHIM_BIN, '-namespace', h.ns, '-socket', warm, 'serve'], {
+      env: h.env(),
+      stdio: ['ignore', 'ignore', 'inherit', 'pipe'],
+      detached: true,
+    });
+    const pid = child.pid ?? 0;
+    h.shimPids.add(pid);
+    await new Promise<void>((res, rej) => {
+      (child.stdio[3] as net.Socket).once('data', () => res());
+      child.once('exit', (c) => rej(new Error(`warm shim exited ${c}`)));
+    });
+    (child.stdio[3] as net.Socket).destroy();
+    child.unref();
+    const b = h.bundle('adopted', { args: ['true'], annotations: { 'io.kubernetes.cri.sandbox-id': 'warm-pod' } });
+    const groupSock = socketPath(h.stateDir, h.ns, groupKey('adopted', readFileSync(join(b.dir, 'config.json'), 'utf8'), {}));
+    renameSync(warm, groupSock);
+    writeFileSync(`${groupSock}.pid`, String(pid));
+    assert.equal(h.start(b), groupSock, 'start finds the adopted shim');
+    assert.equal(Number(readFileSync(join(b.dir, 'shim.pid'), 'utf8')), pid);
+    const wt = await h.task(groupSock);
+    assert.equal((await wt.connect({ id: '' })).shimPid, pid);
+    await wt.create({ id: 'adopted', bundle: b.dir });
+    await wt.start({ id: 'adopted' });
+    assert.equal((await wt.wait({ id: 'adopted' })).exitStatus, 0);
+    await wt.delete({ id: 'adopted' });
+    await wt.shutdown({ id: '' });
+    const deadline = Date.now() + 5000;
+    while (existsSync(groupSock) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(existsSync(groupSock), false, 'adopted socket removed');
+    assert.equal(existsSync(`${groupSock}.pid`), false, 'pid file removed');
+  });
+
+  test('delete command cleans up a container whose shim is gone', T, async (t) => {
+    const b = h.bundle('orphan', { args: ['sleep', '1000'] });
+    const s = h.start(b);
+    const orphanTask = await h.task(s);
+    const created = await orphanTask.create({ id: 'orphan', bundle: b.dir });
+    await orphanTask.start({ id: 'orphan' });
+    const shimPid = Number(readFileSync(join(b.dir, 'shim.pid'), 'utf8'));
+    process.kill(shimPid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 200));
+    const r = spawnSync(process.execPath, [SHIM_BIN, '-namespace', h.ns, '-id', 'orphan', '-bundle', b.dir, 'delete'], { env: h.env() });
+    assert.equal(r.status, 0, r.stderr.toString());
+    const resp = fromBinary(DeleteResponseSchema, r.stdout);
+    assert.equal(resp.pid, created.pid);
+    assert.equal(resp.exitStatus, 137);
+    const st = spawnSync('runc', ['--root', join(h.runcRoot, h.ns), 'state', 'orphan']);
+    assert.notEqual(st.status, 0, 'container still known to runc');
+  });
+
+  test('Shutdown with no containers left ends the shim process and removes its socket', T, async (t) => {
+    const c = await task.connect({ id: '' });
+    // Containers remain: a plain Shutdown keeps the shim.
+    await run(t, 'last', { args: ['sleep', '1000'] });
+    await task.shutdown({ id: '' });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.doesNotThrow(() => process.kill(c.shimPid, 0));
+    await task.kill({ id: 'last', signal: 9 });
+    await task.wait({ id: 'last' });
+    await task.delete({ id: 'last' });
+    await task.shutdown({ id: '' });
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline) {
+      try {
+        process.kill(c.shimPid, 0);
+      } catch {
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.throws(() => process.kill(c.shimPid, 0), 'shim still running');
+    assert.equal(existsSync(sock), false);
+  });
+
+});

@@ -1,0 +1,159 @@
+/**
+ * The shim's pure building blocks (no runc, no root): CRI log splitting, flag parsing, group
+ * keys, oom_score_adj clamping, runc error classification, /proc/<pid>/cgroup parsing,
+ * bind mount normalisation and the process state machine.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CriLineSplitter, rfc3339Nano } from '../../src/shim/crilog.js';
+import { parseFlags, groupKey, socketPath, stateDir } from '../../src/shim/cli.js';
+import { clampOomScoreAdj, hasCapSysResource, classifyRuncError, readErrorsSince } from '../../src/shim/runc.js';
+import { parseProcCgroup, parseKv } from '../../src/shim/cgroup.js';
+import { normalizeMount } from '../../src/shim/rootfs.js';
+import { parseStdioUri } from '../../src/shim/io.js';
+import { Proc, canTransition } from '../../src/shim/process.js';
+import { decodeWaitStatus } from '../../src/shim/libc.js';
+import { isBerthError } from '../../src/errors.js';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+
+function split(input: Buffer[], max = 8): string[] {
+  const out: string[] = [];
+  const s = new CriLineSplitter('stdout', (r) => out.push(r.toString()), () => 'T', max);
+  for (const c of input) s.push(c);
+  s.end();
+  return out;
+}
+
+test('CRI splitter emits one F record per line, across chunk boundaries', () => {
+  assert.deepEqual(split([Buffer.from('ab'), Buffer.from('c\nde\n')]), ['T stdout F abc\n', 'T stdout F de\n']);
+});
+
+test('CRI splitter splits long lines into P records and flushes an unterminated tail as F', () => {
+  assert.deepEqual(split([Buffer.from('0123456789ab\nxy')], 8), ['T stdout P 01234567\n', 'T stdout F 89ab\n', 'T stdout F xy\n']);
+});
+
+test('CRI splitter strips CR of CRLF and keeps empty lines', () => {
+  assert.deepEqual(split([Buffer.from('a\r\n\n')]), ['T stdout F a\n', 'T stdout F \n']);
+});
+
+test('CRI splitter: a line of exactly the limit is one F record', () => {
+  assert.deepEqual(split([Buffer.from('01234567\n')], 8), ['T stdout F 01234567\n']);
+});
+
+test('RFC3339Nano timestamps trim trailing zeros like Go', () => {
+  const base = BigInt(Date.UTC(2024, 0, 2, 3, 4, 5)) * 1_000_000n;
+  assert.equal(rfc3339Nano(base), '2024-01-02T03:04:05Z');
+  assert.equal(rfc3339Nano(base + 120_000_000n), '2024-01-02T03:04:05.12Z');
+  assert.equal(rfc3339Nano(base + 1n), '2024-01-02T03:04:05.000000001Z');
+});
+
+test('flags: Go style single and double dash, = form, action anywhere after flags', () => {
+  const f = parseFlags(['-namespace', 'k8s.io', '--id=abc', '-address', '/run/c.sock', '-debug', 'start'], {});
+  assert.equal(f.namespace, 'k8s.io');
+  assert.equal(f.id, 'abc');
+  assert.equal(f.address, '/run/c.sock');
+  assert.equal(f.debug, true);
+  assert.equal(f.action, 'start');
+  assert.throws(() => parseFlags(['-bogus', 'x'], {}), /not defined: -bogus/);
+  assert.throws(() => parseFlags(['-id'], {}), /needs an argument/);
+  assert.equal(parseFlags(['delete'], { NAMESPACE: 'envns' }).namespace, 'envns');
+});
+
+test('group key: sandbox id annotation, else container id; node grouping by env', () => {
+  const cfg = JSON.stringify({ annotations: { 'io.kubernetes.cri.sandbox-id': 'sb1' } });
+  assert.equal(groupKey('c1', cfg, {}), 'pod:sb1');
+  assert.equal(groupKey('c1', '{}', {}), 'ctr:c1');
+  assert.equal(groupKey('c1', 'not json', {}), 'ctr:c1');
+  assert.equal(groupKey('c1', cfg, { BERTH_SHIM_GROUP: 'node' }), 'node');
+  assert.notEqual(socketPath('/d', 'ns1', 'pod:a'), socketPath('/d', 'ns2', 'pod:a'));
+  assert.match(socketPath('/d', 'ns1', 'pod:a'), /^\/d\/[0-9a-f]{16}\.sock$/);
+  assert.equal(stateDir('/run/containerd/containerd.sock', {}), '/run/containerd/s');
+  assert.equal(stateDir('', {}), '/run/berth/s');
+});
+
+test('oom_score_adj is raised to our own value only when we cannot lower it', () => {
+  const c1 = { process: { oomScoreAdj: -998 } };
+  assert.equal(clampOomScoreAdj(c1, 0, false), 0);
+  assert.equal(c1.process.oomScoreAdj, 0);
+  const c2 = { process: { oomScoreAdj: -998 } };
+  assert.equal(clampOomScoreAdj(c2, 0, true), undefined);
+  assert.equal(c2.process.oomScoreAdj, -998);
+  const c3 = { process: { oomScoreAdj: 500 } };
+  assert.equal(clampOomScoreAdj(c3, 0, false), undefined);
+  assert.equal(clampOomScoreAdj({ process: {} }, 0, false), undefined);
+  assert.equal(hasCapSysResource('CapEff:\t000001fffeffffff\n'), false);
+  assert.equal(hasCapSysResource('CapEff:\t000001ffffffffff\n'), true);
+});
+
+test('runc error text maps onto error kinds', () => {
+  assert.equal(classifyRuncError('container does not exist'), 'NotFound');
+  assert.equal(classifyRuncError('cannot start a container that has stopped'), 'FailedPrecondition');
+  assert.equal(classifyRuncError('container "x" already exists'), 'AlreadyExists');
+  assert.equal(classifyRuncError('unable to start container process: exec: "x": no such file'), 'Internal');
+});
+
+test('runc json log: only error entries written after the offset are returned', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-runclog-'));
+  try {
+    const f = join(dir, 'log.json');
+    const old = JSON.stringify({ level: 'error', msg: 'old failure' }) + '\n';
+    writeFileSync(f, old + JSON.stringify({ level: 'warning', msg: 'w' }) + '\n' + JSON.stringify({ level: 'error', msg: 'new failure' }) + '\n{"level":"err');
+    assert.equal(readErrorsSince(f, Buffer.byteLength(old)), 'new failure');
+    assert.equal(readErrorsSince(join(dir, 'missing'), 0), '');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('/proc/<pid>/cgroup parsing finds v1 controllers and the unified path', () => {
+  const loc = parseProcCgroup('4:memory:/a/b\n2:cpu,cpuacct:/a/b\n1:name=systemd:/a\n0::/u/v\n', '/nonexistent-root');
+  assert.equal(loc.v1.get('memory'), '/nonexistent-root/memory/a/b');
+  assert.equal(loc.v1.get('cpuacct'), '/nonexistent-root/cpu,cpuacct/a/b');
+  assert.equal(loc.v1.get('systemd'), '/nonexistent-root/systemd/a');
+  assert.equal(loc.v2, '/nonexistent-root/u/v');
+  assert.deepEqual([...parseKv('a 1\nb x\nc 3\n')], [['a', 1n], ['c', 3n]]);
+});
+
+test('bind mounts without a bind option are normalised to bind mounts', () => {
+  assert.deepEqual(normalizeMount({ type: 'bind', source: '/s', options: ['ro'] }).options, ['bind', 'ro']);
+  assert.deepEqual(normalizeMount({ type: 'bind', source: '/s', options: ['rbind', 'ro'] }).options, ['rbind', 'ro']);
+  const overlay = { type: 'overlay', source: 'overlay', options: ['lowerdir=/l'] };
+  assert.equal(normalizeMount(overlay), overlay);
+});
+
+test('stdio URIs: FIFO paths, file://, binary:// with args; unknown schemes rejected', () => {
+  assert.deepEqual(parseStdioUri(''), { kind: 'none' });
+  assert.deepEqual(parseStdioUri('/run/x/stdout'), { kind: 'fifo', path: '/run/x/stdout' });
+  assert.deepEqual(parseStdioUri('file:///var/log/pods/a%20b/0.log'), { kind: 'file', path: '/var/log/pods/a b/0.log' });
+  assert.deepEqual(parseStdioUri('binary:///usr/bin/logger?id=1&flag='), { kind: 'binary', path: '/usr/bin/logger', args: ['id', '1', 'flag'] });
+  assert.throws(() => parseStdioUri('http://x/'), (e: unknown) => isBerthError(e, 'InvalidArgument'));
+});
+
+test('process state machine rejects invalid transitions and releases waiters on exit', async () => {
+  assert.equal(canTransition('created', 'running'), true);
+  assert.equal(canTransition('stopped', 'running'), false);
+  assert.equal(canTransition('deleted', 'created'), false);
+  const p = new Proc('c', '', { stdin: '', stdout: '', stderr: '', terminal: false });
+  assert.throws(() => p.transition('paused'), (e: unknown) => isBerthError(e, 'FailedPrecondition'));
+  assert.throws(() => p.require('pause', 'running'), /cannot pause container c: it is created/);
+  p.transition('running');
+  const w = p.wait();
+  const at = new Date();
+  p.setExited(3, at);
+  p.setExited(9, new Date()); // the first exit wins
+  assert.deepEqual(await w, { status: 3, exitedAt: at });
+  assert.equal(p.state, 'stopped');
+  const ac = new AbortController();
+  const q = new Proc('c', 'e', { stdin: '', stdout: '', stderr: '', terminal: false });
+  const qw = q.wait(ac.signal);
+  ac.abort();
+  await assert.rejects(qw);
+});
+
+test('wait status decoding: exit codes and 128+signal', () => {
+  assert.equal(decodeWaitStatus(7 << 8), 7);
+  assert.equal(decodeWaitStatus(9), 137);
+  assert.equal(decodeWaitStatus(15), 143);
+});
