@@ -1,0 +1,710 @@
+/**
+ * TaskManager: berthd's side of tasks (containerd's core/runtime/v2 semantics).
+ *
+ * - Bundles under <state>/tasks/<ns>/<id> (bundle.ts).
+ * - Shims started with the shim v2 binary protocol (shim-binary.ts), grouped: one shim per
+ *   (runtime, namespace, group key), one ttrpc connection per shim. A live shim of the group
+ *   is reused without exec'ing `start` again; berth shims can come from a warm pool (warm.ts).
+ * - Events from shims arrive on berthd's Events/Forward socket (events.ts) and are re-emitted.
+ * - A shim that dies (connection lost and no reconnect) has its tasks marked exited 255 with
+ *   reason "shim died", an exit event emitted, and `<shim> delete` run on their bundles.
+ * - init() reconnects to the shims of every bundle on disk after a restart.
+ * Every RPC carries a deadline except Wait, which instead ends when the shim dies.
+ */
+import { EventEmitter } from 'node:events';
+import { lstat, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { create } from '@bufbuild/protobuf';
+import { AnySchema, timestampDate, type Any } from '@bufbuild/protobuf/wkt';
+import { BerthError, errors, isBerthError } from '../errors.js';
+import { log as rootLog, type Logger } from '../log.js';
+import { ensurePrivateDir } from '../ttrpc/index.js';
+import { Status } from '../api/containerd/types/task/task_pb.js';
+import type { StateResponse } from '../api/containerd/runtime/v2/task/shim_pb.js';
+import { CheckpointOptionsSchema, ProcessDetailsSchema } from '../api/containerd/runc/options/oci_pb.js';
+import { toBinary, fromBinary, type MessageInitShape } from '@bufbuild/protobuf';
+import { groupKey as berthShimGroupKey, socketPath as berthShimSocketPath, SANDBOX_ID_ANNOTATION } from '../shim/cli.js';
+import { bundlePaths, createBundle, listBundles, readTaskRecord, removeBundle, type BundlePaths } from './bundle.js';
+import { EventReceiver } from './events.js';
+import { ShimHandle, connectWithTimeout, readPidFile, type ShimIdentity } from './shim.js';
+import { resolveShimBinary, runtimeOptions, shimDelete, shimStart, type ShimExecContext } from './shim-binary.js';
+import { decodeMetrics, type TaskMetrics } from './stats.js';
+import { WarmPool, reapStaleWarm } from './warm.js';
+import {
+  BERTH_SHIM_TYPE,
+  type CreateTaskOptions,
+  type ExecOptions,
+  type ExitStatus,
+  type ProcessInfo,
+  type RecoveredTask,
+  type RuntimeHandler,
+  type ShimGrouping,
+  type TaskEvents,
+  type TaskState,
+  type TaskStatus,
+} from './types.js';
+
+export interface TaskManagerOptions {
+  /** Volatile state (bundles, sockets): e.g. /run/berth. */
+  stateDir: string;
+  /** Persistent root (work dirs): e.g. /var/lib/berth. */
+  rootDir: string;
+  /** Runtime handlers by name. */
+  handlers: Record<string, RuntimeHandler>;
+  /** berthd's main address, passed to shims as -address / GRPC_ADDRESS. */
+  address?: string;
+  publishBinary?: string;
+  grouping?: ShimGrouping;
+  /** Extra environment for shims (e.g. BERTH_RUNC_ROOT). */
+  shimEnv?: Record<string, string>;
+  /** Deadline of ordinary RPCs to shims. */
+  rpcTimeoutMs?: number;
+  /** Deadline of Create/Start/Delete/Exec (runc work, mounts). */
+  slowRpcTimeoutMs?: number;
+  /** Warm berth shims per namespace (0 = none). */
+  warm?: { namespaces: string[]; size?: number; runtime?: string };
+  /** Shut a shim down once its last task is deleted (default true). */
+  shutdownIdleShims?: boolean;
+  debugShims?: boolean;
+  logger?: Logger;
+}
+
+interface TaskEntry {
+  namespace: string;
+  id: string;
+  runtime: string;
+  paths: BundlePaths;
+  shim: ShimHandle | undefined;
+  /** Set when berthd synthesized the exit (shim gone). */
+  dead: ExitStatus | undefined;
+  /** `<shim> delete` already ran for this bundle. */
+  cleaned: boolean;
+}
+
+const SHIM_DIED = 'shim died';
+const statusName: Record<number, TaskStatus> = {
+  [Status.UNKNOWN]: 'unknown',
+  [Status.CREATED]: 'created',
+  [Status.RUNNING]: 'running',
+  [Status.STOPPED]: 'stopped',
+  [Status.PAUSED]: 'paused',
+  [Status.PAUSING]: 'pausing',
+};
+
+function taskKey(ns: string, id: string): string {
+  return `${ns}/${id}`;
+}
+
+function jsonAny(typeUrl: string, v: unknown): Any {
+  return create(AnySchema, { typeUrl, value: Buffer.from(JSON.stringify(v)) });
+}
+
+export const PROCESS_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/Process';
+export const RESOURCES_TYPE_URL = 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources';
+
+export class TaskManager extends EventEmitter<TaskEvents> {
+  private readonly tasks = new Map<string, TaskEntry>();
+  /** Live shims by group identity and by socket path. */
+  private readonly groups = new Map<string, ShimHandle>();
+  private readonly byAddress = new Map<string, ShimHandle>();
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly receiver: EventReceiver;
+  private warm: WarmPool | undefined;
+  private readonly log: Logger;
+  private closing = false;
+  readonly eventsSocket: string;
+  readonly shimStateDir: string;
+  private readonly rpcTimeoutMs: number;
+  private readonly slowTimeoutMs: number;
+
+  constructor(private readonly o: TaskManagerOptions) {
+    super();
+    this.log = (o.logger ?? rootLog).child({ component: 'runtime' });
+    this.eventsSocket = join(o.stateDir, 'ev', 'events.sock');
+    this.shimStateDir = join(o.stateDir, 's');
+    this.rpcTimeoutMs = o.rpcTimeoutMs ?? 10_000;
+    this.slowTimeoutMs = o.slowRpcTimeoutMs ?? 60_000;
+    this.receiver = new EventReceiver(this.eventsSocket, this.log);
+    for (const name of ['exit', 'oom', 'create', 'start', 'delete', 'execAdded', 'execStarted', 'paused', 'resumed', 'checkpointed'] as const) {
+      (this.receiver.on as (n: string, l: (e: unknown) => void) => unknown).call(this.receiver, name, (e) => {
+        (this.emit as (n: string, e: unknown) => boolean)(name, e);
+      });
+    }
+  }
+
+  private get address(): string {
+    return this.o.address ?? this.eventsSocket;
+  }
+
+  // ---------------------------------------------------------------- startup / shutdown
+
+  /** Listens for events, reconnects to the shims of bundles on disk, fills the warm pool. */
+  async init(): Promise<RecoveredTask[]> {
+    await mkdir(join(this.o.stateDir, 'tasks'), { recursive: true, mode: 0o711 });
+    await mkdir(join(this.o.rootDir, 'tasks'), { recursive: true, mode: 0o711 });
+    await ensurePrivateDir(this.shimStateDir);
+    await this.receiver.listen();
+    await reapStaleWarm(this.shimStateDir, this.rpcTimeoutMs);
+    const recovered: RecoveredTask[] = [];
+    for (const [ns, id] of await listBundles(this.o.stateDir)) {
+      try {
+        const r = await this.recover(ns, id);
+        if (r) recovered.push(r);
+      } catch (err) {
+        this.log.warn('could not recover task', { ns, id, err });
+      }
+    }
+    if (this.o.warm && this.o.warm.namespaces.length > 0) {
+      const runtime = this.o.warm.runtime ?? this.defaultBerthRuntime();
+      const h = runtime ? this.o.handlers[runtime] : undefined;
+      if (h && h.type === BERTH_SHIM_TYPE) {
+        this.warm = new WarmPool({
+          binary: resolveShimBinary(h),
+          shimStateDir: this.shimStateDir,
+          namespaces: this.o.warm.namespaces,
+          size: this.o.warm.size ?? 1,
+          address: this.address,
+          ttrpcAddress: this.eventsSocket,
+          env: this.shimEnv(h),
+          rpcTimeoutMs: this.rpcTimeoutMs,
+          log: this.log,
+        });
+        this.warm.start();
+      }
+    }
+    return recovered;
+  }
+
+  /** Resolves once the warm pool is full (no-op without one). */
+  async warmReady(timeoutMs?: number): Promise<void> {
+    await this.warm?.ready(timeoutMs);
+  }
+
+  /** Idle warm shims (diagnostics, tests). */
+  warmShims(): Array<{ namespace: string; pid: number; socket: string }> {
+    return this.warm?.list() ?? [];
+  }
+
+  /**
+   * Detaches from shims (containers keep running) and stops serving events. Idle warm shims
+   * are shut down.
+   */
+  async close(): Promise<void> {
+    this.closing = true;
+    await this.warm?.close();
+    for (const s of this.byAddress.values()) s.detach();
+    this.byAddress.clear();
+    this.groups.clear();
+    await this.receiver.close();
+  }
+
+  private defaultBerthRuntime(): string | undefined {
+    return Object.entries(this.o.handlers).find(([, h]) => h.type === BERTH_SHIM_TYPE)?.[0];
+  }
+
+  private async recover(ns: string, id: string): Promise<RecoveredTask | undefined> {
+    const paths = bundlePaths(this.o.stateDir, this.o.rootDir, ns, id);
+    const rec = await readTaskRecord(paths.dir);
+    let address = '';
+    try {
+      address = (await readFile(join(paths.dir, 'address'), 'utf8')).trim();
+    } catch {
+      address = '';
+    }
+    const handler = rec ? this.o.handlers[rec.runtime] : undefined;
+    if (!rec || !address || !handler) {
+      // A create that never reached its shim (berthd died half-way), or an unknown runtime.
+      this.log.info('removing orphan bundle', { ns, id, reason: !rec ? 'no task record' : !address ? 'no shim address' : `unknown runtime ${rec.runtime}` });
+      if (handler && rec) await this.runShimDelete(handler, ns, id, paths).catch(() => undefined);
+      await removeBundle(paths);
+      return undefined;
+    }
+    const entry: TaskEntry = { namespace: ns, id, runtime: rec.runtime, paths, shim: undefined, dead: undefined, cleaned: false };
+    this.tasks.set(taskKey(ns, id), entry);
+    const sockPath = address.replace(/^(?:ttrpc\+)?unix:\/\//, '');
+    let shim = this.byAddress.get(sockPath);
+    if (!shim) {
+      const ident: ShimIdentity = { key: this.groupIdentity(rec.runtime, ns, rec.groupKey), runtime: rec.runtime, namespace: ns, binary: resolveShimBinary(handler), address: sockPath };
+      try {
+        shim = await ShimHandle.connect(ident, 2000, this.rpcTimeoutMs, await readPidFile(join(paths.dir, 'shim.pid')));
+        if (!shim.pid) shim.pid = (await shim.task.connect({ id }).catch(() => undefined))?.shimPid || undefined;
+        this.adoptHandle(shim);
+      } catch {
+        shim = undefined;
+      }
+    }
+    if (!shim) {
+      await removeStaleSocket(sockPath);
+      await this.markDead(entry, `${SHIM_DIED} while berthd was down`);
+      return { namespace: ns, id, runtime: rec.runtime, state: this.deadState(entry) };
+    }
+    shim.tasks.add(id);
+    entry.shim = shim;
+    try {
+      const st = await shim.task.state({ id }, { timeoutMs: this.rpcTimeoutMs });
+      return { namespace: ns, id, runtime: rec.runtime, state: toTaskState(st) };
+    } catch (err) {
+      if (!isBerthError(err, 'NotFound')) throw err;
+      shim.tasks.delete(id);
+      entry.shim = undefined;
+      await this.markDead(entry, 'task unknown to its shim');
+      return { namespace: ns, id, runtime: rec.runtime, state: this.deadState(entry) };
+    }
+  }
+
+  // ---------------------------------------------------------------- shims
+
+  private groupIdentity(runtime: string, ns: string, group: string): string {
+    return `${runtime}\u0000${ns}\u0000${this.o.grouping === 'node' ? 'node' : group}`;
+  }
+
+  private shimEnv(h: RuntimeHandler): Record<string, string> {
+    const env: Record<string, string> = { ...this.o.shimEnv };
+    if (h.type === BERTH_SHIM_TYPE) {
+      env.BERTH_SHIM_STATE_DIR = this.shimStateDir;
+      if (this.o.grouping === 'node') env.BERTH_SHIM_GROUP = 'node';
+    }
+    return env;
+  }
+
+  private execContext(h: RuntimeHandler, ns: string, id: string, bundle: string): ShimExecContext {
+    return {
+      binary: resolveShimBinary(h),
+      namespace: ns,
+      id,
+      bundle,
+      address: this.address,
+      ttrpcAddress: this.eventsSocket,
+      publishBinary: this.o.publishBinary,
+      debug: this.o.debugShims,
+      env: this.shimEnv(h),
+      timeoutMs: this.slowTimeoutMs,
+    };
+  }
+
+  /** Serializes work per key (shim start for a group, idle shutdown). */
+  private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(key) ?? Promise.resolve();
+    const run = prev.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(key, tail);
+    try {
+      return await run;
+    } finally {
+      if (this.locks.get(key) === tail) this.locks.delete(key);
+    }
+  }
+
+  private adoptHandle(s: ShimHandle): void {
+    this.byAddress.set(s.id.address, s);
+    this.groups.set(s.id.key, s);
+    this.watch(s);
+  }
+
+  private watch(s: ShimHandle): void {
+    const client = s.client;
+    client.once('close', () => {
+      if (this.closing || s.retiring || s.client !== client) return;
+      s.recovery = this.examineLostShim(s);
+    });
+  }
+
+  /** The connection dropped: reconnect if the shim still answers, else treat it as dead. */
+  private async examineLostShim(s: ShimHandle): Promise<boolean> {
+    for (let i = 0; i < 3; i++) {
+      if (s.pidAlive() === false) break;
+      await new Promise((r) => setTimeout(r, 100 * (i + 1)));
+      try {
+        const c = await connectWithTimeout(s.id.address, 1000, this.rpcTimeoutMs);
+        if (this.closing) {
+          c.close();
+          return false;
+        }
+        s.replaceClient(c);
+        this.watch(s);
+        this.log.info('reconnected to shim', { address: s.id.address });
+        return true;
+      } catch {
+        // retry
+      }
+    }
+    s.dead = true;
+    s.retiring = true;
+    s.detach();
+    if (this.groups.get(s.id.key) === s) this.groups.delete(s.id.key);
+    if (this.byAddress.get(s.id.address) === s) this.byAddress.delete(s.id.address);
+    this.log.warn('shim died', { address: s.id.address, pid: s.pid, tasks: [...s.tasks] });
+    // Nothing answers on it any more: a stale socket file would only mislead the next `start`.
+    await removeStaleSocket(s.id.address);
+    for (const id of [...s.tasks]) {
+      const e = this.tasks.get(taskKey(s.id.namespace, id));
+      if (e && e.shim === s) await this.markDead(e, SHIM_DIED).catch((err: unknown) => this.log.warn('cleanup after dead shim failed', { id, err }));
+    }
+    s.tasks.clear();
+    return false;
+  }
+
+  /** Records a synthesized exit, emits it, runs `<shim> delete` on the bundle. */
+  private async markDead(e: TaskEntry, reason: string): Promise<void> {
+    if (e.dead) return;
+    const shim = e.shim;
+    e.dead = { exitStatus: 255, exitedAt: new Date(), reason };
+    e.shim = undefined;
+    shim?.tasks.delete(e.id);
+    this.emit('exit', { namespace: e.namespace, containerId: e.id, id: '', pid: 0, exitStatus: 255, exitedAt: e.dead.exitedAt, reason });
+    const h = this.o.handlers[e.runtime];
+    if (h && !e.cleaned) {
+      try {
+        await this.runShimDelete(h, e.namespace, e.id, e.paths);
+        e.cleaned = true;
+      } catch (err) {
+        this.log.warn('shim delete failed', { ns: e.namespace, id: e.id, err });
+      }
+    }
+  }
+
+  private async runShimDelete(h: RuntimeHandler, ns: string, id: string, paths: BundlePaths): Promise<void> {
+    await shimDelete(this.execContext(h, ns, id, paths.dir));
+  }
+
+  /** The shim for a new task: the group's live shim, a warm one, or a freshly started one. */
+  private async shimFor(o: CreateTaskOptions, h: RuntimeHandler, paths: BundlePaths, group: string): Promise<ShimHandle> {
+    const key = this.groupIdentity(o.runtime, o.namespace, group);
+    return this.withLock(key, async () => {
+      const live = this.groups.get(key);
+      if (live && !live.dead && live.client.isOpen) {
+        live.tasks.add(o.id);
+        // What `start` would have written: lets recovery and `shim delete` find the shim.
+        await writeFile(join(paths.dir, 'address'), `unix://${live.id.address}`);
+        if (live.pid) await writeFile(join(paths.dir, 'shim.pid'), String(live.pid));
+        return live;
+      }
+      const ident = { key, runtime: o.runtime, namespace: o.namespace, binary: resolveShimBinary(h) };
+      if (h.type === BERTH_SHIM_TYPE && this.warm) {
+        const adopted = await this.adoptWarm(o, h, paths, ident);
+        if (adopted) {
+          adopted.tasks.add(o.id);
+          return adopted;
+        }
+      }
+      const sock = await shimStart(this.execContext(h, o.namespace, o.id, paths.dir), runtimeOptions(h));
+      let s = this.byAddress.get(sock);
+      if (!s || s.dead || !s.client.isOpen) {
+        s = await ShimHandle.connect({ ...ident, address: sock }, 5000, this.rpcTimeoutMs, await readPidFile(join(paths.dir, 'shim.pid')));
+        s.attachLog(join(paths.dir, 'log'), this.log);
+        this.adoptHandle(s);
+      } else {
+        this.groups.set(key, s);
+      }
+      s.tasks.add(o.id);
+      return s;
+    });
+  }
+
+  private async adoptWarm(o: CreateTaskOptions, h: RuntimeHandler, paths: BundlePaths, ident: Omit<ShimIdentity, 'address'>): Promise<ShimHandle | undefined> {
+    const w = this.warm?.take(o.namespace);
+    if (!w) return undefined;
+    const env = { ...process.env, ...this.shimEnv(h) };
+    const target = berthShimSocketPath(this.shimStateDir, o.namespace, berthShimGroupKey(o.id, JSON.stringify(o.spec), env));
+    if (this.byAddress.has(target)) {
+      this.warm?.giveBack(w);
+      return undefined;
+    }
+    try {
+      await rename(w.socket, target);
+      await rename(`${w.socket}.pid`, `${target}.pid`).catch(() => writeFile(`${target}.pid`, String(w.pid)));
+      await rename(`${w.socket}.log`, `${target}.log`).catch(() => undefined);
+    } catch (err) {
+      this.log.warn('could not adopt warm shim', { err });
+      this.warm?.giveBack(w);
+      return undefined;
+    }
+    await writeFile(join(paths.dir, 'address'), `unix://${target}`);
+    await writeFile(join(paths.dir, 'shim.pid'), String(w.pid));
+    const s = new ShimHandle({ ...ident, address: target }, w.client, w.pid);
+    this.adoptHandle(s);
+    return s;
+  }
+
+  /** Shuts a shim down once nothing runs in it any more. */
+  private async maybeRetire(s: ShimHandle): Promise<void> {
+    if (this.o.shutdownIdleShims === false) return;
+    await this.withLock(s.id.key, async () => {
+      if (s.tasks.size > 0 || s.dead || s.retiring) return;
+      s.retiring = true;
+      if (this.groups.get(s.id.key) === s) this.groups.delete(s.id.key);
+      if (this.byAddress.get(s.id.address) === s) this.byAddress.delete(s.id.address);
+      try {
+        await s.task.shutdown({ id: '', now: false }, { timeoutMs: this.rpcTimeoutMs });
+      } catch {
+        // closing the connection is how a shim says goodbye
+      }
+      s.detach();
+    });
+  }
+
+  // ---------------------------------------------------------------- task API
+
+  private entry(ns: string, id: string): TaskEntry {
+    const e = this.tasks.get(taskKey(ns, id));
+    if (!e) throw errors.notFound('runtime.task_not_found', `task ${id} not found in namespace ${ns}`);
+    return e;
+  }
+
+  /** The live shim of a task; a task whose shim died answers FailedPrecondition. */
+  private async live(ns: string, id: string): Promise<{ e: TaskEntry; s: ShimHandle }> {
+    const e = this.entry(ns, id);
+    if (e.shim?.recovery) await e.shim.recovery;
+    if (e.dead || !e.shim) throw errors.failedPrecondition('runtime.task_exited', `task ${id} has exited: ${e.dead?.reason ?? 'no shim'}`);
+    return { e, s: e.shim };
+  }
+
+  /** Runs one RPC; a lost connection waits for the reconnect decision and retries once. */
+  private async rpc<T>(ns: string, id: string, fn: (s: ShimHandle) => Promise<T>): Promise<T> {
+    const { s } = await this.live(ns, id);
+    try {
+      return await fn(s);
+    } catch (err) {
+      if (!isBerthError(err, 'Unavailable') || !s.recovery) throw err;
+      if (!(await s.recovery)) throw err;
+      return fn(s);
+    }
+  }
+
+  async create(o: CreateTaskOptions): Promise<{ pid: number }> {
+    const h = this.o.handlers[o.runtime];
+    if (!h) throw errors.notFound('runtime.handler_not_found', `no runtime handler named ${JSON.stringify(o.runtime)}`);
+    const paths = bundlePaths(this.o.stateDir, this.o.rootDir, o.namespace, o.id);
+    const k = taskKey(o.namespace, o.id);
+    if (this.tasks.has(k)) throw errors.alreadyExists('runtime.task_exists', `task ${o.id} already exists in namespace ${o.namespace}`);
+    const annotations = (o.spec.annotations ?? {}) as Record<string, string>;
+    const group = o.groupKey ?? annotations[SANDBOX_ID_ANNOTATION] ?? o.id;
+    const entry: TaskEntry = { namespace: o.namespace, id: o.id, runtime: o.runtime, paths, shim: undefined, dead: undefined, cleaned: false };
+    this.tasks.set(k, entry);
+    let shim: ShimHandle | undefined;
+    try {
+      await createBundle(paths, o.spec, { runtime: o.runtime, groupKey: group, createdAt: new Date().toISOString() });
+      shim = await this.shimFor(o, h, paths, group);
+      entry.shim = shim;
+      const r = await shim.task.create(
+        {
+          id: o.id,
+          bundle: paths.dir,
+          rootfs: (o.rootfs ?? []).map((m) => ({ type: m.type, source: m.source, target: m.target ?? '', options: m.options })),
+          terminal: o.terminal ?? false,
+          stdin: o.stdin ?? '',
+          stdout: o.stdout ?? '',
+          stderr: o.stderr ?? '',
+          options: runtimeOptions(h),
+        },
+        { timeoutMs: this.slowTimeoutMs },
+      );
+      if (!shim.pid) {
+        // Not every shim writes shim.pid before `start` returns; Connect names it.
+        shim.pid = (await shim.task.connect({ id: o.id }).catch(() => undefined))?.shimPid || undefined;
+        if (shim.pid) await writeFile(join(paths.dir, 'shim.pid'), String(shim.pid)).catch(() => undefined);
+      }
+      return { pid: r.pid };
+    } catch (err) {
+      // Undo in reverse: shim membership (and the shim if it hosts nothing), bundle, record.
+      this.tasks.delete(k);
+      if (shim) {
+        shim.tasks.delete(o.id);
+        await this.maybeRetire(shim).catch(() => undefined);
+      }
+      if (!(isBerthError(err, 'AlreadyExists') && (err as BerthError).code === 'runtime.task_exists')) {
+        await removeBundle(paths).catch((e: unknown) => this.log.warn('bundle cleanup failed', { id: o.id, err: e }));
+      }
+      throw err;
+    }
+  }
+
+  async start(ns: string, id: string, execId = ''): Promise<number> {
+    const r = await this.rpc(ns, id, (s) => s.task.start({ id, execId }, { timeoutMs: this.slowTimeoutMs }));
+    return r.pid;
+  }
+
+  /** Kill; on a task whose shim died this is a no-op (it is already stopped). */
+  async kill(ns: string, id: string, signal: number, opts: { all?: boolean; execId?: string } = {}): Promise<void> {
+    const e = this.entry(ns, id);
+    if (e.shim?.recovery) await e.shim.recovery;
+    if (e.dead) return;
+    await this.rpc(ns, id, (s) => s.task.kill({ id, execId: opts.execId ?? '', signal, all: opts.all ?? false }));
+  }
+
+  /**
+   * Waits for a process to exit. Has no deadline, but resolves with exit 255 and a reason when
+   * the shim dies, and rejects when the manager is closed.
+   */
+  async wait(ns: string, id: string, execId = ''): Promise<ExitStatus> {
+    for (;;) {
+      const e = this.entry(ns, id);
+      if (e.shim?.recovery) await e.shim.recovery;
+      if (e.dead) return { ...e.dead };
+      const s = e.shim;
+      if (!s) throw errors.failedPrecondition('runtime.task_exited', `task ${id} has no shim`);
+      try {
+        const r = await s.task.wait({ id, execId }, { timeoutMs: 0 });
+        return { exitStatus: r.exitStatus, exitedAt: r.exitedAt ? timestampDate(r.exitedAt) : new Date() };
+      } catch (err) {
+        if (!isBerthError(err, 'Unavailable') || this.closing) throw err;
+        // Give the close handler its turn, then follow its verdict.
+        await new Promise((r) => setImmediate(r));
+        if (!s.recovery) throw err;
+        await s.recovery;
+      }
+    }
+  }
+
+  /** Deletes an exec process, or the task (then also its bundle). */
+  async delete(ns: string, id: string, execId = ''): Promise<ExitStatus & { pid: number }> {
+    const e = this.entry(ns, id);
+    if (e.shim?.recovery) await e.shim.recovery;
+    if (execId) {
+      const r = await this.rpc(ns, id, (s) => s.task.delete({ id, execId }, { timeoutMs: this.slowTimeoutMs }));
+      return { pid: r.pid, exitStatus: r.exitStatus, exitedAt: r.exitedAt ? timestampDate(r.exitedAt) : new Date() };
+    }
+    let out: ExitStatus & { pid: number };
+    if (e.dead || !e.shim) {
+      const h = this.o.handlers[e.runtime];
+      if (h && !e.cleaned) {
+        await this.runShimDelete(h, ns, id, e.paths);
+        e.cleaned = true;
+      }
+      out = { pid: 0, ...(e.dead ?? { exitStatus: 255, exitedAt: new Date(), reason: SHIM_DIED }) };
+    } else {
+      const s = e.shim;
+      try {
+        const r = await s.task.delete({ id, execId: '' }, { timeoutMs: this.slowTimeoutMs });
+        out = { pid: r.pid, exitStatus: r.exitStatus, exitedAt: r.exitedAt ? timestampDate(r.exitedAt) : new Date() };
+      } catch (err) {
+        if (!isBerthError(err, 'NotFound')) throw err;
+        out = { pid: 0, exitStatus: 255, exitedAt: new Date(), reason: 'task unknown to its shim' };
+      }
+      s.tasks.delete(id);
+      e.shim = undefined;
+      await this.maybeRetire(s).catch((err: unknown) => this.log.warn('shim shutdown failed', { err }));
+    }
+    await removeBundle(e.paths);
+    this.tasks.delete(taskKey(ns, id));
+    return out;
+  }
+
+  async state(ns: string, id: string, execId = ''): Promise<TaskState> {
+    const e = this.entry(ns, id);
+    if (e.shim?.recovery) await e.shim.recovery;
+    if (e.dead) return this.deadState(e);
+    return toTaskState(await this.rpc(ns, id, (s) => s.task.state({ id, execId })));
+  }
+
+  private deadState(e: TaskEntry): TaskState {
+    return {
+      id: e.id,
+      execId: '',
+      bundle: e.paths.dir,
+      pid: 0,
+      status: 'stopped',
+      stdin: '',
+      stdout: '',
+      stderr: '',
+      terminal: false,
+      exitStatus: e.dead?.exitStatus ?? 255,
+      exitedAt: e.dead?.exitedAt,
+      reason: e.dead?.reason,
+    };
+  }
+
+  async pids(ns: string, id: string): Promise<ProcessInfo[]> {
+    const r = await this.rpc(ns, id, (s) => s.task.pids({ id }));
+    return r.processes.map((p) => {
+      let execId: string | undefined;
+      const name = p.info ? p.info.typeUrl.slice(p.info.typeUrl.lastIndexOf('/') + 1) : '';
+      if (p.info && name === ProcessDetailsSchema.typeName) execId = fromBinary(ProcessDetailsSchema, p.info.value).execId || undefined;
+      return execId ? { pid: p.pid, execId } : { pid: p.pid };
+    });
+  }
+
+  async pause(ns: string, id: string): Promise<void> {
+    await this.rpc(ns, id, (s) => s.task.pause({ id }));
+  }
+
+  async resume(ns: string, id: string): Promise<void> {
+    await this.rpc(ns, id, (s) => s.task.resume({ id }));
+  }
+
+  /** Update with OCI LinuxResources (JSON object), as containerd sends it. */
+  async update(ns: string, id: string, resources: Record<string, unknown>, annotations: Record<string, string> = {}): Promise<void> {
+    await this.rpc(ns, id, (s) => s.task.update({ id, resources: jsonAny(RESOURCES_TYPE_URL, resources), annotations }));
+  }
+
+  async stats(ns: string, id: string): Promise<TaskMetrics> {
+    const r = await this.rpc(ns, id, (s) => s.task.stats({ id }));
+    return decodeMetrics(r.stats);
+  }
+
+  /** Adds an exec process (OCI Process JSON); start it with start(ns, id, execId). */
+  async exec(ns: string, id: string, execId: string, processSpec: Record<string, unknown>, io: ExecOptions = {}): Promise<void> {
+    if (!execId) throw errors.invalidArgument('runtime.exec_id', 'exec id must not be empty');
+    await this.rpc(ns, id, (s) =>
+      s.task.exec(
+        { id, execId, terminal: io.terminal ?? false, stdin: io.stdin ?? '', stdout: io.stdout ?? '', stderr: io.stderr ?? '', spec: jsonAny(PROCESS_TYPE_URL, processSpec) },
+        { timeoutMs: this.slowTimeoutMs },
+      ),
+    );
+  }
+
+  async resizePty(ns: string, id: string, width: number, height: number, execId = ''): Promise<void> {
+    await this.rpc(ns, id, (s) => s.task.resizePty({ id, execId, width, height }));
+  }
+
+  async closeIO(ns: string, id: string, execId = ''): Promise<void> {
+    await this.rpc(ns, id, (s) => s.task.closeIO({ id, execId, stdin: true }));
+  }
+
+  async checkpoint(ns: string, id: string, path: string, options?: MessageInitShape<typeof CheckpointOptionsSchema>): Promise<void> {
+    const any = options
+      ? create(AnySchema, { typeUrl: CheckpointOptionsSchema.typeName, value: toBinary(CheckpointOptionsSchema, create(CheckpointOptionsSchema, options)) })
+      : undefined;
+    await this.rpc(ns, id, (s) => s.task.checkpoint({ id, path, options: any }, { timeoutMs: this.slowTimeoutMs }));
+  }
+
+  async connect(ns: string, id: string): Promise<{ shimPid: number; taskPid: number; version: string }> {
+    const r = await this.rpc(ns, id, (s) => s.task.connect({ id }));
+    return { shimPid: r.shimPid, taskPid: r.taskPid, version: r.version };
+  }
+
+  /** Tasks berthd knows, as [namespace, id]. */
+  list(): Array<{ namespace: string; id: string; runtime: string; exited: boolean }> {
+    return [...this.tasks.values()].map((e) => ({ namespace: e.namespace, id: e.id, runtime: e.runtime, exited: e.dead !== undefined }));
+  }
+
+  /** Shim pid and socket of a task (diagnostics, tests). */
+  shimOf(ns: string, id: string): { pid: number | undefined; address: string } | undefined {
+    const s = this.tasks.get(taskKey(ns, id))?.shim;
+    return s ? { pid: s.pid, address: s.id.address } : undefined;
+  }
+}
+
+function toTaskState(r: StateResponse): TaskState {
+  return {
+    id: r.id,
+    execId: r.execId,
+    bundle: r.bundle,
+    pid: r.pid,
+    status: statusName[r.status] ?? 'unknown',
+    stdin: r.stdin,
+    stdout: r.stdout,
+    stderr: r.stderr,
+    terminal: r.terminal,
+    exitStatus: r.exitStatus,
+    exitedAt: r.exitedAt && (r.exitedAt.seconds > 0n || r.exitedAt.nanos > 0) ? timestampDate(r.exitedAt) : undefined,
+  };
+}
+
+async function removeStaleSocket(path: string): Promise<void> {
+  try {
+    if ((await lstat(path)).isSocket()) await unlink(path);
+  } catch {
+    // already gone
+  }
+}

@@ -1,0 +1,57 @@
+/**
+ * Warm berth shims: the first container of a new pod adopts a pre-spawned shim (no shim boot
+ * on the create path), the adopted shim answers on the group's socket name that berth-shim's
+ * own `start` computes, and the pool refills behind it.
+ */
+import { test, describe, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { RuntimeHarness, readAll } from '../helpers/containerd.js';
+import { socketPath } from '../../src/shim/cli.js';
+
+const isRoot = process.getuid?.() === 0;
+
+describe('warm berth shims', { skip: !isRoot && 'needs root' }, () => {
+  const h = new RuntimeHarness();
+  after(() => h.cleanup());
+
+  test('a new pod adopts a warm shim under its group socket; the pool refills; close shuts idle ones down', async () => {
+    const tm = h.manager({ warm: { namespaces: [h.ns], size: 1 } });
+    await tm.init();
+    await tm.warmReady();
+    const [warm] = tm.warmShims();
+    assert.ok(warm);
+    h.shimPids.add(warm.pid);
+    const c = h.container('warm-a', ['sh', '-c', 'echo warm-ok'], { 'io.kubernetes.cri.sandbox-id': 'podw' });
+    const fifo = h.fifo('warm-a.out');
+    const out = readAll(fifo);
+    await tm.create({ namespace: h.ns, id: 'warm-a', spec: c.spec, rootfs: c.rootfs, runtime: 'berth', stdout: fifo, stderr: fifo });
+    const s = tm.shimOf(h.ns, 'warm-a');
+    assert.equal(s?.pid, warm.pid, 'the warm shim hosts the container');
+    assert.equal(s?.address, socketPath(tm.shimStateDir, h.ns, 'pod:podw'));
+    assert.equal(existsSync(warm.socket), false, 'warm socket renamed away');
+    await tm.start(h.ns, 'warm-a');
+    assert.equal((await tm.wait(h.ns, 'warm-a')).exitStatus, 0);
+    assert.equal(await out, 'warm-ok\n');
+    await tm.warmReady();
+    const [next] = tm.warmShims();
+    assert.ok(next && next.pid !== warm.pid, 'pool refilled with a new shim');
+    h.shimPids.add(next.pid);
+    await tm.delete(h.ns, 'warm-a');
+    await tm.close();
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && (alive(next.pid) || alive(warm.pid))) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(alive(warm.pid), false, 'adopted shim exited after its last task');
+    assert.equal(alive(next.pid), false, 'idle warm shim shut down on close');
+    assert.equal(existsSync(next.socket), false, "idle warm socket removed");
+  });
+});
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
