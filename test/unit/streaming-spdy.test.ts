@@ -1,0 +1,238 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import zlib from 'node:zlib';
+import { SPDY3_DICTIONARY } from '../../src/streaming/spdy/dictionary.js';
+import { FrameReader, RstStatus, encodeFrame, type Frame } from '../../src/streaming/spdy/frames.js';
+import { HeaderCompressor, HeaderDecompressor, adler32, decodeHeaderBlock, encodeHeaderBlock } from '../../src/streaming/spdy/headers.js';
+import { SpdyConnection, type SpdyStream } from '../../src/streaming/spdy/connection.js';
+
+const hex = (b: Buffer) => b.toString('hex');
+const inflateAll = (b: Buffer) => zlib.inflateSync(b, { dictionary: SPDY3_DICTIONARY, finishFlush: zlib.constants.Z_SYNC_FLUSH });
+
+test('the SPDY/3 dictionary has the protocol length and DICTID', () => {
+  assert.equal(SPDY3_DICTIONARY.length, 1423);
+  assert.equal(adler32(SPDY3_DICTIONARY), 0xe3c6a7c2);
+  assert.equal(SPDY3_DICTIONARY.subarray(0, 11).toString('latin1'), '\0\0\0\x07options');
+  assert.equal(SPDY3_DICTIONARY.subarray(-7).toString('latin1'), ',enq=0.');
+});
+
+test('header block encoding matches the SPDY/3 layout byte for byte', () => {
+  assert.equal(hex(encodeHeaderBlock({ streamType: 'error' })), '00000001' + '0000000a' + hex(Buffer.from('streamtype')) + '00000005' + hex(Buffer.from('error')));
+});
+
+test('a SYN_STREAM built here has the golden frame header and a zlib block any inflater reads', () => {
+  const c = new HeaderCompressor();
+  const block = c.compress({ streamtype: 'error' });
+  const frame = encodeFrame({ type: 'syn_stream', streamId: 1, associatedStreamId: 0, priority: 0, slot: 0, flags: 0, headerBlock: block });
+  const len = 10 + block.length;
+  assert.equal(hex(frame.subarray(0, 18)), '80030001' + '00' + len.toString(16).padStart(6, '0') + '00000001' + '00000000' + '0000');
+  // zlib header with FDICT and the dictionary's Adler-32, then a segment ending in a sync flush.
+  assert.equal(hex(block.subarray(0, 6)), '78bbe3c6a7c2');
+  assert.equal(hex(block.subarray(-4)), '0000ffff');
+  assert.equal(hex(inflateAll(block)), hex(encodeHeaderBlock({ streamtype: 'error' })));
+  // A second block continues the same zlib stream (no second header).
+  const block2 = c.compress({ streamtype: 'stdout', port: '80' });
+  assert.notEqual(hex(block2.subarray(0, 2)), '78bb');
+  assert.equal(hex(inflateAll(Buffer.concat([block, block2]))), hex(Buffer.concat([encodeHeaderBlock({ streamtype: 'error' }), encodeHeaderBlock({ streamtype: 'stdout', port: '80' })])));
+});
+
+test('frames round-trip through the reader even when fed one byte at a time', async () => {
+  const c = new HeaderCompressor();
+  const frames: Frame[] = [
+    { type: 'syn_stream', streamId: 3, associatedStreamId: 0, priority: 2, slot: 0, flags: 1, headerBlock: c.compress({ streamtype: 'stdin' }) },
+    { type: 'syn_reply', streamId: 3, flags: 0, headerBlock: c.compress({}) },
+    { type: 'data', streamId: 3, flags: 1, data: Buffer.from('payload') },
+    { type: 'rst_stream', streamId: 5, status: RstStatus.CANCEL },
+    { type: 'settings', flags: 0, entries: [{ id: 7, flags: 0, value: 65536 }] },
+    { type: 'ping', id: 7 },
+    { type: 'goaway', lastGoodStreamId: 9, status: 0 },
+    { type: 'headers', streamId: 3, flags: 0, headerBlock: c.compress({ a: 'b' }) },
+    { type: 'window_update', streamId: 0, delta: 1000 },
+  ];
+  const wire = Buffer.concat(frames.map(encodeFrame));
+  const reader = new FrameReader();
+  const got: Frame[] = [];
+  for (const byte of wire) got.push(...reader.push(Buffer.from([byte])));
+  assert.deepEqual(got, frames);
+  const d = new HeaderDecompressor();
+  try {
+    assert.deepEqual({ ...(await d.decompress((got[0] as { headerBlock: Buffer }).headerBlock)) }, { streamtype: 'stdin' });
+    assert.deepEqual({ ...(await d.decompress((got[1] as { headerBlock: Buffer }).headerBlock)) }, {});
+    assert.deepEqual({ ...(await d.decompress((got[7] as { headerBlock: Buffer }).headerBlock)) }, { a: 'b' });
+  } finally {
+    d.close();
+  }
+});
+
+test('control frames have golden bytes', () => {
+  assert.equal(hex(encodeFrame({ type: 'ping', id: 1 })), '8003000600000004' + '00000001');
+  assert.equal(hex(encodeFrame({ type: 'rst_stream', streamId: 1, status: 5 })), '8003000300000008' + '00000001' + '00000005');
+  assert.equal(hex(encodeFrame({ type: 'window_update', streamId: 3, delta: 65536 })), '8003000900000008' + '00000003' + '00010000');
+  assert.equal(hex(encodeFrame({ type: 'goaway', lastGoodStreamId: 7, status: 1 })), '8003000700000008' + '00000007' + '00000001');
+  assert.equal(hex(encodeFrame({ type: 'data', streamId: 3, flags: 1, data: Buffer.from('hi') })), '00000003' + '01000002' + '6869');
+  assert.equal(hex(encodeFrame({ type: 'settings', flags: 0, entries: [{ id: 7, flags: 1, value: 65536 }] })), '800300040000000c' + '00000001' + '01000007' + '00010000');
+});
+
+test('the reader rejects other SPDY versions and oversized frames', () => {
+  assert.throws(() => new FrameReader().push(Buffer.from('8002000600000004' + '00000001', 'hex')), /version 2/);
+  assert.throws(() => new FrameReader(1024).push(Buffer.from('00000001' + '00010000', 'hex')), /exceeds/);
+});
+
+test('the decompressor reads a real zlib stream compressed with the dictionary (what Go peers send)', async () => {
+  const deflate = zlib.createDeflate({ dictionary: SPDY3_DICTIONARY, level: 9 });
+  const chunks: Buffer[] = [];
+  deflate.on('data', (c: Buffer) => chunks.push(c));
+  const blockOf = async (h: Record<string, string>): Promise<Buffer> => {
+    chunks.length = 0;
+    deflate.write(encodeHeaderBlock(h));
+    await new Promise<void>((r) => deflate.flush(zlib.constants.Z_SYNC_FLUSH, () => r()));
+    await new Promise((r) => setImmediate(r));
+    return Buffer.concat(chunks);
+  };
+  const b1 = await blockOf({ streamtype: 'error', port: '8080', requestid: '0' });
+  const b2 = await blockOf({ streamtype: 'data', port: '8080', requestid: '0' });
+  assert.equal(hex(b1.subarray(0, 6)), '78f9e3c6a7c2');
+  const d = new HeaderDecompressor();
+  try {
+    assert.deepEqual({ ...(await d.decompress(b1)) }, { streamtype: 'error', port: '8080', requestid: '0' });
+    assert.deepEqual({ ...(await d.decompress(b2)) }, { streamtype: 'data', port: '8080', requestid: '0' });
+  } finally {
+    d.close();
+    deflate.close();
+  }
+});
+
+test('malformed header blocks are rejected', async () => {
+  assert.throws(() => decodeHeaderBlock(Buffer.from('000000010000000361', 'hex')), /does not fit/);
+  assert.throws(() => decodeHeaderBlock(Buffer.from('00000001000000036161', 'hex').subarray(0, 9)), /does not fit/);
+  assert.throws(() => decodeHeaderBlock(Buffer.from('0000000100000009616100000000', 'hex')), /runs past/);
+  assert.throws(() => decodeHeaderBlock(Buffer.from('ffffffff', 'hex')), /does not fit/);
+  assert.throws(() => decodeHeaderBlock(encodeHeaderBlock({ a: '1' }).subarray(0, 13)), /truncated|runs past/);
+  const upper = Buffer.concat([Buffer.from('00000001000000014100000000', 'hex')]);
+  assert.throws(() => decodeHeaderBlock(upper), /lowercase/);
+  const dup = Buffer.from('00000002' + '00000001' + '61' + '00000000' + '00000001' + '61' + '00000000', 'hex');
+  assert.throws(() => decodeHeaderBlock(dup), /duplicate/);
+  const d = new HeaderDecompressor(500);
+  try {
+    await assert.rejects(d.decompress(Buffer.from('not a zlib stream at all')), /inflate/);
+  } finally {
+    d.close();
+  }
+});
+
+// ---- sessions over a real loopback TCP connection ----
+
+async function pair(serverOpts: { flowControlGraceMs?: number } = {}, clientOpts: { sendWindowUpdates?: boolean } = {}) {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const accepted = new Promise<net.Socket>((r) => srv.once('connection', r));
+  const cs = net.connect((srv.address() as net.AddressInfo).port, '127.0.0.1');
+  const ss = await accepted;
+  const server = new SpdyConnection(ss, { role: 'server', ...serverOpts });
+  const client = new SpdyConnection(cs, { role: 'client', ...clientOpts });
+  const cleanup = async () => {
+    client.destroy();
+    server.destroy();
+    await new Promise<void>((r) => srv.close(() => r()));
+  };
+  return { server, client, cleanup, clientSocket: cs };
+}
+
+const nextStream = (c: SpdyConnection) => new Promise<SpdyStream>((r) => c.once('stream', r));
+const read = (s: SpdyStream) =>
+  new Promise<Buffer>((resolve) => {
+    const parts: Buffer[] = [];
+    s.on('data', (d: Buffer) => parts.push(d));
+    s.once('end', () => resolve(Buffer.concat(parts)));
+  });
+
+test('session: streams carry data both ways with FIN, SYN_REPLY and PING echo', async () => {
+  const { server, client, cleanup } = await pair();
+  try {
+    const incoming = nextStream(server);
+    const cstream = client.createStream({ streamtype: 'stdin' });
+    const replied = new Promise((r) => cstream.once('reply', r));
+    const sstream = await incoming;
+    assert.equal(sstream.headers.streamtype, 'stdin');
+    await replied;
+    const toServer = read(sstream);
+    const toClient = read(cstream);
+    cstream.end('from client');
+    sstream.end('from server');
+    assert.equal((await toServer).toString(), 'from client');
+    assert.equal((await toClient).toString(), 'from server');
+    assert.ok((await client.ping()) >= 0);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('session: a flow-controlling peer never has more than its window outstanding', async () => {
+  const { server, client, cleanup, clientSocket } = await pair();
+  try {
+    // Announcing a window is what marks the client as doing flow control.
+    clientSocket.write(encodeFrame({ type: 'settings', flags: 0, entries: [{ id: 7, flags: 0, value: 65536 }] }));
+    const incoming = nextStream(server);
+    const cstream = client.createStream({ streamtype: 'stdout' });
+    const sstream = await incoming;
+    cstream.pause();
+    const total = 200 * 1024;
+    sstream.end(Buffer.alloc(total, 1));
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(cstream.readableLength <= 65536, `client buffered ${cstream.readableLength} bytes`);
+    assert.ok(cstream.readableLength > 0);
+    const all = read(cstream);
+    cstream.resume();
+    assert.equal((await all).length, total);
+    assert.equal(server.flowMode, 'enforce');
+  } finally {
+    await cleanup();
+  }
+});
+
+test('session: a peer that never sends WINDOW_UPDATE still receives everything (spdystream)', async () => {
+  const { server, client, cleanup } = await pair({ flowControlGraceMs: 100 }, { sendWindowUpdates: false });
+  try {
+    const incoming = nextStream(server);
+    const cstream = client.createStream({ streamtype: 'stdout' });
+    const sstream = await incoming;
+    const all = read(cstream);
+    sstream.end(Buffer.alloc(300 * 1024, 2));
+    assert.equal((await all).length, 300 * 1024);
+    assert.equal(server.flowMode, 'off');
+  } finally {
+    await cleanup();
+  }
+});
+
+test('session: RST_STREAM closes the other side and GOAWAY refuses new streams', async () => {
+  const { server, client, cleanup } = await pair();
+  try {
+    const incoming = nextStream(server);
+    const cstream = client.createStream({ streamtype: 'data' });
+    const sstream = await incoming;
+    const reset = new Promise<number>((r) => sstream.once('reset', r));
+    cstream.reset(RstStatus.CANCEL);
+    assert.equal(await reset, RstStatus.CANCEL);
+    assert.ok(sstream.destroyed);
+
+    server.goAway();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.throws(() => client.createStream({ streamtype: 'x' }), /going away/);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('session: a garbage frame makes the server drop the connection', async () => {
+  const { server, cleanup, clientSocket } = await pair();
+  try {
+    const closed = new Promise<void>((r) => server.once('close', () => r()));
+    clientSocket.write(Buffer.from('8002000100000004deadbeef', 'hex'));
+    await closed;
+    assert.ok(server.isClosed);
+  } finally {
+    await cleanup();
+  }
+});
