@@ -2,7 +2,7 @@
  * Builds berthd's services from the config: stores, image service, network, and the CRI
  * handler tables. The only place (with daemon.ts) that wires layers together.
  */
-import { access, constants } from 'node:fs/promises';
+import { access, constants, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config } from './config.js';
 import type { Logger } from '../log.js';
@@ -27,6 +27,15 @@ import { removeImage } from '../cri/image-remove.js';
 import { imageFsInfo } from '../cri/image-fs-info.js';
 import { berthPull } from '../cri/berth-pull.js';
 import { BERTH_VERSION } from '../version.js';
+import { TaskManager, type RuntimeHandler } from '../runtime/index.js';
+import { StreamingServer } from '../streaming/index.js';
+import { ContainerEventBus, KeyedLock, Tracer, type RuntimeContext, type RuntimeSettings } from '../cri/runtime-context.js';
+import { sandboxHandlers } from '../cri/runtime-handlers-sandbox.js';
+import { containerHandlers } from '../cri/runtime-handlers-container.js';
+import { observeHandlers } from '../cri/runtime-handlers-observe.js';
+import { createStreamingBackend } from '../cri/streaming-backend.js';
+import { recover } from '../cri/recover.js';
+import { watchTasks } from '../cri/task-events.js';
 
 export interface Services {
   images: ImageService;
@@ -37,12 +46,30 @@ export interface Services {
   content: ContentStore;
   snapshotter: Snapshotter;
   cni: CniManager;
+  tasks: TaskManager;
+  streaming: StreamingServer;
+  runtime: RuntimeContext;
   status: StatusDeps;
   runtimeHandlers: RuntimeHandlers;
   imageHandlers: ImageHandlers;
   berthHandlers: BerthHandlers;
   rpcObserver?: RpcObserver;
   close(): Promise<void>;
+}
+
+/**
+ * The lowest oom_score_adj berthd may give a container. Without CAP_SYS_RESOURCE the kernel
+ * refuses values below the current one (runc then dies with "can't get final child's PID from
+ * pipe"), so containers are clamped to berthd's own value (containerd: restrict_oom_score_adj).
+ */
+export async function oomScoreAdjFloor(setting: boolean | 'auto'): Promise<number | undefined> {
+  if (setting === false) return undefined;
+  const own = Number((await readFile('/proc/self/oom_score_adj', 'utf8')).trim());
+  if (setting === true) return own;
+  const status = await readFile('/proc/self/status', 'utf8');
+  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(status)?.[1] ?? '0';
+  const CAP_SYS_RESOURCE = 24n;
+  return (BigInt(`0x${capEff}`) >> CAP_SYS_RESOURCE) & 1n ? undefined : own;
 }
 
 async function findRunc(): Promise<string | undefined> {
@@ -95,6 +122,51 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     logger: log.child({ component: 'cni' }),
   });
 
+  const handlers: Record<string, RuntimeHandler & { podAnnotations?: string[] }> = {};
+  for (const [name, r] of Object.entries(config.runtimes)) {
+    handlers[name] = { type: r.type, shim: r.shim, binary: r.binary, podAnnotations: r.pod_annotations };
+  }
+  const tasks = new TaskManager({
+    stateDir: config.state,
+    rootDir: config.root,
+    handlers,
+    grouping: config.shim.group,
+    shimEnv: { BERTH_SHIM_STATE_DIR: join(config.state, 's'), BERTH_RUNC_ROOT: join(config.state, 'runc') },
+    warm: { namespaces: ['k8s.io'], size: 1, runtime: config.default_runtime },
+    logger: log.child({ component: 'runtime' }),
+  });
+
+  const settings: RuntimeSettings = {
+    root: config.root,
+    state: config.state,
+    sandboxImage: config.sandbox_image,
+    defaultRuntime: config.default_runtime,
+    runtimes: handlers,
+    restrictOomScoreAdj: await oomScoreAdjFloor(config.restrict_oom_score_adj),
+    netnsDir: join(config.state, 'netns'),
+  };
+  let runtime!: RuntimeContext;
+  const streaming = new StreamingServer({ address: config.streaming.address, backend: createStreamingBackend(() => runtime), log: log.child({ component: 'streaming' }) });
+  await streaming.start();
+  runtime = {
+    settings,
+    log,
+    images,
+    sandboxes,
+    containers,
+    names,
+    snapshotter,
+    cni,
+    tasks,
+    streaming,
+    events: new ContainerEventBus(),
+    tracer: new Tracer(),
+    locks: new KeyedLock(),
+  };
+  const runtimeHandlers: RuntimeHandlers = { ...sandboxHandlers(runtime), ...containerHandlers(runtime), ...observeHandlers(runtime) };
+  watchTasks(runtime);
+  await recover(runtime, await tasks.init());
+
   const status: StatusDeps = {
     async runtimeCondition() {
       const runc = await findRunc();
@@ -118,8 +190,11 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     content,
     snapshotter,
     cni,
+    tasks,
+    streaming,
+    runtime,
     status,
-    runtimeHandlers: {},
+    runtimeHandlers,
     imageHandlers: {
       pullImage: pullImage(images),
       listImages: listImages(images),
@@ -129,6 +204,8 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     },
     berthHandlers: { pull: berthPull(images) },
     async close() {
+      await streaming.stop();
+      await tasks.close();
       await remote.close();
       snapshotter.close();
     },
