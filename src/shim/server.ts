@@ -56,7 +56,9 @@ export async function serve(o: ServeOptions, log: Logger = logger({ component: '
     stopping = true;
     // Find our socket before closing: it may have been renamed (warm shim adopted by a group).
     const current = currentSocketPath(o.socket, bound);
-    await server.close(2000).catch(() => undefined);
+    // Requests are done by now (Shutdown replies first); peers that keep an idle connection
+    // open (containerd waits for the shim to exit) must not hold the exit up for long.
+    await server.close(250).catch(() => undefined);
     await publisher.flush();
     publisher.close();
     reaper.stop();
