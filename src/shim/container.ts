@@ -67,6 +67,12 @@ export class Container {
   private oomTimer: NodeJS.Timeout | undefined;
   private mounted = false;
   private deleted = false;
+  /**
+   * The container has no pid namespace of its own (it joins the pod's or the host's): when its
+   * init exits, the kernel does not kill the rest, so the shim does (runc kill --all), as
+   * containerd's runc shim does. Otherwise leftovers keep the output pipes open.
+   */
+  private killAllOnExit = false;
 
   private constructor(
     readonly id: string,
@@ -94,8 +100,11 @@ export class Container {
       throw errors.invalidArgument('shim.bad_bundle', `bundle ${bundle}: cannot read config.json`, err);
     }
     let annotations: Record<string, string> = {};
+    let pidNs: { type: string; path?: string } | undefined;
     try {
-      annotations = (JSON.parse(configText) as { annotations?: Record<string, string> }).annotations ?? {};
+      const spec = JSON.parse(configText) as { annotations?: Record<string, string>; linux?: { namespaces?: Array<{ type: string; path?: string }> } };
+      annotations = spec.annotations ?? {};
+      pidNs = spec.linux?.namespaces?.find((n) => n.type === 'pid');
     } catch (err) {
       throw errors.invalidArgument('shim.bad_bundle', `bundle ${bundle}: config.json is not valid JSON`, err);
     }
@@ -110,6 +119,7 @@ export class Container {
     const cri = CRI_CONTAINER_TYPE in annotations;
     const init = new Proc(p.id, '', { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr, terminal: p.terminal });
     const c = new Container(p.id, bundle, runc, init, cri, deps, p.rootfs);
+    c.killAllOnExit = pidNs === undefined || !!pidNs.path;
     const undo: Array<() => Promise<void> | void> = [];
     try {
       if (p.rootfs.length > 0) {
@@ -267,6 +277,7 @@ export class Container {
     // Deleted before it ran (runc delete --force of a created container): Delete reported it.
     if (p.state === 'deleted') return;
     if (p.startGate) await p.startGate;
+    if (p.isInit && this.killAllOnExit) await this.runc.kill(this.id, 9, true).catch(() => undefined);
     if (p.io) await p.io.drain(this.deps.drainTimeoutMs ?? 2000);
     if (p.isInit) {
       this.checkOom();

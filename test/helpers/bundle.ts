@@ -45,6 +45,8 @@ export interface BundleOptions {
   cgroupParent: string;
   memoryLimit?: number;
   oomScoreAdj?: number;
+  /** Join this pid namespace (e.g. /proc/<pid>/ns/pid of another container) instead of a new one. */
+  pidNsPath?: string;
   /** Do not copy a rootfs into the bundle (the caller passes rootfs Mounts to Create). */
   emptyRootfs?: boolean;
 }
@@ -89,7 +91,7 @@ export function ociConfig(id: string, o: BundleOptions): Record<string, unknown>
     linux: {
       cgroupsPath: `${o.cgroupParent}/${id}`,
       resources,
-      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
+      namespaces: [o.pidNsPath ? { type: 'pid', path: o.pidNsPath } : { type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
       maskedPaths: ['/proc/kcore', '/proc/keys', '/proc/timer_list'],
       readonlyPaths: ['/proc/sys', '/proc/sysrq-trigger'],
     },

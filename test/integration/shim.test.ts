@@ -296,6 +296,14 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     await assert.rejects(task.state({ id: 'echo' }), rejectsWith('NotFound'));
   });
 
+  test('in a shared pid namespace, the exit of init kills the container\'s other processes', T, async (t) => {
+    const { pid: podPid } = await run(t, 'pidpod', { args: ['sleep', '1000'] });
+    const { b } = await run(t, 'pidjoin', { args: ['sh', '-c', 'sleep 1000 & exit 3'], pidNsPath: `/proc/${podPid}/ns/pid` });
+    assert.equal((await task.wait({ id: 'pidjoin' })).exitStatus, 3);
+    const procs = readFileSync(join('/sys/fs/cgroup/pids', b.cgroupsPath, 'cgroup.procs'), 'utf8').trim();
+    assert.equal(procs, '', 'the background sleep was killed with its container');
+  });
+
   test('exit code 7 is reported by Wait, State and Delete', T, async (t) => {
     await run(t, 'exit7', { args: ['sh', '-c', 'exit 7'] });
     assert.equal((await task.wait({ id: 'exit7' })).exitStatus, 7);
