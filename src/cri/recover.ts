@@ -1,7 +1,153 @@
-/** berthd start: reconcile sandbox and container records with the tasks that are really alive. */
+/**
+ * berthd start: reconcile sandbox and container records with the tasks really alive
+ * (TaskManager.init() reconnected to every shim of a bundle on disk; a bundle whose shim is
+ * gone comes back as a synthesized stopped task with a reason).
+ *
+ * - Sandbox still 'creating' (berthd died inside RunPodSandbox): torn down completely.
+ * - Sandbox whose pause is alive stays READY; otherwise NOTREADY, the dead pause task is
+ *   deleted, and netns/CNI stay for StopPodSandbox (containerd does the same).
+ * - Container with a live task: running. Task stopped with a real exit status: exited with
+ *   that status. Task gone (or its shim died): exited 255, reason "Unknown", a message naming
+ *   what happened — never "running". Created with its task still created: stays created.
+ * - Tasks no record claims (berthd died between task create and record): killed and deleted.
+ *
+ * Runs after watchTasks(): exit events arriving meanwhile are applied idempotently by the
+ * event handlers, which take the same per-object locks used here.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Annotations } from '../oci/index.js';
+import type { ContainerRecord, SandboxRecord } from '../core/metadata/records.js';
+import { isBerthError } from '../errors.js';
 import type { RecoveredTask } from '../runtime/index.js';
-import type { RuntimeContext } from './runtime-context.js';
+import { containerLockKey, dateToNanos, recordContainerExit } from './container-lifecycle.js';
+import { nowNanos, type RuntimeContext } from './runtime-context.js';
+import { isCreating } from './sandbox-common.js';
+import { removeSandbox } from './sandbox-remove.js';
+import { sandboxLockKey } from './sandbox-stop.js';
+import { killAndDeletePause } from './sandbox-teardown.js';
 
-export async function recover(_ctx: RuntimeContext, _recovered: RecoveredTask[]): Promise<void> {
-  // Filled in with the sandbox/container RPCs.
+const key = (ns: string, id: string): string => `${ns}/${id}`;
+
+function isAlive(t: RecoveredTask | undefined): boolean {
+  return t !== undefined && !t.state.reason && (t.state.status === 'running' || t.state.status === 'paused' || t.state.status === 'pausing');
+}
+
+async function deleteTaskQuiet(ctx: RuntimeContext, ns: string, id: string): Promise<void> {
+  try {
+    await ctx.tasks.delete(ns, id);
+  } catch (err) {
+    if (!isBerthError(err, 'NotFound')) ctx.log.warn('recovery: could not delete a dead task', { id, error: (err as Error).message });
+  }
+}
+
+async function recoverSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord, t: RecoveredTask | undefined): Promise<void> {
+  if (isCreating(sb)) {
+    ctx.log.info('recovery: removing a pod sandbox whose creation was interrupted', { id: sb.id });
+    await removeSandbox(ctx, ns, sb);
+    return;
+  }
+  if (isAlive(t)) {
+    ctx.sandboxes.update(ns, sb.id, (r) => {
+      r.state = 'ready';
+      r.pid = t!.state.pid;
+    });
+    return;
+  }
+  if (sb.state === 'ready') {
+    const why = t ? (t.state.reason ?? `pause exited with status ${t.state.exitStatus}`) : 'pause task not found';
+    ctx.log.warn('recovery: pod sandbox is no longer ready', { id: sb.id, reason: why });
+  }
+  ctx.sandboxes.update(ns, sb.id, (r) => {
+    r.state = 'notready';
+    delete r.pid;
+    if (t && !t.state.reason) r.extra = { ...r.extra, exitStatus: t.state.exitStatus, exitedAt: t.state.exitedAt?.toISOString() };
+  });
+  if (t) await deleteTaskQuiet(ctx, ns, sb.id);
+}
+
+function recoverContainer(ctx: RuntimeContext, ns: string, c: ContainerRecord, t: RecoveredTask | undefined): void {
+  if (c.state === 'exited') return;
+  if (isAlive(t)) {
+    ctx.containers.update(ns, c.id, (r) => {
+      r.state = 'running';
+      r.pid = t!.state.pid;
+      r.startedAt ??= nowNanos().toString();
+    });
+    return;
+  }
+  if (t && !t.state.reason && t.state.status === 'created') {
+    // Never started: only a record that already says created can stay so.
+    if (c.state === 'created') return;
+  }
+  if (t && !t.state.reason && t.state.status === 'stopped') {
+    // A real exit the shim saw while berthd was down.
+    recordContainerExit(ctx, ns, c.id, { exitStatus: t.state.exitStatus, exitedAt: t.state.exitedAt ?? new Date() });
+    return;
+  }
+  const what = !t ? 'its task no longer exists' : t.state.reason ? `its task is gone (${t.state.reason})` : `its task is in state ${t.state.status}`;
+  ctx.containers.update(ns, c.id, (r) => {
+    r.state = 'exited';
+    r.exitCode = r.exitCode ?? 255;
+    r.finishedAt = dateToNanos(t?.state.exitedAt).toString();
+    r.reason = 'Unknown';
+    r.message = `container was ${c.state} when berthd stopped; after restart ${what}`;
+    delete r.pid;
+  });
+  ctx.events.publish({ kind: 'STOPPED', namespace: ns, containerId: c.id, sandboxId: c.sandboxId, createdAt: nowNanos() });
+}
+
+async function isCriTask(ctx: RuntimeContext, t: RecoveredTask): Promise<boolean> {
+  try {
+    const spec = JSON.parse(await readFile(join(t.state.bundle || join(ctx.settings.state, 'tasks', t.namespace, t.id), 'config.json'), 'utf8')) as {
+      annotations?: Record<string, string>;
+    };
+    return spec.annotations?.[Annotations.ContainerType] !== undefined;
+  } catch {
+    return false;
+  }
+}
+
+export async function recover(ctx: RuntimeContext, recovered: RecoveredTask[]): Promise<void> {
+  const tasks = new Map(recovered.map((t) => [key(t.namespace, t.id), t]));
+  const claimed = new Set<string>();
+  const containers = ctx.containers.all();
+  // SandboxStore lists per namespace: every namespace that has a task or a container, plus the CRI's.
+  const namespaces = new Set(['k8s.io', ...recovered.map((t) => t.namespace), ...containers.map((c) => c.namespace)]);
+
+  for (const { namespace: ns, record: c } of containers) {
+    claimed.add(key(ns, c.id));
+    try {
+      await ctx.locks.run(containerLockKey(ns, c.id), async () => {
+        const cur = ctx.containers.get(ns, c.id);
+        if (cur) recoverContainer(ctx, ns, cur, tasks.get(key(ns, c.id)));
+      });
+    } catch (err) {
+      ctx.log.warn('recovery: container reconciliation failed', { id: c.id, error: (err as Error).message });
+    }
+  }
+
+  for (const ns of namespaces) {
+    for (const sb of ctx.sandboxes.list(ns)) {
+      claimed.add(key(ns, sb.id));
+      try {
+        await ctx.locks.run(sandboxLockKey(sb.id), async () => {
+          const cur = ctx.sandboxes.get(ns, sb.id);
+          if (cur) await recoverSandbox(ctx, ns, cur, tasks.get(key(ns, sb.id)));
+        });
+      } catch (err) {
+        ctx.log.warn('recovery: pod sandbox reconciliation failed', { id: sb.id, error: (err as Error).message });
+      }
+    }
+  }
+
+  for (const t of recovered) {
+    if (claimed.has(key(t.namespace, t.id))) continue;
+    // Only tasks the CRI made (its container-type annotation) are ours to remove.
+    if (!(await isCriTask(ctx, t))) continue;
+    ctx.log.warn('recovery: removing a task no record claims', { namespace: t.namespace, id: t.id });
+    await killAndDeletePause(ctx, t.namespace, t.id).catch((err: unknown) =>
+      ctx.log.warn('recovery: orphan task removal failed', { id: t.id, error: (err as Error).message }),
+    );
+  }
 }

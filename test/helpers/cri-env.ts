@@ -4,6 +4,7 @@
  * off) in a temp conf dir, and a real berthd using both. cleanup() removes everything,
  * including pods berthd still holds, the bridge, NAT rules and the host-local data.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,6 +29,8 @@ export interface CriEnvOptions extends BerthdOptions {
   noCni?: boolean;
   /** Extra plugins inserted between bridge and portmap. */
   extraPlugins?: object[];
+  /** Extra CNI bin dirs searched before /usr/lib/cni (e.g. for fake plugins). */
+  cniBinDirs?: string[];
 }
 
 export async function startCriEnv(o: CriEnvOptions = {}): Promise<CriEnv> {
@@ -65,7 +68,7 @@ export async function startCriEnv(o: CriEnvOptions = {}): Promise<CriEnv> {
   }
   const extraToml =
     `sandbox_image = "${fx.get('pause')!.ref}"\n` +
-    `[cni]\nbin_dirs = ["/usr/lib/cni"]\nconf_dir = "${confDir}"\n` +
+    `[cni]\nbin_dirs = [${[...(o.cniBinDirs ?? []), '/usr/lib/cni'].map((d) => JSON.stringify(d)).join(', ')}]\nconf_dir = "${confDir}"\n` +
     (o.extraToml ?? '');
   let berthd: TestBerthd;
   try {
@@ -93,6 +96,9 @@ export async function startCriEnv(o: CriEnvOptions = {}): Promise<CriEnv> {
       } catch {
         /* daemon already gone */
       }
+      await berthd.stop();
+      // berthd makes its netns dir a (shared) bind mount of itself: unmount it before rm.
+      spawnSync('umount', ['--lazy', join(berthd.state, 'netns')], { stdio: 'ignore' });
       await berthd.cleanup();
       await registry.stop();
       deleteLink(bridge);

@@ -1,0 +1,36 @@
+/** RuntimeService/ListPodSandbox with every filter: id (full or unique prefix), state, labels. */
+import type { PodSandboxFilter } from '../api/cri/runtime/v1/api_pb.js';
+import type { SandboxRecord } from '../core/metadata/records.js';
+import type { RuntimeContext } from './runtime-context.js';
+import type { RuntimeHandlers } from './server.js';
+import { isCreating } from './sandbox-common.js';
+import { criMetadata, criState } from './sandbox-status.js';
+
+/** Records matching a CRI filter (creating ones never match). */
+export function filterSandboxes(ctx: RuntimeContext, ns: string, f: PodSandboxFilter | undefined): SandboxRecord[] {
+  let id = f?.id ?? '';
+  if (id) {
+    // A unique prefix stands for its full id (containerd's truncindex); otherwise exact match.
+    const ids = ctx.sandboxes.idsWithPrefix(ns, id);
+    if (ids.length === 1) id = ids[0]!;
+  }
+  return ctx.sandboxes
+    .list(ns)
+    .filter((r) => !isCreating(r))
+    .filter((r) => !id || r.id === id)
+    .filter((r) => !f?.state || criState(r) === f.state.state)
+    .filter((r) => Object.entries(f?.labelSelector ?? {}).every(([k, v]) => r.labels[k] === v))
+    .sort((a, b) => (BigInt(a.createdAt) < BigInt(b.createdAt) ? -1 : 1));
+}
+
+export const listPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listPodSandbox']> => async (req, call) => ({
+  items: filterSandboxes(ctx, call.namespace, req.filter).map((r) => ({
+    id: r.id,
+    metadata: criMetadata(r),
+    state: criState(r),
+    createdAt: BigInt(r.createdAt),
+    labels: r.labels,
+    annotations: r.annotations,
+    runtimeHandler: r.runtimeHandler,
+  })),
+});

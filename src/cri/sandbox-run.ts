@@ -1,0 +1,171 @@
+/**
+ * RuntimeService/RunPodSandbox (containerd 1.7 pkg/cri/server/sandbox_run.go semantics).
+ *
+ * validate → reserve name → runtime handler → sandbox image → record ('creating') → netns →
+ * CNI ADD → hostname/hosts/resolv.conf → /dev/shm → pause rootfs snapshot (key = sandbox id)
+ * → OCI spec → pause task create + start → record READY.
+ *
+ * The record is written before any resource exists, with every resource path derived from
+ * the sandbox id, so a berthd crash mid-way leaves something recovery can tear down. Each
+ * step pushes its undo onto a Cleanup stack; any failure unwinds all of them, leaving no
+ * netns, IP, shim, mount, snapshot, record or name behind.
+ */
+import { join } from 'node:path';
+import type { PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
+import type { SandboxRecord } from '../core/metadata/records.js';
+import { errors } from '../errors.js';
+import { createNetns, removeNetns } from '../network/index.js';
+import { sandboxSpec, type ImageConfig as OciImageConfig } from '../oci/index.js';
+import { PodSandboxConfigSchema } from '../api/cri/runtime/v1/api_pb.js';
+import type { RuntimeHandlers } from './server.js';
+import { Cleanup, encodeMessage, newId, nowNanos, type RuntimeContext } from './runtime-context.js';
+import { isHostIpc, isHostNetwork, sandboxName, type SandboxExtra } from './sandbox-common.js';
+import { mountShm, removeSandboxDirs, sandboxPaths, validateDns, writeSandboxFiles } from './sandbox-files.js';
+import { sandboxLockKey } from './sandbox-stop.js';
+import { killAndDeletePause, portMappingsOf, removeSnapshot, teardownNetwork } from './sandbox-teardown.js';
+
+/** cgroup parent for pods that name none (cgroupfs driver). */
+export const DEFAULT_CGROUP_PARENT = '/kubepods/berth';
+
+export function validateSandboxConfig(c: PodSandboxConfig | undefined): asserts c is PodSandboxConfig {
+  if (!c) throw errors.invalidArgument('sandbox.bad_config', 'config is required');
+  const md = c.metadata;
+  if (!md) throw errors.invalidArgument('sandbox.bad_config', 'config.metadata is required');
+  if (!md.name) throw errors.invalidArgument('sandbox.bad_config', 'config.metadata.name is required');
+  if (!md.namespace) throw errors.invalidArgument('sandbox.bad_config', 'config.metadata.namespace is required');
+  if (!md.uid) throw errors.invalidArgument('sandbox.bad_config', 'config.metadata.uid is required');
+  for (const [i, p] of c.portMappings.entries()) {
+    const ok = (n: number) => Number.isInteger(n) && n >= 0 && n <= 65535;
+    if (!ok(p.hostPort) || !ok(p.containerPort)) {
+      throw errors.invalidArgument('sandbox.bad_config', `config.port_mappings[${i}]: ports must be within 0-65535`);
+    }
+  }
+  validateDns(c.dnsConfig);
+}
+
+/** The handler name, checked against the configured runtimes. */
+export function resolveRuntimeHandler(ctx: RuntimeContext, requested: string): string {
+  const name = requested || ctx.settings.defaultRuntime;
+  if (!ctx.settings.runtimes[name]) {
+    throw errors.invalidArgument('sandbox.unknown_runtime_handler', `runtime_handler ${JSON.stringify(name)} is not configured`);
+  }
+  return name;
+}
+
+export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['runPodSandbox']> => async (req, call) => {
+  const ns = call.namespace;
+  const config = req.config;
+  validateSandboxConfig(config);
+  const md = config.metadata!;
+  const id = newId();
+  const span = <T>(step: string, fn: () => Promise<T> | T) => ctx.tracer.span(id, step, fn);
+  const cleanup = new Cleanup(ctx.log);
+  const name = sandboxName(md);
+  const hostNetwork = isHostNetwork(config);
+  const hostIpc = isHostIpc(config);
+  const paths = sandboxPaths(ctx.settings, id);
+
+  return ctx.locks.run(sandboxLockKey(id), async () => {
+    try {
+      await span('reserve-name', () => ctx.names.reserve(ns, name, id));
+      cleanup.push('release name', () => ctx.names.release(ns, name, id));
+
+      const runtime = await span('resolve-runtime', () => resolveRuntimeHandler(ctx, req.runtimeHandler));
+      const handler = ctx.settings.runtimes[runtime]!;
+
+      const image = await span('ensure-image', async () => {
+        const ref = ctx.settings.sandboxImage;
+        return (await ctx.images.find(ns, ref)) ?? (await ctx.images.pull(ns, ref, undefined, undefined, call.signal));
+      });
+
+      const extra: SandboxExtra = { phase: 'creating', hostNetwork, hostIpc, snapshotKey: id, image: image.id, imageRef: ctx.settings.sandboxImage };
+      const rec: SandboxRecord = {
+        id,
+        name,
+        meta: { name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt },
+        state: 'notready',
+        createdAt: nowNanos().toString(),
+        runtimeHandler: runtime,
+        config: encodeMessage(PodSandboxConfigSchema, config),
+        labels: { ...config.labels },
+        annotations: { ...config.annotations },
+        netnsPath: hostNetwork ? undefined : join(ctx.settings.netnsDir, id),
+        ips: [],
+        sandboxDir: paths.rootDir,
+        cgroupParent: config.linux?.cgroupParent || DEFAULT_CGROUP_PARENT,
+        extra: extra as Record<string, unknown>,
+      };
+      await span('record-create', () => ctx.sandboxes.put(ns, rec));
+      cleanup.push('delete record', () => ctx.sandboxes.delete(ns, id));
+
+      if (!hostNetwork) {
+        const netnsPath = await span('netns', () => createNetns(id, { dir: ctx.settings.netnsDir }));
+        rec.netnsPath = netnsPath;
+        cleanup.push('remove netns', () => removeNetns(netnsPath));
+        const dns = config.dnsConfig;
+        const result = await span('cni-add', () =>
+          ctx.cni.setupPod({
+            id,
+            netnsPath,
+            podName: md.name,
+            podNamespace: md.namespace,
+            podUid: md.uid,
+            portMappings: portMappingsOf(config),
+            dns: dns ? { servers: dns.servers, searches: dns.searches, options: dns.options } : undefined,
+          }),
+        );
+        // A failed ADD was already rolled back (DEL in reverse) by the CNI manager.
+        cleanup.push('cni teardown', () => teardownNetwork(ctx, { id, netnsPath, config }));
+        rec.ips = result.ips;
+        rec.cni = { result: result.raw, portMappings: portMappingsOf(config) };
+      }
+
+      await span('sandbox-files', async () => {
+        cleanup.push('remove sandbox dirs', () => removeSandboxDirs(paths));
+        await writeSandboxFiles(paths, { hostname: config.hostname, hostNetwork, podIp: rec.ips[0]?.split('/')[0], dns: config.dnsConfig });
+        if (!hostIpc) await mountShm(paths);
+      });
+
+      const rootfs = await span('snapshot', async () => {
+        const mounts = await ctx.snapshotter.prepare(id, image.topChainID, { 'berth.io/sandbox': id });
+        cleanup.push('remove snapshot', () => removeSnapshot(ctx, id));
+        return mounts;
+      });
+
+      const spec = await span('spec', () =>
+        sandboxSpec({
+          id,
+          config,
+          image: image.config.config as OciImageConfig,
+          rootfsPath: 'rootfs',
+          shmPath: paths.shmPath,
+          resolvConfPath: paths.resolvConfPath,
+          netnsPath: rec.netnsPath,
+          options: {
+            restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj,
+            defaultCgroupParent: DEFAULT_CGROUP_PARENT,
+            podAnnotations: handler.podAnnotations,
+          },
+        }),
+      );
+
+      await span('task-create', async () => {
+        // The pause's output is useless: no stdio at all (the shim uses /dev/null).
+        await ctx.tasks.create({ namespace: ns, id, groupKey: id, runtime, spec: spec as unknown as Record<string, unknown>, rootfs });
+        cleanup.push('delete pause task', () => killAndDeletePause(ctx, ns, id));
+      });
+      const pid = await span('task-start', () => ctx.tasks.start(ns, id));
+
+      await span('record-ready', () =>
+        ctx.sandboxes.update(ns, id, (r) => {
+          Object.assign(r, rec, { state: 'ready', pid, extra: { ...extra, phase: 'created' } });
+        }),
+      );
+      cleanup.commit();
+      return { podSandboxId: id };
+    } catch (err) {
+      await cleanup.unwind();
+      throw err;
+    }
+  });
+};

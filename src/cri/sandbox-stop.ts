@@ -1,0 +1,63 @@
+/**
+ * RuntimeService/StopPodSandbox: stop every container of the pod (timeout 0, as containerd),
+ * kill + delete the pause task, unmount /dev/shm, CNI DEL and remove the netns; state
+ * NOTREADY. Idempotent for a stopped pod; an unknown id is NotFound (containerd's answer,
+ * which kubelet tolerates).
+ */
+import type { SandboxRecord } from '../core/metadata/records.js';
+import { errors } from '../errors.js';
+import { stopContainerTask } from './container-lifecycle.js';
+import { findSandbox, type RuntimeContext } from './runtime-context.js';
+import type { RuntimeHandlers } from './server.js';
+import { extraOf, isCreating, sandboxConfigOf } from './sandbox-common.js';
+import { sandboxPaths, unmountShm } from './sandbox-files.js';
+import { killAndDeletePause, teardownNetwork } from './sandbox-teardown.js';
+
+/**
+ * Key of the per-sandbox lock (KeyedLock) held by Run/Stop/Remove and the pause exit handler.
+ * stopContainerTask / removeContainerFully are called while it is held: they must not take it.
+ */
+export function sandboxLockKey(id: string): string {
+  return `sandbox/${id}`;
+}
+
+/** A visible (fully created) sandbox by id or unique prefix; NotFound otherwise. */
+export function findVisibleSandbox(ctx: RuntimeContext, ns: string, id: string): SandboxRecord {
+  const rec = findSandbox(ctx, ns, id);
+  if (isCreating(rec)) throw errors.notFound('sandbox.not_found', `pod sandbox ${id} not found`);
+  return rec;
+}
+
+/** The stop steps; each is idempotent. Call with the sandbox lock held. */
+export async function stopSandbox(ctx: RuntimeContext, ns: string, rec: SandboxRecord): Promise<void> {
+  const id = rec.id;
+  for (const c of ctx.containers.bySandbox(ns, id)) {
+    if (c.state !== 'exited') await stopContainerTask(ctx, ns, c, 0);
+  }
+  await killAndDeletePause(ctx, ns, id);
+  ctx.sandboxes.update(ns, id, (r) => {
+    r.state = 'notready';
+    delete r.pid;
+  });
+  await unmountShm(sandboxPaths(ctx.settings, id));
+  const extra = extraOf(rec);
+  if (!extra.hostNetwork && !extra.networkDown) {
+    await teardownNetwork(ctx, { id, netnsPath: rec.netnsPath, config: sandboxConfigOf(rec) });
+    ctx.sandboxes.update(ns, id, (r) => {
+      r.ips = [];
+      r.extra = { ...r.extra, networkDown: true };
+    });
+  }
+}
+
+export const stopPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['stopPodSandbox']> => async (req, call) => {
+  const ns = call.namespace;
+  const first = findVisibleSandbox(ctx, ns, req.podSandboxId);
+  await ctx.locks.run(sandboxLockKey(first.id), async () => {
+    // Re-read under the lock: a concurrent Stop/Remove may have changed or removed it.
+    const rec = ctx.sandboxes.get(ns, first.id);
+    if (!rec) throw errors.notFound('sandbox.not_found', `pod sandbox ${req.podSandboxId} not found`);
+    await stopSandbox(ctx, ns, rec);
+  });
+  return {};
+};

@@ -1,0 +1,130 @@
+/**
+ * RunPodSandbox unwinds everything when a step fails: after a failing CNI plugin, an invalid
+ * spec (after CNI ADD) or a failing OCI runtime (after the shim took the task) there is no
+ * netns, no host-local IP reservation, no shm mount, no bundle or runc container, no extra
+ * shim process, no record, and the name is free again (a good retry succeeds).
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
+import { installFakePlugin, isRoot, run, uniqueTag } from '../helpers/netns.js';
+
+const skip = !isRoot() ? 'needs root' : false;
+const grpcCode = (err: unknown) => (err as { code?: number }).code;
+const details = (err: unknown) => String((err as { details?: string }).details ?? (err as Error).message);
+
+const envs: CriEnv[] = [];
+/** Snapshot dirs once the pause image is unpacked (its layers only). */
+const snapshotsBaseline = new Map<CriEnv, number>();
+
+async function baseline(env: CriEnv): Promise<void> {
+  await env.berthd.cri.image.pullImage({ image: { image: env.pause.ref } });
+  snapshotsBaseline.set(env, readdirSync(join(env.berthd.root, 'snapshots', 'overlayfs', 'snapshots')).length);
+  // The check below must be able to see shims: the warm pool has one.
+  assert.ok(await settle(() => shimPids(env).length === 1), 'warm shim visible');
+}
+const tmp: string[] = [];
+after(async () => {
+  for (const e of envs) await e.cleanup();
+  for (const d of tmp) rmSync(d, { recursive: true, force: true });
+});
+
+function podConfig(name: string) {
+  return { metadata: { name, namespace: 'default', uid: `uid-${uniqueTag()}`, attempt: 0 }, hostname: name };
+}
+
+/** IPs host-local holds for the test network (files named after addresses). */
+function reservedIps(env: CriEnv): string[] {
+  const dir = join(dirname(env.confDir), 'ipam', env.net.network);
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => /^\d+\.\d+\.\d+\.\d+$/.test(f));
+}
+
+/** berth shim processes serving this berthd (by their BERTH_SHIM_STATE_DIR). */
+function shimPids(env: CriEnv): number[] {
+  const want = `BERTH_SHIM_STATE_DIR=${join(env.berthd.state, 's')}`;
+  const out: number[] = [];
+  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      if (readFileSync(`/proc/${p}/environ`, 'utf8').split('\0').includes(want)) out.push(Number(p));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
+async function settle(check: () => boolean, ms = 5000): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    if (check()) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return check();
+}
+
+async function assertNothingLeft(env: CriEnv): Promise<void> {
+  const netnsDir = join(env.berthd.state, 'netns');
+  assert.deepEqual(existsSync(netnsDir) ? readdirSync(netnsDir) : [], [], 'no netns handles');
+  assert.deepEqual(reservedIps(env), [], 'no host-local reservation');
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8');
+  assert.ok(!mounts.includes(join(env.berthd.state, 'sandboxes')), 'no shm mount');
+  const sbDirs = join(env.berthd.state, 'sandboxes');
+  assert.deepEqual(existsSync(sbDirs) ? readdirSync(sbDirs) : [], [], 'no sandbox state dirs');
+  const rootSb = join(env.berthd.root, 'sandboxes');
+  assert.deepEqual(existsSync(rootSb) ? readdirSync(rootSb) : [], [], 'no sandbox root dirs');
+  const bundles = join(env.berthd.state, 'tasks', 'k8s.io');
+  assert.deepEqual(existsSync(bundles) ? readdirSync(bundles) : [], [], 'no task bundles');
+  const snaps = readdirSync(join(env.berthd.root, 'snapshots', 'overlayfs', 'snapshots')).length;
+  assert.equal(snaps, snapshotsBaseline.get(env) ?? snaps, 'no snapshot beyond the image layers');
+  const runc = run('runc', ['--root', join(env.berthd.state, 'runc'), 'list', '-q']);
+  assert.equal(runc.stdout.trim(), '', 'no runc containers');
+  // Only the warm pool's idle shim may remain.
+  assert.ok(await settle(() => shimPids(env).length <= 1), `shim processes left: ${shimPids(env).join(',')}`);
+  assert.deepEqual((await env.berthd.cri.runtime.listPodSandbox({})).items, [], 'no sandbox listed');
+}
+
+test('a failing CNI plugin leaves nothing behind and frees the name', { skip }, async () => {
+  const bin = mkdtempSync(join(tmpdir(), 'berth-fake-cni-'));
+  tmp.push(bin);
+  await installFakePlugin(bin, 'berth-fail');
+  const env = await startCriEnv({
+    cniBinDirs: [bin],
+    extraPlugins: [{ type: 'berth-fail', fake: { failOn: 'ADD', error: { code: 101, msg: 'injected ADD failure' } } }],
+  });
+  envs.push(env);
+  await baseline(env);
+  const cfg = podConfig('cni-fail');
+  await assert.rejects(env.berthd.cri.runtime.runPodSandbox({ config: cfg }), (e) => grpcCode(e) !== 0 && details(e).includes('injected ADD failure'));
+  await assertNothingLeft(env);
+  // Same name again: the reservation was released (fails again at CNI, not ALREADY_EXISTS).
+  await assert.rejects(env.berthd.cri.runtime.runPodSandbox({ config: cfg }), (e) => grpcCode(e) !== 6 && details(e).includes('injected ADD failure'));
+});
+
+test('failures after CNI ADD (spec, runtime) unwind network, mounts, snapshot, shim and name', { skip }, async () => {
+  const env = await startCriEnv({ extraToml: `[runtimes.broken]\ntype = "io.containerd.berth.v1"\nbinary = "/bin/false"\n` });
+  envs.push(env);
+  const rt = env.berthd.cri.runtime;
+  await baseline(env);
+
+  // Invalid spec (a host-wide sysctl) fails after netns + CNI + files + shm + snapshot.
+  const cfg = podConfig('late-fail');
+  await assert.rejects(rt.runPodSandbox({ config: { ...cfg, linux: { sysctls: { 'kernel.core_pattern': '|/bin/evil' } } } }), (e) => grpcCode(e) === 3 && details(e).includes('kernel.core_pattern'));
+  await assertNothingLeft(env);
+
+  // The OCI runtime fails: the shim got the task, then everything is undone.
+  await assert.rejects(rt.runPodSandbox({ config: cfg, runtimeHandler: 'broken' }), (e) => grpcCode(e) !== 0 && grpcCode(e) !== 6 && /false|runc|exit/i.test(details(e)));
+  await assertNothingLeft(env);
+
+  // A good retry with the same name succeeds.
+  const { podSandboxId } = await rt.runPodSandbox({ config: cfg });
+  assert.equal((await rt.listPodSandbox({})).items.length, 1);
+  assert.equal(reservedIps(env).length, 1, 'the good pod holds one IP');
+  assert.equal(readdirSync(join(env.berthd.state, 'netns')).length, 1);
+  await rt.stopPodSandbox({ podSandboxId });
+  await rt.removePodSandbox({ podSandboxId });
+  await assertNothingLeft(env);
+});
