@@ -1,0 +1,217 @@
+/**
+ * RuntimeService/CreateContainer (containerd 1.7 CRI semantics, except that the task is
+ * created here, so StartContainer only starts it).
+ *
+ * Steps, each undone in reverse on failure: reserve the name → resolve the image (no pull) →
+ * rootfs snapshot → read the image's user db → OCI spec → stdio (log, FIFOs) → task create →
+ * record CREATED → CREATED event.
+ */
+import { mkdir, readFile, rm } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import { ContainerConfigSchema, LinuxContainerResourcesSchema, PodSandboxConfigSchema, type ContainerConfig, type PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
+import type { ContainerRecord, SandboxRecord } from '../core/metadata/records.js';
+import { errors } from '../errors.js';
+import {
+  containerSpec,
+  imageVolumeMounts,
+  seccompChoice,
+  validateSeccompProfile,
+  type ImageConfig,
+  type LinuxSeccomp,
+  type SandboxFiles,
+  type Spec,
+} from '../oci/index.js';
+import type { Image } from '../core/images/service.js';
+import { currentCapabilities, lookupPropagation, resolveHostMounts, statDevice } from './container-host.js';
+import { containerRootDir, handlerName, prepareStdio, startLogForwarder, finishLogForwarder, containerStateDir } from './container-io.js';
+import { copyVolumeContents, readUserDb, withMountedRootfs } from './container-rootfs.js';
+import { sandboxPaths } from './sandbox-files.js';
+import { sandboxLockKey } from './sandbox-stop.js';
+import { Cleanup, decodeMessage, encodeMessage, findSandbox, newId, nowNanos, type RuntimeContext } from './runtime-context.js';
+import type { RuntimeHandlers } from './server.js';
+
+const MAX_SECCOMP_PROFILE_BYTES = 1024 * 1024;
+
+/** k8s_<container>_<pod>_<namespace>_<uid>_<attempt>, as the kubelet's dockershim named them. */
+export function containerName(c: ContainerConfig, sb: PodSandboxConfig): string {
+  const m = sb.metadata;
+  return ['k8s', c.metadata?.name ?? '', m?.name ?? '', m?.namespace ?? '', m?.uid ?? '', String(c.metadata?.attempt ?? 0)].join('_');
+}
+
+/** The pod's shared files (hostname, hosts, resolv.conf, shm) as RunPodSandbox laid them out. */
+export function sandboxFilesOf(ctx: RuntimeContext, sb: SandboxRecord): SandboxFiles {
+  const p = sandboxPaths(ctx.settings, sb.id);
+  return { hostnamePath: p.hostnamePath, hostsPath: p.hostsPath, resolvConfPath: p.resolvConfPath, shmPath: p.shmPath };
+}
+
+/** Image config section as the spec generator wants it (a deep copy per container). */
+function imageConfigOf(img: Image): ImageConfig {
+  return structuredClone(img.config.config) as ImageConfig;
+}
+
+async function localhostSeccomp(config: ContainerConfig): Promise<LinuxSeccomp | undefined> {
+  const sc = config.linux?.securityContext;
+  const choice = seccompChoice(sc, 'config.linux.security_context');
+  if (choice.kind !== 'localhost') return undefined;
+  let text: string;
+  try {
+    const buf = await readFile(choice.path);
+    if (buf.length > MAX_SECCOMP_PROFILE_BYTES) throw new Error(`larger than ${MAX_SECCOMP_PROFILE_BYTES} bytes`);
+    text = buf.toString('utf8');
+  } catch (err) {
+    throw errors.invalidArgument('container.seccomp_profile', `config.linux.security_context.seccomp: cannot read localhost profile ${choice.path}: ${(err as Error).message}`);
+  }
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch (err) {
+    throw errors.invalidArgument('container.seccomp_profile', `config.linux.security_context.seccomp: profile ${choice.path} is not JSON: ${(err as Error).message}`);
+  }
+  return validateSeccompProfile(v, `seccomp profile ${choice.path}`);
+}
+
+/** Pid of the container whose pid namespace a TARGET-mode container joins. */
+function targetPid(ctx: RuntimeContext, ns: string, config: ContainerConfig): number | undefined {
+  const target = config.linux?.securityContext?.namespaceOptions?.targetId ?? '';
+  if (target === '') return undefined;
+  const c = ctx.containers.get(ns, target);
+  if (!c) throw errors.notFound('container.target_not_found', `config.linux.security_context.namespace_options.target_id: container ${target} not found`);
+  if (c.state !== 'running' || !c.pid) throw errors.failedPrecondition('container.target_not_running', `config.linux.security_context.namespace_options.target_id: container ${target} is not running`);
+  return c.pid;
+}
+
+export const createContainer =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['createContainer']> =>
+  async (req, call) => {
+    const ns = call.namespace;
+    const config = req.config;
+    if (!config) throw errors.invalidArgument('container.no_config', 'config is required');
+    if (!config.metadata || config.metadata.name === '') throw errors.invalidArgument('container.no_name', 'config.metadata.name is required');
+    const imageSpec = config.image?.image ?? '';
+    if (imageSpec === '') throw errors.invalidArgument('container.no_image', 'config.image.image is required');
+    const sb = findSandbox(ctx, ns, req.podSandboxId);
+    if (sb.state !== 'ready') throw errors.failedPrecondition('sandbox.not_ready', `pod sandbox ${sb.id} is not ready`);
+    if (!sb.pid) throw errors.failedPrecondition('sandbox.no_pid', `pod sandbox ${sb.id} has no running pause process`);
+    const sandboxConfig = decodeMessage(PodSandboxConfigSchema, sb.config);
+
+    const id = newId();
+    const name = containerName(config, sandboxConfig);
+    const step = <T>(what: string, fn: () => Promise<T> | T): Promise<T> => ctx.tracer.span(sb.id, `CreateContainer.${what}`, fn, { container: id, name: config.metadata!.name });
+    const cleanup = new Cleanup(ctx.log);
+    try {
+      await step('reserve_name', () => ctx.names.reserve(ns, name, id));
+      cleanup.push('release name', () => ctx.names.release(ns, name, id));
+
+      const image = await step('resolve_image', () => ctx.images.find(ns, imageSpec));
+      if (!image) throw errors.notFound('container.image_not_found', `config.image.image: image ${JSON.stringify(imageSpec)} not found (CreateContainer does not pull)`);
+      const imageConfig = imageConfigOf(image);
+
+      const mounts = await step('snapshot', () => ctx.snapshotter.prepare(id, image.topChainID, { 'io.berth/container': id }));
+      cleanup.push('remove snapshot', () => ctx.snapshotter.remove(id));
+
+      const tmp = containerStateDir(ctx, id);
+      await mkdir(tmp, { recursive: true, mode: 0o700 });
+      cleanup.push('remove container dirs', async () => {
+        await finishLogForwarder(ns, id);
+        await rm(tmp, { recursive: true, force: true });
+        await rm(containerRootDir(ctx, id), { recursive: true, force: true });
+      });
+      const resolved = resolveHostMounts(config);
+      const volumes = imageVolumeMounts(imageConfig.Volumes, resolved.mounts, containerRootDir(ctx, id));
+      for (const v of volumes) await mkdir(v.hostPath, { recursive: true, mode: 0o755 });
+      const userDb = await step('read_image_files', () =>
+        withMountedRootfs(mounts, tmp, async (root) => {
+          await copyVolumeContents(root, volumes);
+          return readUserDb(root);
+        }),
+      );
+
+      const spec = await step('spec', async (): Promise<Spec> => {
+        const handler = ctx.settings.runtimes[handlerName(ctx, sb.runtimeHandler)];
+        return containerSpec({
+          id,
+          sandboxId: sb.id,
+          config: resolved,
+          sandboxConfig,
+          image: imageConfig,
+          imageName: imageSpec,
+          rootfsPath: 'rootfs',
+          sandboxPid: sb.pid!,
+          targetPid: targetPid(ctx, ns, config),
+          sandboxFiles: sandboxFilesOf(ctx, sb),
+          extraMounts: volumes,
+          userDb,
+          nodeHostname: hostname(),
+          statDevice,
+          lookupPropagation,
+          localhostSeccompProfile: await localhostSeccomp(config),
+          options: { restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj, podAnnotations: handler?.podAnnotations, allCapabilities: currentCapabilities() },
+        });
+      });
+
+      const handler = handlerName(ctx, sb.runtimeHandler);
+      const logPath = sandboxConfig.logDirectory !== '' && config.logPath !== '' ? join(sandboxConfig.logDirectory, config.logPath) : '';
+      const stdio = await step('stdio', () => prepareStdio(ctx, { id, handler, logPath, stdin: config.stdin }));
+      // The runc shim opens the output FIFOs at create: the reader must exist first.
+      if (stdio.daemonLog) await startLogForwarder(ctx, ns, id, logPath);
+
+      const { pid } = await step('task_create', () =>
+        ctx.tasks.create({
+          namespace: ns,
+          id,
+          spec: spec as unknown as Record<string, unknown>,
+          rootfs: mounts,
+          runtime: handler,
+          groupKey: sb.id,
+          stdin: stdio.stdin,
+          stdout: stdio.stdout,
+          stderr: stdio.stderr,
+          terminal: config.tty,
+        }),
+      );
+      cleanup.push('delete task', () => ctx.tasks.delete(ns, id));
+
+      const user = spec.process?.user;
+      const rec: ContainerRecord = {
+        id,
+        sandboxId: sb.id,
+        name,
+        meta: { name: config.metadata.name, attempt: config.metadata.attempt },
+        state: 'created',
+        createdAt: nowNanos().toString(),
+        pid,
+        image: imageSpec,
+        imageId: image.id,
+        imageRef: image.id,
+        config: encodeMessage(ContainerConfigSchema, config),
+        labels: { ...config.labels },
+        annotations: { ...config.annotations },
+        logPath,
+        snapshotKey: id,
+        resources: config.linux?.resources ? encodeMessage(LinuxContainerResourcesSchema, config.linux.resources) : undefined,
+        extra: {
+          runtimeHandler: handler,
+          imageConfig,
+          user: user ? { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids ?? [] } : undefined,
+          stdinPath: stdio.stdin,
+          daemonLog: stdio.daemonLog,
+        },
+      };
+      // Under the pod's lock: a concurrent Stop/RemovePodSandbox either sees this container or
+      // has already made the pod not ready (then this create fails and unwinds).
+      await step('record', () =>
+        ctx.locks.run(sandboxLockKey(sb.id), async () => {
+          const now = ctx.sandboxes.get(ns, sb.id);
+          if (!now || now.state !== 'ready') throw errors.failedPrecondition('sandbox.not_ready', `pod sandbox ${sb.id} stopped while the container was being created`);
+          ctx.containers.put(ns, rec);
+        }),
+      );
+      cleanup.commit();
+      ctx.events.publish({ kind: 'CREATED', namespace: ns, containerId: id, sandboxId: sb.id, createdAt: nowNanos() });
+      return { containerId: id };
+    } catch (err) {
+      await cleanup.unwind();
+      throw err;
+    }
+  };
