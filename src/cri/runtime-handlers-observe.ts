@@ -1,7 +1,32 @@
-/** RuntimeService handlers for the observe RPCs (filled in as they are built). */
+/**
+ * RuntimeService handlers for the observe RPCs: exec/attach/port-forward URLs, ExecSync,
+ * stats and CRI metrics, container events, checkpoint.
+ */
 import type { RuntimeHandlers } from './server.js';
 import type { RuntimeContext } from './runtime-context.js';
+import { exec } from './exec.js';
+import { execSync } from './exec-sync.js';
+import { attach } from './attach.js';
+import { portForward } from './port-forward.js';
+import { containerStats, listContainerStats } from './container-stats.js';
+import { listPodSandboxStats, podSandboxStats } from './sandbox-stats.js';
+import { listMetricDescriptors, listPodSandboxMetrics } from './metrics-cri.js';
+import { getContainerEvents } from './container-events.js';
+import { checkpointContainer } from './container-checkpoint.js';
 
-export function observeHandlers(_ctx: RuntimeContext): RuntimeHandlers {
-  return {};
+export function observeHandlers(ctx: RuntimeContext): RuntimeHandlers {
+  return {
+    exec: exec(ctx),
+    execSync: execSync(ctx),
+    attach: attach(ctx),
+    portForward: portForward(ctx),
+    containerStats: containerStats(ctx),
+    listContainerStats: listContainerStats(ctx),
+    podSandboxStats: podSandboxStats(ctx),
+    listPodSandboxStats: listPodSandboxStats(ctx),
+    listMetricDescriptors: listMetricDescriptors(ctx),
+    listPodSandboxMetrics: listPodSandboxMetrics(ctx),
+    getContainerEvents: getContainerEvents(ctx),
+    checkpointContainer: checkpointContainer(ctx),
+  };
 }

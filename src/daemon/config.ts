@@ -66,7 +66,8 @@ export const configSchema = z
       .strict()
       .default({}),
     metrics: z
-      .object({ address: z.string().default('') })
+      /** Prometheus endpoint host:port (loopback by default); "" disables it. */
+      .object({ address: z.string().default('127.0.0.1:9338') })
       .strict()
       .default({}),
   })

@@ -36,6 +36,9 @@ import { observeHandlers } from '../cri/runtime-handlers-observe.js';
 import { createStreamingBackend } from '../cri/streaming-backend.js';
 import { recover } from '../cri/recover.js';
 import { watchTasks } from '../cri/task-events.js';
+import { berthdMetrics, observePulls, startMetricsEndpoint } from '../metrics/index.js';
+import { metricSources } from '../cri/metrics-sources.js';
+import { recordPullSpan, trace } from '../cri/berth-trace.js';
 
 export interface Services {
   images: ImageService;
@@ -164,6 +167,13 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     locks: new KeyedLock(),
   };
   const runtimeHandlers: RuntimeHandlers = { ...sandboxHandlers(runtime), ...containerHandlers(runtime), ...observeHandlers(runtime) };
+  // Metrics: RPC latency via the CRI server's observer, pulls via the image service, gauges at scrape time.
+  const metrics = berthdMetrics(metricSources(runtime));
+  observePulls(images, (o) => {
+    metrics.pulled(o.ok, o.bytes, o.durationMs / 1000);
+    recordPullSpan(runtime.tracer, o.ref, o.startMs, o.durationMs, { bytes: o.bytes }, o.error);
+  });
+  const metricsEndpoint = await startMetricsEndpoint(metrics.registry, config.metrics.address, config.state, log.child({ component: 'metrics' }));
   watchTasks(runtime);
   await recover(runtime, await tasks.init());
 
@@ -202,8 +212,10 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       removeImage: removeImage(images),
       imageFsInfo: imageFsInfo(images),
     },
-    berthHandlers: { pull: berthPull(images) },
+    berthHandlers: { pull: berthPull(images), trace: trace(runtime) },
+    rpcObserver: metrics,
     async close() {
+      await metricsEndpoint?.close();
       await streaming.stop();
       await tasks.close();
       await remote.close();

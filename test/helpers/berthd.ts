@@ -2,7 +2,7 @@
  * Runs a real berthd (bin/berthd, the compiled daemon) on a temp socket with its own temp
  * root and state, as the integration tests' system under test.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -47,6 +47,20 @@ export interface TestBerthd {
   log(): string;
 }
 
+/**
+ * Lazily unmount everything still mounted below `dir` (deepest first): the shared netns
+ * directory berthd sets up (as `ip netns` does) and anything a failed test left behind.
+ */
+export function unmountUnder(dir: string): void {
+  const decode = (s: string) => s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8)));
+  const points = readFileSync('/proc/self/mounts', 'utf8')
+    .split('\n')
+    .map((l) => decode(l.split(' ')[1] ?? ''))
+    .filter((m) => m === dir || m.startsWith(`${dir}/`))
+    .sort((a, b) => b.length - a.length);
+  for (const m of points) spawnSync('umount', ['-l', m], { stdio: 'ignore' });
+}
+
 async function waitForSocket(path: string, proc: ChildProcess, logFile: string, timeoutMs = 20_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
@@ -69,6 +83,8 @@ export async function startBerthd(o: BerthdOptions = {}): Promise<TestBerthd> {
     toml += `[registry.mirrors."${host}"]\nendpoints = [${endpoints.map((e) => JSON.stringify(e)).join(', ')}]\n`;
   }
   toml += o.extraToml ?? '';
+  // Port 0: parallel daemons must not fight over the fixed default; the bound address is in <state>/metrics.addr.
+  if (!/^\[metrics\]/m.test(toml)) toml += `[metrics]\naddress = "127.0.0.1:0"\n`;
   writeFileSync(configFile, toml);
   const bin = join(repoRoot(), 'bin', 'berthd');
 
@@ -116,6 +132,7 @@ export async function startBerthd(o: BerthdOptions = {}): Promise<TestBerthd> {
     async cleanup() {
       t.cri.close();
       await t.stop();
+      unmountUnder(dir);
       rmSync(dir, { recursive: true, force: true });
     },
     log: () => readFileSync(logFile, 'utf8'),

@@ -16,7 +16,86 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file berth/v1/berth.proto.
  */
 export const file_berth_v1_berth: GenFile = /*@__PURE__*/
-  fileDesc("ChRiZXJ0aC92MS9iZXJ0aC5wcm90bxIIYmVydGgudjEiWQoLUHVsbFJlcXVlc3QSJAoFaW1hZ2UYASABKAsyFS5ydW50aW1lLnYxLkltYWdlU3BlYxIkCgRhdXRoGAIgASgLMhYucnVudGltZS52MS5BdXRoQ29uZmlnImIKDUxheWVyUHJvZ3Jlc3MSDgoGZGlnZXN0GAEgASgJEhIKCm1lZGlhX3R5cGUYAiABKAkSDAoEc2l6ZRgDIAEoAxIPCgdmZXRjaGVkGAQgASgDEg4KBnN0YXR1cxgFIAEoCSJ6CgxQdWxsUHJvZ3Jlc3MSDQoFaW1hZ2UYASABKAkSJwoGbGF5ZXJzGAIgAygLMhcuYmVydGgudjEuTGF5ZXJQcm9ncmVzcxIMCgRkb25lGAMgASgIEhAKCGltYWdlX2lkGAQgASgJEhIKCmVsYXBzZWRfbXMYBSABKAMyQAoFQmVydGgSNwoEUHVsbBIVLmJlcnRoLnYxLlB1bGxSZXF1ZXN0GhYuYmVydGgudjEuUHVsbFByb2dyZXNzMAFiBnByb3RvMw", [file_cri_runtime_v1_api]);
+  fileDesc("ChRiZXJ0aC92MS9iZXJ0aC5wcm90bxIIYmVydGgudjEiJgoMVHJhY2VSZXF1ZXN0EhYKDnBvZF9zYW5kYm94X2lkGAEgASgJIqsBCgRTcGFuEgwKBG5hbWUYASABKAkSFwoPc3RhcnRfdW5peF9uYW5vGAIgASgDEhUKDWR1cmF0aW9uX25hbm8YAyABKAMSKAoFYXR0cnMYBCADKAsyGS5iZXJ0aC52MS5TcGFuLkF0dHJzRW50cnkSDQoFZXJyb3IYBSABKAkaLAoKQXR0cnNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIi4KDVRyYWNlUmVzcG9uc2USHQoFc3BhbnMYASADKAsyDi5iZXJ0aC52MS5TcGFuIlkKC1B1bGxSZXF1ZXN0EiQKBWltYWdlGAEgASgLMhUucnVudGltZS52MS5JbWFnZVNwZWMSJAoEYXV0aBgCIAEoCzIWLnJ1bnRpbWUudjEuQXV0aENvbmZpZyJiCg1MYXllclByb2dyZXNzEg4KBmRpZ2VzdBgBIAEoCRISCgptZWRpYV90eXBlGAIgASgJEgwKBHNpemUYAyABKAMSDwoHZmV0Y2hlZBgEIAEoAxIOCgZzdGF0dXMYBSABKAkiegoMUHVsbFByb2dyZXNzEg0KBWltYWdlGAEgASgJEicKBmxheWVycxgCIAMoCzIXLmJlcnRoLnYxLkxheWVyUHJvZ3Jlc3MSDAoEZG9uZRgDIAEoCBIQCghpbWFnZV9pZBgEIAEoCRISCgplbGFwc2VkX21zGAUgASgDMnoKBUJlcnRoEjcKBFB1bGwSFS5iZXJ0aC52MS5QdWxsUmVxdWVzdBoWLmJlcnRoLnYxLlB1bGxQcm9ncmVzczABEjgKBVRyYWNlEhYuYmVydGgudjEuVHJhY2VSZXF1ZXN0GhcuYmVydGgudjEuVHJhY2VSZXNwb25zZWIGcHJvdG8z", [file_cri_runtime_v1_api]);
+
+/**
+ * @generated from message berth.v1.TraceRequest
+ */
+export type TraceRequest = Message<"berth.v1.TraceRequest"> & {
+  /**
+   * Full id or unique prefix of a pod sandbox.
+   *
+   * @generated from field: string pod_sandbox_id = 1;
+   */
+  podSandboxId: string;
+};
+
+/**
+ * Describes the message berth.v1.TraceRequest.
+ * Use `create(TraceRequestSchema)` to create a new message.
+ */
+export const TraceRequestSchema: GenMessage<TraceRequest> = /*@__PURE__*/
+  messageDesc(file_berth_v1_berth, 0);
+
+/**
+ * @generated from message berth.v1.Span
+ */
+export type Span = Message<"berth.v1.Span"> & {
+  /**
+   * Step name, e.g. "cni-add", "CreateContainer.snapshot", "pull".
+   *
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: int64 start_unix_nano = 2;
+   */
+  startUnixNano: bigint;
+
+  /**
+   * @generated from field: int64 duration_nano = 3;
+   */
+  durationNano: bigint;
+
+  /**
+   * Context: container id/name, image reference…
+   *
+   * @generated from field: map<string, string> attrs = 4;
+   */
+  attrs: { [key: string]: string };
+
+  /**
+   * Set when the step failed: its error message.
+   *
+   * @generated from field: string error = 5;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message berth.v1.Span.
+ * Use `create(SpanSchema)` to create a new message.
+ */
+export const SpanSchema: GenMessage<Span> = /*@__PURE__*/
+  messageDesc(file_berth_v1_berth, 1);
+
+/**
+ * @generated from message berth.v1.TraceResponse
+ */
+export type TraceResponse = Message<"berth.v1.TraceResponse"> & {
+  /**
+   * @generated from field: repeated berth.v1.Span spans = 1;
+   */
+  spans: Span[];
+};
+
+/**
+ * Describes the message berth.v1.TraceResponse.
+ * Use `create(TraceResponseSchema)` to create a new message.
+ */
+export const TraceResponseSchema: GenMessage<TraceResponse> = /*@__PURE__*/
+  messageDesc(file_berth_v1_berth, 2);
 
 /**
  * @generated from message berth.v1.PullRequest
@@ -38,7 +117,7 @@ export type PullRequest = Message<"berth.v1.PullRequest"> & {
  * Use `create(PullRequestSchema)` to create a new message.
  */
 export const PullRequestSchema: GenMessage<PullRequest> = /*@__PURE__*/
-  messageDesc(file_berth_v1_berth, 0);
+  messageDesc(file_berth_v1_berth, 3);
 
 /**
  * @generated from message berth.v1.LayerProgress
@@ -79,7 +158,7 @@ export type LayerProgress = Message<"berth.v1.LayerProgress"> & {
  * Use `create(LayerProgressSchema)` to create a new message.
  */
 export const LayerProgressSchema: GenMessage<LayerProgress> = /*@__PURE__*/
-  messageDesc(file_berth_v1_berth, 1);
+  messageDesc(file_berth_v1_berth, 4);
 
 /**
  * @generated from message berth.v1.PullProgress
@@ -118,7 +197,7 @@ export type PullProgress = Message<"berth.v1.PullProgress"> & {
  * Use `create(PullProgressSchema)` to create a new message.
  */
 export const PullProgressSchema: GenMessage<PullProgress> = /*@__PURE__*/
-  messageDesc(file_berth_v1_berth, 2);
+  messageDesc(file_berth_v1_berth, 5);
 
 /**
  * @generated from service berth.v1.Berth
@@ -133,6 +212,18 @@ export const Berth: GenService<{
     methodKind: "server_streaming";
     input: typeof PullRequestSchema;
     output: typeof PullProgressSchema;
+  },
+  /**
+   * The recorded startup steps of a pod: RunPodSandbox, CreateContainer and StartContainer
+   * spans recorded under the pod sandbox id, plus the pulls of its containers' images, ordered
+   * by start time. Kept in memory by berthd (lost on restart); NotFound when nothing is known.
+   *
+   * @generated from rpc berth.v1.Berth.Trace
+   */
+  trace: {
+    methodKind: "unary";
+    input: typeof TraceRequestSchema;
+    output: typeof TraceResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_berth_v1_berth, 0);

@@ -1,0 +1,100 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { create } from '@bufbuild/protobuf';
+import * as V1 from '../../src/api/cgroups/stats/v1/metrics_pb.js';
+import * as V2 from '../../src/api/cgroups/cgroup2/stats/metrics_pb.js';
+import { CpuRates, sampleFromMetrics, sumSamples, filterContainers, cpuAndMemory } from '../../src/cri/container-stats.js';
+import { parseNetDev } from '../../src/cri/sandbox-stats.js';
+import { parseCriLog } from '../../src/cri/streaming-backend.js';
+import { METRIC_DESCRIPTORS, containerMetrics } from '../../src/cri/metrics-cri.js';
+import type { ContainerRecord } from '../../src/core/metadata/records.js';
+
+test('a cgroup v1 sample: working set is usage minus inactive file; huge limits mean none', () => {
+  const m = create(V1.MetricsSchema, {
+    cpu: { usage: { total: 5_000_000_000n } },
+    memory: { usage: { usage: 100n << 20n, limit: 0x7ffffffffffff000n }, totalInactiveFile: 30n << 20n, totalRss: 60n << 20n, totalPgFault: 7n, totalPgMajFault: 1n },
+    pids: { current: 3n },
+  });
+  const s = sampleFromMetrics({ cgroup: 'v1', metrics: m }, 42n);
+  assert.equal(s.cpuNanos, 5_000_000_000n);
+  assert.equal(s.workingSet, 70n << 20n);
+  assert.equal(s.rss, 60n << 20n);
+  assert.equal(s.limit, undefined);
+  assert.equal(s.pids, 3n);
+  assert.equal(s.pageFaults, 7n);
+});
+
+test('a cgroup v2 sample converts usec to ns and keeps a real limit; available = limit - working set', () => {
+  const m = create(V2.MetricsSchema, { cpu: { usageUsec: 2000n }, memory: { usage: 50n, inactiveFile: 80n, usageLimit: 1000n, anon: 40n }, pids: { current: 1n } });
+  const s = sampleFromMetrics({ cgroup: 'v2', metrics: m }, 1n);
+  assert.equal(s.cpuNanos, 2_000_000n);
+  assert.equal(s.workingSet, 0n, 'never negative');
+  assert.equal(s.limit, 1000n);
+  assert.equal(cpuAndMemory(s, undefined).memory?.availableBytes?.value, 1000n);
+});
+
+test('the CPU rate is the usage delta over the time delta, absent on the first sample or a reset', () => {
+  const r = new CpuRates();
+  const base = { memUsage: 0n, workingSet: 0n, rss: 0n, pageFaults: 0n, majorFaults: 0n, limit: undefined, pids: 0n };
+  assert.equal(r.rate('c', { ...base, timestamp: 1_000_000_000n, cpuNanos: 0n }), undefined);
+  // Half a core over two seconds.
+  assert.equal(r.rate('c', { ...base, timestamp: 3_000_000_000n, cpuNanos: 1_000_000_000n }), 500_000_000n);
+  assert.equal(r.rate('c', { ...base, timestamp: 4_000_000_000n, cpuNanos: 10n }), undefined, 'counter went back: no rate');
+});
+
+test('pod samples sum their containers', () => {
+  const one = { timestamp: 1n, cpuNanos: 1n, memUsage: 2n, workingSet: 3n, rss: 4n, pageFaults: 5n, majorFaults: 6n, limit: 9n, pids: 1n };
+  const s = sumSamples([one, one], 7n);
+  assert.deepEqual([s.timestamp, s.cpuNanos, s.memUsage, s.workingSet, s.pids, s.limit], [7n, 2n, 4n, 6n, 2n, undefined]);
+});
+
+test('/proc/net/dev parses rx/tx bytes and errors per interface', () => {
+  const text = [
+    'Inter-|   Receive                                                |  Transmit',
+    ' face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed',
+    '    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0',
+    '  eth0:    5000      10    2    0    0     0          0         0     3000       8    1    0    0     0       0          0',
+  ].join('\n');
+  assert.deepEqual(parseNetDev(text), [
+    { name: 'lo', rxBytes: 100n, rxErrors: 0n, txBytes: 100n, txErrors: 0n },
+    { name: 'eth0', rxBytes: 5000n, rxErrors: 2n, txBytes: 3000n, txErrors: 1n },
+  ]);
+});
+
+test('CRI log lines parse into stream records; partial lines and an unfinished tail are kept apart', () => {
+  const buf = Buffer.from('2024-01-01T00:00:00Z stdout P hel\n2024-01-01T00:00:00Z stdout F lo\n2024-01-01T00:00:00Z stderr F oops\n2024-01-01T00:00:00Z std');
+  const { records, rest } = parseCriLog(buf);
+  assert.deepEqual(
+    records.map((r) => [r.stream, r.partial, r.content.toString()]),
+    [
+      ['stdout', true, 'hel'],
+      ['stdout', false, 'lo'],
+      ['stderr', false, 'oops'],
+    ],
+  );
+  assert.equal(rest.toString(), '2024-01-01T00:00:00Z std');
+});
+
+test('container stats filters match id and sandbox prefixes and every selector label', () => {
+  const mk = (id: string, sandboxId: string, labels: Record<string, string>) => ({ id, sandboxId, labels }) as unknown as ContainerRecord;
+  const list = [mk('aaa1', 'p1', { app: 'x' }), mk('bbb2', 'p1', { app: 'y' }), mk('ccc3', 'p2', { app: 'x', tier: 'z' })];
+  const ids = (f: object | undefined) => filterContainers(list, f as never).map((c) => c.id);
+  assert.deepEqual(ids(undefined), ['aaa1', 'bbb2', 'ccc3']);
+  assert.deepEqual(ids({ id: 'bb', podSandboxId: '', labelSelector: {} }), ['bbb2']);
+  assert.deepEqual(ids({ id: '', podSandboxId: 'p1', labelSelector: { app: 'x' } }), ['aaa1']);
+  assert.deepEqual(ids({ id: '', podSandboxId: '', labelSelector: { app: 'x', tier: 'z' } }), ['ccc3']);
+});
+
+test('every container metric has a descriptor and as many label values as label keys', () => {
+  const s = { timestamp: 1n, cpuNanos: 3_500_000_000n, memUsage: 2n, workingSet: 3n, rss: 4n, pageFaults: 5n, majorFaults: 6n, limit: undefined, pids: 1n };
+  const ms = containerMetrics(s, ['c', 'p', 'ns']);
+  for (const m of ms) {
+    const d = METRIC_DESCRIPTORS.find((x) => x.name === m.name);
+    assert.ok(d, `descriptor for ${m.name}`);
+    assert.equal(m.labelValues?.length, d.labelKeys.length);
+  }
+  assert.equal(ms.find((m) => m.name === 'container_cpu_usage_seconds_total')?.value?.value, 3n);
+  for (const n of ['container_network_receive_bytes_total', 'container_network_transmit_bytes_total', 'container_memory_working_set_bytes', 'container_processes']) {
+    assert.ok(METRIC_DESCRIPTORS.some((d) => d.name === n), n);
+  }
+});
