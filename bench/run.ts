@@ -1,29 +1,44 @@
 /**
- * `npm run bench` entry: runs the benchmarks (today: pull) and records them in BENCHMARKS.md.
- *   node dist/bench/run.js [pull] [--runs N] [--only berth|containerd] [--quick] [--no-record]
- * --quick shrinks the image (for checking the harness, not for figures; never recorded).
+ * `npm run bench` entry: runs the benchmarks and records each in its section of BENCHMARKS.md.
+ *   node dist/bench/run.js [pull|pod|memory|shim-start ...] [--runs N] [--pods N]
+ *                          [--only berth|containerd] [--quick] [--no-record]
+ * With no names it runs all four. --runs defaults per bench (pull 3, pod 20, shim-start 8).
+ * --quick shrinks the pull image (for checking the harness, not for figures; never recorded).
  */
 import { parseArgs } from 'node:util';
 import { runPullBench, type Impl } from './pull.js';
+import { runPodBench } from './pod.js';
+import { runMemoryBench } from './memory.js';
+import { runShimStartBench } from './shim-start-record.js';
 import { BIG_DEFAULT } from '../test/helpers/images.js';
+
+const ALL = ['pull', 'pod', 'memory', 'shim-start'];
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
-    runs: { type: 'string', default: '3' },
+    runs: { type: 'string' },
+    pods: { type: 'string', default: '20' },
     only: { type: 'string' },
     quick: { type: 'boolean', default: false },
     'no-record': { type: 'boolean', default: false },
   },
 });
 
-const runs = Number(values.runs);
-if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs must be a positive integer, got ${values.runs}`);
+function positiveInt(flag: string, v: string | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a positive integer, got ${v}`);
+  return n;
+}
+
 if (values.only !== undefined && values.only !== 'berth' && values.only !== 'containerd') {
   throw new Error(`--only must be berth or containerd, got ${values.only}`);
 }
 const only = values.only as Impl | undefined;
-const which = positionals.length ? positionals : ['pull'];
+const record = !values['no-record'];
+const which = positionals.length ? positionals : ALL;
+for (const name of which) if (!ALL.includes(name)) throw new Error(`unknown benchmark ${name} (known: ${ALL.join(', ')})`);
 
 for (const name of which) {
   switch (name) {
@@ -31,11 +46,18 @@ for (const name of which) {
       const spec = values.quick
         ? { ...BIG_DEFAULT, filesPerSmallLayer: 500, largeFileBytes: 4 * 1024 * 1024 }
         : BIG_DEFAULT;
-      await runPullBench({ runs, only, spec, record: !values.quick && !values['no-record'] });
+      await runPullBench({ runs: positiveInt('runs', values.runs, 3), only, spec, record: record && !values.quick });
       break;
     }
-    default:
-      throw new Error(`unknown benchmark ${name} (known: pull)`);
+    case 'pod':
+      await runPodBench({ runs: positiveInt('runs', values.runs, 20), only, record });
+      break;
+    case 'memory':
+      await runMemoryBench({ pods: positiveInt('pods', values.pods, 20), only, record });
+      break;
+    case 'shim-start':
+      await runShimStartBench({ runs: positiveInt('runs', values.runs, 8), record });
+      break;
   }
 }
 // gRPC channels and timers must not keep the process alive after the figures are out.

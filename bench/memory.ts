@@ -1,0 +1,226 @@
+/**
+ * Memory per pod: the proportional set size (PSS, from /proc/PID/smaps_rollup) of a runtime's
+ * daemon plus all its shims, idle and then with N running pods (pause + one busybox sleep
+ * container each). Memory per pod = (after - before) / N. PSS divides each shared page among
+ * the processes mapping it, so shims sharing one binary (and berth-shim sharing node's text
+ * with berthd) are charged fairly; the container processes themselves are not counted.
+ * Runtimes are measured one after the other in the same run (no cross-talk in PSS):
+ * containerd, berth with one shim per pod (default), berth with one shim per node.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gitCommit, median, repoRoot } from './report.js';
+import {
+  berthPodRpcsPresent,
+  describeMachine,
+  findShimPids,
+  fmtRatio,
+  machineInfo,
+  nowUtc,
+  podConfig,
+  prePull,
+  pssOf,
+  ratio,
+  removeAllPods,
+  sleepContainerConfig,
+  startFixtures,
+  startRuntime,
+  writeSection,
+  type BenchRuntime,
+  type Impl,
+  type MachineInfo,
+} from './cri-common.js';
+
+export interface MemoryBenchOptions {
+  pods: number;
+  only?: Impl;
+  record?: boolean;
+  /** Seconds to let a daemon settle before each sample (default 3). */
+  settleS?: number;
+  log?: (line: string) => void;
+}
+
+interface Variant {
+  impl: Impl;
+  label: string;
+  berthExtraToml?: string;
+}
+
+const VARIANTS: Variant[] = [
+  { impl: 'containerd', label: 'containerd (runc.v2 shim per pod)' },
+  { impl: 'berth', label: 'berth (shim per pod)' },
+  { impl: 'berth', label: 'berth (one shim per node)', berthExtraToml: '[shim]\ngroup = "node"' },
+];
+
+export interface PssSample {
+  daemonKiB: number;
+  /** PSS of each shim process. */
+  shimsKiB: number[];
+  /** Anonymous part of each shim's PSS (heap, stacks: what a process really adds). */
+  shimsAnonKiB: number[];
+  totalKiB: number;
+}
+
+export interface VariantResult {
+  label: string;
+  impl: Impl;
+  pods: number;
+  before?: PssSample;
+  after?: PssSample;
+  /** (after - before) / pods, KiB. */
+  perPodKiB?: number;
+  error?: string;
+}
+
+export interface MemoryBenchResult {
+  machine: MachineInfo;
+  loadAtEnd: number;
+  results: VariantResult[];
+}
+
+const CALL = { timeoutMs: 120_000 };
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** PSS of the daemon and of every shim it has right now. */
+export function samplePss(rt: BenchRuntime): PssSample {
+  const daemonKiB = pssOf(rt.daemon.pid)?.pssKiB ?? 0;
+  const shims = findShimPids(rt.daemon.dir, rt.daemon.pid)
+    .map((pid) => pssOf(pid))
+    .filter((k) => k !== undefined);
+  const shimsKiB = shims.map((s) => s.pssKiB);
+  return { daemonKiB, shimsKiB, shimsAnonKiB: shims.map((s) => s.pssAnonKiB), totalKiB: daemonKiB + sum(shimsKiB) };
+}
+
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+
+/**
+ * The sample with the median total out of `n` taken a second apart: an idle daemon's PSS
+ * still moves (GC, scavenging), and one unlucky sample skews every per-pod figure.
+ */
+async function steadySample(rt: BenchRuntime, n = 3): Promise<PssSample> {
+  const xs: PssSample[] = [];
+  for (let i = 0; i < n; i++) {
+    if (i > 0) await sleep(1000);
+    xs.push(samplePss(rt));
+  }
+  return xs.sort((a, b) => a.totalKiB - b.totalKiB)[Math.floor(n / 2)] as PssSample;
+}
+
+async function startPods(rt: BenchRuntime, n: number, busybox: string, logRoot: string): Promise<void> {
+  for (let i = 0; i < n; i++) {
+    const config = podConfig(`mem-${rt.impl}-${i}`, join(logRoot, `${rt.impl}-${i}`));
+    const { podSandboxId } = await rt.cri.runtime.runPodSandbox({ config }, CALL);
+    const { containerId } = await rt.cri.runtime.createContainer({ podSandboxId, config: sleepContainerConfig(busybox), sandboxConfig: config }, CALL);
+    await rt.cri.runtime.startContainer({ containerId }, CALL);
+  }
+}
+
+async function measureVariant(v: Variant, o: MemoryBenchOptions, ctx: { registryHost: string; root: string; busybox: string; pause: string; logRoot: string }): Promise<VariantResult> {
+  const log = o.log ?? ((l: string) => console.log(l));
+  const settleMs = (o.settleS ?? 3) * 1000;
+  const res: VariantResult = { label: v.label, impl: v.impl, pods: o.pods };
+  let rt: BenchRuntime | undefined;
+  try {
+    rt = await startRuntime(v.impl, { registryHost: ctx.registryHost, repoRoot: ctx.root, label: v.label, berthExtraToml: v.berthExtraToml });
+    await prePull(rt.cri, [ctx.pause, ctx.busybox]);
+    await sleep(settleMs);
+    res.before = await steadySample(rt);
+    log(`memory: ${v.label}: idle ${kib(res.before.totalKiB)} (daemon ${kib(res.before.daemonKiB)}, ${res.before.shimsKiB.length} shims)`);
+    await startPods(rt, o.pods, ctx.busybox, ctx.logRoot);
+    await sleep(settleMs);
+    res.after = await steadySample(rt);
+    res.perPodKiB = (res.after.totalKiB - res.before.totalKiB) / o.pods;
+    log(
+      `memory: ${v.label}: ${o.pods} pods ${kib(res.after.totalKiB)} (daemon ${kib(res.after.daemonKiB)}, ${res.after.shimsKiB.length} shims, median shim ${kib(median(res.after.shimsKiB))}) → ${kib(res.perPodKiB)} per pod`,
+    );
+  } catch (err) {
+    res.error = (err as Error).message.split('\n').slice(0, 4).join(' | ');
+    log(`memory: ${v.label}: FAILED ${res.error}`);
+  } finally {
+    if (rt) {
+      await removeAllPods(rt.cri);
+      await rt.stop();
+    }
+  }
+  return res;
+}
+
+export async function runMemoryBench(o: MemoryBenchOptions): Promise<MemoryBenchResult> {
+  const log = o.log ?? ((l: string) => console.log(l));
+  const root = repoRoot();
+  let variants = VARIANTS.filter((v) => o.only === undefined || v.impl === o.only);
+  if (variants.some((v) => v.impl === 'berth') && !berthPodRpcsPresent(root)) {
+    log('memory: berth has no RunPodSandbox handler yet: measuring containerd only');
+    variants = variants.filter((v) => v.impl !== 'berth');
+  }
+  const machine = machineInfo();
+  const fx = await startFixtures();
+  const logRoot = mkdtempSync(join(tmpdir(), 'bench-mem-logs-'));
+  const results: VariantResult[] = [];
+  try {
+    for (const v of variants) {
+      results.push(await measureVariant(v, o, { registryHost: fx.registry.host, root, busybox: fx.busybox.ref, pause: fx.pause.ref, logRoot }));
+    }
+  } finally {
+    rmSync(logRoot, { recursive: true, force: true });
+    await fx.registry.stop();
+  }
+  const result: MemoryBenchResult = { machine, loadAtEnd: machineInfo().load1, results };
+  for (const line of memoryTable(result).split('\n')) log(`memory: ${line}`);
+  if (o.record ?? true) log(`memory: recorded in ${recordMemory(root, result)}`);
+  return result;
+}
+
+const kib = (k: number | undefined): string => (k === undefined || !Number.isFinite(k) ? 'n/a' : `${(k / 1024).toFixed(1)} MiB`);
+const mib = (k: number | undefined): string => (k === undefined || !Number.isFinite(k) ? 'n/a' : (k / 1024).toFixed(1));
+
+export function memoryTable(r: MemoryBenchResult): string {
+  const base = r.results.find((x) => x.impl === 'containerd')?.perPodKiB;
+  const rows = r.results.map((x) => {
+    if (x.error) return `| ${x.label} | failed: ${x.error.replace(/\|/g, '/')} | | | | | | | | |`;
+    const shims = x.after?.shimsKiB ?? [];
+    const shimRange = shims.length ? `${mib(median(shims))} (${mib(Math.min(...shims))}–${mib(Math.max(...shims))})` : 'n/a';
+    const anon = x.after?.shimsAnonKiB ?? [];
+    const perPod = (f: (s: PssSample) => number): number | undefined => (x.before && x.after ? (f(x.after) - f(x.before)) / x.pods : undefined);
+    const shimPerPod = perPod((s) => sum(s.shimsKiB));
+    const daemonPerPod = perPod((s) => s.daemonKiB);
+    return `| ${x.label} | ${mib(x.before?.totalKiB)} | ${mib(x.after?.totalKiB)} | ${mib(x.before?.daemonKiB)} → ${mib(x.after?.daemonKiB)} | ${shims.length} | ${shimRange} | ${anon.length ? mib(median(anon)) : 'n/a'} | ${mib(shimPerPod)} + ${mib(daemonPerPod)} | **${mib(x.perPodKiB)}** | ${x.impl === 'containerd' ? '1.00×' : fmtRatio(ratio(x.perPodKiB, base))} |`;
+  });
+  return [
+    '| runtime | idle PSS MiB | PSS with pods MiB | daemon PSS MiB (idle → pods) | shims | PSS per shim MiB median (min–max) | anon PSS per shim MiB (median) | per pod: shims + daemon MiB | MiB per pod | vs containerd |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...rows,
+  ].join('\n');
+}
+
+function recordMemory(root: string, r: MemoryBenchResult): string {
+  const date = nowUtc();
+  const pods = r.results[0]?.pods ?? 0;
+  const body = `## Memory per pod (PSS of daemon + shims, berth vs containerd)
+
+PSS (sum of \`Pss\` in /proc/PID/smaps_rollup) of the daemon plus all its shim processes
+(containerd: containerd + containerd-shim-runc-v2; berth: berthd + berth-shim, including the
+one warm spare shim), idle and then with ${pods} running pods (pause fixture + one busybox sleep
+container each; the container processes themselves are not counted), after ${3} s of settling;
+each figure is the median of 3 samples taken 1 s apart. "anon" is the anonymous part of a
+shim's PSS (heap and stacks; the rest is file-backed text shared with the daemon and other
+shims, which PSS splits among them).
+MiB per pod = (with pods − idle) / ${pods}. Runtimes run one after the other in the same bench
+run, each with a private root and its own CNI bridge. Goal: berth ≤ 0.5× containerd per pod.
+
+Latest: ${date} UTC, commit ${gitCommit(root)}; ${describeMachine(r.machine, r.loadAtEnd)}.
+
+${memoryTable(r)}`;
+  const per = (label: string): number | undefined => r.results.find((x) => x.label === label)?.perPodKiB;
+  const [c, bp, bn] = VARIANTS.map((v) => per(v.label));
+  const row = `| ${date} | ${gitCommit(root)} | ${pods} | ${mib(c)} | ${mib(bp)} (${fmtRatio(ratio(bp, c))}) | ${mib(bn)} (${fmtRatio(ratio(bn, c))}) | ${r.machine.load1.toFixed(1)} |`;
+  return writeSection(
+    root,
+    'memory',
+    body,
+    `| date (UTC) | commit | pods | containerd MiB/pod | berth shim-per-pod MiB/pod (ratio) | berth shim-per-node MiB/pod (ratio) | load |
+| --- | --- | --- | --- | --- | --- | --- |`,
+    row,
+  );
+}
