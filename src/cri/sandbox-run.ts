@@ -60,6 +60,7 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
   const id = newId();
   const span = <T>(step: string, fn: () => Promise<T> | T) => ctx.tracer.span(id, step, fn);
   const cleanup = new Cleanup(ctx.log);
+  let pendingCni: Promise<void> | undefined;
   const name = sandboxName(md);
   const hostNetwork = isHostNetwork(config);
   const hostIpc = isHostIpc(config);
@@ -98,12 +99,15 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
       await span('record-create', () => ctx.sandboxes.put(ns, rec));
       cleanup.push('delete record', () => ctx.sandboxes.delete(ns, id));
 
+      // CNI ADD runs while the pause container is created and started: plugins configure the
+      // netns by path, the pause needs no network, and the two are the slowest steps.
+      let cniDone: Promise<void> | undefined;
       if (!hostNetwork) {
         const netnsPath = await span('netns', () => createNetns(id, { dir: ctx.settings.netnsDir }));
         rec.netnsPath = netnsPath;
         cleanup.push('remove netns', () => removeNetns(netnsPath));
         const dns = config.dnsConfig;
-        const result = await span('cni-add', () =>
+        cniDone = span('cni-add', () =>
           ctx.cni.setupPod({
             id,
             netnsPath,
@@ -113,16 +117,19 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
             portMappings: portMappingsOf(config),
             dns: dns ? { servers: dns.servers, searches: dns.searches, options: dns.options } : undefined,
           }),
-        );
-        // A failed ADD was already rolled back (DEL in reverse) by the CNI manager.
-        cleanup.push('cni teardown', () => teardownNetwork(ctx, { id, netnsPath, config }));
-        rec.ips = result.ips;
-        rec.cni = { result: result.raw, portMappings: portMappingsOf(config) };
+        ).then((result) => {
+          // A failed ADD was already rolled back (DEL in reverse) by the CNI manager.
+          cleanup.push('cni teardown', () => teardownNetwork(ctx, { id, netnsPath, config }));
+          rec.ips = result.ips;
+          rec.cni = { result: result.raw, portMappings: portMappingsOf(config) };
+        });
+        cniDone.catch(() => undefined);
       }
+      pendingCni = cniDone;
 
       await span('sandbox-files', async () => {
         cleanup.push('remove sandbox dirs', () => removeSandboxDirs(paths));
-        await writeSandboxFiles(paths, { hostname: config.hostname, hostNetwork, podIp: rec.ips[0]?.split('/')[0], dns: config.dnsConfig });
+        await writeSandboxFiles(paths, { hostname: config.hostname, hostNetwork, podIp: undefined, dns: config.dnsConfig });
         if (!hostIpc) await mountShm(paths);
       });
 
@@ -155,6 +162,11 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
         cleanup.push('delete pause task', () => killAndDeletePause(ctx, ns, id));
       });
       const pid = await span('task-start', () => ctx.tasks.start(ns, id));
+      if (cniDone) {
+        await cniDone;
+        // /etc/hosts names the pod IP, known only now.
+        await span('hosts', () => writeSandboxFiles(paths, { hostname: config.hostname, hostNetwork, podIp: rec.ips[0]?.split('/')[0], dns: config.dnsConfig }));
+      }
 
       await span('record-ready', () =>
         ctx.sandboxes.update(ns, id, (r) => {
@@ -164,6 +176,8 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
       cleanup.commit();
       return { podSandboxId: id };
     } catch (err) {
+      // Let an ADD in flight finish, so that its teardown is on the stack before unwinding.
+      await pendingCni?.catch(() => undefined);
       await cleanup.unwind();
       throw err;
     }
