@@ -14,6 +14,11 @@ export interface CliContext {
 export interface Verb {
   summary: string;
   usage: string;
+  /**
+   * The verb parses its own flags (src/cli/flags.ts), including -o and -h: the launcher
+   * hands it the arguments untouched, so `berth exec CTR ls -h` reaches `ls`.
+   */
+  rawArgs?: boolean;
   run(args: string[], ctx: CliContext): Promise<number>;
 }
 
