@@ -143,7 +143,9 @@ export class ProcessIO {
   private childSide: number[] = [];
   private stdinWriter: net.Socket | undefined;
   private stdinSource: net.Socket | undefined;
+  /** Output copies only (drain waits for these). */
   private copies: Promise<void>[] = [];
+  private stdinCopy: Promise<void> | undefined;
   private cleanups: Array<() => Promise<void> | void> = [];
   private criPaths: string[] = [];
   private pty: Pty | undefined;
@@ -182,7 +184,8 @@ export class ProcessIO {
         this.childSide.push(r);
         this.stdinWriter = new net.Socket({ fd: w, readable: false, writable: true });
         this.stdinWriter.on('error', () => undefined);
-        this.copies.push(copy(this.stdinSource, this.stdinWriter, false));
+        // Not an output: drain() must not wait for stdin, which may never end.
+        this.stdinCopy = copy(this.stdinSource, this.stdinWriter, false);
       }
     }
     if (spec.terminal) return; // output comes from the pty master (attachPty)
@@ -288,7 +291,7 @@ export class ProcessIO {
   /** Terminal processes: wire the pty master to stdin/stdout. */
   attachPty(pty: Pty): void {
     this.pty = pty;
-    if (this.stdinSource) this.copies.push(copy(this.stdinSource, pty.input, false));
+    if (this.stdinSource) this.stdinCopy = copy(this.stdinSource, pty.input, false);
     if (this.spec.stdout) this.copies.push(this.route(pty.output, this.spec.stdout, 'stdout'));
     else pty.output.resume();
   }
