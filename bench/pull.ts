@@ -4,7 +4,7 @@
  * with a fresh root (nothing cached but the kernel's page cache, the same for both), and the
  * two runtimes alternate so drift in the machine hits both alike.
  */
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { connectCri } from '../src/cri/client.js';
@@ -75,6 +75,13 @@ async function onePull(impl: Impl, run: number, registryHost: string, ref: strin
     try {
       // Flush the previous run's dirty pages so its writeback does not land inside this timing.
       if (!process.env.BENCH_NO_SYNC) spawnSync('sync');
+      // Start every run from the same page-cache state: on this VM a cache full of the previous
+      // runs' files made later runs of either runtime several times slower.
+      try {
+        writeFileSync('/proc/sys/vm/drop_caches', '3');
+      } catch {
+        /* not root or not Linux: runs stay comparable, only noisier */
+      }
       const cpu0 = cpuSeconds(daemon.pid);
       const t0 = process.hrtime.bigint();
       const res = await cri.image.pullImage({ image: { image: ref } }, { timeoutMs: 600_000 });

@@ -118,6 +118,10 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     log: log.child({ component: 'images' }),
   });
 
+  // Content and layers of pulls that never got their image record (berthd stopped mid-pull,
+  // or the machine crashed before the pull's flush) are not trusted: collect them now.
+  await images.gc();
+
   const cni = new CniManager({
     confDir: config.cni.conf_dir,
     binDirs: config.cni.bin_dirs,

@@ -18,6 +18,7 @@ import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { errors, isBerthError } from '../../errors.js';
 import type { Descriptor } from './descriptor.js';
 import { newHash, parseDigest, type DigestAlgorithm } from './digest.js';
+import { syncFilesystem } from './syncfs.js';
 
 export interface ContentInfo {
   digest: string;
@@ -202,6 +203,14 @@ export class ContentStore {
     return h.done;
   }
 
+  /**
+   * Make every committed blob durable (one syncfs for the store's filesystem). Writers do not
+   * fsync each blob; callers flush before anything durable refers to the content.
+   */
+  async sync(): Promise<void> {
+    await syncFilesystem(this.root);
+  }
+
   /** Stores an in-memory blob (manifests, configs), verified like any other write. */
   async writeBlob(desc: Descriptor, data: Uint8Array): Promise<ContentInfo> {
     const { Readable } = await import('node:stream');
@@ -217,7 +226,7 @@ function notFoundOr(err: unknown, digest: string): unknown {
 }
 
 /**
- * Hashes and writes each chunk to the ingest file, then passes it on. Commit (verify, fsync,
+ * Hashes and writes each chunk to the ingest file, then passes it on. Commit (verify,
  * rename) happens in flush, so the readable side ends only after the blob is in place.
  */
 class IngestWriter extends Transform {
@@ -299,7 +308,6 @@ class IngestWriter extends Transform {
         `content digest mismatch: expected ${this.desc.digest}, got ${actual}`,
       );
     }
-    await fh.sync();
     await fh.chmod(0o444);
     await fh.close();
     this.fh = null;

@@ -94,6 +94,8 @@ export class ImageService {
       progress,
       signal,
     );
+    // Durability point: blobs and layers reach the disk before a record refers to them.
+    await this.o.content.sync();
     const names: string[] = [];
     if (ref.tag !== undefined) names.push(`${repository(ref)}:${ref.tag}`);
     names.push(referenceString(withDigest(ref, out.target.digest)));

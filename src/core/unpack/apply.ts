@@ -18,7 +18,7 @@
  */
 import { createHash } from 'node:crypto';
 import { constants as fsc, type Stats } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, symlink } from 'node:fs/promises';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, symlink } from './fsops.js';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';

@@ -14,7 +14,7 @@
  * dirs); a lower directory is re-created in the upper dir with the same owner and mode, and a
  * lower symlink is followed with the same root-confined rules.
  */
-import { lstat, mkdir, readlink, chmod, lchown, rm, unlink } from 'node:fs/promises';
+import { lstat, mkdir, readlink, chmod, lchown, rm, unlink } from './fsops.js';
 import type { Stats } from 'node:fs';
 import { join } from 'node:path';
 import { errors } from '../../errors.js';
