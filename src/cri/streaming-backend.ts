@@ -82,9 +82,16 @@ export function parseCriLog(buf: Buffer): { records: CriLogRecord[]; rest: Buffe
 }
 
 /** Follow a file from its current end, calling `onData`, until `stop` resolves (then a last read). */
-async function followFile(path: string, onData: (b: Buffer) => void, stop: Promise<void>): Promise<void> {
-  let offset = await stat(path).then((s) => s.size, () => 0);
-  let ino = await stat(path).then((s) => s.ino, () => 0);
+/** Where a log file ends now (size and inode; zeros when it does not exist yet). */
+async function logEnd(path: string): Promise<{ offset: number; ino: number }> {
+  return stat(path).then(
+    (s) => ({ offset: s.size, ino: s.ino }),
+    () => ({ offset: 0, ino: 0 }),
+  );
+}
+
+async function followFile(path: string, onData: (b: Buffer) => void, stop: Promise<void>, from: { offset: number; ino: number }): Promise<void> {
+  let { offset, ino } = from;
   let stopped = false;
   void stop.then(() => (stopped = true));
   const readMore = async (): Promise<void> => {
@@ -119,6 +126,9 @@ export async function attachStream(ctx: RuntimeContext, containerId: string, io:
   const ns = CRI_NAMESPACE;
   const c = runningContainer(ctx, ns, containerId);
   const state = await ctx.tasks.state(ns, c.id);
+  // Fix the log position before any stdin reaches the container: output it writes in answer
+  // must not land before the point the follower starts from.
+  const from = c.logPath ? await logEnd(c.logPath) : { offset: 0, ino: 0 };
   let stdinFifo: net.Socket | undefined;
   if (io.stdin && state.stdin && !state.stdin.includes('://')) {
     stdinFifo = new net.Socket({ fd: openSync(state.stdin, C.O_RDWR | C.O_NONBLOCK), readable: false, writable: true });
@@ -150,6 +160,7 @@ export async function attachStream(ctx: RuntimeContext, containerId: string, io:
           }
         },
         Promise.race([exited, left]),
+        from,
       );
     } else {
       await Promise.race([exited, left]);
