@@ -48,6 +48,8 @@ export const WARM_PREFIX = 'warm-';
 export class WarmPool {
   private readonly idle = new Map<string, WarmShim[]>();
   private readonly filling = new Map<string, number>();
+  /** Spawns in flight (each ends adopted into the pool, or shut down when closed meanwhile). */
+  private readonly starting = new Set<Promise<void>>();
   private closed = false;
 
   constructor(private readonly o: WarmPoolOptions) {}
@@ -99,9 +101,10 @@ export class WarmPool {
     const want = this.o.size - (this.idle.get(ns)?.length ?? 0) - (this.filling.get(ns) ?? 0);
     for (let i = 0; i < want; i++) {
       this.filling.set(ns, (this.filling.get(ns) ?? 0) + 1);
-      this.spawnOne(ns)
+      const p: Promise<void> = this.spawnOne(ns)
         .then((w) => {
-          if (this.closed) return void shutdownWarm(w);
+          // Closed while it was starting: close() waits for this shutdown.
+          if (this.closed) return shutdownWarm(w);
           const list = this.idle.get(ns) ?? [];
           list.push(w);
           this.idle.set(ns, list);
@@ -113,7 +116,11 @@ export class WarmPool {
           });
         })
         .catch((err: unknown) => this.o.log.warn('warm shim failed to start', { ns, err }))
-        .finally(() => this.filling.set(ns, (this.filling.get(ns) ?? 1) - 1));
+        .finally(() => {
+          this.filling.set(ns, (this.filling.get(ns) ?? 1) - 1);
+          this.starting.delete(p);
+        });
+      this.starting.add(p);
     }
   }
 
@@ -160,6 +167,8 @@ export class WarmPool {
   /** Shuts the idle warm shims down (they host nothing). */
   async close(): Promise<void> {
     this.closed = true;
+    // Shims still starting would outlive berthd (it exits right after close): wait for them.
+    await Promise.allSettled([...this.starting]);
     const all = [...this.idle.values()].flat();
     this.idle.clear();
     await Promise.all(all.map((w) => shutdownWarm(w)));

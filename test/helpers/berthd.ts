@@ -132,6 +132,8 @@ export async function startBerthd(o: BerthdOptions = {}): Promise<TestBerthd> {
     async cleanup() {
       t.cri.close();
       await t.stop();
+      // Shims outlive berthd by design; after a kill -9 nothing else stops this test's ones.
+      spawnSync('pkill', ['-KILL', '-f', dir], { stdio: 'ignore' });
       unmountUnder(dir);
       rmSync(dir, { recursive: true, force: true });
     },
