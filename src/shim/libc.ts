@@ -6,10 +6,9 @@
  * koffi is loaded lazily on first use so that `berth-shim start` (which never needs libc) keeps
  * its start-up cost low.
  */
-import { createRequire } from 'node:module';
-import type * as KoffiNs from 'koffi';
+import { libc as loadLibc } from '../libc.js';
 
-type Koffi = typeof KoffiNs;
+type Koffi = import('../libc.js').Koffi;
 type Fn = (...args: unknown[]) => number;
 
 interface Libc {
@@ -32,9 +31,7 @@ let libc: Libc | undefined;
 
 function load(): Libc {
   if (libc) return libc;
-  const require = createRequire(import.meta.url);
-  const koffi = require('koffi') as Koffi;
-  const lib = koffi.load('libc.so.6');
+  const { koffi, lib } = loadLibc();
   // prctl is variadic in glibc; on x86-64/arm64 a fixed 5-argument integer prototype is ABI
   // compatible for the options we use.
   const winsize = koffi.struct('berth_winsize', { row: 'uint16_t', col: 'uint16_t', xpixel: 'uint16_t', ypixel: 'uint16_t' });

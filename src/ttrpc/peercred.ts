@@ -4,7 +4,7 @@
  */
 
 import type { Socket } from 'node:net';
-import { createRequire } from 'node:module';
+import { libc as loadLibc } from '../libc.js';
 
 export interface PeerCredentials {
   pid: number;
@@ -25,11 +25,8 @@ let getsockopt: GetSockOpt | null | undefined;
 function loadGetsockopt(): GetSockOpt | null {
   if (getsockopt !== undefined) return getsockopt;
   try {
-    // koffi (a native addon, ~8 ms to load) is required on first use rather than imported, so
-    // short-lived processes that only act as ttrpc clients don't pay for it at startup.
-    const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
-    const libc = koffi.load('libc.so.6');
-    getsockopt = libc.func('int getsockopt(int, int, int, _Out_ void *optval, _Inout_ uint32_t *optlen)') as GetSockOpt;
+    // Loaded on first use: processes that only act as ttrpc clients don't pay for koffi.
+    getsockopt = loadLibc().lib.func('int getsockopt(int, int, int, _Out_ void *optval, _Inout_ uint32_t *optlen)') as GetSockOpt;
   } catch {
     getsockopt = null; // no usable libc binding: credentials read as unknown (checks then refuse)
   }

@@ -7,7 +7,7 @@
  * may not have reached the disk is never trusted. Runs on a koffi worker thread.
  */
 import { closeSync, openSync, constants } from 'node:fs';
-import { createRequire } from 'node:module';
+import { libc as loadLibc } from '../../libc.js';
 
 type SyncFs = { async: (fd: number, cb: (err: unknown, res: number) => void) => void };
 let fn: SyncFs | null | undefined;
@@ -15,9 +15,7 @@ let fn: SyncFs | null | undefined;
 function load(): SyncFs | null {
   if (fn !== undefined) return fn;
   try {
-    const require = createRequire(import.meta.url);
-    const koffi = require('koffi') as typeof import('koffi');
-    fn = koffi.load('libc.so.6').func('int syncfs(int fd)') as unknown as SyncFs;
+    fn = loadLibc().lib.func('int syncfs(int fd)') as unknown as SyncFs;
   } catch {
     fn = null;
   }

@@ -8,13 +8,13 @@
  *
  * The data string is limited to one page (4096 bytes incl. the NUL) by the kernel.
  */
-import { createRequire } from 'node:module';
+import { libc as loadLibc } from '../../libc.js';
 import { join } from 'node:path';
 import { errors } from '../../errors.js';
 import { errnoError } from '../unpack/sys.js';
 import type { Mount } from './types.js';
 
-type KoffiModule = typeof import('koffi');
+type KoffiModule = import('../../libc.js').Koffi;
 
 const MS_RDONLY = 0x1;
 const MS_NOSUID = 0x2;
@@ -96,9 +96,7 @@ let fns: Fns | undefined;
 
 function libc(): Fns {
   if (fns) return fns;
-  const require = createRequire(import.meta.url);
-  const koffi = require('koffi') as KoffiModule;
-  const lib = koffi.load('libc.so.6');
+  const { koffi, lib } = loadLibc();
   fns = {
     koffi,
     mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as Fns['mount'],

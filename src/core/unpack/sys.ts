@@ -6,9 +6,9 @@
  * errors carrying `code` (e.g. "EPERM") and `errno`, so callers can branch like on fs errors.
  */
 import { constants as osConstants } from 'node:os';
-import { createRequire } from 'node:module';
+import { libc as loadLibc } from '../../libc.js';
 
-type KoffiModule = typeof import('koffi');
+type KoffiModule = import('../../libc.js').Koffi;
 
 interface LibcFns {
   mknod: (path: string, mode: number, dev: bigint) => number;
@@ -24,9 +24,7 @@ let loadError: unknown;
 function load(): LibcFns | null {
   if (libc !== undefined) return libc;
   try {
-    const require = createRequire(import.meta.url);
-    const koffi = require('koffi') as KoffiModule;
-    const lib = koffi.load('libc.so.6');
+    const { koffi, lib } = loadLibc();
     libc = {
       koffi,
       mknod: lib.func('int mknod(const char *path, uint32_t mode, uint64_t dev)') as LibcFns['mknod'],
