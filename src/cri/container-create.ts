@@ -26,6 +26,7 @@ import type { Image } from '../core/images/service.js';
 import { currentCapabilities, lookupPropagation, resolveHostMounts, statDevice } from './container-host.js';
 import { containerRootDir, handlerName, prepareStdio, startLogForwarder, finishLogForwarder, containerStateDir } from './container-io.js';
 import { copyVolumeContents, readUserDb, withMountedRootfs } from './container-rootfs.js';
+import { prepareContainerRootfs, pruneUnusedRemaps } from './container-userns.js';
 import { sandboxPaths } from './sandbox-files.js';
 import { sandboxLockKey } from './sandbox-stop.js';
 import { Cleanup, decodeMessage, encodeMessage, findSandbox, newId, nowNanos, type RuntimeContext } from './runtime-context.js';
@@ -107,8 +108,11 @@ export const createContainer =
       if (!image) throw errors.notFound('container.image_not_found', `config.image.image: image ${JSON.stringify(imageSpec)} not found (CreateContainer does not pull)`);
       const imageConfig = imageConfigOf(image);
 
-      const mounts = await step('snapshot', () => ctx.snapshotter.prepare(id, image.topChainID, { 'io.berth/container': id }));
-      cleanup.push('remove snapshot', () => ctx.snapshotter.remove(id));
+      const mounts = await step('snapshot', () => prepareContainerRootfs(ctx, id, image.topChainID, sandboxConfig, { 'io.berth/container': id }, ctx.settings.state));
+      cleanup.push('remove snapshot', async () => {
+        await ctx.snapshotter.remove(id);
+        await pruneUnusedRemaps(ctx);
+      });
 
       const tmp = containerStateDir(ctx, id);
       await mkdir(tmp, { recursive: true, mode: 0o700 });

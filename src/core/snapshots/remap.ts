@@ -1,0 +1,171 @@
+/**
+ * Image snapshots with ownership shifted into a user namespace's id range.
+ *
+ * runc 1.1 cannot idmap-mount a rootfs, so a container in a pod with its own user namespace
+ * (hostUsers=false) needs an image tree whose files belong to the host ids its container ids
+ * map to: container root (0) owning /etc must be host uid `hostID` on disk. As containerd 1.7
+ * does, the shift is done once per (image chain, mapping) into a committed "remapped parent"
+ * snapshot, and every container of that image and mapping stacks its writable layer on it.
+ *
+ * The remapped parent is an ordinary committed snapshot named `<chain>-remap-<hash>`, a child
+ * of the image's top chain snapshot (so the image layers stay while it exists). It is built
+ * from an active snapshot on the image: every entry of the merged tree is lchown'ed through
+ * the overlay mount, which copies it up into that snapshot's own layer. Ids outside the
+ * mapping cannot be represented in the namespace: the build fails naming the first such path
+ * (containerd fails the same way). pruneRemapped() removes remapped parents no container uses.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { lstat, lchown, chmod, mkdtemp, readdir, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errors, isBerthError } from '../../errors.js';
+import { mountAll, unmount } from './mount.js';
+import type { Mount, Snapshotter } from './types.js';
+
+/** One contiguous id range: container ids [containerID, containerID+size) ↔ host ids. */
+export interface IdMapping {
+  containerID: number;
+  hostID: number;
+  size: number;
+}
+
+export interface IdMappings {
+  uidMappings: readonly IdMapping[];
+  gidMappings: readonly IdMapping[];
+}
+
+/** Label naming the image chain a remapped parent was built from. */
+export const REMAP_OF_LABEL = 'berth.io/remap-of';
+const REMAP_INFIX = '-remap-';
+
+/** The host id a container id maps to, or undefined when no range holds it. */
+export function toHostId(id: number, maps: readonly IdMapping[]): number | undefined {
+  for (const m of maps) {
+    if (id >= m.containerID && id < m.containerID + m.size) return m.hostID + (id - m.containerID);
+  }
+  return undefined;
+}
+
+/** True when the mapping is the identity for every id (nothing to shift). */
+export function isIdentity(plan: IdMappings): boolean {
+  const ident = (maps: readonly IdMapping[]) => maps.every((m) => m.containerID === m.hostID);
+  return ident(plan.uidMappings) && ident(plan.gidMappings);
+}
+
+/** Name of the remapped parent for `parent` under `plan` (stable: same inputs, same name). */
+export function remapName(parent: string, plan: IdMappings): string {
+  const canon = (maps: readonly IdMapping[]) => maps.map((m) => `${m.containerID}:${m.hostID}:${m.size}`).join(',');
+  const h = createHash('sha256').update(`u=${canon(plan.uidMappings)};g=${canon(plan.gidMappings)}`).digest('hex');
+  return `${parent}${REMAP_INFIX}${h.slice(0, 16)}`;
+}
+
+const S_ISUID = 0o4000;
+const S_ISGID = 0o2000;
+
+/**
+ * Shifts the owner of every entry under `root` (not following symlinks, not leaving the
+ * tree). chown clears set-id bits on regular files, so those modes are written back.
+ * Returns the number of entries changed.
+ */
+export async function shiftTree(root: string, plan: IdMappings): Promise<number> {
+  let changed = 0;
+  const visit = async (path: string, rel: string): Promise<void> => {
+    const st = await lstat(path);
+    const uid = toHostId(st.uid, plan.uidMappings);
+    const gid = toHostId(st.gid, plan.gidMappings);
+    if (uid === undefined || gid === undefined) {
+      const which = uid === undefined ? `uid ${st.uid}` : `gid ${st.gid}`;
+      throw errors.failedPrecondition(
+        'snapshot.remap_unmapped_id',
+        `image file ${JSON.stringify(rel || '/')} is owned by ${which}, which the pod's user namespace mapping does not cover`,
+      );
+    }
+    if (uid !== st.uid || gid !== st.gid) {
+      await lchown(path, uid, gid);
+      if (st.isFile() && st.mode & (S_ISUID | S_ISGID)) await chmod(path, st.mode & 0o7777);
+      changed++;
+    }
+    if (st.isDirectory()) {
+      for (const name of await readdir(path)) await visit(join(path, name), `${rel}/${name}`);
+    }
+  };
+  await visit(root, '');
+  return changed;
+}
+
+/** Builds in flight, keyed by remapped parent name: concurrent callers share one build. */
+const building = new Map<string, Promise<void>>();
+
+async function exists(sn: Snapshotter, key: string): Promise<boolean> {
+  try {
+    await sn.stat(key);
+    return true;
+  } catch (err) {
+    if (isBerthError(err, 'NotFound')) return false;
+    throw err;
+  }
+}
+
+async function buildRemapped(sn: Snapshotter, parent: string, name: string, plan: IdMappings, tmpParent: string): Promise<void> {
+  const work = `${name}-build-${randomBytes(4).toString('hex')}`;
+  const mounts = await sn.prepare(work, parent, { 'berth.io/remap-build': name });
+  try {
+    const dir = await mkdtemp(join(tmpParent, 'remap-'));
+    try {
+      mountAll(mounts, dir);
+      try {
+        await shiftTree(dir, plan);
+      } finally {
+        unmount(dir, { detach: true, all: true });
+      }
+    } finally {
+      await rmdir(dir).catch(() => undefined);
+    }
+    await sn.commit(name, work, { [REMAP_OF_LABEL]: parent });
+  } catch (err) {
+    await sn.remove(work).catch(() => undefined);
+    throw err;
+  }
+}
+
+/**
+ * Prepares the active snapshot `key` for a container whose ids are shifted by `plan`: on the
+ * remapped parent of `parent` (built on first use), or directly on `parent` when the mapping
+ * is the identity.
+ */
+export async function prepareRemapped(
+  sn: Snapshotter,
+  key: string,
+  parent: string,
+  plan: IdMappings,
+  labels: Record<string, string>,
+  tmpParent: string,
+): Promise<Mount[]> {
+  if (isIdentity(plan)) return sn.prepare(key, parent, labels);
+  const name = remapName(parent, plan);
+  if (!(await exists(sn, name))) {
+    let p = building.get(name);
+    if (!p) {
+      p = buildRemapped(sn, parent, name, plan, tmpParent).finally(() => building.delete(name));
+      building.set(name, p);
+    }
+    await p;
+  }
+  return sn.prepare(key, name, labels);
+}
+
+/** Removes remapped parents no snapshot stacks on any more; returns their names. */
+export async function pruneRemapped(sn: Snapshotter): Promise<string[]> {
+  const all = await sn.list();
+  const parents = new Set(all.map((s) => s.parent).filter((p): p is string => !!p));
+  const removed: string[] = [];
+  for (const s of all) {
+    if (s.kind !== 'committed' || !(REMAP_OF_LABEL in s.labels) || parents.has(s.key) || building.has(s.key)) continue;
+    try {
+      await sn.remove(s.key);
+      removed.push(s.key);
+    } catch {
+      /* taken meanwhile by a new container: keep it */
+    }
+  }
+  return removed;
+}
