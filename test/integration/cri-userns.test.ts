@@ -1,0 +1,182 @@
+/**
+ * Pods with their own user namespace (Kubernetes hostUsers: false → CRI userns_options mode
+ * POD with uid/gid mappings), observed from inside the containers and from the host.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, readlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { NamespaceMode, ContainerState } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
+import { busyboxConfig, createContainer, logText, runPod, runToExit, waitForState, type PodConfigInit, type TestPod } from '../helpers/cri-container.js';
+
+const isRoot = process.getuid?.() === 0;
+
+/**
+ * Whether a process in a new user namespace can run at all. Some kernels refuse it (here: a
+ * BPF LSM makes every exec and /proc/self open inside a new user namespace fail with EACCES);
+ * there the pods cannot run, and the tests check that berth fails cleanly instead.
+ */
+function usernsRefusal(): string | undefined {
+  if (!isRoot) return 'needs root';
+  const r = spawnSync('unshare', ['--user', '/bin/true'], { encoding: 'utf8', timeout: 10_000 });
+  return r.status === 0 ? undefined : (r.stderr.trim() || `unshare exited ${r.status}`);
+}
+const refusal = usernsRefusal();
+const canRun = isRoot && refusal === undefined;
+const skipRun = canRun ? false : `user namespaces refused here: ${refusal}`;
+const HOST_UID = 400000;
+const HOST_GID = 500000;
+const SIZE = 65536;
+
+function usernsPod(extra: { pid?: NamespaceMode } = {}): Partial<PodConfigInit> {
+  return {
+    linux: {
+      securityContext: {
+        namespaceOptions: {
+          network: NamespaceMode.POD,
+          ipc: NamespaceMode.POD,
+          pid: extra.pid ?? NamespaceMode.CONTAINER,
+          usernsOptions: {
+            mode: NamespaceMode.POD,
+            uids: [{ hostId: HOST_UID, containerId: 0, length: SIZE }],
+            gids: [{ hostId: HOST_GID, containerId: 0, length: SIZE }],
+          },
+        },
+      },
+    },
+  };
+}
+
+/** Uid/Gid lines of /proc/PID/status: [real, effective, saved, fs]. */
+function hostIds(pid: number): { uid: number; gid: number } {
+  const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const uid = Number(/^Uid:\s+(\d+)/m.exec(st)![1]);
+  const gid = Number(/^Gid:\s+(\d+)/m.exec(st)![1]);
+  return { uid, gid };
+}
+
+let env: CriEnv;
+const pods: TestPod[] = [];
+
+before(async () => {
+  if (!isRoot) return;
+  env = await startCriEnv();
+  await env.berthd.cri.image.pullImage({ image: { image: env.busybox.ref } });
+});
+
+after(async () => {
+  if (!isRoot) return;
+  for (const p of pods) await p.remove();
+  await env.cleanup();
+});
+
+test('a hostUsers=false pod runs its containers as root inside, as the mapped ids on the host', { skip: skipRun }, async () => {
+  const pod = await runPod(env, usernsPod());
+  pods.push(pod);
+
+  const script = [
+    'cat /proc/self/uid_map',
+    'cat /proc/self/gid_map',
+    'echo id=$(id -u):$(id -g)',
+    'echo passwd=$(stat -c %u:%g /etc/passwd)',
+    'touch /made-by-root && echo touch=ok',
+    'echo net=$(ls /sys/class/net | tr "\\n" " ")',
+  ].join('; ');
+  const { status: st, log } = await runToExit(env, pod, busyboxConfig(env, 'probe', ['sh', '-c', script]));
+  const out = log.map((l) => l.msg).join('\n');
+  assert.equal(st.exitCode, 0, out);
+  assert.match(out, new RegExp(`^\\s*0\\s+${HOST_UID}\\s+${SIZE}$`, 'm'), 'uid_map');
+  assert.match(out, new RegExp(`^\\s*0\\s+${HOST_GID}\\s+${SIZE}$`, 'm'), 'gid_map');
+  assert.match(out, /^id=0:0$/m);
+  assert.match(out, /^passwd=0:0$/m, 'image files belong to the container root');
+  assert.match(out, /^touch=ok$/m, 'container root can write its rootfs');
+  assert.match(out, /^net=.*\beth0\b/m, 'sysfs of the pod network namespace is mounted (netns owned by the userns)');
+
+  // From the host: a long-running container's process has the mapped ids.
+  const id = await createContainer(env, pod, busyboxConfig(env, 'sleeper', ['sleep', '3600']));
+  await env.berthd.cri.runtime.startContainer({ containerId: id });
+  const s = await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
+  const verbose = await env.berthd.cri.runtime.containerStatus({ containerId: id, verbose: true });
+  const pid = Number(JSON.parse(verbose.info.info ?? '{}').pid);
+  assert.ok(pid > 0, `container pid in verbose info: ${verbose.info.info}`);
+  assert.deepEqual(hostIds(pid), { uid: HOST_UID, gid: HOST_GID });
+  assert.notEqual(readlinkSync(`/proc/${pid}/ns/user`), readlinkSync('/proc/self/ns/user'), 'own user namespace');
+  assert.equal(s.state, ContainerState.CONTAINER_RUNNING);
+});
+
+test('containers of one userns pod share its user, network and IPC namespaces', { skip: skipRun }, async () => {
+  const pod = await runPod(env, usernsPod());
+  pods.push(pod);
+  const show = ['sh', '-c', 'for n in user net ipc uts; do echo $n=$(readlink /proc/self/ns/$n); done'];
+  const a = await runToExit(env, pod, busyboxConfig(env, 'a', show));
+  const b = await runToExit(env, pod, busyboxConfig(env, 'b', show));
+  const ta = logText(a.status.logPath);
+  const tb = logText(b.status.logPath);
+  assert.equal(ta, tb);
+  assert.match(ta, /^user=user:\[\d+\]$/m);
+  assert.doesNotMatch(ta, new RegExp(readlinkSync('/proc/self/ns/user').replace(/[[\]]/g, '\\$&')));
+});
+
+test('a shared-pid userns pod (with a pause process) works too', { skip: skipRun }, async () => {
+  const pod = await runPod(env, usernsPod({ pid: NamespaceMode.POD }));
+  pods.push(pod);
+  const { status: st, log } = await runToExit(env, pod, busyboxConfig(env, 'ps', ['sh', '-c', 'id -u; ps -o pid,comm | wc -l']));
+  assert.equal(st.exitCode, 0, log.map((l) => l.msg).join('\n'));
+  assert.equal(log[0]?.msg, '0');
+});
+
+test('bad user namespace options are refused naming the field', { skip: !isRoot && 'needs root' }, async () => {
+  const noMaps = usernsPod();
+  noMaps.linux!.securityContext!.namespaceOptions!.usernsOptions!.uids = [];
+  await assert.rejects(runPod(env, noMaps), /INVALID_ARGUMENT.*userns_options\.uids/);
+
+  const containerMode = usernsPod();
+  containerMode.linux!.securityContext!.namespaceOptions!.usernsOptions!.mode = NamespaceMode.CONTAINER;
+  await assert.rejects(runPod(env, containerMode), /INVALID_ARGUMENT.*userns_options\.mode/);
+
+  // Nothing was left behind by the refused pods: they are not listed.
+  const { items } = await env.berthd.cri.runtime.listPodSandbox({});
+  assert.equal(items.length, pods.length);
+});
+
+test('removing the pods removes the remapped image copies', { skip: skipRun }, async () => {
+  const remaps = (): string[] => {
+    const db = new Database(join(env.berthd.root, 'snapshots', 'overlayfs', 'metadata.db'), { readonly: true, fileMustExist: true });
+    try {
+      return (db.prepare(`SELECT key FROM snapshots WHERE key LIKE '%-remap-%'`).all() as { key: string }[]).map((r) => r.key);
+    } finally {
+      db.close();
+    }
+  };
+  assert.ok(remaps().length >= 1, 'the userns pods stacked on a remapped copy');
+  for (const p of pods.splice(0)) await p.remove();
+  assert.deepEqual(remaps(), []);
+});
+
+test('where the kernel refuses user namespaces, a userns pod fails with the kernel\'s error and leaves nothing', { skip: canRun || !isRoot ? 'user namespaces work here (or not root)' : false }, async () => {
+  const before = (await env.berthd.cri.runtime.listPodSandbox({})).items.length;
+  let err: unknown;
+  try {
+    const pod = await runPod(env, usernsPod());
+    pods.push(pod);
+    // The sandbox may come up without a process (no pause when pid is per container): the
+    // first container is then what the kernel refuses.
+    await runToExit(env, pod, busyboxConfig(env, 'probe', ['true']));
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err instanceof Error, 'a userns pod cannot run here');
+  assert.match(err.message, /permission denied/i);
+  for (const p of pods.splice(0)) await p.remove();
+  assert.equal((await env.berthd.cri.runtime.listPodSandbox({})).items.length, before);
+  // The netns dir itself is a (shared) bind mount; nothing may be mounted below it or elsewhere
+  // under the state dir (netns, pinned namespaces, /dev/shm, rootfs).
+  const left = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((m) => m.startsWith(`${env.berthd.state}/`) && m !== `${env.berthd.state}/netns`);
+  assert.deepEqual(left, []);
+});
