@@ -2,11 +2,10 @@
  * Starts berthd (bin/berthd, compiled code in dist/) as a private instance with root, state and
  * socket under a temp dir and the loopback registry as a plain-http mirror of itself.
  */
-import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cleanupDir, stopProcess, waitForCri, type DaemonHandle } from './daemon-util.js';
+import { cleanupDir, launchDaemon, type DaemonHandle } from './daemon-util.js';
 
 export interface BerthdOptions {
   registryHost: string;
@@ -39,26 +38,15 @@ export async function startBerthd(opts: BerthdOptions): Promise<DaemonHandle> {
     mkdirSync(join(dir, 'cni'));
     const configFile = join(dir, 'berthd.toml');
     writeFileSync(configFile, berthdConfig(dir, opts.registryHost));
-    const logFile = join(dir, 'berthd.log');
-    const fd = openSync(logFile, 'a');
-    const child = spawn(process.execPath, [join(opts.repoRoot, 'bin', 'berthd'), '--config', configFile], {
-      stdio: ['ignore', fd, fd],
+    return await launchDaemon({
+      name: 'berth',
+      dir,
+      command: process.execPath,
+      args: [join(opts.repoRoot, 'bin', 'berthd'), '--config', configFile],
+      socket: join(dir, 'berth.sock'),
+      logName: 'berthd.log',
       cwd: opts.repoRoot,
     });
-    closeSync(fd);
-    child.once('error', () => undefined);
-    const socket = join(dir, 'berth.sock');
-    const stop = async (): Promise<void> => {
-      await stopProcess(child);
-      cleanupDir(dir);
-    };
-    try {
-      await waitForCri(socket, child, logFile);
-    } catch (err) {
-      await stop();
-      throw err;
-    }
-    return { name: 'berth', socket, pid: child.pid ?? 0, dir, logFile, stop };
   } catch (err) {
     cleanupDir(dir);
     throw err;

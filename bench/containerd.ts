@@ -3,11 +3,10 @@
  * dir) with the CRI plugin on and the loopback test registry reachable over plain http
  * through a hosts.toml in registry.config_path.
  */
-import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cleanupDir, stopProcess, waitForCri, type DaemonHandle } from './daemon-util.js';
+import { cleanupDir, launchDaemon, type DaemonHandle } from './daemon-util.js';
 
 export interface ContainerdOptions {
   /** '127.0.0.1:PORT' of the plain-http registry. */
@@ -82,23 +81,14 @@ export async function startContainerd(opts: ContainerdOptions): Promise<DaemonHa
     writeFileSync(join(dir, 'certs.d', opts.registryHost, 'hosts.toml'), hostsToml(opts.registryHost));
     const configFile = join(dir, 'config.toml');
     writeFileSync(configFile, containerdConfig(dir, opts.registryHost));
-    const logFile = join(dir, 'containerd.log');
-    const fd = openSync(logFile, 'a');
-    const child = spawn(opts.binary ?? 'containerd', ['--config', configFile], { stdio: ['ignore', fd, fd] });
-    closeSync(fd);
-    child.once('error', () => undefined);
-    const socket = join(dir, 'containerd.sock');
-    const stop = async (): Promise<void> => {
-      await stopProcess(child);
-      cleanupDir(dir);
-    };
-    try {
-      await waitForCri(socket, child, logFile);
-    } catch (err) {
-      await stop();
-      throw err;
-    }
-    return { name: 'containerd', socket, pid: child.pid ?? 0, dir, logFile, stop };
+    return await launchDaemon({
+      name: 'containerd',
+      dir,
+      command: opts.binary ?? 'containerd',
+      args: ['--config', configFile],
+      socket: join(dir, 'containerd.sock'),
+      logName: 'containerd.log',
+    });
   } catch (err) {
     cleanupDir(dir);
     throw err;

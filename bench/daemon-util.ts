@@ -2,8 +2,9 @@
  * Shared plumbing for benchmarks that start a CRI daemon in a temp dir: waiting for the CRI
  * socket, stopping the process, and unmounting whatever it left mounted under its dir.
  */
-import { spawnSync, type ChildProcess } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { connectCri } from '../src/cri/client.js';
 
 export interface DaemonHandle {
@@ -94,4 +95,36 @@ export function cpuSeconds(pid: number): number {
   } catch {
     return NaN;
   }
+}
+
+export interface LaunchSpec {
+  name: string;
+  /** The daemon's temp dir: removed (after unmounting) when it stops or fails to start. */
+  dir: string;
+  command: string;
+  args: string[];
+  /** CRI socket the daemon serves once ready. */
+  socket: string;
+  logName: string;
+  cwd?: string;
+}
+
+/** Spawns a CRI daemon logging into its dir, waits for its socket to answer, returns a handle. */
+export async function launchDaemon(l: LaunchSpec): Promise<DaemonHandle> {
+  const logFile = join(l.dir, l.logName);
+  const fd = openSync(logFile, 'a');
+  const child = spawn(l.command, l.args, { stdio: ['ignore', fd, fd], ...(l.cwd ? { cwd: l.cwd } : {}) });
+  closeSync(fd);
+  child.once('error', () => undefined);
+  const stop = async (): Promise<void> => {
+    await stopProcess(child);
+    cleanupDir(l.dir);
+  };
+  try {
+    await waitForCri(l.socket, child, logFile);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { name: l.name, socket: l.socket, pid: child.pid ?? 0, dir: l.dir, logFile, stop };
 }
