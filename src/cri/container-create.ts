@@ -28,6 +28,7 @@ import { containerRootDir, handlerName, prepareStdio, startLogForwarder, finishL
 import { copyVolumeContents, readUserDb, withMountedRootfs } from './container-rootfs.js';
 import { prepareContainerRootfs, pruneUnusedRemaps } from './container-userns.js';
 import { sandboxPaths } from './sandbox-files.js';
+import { hasPause, podNamespacePathsOf } from './sandbox-common.js';
 import { sandboxLockKey } from './sandbox-stop.js';
 import { Cleanup, decodeMessage, encodeMessage, findSandbox, newId, nowNanos, type RuntimeContext } from './runtime-context.js';
 import type { RuntimeHandlers } from './server.js';
@@ -93,7 +94,8 @@ export const createContainer =
     if (imageSpec === '') throw errors.invalidArgument('container.no_image', 'config.image.image is required');
     const sb = findSandbox(ctx, ns, req.podSandboxId);
     if (sb.state !== 'ready') throw errors.failedPrecondition('sandbox.not_ready', `pod sandbox ${sb.id} is not ready`);
-    if (!sb.pid) throw errors.failedPrecondition('sandbox.no_pid', `pod sandbox ${sb.id} has no running pause process`);
+    // Only a pod that shares a pid namespace has a pause; the others are held by pinned namespaces.
+    if (hasPause(sb) && !sb.pid) throw errors.failedPrecondition('sandbox.no_pid', `pod sandbox ${sb.id} has no running pause process`);
     const sandboxConfig = decodeMessage(PodSandboxConfigSchema, sb.config);
 
     const id = newId();
@@ -141,7 +143,7 @@ export const createContainer =
           image: imageConfig,
           imageName: imageSpec,
           rootfsPath: 'rootfs',
-          sandboxPid: sb.pid!,
+          podNamespaces: podNamespacePathsOf(sb),
           targetPid: targetPid(ctx, ns, config),
           sandboxFiles: sandboxFilesOf(ctx, sb),
           extraMounts: volumes,

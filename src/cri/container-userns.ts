@@ -4,7 +4,10 @@
  * whose files belong to the mapped host ids (src/core/snapshots/remap.ts), because runc 1.1
  * cannot idmap-mount. Pods on the host's user namespace use the image snapshot directly.
  */
+import { stat } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import type { PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
+import { errors } from '../errors.js';
 import { prepareRemapped, pruneRemapped, type Mount } from '../core/snapshots/index.js';
 import { userNamespacePlan } from '../oci/namespaces.js';
 import type { RuntimeContext } from './runtime-context.js';
@@ -27,4 +30,24 @@ export async function prepareContainerRootfs(
 export async function pruneUnusedRemaps(ctx: RuntimeContext): Promise<void> {
   const removed = await pruneRemapped(ctx.snapshotter);
   if (removed.length > 0) ctx.log.debug('removed unused remapped rootfs parents', { snapshots: removed });
+}
+
+/**
+ * A process in a pod user namespace is "other" to every host-root-owned directory (it has no
+ * CAP_DAC_OVERRIDE over them), so each ancestor of the state dir, where bundles and rootfs
+ * mount points live, must be searchable by others. Checked up front so that the operator reads
+ * which directory is the problem instead of runc's bare "permission denied".
+ */
+export async function checkUsernsReachable(dir: string): Promise<void> {
+  const parts = resolve(dir).split('/').filter(Boolean);
+  for (let i = 0; i <= parts.length; i++) {
+    const d = '/' + parts.slice(0, i).join('/');
+    const st = await stat(d).catch(() => undefined);
+    if (st && (st.mode & 0o001) === 0) {
+      throw errors.failedPrecondition(
+        'sandbox.userns_unreachable',
+        `config.linux.security_context.namespace_options.userns_options: ${d} is mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, not searchable by others, so processes in a pod user namespace cannot reach ${dir}`,
+      );
+    }
+  }
 }

@@ -6,6 +6,9 @@
  * - Sandbox still 'creating' (berthd died inside RunPodSandbox): torn down completely.
  * - Sandbox whose pause is alive stays READY; otherwise NOTREADY, the dead pause task is
  *   deleted, and netns/CNI stay for StopPodSandbox (containerd does the same).
+ * - Sandbox without a pause (no shared pid namespace): READY while its pinned namespaces and
+ *   its state dir (volatile: gone after a reboot) still exist, NOTREADY otherwise. (The
+ *   record is written before the pins and deleted after them, so no pin lacks a record.)
  * - Container with a live task: running. Task stopped with a real exit status: exited with
  *   that status. Task gone (or its shim died): exited 255, reason "Unknown", a message naming
  *   what happened — never "running". Created with its task still created: stays created.
@@ -14,7 +17,8 @@
  * Runs after watchTasks(): exit events arriving meanwhile are applied idempotently by the
  * event handlers, which take the same per-object locks used here.
  */
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
+import { pinsAlive } from '../network/index.js';
 import { join } from 'node:path';
 import { Annotations } from '../oci/index.js';
 import type { ContainerRecord, SandboxRecord } from '../core/metadata/records.js';
@@ -22,7 +26,8 @@ import { isBerthError } from '../errors.js';
 import type { RecoveredTask } from '../runtime/index.js';
 import { containerLockKey, dateToNanos, recordContainerExit } from './container-lifecycle.js';
 import { nowNanos, type RuntimeContext } from './runtime-context.js';
-import { isCreating } from './sandbox-common.js';
+import { extraOf, hasPause, isCreating } from './sandbox-common.js';
+import { sandboxPaths } from './sandbox-files.js';
 import { removeSandbox } from './sandbox-remove.js';
 import { sandboxLockKey } from './sandbox-stop.js';
 import { killAndDeletePause } from './sandbox-teardown.js';
@@ -47,6 +52,10 @@ async function recoverSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord
     await removeSandbox(ctx, ns, sb);
     return;
   }
+  if (!hasPause(sb)) {
+    await recoverPauselessSandbox(ctx, ns, sb);
+    return;
+  }
   if (isAlive(t)) {
     ctx.sandboxes.update(ns, sb.id, (r) => {
       r.state = 'ready';
@@ -64,6 +73,18 @@ async function recoverSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord
     if (t && !t.state.reason) r.extra = { ...r.extra, exitStatus: t.state.exitStatus, exitedAt: t.state.exitedAt?.toISOString() };
   });
   if (t) await deleteTaskQuiet(ctx, ns, sb.id);
+}
+
+/** A pod held only by pinned namespaces stays READY while they (and its state dir) exist. */
+async function recoverPauselessSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord): Promise<void> {
+  if (sb.state !== 'ready') return;
+  const stateDirThere = await access(sandboxPaths(ctx.settings, sb.id).stateDir).then(() => true, () => false);
+  if (stateDirThere && (await pinsAlive(extraOf(sb).pins ?? {}))) return;
+  ctx.log.warn('recovery: pod sandbox is no longer ready', { id: sb.id, reason: 'its pinned namespaces are gone' });
+  ctx.sandboxes.update(ns, sb.id, (r) => {
+    r.state = 'notready';
+    delete r.pid;
+  });
 }
 
 function recoverContainer(ctx: RuntimeContext, ns: string, c: ContainerRecord, t: RecoveredTask | undefined): void {

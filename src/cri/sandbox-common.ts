@@ -1,6 +1,8 @@
 /** Small facts about pod sandboxes shared by the sandbox handlers, recovery and events. */
 import { NamespaceMode, PodSandboxConfigSchema, type PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
 import type { SandboxRecord } from '../core/metadata/records.js';
+import type { PodPins } from '../network/index.js';
+import { nsPath, pauseNamespacePaths, type PodNamespacePaths } from '../oci/namespaces.js';
 import { decodeMessage } from './runtime-context.js';
 
 /** Sandbox-specific fields kept in SandboxRecord.extra. */
@@ -12,6 +14,13 @@ export interface SandboxExtra {
   phase?: 'creating' | 'created';
   hostNetwork?: boolean;
   hostIpc?: boolean;
+  /**
+   * The pod's pinned namespace handles (network, IPC, UTS, user). Absent on records made
+   * before namespaces were pinned: those pods hold everything in their pause process.
+   */
+  pins?: PodPins;
+  /** Whether a pause container runs (pid mode POD); absent = true (older records). */
+  pause?: boolean;
   /** The pause container's rootfs snapshot key (= the sandbox id). */
   snapshotKey?: string;
   /** Sandbox image id and reference. */
@@ -51,3 +60,18 @@ export function isCreating(r: SandboxRecord): boolean {
 }
 
 export const SIGKILL = 9;
+
+/** True when the pod has (or had) a pause container. */
+export function hasPause(r: SandboxRecord): boolean {
+  return extraOf(r).pause !== false;
+}
+
+/**
+ * The namespaces a container of this pod joins: the pinned handles, plus the pause's pid
+ * namespace while it runs; for an older record, everything through the pause's /proc entry.
+ */
+export function podNamespacePathsOf(r: SandboxRecord): PodNamespacePaths {
+  const pins = extraOf(r).pins;
+  if (!pins) return pauseNamespacePaths(r.pid ?? 0);
+  return { ...pins, ...(r.pid ? { pid: nsPath(r.pid, 'pid') } : {}) };
+}

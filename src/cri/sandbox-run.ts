@@ -1,28 +1,35 @@
 /**
  * RuntimeService/RunPodSandbox (containerd 1.7 pkg/cri/server/sandbox_run.go semantics).
  *
- * validate → reserve name → runtime handler → sandbox image → record ('creating') → netns →
- * CNI ADD → hostname/hosts/resolv.conf → /dev/shm → pause rootfs snapshot (key = sandbox id)
- * → OCI spec → pause task create + start → record READY.
+ * validate → reserve name → runtime handler → record ('creating') → pin the pod's namespaces
+ * (network, IPC, UTS, and a user namespace owning them; lo up, hostname and sysctls set by
+ * the pin process) → CNI ADD (overlapped with the rest) → hostname/hosts/resolv.conf →
+ * /dev/shm → [only when the pod shares a pid namespace: sandbox image → pause rootfs snapshot
+ * → OCI spec → pause task create + start] → record READY.
+ *
+ * Without a shared pid namespace there is no pause process at all: the pinned namespaces
+ * hold the pod (CRI-O's drop_infra_ctr idea) and the containers join them by path.
  *
  * The record is written before any resource exists, with every resource path derived from
  * the sandbox id, so a berthd crash mid-way leaves something recovery can tear down. Each
  * step pushes its undo onto a Cleanup stack; any failure unwinds all of them, leaving no
  * netns, IP, shim, mount, snapshot, record or name behind.
  */
-import { join } from 'node:path';
 import type { PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
 import type { SandboxRecord } from '../core/metadata/records.js';
 import { errors } from '../errors.js';
-import { createNetns, removeNetns } from '../network/index.js';
-import { sandboxSpec, type ImageConfig as OciImageConfig } from '../oci/index.js';
+import { pinNamespaces, pinPaths, unpinNamespaces, type PinKind } from '../network/index.js';
+import { sandboxSpec, validateSysctls, type ImageConfig as OciImageConfig } from '../oci/index.js';
+import { podNamespacePlan } from '../oci/namespaces.js';
 import { PodSandboxConfigSchema } from '../api/cri/runtime/v1/api_pb.js';
 import type { RuntimeHandlers } from './server.js';
 import { Cleanup, encodeMessage, newId, nowNanos, type RuntimeContext } from './runtime-context.js';
+import { checkUsernsReachable, prepareContainerRootfs } from './container-userns.js';
 import { isHostIpc, isHostNetwork, sandboxName, type SandboxExtra } from './sandbox-common.js';
 import { mountShm, removeSandboxDirs, sandboxPaths, validateDns, writeSandboxFiles } from './sandbox-files.js';
 import { sandboxLockKey } from './sandbox-stop.js';
 import { killAndDeletePause, portMappingsOf, removeSnapshot, teardownNetwork } from './sandbox-teardown.js';
+import { mkdir } from 'node:fs/promises';
 
 /** cgroup parent for pods that name none (cgroupfs driver). */
 export const DEFAULT_CGROUP_PARENT = '/kubepods/berth';
@@ -66,6 +73,18 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
   const hostIpc = isHostIpc(config);
   const paths = sandboxPaths(ctx.settings, id);
 
+  const nsField = 'config.linux.security_context.namespace_options';
+  // Checked before anything is made: the pin process applies the sysctls.
+  const plan = podNamespacePlan(config.linux?.securityContext?.namespaceOptions, nsField);
+  const sysctls = validateSysctls(config.linux?.sysctls ?? {}, { hostNetwork, hostIpc }, 'config.linux.sysctls');
+  const pinKinds: PinKind[] = [];
+  if (plan.pin.userns) pinKinds.push('user');
+  if (plan.pin.net) pinKinds.push('net');
+  if (plan.pin.ipc) pinKinds.push('ipc');
+  if (plan.pin.uts) pinKinds.push('uts');
+  const pins = pinPaths(ctx.settings.netnsDir, id, pinKinds);
+  if (plan.pin.userns) await checkUsernsReachable(ctx.settings.state);
+
   return ctx.locks.run(sandboxLockKey(id), async () => {
     try {
       await span('reserve-name', () => ctx.names.reserve(ns, name, id));
@@ -74,12 +93,10 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
       const runtime = await span('resolve-runtime', () => resolveRuntimeHandler(ctx, req.runtimeHandler));
       const handler = ctx.settings.runtimes[runtime]!;
 
-      const image = await span('ensure-image', async () => {
-        const ref = ctx.settings.sandboxImage;
-        return (await ctx.images.find(ns, ref)) ?? (await ctx.images.pull(ns, ref, undefined, undefined, call.signal));
-      });
-
-      const extra: SandboxExtra = { phase: 'creating', hostNetwork, hostIpc, snapshotKey: id, image: image.id, imageRef: ctx.settings.sandboxImage };
+      // The record names every resource (derived from the id) before any exists: a crash
+      // mid-way leaves something recovery can tear down.
+      const extra: SandboxExtra = { phase: 'creating', hostNetwork, hostIpc, pins, pause: plan.pause };
+      if (plan.pause) Object.assign(extra, { snapshotKey: id, imageRef: ctx.settings.sandboxImage });
       const rec: SandboxRecord = {
         id,
         name,
@@ -90,7 +107,7 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
         config: encodeMessage(PodSandboxConfigSchema, config),
         labels: { ...config.labels },
         annotations: { ...config.annotations },
-        netnsPath: hostNetwork ? undefined : join(ctx.settings.netnsDir, id),
+        netnsPath: pins.net,
         ips: [],
         sandboxDir: paths.rootDir,
         cgroupParent: config.linux?.cgroupParent || DEFAULT_CGROUP_PARENT,
@@ -99,13 +116,22 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
       await span('record-create', () => ctx.sandboxes.put(ns, rec));
       cleanup.push('delete record', () => ctx.sandboxes.delete(ns, id));
 
-      // CNI ADD runs while the pause container is created and started: plugins configure the
-      // netns by path, the pause needs no network, and the two are the slowest steps.
+      await span('pin', async () => {
+        cleanup.push('unpin namespaces', () => unpinNamespaces(pins));
+        await pinNamespaces({
+          id,
+          dir: ctx.settings.netnsDir,
+          ...plan.pin,
+          hostname: config.hostname,
+          sysctls,
+        });
+      });
+
+      // CNI ADD runs while everything else is made: plugins configure the netns by path and
+      // nothing else needs the network.
       let cniDone: Promise<void> | undefined;
-      if (!hostNetwork) {
-        const netnsPath = await span('netns', () => createNetns(id, { dir: ctx.settings.netnsDir }));
-        rec.netnsPath = netnsPath;
-        cleanup.push('remove netns', () => removeNetns(netnsPath));
+      if (pins.net) {
+        const netnsPath = pins.net;
         const dns = config.dnsConfig;
         cniDone = span('cni-add', () =>
           ctx.cni.setupPod({
@@ -130,38 +156,52 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
       await span('sandbox-files', async () => {
         cleanup.push('remove sandbox dirs', () => removeSandboxDirs(paths));
         await writeSandboxFiles(paths, { hostname: config.hostname, hostNetwork, podIp: undefined, dns: config.dnsConfig });
+        // The state dir also tells recovery that this boot made the pod (it lives under /run).
+        await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
         if (!hostIpc) await mountShm(paths);
       });
 
-      const rootfs = await span('snapshot', async () => {
-        const mounts = await ctx.snapshotter.prepare(id, image.topChainID, { 'berth.io/sandbox': id });
-        cleanup.push('remove snapshot', () => removeSnapshot(ctx, id));
-        return mounts;
-      });
+      let pid: number | undefined;
+      if (plan.pause) {
+        const image = await span('ensure-image', async () => {
+          const ref = ctx.settings.sandboxImage;
+          return (await ctx.images.find(ns, ref)) ?? (await ctx.images.pull(ns, ref, undefined, undefined, call.signal));
+        });
+        extra.image = image.id;
 
-      const spec = await span('spec', () =>
-        sandboxSpec({
-          id,
-          config,
-          image: image.config.config as OciImageConfig,
-          rootfsPath: 'rootfs',
-          shmPath: paths.shmPath,
-          resolvConfPath: paths.resolvConfPath,
-          netnsPath: rec.netnsPath,
-          options: {
-            restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj,
-            defaultCgroupParent: DEFAULT_CGROUP_PARENT,
-            podAnnotations: handler.podAnnotations,
-          },
-        }),
-      );
+        const rootfs = await span('snapshot', async () => {
+          // In a pod user namespace the pause's image files must belong to the mapped ids too
+          // (runc creates mount points in it as the pod's root).
+          const mounts = await prepareContainerRootfs(ctx, id, image.topChainID, config, { 'berth.io/sandbox': id }, ctx.settings.state);
+          cleanup.push('remove snapshot', () => removeSnapshot(ctx, id));
+          return mounts;
+        });
 
-      await span('task-create', async () => {
-        // The pause's output is useless: no stdio at all (the shim uses /dev/null).
-        await ctx.tasks.create({ namespace: ns, id, groupKey: id, runtime, spec: spec as unknown as Record<string, unknown>, rootfs });
-        cleanup.push('delete pause task', () => killAndDeletePause(ctx, ns, id));
-      });
-      const pid = await span('task-start', () => ctx.tasks.start(ns, id));
+        const spec = await span('spec', () =>
+          sandboxSpec({
+            id,
+            config,
+            image: image.config.config as OciImageConfig,
+            rootfsPath: 'rootfs',
+            shmPath: paths.shmPath,
+            resolvConfPath: paths.resolvConfPath,
+            netnsPath: pins.net,
+            pins,
+            options: {
+              restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj,
+              defaultCgroupParent: DEFAULT_CGROUP_PARENT,
+              podAnnotations: handler.podAnnotations,
+            },
+          }),
+        );
+
+        await span('task-create', async () => {
+          // The pause's output is useless: no stdio at all (the shim uses /dev/null).
+          await ctx.tasks.create({ namespace: ns, id, groupKey: id, runtime, spec: spec as unknown as Record<string, unknown>, rootfs });
+          cleanup.push('delete pause task', () => killAndDeletePause(ctx, ns, id));
+        });
+        pid = await span('task-start', () => ctx.tasks.start(ns, id));
+      }
       if (cniDone) {
         await cniDone;
         // /etc/hosts names the pod IP, known only now.
@@ -170,7 +210,9 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
 
       await span('record-ready', () =>
         ctx.sandboxes.update(ns, id, (r) => {
-          Object.assign(r, rec, { state: 'ready', pid, extra: { ...extra, phase: 'created' } });
+          Object.assign(r, rec, { state: 'ready', extra: { ...extra, phase: 'created' } });
+          if (pid) r.pid = pid;
+          else delete r.pid;
         }),
       );
       cleanup.commit();

@@ -1,11 +1,12 @@
 /**
  * PodSandboxStats / ListPodSandboxStats. A pod's CPU, memory and process count are the sum of
  * its containers' and its sandbox (pause) task's cgroups — that works with or without a pod
- * cgroup_parent. Network counters come from /proc/<pause pid>/net/dev, which shows the pod's
- * network namespace (nsenter into the netns file when the pid is unknown).
+ * cgroup_parent. Network counters come from /proc/<pid>/net/dev of the pause or of a running
+ * container found in the pod's pinned netns (same nsfs inode), which shows that namespace;
+ * with no such process (a pod without pause or running containers), from `nsenter --net`.
  */
 import { execFile } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import {
@@ -45,9 +46,18 @@ export function parseNetDev(text: string): InterfaceCounters[] {
 }
 
 /** Counters of the pod's interfaces except loopback; undefined when the netns is unreachable. */
-export async function podInterfaces(sb: SandboxRecord): Promise<InterfaceCounters[] | undefined> {
+export async function podInterfaces(sb: SandboxRecord, containerPids: readonly number[] = []): Promise<InterfaceCounters[] | undefined> {
   let text: string | undefined;
   if (sb.pid) text = await readFile(`/proc/${sb.pid}/net/dev`, 'utf8').catch(() => undefined);
+  if (text === undefined && sb.netnsPath && containerPids.length > 0) {
+    const want = await stat(sb.netnsPath).then((s) => s.ino, () => undefined);
+    for (const pid of want === undefined ? [] : containerPids) {
+      const ino = await stat(`/proc/${pid}/ns/net`).then((s) => s.ino, () => undefined);
+      if (ino !== want) continue;
+      text = await readFile(`/proc/${pid}/net/dev`, 'utf8').catch(() => undefined);
+      if (text !== undefined) break;
+    }
+  }
   if (text === undefined && sb.netnsPath) {
     text = await run('nsenter', [`--net=${sb.netnsPath}`, 'cat', '/proc/net/dev'], { timeout: 5000 }).then((r) => r.stdout, () => undefined);
   }
@@ -63,13 +73,14 @@ export async function collectSandboxStats(ctx: RuntimeContext, ns: string, sb: S
   const containers = ctx.containers.list(ns).filter((c) => c.sandboxId === sb.id);
   const per = await Promise.all(containers.map((c) => collectContainerStats(ctx, ns, c)));
   const samples = per.map((p) => p.sample).filter((s): s is CgroupSample => s !== undefined);
-  if (sb.state === 'ready') {
+  if (sb.state === 'ready' && sb.pid) {
     const own = await sampleTask(ctx, ns, sb.id);
     if (own) samples.push(own);
   }
   const ts = nowNanos();
   const sample = samples.length ? sumSamples(samples, ts) : undefined;
-  const net = sb.state === 'ready' ? await podInterfaces(sb) : undefined;
+  const running = containers.filter((c) => c.state === 'running' && c.pid).map((c) => c.pid!);
+  const net = sb.state === 'ready' ? await podInterfaces(sb, running) : undefined;
   const linux: NonNullable<MessageInitShape<typeof PodSandboxStatsSchema>['linux']> = { containers: per.map((p) => p.stats) };
   if (sample) {
     Object.assign(linux, cpuAndMemory(sample, cpuRates(ctx).rate(`p/${ns}/${sb.id}`, sample)));

@@ -50,6 +50,9 @@ export const podSandboxStatus = (ctx: RuntimeContext): NonNullable<RuntimeHandle
     info.info = JSON.stringify({
       pid: r.pid ?? 0,
       processStatus: r.state === 'ready' ? 'running' : 'stopped',
+      // No pause unless the pod shares a pid namespace; the pinned handles hold the pod.
+      pause: x.pause !== false,
+      pinnedNamespaces: x.pins ?? {},
       netNamespace: x.hostNetwork ? '' : (r.netnsPath ?? ''),
       netNamespaceClosed: Boolean(x.hostNetwork || x.networkDown),
       image: x.imageRef ?? '',

@@ -1,7 +1,7 @@
 /**
  * RuntimeService/StopPodSandbox: stop every container of the pod (timeout 0, as containerd),
- * kill + delete the pause task, unmount /dev/shm, CNI DEL and remove the netns; state
- * NOTREADY. Idempotent for a stopped pod; an unknown id is NotFound (containerd's answer,
+ * kill + delete the pause task (if any), unmount /dev/shm, CNI DEL and unpin the pod's
+ * namespaces; state NOTREADY. Idempotent for a stopped pod; an unknown id is NotFound (containerd's answer,
  * which kubelet tolerates).
  */
 import type { SandboxRecord } from '../core/metadata/records.js';
@@ -11,7 +11,7 @@ import { findSandbox, type RuntimeContext } from './runtime-context.js';
 import type { RuntimeHandlers } from './server.js';
 import { extraOf, isCreating, sandboxConfigOf } from './sandbox-common.js';
 import { sandboxPaths, unmountShm } from './sandbox-files.js';
-import { killAndDeletePause, teardownNetwork } from './sandbox-teardown.js';
+import { killAndDeletePause, teardownNetwork, unpinSandbox } from './sandbox-teardown.js';
 
 /**
  * Key of the per-sandbox lock (KeyedLock) held by Run/Stop/Remove and the pause exit handler.
@@ -48,6 +48,8 @@ export async function stopSandbox(ctx: RuntimeContext, ns: string, rec: SandboxR
       r.extra = { ...r.extra, networkDown: true };
     });
   }
+  // After CNI DEL (which wants the netns): the IPC, UTS and user namespaces go too.
+  await unpinSandbox(rec);
 }
 
 export const stopPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['stopPodSandbox']> => async (req, call) => {

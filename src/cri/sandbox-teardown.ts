@@ -6,9 +6,11 @@
 import type { PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
 import { Protocol } from '../api/cri/runtime/v1/api_pb.js';
 import { isBerthError } from '../errors.js';
-import { removeNetns, type PortMapping } from '../network/index.js';
+import { removeNetns, unpinNamespaces, type PortMapping } from '../network/index.js';
+import type { SandboxRecord } from '../core/metadata/records.js';
+import { pruneUnusedRemaps } from './container-userns.js';
 import type { RuntimeContext } from './runtime-context.js';
-import { SIGKILL } from './sandbox-common.js';
+import { extraOf, SIGKILL } from './sandbox-common.js';
 
 /** How long to wait for a SIGKILLed pause process to be reaped before deleting anyway. */
 const KILL_WAIT_MS = 10_000;
@@ -73,4 +75,11 @@ export async function removeSnapshot(ctx: RuntimeContext, key: string): Promise<
   } catch (err) {
     if (!isBerthError(err, 'NotFound')) throw err;
   }
+  await pruneUnusedRemaps(ctx);
+}
+
+/** Unpins every namespace handle of the pod (network included); idempotent. */
+export async function unpinSandbox(rec: SandboxRecord): Promise<void> {
+  const pins = extraOf(rec).pins ?? {};
+  await unpinNamespaces(rec.netnsPath ? { ...pins, net: rec.netnsPath } : pins);
 }

@@ -4,14 +4,15 @@
  * through the input.
  */
 import type { ContainerConfig, PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
-import { NamespaceMode } from '../api/cri/runtime/v1/api_pb.js';
+import { NamespaceMode, NamespaceOptionSchema } from '../api/cri/runtime/v1/api_pb.js';
+import { create } from '@bufbuild/protobuf';
 import { containerAnnotations, podAnnotations } from './annotations.js';
 import { ALL_CAPABILITIES, applyCapabilityChanges, capabilitySets, DEFAULT_CAPABILITIES } from './capabilities.js';
 import { cgroupsPath } from './cgroups.js';
 import { allDevicesAllowed, Annotations, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, defaultDeviceRules } from './defaults.js';
 import { planDevices, type StatDevice } from './devices.js';
 import { planMounts, sandboxFileMounts, type BindRequest, type PropagationLookup, type SandboxFiles } from './mounts.js';
-import { containerNamespaces } from './namespaces.js';
+import { containerNamespaces, type PodNamespacePaths } from './namespaces.js';
 import type { SpecOptions } from './options.js';
 import type { UserDb } from './passwd.js';
 import { containerEnv, processArgs, workingDir } from './process.js';
@@ -32,8 +33,10 @@ export interface ContainerSpecInput {
   imageName: string;
   /** Root filesystem path as written to root.path. */
   rootfsPath: string;
-  /** Pid of the pause container (its namespaces are joined through /proc/<pid>/ns/*). */
-  sandboxPid: number;
+  /** The pod's namespaces to join (pinned paths; pid: the pause's, for pid mode POD). */
+  podNamespaces?: PodNamespacePaths;
+  /** Legacy, without podNamespaces: pid of the pause (namespaces joined via /proc/<pid>/ns/*). */
+  sandboxPid?: number;
   /** Pid of the target container for pid namespace mode TARGET. */
   targetPid?: number;
   sandboxFiles: SandboxFiles;
@@ -117,8 +120,14 @@ export function containerSpec(inp: ContainerSpecInput): Spec {
     ? { resources: { devices: deviceRules } }
     : planResources(config.linux?.resources, { devices: deviceRules }, opts, `${FIELD}: linux.resources`);
 
+  // A pod with its own user namespace owns the namespaces its containers join: a container
+  // whose config names no userns_options (kubelet sends them; crictl, berth run may not)
+  // joins it with the pod's mappings rather than staying in the host user namespace.
+  const podUserns = sandboxConfig.linux?.securityContext?.namespaceOptions?.usernsOptions;
+  const joinOpts = nsOpts?.usernsOptions || !podUserns ? nsOpts : { ...(nsOpts ?? create(NamespaceOptionSchema)), usernsOptions: podUserns };
   const ns = containerNamespaces({
-    options: nsOpts,
+    options: joinOpts,
+    pod: inp.podNamespaces,
     sandboxPid: inp.sandboxPid,
     targetPid: inp.targetPid,
     cgroupNamespace: (opts.cgroupNamespace ?? false) && !privileged,

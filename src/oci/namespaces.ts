@@ -1,5 +1,6 @@
 /**
- * Linux namespaces of the pause container and of the containers that join it.
+ * Linux namespaces of a pod: what RunPodSandbox pins, whether a pause container runs, and
+ * the namespaces the pause and the app containers join.
  */
 import { NamespaceMode, type IDMapping, type NamespaceOption } from '../api/cri/runtime/v1/api_pb.js';
 import type { LinuxIDMapping, LinuxNamespace, LinuxNamespaceType } from './spec.js';
@@ -44,32 +45,77 @@ export function userNamespacePlan(opts: NamespaceOption | undefined, field: stri
 
 const ns = (type: LinuxNamespaceType, path?: string): LinuxNamespace => (path === undefined ? { type } : { type, path });
 
+/**
+ * What a pod needs at RunPodSandbox: which namespaces berthd pins (network + UTS unless host
+ * network, IPC unless host IPC, a user namespace owning them for userns mode POD), and
+ * whether a pause container runs — only to hold a pid namespace the pod's containers share.
+ */
+export interface PodNamespacePlan {
+  pin: { net: boolean; ipc: boolean; uts: boolean; userns?: UserNamespacePlan };
+  pause: boolean;
+}
+
+export function podNamespacePlan(opts: NamespaceOption | undefined, field: string): PodNamespacePlan {
+  const hostNet = opts?.network === NamespaceMode.NODE;
+  const userns = userNamespacePlan(opts, field);
+  return {
+    pin: { net: !hostNet, uts: !hostNet, ipc: opts?.ipc !== NamespaceMode.NODE, ...(userns ? { userns } : {}) },
+    pause: (opts?.pid ?? NamespaceMode.POD) === NamespaceMode.POD,
+  };
+}
+
+/** Paths of a pod's namespaces that its containers (and its pause) join. */
+export interface PodNamespacePaths {
+  net?: string;
+  ipc?: string;
+  uts?: string;
+  user?: string;
+  /** The pause container's pid namespace (pid mode POD only). */
+  pid?: string;
+}
+
+/** A pre-pinning sandbox's namespaces: everything through its pause process. */
+export function pauseNamespacePaths(pid: number): PodNamespacePaths {
+  checkPid(pid, 'sandbox pid');
+  return { net: nsPath(pid, 'net'), ipc: nsPath(pid, 'ipc'), uts: nsPath(pid, 'uts'), user: nsPath(pid, 'user'), pid: nsPath(pid, 'pid') };
+}
+
 export interface SandboxNamespaceInputs {
   options: NamespaceOption | undefined;
   /** The pod's network namespace (bind-mounted netns file); a new one when absent. */
   netnsPath?: string;
+  /** The pod's pinned namespaces: joined by path instead of being created. */
+  pins?: Omit<PodNamespacePaths, 'pid'>;
   field: string;
 }
 
-/** Namespaces of the pause container: new ones, except the host's where NODE is asked for. */
+/**
+ * Namespaces of the pause container: its own pid and mount namespaces; the pod's pinned
+ * network, UTS, IPC and user namespaces by path (new ones when not pinned, the host's where
+ * NODE is asked for).
+ */
 export function sandboxNamespaces(inp: SandboxNamespaceInputs): { namespaces: LinuxNamespace[]; userns?: UserNamespacePlan } {
   const o = inp.options;
+  const p = inp.pins ?? {};
   const out: LinuxNamespace[] = [];
   if (o?.pid !== NamespaceMode.NODE) out.push(ns('pid'));
-  if (o?.ipc !== NamespaceMode.NODE) out.push(ns('ipc'));
+  if (o?.ipc !== NamespaceMode.NODE) out.push(ns('ipc', p.ipc));
   if (o?.network !== NamespaceMode.NODE) {
-    out.push(ns('uts'));
-    out.push(ns('network', inp.netnsPath));
+    out.push(ns('uts', p.uts));
+    out.push(ns('network', p.net ?? inp.netnsPath));
   }
   out.push(ns('mount'));
   const userns = userNamespacePlan(o, inp.field);
-  if (userns) out.push(ns('user'));
+  if (userns) out.push(ns('user', p.user));
   return userns ? { namespaces: out, userns } : { namespaces: out };
 }
 
 export interface ContainerNamespaceInputs {
   options: NamespaceOption | undefined;
-  sandboxPid: number;
+  /** The pod's namespaces to join (pinned paths, plus the pause's pid namespace). */
+  pod?: PodNamespacePaths;
+  /** Legacy: the pause pid, when `pod` is not given (every namespace through /proc/<pid>/ns). */
+  sandboxPid?: number;
   /** The pid of the target container's init for TARGET pid mode. */
   targetPid?: number;
   /** A private cgroup namespace (cgroup v2, not privileged). */
@@ -77,21 +123,25 @@ export interface ContainerNamespaceInputs {
   field: string;
 }
 
+function joinPath(path: string | undefined, what: string, field: string): string {
+  if (!path) throw invalid(field, `the pod has no ${what} namespace to join`, 'oci.invalid_namespace');
+  return path;
+}
+
 /**
- * Namespaces of an app container: joins the pause container's namespaces through
- * /proc/<pid>/ns/*, except NODE (host: omitted), CONTAINER (new) and TARGET (another
- * container's pid namespace).
+ * Namespaces of an app container: joins the pod's namespaces by path, except NODE (host:
+ * omitted), CONTAINER (new) and TARGET (another container's pid namespace).
  */
 export function containerNamespaces(inp: ContainerNamespaceInputs): { namespaces: LinuxNamespace[]; userns?: UserNamespacePlan } {
   const o = inp.options;
   const f = `${inp.field}.namespace_options`;
-  const pid = checkPid(inp.sandboxPid, 'sandbox pid');
+  const pod = inp.pod ?? pauseNamespacePaths(checkPid(inp.sandboxPid, 'sandbox pid'));
   const out: LinuxNamespace[] = [ns('mount')];
 
   switch (o?.network ?? NamespaceMode.POD) {
     case NamespaceMode.POD:
-      out.push(ns('network', nsPath(pid, 'net')));
-      out.push(ns('uts', nsPath(pid, 'uts')));
+      out.push(ns('network', joinPath(pod.net, 'network', `${f}.network`)));
+      out.push(ns('uts', joinPath(pod.uts, 'UTS', `${f}.network`)));
       break;
     case NamespaceMode.NODE:
       // Host network: the host's network and UTS namespaces, so nothing to join.
@@ -102,7 +152,7 @@ export function containerNamespaces(inp: ContainerNamespaceInputs): { namespaces
 
   switch (o?.ipc ?? NamespaceMode.POD) {
     case NamespaceMode.POD:
-      out.push(ns('ipc', nsPath(pid, 'ipc')));
+      out.push(ns('ipc', joinPath(pod.ipc, 'IPC', `${f}.ipc`)));
       break;
     case NamespaceMode.CONTAINER:
       out.push(ns('ipc'));
@@ -115,7 +165,9 @@ export function containerNamespaces(inp: ContainerNamespaceInputs): { namespaces
 
   switch (o?.pid ?? NamespaceMode.POD) {
     case NamespaceMode.POD:
-      out.push(ns('pid', nsPath(pid, 'pid')));
+      // A pod that does not share its pid namespace has no pause to join (containerd would
+      // put such a container in the pause's private pid namespace): it gets a new one.
+      out.push(pod.pid ? ns('pid', pod.pid) : ns('pid'));
       break;
     case NamespaceMode.CONTAINER:
       out.push(ns('pid'));
@@ -131,8 +183,9 @@ export function containerNamespaces(inp: ContainerNamespaceInputs): { namespaces
       throw invalid(`${f}.pid`, `unsupported mode ${NamespaceMode[o!.pid] ?? o!.pid}`, 'oci.invalid_namespace');
   }
 
+  // runc 1.1 wants the mappings in the spec even when it joins the user namespace by path.
   const userns = userNamespacePlan(o, f);
-  if (userns) out.push(ns('user', nsPath(pid, 'user')));
+  if (userns) out.push(ns('user', joinPath(pod.user, 'user', `${f}.userns_options`)));
   if (inp.cgroupNamespace) out.push(ns('cgroup'));
   return userns ? { namespaces: out, userns } : { namespaces: out };
 }

@@ -31,6 +31,12 @@ export interface SandboxSpecInput {
   resolvConfPath: string;
   /** The pod's network namespace file; omitted with host network. */
   netnsPath?: string;
+  /**
+   * The pod's pinned namespaces (src/network/pin.ts): the pause joins them by path and owns
+   * only its pid and mount namespaces. The pin already set the hostname and the sysctls, so
+   * the spec carries neither (they are still validated).
+   */
+  pins?: { net?: string; ipc?: string; uts?: string; user?: string };
   /** The pause image's /etc/passwd and /etc/group, if its User needs a lookup. */
   userDb?: UserDb;
   /** Parsed profile when the pod asks for a Localhost seccomp profile. */
@@ -64,13 +70,19 @@ export function sandboxSpec(inp: SandboxSpecInput): Spec {
   });
 
   const caps = [...DEFAULT_CAPABILITIES];
-  const ns = sandboxNamespaces({ options: nsOpts, netnsPath: hostNetwork ? undefined : inp.netnsPath, field: `${FIELD}: linux.security_context.namespace_options` });
+  const ns = sandboxNamespaces({
+    options: nsOpts,
+    netnsPath: hostNetwork ? undefined : inp.netnsPath,
+    pins: inp.pins,
+    field: `${FIELD}: linux.security_context.namespace_options`,
+  });
 
   // Kernel filesystems, with the pod's /dev/shm (or the host's, with host IPC) bound read-only
-  // over the default tmpfs, and the pod's resolv.conf.
+  // over the default tmpfs, and the pod's resolv.conf. nosuid/nodev/noexec: the shm tmpfs has
+  // them, and in a user namespace a read-only remount that would clear them is refused.
   const mounts: Mount[] = defaultMounts().filter((m) => m.destination !== DEV_SHM);
-  mounts.push({ destination: DEV_SHM, type: 'bind', source: hostIpc ? DEV_SHM : absPath(inp.shmPath, 'sandbox shm path'), options: ['rbind', 'ro'] });
-  mounts.push({ destination: RESOLV_CONF, type: 'bind', source: absPath(inp.resolvConfPath, 'sandbox resolv.conf path'), options: ['rbind', 'ro'] });
+  mounts.push({ destination: DEV_SHM, type: 'bind', source: hostIpc ? DEV_SHM : absPath(inp.shmPath, 'sandbox shm path'), options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
+  mounts.push({ destination: RESOLV_CONF, type: 'bind', source: absPath(inp.resolvConfPath, 'sandbox resolv.conf path'), options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
 
   const spec: Spec = {
     ociVersion: OCI_VERSION,
@@ -97,7 +109,7 @@ export function sandboxSpec(inp: SandboxSpecInput): Spec {
   const l = spec.linux!;
 
   // A hostname needs a private UTS namespace; with host network the pod uses the node's.
-  if (!hostNetwork && config.hostname !== '') spec.hostname = noNul(config.hostname, `${FIELD}: hostname`);
+  if (!hostNetwork && !inp.pins && config.hostname !== '') spec.hostname = noNul(config.hostname, `${FIELD}: hostname`);
 
   if (ns.userns) {
     l.uidMappings = ns.userns.uidMappings;
@@ -105,7 +117,7 @@ export function sandboxSpec(inp: SandboxSpecInput): Spec {
   }
 
   const sysctls = validateSysctls(linux?.sysctls ?? {}, { hostNetwork, hostIpc }, `${FIELD}: linux.sysctls`);
-  if (Object.keys(sysctls).length > 0) l.sysctl = sysctls;
+  if (!inp.pins && Object.keys(sysctls).length > 0) l.sysctl = sysctls;
 
   const seccomp = buildSeccomp(
     seccompChoice(sc, `${FIELD}: linux.security_context`, opts.unsetSeccompProfile),

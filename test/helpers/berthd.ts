@@ -3,7 +3,7 @@
  * root and state, as the integration tests' system under test.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -73,6 +73,9 @@ async function waitForSocket(path: string, proc: ChildProcess, logFile: string, 
 
 export async function startBerthd(o: BerthdOptions = {}): Promise<TestBerthd> {
   const dir = mkdtempSync(join(tmpdir(), 'berthd-test-'));
+  // Traversable like /run is: containers in a user namespace (mapped root has no
+  // CAP_DAC_OVERRIDE over host-owned dirs) must reach their bundle under the state dir.
+  chmodSync(dir, 0o711);
   const root = join(dir, 'root');
   const state = join(dir, 'state');
   const socket = join(state, 'berth.sock');

@@ -1,11 +1,14 @@
 /**
  * berthd restart recovery: after kill -9 and a restart, pods and containers come back with the
- * same ids and states (READY / NOTREADY pods; created / running / exited containers), a pod
- * whose pause shim was killed while berthd was down is NOTREADY and its running container is
- * exited (never "running"), and stop/remove still work and leave nothing behind.
+ * same ids and states (READY / NOTREADY pods; created / running / exited containers); a pod
+ * without pause (kubelet-style, pid CONTAINER) stays READY while its pinned namespaces exist
+ * and is NOTREADY once they are gone (a reboot); a pod whose pause shim was killed while
+ * berthd was down is NOTREADY; a container whose shim died is exited (never "running"); and
+ * stop/remove still work and leave nothing behind.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MessageInitShape } from '@bufbuild/protobuf';
@@ -21,14 +24,19 @@ after(async () => {
 });
 
 type PodConfig = MessageInitShape<typeof PodSandboxConfigSchema>;
-function podConfig(name: string): PodConfig {
-  // Kubelet's usual namespaces: a private pid namespace per container (with the CRI default,
-  // POD, killing the pause would also kill a created container's runc init).
+function podConfig(name: string, pid: NamespaceMode = NamespaceMode.CONTAINER): PodConfig {
+  // Kubelet's usual namespaces: a private pid namespace per container, so no pause process
+  // (with the CRI default, POD, there is a pause holding the shared pid namespace).
   return {
     metadata: { name, namespace: 'default', uid: `uid-${uniqueTag()}`, attempt: 0 },
     hostname: name,
-    linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.CONTAINER } } },
+    linux: { securityContext: { namespaceOptions: { pid } } },
   };
+}
+
+async function containerPid(e: CriEnv, id: string): Promise<number> {
+  const s = await e.berthd.cri.runtime.containerStatus({ containerId: id, verbose: true });
+  return (JSON.parse(s.info.info!) as { pid: number }).pid;
 }
 
 async function pausePid(e: CriEnv, id: string): Promise<number> {
@@ -52,36 +60,47 @@ async function waitFor(check: () => Promise<boolean>, ms = 10_000): Promise<void
   }
 }
 
-test('pods survive kill -9 of berthd with their states; a pod whose shim died is NOTREADY', { skip }, async () => {
+test('pods survive kill -9 of berthd with their states; a pod whose shim died or whose pins vanished is NOTREADY', { skip }, async () => {
   env = await startCriEnv();
   const e = env;
   const rt = () => e.berthd.cri.runtime;
   const ready = (await rt().runPodSandbox({ config: podConfig('rec-ready') })).podSandboxId;
+  const shared = (await rt().runPodSandbox({ config: podConfig('rec-shared', NamespaceMode.POD) })).podSandboxId;
   const stopped = (await rt().runPodSandbox({ config: podConfig('rec-stopped') })).podSandboxId;
-  const killed = (await rt().runPodSandbox({ config: podConfig('rec-killed') })).podSandboxId;
+  const killed = (await rt().runPodSandbox({ config: podConfig('rec-killed', NamespaceMode.POD) })).podSandboxId;
+  const unpinned = (await rt().runPodSandbox({ config: podConfig('rec-unpinned') })).podSandboxId;
   await rt().stopPodSandbox({ podSandboxId: stopped });
-  const readyPid = await pausePid(e, ready);
+  assert.equal(await pausePid(e, ready), 0, 'no pause without a shared pid namespace');
+  const sharedPid = await pausePid(e, shared);
   const shim = ppid(await pausePid(e, killed));
-  assert.notEqual(shim, ppid(readyPid), 'one shim per pod');
+  assert.notEqual(shim, ppid(sharedPid), 'one shim per pod');
 
   await e.berthd.kill9();
   process.kill(shim, 'SIGKILL');
   await waitFor(async () => !existsSync(`/proc/${shim}`));
+  // As after a reboot: the pod's namespace handles are gone.
+  const netnsDir = join(e.berthd.state, 'netns');
+  for (const f of readdirSync(netnsDir).filter((n) => n.startsWith(unpinned))) {
+    execFileSync('umount', ['--lazy', join(netnsDir, f)]);
+  }
   await e.berthd.restart();
 
   const states = await podStates(e);
   assert.equal(states.get(ready), PodSandboxState.SANDBOX_READY);
+  assert.equal(states.get(shared), PodSandboxState.SANDBOX_READY);
   assert.equal(states.get(stopped), PodSandboxState.SANDBOX_NOTREADY);
   assert.equal(states.get(killed), PodSandboxState.SANDBOX_NOTREADY);
-  assert.equal(states.size, 3);
-  assert.equal(await pausePid(e, ready), readyPid, 'same pause process');
+  assert.equal(states.get(unpinned), PodSandboxState.SANDBOX_NOTREADY);
+  assert.equal(states.size, 5);
+  assert.equal(await pausePid(e, shared), sharedPid, 'same pause process');
 
   // Stop and remove still work for every pod, and leave nothing behind.
-  for (const id of [ready, stopped, killed]) {
+  for (const id of [ready, shared, stopped, killed, unpinned]) {
     await rt().stopPodSandbox({ podSandboxId: id });
     await rt().removePodSandbox({ podSandboxId: id });
   }
-  assert.ok(!existsSync(`/proc/${readyPid}`) || !readFileSync(`/proc/${readyPid}/cmdline`, 'utf8').includes('sh'), 'pause killed');
+  assert.ok(!existsSync(`/proc/${sharedPid}`) || !readFileSync(`/proc/${sharedPid}/cmdline`, 'utf8').includes('sh'), 'pause killed');
+  assert.ok(!readFileSync('/proc/self/mountinfo', 'utf8').includes(netnsDir + '/'), 'no pin mounts');
   assert.deepEqual(readdirSync(join(e.berthd.state, 'netns')), []);
   assert.deepEqual((await rt().listPodSandbox({})).items, []);
 });
@@ -154,7 +173,8 @@ test('containers keep ids and states across a restart (created, running, exited;
   const c = (await rt().runPodSandbox({ config: podC })).podSandboxId;
   const cRunning = await mk(c, podC, 'c-running', ['sleep 3600']);
   await rt().startContainer({ containerId: cRunning });
-  const cShim = ppid(await pausePid(e, c));
+  const cShim = ppid(await containerPid(e, cRunning));
+  const aRunningPid = await containerPid(e, running);
 
   const before = new Map((await rt().listContainers({})).containers.map((x) => [x.id, x.state]));
   assert.equal(before.get(running), ContainerState.CONTAINER_RUNNING);
@@ -184,7 +204,9 @@ test('containers keep ids and states across a restart (created, running, exited;
   const pods = await podStates(e);
   assert.equal(pods.get(a), PodSandboxState.SANDBOX_READY);
   assert.equal(pods.get(b), PodSandboxState.SANDBOX_NOTREADY);
-  assert.equal(pods.get(c), PodSandboxState.SANDBOX_NOTREADY);
+  // No pause: the pod is held by its pinned namespaces, so it stays READY though its shim died.
+  assert.equal(pods.get(c), PodSandboxState.SANDBOX_READY);
+  assert.equal(await containerPid(e, running), aRunningPid, 'the running container is the same process');
 
   // The running container is still controllable: stop it, then remove every pod.
   await rt().stopContainer({ containerId: running, timeout: 0n });

@@ -125,7 +125,8 @@ test('failures after CNI ADD (spec, runtime) unwind network, mounts, snapshot, s
   const { podSandboxId } = await rt.runPodSandbox({ config: cfg });
   assert.equal((await rt.listPodSandbox({})).items.length, 1);
   assert.equal(reservedIps(env).length, 1, 'the good pod holds one IP');
-  assert.equal(readdirSync(join(env.berthd.state, 'netns')).length, 1);
+  // The pod's pinned network, IPC and UTS namespace handles.
+  assert.equal(readdirSync(join(env.berthd.state, 'netns')).length, 3);
   await rt.stopPodSandbox({ podSandboxId });
   await rt.removePodSandbox({ podSandboxId });
   await assertNothingLeft(env);

@@ -51,7 +51,7 @@ test('pause container: image command, read-only root, hostname, new namespaces w
   assert.deepEqual(s.linux!.resources!.cpu, { shares: 2 });
   assert.equal(s.linux!.cgroupsPath, '/kubepods/podu-1/sb1');
   assert.deepEqual(s.linux!.maskedPaths, [...DEFAULT_MASKED_PATHS]);
-  assert.deepEqual(s.mounts!.find((m) => m.destination === '/dev/shm'), { destination: '/dev/shm', type: 'bind', source: '/run/berth/sb1/shm', options: ['rbind', 'ro'] });
+  assert.deepEqual(s.mounts!.find((m) => m.destination === '/dev/shm'), { destination: '/dev/shm', type: 'bind', source: '/run/berth/sb1/shm', options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
   assert.equal(s.mounts!.filter((m) => m.destination === '/dev/shm').length, 1);
   assert.equal(s.mounts!.find((m) => m.destination === '/etc/resolv.conf')?.source, '/var/lib/berth/sb1/resolv.conf');
   assert.deepEqual(s.annotations, {

@@ -150,7 +150,22 @@ export async function prepareRemapped(
     }
     await p;
   }
-  return sn.prepare(key, name, labels);
+  const mounts = await sn.prepare(key, name, labels);
+  try {
+    // overlay shows the upper dir's own owner and mode for the merged root: a fresh upper dir
+    // belongs to host root, which the container cannot write through; give it the remapped
+    // image root's. (The native driver's copy already has them.)
+    const t = await sn.applyTarget(key);
+    if (t.lowers[0] !== undefined) {
+      const top = await lstat(t.lowers[0]);
+      await lchown(t.dir, top.uid, top.gid);
+      await chmod(t.dir, top.mode & 0o7777);
+    }
+  } catch (err) {
+    await sn.remove(key).catch(() => undefined);
+    throw err;
+  }
+  return mounts;
 }
 
 /** Removes remapped parents no snapshot stacks on any more; returns their names. */

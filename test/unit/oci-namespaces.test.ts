@@ -1,0 +1,91 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { create } from '@bufbuild/protobuf';
+import { NamespaceMode, NamespaceOptionSchema, type NamespaceOption } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { isBerthError } from '../../src/errors.js';
+import { containerNamespaces, podNamespacePlan, sandboxNamespaces } from '../../src/oci/namespaces.js';
+
+const opts = (o: Partial<Record<'network' | 'pid' | 'ipc', NamespaceMode>> & { userns?: boolean } = {}): NamespaceOption =>
+  create(NamespaceOptionSchema, {
+    network: o.network,
+    pid: o.pid,
+    ipc: o.ipc,
+    usernsOptions: o.userns ? { mode: NamespaceMode.POD, uids: [{ hostId: 100000, containerId: 0, length: 65536 }], gids: [{ hostId: 100000, containerId: 0, length: 65536 }] } : undefined,
+  });
+const F = 'f';
+const pins = { net: '/run/n/x', ipc: '/run/n/x.ipc', uts: '/run/n/x.uts', user: '/run/n/x.user' };
+
+test('a kubelet-style pod pins net, ipc and uts and runs no pause', () => {
+  assert.deepEqual(podNamespacePlan(opts({ pid: NamespaceMode.CONTAINER }), F), { pin: { net: true, ipc: true, uts: true }, pause: false });
+});
+
+test('only a shared pid namespace (POD, also the proto default) needs a pause', () => {
+  assert.equal(podNamespacePlan(opts({ pid: NamespaceMode.POD }), F).pause, true);
+  assert.equal(podNamespacePlan(undefined, F).pause, true);
+  assert.equal(podNamespacePlan(opts({ pid: NamespaceMode.NODE }), F).pause, false);
+});
+
+test('host network pins neither net nor uts; host ipc pins no ipc', () => {
+  assert.deepEqual(podNamespacePlan(opts({ pid: NamespaceMode.CONTAINER, network: NamespaceMode.NODE }), F).pin, { net: false, uts: false, ipc: true });
+  assert.deepEqual(podNamespacePlan(opts({ pid: NamespaceMode.CONTAINER, network: NamespaceMode.NODE, ipc: NamespaceMode.NODE }), F).pin, { net: false, uts: false, ipc: false });
+});
+
+test('a user namespace pod pins a user namespace with its mappings', () => {
+  const p = podNamespacePlan(opts({ pid: NamespaceMode.CONTAINER, userns: true }), F);
+  assert.deepEqual(p.pin.userns?.uidMappings, [{ containerID: 0, hostID: 100000, size: 65536 }]);
+  assert.throws(
+    () => podNamespacePlan(create(NamespaceOptionSchema, { usernsOptions: { mode: NamespaceMode.POD } }), F),
+    (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('uids'),
+  );
+});
+
+test('the pause joins the pinned namespaces and owns only pid and mount', () => {
+  const s = sandboxNamespaces({ options: opts({ userns: true }), pins, field: F });
+  assert.deepEqual(s.namespaces, [
+    { type: 'pid' },
+    { type: 'ipc', path: pins.ipc },
+    { type: 'uts', path: pins.uts },
+    { type: 'network', path: pins.net },
+    { type: 'mount' },
+    { type: 'user', path: pins.user },
+  ]);
+  assert.equal(s.userns?.gidMappings.length, 1);
+});
+
+test('containers join the pinned namespaces; pid CONTAINER gets a new pid namespace', () => {
+  const c = containerNamespaces({ options: opts({ pid: NamespaceMode.CONTAINER }), pod: pins, cgroupNamespace: false, field: F });
+  assert.deepEqual(c.namespaces, [
+    { type: 'mount' },
+    { type: 'network', path: pins.net },
+    { type: 'uts', path: pins.uts },
+    { type: 'ipc', path: pins.ipc },
+    { type: 'pid' },
+  ]);
+});
+
+test('pid POD joins the pause pid namespace; in a pod without pause it gets a new one', () => {
+  const c = containerNamespaces({ options: opts({ pid: NamespaceMode.POD }), pod: { ...pins, pid: '/proc/42/ns/pid' }, cgroupNamespace: false, field: F });
+  assert.deepEqual(c.namespaces.find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/42/ns/pid' });
+  const lone = containerNamespaces({ options: opts({ pid: NamespaceMode.POD }), pod: pins, cgroupNamespace: false, field: F });
+  assert.deepEqual(lone.namespaces.find((n) => n.type === 'pid'), { type: 'pid' });
+});
+
+test('pid TARGET joins the target container; NODE joins nothing', () => {
+  const t = containerNamespaces({ options: create(NamespaceOptionSchema, { pid: NamespaceMode.TARGET, targetId: 'c1' }), pod: pins, targetPid: 77, cgroupNamespace: false, field: F });
+  assert.deepEqual(t.namespaces.find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/77/ns/pid' });
+  const n = containerNamespaces({ options: opts({ pid: NamespaceMode.NODE, network: NamespaceMode.NODE, ipc: NamespaceMode.NODE }), pod: {}, cgroupNamespace: false, field: F });
+  assert.deepEqual(n.namespaces, [{ type: 'mount' }]);
+});
+
+test('a user namespace container joins the pinned user namespace and keeps the mappings', () => {
+  const c = containerNamespaces({ options: opts({ pid: NamespaceMode.CONTAINER, userns: true }), pod: pins, cgroupNamespace: false, field: F });
+  assert.deepEqual(c.namespaces.at(-1), { type: 'user', path: pins.user });
+  assert.equal(c.userns?.uidMappings[0]?.hostID, 100000);
+});
+
+test('a pod network container cannot join a pod without a network pin', () => {
+  assert.throws(
+    () => containerNamespaces({ options: opts({ pid: NamespaceMode.CONTAINER }), pod: { ipc: pins.ipc }, cgroupNamespace: false, field: F }),
+    (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('network'),
+  );
+});
