@@ -21,6 +21,7 @@ import {
   type LinuxSeccomp,
   type SandboxFiles,
   type Spec,
+  type UserDb,
 } from '../oci/index.js';
 import type { Image } from '../core/images/service.js';
 import { currentCapabilities, lookupPropagation, resolveHostMounts, statDevice } from './container-host.js';
@@ -34,6 +35,16 @@ import { Cleanup, decodeMessage, encodeMessage, findSandbox, newId, nowNanos, ty
 import type { RuntimeHandlers } from './server.js';
 
 const MAX_SECCOMP_PROFILE_BYTES = 1024 * 1024;
+
+/** /etc/passwd + /etc/group of recently used images, by top chain id (bounded, oldest out). */
+const userDbCache = new Map<string, UserDb>();
+const USER_DB_CACHE_SIZE = 64;
+
+function rememberUserDb(chainID: string, db: UserDb): void {
+  userDbCache.delete(chainID);
+  userDbCache.set(chainID, db);
+  if (userDbCache.size > USER_DB_CACHE_SIZE) userDbCache.delete(userDbCache.keys().next().value!);
+}
 
 /** k8s_<container>_<pod>_<namespace>_<uid>_<attempt>, as the kubelet's dockershim named them. */
 export function containerName(c: ContainerConfig, sb: PodSandboxConfig): string {
@@ -126,12 +137,18 @@ export const createContainer =
       const resolved = resolveHostMounts(config);
       const volumes = imageVolumeMounts(imageConfig.Volumes, resolved.mounts, containerRootDir(ctx, id));
       for (const v of volumes) await mkdir(v.hostPath, { recursive: true, mode: 0o755 });
-      const userDb = await step('read_image_files', () =>
-        withMountedRootfs(mounts, tmp, async (root) => {
+      const userDb = await step('read_image_files', async () => {
+        // An image's files never change (the chain id names its content): its user db is read
+        // through a mount once, and again only when volumes need seeding from the image.
+        const cached = volumes.length === 0 ? userDbCache.get(image.topChainID) : undefined;
+        if (cached) return cached;
+        const db = await withMountedRootfs(mounts, tmp, async (root) => {
           await copyVolumeContents(root, volumes);
           return readUserDb(root);
-        }),
-      );
+        });
+        rememberUserDb(image.topChainID, db);
+        return db;
+      });
 
       const spec = await step('spec', async (): Promise<Spec> => {
         const handler = ctx.settings.runtimes[handlerName(ctx, sb.runtimeHandler)];
