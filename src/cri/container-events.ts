@@ -9,7 +9,7 @@ import { ContainerEventType, type ContainerEventResponseSchema, type GetEventsRe
 import type { CallContext } from './instrument.js';
 import type { ContainerEvent, ContainerEventKind, RuntimeContext } from './runtime-context.js';
 import { podSandboxStatus } from './sandbox-status.js';
-import { containerStatus } from './container-status.js';
+import { podContainerStatuses } from './container-status.js';
 
 type EventInit = MessageInitShape<typeof ContainerEventResponseSchema>;
 
@@ -23,20 +23,10 @@ const KIND: Record<ContainerEventKind, ContainerEventType> = {
 /** The event as CRI sends it; statuses of objects already gone are left out. */
 export async function buildContainerEvent(ctx: RuntimeContext, e: ContainerEvent, signal: AbortSignal): Promise<EventInit> {
   const call: CallContext = { namespace: e.namespace, signal };
-  const pod = await podSandboxStatus(ctx)({ podSandboxId: e.sandboxId, verbose: false } as Parameters<ReturnType<typeof podSandboxStatus>>[0], call).then(
-    (r) => r.status,
-    () => undefined,
-  );
-  const statusOf = containerStatus(ctx);
-  const containers = ctx.containers.list(e.namespace).filter((c) => c.sandboxId === e.sandboxId);
-  const statuses = [];
-  for (const c of containers) {
-    const s = await statusOf({ containerId: c.id, verbose: false } as Parameters<typeof statusOf>[0], call).then(
-      (r) => r.status,
-      () => undefined,
-    );
-    if (s) statuses.push(s);
-  }
+  const r = await podSandboxStatus(ctx)({ podSandboxId: e.sandboxId, verbose: false } as Parameters<ReturnType<typeof podSandboxStatus>>[0], call).catch(() => undefined);
+  // PodSandboxStatus carries the containers' statuses; without the pod, ask them directly.
+  const pod = r?.status;
+  const statuses = r?.containersStatuses ?? (await podContainerStatuses(ctx, e.sandboxId, call));
   return { containerId: e.containerId, containerEventType: KIND[e.kind], createdAt: e.createdAt, podSandboxStatus: pod, containersStatuses: statuses };
 }
 

@@ -5,6 +5,8 @@ import { toJson } from '@bufbuild/protobuf';
 import { ContainerConfigSchema, LinuxContainerResourcesSchema } from '../api/cri/runtime/v1/api_pb.js';
 import { bundlePaths } from '../runtime/index.js';
 import { imageView, criState, nanos } from './container-convert.js';
+import type { ContainerStatus } from '../api/cri/runtime/v1/api_pb.js';
+import type { CallContext } from './instrument.js';
 import { decodeMessage, findContainer, type RuntimeContext } from './runtime-context.js';
 import type { RuntimeHandlers } from './server.js';
 
@@ -70,3 +72,17 @@ export const containerStatus =
       info,
     };
   };
+
+/**
+ * The statuses of every container of a pod, as ContainerStatus answers them (containers
+ * removed meanwhile are left out): PodSandboxStatus and container events carry them.
+ */
+export async function podContainerStatuses(ctx: RuntimeContext, sandboxId: string, call: CallContext): Promise<ContainerStatus[]> {
+  const statusOf = containerStatus(ctx);
+  const out: ContainerStatus[] = [];
+  for (const c of ctx.containers.list(call.namespace).filter((x) => x.sandboxId === sandboxId)) {
+    const r = await statusOf({ containerId: c.id, verbose: false } as Parameters<typeof statusOf>[0], call).catch(() => undefined);
+    if (r?.status) out.push(r.status as ContainerStatus);
+  }
+  return out;
+}

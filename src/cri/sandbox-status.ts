@@ -12,6 +12,7 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { PodSandboxMetadataSchema } from '../api/cri/runtime/v1/api_pb.js';
 import { nowNanos, type RuntimeContext } from './runtime-context.js';
 import type { RuntimeHandlers } from './server.js';
+import { podContainerStatuses } from './container-status.js';
 import { extraOf, sandboxConfigOf } from './sandbox-common.js';
 import { findVisibleSandbox } from './sandbox-stop.js';
 
@@ -81,6 +82,7 @@ export const podSandboxStatus = (ctx: RuntimeContext): NonNullable<RuntimeHandle
       runtimeHandler: r.runtimeHandler,
     },
     info,
+    containersStatuses: await podContainerStatuses(ctx, r.id, call),
     timestamp: nowNanos(),
   };
 };

@@ -68,6 +68,13 @@ test('list filters by state, sandbox, id prefix and labels; status reports image
     assert.equal(info.sandboxID, pod.id);
     assert.ok(info.pid > 0);
     assert.deepEqual(info.runtimeSpec.process.args, ['sleep', '60']);
+    // PodSandboxStatus carries the statuses of the pod's containers (CRI containers_statuses).
+    const podStatus = await rt.podSandboxStatus({ podSandboxId: pod.id });
+    const mine = podStatus.containersStatuses.find((c) => c.id === id);
+    assert.equal(mine?.state, ContainerState.CONTAINER_RUNNING);
+    assert.equal(mine?.metadata?.name, 'lister');
+    assert.ok(podStatus.containersStatuses.every((c) => c.id !== '' && c.metadata !== undefined));
+    assert.ok(podStatus.timestamp > 0n);
     // A second container with the same name is refused while the first exists.
     await assert.rejects(createContainer(env, pod, busyboxConfig(env, 'lister', ['true'])), (e: { code: number }) => e.code === grpcStatus.ALREADY_EXISTS);
   } finally {
