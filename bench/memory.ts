@@ -211,7 +211,18 @@ run, each with a private root and its own CNI bridge. Goal: berth ≤ 0.5× cont
 
 Latest: ${date} UTC, commit ${gitCommit(root)}; ${describeMachine(r.machine, r.loadAtEnd)}.
 
-${memoryTable(r)}`;
+${memoryTable(r)}
+
+Notes: berth-shim serves the task API on a small table-driven protobuf codec
+(src/ttrpc/pb.ts) instead of protobuf-es, whose runtime and descriptor registries cost ~7 MiB
+of anonymous memory per Node process; that took a shim from ~20 to ~12.5 MiB anon. What is
+left per shim (idle, measured): Node's own floor ~6.5 MiB, koffi ~2.8 MiB (1.2 the addon,
+~1.6 the builtins its index.js loads: https, tls, zlib, crypto), net + child_process ~0.7 MiB,
+berth's shim code ~2 MiB, plus ~1.5 MiB that grows with the first calls (compiled code, heap).
+--max-semi-space-size=1 made no measurable difference. Per-pod mode cannot reach 0.5× while
+each pod costs a Node process (its floor alone is ~1.8× containerd's per-pod figure); node
+mode does. Daemon PSS moves by several MiB between samples (GC), so small per-pod figures
+carry about ±0.3 MiB of noise: compare the "shims" part of the per-pod column.`;
   const per = (label: string): number | undefined => r.results.find((x) => x.label === label)?.perPodKiB;
   const [c, bp, bn] = VARIANTS.map((v) => per(v.label));
   const row = `| ${date} | ${gitCommit(root)} | ${pods} | ${mib(c)} | ${mib(bp)} (${fmtRatio(ratio(bp, c))}) | ${mib(bn)} (${fmtRatio(ratio(bn, c))}) | ${r.machine.load1.toFixed(1)} |`;

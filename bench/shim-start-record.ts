@@ -41,7 +41,11 @@ Latest: ${date} UTC, commit ${gitCommit(root)}; ${describeMachine(machine)}.
 
 \`\`\`
 ${out}
-\`\`\``,
+\`\`\`
+
+Notes: the cold figure is dominated by booting Node twice (\`start\`, then the \`serve\`
+process it spawns); the warm path adopts a pre-spawned shim and is what berthd's start path
+uses. Figures are medians under the load noted (other work shared the 2 cores).`,
       '| date (UTC) | commit | runs | medians ms |\n| --- | --- | --- | --- |',
       `| ${date} | ${gitCommit(root)} | ${opts.runs} | ${medians.join('; ')} |`,
     );

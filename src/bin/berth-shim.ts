@@ -1,8 +1,9 @@
 /**
  * berth-shim / containerd-shim-berth-v1 entry point. Keeps its static imports to the flag
- * parser: `start` must not pay for protobuf, ttrpc or koffi; each action imports what it needs.
+ * parser: `start` must not pay for ttrpc or koffi, and the long-lived `serve` process not for
+ * node:crypto or what `start`/`delete` need; each action imports what it needs.
  */
-import { parseFlags, startShim, deleteBundle } from '../shim/cli.js';
+import { parseFlags } from '../shim/flags.js';
 
 async function main(): Promise<number> {
   const f = parseFlags(process.argv.slice(2));
@@ -12,17 +13,17 @@ async function main(): Promise<number> {
   }
   switch (f.action) {
     case 'start': {
+      const { startShim } = await import('../shim/cli.js');
       const addr = await startShim(f, { execPath: process.execPath, execArgv: process.execArgv, script: process.argv[1] ?? '' });
       process.stdout.write(addr);
       return 0;
     }
     case 'delete': {
+      const { deleteBundle } = await import('../shim/cli.js');
       const r = await deleteBundle(f);
-      const { create, toBinary } = await import('@bufbuild/protobuf');
-      const { timestampFromDate } = await import('@bufbuild/protobuf/wkt');
-      const { DeleteResponseSchema } = await import('../api/containerd/runtime/v2/task/shim_pb.js');
-      const msg = create(DeleteResponseSchema, { pid: r.pid, exitStatus: r.exitStatus, exitedAt: timestampFromDate(r.exitedAt) });
-      process.stdout.write(toBinary(DeleteResponseSchema, msg));
+      const { encode, timestamp } = await import('../ttrpc/pb.js');
+      const { DeleteResponseS } = await import('../shim/task-api.js');
+      process.stdout.write(encode(DeleteResponseS, { pid: r.pid, exitStatus: r.exitStatus, exitedAt: timestamp(r.exitedAt) }));
       return 0;
     }
     case 'serve': {

@@ -8,9 +8,13 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { create } from '@bufbuild/protobuf';
-import * as V1 from '../api/cgroups/stats/v1/metrics_pb.js';
-import * as V2 from '../api/cgroups/cgroup2/stats/metrics_pb.js';
+
+/**
+ * Metrics as plain objects in the shape of io.containerd.cgroups.v1/v2 Metrics (lowerCamel
+ * field names, bigint counters), encoded with V1MetricsS / V2MetricsS from task-api.ts.
+ */
+export type CgroupMetrics = Record<string, unknown>;
+type MemoryEntry = { usage: bigint; limit: bigint; max: bigint; failcnt: bigint };
 
 const ROOT = '/sys/fs/cgroup';
 
@@ -98,20 +102,19 @@ export function oomKillCount(loc: CgroupLocation): bigint {
 
 const USER_HZ = 100n;
 
-export function statsV1(loc: CgroupLocation): V1.Metrics {
+export function statsV1(loc: CgroupLocation): CgroupMetrics {
   const mem = loc.v1.get('memory');
   const cpuacct = loc.v1.get('cpuacct');
   const cpu = loc.v1.get('cpu');
   const pids = loc.v1.get('pids');
   const ms = parseKv(readText(mem, 'memory.stat'));
   const g = (k: string): bigint => ms.get(k) ?? 0n;
-  const entry = (prefix: string): V1.MemoryEntry =>
-    create(V1.MemoryEntrySchema, {
-      usage: readU64(mem, `${prefix}.usage_in_bytes`),
-      limit: readU64(mem, `${prefix}.limit_in_bytes`),
-      max: readU64(mem, `${prefix}.max_usage_in_bytes`),
-      failcnt: readU64(mem, `${prefix}.failcnt`),
-    });
+  const entry = (prefix: string): MemoryEntry => ({
+    usage: readU64(mem, `${prefix}.usage_in_bytes`),
+    limit: readU64(mem, `${prefix}.limit_in_bytes`),
+    max: readU64(mem, `${prefix}.max_usage_in_bytes`),
+    failcnt: readU64(mem, `${prefix}.failcnt`),
+  });
   const cpuStat = parseKv(readText(cpuacct, 'cpuacct.stat'));
   const perCpu = (readText(cpuacct, 'cpuacct.usage_percpu') ?? '')
     .trim()
@@ -121,7 +124,7 @@ export function statsV1(loc: CgroupLocation): V1.Metrics {
   const throttle = parseKv(readText(cpu, 'cpu.stat'));
   const oom = parseKv(readText(mem, 'memory.oom_control'));
   const pidsMax = readText(pids, 'pids.max')?.trim();
-  return create(V1.MetricsSchema, {
+  return {
     pids: { current: readU64(pids, 'pids.current'), limit: !pidsMax || pidsMax === 'max' ? 0n : BigInt(pidsMax) },
     cpu: {
       usage: {
@@ -180,10 +183,10 @@ export function statsV1(loc: CgroupLocation): V1.Metrics {
       underOom: oom.get('under_oom') ?? 0n,
       oomKill: oom.get('oom_kill') ?? 0n,
     },
-  });
+  };
 }
 
-export function statsV2(loc: CgroupLocation): V2.Metrics {
+export function statsV2(loc: CgroupLocation): CgroupMetrics {
   const d = loc.v2;
   const ms = parseKv(readText(d, 'memory.stat'));
   const g = (k: string): bigint => ms.get(k) ?? 0n;
@@ -193,7 +196,7 @@ export function statsV2(loc: CgroupLocation): V2.Metrics {
     const t = readText(d, f)?.trim();
     return !t || t === 'max' ? 0xffffffffffffffffn : BigInt(t);
   };
-  return create(V2.MetricsSchema, {
+  return {
     pids: { current: readU64(d, 'pids.current'), limit: readText(d, 'pids.max')?.trim() === 'max' ? 0n : readU64(d, 'pids.max') },
     cpu: {
       usageUsec: cs.get('usage_usec') ?? 0n,
@@ -235,5 +238,5 @@ export function statsV2(loc: CgroupLocation): V2.Metrics {
       oom: ev.get('oom') ?? 0n,
       oomKill: ev.get('oom_kill') ?? 0n,
     },
-  });
+  };
 }

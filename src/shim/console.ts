@@ -10,10 +10,11 @@
  */
 import { mkdirSync, rmSync, chmodSync } from 'node:fs';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import tty from 'node:tty';
 import { listenUnix, tryAccept, tryRecvFd, closeFd, dupFd, setWinsize } from './libc.js';
 import { errors } from '../errors.js';
+
+let seq = 0;
 
 export class ConsoleSocket {
   private constructor(
@@ -24,7 +25,10 @@ export class ConsoleSocket {
   static create(dir: string): ConsoleSocket {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     chmodSync(dir, 0o700);
-    const path = join(dir, `${randomBytes(6).toString('hex')}.sock`);
+    // Unique within the shim's private 0700 directory; a leftover of a dead shim with the
+    // same pid would make bind fail, so clear the name first.
+    const path = join(dir, `${process.pid}-${(++seq).toString(36)}-${Date.now().toString(36)}.sock`);
+    rmSync(path, { force: true });
     return new ConsoleSocket(path, listenUnix(path));
   }
 
@@ -39,6 +43,11 @@ export class ConsoleSocket {
     } finally {
       closeFd(conn);
     }
+  }
+
+  /** receiveMaster() wrapped in a Pty. */
+  receivePty(): Pty {
+    return new Pty(this.receiveMaster());
   }
 
   close(): void {

@@ -5,17 +5,14 @@
  */
 import { readFileSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { create, fromBinary } from '@bufbuild/protobuf';
-import type { Any } from '@bufbuild/protobuf/wkt';
+import { decode, timestamp, type Any } from '../ttrpc/pb.js';
 import { errors, BerthError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { OptionsSchema, CheckpointOptionsSchema, type Options } from '../api/containerd/runc/options/oci_pb.js';
-import * as Ev from '../api/containerd/events/task_pb.js';
-import { timestampFromDate } from '@bufbuild/protobuf/wkt';
+import { OptionsS, CheckpointOptionsS, Ev, type Options, type CheckpointOptions } from './task-api.js';
 import { Runc, clampBundleOomScoreAdj, writeRuncRecord, RUNC_RECORD } from './runc.js';
 import { Proc, type ExitStatus } from './process.js';
 import { ProcessIO, reopenCriFiles, type StdioSpec } from './io.js';
-import { ConsoleSocket, Pty } from './console.js';
+import type { ConsoleSocket } from './console.js';
 import { locateCgroup, oomKillCount, isV1, type CgroupLocation } from './cgroup.js';
 import { mountAll, unmountAll, type RootfsMount } from './rootfs.js';
 import { Topics, type Publisher } from './events.js';
@@ -57,7 +54,13 @@ export function validateId(kind: string, id: string): void {
 function decodeOptions(any: Any | undefined): Options | undefined {
   if (!any || any.value.length === 0) return undefined;
   if (!any.typeUrl.endsWith('containerd.runc.v1.Options')) return undefined;
-  return fromBinary(OptionsSchema, any.value);
+  return decode(OptionsS, any.value) as unknown as Options;
+}
+
+/** Terminal support (node:tty, the console socket) is loaded only when a terminal is asked for. */
+async function openConsoleSocket(dir: string): Promise<ConsoleSocket> {
+  const { ConsoleSocket } = await import('./console.js');
+  return ConsoleSocket.create(dir);
 }
 
 export class Container {
@@ -137,7 +140,7 @@ export class Container {
       const io = await ProcessIO.open(init.stdio, { cri, containerId: p.id, namespace: deps.namespace });
       init.io = io;
       undo.push(() => io.close());
-      const console = p.terminal ? ConsoleSocket.create(deps.consoleDir) : undefined;
+      const console = p.terminal ? await openConsoleSocket(deps.consoleDir) : undefined;
       // A failed `runc create` can leave runc state behind; force-delete it — unless runc
       // refused because the id already exists: that container is someone else's.
       let foreign = false;
@@ -162,7 +165,7 @@ export class Container {
           return pid;
         });
         io.closeChildSide();
-        if (console) io.attachPty(new Pty(console.receiveMaster()));
+        if (console) io.attachPty(console.receivePty());
         try {
           c.cgroup = locateCgroup(pid);
           c.oomSeen = oomKillCount(c.cgroup);
@@ -203,14 +206,13 @@ export class Container {
         await this.runc.start(this.id);
         p.transition('running');
         this.startOomWatch();
-        this.deps.publisher.publish(Topics.start, Ev.TaskStartSchema, create(Ev.TaskStartSchema, { containerId: this.id, pid: p.pid }));
+        this.deps.publisher.publish(Topics.start, Ev.TaskStart, { containerId: this.id, pid: p.pid });
       } else {
         await this.startExec(p);
         p.transition('running');
         this.deps.publisher.publish(
           Topics.execStarted,
-          Ev.TaskExecStartedSchema,
-          create(Ev.TaskExecStartedSchema, { containerId: this.id, execId, pid: p.pid }),
+          Ev.TaskExecStarted, { containerId: this.id, execId, pid: p.pid },
         );
       }
       return p.pid;
@@ -243,13 +245,13 @@ export class Container {
     processSpec.terminal = stdio.terminal;
     writeFileSync(this.execSpecPath(execId), JSON.stringify(processSpec), { mode: 0o600 });
     this.execs.set(execId, new Proc(this.id, execId, stdio));
-    this.deps.publisher.publish(Topics.execAdded, Ev.TaskExecAddedSchema, create(Ev.TaskExecAddedSchema, { containerId: this.id, execId }));
+    this.deps.publisher.publish(Topics.execAdded, Ev.TaskExecAdded, { containerId: this.id, execId });
   }
 
   private async startExec(p: Proc): Promise<void> {
     const io = await ProcessIO.open(p.stdio, { cri: this.cri, containerId: this.id, namespace: this.deps.namespace });
     p.io = io;
-    const console = p.stdio.terminal ? ConsoleSocket.create(this.deps.consoleDir) : undefined;
+    const console = p.stdio.terminal ? await openConsoleSocket(this.deps.consoleDir) : undefined;
     try {
       await this.deps.reaper.hold(async () => {
         const pid = await this.runc.exec(this.id, {
@@ -262,7 +264,7 @@ export class Container {
         this.deps.reaper.watch(pid, (e) => void this.onExit(p, e.status, e.exitedAt));
       });
       io.closeChildSide();
-      if (console) io.attachPty(new Pty(console.receiveMaster()));
+      if (console) io.attachPty(console.receivePty());
     } catch (err) {
       await io.close();
       p.io = undefined;
@@ -286,14 +288,13 @@ export class Container {
     p.setExited(status, exitedAt);
     this.deps.publisher.publish(
       Topics.exit,
-      Ev.TaskExitSchema,
-      create(Ev.TaskExitSchema, {
+      Ev.TaskExit, {
         containerId: this.id,
         id: p.isInit ? this.id : p.execId,
         pid: p.pid,
         exitStatus: status,
-        exitedAt: timestampFromDate(exitedAt),
-      }),
+        exitedAt: timestamp(exitedAt),
+      },
     );
   }
 
@@ -319,7 +320,7 @@ export class Container {
     const n = oomKillCount(this.cgroup);
     if (n > this.oomSeen) {
       this.oomSeen = n;
-      this.deps.publisher.publish(Topics.oom, Ev.TaskOOMSchema, create(Ev.TaskOOMSchema, { containerId: this.id }));
+      this.deps.publisher.publish(Topics.oom, Ev.TaskOOM, { containerId: this.id });
     }
   }
 
@@ -366,8 +367,7 @@ export class Container {
     const exit = p.exit ?? { status: 137, exitedAt: new Date() };
     this.deps.publisher.publish(
       Topics.delete,
-      Ev.TaskDeleteSchema,
-      create(Ev.TaskDeleteSchema, { containerId: this.id, id: this.id, pid: p.pid, exitStatus: exit.status, exitedAt: timestampFromDate(exit.exitedAt) }),
+      Ev.TaskDelete, { containerId: this.id, id: this.id, pid: p.pid, exitStatus: exit.status, exitedAt: timestamp(exit.exitedAt) },
     );
     return { pid: p.pid, ...exit };
   }
@@ -402,14 +402,14 @@ export class Container {
       throw err;
     }
     if (this.init.state === 'pausing') this.init.transition('paused');
-    this.deps.publisher.publish(Topics.paused, Ev.TaskPausedSchema, create(Ev.TaskPausedSchema, { containerId: this.id }));
+    this.deps.publisher.publish(Topics.paused, Ev.TaskPaused, { containerId: this.id });
   }
 
   async resume(): Promise<void> {
     this.init.require('resume', 'paused');
     await this.runc.resume(this.id);
     if (this.init.state === 'paused') this.init.transition('running');
-    this.deps.publisher.publish(Topics.resumed, Ev.TaskResumedSchema, create(Ev.TaskResumedSchema, { containerId: this.id }));
+    this.deps.publisher.publish(Topics.resumed, Ev.TaskResumed, { containerId: this.id });
   }
 
   async pids(): Promise<Array<{ pid: number; execId: string }>> {
@@ -441,7 +441,7 @@ export class Container {
 
   async checkpoint(path: string, options: Any | undefined): Promise<void> {
     this.init.require('checkpoint', 'running', 'paused');
-    const o = options && options.value.length ? fromBinary(CheckpointOptionsSchema, options.value) : undefined;
+    const o = options && options.value.length ? (decode(CheckpointOptionsS, options.value) as unknown as CheckpointOptions) : undefined;
     const imagePath = o?.imagePath || path;
     if (!imagePath) throw errors.invalidArgument('shim.bad_checkpoint', 'checkpoint: no image path');
     mkdirSync(imagePath, { recursive: true });
@@ -454,7 +454,7 @@ export class Container {
       shellJob: o?.terminal,
       fileLocks: o?.fileLocks,
     });
-    this.deps.publisher.publish(Topics.checkpointed, Ev.TaskCheckpointedSchema, create(Ev.TaskCheckpointedSchema, { containerId: this.id, checkpoint: imagePath }));
+    this.deps.publisher.publish(Topics.checkpointed, Ev.TaskCheckpointed, { containerId: this.id, checkpoint: imagePath });
   }
 
   resizePty(execId: string, width: number, height: number): void {

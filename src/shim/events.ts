@@ -10,9 +10,9 @@
  * Any type URLs are the bare proto full names ("containerd.events.TaskExit"), as containerd's
  * typeurl produces for proto messages.
  */
-import { create, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
-import { AnySchema, timestampFromDate, type Any } from '@bufbuild/protobuf/wkt';
-import type { TtrpcClient } from '../ttrpc/index.js';
+import { encode, packAny, timestamp, AnyS, type Any, type Schema } from '../ttrpc/pb.js';
+import type { TtrpcClient } from '../ttrpc/client.js';
+import { ForwardRequestS } from './task-api.js';
 import type { Logger } from '../log.js';
 import { runTracked } from './spawn.js';
 
@@ -30,10 +30,7 @@ export const Topics = {
 } as const;
 export type Topic = (typeof Topics)[keyof typeof Topics];
 
-/** Pack a message into an Any with containerd's bare type URL. */
-export function packAny<D extends DescMessage>(schema: D, msg: MessageShape<D>): Any {
-  return create(AnySchema, { typeUrl: schema.typeName, value: toBinary(schema, msg) });
-}
+export { packAny };
 
 export interface PublishedEvent {
   topic: Topic;
@@ -55,15 +52,14 @@ export class TtrpcEventSink implements EventSink {
   ) {}
 
   async send(e: PublishedEvent): Promise<void> {
-    const { TtrpcClient, createClient } = await import('../ttrpc/index.js');
-    const { Events } = await import('../api/containerd/services/ttrpc/events/v1/events_pb.js');
     if (!this.client || !this.client.isOpen) {
+      const { TtrpcClient } = await import('../ttrpc/client.js');
       this.client = await TtrpcClient.connect(this.address.replace(/^unix:\/\//, ''));
     }
-    await createClient(Events, this.client).forward(
-      { envelope: { timestamp: timestampFromDate(e.timestamp), namespace: this.namespace, topic: e.topic, event: e.event } },
-      { timeoutMs: 5000 },
-    );
+    const body = encode(ForwardRequestS, {
+      envelope: { timestamp: timestamp(e.timestamp), namespace: this.namespace, topic: e.topic, event: e.event },
+    });
+    await this.client.call('containerd.services.events.ttrpc.v1.Events', 'Forward', body, { timeoutMs: 5000 });
   }
 
   close(): void {
@@ -80,7 +76,7 @@ export class ExecEventSink implements EventSink {
 
   async send(e: PublishedEvent): Promise<void> {
     const r = await runTracked(this.binary, ['--address', this.address, 'publish', '--topic', e.topic, '--namespace', this.namespace], {
-      input: toBinary(AnySchema, e.event),
+      input: encode(AnyS, e.event),
       timeoutMs: 5000,
     });
     if (r.code !== 0) throw new Error(`${this.binary} publish ${e.topic}: exit ${r.code}: ${r.stderr.trim()}`);
@@ -104,7 +100,7 @@ export class Publisher {
     return () => this.listeners.delete(fn);
   }
 
-  publish<D extends DescMessage>(topic: Topic, schema: D, msg: MessageShape<D>): void {
+  publish(topic: Topic, schema: Schema, msg: object): void {
     const e: PublishedEvent = { topic, event: packAny(schema, msg), timestamp: new Date() };
     for (const l of this.listeners) l(e);
     const sink = this.sink;

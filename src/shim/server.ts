@@ -4,12 +4,12 @@
  */
 import { writeSync, closeSync, rmSync, statSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { TtrpcServer, registerService, ensurePrivateDir } from '../ttrpc/index.js';
-import { Task } from '../api/containerd/runtime/v2/task/shim_pb.js';
+import { TtrpcServer, ensurePrivateDir } from '../ttrpc/server.js';
+import { registerLean } from '../ttrpc/lean-service.js';
 import { logger, setLogLevel, type Logger } from '../log.js';
 import { Reaper } from './reaper.js';
 import { Publisher, TtrpcEventSink, ExecEventSink, type EventSink } from './events.js';
-import { TaskService } from './service.js';
+import { TaskService, TASK_SERVICE } from './service.js';
 
 export interface ServeOptions {
   namespace: string;
@@ -78,7 +78,7 @@ export async function serve(o: ServeOptions, log: Logger = logger({ component: '
     log,
     onShutdown: () => void stop(),
   });
-  registerService(server, Task, service.handlers());
+  registerLean(server, TASK_SERVICE, service.handlers());
   await ensurePrivateDir(dirname(o.socket));
   await server.listen({ path: o.socket, mode: 0o600 });
   const st = statSync(o.socket);

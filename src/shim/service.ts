@@ -2,38 +2,34 @@
  * containerd.task.v2.Task served by berth-shim: one service instance hosts many containers
  * (state per container id). Each method is a thin mapping onto Container (container.ts).
  */
-import { create, toBinary } from '@bufbuild/protobuf';
-import { timestampFromDate, AnySchema, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { errors } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ServiceImpl } from '../ttrpc/index.js';
-import type { Task } from '../api/containerd/runtime/v2/task/shim_pb.js';
-import type { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
-import { Status } from '../api/containerd/types/task/task_pb.js';
-import { ProcessDetailsSchema } from '../api/containerd/runc/options/oci_pb.js';
-import * as Ev from '../api/containerd/events/task_pb.js';
+import { packAny, timestamp, EmptyS, type Timestamp } from '../ttrpc/pb.js';
+import { method, type LeanMethod } from '../ttrpc/lean-service.js';
+import * as T from './task-api.js';
 import { Container, type ContainerDeps } from './container.js';
 import type { ProcState } from './process.js';
 import { Topics } from './events.js';
 import { statsV1, statsV2 } from './cgroup.js';
-import * as V1 from '../api/cgroups/stats/v1/metrics_pb.js';
-import * as V2 from '../api/cgroups/cgroup2/stats/metrics_pb.js';
+
+/** The proto full name the Task service is registered under. */
+export const TASK_SERVICE = 'containerd.task.v2.Task';
 
 export const SHIM_VERSION = 'berth-shim 0.1.0';
 
-type TaskDef = typeof Task extends GenService<infer S extends GenServiceMethods> ? S : never;
+const EMPTY = EmptyS;
 
-const statusOf: Record<ProcState, Status> = {
-  created: Status.CREATED,
-  running: Status.RUNNING,
-  pausing: Status.PAUSING,
-  paused: Status.PAUSED,
-  stopped: Status.STOPPED,
-  deleted: Status.STOPPED,
+const statusOf: Record<ProcState, number> = {
+  created: T.Status.CREATED,
+  running: T.Status.RUNNING,
+  pausing: T.Status.PAUSING,
+  paused: T.Status.PAUSED,
+  stopped: T.Status.STOPPED,
+  deleted: T.Status.STOPPED,
 };
 
 function ts(d: Date | undefined): Timestamp | undefined {
-  return d ? timestampFromDate(d) : undefined;
+  return d ? timestamp(d) : undefined;
 }
 
 export interface TaskServiceOptions extends ContainerDeps {
@@ -62,10 +58,10 @@ export class TaskService {
     return this.containers.size + this.creating.size;
   }
 
-  /** The handler table registered with registerService(server, Task, …). */
-  handlers(): ServiceImpl<TaskDef> {
+  /** The method table registered with registerLean(server, TASK_SERVICE, …), by proto method name. */
+  handlers(): Record<string, LeanMethod> {
     return {
-      state: async (req) => {
+      State: method(T.StateRequestS, T.StateResponseS, async (req: T.IdExecReq) => {
         const c = this.get(req.id);
         const p = c.process(req.execId);
         return {
@@ -81,9 +77,9 @@ export class TaskService {
           exitedAt: ts(p.exit?.exitedAt),
           execId: req.execId,
         };
-      },
+      }),
 
-      create: async (req) => {
+      Create: method(T.CreateTaskRequestS, T.CreateTaskResponseS, async (req: T.CreateTaskRequest) => {
         if (this.containers.has(req.id) || this.creating.has(req.id)) {
           throw errors.alreadyExists('shim.container_exists', `container ${req.id} already exists`);
         }
@@ -106,115 +102,111 @@ export class TaskService {
           this.containers.set(req.id, c);
           this.opts.publisher.publish(
             Topics.create,
-            Ev.TaskCreateSchema,
-            create(Ev.TaskCreateSchema, {
+            T.Ev.TaskCreate,
+            {
               containerId: req.id,
               bundle: c.bundle,
               rootfs: req.rootfs,
               io: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
               checkpoint: req.checkpoint,
               pid: c.init.pid,
-            }),
+            },
           );
           return { pid: c.init.pid };
         } finally {
           this.creating.delete(req.id);
         }
-      },
+      }),
 
-      start: async (req) => ({ pid: await this.get(req.id).start(req.execId) }),
+      Start: method(T.StartRequestS, T.StartResponseS, async (req: T.IdExecReq) => ({ pid: await this.get(req.id).start(req.execId) })),
 
-      delete: async (req) => {
+      Delete: method(T.DeleteRequestS, T.DeleteResponseS, async (req: T.IdExecReq) => {
         const c = this.get(req.id);
         const r = await c.delete(req.execId);
         if (!req.execId) this.containers.delete(req.id);
         return { pid: r.pid, exitStatus: r.status, exitedAt: ts(r.exitedAt) };
-      },
+      }),
 
-      pids: async (req) => {
+      Pids: method(T.PidsRequestS, T.PidsResponseS, async (req: T.IdReq) => {
         const list = await this.get(req.id).pids();
         return {
           processes: list.map(({ pid, execId }) => ({
             pid,
             info: execId
-              ? create(AnySchema, { typeUrl: ProcessDetailsSchema.typeName, value: toBinary(ProcessDetailsSchema, create(ProcessDetailsSchema, { execId })) })
+              ? packAny(T.ProcessDetailsS, { execId })
               : undefined,
           })),
         };
-      },
+      }),
 
-      pause: async (req) => {
+      Pause: method(T.PauseRequestS, EMPTY, async (req: T.IdReq) => {
         await this.get(req.id).pause();
         return {};
-      },
+      }),
 
-      resume: async (req) => {
+      Resume: method(T.ResumeRequestS, EMPTY, async (req: T.IdReq) => {
         await this.get(req.id).resume();
         return {};
-      },
+      }),
 
-      checkpoint: async (req) => {
+      Checkpoint: method(T.CheckpointTaskRequestS, EMPTY, async (req: T.CheckpointTaskRequest) => {
         await this.get(req.id).checkpoint(req.path, req.options);
         return {};
-      },
+      }),
 
-      kill: async (req) => {
+      Kill: method(T.KillRequestS, EMPTY, async (req: T.KillRequest) => {
         if (req.signal === 0 || req.signal > 64) throw errors.invalidArgument('shim.bad_signal', `invalid signal ${req.signal}`);
         await this.get(req.id).kill(req.execId, req.signal, req.all);
         return {};
-      },
+      }),
 
-      exec: async (req) => {
+      Exec: method(T.ExecProcessRequestS, EMPTY, async (req: T.ExecProcessRequest) => {
         if (!req.execId) throw errors.invalidArgument('shim.bad_exec', 'exec id is required');
         this.get(req.id).addExec(req.execId, { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, req.spec);
         return {};
-      },
+      }),
 
-      resizePty: async (req) => {
+      ResizePty: method(T.ResizePtyRequestS, EMPTY, async (req: T.ResizePtyRequest) => {
         this.get(req.id).resizePty(req.execId, req.width, req.height);
         return {};
-      },
+      }),
 
-      closeIO: async (req) => {
+      CloseIO: method(T.CloseIORequestS, EMPTY, async (req: T.CloseIORequest) => {
         if (req.stdin) this.get(req.id).closeIO(req.execId);
         return {};
-      },
+      }),
 
-      update: async (req) => {
+      Update: method(T.UpdateTaskRequestS, EMPTY, async (req: T.UpdateTaskRequest) => {
         await this.get(req.id).update(req.resources, req.annotations);
         return {};
-      },
+      }),
 
-      wait: async (req, ctx) => {
+      Wait: method(T.WaitRequestS, T.WaitResponseS, async (req: T.IdExecReq, ctx) => {
         const p = this.get(req.id).process(req.execId);
         const e = await p.wait(ctx.signal);
         return { exitStatus: e.status, exitedAt: ts(e.exitedAt) };
-      },
+      }),
 
-      stats: async (req) => {
+      Stats: method(T.StatsRequestS, T.StatsResponseS, async (req: T.IdReq) => {
         const c = this.get(req.id);
         if (!c.cgroup) throw errors.failedPrecondition('shim.no_cgroup', `container ${req.id} has no cgroup`);
-        if (c.cgroupIsV1) {
-          const m = statsV1(c.cgroup);
-          return { stats: create(AnySchema, { typeUrl: V1.MetricsSchema.typeName, value: toBinary(V1.MetricsSchema, m) }) };
-        }
-        const m = statsV2(c.cgroup);
-        return { stats: create(AnySchema, { typeUrl: V2.MetricsSchema.typeName, value: toBinary(V2.MetricsSchema, m) }) };
-      },
+        if (c.cgroupIsV1) return { stats: packAny(T.V1MetricsS, statsV1(c.cgroup)) };
+        return { stats: packAny(T.V2MetricsS, statsV2(c.cgroup)) };
+      }),
 
-      connect: async (req) => {
+      Connect: method(T.ConnectRequestS, T.ConnectResponseS, async (req: T.IdReq) => {
         const c = this.containers.get(req.id);
         return { shimPid: process.pid, taskPid: c?.init.pid ?? 0, version: SHIM_VERSION };
-      },
+      }),
 
-      shutdown: async (req) => {
+      Shutdown: method(T.ShutdownRequestS, EMPTY, async (req: T.ShutdownRequest) => {
         if (req.now || this.liveCount === 0) {
           this.log.info('shutdown requested', { now: req.now, containers: this.liveCount });
           // Reply first; exit on the next turn so the response is written.
           setImmediate(() => this.opts.onShutdown());
         }
         return {};
-      },
+      }),
     };
   }
 }

@@ -9,8 +9,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { RequestSchema, ResponseSchema } from '../api/ttrpc/ttrpc_pb.js';
+import { decodeResponse, encodeRequest } from './envelope.js';
 import { BerthError, errors, fromStatus } from '../errors.js';
 import { encodeFrame, FrameDecoder, MessageType, tooLargeError, type FrameHeader } from './frame.js';
 import { metadataToWire, type MetadataInit } from './metadata.js';
@@ -116,14 +115,14 @@ export class TtrpcClient extends EventEmitter<TtrpcClientEvents> {
 
     let frame: Buffer;
     try {
-      const req = create(RequestSchema, {
+      const req = encodeRequest({
         service,
         method,
         payload,
         timeoutNano: timeoutMs !== undefined && timeoutMs > 0 ? BigInt(Math.round(timeoutMs * 1e6)) : 0n,
         metadata: metadataToWire(opts.metadata),
       });
-      frame = encodeFrame(streamId, MessageType.Request, 0, toBinary(RequestSchema, req));
+      frame = encodeFrame(streamId, MessageType.Request, 0, req);
     } catch (err) {
       return Promise.reject(err instanceof BerthError ? err : errors.internal('ttrpc.encode', `ttrpc: encode request: ${String(err)}`, err));
     }
@@ -165,7 +164,7 @@ export class TtrpcClient extends EventEmitter<TtrpcClientEvents> {
       let status: { code: number; message: string } | undefined;
       let body: Uint8Array;
       try {
-        const res = fromBinary(ResponseSchema, payload);
+        const res = decodeResponse(payload);
         status = res.status;
         body = res.payload;
       } catch (err) {

@@ -3,8 +3,7 @@
  * value, keys may repeat), like Go's ttrpc.MD (map[string][]string).
  */
 
-import { create } from '@bufbuild/protobuf';
-import { KeyValueSchema, type KeyValue } from '../api/ttrpc/ttrpc_pb.js';
+import type { KeyValue } from './envelope.js';
 
 /** Metadata as callers pass it: one value or several per key. */
 export type MetadataInit = Readonly<Record<string, string | readonly string[]>>;
@@ -16,7 +15,7 @@ export function metadataToWire(md: MetadataInit | undefined): KeyValue[] {
   const out: KeyValue[] = [];
   for (const [key, v] of Object.entries(md)) {
     const values = typeof v === 'string' ? [v] : v;
-    for (const value of values) out.push(create(KeyValueSchema, { key, value }));
+    for (const value of values) out.push({ key, value });
   }
   return out;
 }

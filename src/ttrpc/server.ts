@@ -19,8 +19,7 @@
 
 import { lstat, mkdir, chmod, unlink, stat } from 'node:fs/promises';
 import net from 'node:net';
-import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
-import { RequestSchema, ResponseSchema, type Request } from '../api/ttrpc/ttrpc_pb.js';
+import { decodeRequest, encodeResponse, type Request } from './envelope.js';
 import { BerthError, errors, StatusCode } from '../errors.js';
 import { log as rootLog, type Logger } from '../log.js';
 import { encodeFrame, FrameDecoder, MESSAGE_LENGTH_MAX, MessageType, type FrameHeader } from './frame.js';
@@ -221,7 +220,7 @@ export class TtrpcServer {
     conn.lastStreamId = id;
     let req: Request;
     try {
-      req = fromBinary(RequestSchema, payload);
+      req = decodeRequest(payload);
     } catch (err) {
       this.respondStatus(conn, id, StatusCode.InvalidArgument, `unmarshal request error: ${err instanceof Error ? err.message : String(err)}`);
       return;
@@ -283,11 +282,7 @@ export class TtrpcServer {
 
 /** Encodes a Response frame; a too large success payload becomes a ResourceExhausted status. */
 function responseFrame(id: number, code: number, message: string, payload: Uint8Array | undefined): Buffer {
-  const res = create(ResponseSchema, {
-    status: { code, message },
-    ...(payload ? { payload } : {}),
-  });
-  const body = toBinary(ResponseSchema, res);
+  const body = encodeResponse({ status: { code, message }, ...(payload ? { payload } : {}) });
   if (body.length > MESSAGE_LENGTH_MAX) {
     return responseFrame(id, StatusCode.ResourceExhausted, `message length ${body.length} exceed maximum message size of ${MESSAGE_LENGTH_MAX}`, undefined);
   }
