@@ -5,16 +5,32 @@
  * Each user declares its own functions on `lib`; both are shared process-wide.
  */
 import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 
 export type Koffi = typeof import('koffi');
 export type LibC = ReturnType<Koffi['load']>;
 
 let loaded: { koffi: Koffi; lib: LibC } | undefined;
 
+/**
+ * The koffi addon itself. koffi's index.js also pulls in its installer's modules (https, tls,
+ * zlib, crypto: ~1.5 MiB in every shim process) just to find the addon; the addon exposes the
+ * same API, so it is loaded from its known place, and through index.js only if that fails.
+ */
+function loadKoffi(): Koffi {
+  const require = createRequire(import.meta.url);
+  try {
+    const dir = dirname(require.resolve('koffi'));
+    return require(join(dir, 'build', 'koffi', `${process.platform}_${process.arch}`, 'koffi.node')) as Koffi;
+  } catch {
+    return require('koffi') as Koffi;
+  }
+}
+
 /** koffi and libc.so.6; throws when koffi cannot load (non-glibc host, missing addon). */
 export function libc(): { koffi: Koffi; lib: LibC } {
   if (!loaded) {
-    const koffi = createRequire(import.meta.url)('koffi') as Koffi;
+    const koffi = loadKoffi();
     loaded = { koffi, lib: koffi.load('libc.so.6') };
   }
   return loaded;
