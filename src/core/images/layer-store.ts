@@ -1,21 +1,36 @@
 /**
  * LayerStore over a snapshotter: unpacked layers are committed snapshots named by chain id.
+ *
+ * Layers unpack on worker threads (unpack/pool.ts). A layer may be applied while its parent is
+ * still being applied by this store: it starts extracting at once and commits after the parent
+ * (see unpack-layer.ts), so a pull can keep both cores busy.
  */
-import { pipeline } from 'node:stream';
 import { isBerthError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Snapshotter } from '../snapshots/types.js';
-import { decompress } from '../unpack/decompress.js';
+import { UnpackPool } from '../unpack/pool.js';
 import { unpackLayer } from '../unpack/unpack-layer.js';
 import type { LayerStore } from './ports.js';
 
 const isChainID = (key: string) => /^sha256:[a-f0-9]{64}$/.test(key);
 
 export class SnapshotLayerStore implements LayerStore {
+  /** Applies in progress by chain id; each settles once its snapshot is committed (or failed). */
+  private readonly inflight = new Map<string, Promise<void>>();
+  readonly pool: UnpackPool;
+
   constructor(
     private readonly sn: Snapshotter,
     private readonly log: Logger,
-  ) {}
+    opts: { pool?: UnpackPool } = {},
+  ) {
+    this.pool = opts.pool ?? new UnpackPool();
+  }
+
+  /** How many layers are worth applying at the same time (one per unpack worker). */
+  get parallelism(): number {
+    return Math.max(1, this.pool.size);
+  }
 
   /** Remove snapshots of unpacks that were interrupted (berthd killed mid-pull). */
   async cleanupInterrupted(): Promise<number> {
@@ -38,13 +53,39 @@ export class SnapshotLayerStore implements LayerStore {
     }
   }
 
-  async apply(a: Parameters<LayerStore['apply']>[0]): Promise<void> {
-    const tar = decompress(a.compression);
-    pipeline(a.stream, tar, () => undefined);
-    const onAbort = () => tar.destroy(a.signal?.reason instanceof Error ? a.signal.reason : new Error('pull aborted'));
+  apply(a: Parameters<LayerStore['apply']>[0]): Promise<void> {
+    // Synchronous up to here on purpose: the worker slot and the in-flight entry are taken in
+    // call order, so a parent always gets a worker before its child asks for one.
+    const worker = this.pool.reserve();
+    const parentReady = a.parentChainID !== undefined ? this.inflight.get(a.parentChainID) : undefined;
+    const done = this.applyNow(a, worker, parentReady);
+    this.inflight.set(a.chainID, done);
+    done
+      .catch(() => undefined)
+      .finally(() => {
+        if (this.inflight.get(a.chainID) === done) this.inflight.delete(a.chainID);
+      });
+    return done;
+  }
+
+  private async applyNow(
+    a: Parameters<LayerStore['apply']>[0],
+    worker: ReturnType<UnpackPool['reserve']>,
+    parentReady: Promise<void> | undefined,
+  ): Promise<void> {
+    const onAbort = () => a.stream.destroy(a.signal?.reason instanceof Error ? a.signal.reason : new Error('pull aborted'));
     a.signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      await unpackLayer(this.sn, { chainID: a.chainID, parentChainID: a.parentChainID, tarStream: tar, expectedDiffID: a.diffID });
+      if (a.signal?.aborted) onAbort();
+      await unpackLayer(this.sn, {
+        chainID: a.chainID,
+        parentChainID: a.parentChainID,
+        tarStream: a.stream,
+        compression: a.compression,
+        expectedDiffID: a.diffID,
+        worker,
+        parentReady,
+      });
     } finally {
       a.signal?.removeEventListener('abort', onAbort);
     }

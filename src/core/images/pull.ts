@@ -17,6 +17,7 @@ import { selectManifest, type PlatformMatcher } from './platform.js';
 import type { Credentials, LayerStore, Remote } from './ports.js';
 import { referenceString, type Reference } from './reference.js';
 import { chainIDs } from '../snapshots/chainid.js';
+import { FileSource } from '../unpack/file-source.js';
 
 export type LayerStatus = 'waiting' | 'downloading' | 'downloaded' | 'unpacking' | 'done' | 'exists';
 
@@ -130,6 +131,12 @@ export async function pullImage(
   }
 }
 
+/** Layers applied at the same time: what the layer store can use (one per unpack worker). */
+function unpackSlots(store: LayerStore): number {
+  const p = (store as LayerStore & { parallelism?: unknown }).parallelism;
+  return typeof p === 'number' && Number.isInteger(p) && p > 0 ? p : 1;
+}
+
 type LayerSource = { kind: 'stored' } | { kind: 'stream'; stream: Readable; done: Promise<unknown> };
 
 async function fetchAndUnpack(
@@ -205,9 +212,16 @@ async function fetchAndUnpack(
     }
   };
 
+  // Layers unpack `slots` at a time, started in chain order (the layer store commits them in
+  // order); the others download meanwhile.
+  const slots = unpackSlots(deps.layers);
+  const running = new Set<Promise<void>>();
+  const applies: Promise<void>[] = [];
   try {
     // The unpacker claims the first layer before the pool starts, so it streams.
     for (let i = first; i < layers.length; i++) {
+      while (running.size >= slots) await Promise.race(running);
+      if (ac.signal.aborted) throw ac.signal.reason ?? errors.canceled('image.pull_canceled', 'pull canceled');
       const desc = layers[i]!;
       let source: LayerSource;
       if (!stored[i] && (await deps.content.has(desc.digest))) {
@@ -226,23 +240,32 @@ async function fetchAndUnpack(
         for (let w = 0; w < n; w++) workers.push(worker().catch((err: unknown) => ac.abort(err)));
       }
       progress.set(i, { status: 'unpacking' });
-      const stream = source.kind === 'stream' ? source.stream : await deps.content.createReadStream(desc.digest);
-      await deps.layers.apply({
-        chainID: chain[i]!,
-        parentChainID: i > 0 ? chain[i - 1] : undefined,
-        diffID: diffIDs[i]!,
-        compression: layerCompression(desc.mediaType),
-        stream,
-        signal: ac.signal,
-      });
-      if (source.kind === 'stream') await source.done;
-      progress.set(i, { status: 'done', fetched: desc.size });
-      if (ac.signal.aborted) throw ac.signal.reason ?? errors.canceled('image.pull_canceled', 'pull canceled');
+      // A stored blob goes to the unpacker as a file it can read itself (see FileSource).
+      const stream = source.kind === 'stream' ? source.stream : new FileSource(deps.content.blobPath(desc.digest));
+      const applied = deps.layers
+        .apply({
+          chainID: chain[i]!,
+          parentChainID: i > 0 ? chain[i - 1] : undefined,
+          diffID: diffIDs[i]!,
+          compression: layerCompression(desc.mediaType),
+          stream,
+          signal: ac.signal,
+        })
+        .then(async () => {
+          if (source.kind === 'stream') await source.done;
+          progress.set(i, { status: 'done', fetched: desc.size });
+        });
+      applies.push(applied);
+      running.add(applied);
+      // Handled here; the failure itself surfaces through Promise.race / Promise.all below.
+      applied.catch(() => undefined).finally(() => running.delete(applied));
     }
+    await Promise.all(applies);
+    if (ac.signal.aborted) throw ac.signal.reason ?? errors.canceled('image.pull_canceled', 'pull canceled');
     await Promise.all(workers);
   } catch (err) {
     ac.abort(err);
-    await Promise.allSettled([...workers, ...stored.filter((p): p is Promise<void> => p !== undefined)]);
+    await Promise.allSettled([...applies, ...workers, ...stored.filter((p): p is Promise<void> => p !== undefined)]);
     throw err;
   } finally {
     signal?.removeEventListener('abort', onAbort);

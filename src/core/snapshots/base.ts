@@ -84,12 +84,12 @@ export abstract class DirSnapshotter implements Snapshotter {
     }
   }
 
-  async commit(name: string, key: string, labels?: Record<string, string>): Promise<void> {
+  async commit(name: string, key: string, labels?: Record<string, string>, measured?: SnapshotUsage): Promise<void> {
     const row = this.meta.mustGet(key);
     if (row.kind !== 'active') {
       throw errors.failedPrecondition('snapshot.not_active', `snapshot ${JSON.stringify(key)} is ${row.kind}, not active`);
     }
-    const usage = await diskUsage(this.fsDir(row.id));
+    const usage = measured ?? (await diskUsage(this.fsDir(row.id)));
     this.meta.commit(name, key, labels, usage);
     // The workdir only serves mounts of the active snapshot.
     await rm(this.workDir(row.id), { recursive: true, force: true });

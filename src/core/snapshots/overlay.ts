@@ -6,7 +6,8 @@
  * `<root>/snapshots/<id>/fs:` ≈ root length + 18 bytes, so with a 40-byte root about 70
  * layers fit; longer chains fail with mount.options_too_long rather than a cryptic EINVAL.
  */
-import { mkdir, mkdtemp, rm, writeFile, readFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, rename, rm, rmdir, writeFile, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DirSnapshotter } from './base.js';
 import type { SnapshotRow } from './metastore.js';
@@ -45,6 +46,20 @@ export class OverlaySnapshotter extends DirSnapshotter {
 
   protected override applyTargetOf(row: SnapshotRow, parents: SnapshotRow[]): ApplyTarget {
     return { dir: this.fsDir(row.id), mode: 'overlay', lowers: parents.map((p) => this.fsDir(p.id)) };
+  }
+
+  /** Under snapshots/ (same filesystem: adopting is a rename); init() removes leftovers. */
+  async createStaging(): Promise<string> {
+    const dir = join(this.root, 'snapshots', `staging-${randomBytes(6).toString('hex')}`);
+    // Same mode as a snapshot's own fs dir: it becomes one.
+    await mkdir(dir, { mode: 0o755 });
+    return dir;
+  }
+
+  async adoptStaging(key: string, dir: string): Promise<void> {
+    const target = await this.applyTarget(key);
+    await rmdir(target.dir); // still empty: nothing was applied to it
+    await rename(dir, target.dir);
   }
 }
 

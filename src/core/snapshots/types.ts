@@ -46,7 +46,11 @@ export interface Snapshotter {
   readonly root: string;
   prepare(key: string, parent?: string, labels?: Record<string, string>): Promise<Mount[]>;
   view(key: string, parent?: string, labels?: Record<string, string>): Promise<Mount[]>;
-  commit(name: string, key: string, labels?: Record<string, string>): Promise<void>;
+  /**
+   * `usage`: the snapshot's disk usage when the caller has just measured it (an unpack worker
+   * does); otherwise the snapshot is walked here.
+   */
+  commit(name: string, key: string, labels?: Record<string, string>, usage?: SnapshotUsage): Promise<void>;
   mounts(key: string): Promise<Mount[]>;
   remove(key: string): Promise<void>;
   stat(key: string): Promise<SnapshotInfo>;
@@ -55,5 +59,13 @@ export interface Snapshotter {
   /** Bytes and inodes used under the snapshot root (ImageFsInfo). */
   totalUsage(): Promise<SnapshotUsage>;
   applyTarget(key: string): Promise<ApplyTarget>;
+  /**
+   * overlay only: a fresh empty directory on the snapshots' filesystem where a layer can be
+   * extracted before its parent is committed (its prepare must wait for the parent). Left-over
+   * staging dirs are removed by the next start.
+   */
+  createStaging?(): Promise<string>;
+  /** overlay only: moves a staging dir in as the (still empty) layer dir of active snapshot `key`. */
+  adoptStaging?(key: string, dir: string): Promise<void>;
   close(): void;
 }

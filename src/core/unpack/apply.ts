@@ -1,7 +1,7 @@
 /**
  * applyLayer: extracts one uncompressed layer tar into a directory, computing its diffID.
  *
- * tar-stream only parses; every filesystem write is done here, confined to the root through
+ * tar-reader.ts only parses; every filesystem write is done here, confined to the root through
  * RootResolver (see resolve.ts). Rules that keep a hostile layer inside the root:
  *  - entry paths are cleaned lexically against the root ("..", "/abs" stay inside);
  *  - parent directories are resolved component by component with lstat, symlinks followed
@@ -18,15 +18,14 @@
  */
 import { createHash } from 'node:crypto';
 import { constants as fsc, type Stats } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, symlink } from './fsops.js';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, symlink, type SyncHandle } from './fsops.js';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { Transform, type Readable, type TransformCallback } from 'node:stream';
-import tar from 'tar-stream';
+import type { Readable } from 'node:stream';
 import { errors, isBerthError } from '../../errors.js';
-import { RootResolver, cleanComponents, joinRel, removeAll, OPAQUE_XATTR } from './resolve.js';
+import { RootResolver, cleanComponents, joinRel, removeAll, OPAQUE_XATTR, type PendingLowers } from './resolve.js';
 import { lsetxattr, mknod, S_IFBLK, S_IFCHR, S_IFIFO } from './sys.js';
 import { parseWhiteout } from './whiteout.js';
+import { readTar, type TarHeader } from './tar-reader.js';
 
 export type WhiteoutMode = 'overlay' | 'native';
 
@@ -35,6 +34,11 @@ export interface ApplyOptions {
   mode?: WhiteoutMode;
   /** overlay mode: the lower layer dirs, newest first (for parent lookups). */
   lowers?: readonly string[];
+  /**
+   * overlay mode, instead of `lowers`: the parent layer is still being unpacked; this resolves
+   * to the lower dirs once it is committed, and is called only if a lookup needs them.
+   */
+  pendingLowers?: PendingLowers;
 }
 
 export interface ApplyResult {
@@ -44,8 +48,7 @@ export interface ApplyResult {
   diffID: string;
 }
 
-/** Extended tar header as produced by tar-stream (its typings omit `pax`). */
-type Header = Omit<tar.Header, 'pax' | 'type'> & { pax?: Record<string, string> | null; type: tar.Header['type'] | null };
+type Header = TarHeader;
 
 type Body = AsyncIterable<Uint8Array>;
 
@@ -73,16 +76,17 @@ function mtimeOf(h: Header): number {
 /** xattrs from PAX records: SCHILY.xattr.NAME=value and LIBARCHIVE.xattr.NAME(url-enc)=base64. */
 function xattrsOf(h: Header): Array<[string, Buffer]> {
   const out: Array<[string, Buffer]> = [];
-  for (const [k, v] of Object.entries(h.pax ?? {})) {
+  if (h.paxBytes === null) return out;
+  for (const [k, v] of h.paxBytes) {
     let name: string;
     let value: Buffer;
     if (k.startsWith('SCHILY.xattr.')) {
       name = k.slice('SCHILY.xattr.'.length);
-      // tar-stream decodes PAX values as UTF-8; non-UTF-8 binary values cannot be recovered.
-      value = Buffer.from(v, 'utf8');
+      // The raw bytes: values such as security.capability are binary.
+      value = Buffer.from(v);
     } else if (k.startsWith('LIBARCHIVE.xattr.')) {
       name = decodeURIComponent(k.slice('LIBARCHIVE.xattr.'.length));
-      value = Buffer.from(v, 'base64');
+      value = Buffer.from(v.toString('latin1'), 'base64');
     } else continue;
     // Overlay's own attributes would let a layer forge opaque dirs or redirects.
     if (name.startsWith('trusted.overlay.')) continue;
@@ -103,19 +107,22 @@ function setXattrs(abs: string, xattrs: Array<[string, Buffer]>): void {
   }
 }
 
-class Hasher extends Transform {
+/** Passes the chunks of `src` on, hashing and counting them (the layer's DiffID and size). */
+class Hasher {
   readonly hash = createHash('sha256');
   bytes = 0;
-  override _transform(chunk: Buffer, _e: BufferEncoding, cb: TransformCallback): void {
-    this.hash.update(chunk);
-    this.bytes += chunk.length;
-    cb(null, chunk);
+  async *through(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+    for await (const chunk of src) {
+      this.hash.update(chunk);
+      this.bytes += chunk.length;
+      yield chunk;
+    }
   }
 }
 
 async function lstatOrNull(abs: string): Promise<Stats | null> {
   try {
-    return await lstat(abs);
+    return (await lstat(abs, { throwIfNoEntry: false })) ?? null;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
     throw err;
@@ -132,7 +139,10 @@ class LayerWriter {
 
   constructor(private readonly root: string, opts: ApplyOptions) {
     this.mode = opts.mode ?? 'native';
-    this.resolver = new RootResolver(root, this.mode === 'overlay' ? opts.lowers ?? [] : []);
+    this.resolver =
+      this.mode === 'overlay' && opts.pendingLowers
+        ? new RootResolver(root, [], opts.pendingLowers)
+        : new RootResolver(root, this.mode === 'overlay' ? opts.lowers ?? [] : []);
   }
 
   async entry(h: Header, body: Body): Promise<void> {
@@ -182,7 +192,6 @@ class LayerWriter {
       case 'contiguous-file':
       case null:
       case undefined:
-        await this.replace(abs);
         await this.writeFile(abs, h, body);
         break;
       case 'symlink':
@@ -234,7 +243,16 @@ class LayerWriter {
   }
 
   private async writeFile(abs: string, h: Header, body: Body): Promise<void> {
-    const fh = await open(abs, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW, 0o600);
+    const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
+    let fh: SyncHandle;
+    try {
+      // Usually nothing is there yet: try first instead of an lstat per file.
+      fh = await open(abs, flags, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      await this.replace(abs);
+      fh = await open(abs, flags, 0o600);
+    }
     try {
       for await (const chunk of body) await fh.write(chunk);
       // chown first: it clears setuid/setgid and file capabilities, which come after.
@@ -316,15 +334,11 @@ async function drain(body: Body): Promise<void> {
  */
 export async function applyLayer(tarStream: Readable, root: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
   const hasher = new Hasher();
-  const extract = tar.extract();
   const writer = new LayerWriter(root, opts);
-  const piping = pipeline(tarStream, hasher, extract);
-  piping.catch(() => {});
   try {
-    for await (const entry of extract) {
-      await writer.entry(entry.header as Header, entry as unknown as Body);
+    for await (const entry of readTar(hasher.through(tarStream))) {
+      await writer.entry(entry.header, entry.body);
     }
-    await piping;
     await writer.finish();
   } catch (err) {
     tarStream.destroy();

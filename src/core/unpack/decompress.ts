@@ -30,10 +30,10 @@ export function compressionOf(mediaType: string): Compression {
 }
 
 /** A Transform from compressed bytes to the uncompressed tar stream. */
-export function decompress(compression: Compression): Transform {
+export function decompress(compression: Compression, opts: { chunkSize?: number } = {}): Transform {
   switch (compression) {
     case 'gzip':
-      return createGunzip();
+      return createGunzip(opts.chunkSize ? { chunkSize: opts.chunkSize } : {});
     case 'zstd':
       return new ZstdDecompressStream();
     case 'none':

@@ -10,7 +10,11 @@
  */
 import * as fs from 'node:fs';
 
-export const lstat = async (p: string): Promise<fs.Stats> => fs.lstatSync(p);
+export function lstat(p: string): Promise<fs.Stats>;
+export function lstat(p: string, o: { throwIfNoEntry: false }): Promise<fs.Stats | undefined>;
+export async function lstat(p: string, o?: { throwIfNoEntry: false }): Promise<fs.Stats | undefined> {
+  return o ? fs.lstatSync(p, o) : fs.lstatSync(p);
+}
 export const readlink = async (p: string): Promise<string> => fs.readlinkSync(p);
 export const mkdir = async (p: string, o: { mode: number }): Promise<void> => void fs.mkdirSync(p, o);
 export const chmod = async (p: string, mode: number): Promise<void> => fs.chmodSync(p, mode);

@@ -13,6 +13,13 @@
  * A parent missing in the upper dir is looked up in the lowers (honouring whiteouts and opaque
  * dirs); a lower directory is re-created in the upper dir with the same owner and mode, and a
  * lower symlink is followed with the same root-confined rules.
+ *
+ * The lowers may be unknown when extraction starts (a layer unpacked while its parent is still
+ * being unpacked): they are then fetched through `pendingLowers` the first time a lookup really
+ * needs them. Which lower layers merge into a directory is computed lazily for the same reason;
+ * computing it later gives the same answer as computing it at first resolution, because it only
+ * depends on the (read-only) lowers and on the upper dir's opaque flag, which markOpaque and
+ * the lazy computation both honour.
  */
 import { lstat, mkdir, readlink, chmod, lchown, rm, unlink } from './fsops.js';
 import type { Stats } from 'node:fs';
@@ -51,7 +58,9 @@ function isWhiteoutDevice(st: Stats): boolean {
 
 async function lstatOrNull(path: string): Promise<Stats | null> {
   try {
-    return await lstat(path);
+    // throwIfNoEntry: a missing entry is the common case; building an exception costs more
+    // than the syscall.
+    return (await lstat(path, { throwIfNoEntry: false })) ?? null;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return null;
@@ -72,10 +81,20 @@ type LowerHit =
 /** A resolved real directory; `children` maps a lexical child name to where it resolves. */
 interface DirNode {
   real: string;
+  /** The real parent directory (null for the root). */
+  parent: DirNode | null;
+  /** Base name of `real` in `parent`. */
+  name: string;
   children: Map<string, DirNode>;
-  /** Indices of the lower layers whose directory at `real` merges into it (overlay mode). */
-  layers: number[];
+  /**
+   * Indices of the lower layers whose directory at `real` merges into it (overlay mode);
+   * undefined until a lookup below this directory needs it.
+   */
+  layers?: number[];
 }
+
+/** Supplies the lower layer dirs (newest first) once they exist. */
+export type PendingLowers = () => Promise<readonly string[]>;
 
 export class RootResolver {
   /**
@@ -88,17 +107,46 @@ export class RootResolver {
   /** Number of lstat calls made in the upper dir (exposed to check the linear-time bound). */
   lstatCalls = 0;
 
+  private lowers: readonly string[] | null;
+
+  /**
+   * `lowers`: the lower layer dirs, newest first. With `pendingLowers` instead, they are asked
+   * for only when a lookup needs them (which may wait until the parent layer is committed).
+   */
   constructor(
     readonly root: string,
-    private readonly lowers: readonly string[] = [],
+    lowers: readonly string[] = [],
+    private readonly pendingLowers?: PendingLowers,
   ) {
+    this.lowers = pendingLowers ? null : lowers;
     this.invalidate();
   }
 
   /** Forget cached resolutions (after a directory or symlink was removed or replaced). */
   invalidate(): void {
-    this.top = { real: '', children: new Map(), layers: this.lowers.map((_, i) => i) };
+    this.top = { real: '', parent: null, name: '', children: new Map() };
     this.nodes = new Map([['', this.top]]);
+  }
+
+  private async getLowers(): Promise<readonly string[]> {
+    if (this.lowers === null) this.lowers = [...(await this.pendingLowers!())];
+    return this.lowers;
+  }
+
+  /** The lower layers merging into `node` (computed on first need, see the module comment). */
+  private async layersOf(node: DirNode): Promise<number[]> {
+    if (node.layers !== undefined) return node.layers;
+    const lowers = await this.getLowers();
+    let layers: number[];
+    if (node.parent === null) layers = lowers.map((_, i) => i);
+    else if (lowers.length === 0 || isOpaque(join(this.root, node.real))) layers = [];
+    else {
+      const hit = await this.lookupLower(node.parent, node.name);
+      layers = hit?.kind === 'dir' ? hit.layers : [];
+    }
+    // A concurrent computation may have finished first (or markOpaque run): keep the first.
+    node.layers ??= layers;
+    return node.layers;
   }
 
   /**
@@ -113,6 +161,11 @@ export class RootResolver {
   markOpaque(real: string): void {
     const n = this.nodes.get(real);
     if (n) n.layers = [];
+  }
+
+  /** Whether this resolver ever had to wait for pending lowers (exposed for tests). */
+  get lowersFetched(): boolean {
+    return this.pendingLowers !== undefined && this.lowers !== null;
   }
 
   /**
@@ -140,10 +193,11 @@ export class RootResolver {
     return node;
   }
 
-  private known(real: string, layers: number[]): DirNode {
+  private known(parent: DirNode, name: string, layers?: number[]): DirNode {
+    const real = joinRel(parent.real, name);
     let n = this.nodes.get(real);
     if (!n) {
-      n = { real, children: new Map(), layers };
+      n = { real, parent, name, children: new Map(), layers };
       this.nodes.set(real, n);
     }
     return n;
@@ -157,18 +211,15 @@ export class RootResolver {
 
     this.lstatCalls++;
     const st = await lstatOrNull(abs);
-    if (st?.isDirectory()) {
-      const known = this.nodes.get(real);
-      return known ?? this.known(real, await this.mergedLayers(parentNode, name, abs));
-    }
+    if (st?.isDirectory()) return this.known(parentNode, name);
     if (st?.isSymbolicLink()) return this.follow(parent, await readlink(abs), create, hops);
-    if (st && this.lowers.length > 0 && isWhiteoutDevice(st)) {
+    if (st && isWhiteoutDevice(st) && (await this.getLowers()).length > 0) {
       // Deleted earlier in this layer, now needed as a directory again: an opaque new dir.
       if (!create) return null;
       await unlink(abs);
       await mkdir(abs, { mode: 0o755 });
       lsetxattr(abs, OPAQUE_XATTR, Buffer.from('y'));
-      return this.known(real, []);
+      return this.known(parentNode, name, []);
     }
     if (st) {
       throw errors.invalidArgument('unpack.not_a_directory', `layer path "${real}" is used as a directory but is not one`);
@@ -185,7 +236,7 @@ export class RootResolver {
       await lchown(abs, hit.st.uid, hit.st.gid);
       await chmod(abs, hit.st.mode & 0o7777);
     }
-    return this.known(real, hit?.kind === 'dir' ? hit.layers : []);
+    return this.known(parentNode, name, hit?.kind === 'dir' ? hit.layers : []);
   }
 
   private async follow(parent: string, target: string, create: boolean, hops: { n: number }): Promise<DirNode | null> {
@@ -196,24 +247,19 @@ export class RootResolver {
     return this.walk(cleanComponents(target, base), create, hops);
   }
 
-  /** Lower layers merging into the existing upper dir at `abs` (empty when opaque or no lowers). */
-  private async mergedLayers(parentNode: DirNode, name: string, abs: string): Promise<number[]> {
-    if (this.lowers.length === 0 || isOpaque(abs)) return [];
-    const hit = await this.lookupLower(parentNode, name);
-    return hit?.kind === 'dir' ? hit.layers : [];
-  }
-
   /**
    * The topmost lower entry at parent/name in the merged view of the lower layers, or null when
    * absent or whited out. Only layers where `parent` is a real directory are consulted, so an
    * lstat here never traverses a symlink inside a lower layer.
    */
   private async lookupLower(parentNode: DirNode, name: string): Promise<LowerHit | null> {
-    const layers = parentNode.layers;
+    const layers = await this.layersOf(parentNode);
+    if (layers.length === 0) return null;
+    const lowers = this.lowers!;
     const parent = parentNode.real;
     for (let k = 0; k < layers.length; k++) {
       const idx = layers[k]!;
-      const p = join(this.lowers[idx]!, parent, name);
+      const p = join(lowers[idx]!, parent, name);
       const st = await lstatOrNull(p);
       if (!st) continue;
       if (isWhiteoutDevice(st)) return null;
@@ -222,7 +268,7 @@ export class RootResolver {
       const merged = [idx];
       if (!isOpaque(p)) {
         for (const j of layers.slice(k + 1)) {
-          const q = join(this.lowers[j]!, parent, name);
+          const q = join(lowers[j]!, parent, name);
           const sq = await lstatOrNull(q);
           if (!sq) continue;
           if (!sq.isDirectory()) break;
