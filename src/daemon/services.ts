@@ -225,6 +225,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       await streaming.stop();
       await tasks.close();
       await remote.close();
+      await layers.pool.close();
       snapshotter.close();
     },
   };

@@ -221,7 +221,15 @@ test('berthd killed mid-pull: the next start cleans up and the next pull succeed
   // Wait until bytes are landing in the ingest directory, then crash the daemon.
   const ingest = join(d.root, 'content', 'ingest');
   const deadline = Date.now() + 10_000;
-  while (Date.now() < deadline && !(existsSync(ingest) && readdirSync(ingest).some((n) => lstatSync(join(ingest, n)).size > 0))) await new Promise((r) => setTimeout(r, 5));
+  // An ingest file can be renamed away between readdir and lstat (a finished blob): not yet.
+  const sizeOf = (n: string): number => {
+    try {
+      return lstatSync(join(ingest, n)).size;
+    } catch {
+      return 0;
+    }
+  };
+  while (Date.now() < deadline && !(existsSync(ingest) && readdirSync(ingest).some((n) => sizeOf(n) > 0))) await new Promise((r) => setTimeout(r, 5));
   await d.kill9();
   await pull;
   await d.restart();

@@ -46,4 +46,6 @@ export interface LayerStore {
   /** Remove unpacked layers whose chain id is not in `keep` (leaves before parents). */
   prune(keep: Set<string>): Promise<string[]>;
   usage(): Promise<{ bytes: number; inodes: number; mountpoint: string }>;
+  /** How many layers it can apply at the same time (unpack workers); 1 when absent. */
+  readonly parallelism?: number;
 }

@@ -133,8 +133,8 @@ export async function pullImage(
 
 /** Layers applied at the same time: what the layer store can use (one per unpack worker). */
 function unpackSlots(store: LayerStore): number {
-  const p = (store as LayerStore & { parallelism?: unknown }).parallelism;
-  return typeof p === 'number' && Number.isInteger(p) && p > 0 ? p : 1;
+  const p = store.parallelism;
+  return p !== undefined && Number.isInteger(p) && p > 0 ? p : 1;
 }
 
 type LayerSource = { kind: 'stored' } | { kind: 'stream'; stream: Readable; done: Promise<unknown> };
