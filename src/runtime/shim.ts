@@ -31,6 +31,8 @@ export class ShimHandle {
   /** Task ids hosted here (including ones being created). */
   readonly tasks = new Set<string>();
   dead = false;
+  /** Adopted from the warm pool: it may go back there once it hosts nothing. */
+  fromWarm = false;
   /** True once we decided to shut it down: its connection closing is expected. */
   retiring = false;
   /** Set while a lost connection is being examined; resolves true if reconnected. */

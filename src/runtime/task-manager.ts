@@ -422,6 +422,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     await writeFile(join(paths.dir, 'address'), `unix://${target}`);
     await writeFile(join(paths.dir, 'shim.pid'), String(w.pid));
     const s = new ShimHandle({ ...ident, address: target }, w.client, w.pid);
+    s.fromWarm = true;
     this.adoptHandle(s);
     return s;
   }
@@ -434,6 +435,8 @@ export class TaskManager extends EventEmitter<TaskEvents> {
       s.retiring = true;
       if (this.groups.get(s.id.key) === s) this.groups.delete(s.id.key);
       if (this.byAddress.get(s.id.address) === s) this.byAddress.delete(s.id.address);
+      // A shim from the warm pool goes back to it (the pool owns its connection from now on).
+      if (s.fromWarm && s.pid && this.warm && (await this.warm.recycle({ namespace: s.id.namespace, socket: s.id.address, pid: s.pid, client: s.client }))) return;
       try {
         await s.task.shutdown({ id: '', now: false }, { timeoutMs: this.rpcTimeoutMs });
       } catch {

@@ -12,7 +12,7 @@
  */
 import { spawn } from 'node:child_process';
 import { openSync, closeSync, readdirSync } from 'node:fs';
-import { rm, writeFile } from 'node:fs/promises';
+import { rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type net from 'node:net';
@@ -45,9 +45,14 @@ export interface WarmPoolOptions {
 
 export const WARM_PREFIX = 'warm-';
 
+/** Quiet time after a take before the pool tops up a spare it still has (see take()). */
+export const REFILL_DELAY_MS = 1000;
+
 export class WarmPool {
   private readonly idle = new Map<string, WarmShim[]>();
   private readonly filling = new Map<string, number>();
+  /** Delayed refills, per namespace. */
+  private readonly timers = new Map<string, NodeJS.Timeout>();
   /** Spawns in flight (each ends adopted into the pool, or shut down when closed meanwhile). */
   private readonly starting = new Set<Promise<void>>();
   private closed = false;
@@ -73,7 +78,12 @@ export class WarmPool {
     return [...this.idle.values()].flat().map((w) => ({ namespace: w.namespace, pid: w.pid, socket: w.socket }));
   }
 
-  /** A live warm shim for `ns`, removed from the pool (which refills behind it). */
+  /**
+   * A live warm shim for `ns`, removed from the pool, which refills behind it: at once when it
+   * is empty, else once takes pause for REFILL_DELAY_MS. Booting a Node process is ~200 ms of
+   * CPU; on a small node, doing it right away competes with the `runc create` the adopted shim
+   * is about to run (and with the next pods of a burst), so a spare left in the pool waits.
+   */
   take(ns: string): WarmShim | undefined {
     const list = this.idle.get(ns);
     let w: WarmShim | undefined;
@@ -84,8 +94,20 @@ export class WarmPool {
         break;
       }
     }
-    this.refill(ns);
+    if ((list?.length ?? 0) === 0) this.refill(ns);
+    else this.refillLater(ns);
     return w;
+  }
+
+  private refillLater(ns: string): void {
+    const old = this.timers.get(ns);
+    if (old) clearTimeout(old);
+    const t = setTimeout(() => {
+      this.timers.delete(ns);
+      this.refill(ns);
+    }, REFILL_DELAY_MS);
+    t.unref();
+    this.timers.set(ns, t);
   }
 
   /** Puts back a shim that was taken but not used. */
@@ -105,15 +127,7 @@ export class WarmPool {
         .then((w) => {
           // Closed while it was starting: close() waits for this shutdown.
           if (this.closed) return shutdownWarm(w);
-          const list = this.idle.get(ns) ?? [];
-          list.push(w);
-          this.idle.set(ns, list);
-          // A warm shim that dies while idle just leaves the pool.
-          w.client.once('close', () => {
-            const l = this.idle.get(ns);
-            const at = l?.indexOf(w) ?? -1;
-            if (l && at >= 0) l.splice(at, 1);
-          });
+          this.addIdle(w);
         })
         .catch((err: unknown) => this.o.log.warn('warm shim failed to start', { ns, err }))
         .finally(() => {
@@ -122,6 +136,48 @@ export class WarmPool {
         });
       this.starting.add(p);
     }
+  }
+
+  private addIdle(w: WarmShim): void {
+    const list = this.idle.get(w.namespace) ?? [];
+    list.push(w);
+    this.idle.set(w.namespace, list);
+    // A warm shim that dies while idle just leaves the pool.
+    w.client.once('close', () => {
+      const l = this.idle.get(w.namespace);
+      const at = l?.indexOf(w) ?? -1;
+      if (l && at >= 0) l.splice(at, 1);
+    });
+  }
+
+  /**
+   * Takes back a shim whose last task is gone (it came from this pool and hosts nothing now),
+   * if the pool has room: its socket, pid and log files get a fresh warm name. Pod churn then
+   * costs no Node boot at all. False when the pool is full or closed (the caller shuts it down).
+   */
+  async recycle(w: WarmShim): Promise<boolean> {
+    const ns = w.namespace;
+    if (this.closed || !this.o.namespaces.includes(ns) || !w.client.isOpen) return false;
+    if ((this.idle.get(ns)?.length ?? 0) + (this.filling.get(ns) ?? 0) >= this.o.size) return false;
+    const socket = join(this.o.shimStateDir, `${WARM_PREFIX}${randomBytes(6).toString('hex')}.sock`);
+    try {
+      await rename(w.socket, socket);
+    } catch {
+      return false;
+    }
+    await rename(`${w.socket}.pid`, `${socket}.pid`).catch(() => writeFile(`${socket}.pid`, String(w.pid)));
+    await rename(`${w.socket}.log`, `${socket}.log`).catch(() => undefined);
+    if (this.closed) {
+      await shutdownWarm({ ...w, socket });
+      return true;
+    }
+    this.addIdle({ ...w, socket });
+    const t = this.timers.get(ns);
+    if (t && (this.idle.get(ns)?.length ?? 0) >= this.o.size) {
+      clearTimeout(t);
+      this.timers.delete(ns);
+    }
+    return true;
   }
 
   private async spawnOne(namespace: string): Promise<WarmShim> {
@@ -167,6 +223,8 @@ export class WarmPool {
   /** Shuts the idle warm shims down (they host nothing). */
   async close(): Promise<void> {
     this.closed = true;
+    for (const t of this.timers.values()) clearTimeout(t);
+    this.timers.clear();
     // Shims still starting would outlive berthd (it exits right after close): wait for them.
     await Promise.allSettled([...this.starting]);
     const all = [...this.idle.values()].flat();

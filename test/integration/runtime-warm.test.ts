@@ -45,6 +45,49 @@ describe('warm berth shims', { skip: !isRoot && 'needs root' }, () => {
     assert.equal(alive(next.pid), false, 'idle warm shim shut down on close');
     assert.equal(existsSync(next.socket), false, "idle warm socket removed");
   });
+
+  test('a pod shim whose last task is deleted goes back to the pool and serves the next pod', async () => {
+    const tm = h.manager({ warm: { namespaces: [h.ns], size: 2 } });
+    await tm.init();
+    await tm.warmReady();
+    const before = tm.warmShims().map((w) => w.pid).sort();
+    for (const pid of before) h.shimPids.add(pid);
+    assert.equal(before.length, 2);
+
+    const a = h.container('recycle-a', ['true'], { 'io.kubernetes.cri.sandbox-id': 'pod-ra' });
+    await tm.create({ namespace: h.ns, id: 'recycle-a', spec: a.spec, rootfs: a.rootfs, runtime: 'berth' });
+    const used = tm.shimOf(h.ns, 'recycle-a')?.pid;
+    assert.ok(used && before.includes(used));
+    await tm.start(h.ns, 'recycle-a');
+    assert.equal((await tm.wait(h.ns, 'recycle-a')).exitStatus, 0);
+    await tm.delete(h.ns, 'recycle-a');
+
+    // Back in the pool under a fresh warm name, alive; no new shim was booted.
+    const after = tm.warmShims();
+    assert.deepEqual(after.map((w) => w.pid).sort(), before);
+    assert.ok(alive(used));
+    const back = after.find((w) => w.pid === used)!;
+    assert.match(back.socket, /\/warm-[0-9a-f]+\.sock$/);
+    assert.ok(existsSync(back.socket));
+
+    // Both pooled shims serve new pods (the recycled one included).
+    for (const id of ['recycle-b', 'recycle-c']) {
+      const c = h.container(id, ['sh', '-c', `echo ${id}`], { 'io.kubernetes.cri.sandbox-id': `pod-${id}` });
+      const fifo = h.fifo(`${id}.out`);
+      const out = readAll(fifo);
+      await tm.create({ namespace: h.ns, id, spec: c.spec, rootfs: c.rootfs, runtime: 'berth', stdout: fifo, stderr: fifo });
+      await tm.start(h.ns, id);
+      assert.equal((await tm.wait(h.ns, id)).exitStatus, 0);
+      assert.equal(await out, `${id}\n`);
+    }
+    const hosts = ['recycle-b', 'recycle-c'].map((id) => tm.shimOf(h.ns, id)?.pid);
+    assert.ok(hosts.includes(used), 'the recycled shim hosted one of them');
+    for (const id of ['recycle-b', 'recycle-c']) await tm.delete(h.ns, id);
+    await tm.close();
+    const deadline = Date.now() + 5000;
+    while (Date.now() < deadline && before.some(alive)) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(before.filter(alive), [], 'pooled shims shut down on close');
+  });
 });
 
 function alive(pid: number): boolean {
