@@ -224,7 +224,7 @@ function recordPod(root: string, r: PodBenchResult): string {
   const date = nowUtc();
   const body = `## Pod lifecycle latency (CRI, berth vs containerd)
 
-Each cycle: RunPodSandbox (pause fixture, CNI bridge + host-local), CreateContainer (busybox
+Each cycle: RunPodSandbox (CNI bridge + host-local; pause fixture as sandbox image), CreateContainer (busybox
 \`sh -c 'trap "exit 0" TERM; sleep 3600 & wait'\`), StartContainer, StopContainer (timeout 2 s; the
 process exits on SIGTERM), RemoveContainer, StopPodSandbox, RemovePodSandbox, timed at the
 client. Both daemons run at the same time, each with a private root, its own bridge and a
@@ -233,6 +233,14 @@ POD; rows marked "shared pid ns" used the proto default POD for pid); cycles alt
 first; ${r.runs} measured cycles per runtime after 2 warm-up cycles. containerd is Debian's 1.6
 (CRI plugin, containerd-shim-runc-v2, runc 1.1); berth uses berth-shim. Lower is better; the
 goal for the start path is berth / containerd ≤ 0.8×.
+
+How the runtimes differ on this path: containerd runs a pause container for every pod; berth
+pins the pod's namespaces (one short process) and runs a pause only for pods sharing a pid
+namespace, so these pods have none. containerd creates the container's task in
+StartContainer, berth in CreateContainer (compare the sums). berth keeps two pre-booted shims;
+a pod's shim returns to that pool when its last container is removed, so back-to-back cycles
+reuse shims instead of booting Node per pod (a burst of new pods beyond the pool pays a
+~200 ms shim boot each, until the pool catches up).
 
 Latest: ${date} UTC, commit ${gitCommit(root)}; ${describeMachine(r.machine, r.loadAtEnd)}.
 containerd: ${counts(c)}; berth: ${counts(b)}.
