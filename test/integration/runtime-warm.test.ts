@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { RuntimeHarness, readAll } from '../helpers/containerd.js';
 import { socketPath } from '../../src/shim/cli.js';
+import { alive } from '../helpers/process.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -90,11 +91,3 @@ describe('warm berth shims', { skip: !isRoot && 'needs root' }, () => {
   });
 });
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -11,6 +11,7 @@ import { ContainerState, PodSandboxState } from '../../src/api/cri/runtime/v1/ap
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, createContainer, runPod, waitForState, type TestPod } from '../helpers/cri-container.js';
 import { isRoot } from '../helpers/netns.js';
+import { alive } from '../helpers/process.js';
 
 const skip = !isRoot() ? 'needs root' : false;
 let env: CriEnv | undefined;
@@ -27,14 +28,6 @@ function ppid(pid: number): number {
   return Number(/^PPid:\s*(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 async function waitUntil(what: string, check: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
