@@ -84,3 +84,80 @@ test('parsePax keeps values as bytes and stops at a malformed record', () => {
   assert.deepEqual([...m.keys()], ['k']);
   assert.deepEqual(m.get('k'), Buffer.from([0xff, 0x0a, 0x00]));
 });
+
+/** Names (and bodies) of every entry readTar yields; the whole input must be consumed. */
+async function entries(tar: Buffer): Promise<Array<{ name: string; type: string | null; body: string }>> {
+  const out: Array<{ name: string; type: string | null; body: string }> = [];
+  for await (const e of readTar(chunked(tar, 300))) {
+    const parts: Buffer[] = [];
+    for await (const c of e.body) parts.push(c);
+    out.push({ name: e.header.name, type: e.header.type, body: Buffer.concat(parts).toString() });
+  }
+  return out;
+}
+
+test('parsing ends at the end-of-archive marker: a file hidden behind it is not applied, but its bytes are hashed', async (t) => {
+  const a = Buffer.from('visible');
+  const hidden = Buffer.from('smuggled');
+  const tar = Buffer.concat([gnuHeader('a', '0', a.length), pad(a), Buffer.alloc(1024), gnuHeader('hidden', '0', hidden.length), pad(hidden), Buffer.alloc(1024)]);
+  assert.deepEqual(await entries(tar), [{ name: 'a', type: 'file', body: 'visible' }]);
+  const root = await tempDir(t);
+  const res = await applyLayer(chunked(tar, 64), root, { mode: 'overlay' });
+  assert.equal(res.diffID, sha256(tar), 'the digest covers the bytes after the marker too');
+  assert.throws(() => readFileSync(join(root, 'hidden')), /ENOENT/);
+});
+
+test('a lone zero block followed by a header is refused as corrupt', async () => {
+  const a = Buffer.from('x');
+  const tar = Buffer.concat([Buffer.alloc(512), gnuHeader('a', '0', a.length), pad(a), Buffer.alloc(1024)]);
+  await assert.rejects(entries(tar), /invalid tar: a single zero block before a header/);
+});
+
+test('a symlink or hard link with a size field carries no data: the next header is still read', async () => {
+  const next = Buffer.from('after');
+  const tar = Buffer.concat([
+    (() => {
+      const h = gnuHeader('l', '2', 512);
+      h.write('target', 157, 100, 'utf8');
+      // recompute the checksum for the linkname
+      h.fill(' ', 148, 156);
+      let sum = 0;
+      for (const byte of h) sum += byte;
+      h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+      return h;
+    })(),
+    gnuHeader('next', '0', next.length),
+    pad(next),
+    Buffer.alloc(1024),
+  ]);
+  const got = await entries(tar);
+  assert.deepEqual(
+    got.map((e) => [e.name, e.type, e.body]),
+    [
+      ['l', 'symlink', ''],
+      ['next', 'file', 'after'],
+    ],
+  );
+});
+
+test('global PAX records apply to entries without their own; per-entry records win; a huge global header is refused', async () => {
+  const global = Buffer.concat([paxRecord('uid', Buffer.from('7')), paxRecord('gid', Buffer.from('8'))]);
+  const c = Buffer.from('c');
+  const tar = Buffer.concat([
+    gnuHeader('PaxHeaders/g', 'g', global.length),
+    pad(global),
+    gnuHeader('plain', '0', c.length),
+    pad(c),
+    paxTar('own', c, [paxRecord('uid', Buffer.from('9'))]),
+  ]);
+  const seen: Array<[string, string | undefined, string | undefined]> = [];
+  for await (const e of readTar(chunked(tar, 512))) seen.push([e.header.name, e.header.pax?.uid, e.header.pax?.gid]);
+  assert.deepEqual(seen, [
+    ['plain', '7', '8'],
+    ['own', '9', '8'],
+  ]);
+
+  const many = Buffer.concat(Array.from({ length: 65 }, (_, i) => paxRecord(`comment${i}`, Buffer.from('x'))));
+  const hostile = Buffer.concat([gnuHeader('PaxHeaders/g', 'g', many.length), pad(many), gnuHeader('plain', '0', c.length), pad(c), Buffer.alloc(1024)]);
+  await assert.rejects(entries(hostile), /global PAX header with 65 records \(limit 64\)/);
+});

@@ -5,9 +5,12 @@
  * decodes them as UTF-8, which mangles binary extended attributes such as
  * security.capability), and it hands out file bodies as views of the input chunks, without the
  * per-entry stream objects. Semantics otherwise follow tar-stream's, which the unpacker used
- * before: checksums are verified, zero blocks are skipped (so the whole input is read and
+ * before: checksums are verified, the whole input is read (and
  * hashed), per-entry PAX records override the header (path, linkpath, size) on top of global
  * ones, GNU long names/links apply to the next entry, unknown type flags come out as `null`.
+ * Where tar-stream and Go's archive/tar (containerd, image scanners) disagree, this follows Go:
+ * parsing ends at the two zero blocks that close an archive, and links, devices, fifos and
+ * directories never carry data.
  */
 
 export type TarType =
@@ -45,6 +48,13 @@ export interface TarEntry {
 
 /** Long-name and PAX records larger than this are rejected (they are held in memory). */
 export const MAX_META_BYTES = 1 << 20;
+/**
+ * Most records one PAX header may hold. Global records apply to every later entry, so they are
+ * capped much lower: a huge global header must not cost work per entry (unpack time stays
+ * linear in the layer's size). Real archives carry a handful (a comment, a few xattrs).
+ */
+export const MAX_PAX_RECORDS = 1024;
+export const MAX_GLOBAL_PAX_RECORDS = 64;
 
 const BLOCK = 512;
 const EMPTY = Buffer.alloc(0);
@@ -215,6 +225,12 @@ function decodeHeader(b: Buffer): { header: TarHeader; flag: number } | null {
 
 const padding = (size: number): number => (BLOCK - (size % BLOCK)) % BLOCK;
 
+function textOf(records: Map<string, Buffer>): Record<string, string> {
+  const text: Record<string, string> = Object.create(null) as Record<string, string>;
+  for (const [k, v] of records) text[k] = v.toString('utf8');
+  return text;
+}
+
 /** The entries of a tar stream, in order. Consume each body before asking for the next entry. */
 export async function* readTar(source: AsyncIterable<Buffer | Uint8Array>): AsyncGenerator<TarEntry> {
   const r = new ByteReader(source[Symbol.asyncIterator]());
@@ -223,11 +239,21 @@ export async function* readTar(source: AsyncIterable<Buffer | Uint8Array>): Asyn
   let longName: string | null = null;
   let longLink: string | null = null;
 
+  let globalText: Record<string, string> | null = null;
   for (;;) {
     const block = await r.exact(BLOCK);
     if (block === null) return;
     const decoded = decodeHeader(block);
-    if (decoded === null) continue;
+    if (decoded === null) {
+      // End of archive: two zero blocks. Nothing after them is an entry (as Go's archive/tar
+      // reads it, so scanners and berth see the same files); the rest is still read, for the
+      // layer digest. A lone zero block followed by a header is corrupt.
+      const next = await r.exact(BLOCK);
+      if (next === null) return;
+      if (decodeHeader(next) !== null) throw tarError('a single zero block before a header');
+      while ((await r.some(1 << 16)) !== null);
+      return;
+    }
     const { header: h, flag } = decoded;
     if (!(h.size >= 0) || !Number.isSafeInteger(h.size)) throw tarError(`bad size in the header of ${JSON.stringify(h.name)}`);
 
@@ -236,8 +262,16 @@ export async function* readTar(source: AsyncIterable<Buffer | Uint8Array>): Asyn
       const data = h.size === 0 ? EMPTY : await r.exact(h.size);
       if (data === null) throw tarError('unexpected end of data');
       await r.skip(padding(h.size));
-      if (flag === PAX) pax = new Map([...(globalPax ?? []), ...parsePax(data)]);
-      else if (flag === PAX_GLOBAL) globalPax = parsePax(data);
+      if (flag === PAX || flag === PAX_GLOBAL) {
+        const records = parsePax(data);
+        const limit = flag === PAX ? MAX_PAX_RECORDS : MAX_GLOBAL_PAX_RECORDS;
+        if (records.size > limit) throw tarError(`${flag === PAX ? 'PAX' : 'global PAX'} header with ${records.size} records (limit ${limit})`);
+        if (flag === PAX) pax = records;
+        else {
+          globalPax = records.size > 0 ? records : null;
+          globalText = globalPax && textOf(globalPax);
+        }
+      }
       else if (flag === GNU_LONGLINK) longLink = str(data, 0, data.length);
       else longName = str(data, 0, data.length);
       continue;
@@ -246,9 +280,11 @@ export async function* readTar(source: AsyncIterable<Buffer | Uint8Array>): Asyn
     if (longName !== null) h.name = longName;
     if (longLink !== null) h.linkname = longLink;
     longName = longLink = null;
-    if (pax !== null) {
-      const text: Record<string, string> = {};
-      for (const [k, v] of pax) text[k] = v.toString('utf8');
+    // Per-entry records override global ones; without per-entry records the global ones are
+    // shared as they are (no per-entry copy).
+    const records = pax === null ? globalPax : globalPax === null ? pax : new Map([...globalPax, ...pax]);
+    if (records !== null) {
+      const text = pax === null ? globalText! : textOf(records);
       if (text.path) h.name = text.path;
       if (text.linkpath) h.linkname = text.linkpath;
       if (text.size) {
@@ -256,12 +292,13 @@ export async function* readTar(source: AsyncIterable<Buffer | Uint8Array>): Asyn
         if (!(h.size >= 0) || !Number.isSafeInteger(h.size)) throw tarError(`bad PAX size for ${JSON.stringify(h.name)}`);
       }
       h.pax = text;
-      h.paxBytes = pax;
+      h.paxBytes = records;
       pax = null;
     }
 
-    // A directory's size is ignored: no data follows it (as tar-stream and Go's archive/tar read it).
-    const dataBytes = h.type === 'directory' ? 0 : h.size;
+    // Links, devices, fifos and directories carry no data whatever their size field says (as
+    // Go's archive/tar reads them): a size there must not swallow the next header.
+    const dataBytes = h.type === 'file' || h.type === 'contiguous-file' || h.type === null ? h.size : 0;
     let remaining = dataBytes;
     async function* body(): AsyncGenerator<Buffer> {
       while (remaining > 0) {
