@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmod, chown, lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, chown, link, lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSnapshotter, mountAll, prepareRemapped, pruneRemapped, remapName, unmount, type IdMappings } from '../../src/core/snapshots/index.js';
+import { createSnapshotter, mountAll, prepareRemapped, pruneRemapped, remapName, shiftTree, unmount, type IdMappings } from '../../src/core/snapshots/index.js';
+import { lgetxattr, lsetxattr } from '../../src/core/unpack/sys.js';
 import type { Snapshotter } from '../../src/core/snapshots/types.js';
 import { isBerthError } from '../../src/errors.js';
 
@@ -100,4 +101,27 @@ test('an image file owned by an id outside the mapping fails the prepare and lea
   assert.deepEqual((await sn.list()).map((s) => s.key), [CHAIN]);
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
   assert.ok(!mountinfo.includes(dir), 'no mount left behind');
+});
+
+test('hard-linked files are shifted once and file capabilities survive the shift', { skip: !isRoot && 'needs root' }, async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'berth-remap-tree-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  await mkdir(join(dir, 'bin'));
+  await writeFile(join(dir, 'bin', 'a'), 'tool');
+  await chown(join(dir, 'bin', 'a'), 0, 0);
+  await link(join(dir, 'bin', 'a'), join(dir, 'bin', 'b'));
+  await writeFile(join(dir, 'bin', 'ping'), 'elf');
+  await chmod(join(dir, 'bin', 'ping'), 0o4755);
+  // security.capability v2: cap_net_raw (bit 13) permitted + effective flag.
+  const caps = Buffer.from([0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00]);
+  lsetxattr(join(dir, 'bin', 'ping'), 'security.capability', caps);
+
+  await shiftTree(dir, PLAN);
+  for (const f of ['a', 'b']) {
+    const st = await lstat(join(dir, 'bin', f));
+    assert.deepEqual([st.uid, st.gid], [200000, 300000], `bin/${f} shifted exactly once`);
+  }
+  const ping = await lstat(join(dir, 'bin', 'ping'));
+  assert.deepEqual([ping.uid, ping.mode & 0o7777], [200000, 0o4755]);
+  assert.deepEqual(lgetxattr(join(dir, 'bin', 'ping'), 'security.capability'), caps, 'file capabilities written back after chown');
 });

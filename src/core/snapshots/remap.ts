@@ -18,6 +18,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { lstat, lchown, chmod, mkdtemp, readdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errors, isBerthError } from '../../errors.js';
+import { lgetxattr, lsetxattr } from '../unpack/sys.js';
 import { mountAll, unmount } from './mount.js';
 import type { Mount, Snapshotter } from './types.js';
 
@@ -59,17 +60,25 @@ export function remapName(parent: string, plan: IdMappings): string {
 }
 
 const S_ISUID = 0o4000;
+const CAPS_XATTR = 'security.capability';
 const S_ISGID = 0o2000;
 
 /**
  * Shifts the owner of every entry under `root` (not following symlinks, not leaving the
- * tree). chown clears set-id bits on regular files, so those modes are written back.
- * Returns the number of entries changed.
+ * tree). chown clears set-id bits and file capabilities of regular files, so both are written
+ * back. A hard-linked inode is shifted once: a later link that shows the already shifted
+ * owner is skipped (with overlay's default index=off a copy-up splits the links, and the
+ * others still show the old owner and are shifted in their turn). Returns the number of
+ * entries changed.
  */
 export async function shiftTree(root: string, plan: IdMappings): Promise<number> {
   let changed = 0;
+  const shifted = new Map<string, { uid: number; gid: number }>();
   const visit = async (path: string, rel: string): Promise<void> => {
     const st = await lstat(path);
+    const key = `${st.dev}:${st.ino}`;
+    const done = st.nlink > 1 && !st.isDirectory() ? shifted.get(key) : undefined;
+    if (done && done.uid === st.uid && done.gid === st.gid) return;
     const uid = toHostId(st.uid, plan.uidMappings);
     const gid = toHostId(st.gid, plan.gidMappings);
     if (uid === undefined || gid === undefined) {
@@ -80,8 +89,11 @@ export async function shiftTree(root: string, plan: IdMappings): Promise<number>
       );
     }
     if (uid !== st.uid || gid !== st.gid) {
+      const caps = st.isFile() ? lgetxattr(path, CAPS_XATTR) : null;
       await lchown(path, uid, gid);
       if (st.isFile() && st.mode & (S_ISUID | S_ISGID)) await chmod(path, st.mode & 0o7777);
+      if (caps !== null) lsetxattr(path, CAPS_XATTR, caps);
+      if (st.nlink > 1 && !st.isDirectory()) shifted.set(key, { uid, gid });
       changed++;
     }
     if (st.isDirectory()) {
@@ -94,6 +106,8 @@ export async function shiftTree(root: string, plan: IdMappings): Promise<number>
 
 /** Builds in flight, keyed by remapped parent name: concurrent callers share one build. */
 const building = new Map<string, Promise<void>>();
+/** prepareRemapped calls in flight per remapped parent name. */
+const inUse = new Map<string, number>();
 
 async function exists(sn: Snapshotter, key: string): Promise<boolean> {
   try {
@@ -142,15 +156,24 @@ export async function prepareRemapped(
 ): Promise<Mount[]> {
   if (isIdentity(plan)) return sn.prepare(key, parent, labels);
   const name = remapName(parent, plan);
-  if (!(await exists(sn, name))) {
-    let p = building.get(name);
-    if (!p) {
-      p = buildRemapped(sn, parent, name, plan, tmpParent).finally(() => building.delete(name));
-      building.set(name, p);
+  // Held from the existence check until the child exists: pruneRemapped keeps its hands off.
+  inUse.set(name, (inUse.get(name) ?? 0) + 1);
+  let mounts: Mount[];
+  try {
+    if (!(await exists(sn, name))) {
+      let p = building.get(name);
+      if (!p) {
+        p = buildRemapped(sn, parent, name, plan, tmpParent).finally(() => building.delete(name));
+        building.set(name, p);
+      }
+      await p;
     }
-    await p;
+    mounts = await sn.prepare(key, name, labels);
+  } finally {
+    const n = (inUse.get(name) ?? 1) - 1;
+    if (n > 0) inUse.set(name, n);
+    else inUse.delete(name);
   }
-  const mounts = await sn.prepare(key, name, labels);
   try {
     // overlay shows the upper dir's own owner and mode for the merged root: a fresh upper dir
     // belongs to host root, which the container cannot write through; give it the remapped
@@ -174,7 +197,7 @@ export async function pruneRemapped(sn: Snapshotter): Promise<string[]> {
   const parents = new Set(all.map((s) => s.parent).filter((p): p is string => !!p));
   const removed: string[] = [];
   for (const s of all) {
-    if (s.kind !== 'committed' || !(REMAP_OF_LABEL in s.labels) || parents.has(s.key) || building.has(s.key)) continue;
+    if (s.kind !== 'committed' || !(REMAP_OF_LABEL in s.labels) || parents.has(s.key) || building.has(s.key) || inUse.has(s.key)) continue;
     try {
       await sn.remove(s.key);
       removed.push(s.key);
