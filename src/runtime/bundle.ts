@@ -5,13 +5,14 @@
  *                              address and shim.pid (written by the shim or by berthd).
  * The bundle directory is named after the task id because shims derive the id from it.
  */
-import { mkdir, rm, writeFile, readFile, symlink, readdir, lstat } from 'node:fs/promises';
+import { chmod, chown, mkdir, rm, writeFile, readFile, symlink, readdir, lstat } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { errors } from '../errors.js';
 import { unmount } from '../core/snapshots/mount.js';
+import { libc } from '../libc.js';
 
 const run = promisify(execFile);
 
@@ -45,11 +46,46 @@ export function bundlePaths(stateDir: string, rootDir: string, ns: string, id: s
   return { dir: join(stateDir, 'tasks', ns, id), work: join(rootDir, 'tasks', ns, id) };
 }
 
+/**
+ * Who may enter a bundle dir (CVE-2021-41103): nobody but root, or else any local user could
+ * run a setuid binary of a hostile image through <bundle>/rootfs. A container in a user
+ * namespace must still reach its rootfs as its mapped root: the dir then belongs to the host
+ * group the container's gid 0 maps to, mode 0710 (containerd does the same).
+ */
+export function bundleAccess(spec: Record<string, unknown>): { mode: number; gid?: number } {
+  const linux = spec.linux as { namespaces?: Array<{ type?: string }>; gidMappings?: Array<{ containerID?: number; hostID?: number; size?: number }> } | undefined;
+  if (!linux?.namespaces?.some((n) => n.type === 'user')) return { mode: 0o700 };
+  const root = linux.gidMappings?.find((m) => (m.containerID ?? -1) <= 0 && 0 < (m.containerID ?? 0) + (m.size ?? 0));
+  return root?.hostID !== undefined ? { mode: 0o710, gid: root.hostID } : { mode: 0o711 };
+}
+
+/** mkfifo(3) through libc (no process on the create path), `mkfifo` where koffi is missing. */
+async function makeFifo(path: string): Promise<void> {
+  let fn: ((p: string, mode: number) => number) | undefined;
+  try {
+    fn = mkfifoFn();
+  } catch {
+    fn = undefined;
+  }
+  if (!fn) {
+    await run('mkfifo', ['-m', '0600', path]);
+    return;
+  }
+  if (fn(path, 0o600) !== 0) throw new Error(`mkfifo ${path} failed`);
+}
+
+let mkfifoCached: ((p: string, mode: number) => number) | undefined;
+function mkfifoFn(): (p: string, mode: number) => number {
+  mkfifoCached ??= libc().lib.func('int mkfifo(const char *path, uint32_t mode)') as (p: string, mode: number) => number;
+  return mkfifoCached;
+}
+
 /** Creates the bundle; fails with AlreadyExists when a bundle for this id is present. */
 export async function createBundle(p: BundlePaths, spec: Record<string, unknown>, rec: TaskRecordFile): Promise<void> {
   await mkdir(join(p.dir, '..'), { recursive: true, mode: 0o711 });
+  const access = bundleAccess(spec);
   try {
-    await mkdir(p.dir, { mode: 0o711 });
+    await mkdir(p.dir, { mode: 0o700 });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
       throw errors.alreadyExists('runtime.task_exists', `task bundle ${p.dir} already exists`);
@@ -57,13 +93,15 @@ export async function createBundle(p: BundlePaths, spec: Record<string, unknown>
     throw err;
   }
   try {
+    if (access.gid !== undefined) await chown(p.dir, 0, access.gid);
+    if (access.mode !== 0o700) await chmod(p.dir, access.mode);
     await mkdir(join(p.dir, 'rootfs'), { mode: 0o711 });
     await mkdir(p.work, { recursive: true, mode: 0o711 });
     await symlink(p.work, join(p.dir, 'work'));
     await writeFile(join(p.dir, 'config.json'), JSON.stringify(spec));
     await writeFile(join(p.dir, TASK_FILE), JSON.stringify(rec));
     // containerd-shim-runc-v2 opens "log" (O_WRONLY, no O_CREAT) when it serves: it must exist.
-    await run('mkfifo', ['-m', '0600', join(p.dir, 'log')]);
+    await makeFifo(join(p.dir, 'log'));
   } catch (err) {
     await removeBundle(p).catch(() => undefined);
     throw err;

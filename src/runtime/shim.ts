@@ -33,6 +33,10 @@ export class ShimHandle {
   dead = false;
   /** Adopted from the warm pool: it may go back there once it hosts nothing. */
   fromWarm = false;
+  /** A create failed in it: never recycle it into the warm pool (see maybeRetire). */
+  noRecycle = false;
+  /** Removes the task manager's connection-loss watcher (set by TaskManager.watch). */
+  unwatch: (() => void) | undefined;
   /** True once we decided to shut it down: its connection closing is expected. */
   retiring = false;
   /** Set while a lost connection is being examined; resolves true if reconnected. */

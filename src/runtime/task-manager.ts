@@ -303,10 +303,12 @@ export class TaskManager extends EventEmitter<TaskEvents> {
 
   private watch(s: ShimHandle): void {
     const client = s.client;
-    client.once('close', () => {
+    const onClose = (): void => {
       if (this.closing || s.retiring || s.client !== client) return;
       s.recovery = this.examineLostShim(s);
-    });
+    };
+    client.once('close', onClose);
+    s.unwatch = () => client.off('close', onClose);
   }
 
   /** The connection dropped: reconnect if the shim still answers, else treat it as dead. */
@@ -435,8 +437,15 @@ export class TaskManager extends EventEmitter<TaskEvents> {
       s.retiring = true;
       if (this.groups.get(s.id.key) === s) this.groups.delete(s.id.key);
       if (this.byAddress.get(s.id.address) === s) this.byAddress.delete(s.id.address);
-      // A shim from the warm pool goes back to it (the pool owns its connection from now on).
-      if (s.fromWarm && s.pid && this.warm && (await this.warm.recycle({ namespace: s.id.namespace, socket: s.id.address, pid: s.pid, client: s.client }))) return;
+      // A shim from the warm pool goes back to it (the pool owns its connection from now on),
+      // unless a create in it failed: then berthd cannot be sure it hosts nothing (a timed-out
+      // `runc create` may still finish there), and Shutdown (which a shim still hosting a
+      // container refuses) is the safe way out.
+      if (s.fromWarm && !s.noRecycle && s.pid && this.warm) {
+        s.unwatch?.();
+        if (await this.warm.recycle({ namespace: s.id.namespace, socket: s.id.address, pid: s.pid, client: s.client })) return;
+        this.watch(s);
+      }
       try {
         await s.task.shutdown({ id: '', now: false }, { timeoutMs: this.rpcTimeoutMs });
       } catch {
@@ -512,6 +521,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
       // Undo in reverse: shim membership (and the shim if it hosts nothing), bundle, record.
       this.tasks.delete(k);
       if (shim) {
+        shim.noRecycle = true;
         shim.tasks.delete(o.id);
         await this.maybeRetire(shim).catch(() => undefined);
       }

@@ -51,6 +51,8 @@ export const REFILL_DELAY_MS = 1000;
 export class WarmPool {
   private readonly idle = new Map<string, WarmShim[]>();
   private readonly filling = new Map<string, number>();
+  /** The 'close' listener of each idle shim's connection. */
+  private readonly idleListeners = new Map<WarmShim, () => void>();
   /** Delayed refills, per namespace. */
   private readonly timers = new Map<string, NodeJS.Timeout>();
   /** Spawns in flight (each ends adopted into the pool, or shut down when closed meanwhile). */
@@ -89,6 +91,9 @@ export class WarmPool {
     let w: WarmShim | undefined;
     while (list && list.length > 0) {
       const c = list.shift() as WarmShim;
+      const onClose = this.idleListeners.get(c);
+      if (onClose) c.client.off('close', onClose);
+      this.idleListeners.delete(c);
       if (c.client.isOpen) {
         w = c;
         break;
@@ -113,9 +118,7 @@ export class WarmPool {
   /** Puts back a shim that was taken but not used. */
   giveBack(w: WarmShim): void {
     if (this.closed || !w.client.isOpen) return;
-    const list = this.idle.get(w.namespace) ?? [];
-    list.push(w);
-    this.idle.set(w.namespace, list);
+    this.addIdle(w);
   }
 
   private refill(ns: string): void {
@@ -142,12 +145,15 @@ export class WarmPool {
     const list = this.idle.get(w.namespace) ?? [];
     list.push(w);
     this.idle.set(w.namespace, list);
-    // A warm shim that dies while idle just leaves the pool.
-    w.client.once('close', () => {
+    // A warm shim that dies while idle just leaves the pool. The listener goes when the shim
+    // is taken: a recycled shim's connection must not collect one per pod it served.
+    const onClose = (): void => {
       const l = this.idle.get(w.namespace);
       const at = l?.indexOf(w) ?? -1;
       if (l && at >= 0) l.splice(at, 1);
-    });
+    };
+    w.client.once('close', onClose);
+    this.idleListeners.set(w, onClose);
   }
 
   /**

@@ -3,7 +3,8 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { ContainerState, Signal } from '../../src/api/cri/runtime/v1/api_pb.js';
@@ -68,6 +69,13 @@ test('list filters by state, sandbox, id prefix and labels; status reports image
     assert.equal(info.sandboxID, pod.id);
     assert.ok(info.pid > 0);
     assert.deepEqual(info.runtimeSpec.process.args, ['sleep', '60']);
+    // The bundle is root-only: a local user cannot reach the image's files (setuid binaries
+    // of a hostile image) through <bundle>/rootfs (CVE-2021-41103).
+    const bundle = join(env.berthd.state, 'tasks', 'k8s.io', id);
+    assert.equal(statSync(bundle).mode & 0o777, 0o700);
+    const probe = spawnSync('runuser', ['-u', 'nobody', '--', 'ls', join(bundle, 'rootfs', 'bin')], { encoding: 'utf8' });
+    assert.notEqual(probe.status, 0);
+    assert.match(probe.stderr, /Permission denied/);
     // PodSandboxStatus carries the statuses of the pod's containers (CRI containers_statuses).
     const podStatus = await rt.podSandboxStatus({ podSandboxId: pod.id });
     const mine = podStatus.containersStatuses.find((c) => c.id === id);

@@ -84,6 +84,35 @@ describe('warm berth shims', { skip: !isRoot && 'needs root' }, () => {
     const hosts = ['recycle-b', 'recycle-c'].map((id) => tm.shimOf(h.ns, id)?.pid);
     assert.ok(hosts.includes(used), 'the recycled shim hosted one of them');
     for (const id of ['recycle-b', 'recycle-c']) await tm.delete(h.ns, id);
+
+    // Many pods through the same recycled shims: no listener piles up on their connections.
+    const warnings: string[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w.name);
+    process.on('warning', onWarning);
+    try {
+      for (let i = 0; i < 12; i++) {
+        const id = `recycle-loop-${i}`;
+        const c = h.container(id, ['true'], { 'io.kubernetes.cri.sandbox-id': `pod-${id}` });
+        await tm.create({ namespace: h.ns, id, spec: c.spec, rootfs: c.rootfs, runtime: 'berth' });
+        await tm.start(h.ns, id);
+        await tm.wait(h.ns, id);
+        await tm.delete(h.ns, id);
+      }
+      await new Promise((r) => setImmediate(r));
+    } finally {
+      process.off('warning', onWarning);
+    }
+    assert.deepEqual(warnings.filter((w) => w === 'MaxListenersExceededWarning'), []);
+
+    // A shim in which a create failed is not trusted back into the pool: it is shut down.
+    const bad = h.container('recycle-bad', ['/no/such/binary'], { 'io.kubernetes.cri.sandbox-id': 'pod-recycle-bad' });
+    const pool = tm.warmShims().map((w) => w.pid);
+    await assert.rejects(tm.create({ namespace: h.ns, id: 'recycle-bad', spec: bad.spec, rootfs: bad.rootfs, runtime: 'berth' }));
+    const taken = pool.filter((pid) => !tm.warmShims().some((w) => w.pid === pid));
+    assert.equal(taken.length, 1, 'the failed create had adopted one pooled shim');
+    const end = Date.now() + 5000;
+    while (Date.now() < end && alive(taken[0]!)) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(alive(taken[0]!), false, 'that shim was shut down, not recycled');
     await tm.close();
     const deadline = Date.now() + 5000;
     while (Date.now() < deadline && before.some(alive)) await new Promise((r) => setTimeout(r, 50));
