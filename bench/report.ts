@@ -45,16 +45,17 @@ export function appendBenchmarkRow(root: string, id: string, title: string, intr
   const a = text.indexOf(start);
   const b = text.indexOf(end);
   let rows: string[] = [];
+  let notes = '';
   if (a >= 0 && b > a) {
-    rows = text
-      .slice(a + start.length, b)
-      .split('\n')
-      .filter((l) => l.startsWith('|'))
-      .slice(2); // header + separator
+    const lines = text.slice(a + start.length, b).split('\n');
+    rows = lines.filter((l) => l.startsWith('|')).slice(2); // header + separator
+    // Prose written under the table (notes about the rows) stays across re-records.
+    const lastRow = lines.map((l) => l.startsWith('|')).lastIndexOf(true);
+    if (lastRow >= 0) notes = lines.slice(lastRow + 1).join('\n').trim();
   }
   rows.push(row);
   rows = rows.slice(-keep);
-  const section = `${start}\n## ${title}\n\n${intro.trim()}\n\n${tableHead.trim()}\n${rows.join('\n')}\n${end}`;
+  const section = `${start}\n## ${title}\n\n${intro.trim()}\n\n${tableHead.trim()}\n${rows.join('\n')}\n${notes ? `\n${notes}\n` : ''}${end}`;
   text = a >= 0 && b > a ? text.slice(0, a) + section + text.slice(b + end.length) : `${text.trimEnd()}\n\n${section}\n`;
   writeFileSync(file, text);
   return file;
