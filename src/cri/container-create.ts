@@ -27,7 +27,7 @@ import type { Image } from '../core/images/service.js';
 import { currentCapabilities, lookupPropagation, resolveHostMounts, statDevice } from './container-host.js';
 import { containerRootDir, handlerName, prepareStdio, startLogForwarder, finishLogForwarder, containerStateDir } from './container-io.js';
 import { copyVolumeContents, readUserDb, withMountedRootfs } from './container-rootfs.js';
-import { prepareContainerRootfs, pruneUnusedRemaps } from './container-userns.js';
+import { prepareContainerRootfs, removeRootfsSnapshot } from './container-userns.js';
 import { sandboxPaths } from './sandbox-files.js';
 import { hasPause, podNamespacePathsOf } from './sandbox-common.js';
 import { sandboxLockKey } from './sandbox-stop.js';
@@ -122,10 +122,7 @@ export const createContainer =
       const imageConfig = imageConfigOf(image);
 
       const mounts = await step('snapshot', () => prepareContainerRootfs(ctx, id, image.topChainID, sandboxConfig, { 'io.berth/container': id }, ctx.settings.state));
-      cleanup.push('remove snapshot', async () => {
-        await ctx.snapshotter.remove(id);
-        await pruneUnusedRemaps(ctx);
-      });
+      cleanup.push('remove snapshot', () => removeRootfsSnapshot(ctx, id));
 
       const tmp = containerStateDir(ctx, id);
       await mkdir(tmp, { recursive: true, mode: 0o700 });

@@ -13,7 +13,7 @@ import type { ExitStatus } from '../runtime/index.js';
 import { ContainerConfigSchema } from '../api/cri/runtime/v1/api_pb.js';
 import { stopSignal } from '../oci/index.js';
 import { finishLogForwarder, removeContainerDirs } from './container-io.js';
-import { pruneUnusedRemaps } from './container-userns.js';
+import { removeRootfsSnapshot } from './container-userns.js';
 import { decodeMessage, nowNanos, type RuntimeContext } from './runtime-context.js';
 
 const SIGKILL = 9;
@@ -139,12 +139,7 @@ export async function removeContainerLocked(ctx: RuntimeContext, ns: string, id:
   } catch (err) {
     if (!isBerthError(err, 'NotFound')) throw err;
   }
-  try {
-    await ctx.snapshotter.remove(c.snapshotKey);
-  } catch (err) {
-    if (!isBerthError(err, 'NotFound')) throw err;
-  }
-  await pruneUnusedRemaps(ctx);
+  await removeRootfsSnapshot(ctx, c.snapshotKey);
   await removeContainerDirs(ctx, ns, id);
   ctx.containers.delete(ns, id);
   ctx.names.release(ns, c.name, id);

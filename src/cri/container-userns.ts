@@ -7,8 +7,8 @@
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import type { PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
-import { errors } from '../errors.js';
-import { prepareRemapped, pruneRemapped, type Mount } from '../core/snapshots/index.js';
+import { errors, isBerthError } from '../errors.js';
+import { isRemapName, prepareRemapped, pruneRemapped, type Mount } from '../core/snapshots/index.js';
 import { userNamespacePlan } from '../oci/namespaces.js';
 import type { RuntimeContext } from './runtime-context.js';
 
@@ -26,10 +26,22 @@ export async function prepareContainerRootfs(
   return prepareRemapped(ctx.snapshotter, key, chain, plan, labels, tmpParent);
 }
 
-/** Drops remapped image copies no container stacks on any more (after a container's removal). */
-export async function pruneUnusedRemaps(ctx: RuntimeContext): Promise<void> {
-  const removed = await pruneRemapped(ctx.snapshotter);
-  if (removed.length > 0) ctx.log.debug('removed unused remapped rootfs parents', { snapshots: removed });
+/**
+ * Removes a container's (or pause's) rootfs snapshot; when it stacked on a remapped image
+ * copy, drops the copies no snapshot uses any more. Idempotent (an absent snapshot is fine).
+ */
+export async function removeRootfsSnapshot(ctx: RuntimeContext, key: string): Promise<void> {
+  let parent: string | undefined;
+  try {
+    parent = (await ctx.snapshotter.stat(key)).parent;
+    await ctx.snapshotter.remove(key);
+  } catch (err) {
+    if (!isBerthError(err, 'NotFound')) throw err;
+  }
+  if (parent !== undefined && isRemapName(parent)) {
+    const removed = await pruneRemapped(ctx.snapshotter);
+    if (removed.length > 0) ctx.log.debug('removed unused remapped rootfs parents', { snapshots: removed });
+  }
 }
 
 /**

@@ -11,13 +11,13 @@ import type { RuntimeHandlers } from './server.js';
 import { extraOf } from './sandbox-common.js';
 import { removeSandboxDirs, sandboxPaths } from './sandbox-files.js';
 import { findVisibleSandbox, sandboxLockKey, stopSandbox } from './sandbox-stop.js';
-import { removeSnapshot } from './sandbox-teardown.js';
+import { removeRootfsSnapshot } from './container-userns.js';
 
 /** Stop + remove everything of a sandbox. Call with the sandbox lock held. */
 export async function removeSandbox(ctx: RuntimeContext, ns: string, rec: SandboxRecord): Promise<void> {
   await stopSandbox(ctx, ns, rec);
   for (const c of ctx.containers.bySandbox(ns, rec.id)) await removeContainerFully(ctx, ns, c);
-  await removeSnapshot(ctx, extraOf(rec).snapshotKey ?? rec.id);
+  await removeRootfsSnapshot(ctx, extraOf(rec).snapshotKey ?? rec.id);
   await removeSandboxDirs(sandboxPaths(ctx.settings, rec.id));
   ctx.sandboxes.delete(ns, rec.id);
   ctx.names.release(ns, rec.name, rec.id);

@@ -24,11 +24,11 @@ import { podNamespacePlan } from '../oci/namespaces.js';
 import { PodSandboxConfigSchema } from '../api/cri/runtime/v1/api_pb.js';
 import type { RuntimeHandlers } from './server.js';
 import { Cleanup, encodeMessage, newId, nowNanos, type RuntimeContext } from './runtime-context.js';
-import { checkUsernsReachable, prepareContainerRootfs } from './container-userns.js';
+import { checkUsernsReachable, prepareContainerRootfs, removeRootfsSnapshot } from './container-userns.js';
 import { isHostIpc, isHostNetwork, sandboxName, type SandboxExtra } from './sandbox-common.js';
 import { mountShm, removeSandboxDirs, sandboxPaths, validateDns, writeSandboxFiles } from './sandbox-files.js';
 import { sandboxLockKey } from './sandbox-stop.js';
-import { killAndDeletePause, portMappingsOf, removeSnapshot, teardownNetwork } from './sandbox-teardown.js';
+import { killAndDeletePause, portMappingsOf, teardownNetwork } from './sandbox-teardown.js';
 import { mkdir } from 'node:fs/promises';
 
 /** cgroup parent for pods that name none (cgroupfs driver). */
@@ -173,7 +173,7 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
           // In a pod user namespace the pause's image files must belong to the mapped ids too
           // (runc creates mount points in it as the pod's root).
           const mounts = await prepareContainerRootfs(ctx, id, image.topChainID, config, { 'berth.io/sandbox': id }, ctx.settings.state);
-          cleanup.push('remove snapshot', () => removeSnapshot(ctx, id));
+          cleanup.push('remove snapshot', () => removeRootfsSnapshot(ctx, id));
           return mounts;
         });
 

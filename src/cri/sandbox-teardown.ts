@@ -8,7 +8,6 @@ import { Protocol } from '../api/cri/runtime/v1/api_pb.js';
 import { isBerthError } from '../errors.js';
 import { removeNetns, unpinNamespaces, type PortMapping } from '../network/index.js';
 import type { SandboxRecord } from '../core/metadata/records.js';
-import { pruneUnusedRemaps } from './container-userns.js';
 import type { RuntimeContext } from './runtime-context.js';
 import { extraOf, SIGKILL } from './sandbox-common.js';
 
@@ -68,15 +67,6 @@ export async function teardownNetwork(
   if (o.netnsPath) await removeNetns(o.netnsPath);
 }
 
-/** Removes the pause rootfs snapshot; a missing snapshot is fine. */
-export async function removeSnapshot(ctx: RuntimeContext, key: string): Promise<void> {
-  try {
-    await ctx.snapshotter.remove(key);
-  } catch (err) {
-    if (!isBerthError(err, 'NotFound')) throw err;
-  }
-  await pruneUnusedRemaps(ctx);
-}
 
 /** Unpins every namespace handle of the pod (network included); idempotent. */
 export async function unpinSandbox(rec: SandboxRecord): Promise<void> {

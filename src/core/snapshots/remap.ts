@@ -52,6 +52,11 @@ export function isIdentity(plan: IdMappings): boolean {
   return ident(plan.uidMappings) && ident(plan.gidMappings);
 }
 
+/** True for the name of a remapped parent (see remapName). */
+export function isRemapName(name: string): boolean {
+  return /-remap-[0-9a-f]{16}$/.test(name);
+}
+
 /** Name of the remapped parent for `parent` under `plan` (stable: same inputs, same name). */
 export function remapName(parent: string, plan: IdMappings): string {
   const canon = (maps: readonly IdMapping[]) => maps.map((m) => `${m.containerID}:${m.hostID}:${m.size}`).join(',');
