@@ -65,10 +65,29 @@ async function waitForSocket(path: string, proc: ChildProcess, logFile: string, 
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null) throw new Error(`berthd exited with ${proc.exitCode}:\n${readFileSync(logFile, 'utf8')}`);
-    if (existsSync(path)) return;
+    if (existsSync(path)) break;
     await new Promise((r) => setTimeout(r, 25));
   }
-  throw new Error(`berthd did not create ${path} within ${timeoutMs} ms:\n${readFileSync(logFile, 'utf8')}`);
+  if (!existsSync(path)) throw new Error(`berthd did not create ${path} within ${timeoutMs} ms:\n${readFileSync(logFile, 'utf8')}`);
+  // Ready means answering, as a client sees it: a daemon that dies right after binding (or a
+  // refused first connection) must fail here with its log, not in the test's first call.
+  let last = '';
+  while (Date.now() < deadline) {
+    if (proc.exitCode !== null || proc.signalCode !== null) {
+      throw new Error(`berthd exited (${proc.exitCode ?? proc.signalCode}) after creating its socket:\n${readFileSync(logFile, 'utf8')}`);
+    }
+    const probe = connectCri(path);
+    try {
+      await probe.runtime.version({ version: 'v1' }, { timeoutMs: 2000 });
+      return;
+    } catch (err) {
+      last = (err as Error).message;
+    } finally {
+      probe.close();
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`berthd did not answer on ${path} within ${timeoutMs} ms (${last}):\n${readFileSync(logFile, 'utf8')}`);
 }
 
 export async function startBerthd(o: BerthdOptions = {}): Promise<TestBerthd> {
