@@ -32,8 +32,13 @@ export async function runPod(env: CriEnv, extra: Partial<PodConfigInit> = {}, ru
     linux: {},
     ...extra,
   } as PodConfigInit;
-  const r = await env.berthd.cri.runtime.runPodSandbox({ config, runtimeHandler });
-  const id = r.podSandboxId;
+  let id: string;
+  try {
+    id = (await env.berthd.cri.runtime.runPodSandbox({ config, runtimeHandler })).podSandboxId;
+  } catch (err) {
+    rmSync(logDir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     id,
     config,
