@@ -65,9 +65,10 @@ function octal(buf: Buffer, off: number, len: number, value: number): void {
 }
 
 /** One raw 512-byte GNU-format header (magic "ustar  "). */
-export function gnuHeader(name: string, typeflag: string, size: number, mode = 0o644): Buffer {
+export function gnuHeader(name: string, typeflag: string, size: number, mode = 0o644, linkname = ''): Buffer {
   const b = Buffer.alloc(512);
   b.write(name.slice(0, 100), 0, 100, 'utf8');
+  b.write(linkname.slice(0, 100), 157, 100, 'utf8');
   octal(b, 100, 8, mode);
   octal(b, 108, 8, 0);
   octal(b, 116, 8, 0);

@@ -116,16 +116,7 @@ test('a lone zero block followed by a header is refused as corrupt', async () =>
 test('a symlink or hard link with a size field carries no data: the next header is still read', async () => {
   const next = Buffer.from('after');
   const tar = Buffer.concat([
-    (() => {
-      const h = gnuHeader('l', '2', 512);
-      h.write('target', 157, 100, 'utf8');
-      // recompute the checksum for the linkname
-      h.fill(' ', 148, 156);
-      let sum = 0;
-      for (const byte of h) sum += byte;
-      h.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
-      return h;
-    })(),
+    gnuHeader('l', '2', 512, 0o777, 'target'),
     gnuHeader('next', '0', next.length),
     pad(next),
     Buffer.alloc(1024),
