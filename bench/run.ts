@@ -1,18 +1,17 @@
 /**
  * `npm run bench` entry: runs the benchmarks and records each in its section of BENCHMARKS.md.
- *   node dist/bench/run.js [pull|pod|memory|shim-start ...] [--runs N] [--pods N]
+ *   node dist/bench/run.js [pull|pod|memory ...] [--runs N] [--pods N]
  *                          [--only berth|containerd] [--quick] [--no-record]
- * With no names it runs all four. --runs defaults per bench (pull 3, pod 20, shim-start 8).
+ * With no names it runs all three. --runs defaults per bench (pull 3, pod 20).
  * --quick shrinks the pull image (for checking the harness, not for figures; never recorded).
  */
 import { parseArgs } from 'node:util';
 import { runPullBench, type Impl } from './pull.js';
 import { runPodBench } from './pod.js';
 import { runMemoryBench } from './memory.js';
-import { runShimStartBench } from './shim-start-record.js';
 import { BIG_DEFAULT } from '../test/helpers/images.js';
 
-const ALL = ['pull', 'pod', 'memory', 'shim-start'];
+const ALL = ['pull', 'pod', 'memory'];
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -54,9 +53,6 @@ for (const name of which) {
       break;
     case 'memory':
       await runMemoryBench({ pods: positiveInt('pods', values.pods, 20), only, record });
-      break;
-    case 'shim-start':
-      await runShimStartBench({ runs: positiveInt('runs', values.runs, 8), record });
       break;
   }
 }

@@ -172,7 +172,7 @@ export const createContainer =
 
       const handler = handlerName(ctx, sb.runtimeHandler);
       const logPath = sandboxConfig.logDirectory !== '' && config.logPath !== '' ? join(sandboxConfig.logDirectory, config.logPath) : '';
-      const stdio = await step('stdio', () => prepareStdio(ctx, { id, handler, logPath, stdin: config.stdin }));
+      const stdio = await step('stdio', () => prepareStdio(ctx, { id, handler, logPath, stdin: config.stdin, stdinOnce: config.stdinOnce }));
       // The runc shim opens the output FIFOs at create: the reader must exist first.
       if (stdio.daemonLog) await startLogForwarder(ctx, ns, id, logPath);
 

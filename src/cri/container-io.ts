@@ -1,11 +1,13 @@
 /**
  * Container directories and stdio.
  *
- * - berth-shim writes the CRI log itself: stdout and stderr are both `file://<log path>` and
- *   the spec carries the io.kubernetes.cri.container-type annotation.
+ * - berth-shim: the container's conmon writes the CRI log itself (stdout and stderr are both
+ *   `file://<log path>`; the spec carries the io.kubernetes.cri.container-type annotation),
+ *   and stdin (config.stdin) is conmon's stdin pipe, fed by attach sessions on conmon's attach
+ *   socket (stdin `attach://stdin`, `?once=1` for stdin_once).
  * - Other shims (containerd-shim-runc-v2) write raw bytes, so berthd hands them FIFOs in the
- *   container's state dir and writes the CRI log format itself (DaemonLogForwarder).
- * - stdin (config.stdin) is a FIFO in the state dir for either kind; attach writes into it.
+ *   container's state dir and writes the CRI log format itself (DaemonLogForwarder); their
+ *   stdin is a FIFO in the state dir that attach writes into.
  */
 import { execFile } from 'node:child_process';
 import { constants, openSync, closeSync } from 'node:fs';
@@ -17,6 +19,7 @@ import { CriLogFile, type CriStream } from '../core/logs/crilog.js';
 import { errors } from '../errors.js';
 import { BERTH_SHIM_TYPE } from '../runtime/index.js';
 import type { RuntimeContext } from './runtime-context.js';
+import { attachStdin } from '../shim-protocol.js';
 
 const run = promisify(execFile);
 
@@ -61,12 +64,14 @@ async function mkfifo(path: string): Promise<void> {
  */
 export async function prepareStdio(
   ctx: RuntimeContext,
-  o: { id: string; handler: string; logPath: string; stdin: boolean },
+  o: { id: string; handler: string; logPath: string; stdin: boolean; stdinOnce?: boolean },
 ): Promise<ContainerStdio> {
   const dir = containerStateDir(ctx, o.id);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const out: ContainerStdio = { daemonLog: false };
-  if (o.stdin) {
+  if (o.stdin && shimWritesCriLog(ctx, o.handler)) {
+    out.stdin = attachStdin(o.stdinOnce ?? false);
+  } else if (o.stdin) {
     out.stdin = join(dir, 'stdin');
     await mkfifo(out.stdin);
   }

@@ -1,5 +1,5 @@
 /** RuntimeService/ReopenContainerLog: reopen the CRI log after the kubelet rotated it. */
-import { REOPEN_LOG_ANNOTATION } from '../shim/index.js';
+import { REOPEN_LOG_ANNOTATION } from '../shim-protocol.js';
 import { errors } from '../errors.js';
 import { reopenForwardedLog } from './container-io.js';
 import { findContainer, type RuntimeContext } from './runtime-context.js';

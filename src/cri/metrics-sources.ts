@@ -23,7 +23,7 @@ export function metricSources(ctx: RuntimeContext): BerthdMetricSources {
         const s = ctx.tasks.shimOf(t.namespace, t.id);
         if (s) addresses.add(s.address);
       }
-      return addresses.size + ctx.tasks.warmShims().length;
+      return addresses.size;
     },
   };
 }

@@ -3,10 +3,13 @@
  *  - exec: an exec process through the task layer, its stdio FIFOs piped to the client streams;
  *    TTY resize → ResizePty; client stdin end → CloseIO; a client that goes away kills the
  *    process tree (nothing is left running that nobody can see).
- *  - attach: output follows the container's CRI log file (the shim owns the container's stdio
- *    and writes it there), input goes to the container's stdin FIFO when it was created with
- *    one (TaskState.stdin); resize → ResizePty of the init process. Ends when the container
- *    exits or the client leaves.
+ *  - attach, berth-shim containers: a session on the container's conmon attach socket (output
+ *    packets to the client streams, client stdin to the container's stdin; the client ending
+ *    stdin, or leaving, closes the container's stdin when it was created stdin_once). Ends when
+ *    conmon closes the session (the container exited) or the client leaves.
+ *  - attach, other shims: output follows the container's CRI log file (berthd writes it), input
+ *    goes to the container's stdin FIFO when it was created with one (TaskState.stdin).
+ *  - resize → ResizePty of the init process.
  *  - portForward: see port-forward.ts.
  * Streaming URLs carry no metadata namespace: containers are looked up in the CRI's (k8s.io).
  */
@@ -19,6 +22,10 @@ import { CRI_NAMESPACE } from './instrument.js';
 import type { RuntimeContext } from './runtime-context.js';
 import { ExecProcess, runningContainer } from './exec.js';
 import { forwardIntoSandbox } from './port-forward.js';
+import { shimWritesCriLog } from './container-io.js';
+import { AttachSession } from '../conmon/attach.js';
+import { attachSocketPath } from '../shim-protocol.js';
+import { join } from 'node:path';
 
 async function pumpResize(io: StreamIO, fn: (w: number, h: number) => Promise<void>): Promise<void> {
   for await (const s of io.resize) await fn(s.width, s.height).catch(() => undefined);
@@ -122,9 +129,36 @@ async function followFile(path: string, onData: (b: Buffer) => void, stop: Promi
   await readMore();
 }
 
+/** Attach through conmon's attach socket (berth-shim containers). */
+async function attachConmon(ctx: RuntimeContext, ns: string, id: string, io: StreamIO): Promise<void> {
+  const session = await AttachSession.connect(attachSocketPath(join(ctx.settings.state, 's'), ns, id));
+  const sink = (s: 'stdout' | 'stderr'): Writable | undefined => (io.tty ? io.stdout : s === 'stdout' ? io.stdout : io.stderr);
+  session.onOutput((s, b) => {
+    const w = sink(s);
+    if (w && !w.destroyed) w.write(b);
+  });
+  if (io.tty) void pumpResize(io, (w, h) => ctx.tasks.resizePty(ns, id, w, h));
+  const stdin = io.stdin;
+  if (stdin) {
+    stdin.on('data', (d: Buffer) => {
+      stdin.pause();
+      session.write(d).finally(() => stdin.resume());
+    });
+    stdin.once('end', () => void session.closeStdin());
+  }
+  const left = new Promise<void>((r) => (io.signal.aborted ? r() : io.signal.addEventListener('abort', () => r(), { once: true })));
+  try {
+    await Promise.race([session.closed, left]);
+  } finally {
+    stdin?.removeAllListeners('data');
+    session.destroy();
+  }
+}
+
 export async function attachStream(ctx: RuntimeContext, containerId: string, io: StreamIO): Promise<void> {
   const ns = CRI_NAMESPACE;
   const c = runningContainer(ctx, ns, containerId);
+  if (shimWritesCriLog(ctx, (c.extra.runtimeHandler as string | undefined) ?? ctx.settings.defaultRuntime)) return attachConmon(ctx, ns, c.id, io);
   const state = await ctx.tasks.state(ns, c.id);
   // Fix the log position before any stdin reaches the container: output it writes in answer
   // must not land before the point the follower starts from.

@@ -3,6 +3,7 @@
  * handler tables. The only place (with daemon.ts) that wires layers together.
  */
 import { access, constants, readFile } from 'node:fs/promises';
+import { ENV_RUNC_ROOT, ENV_SHIM_STATE_DIR } from '../shim-protocol.js';
 import { join } from 'node:path';
 import type { Config } from './config.js';
 import type { Logger } from '../log.js';
@@ -137,11 +138,8 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     stateDir: config.state,
     rootDir: config.root,
     handlers,
-    grouping: config.shim.group,
-    shimEnv: { BERTH_SHIM_STATE_DIR: join(config.state, 's'), BERTH_RUNC_ROOT: join(config.state, 'runc') },
-    // Two warm shims: pods created back to back (kubelet starting a node's pods) each find one
-    // ready instead of every other pod waiting ~250 ms for a cold Node start.
-    warm: { namespaces: ['k8s.io'], size: 2, runtime: config.default_runtime },
+    // [shim] group is no longer used: berth-shim is one process per namespace (conmon per container).
+    shimEnv: { [ENV_SHIM_STATE_DIR]: join(config.state, 's'), [ENV_RUNC_ROOT]: join(config.state, 'runc') },
     logger: log.child({ component: 'runtime' }),
   });
 

@@ -51,16 +51,19 @@ function lookPath(name: string, pathEnv = process.env.PATH ?? ''): string | unde
   return undefined;
 }
 
-/** Shim binary path for a handler: override, then PATH, then (berth shim) the repo's bin/. */
+/**
+ * Shim binary path for a handler: the override; for berth-shim the one shipped beside this
+ * berthd (never another install's from PATH); else PATH.
+ */
 export function resolveShimBinary(h: RuntimeHandler): string {
   if (h.shim) return h.shim;
   const name = shimBinaryName(h.type);
-  const found = lookPath(name);
-  if (found) return found;
   if (h.type === BERTH_SHIM_TYPE) {
     const bin = repoBinDir();
     if (bin) return join(bin, name);
   }
+  const found = lookPath(name);
+  if (found) return found;
   throw errors.failedPrecondition('runtime.shim_not_found', `shim binary ${name} for runtime ${h.type} not found on PATH`);
 }
 

@@ -22,6 +22,8 @@ export interface ShimIdentity {
   binary: string;
   /** Socket path. */
   address: string;
+  /** berth-shim: when it dies it is started again and takes its containers over. */
+  restartable: boolean;
 }
 
 export class ShimHandle {
@@ -31,10 +33,6 @@ export class ShimHandle {
   /** Task ids hosted here (including ones being created). */
   readonly tasks = new Set<string>();
   dead = false;
-  /** Adopted from the warm pool: it may go back there once it hosts nothing. */
-  fromWarm = false;
-  /** A create failed in it: never recycle it into the warm pool (see maybeRetire). */
-  noRecycle = false;
   /** Removes the task manager's connection-loss watcher (set by TaskManager.watch). */
   unwatch: (() => void) | undefined;
   /** True once we decided to shut it down: its connection closing is expected. */

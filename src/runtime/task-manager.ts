@@ -2,17 +2,20 @@
  * TaskManager: berthd's side of tasks (containerd's core/runtime/v2 semantics).
  *
  * - Bundles under <state>/tasks/<ns>/<id> (bundle.ts).
- * - Shims started with the shim v2 binary protocol (shim-binary.ts), grouped: one shim per
- *   (runtime, namespace, group key), one ttrpc connection per shim. A live shim of the group
- *   is reused without exec'ing `start` again; berth shims can come from a warm pool (warm.ts).
+ * - Shims started with the shim v2 binary protocol (shim-binary.ts), one ttrpc connection per
+ *   shim. berth-shim: one long-lived shim per namespace (conmon monitors each container, so
+ *   the shim holds nothing a crash could lose). Other shims (containerd-shim-runc-v2): one per
+ *   (runtime, namespace, pod), as containerd groups them.
  * - Events from shims arrive on berthd's Events/Forward socket (events.ts) and are re-emitted.
- * - A shim that dies (connection lost and no reconnect) has its tasks marked exited 255 with
- *   reason "shim died", an exit event emitted, and `<shim> delete` run on their bundles.
- * - init() reconnects to the shims of every bundle on disk after a restart.
+ * - A berth-shim that dies is started again (it takes its containers over from disk and
+ *   reports the exits it finds); its tasks stay as they are. Any other shim that dies has its
+ *   tasks marked exited 255 with reason "shim died" and `<shim> delete` run on their bundles.
+ * - init() reconnects to the shims of every bundle on disk after a restart (starting a
+ *   berth-shim again if none answers).
  * Every RPC carries a deadline except Wait, which instead ends when the shim dies.
  */
 import { EventEmitter } from 'node:events';
-import { lstat, mkdir, readFile, rename, unlink, writeFile } from 'node:fs/promises';
+import { lstat, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { AnySchema, timestampDate, type Any } from '@bufbuild/protobuf/wkt';
@@ -23,13 +26,12 @@ import { Status } from '../api/containerd/types/task/task_pb.js';
 import type { StateResponse } from '../api/containerd/runtime/v2/task/shim_pb.js';
 import { CheckpointOptionsSchema, ProcessDetailsSchema } from '../api/containerd/runc/options/oci_pb.js';
 import { toBinary, fromBinary, type MessageInitShape } from '@bufbuild/protobuf';
-import { groupKey as berthShimGroupKey, socketPath as berthShimSocketPath, SANDBOX_ID_ANNOTATION } from '../shim/cli.js';
+import { ENV_SHIM_STATE_DIR, SANDBOX_ID_ANNOTATION } from '../shim-protocol.js';
 import { bundlePaths, createBundle, listBundles, readTaskRecord, removeBundle, type BundlePaths } from './bundle.js';
 import { EventReceiver } from './events.js';
 import { ShimHandle, connectWithTimeout, readPidFile, type ShimIdentity } from './shim.js';
 import { resolveShimBinary, runtimeOptions, shimDelete, shimStart, type ShimExecContext } from './shim-binary.js';
 import { decodeMetrics, type TaskMetrics } from './stats.js';
-import { WarmPool, reapStaleWarm } from './warm.js';
 import {
   BERTH_SHIM_TYPE,
   type CreateTaskOptions,
@@ -54,16 +56,13 @@ export interface TaskManagerOptions {
   /** berthd's main address, passed to shims as -address / GRPC_ADDRESS. */
   address?: string;
   publishBinary?: string;
-  grouping?: ShimGrouping;
   /** Extra environment for shims (e.g. BERTH_RUNC_ROOT). */
   shimEnv?: Record<string, string>;
   /** Deadline of ordinary RPCs to shims. */
   rpcTimeoutMs?: number;
   /** Deadline of Create/Start/Delete/Exec (runc work, mounts). */
   slowRpcTimeoutMs?: number;
-  /** Warm berth shims per namespace (0 = none). */
-  warm?: { namespaces: string[]; size?: number; runtime?: string };
-  /** Shut a shim down once its last task is deleted (default true). */
+  /** Shut a per-pod shim (not berth-shim) down once its last task is deleted (default true). */
   shutdownIdleShims?: boolean;
   debugShims?: boolean;
   logger?: Logger;
@@ -109,7 +108,6 @@ export class TaskManager extends EventEmitter<TaskEvents> {
   private readonly byAddress = new Map<string, ShimHandle>();
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly receiver: EventReceiver;
-  private warm: WarmPool | undefined;
   private readonly log: Logger;
   private closing = false;
   readonly eventsSocket: string;
@@ -144,7 +142,6 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     await mkdir(join(this.o.rootDir, 'tasks'), { recursive: true, mode: 0o711 });
     await ensurePrivateDir(this.shimStateDir);
     await this.receiver.listen();
-    await reapStaleWarm(this.shimStateDir, this.rpcTimeoutMs);
     const recovered: RecoveredTask[] = [];
     for (const [ns, id] of await listBundles(this.o.stateDir)) {
       try {
@@ -154,52 +151,24 @@ export class TaskManager extends EventEmitter<TaskEvents> {
         this.log.warn('could not recover task', { ns, id, err });
       }
     }
-    if (this.o.warm && this.o.warm.namespaces.length > 0) {
-      const runtime = this.o.warm.runtime ?? this.defaultBerthRuntime();
-      const h = runtime ? this.o.handlers[runtime] : undefined;
-      if (h && h.type === BERTH_SHIM_TYPE) {
-        this.warm = new WarmPool({
-          binary: resolveShimBinary(h),
-          shimStateDir: this.shimStateDir,
-          namespaces: this.o.warm.namespaces,
-          size: this.o.warm.size ?? 1,
-          address: this.address,
-          ttrpcAddress: this.eventsSocket,
-          env: this.shimEnv(h),
-          rpcTimeoutMs: this.rpcTimeoutMs,
-          log: this.log,
-        });
-        this.warm.start();
-      }
-    }
     return recovered;
   }
 
-  /** Resolves once the warm pool is full (no-op without one). */
-  async warmReady(timeoutMs?: number): Promise<void> {
-    await this.warm?.ready(timeoutMs);
-  }
-
-  /** Idle warm shims (diagnostics, tests). */
-  warmShims(): Array<{ namespace: string; pid: number; socket: string }> {
-    return this.warm?.list() ?? [];
-  }
-
   /**
-   * Detaches from shims (containers keep running) and stops serving events. Idle warm shims
-   * are shut down.
+   * Detaches from shims (containers keep running) and stops serving events. A berth-shim that
+   * hosts nothing is shut down; one that hosts containers keeps running.
    */
   async close(): Promise<void> {
     this.closing = true;
-    await this.warm?.close();
+    await Promise.all(
+      [...this.byAddress.values()]
+        .filter((s) => s.id.restartable && s.tasks.size === 0)
+        .map((s) => s.task.shutdown({ id: '', now: false }, { timeoutMs: 2000 }).catch(() => undefined)),
+    );
     for (const s of this.byAddress.values()) s.detach();
     this.byAddress.clear();
     this.groups.clear();
     await this.receiver.close();
-  }
-
-  private defaultBerthRuntime(): string | undefined {
-    return Object.entries(this.o.handlers).find(([, h]) => h.type === BERTH_SHIM_TYPE)?.[0];
   }
 
   private async recover(ns: string, id: string): Promise<RecoveredTask | undefined> {
@@ -224,13 +193,36 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     const sockPath = address.replace(/^(?:ttrpc\+)?unix:\/\//, '');
     let shim = this.byAddress.get(sockPath);
     if (!shim) {
-      const ident: ShimIdentity = { key: this.groupIdentity(rec.runtime, ns, rec.groupKey), runtime: rec.runtime, namespace: ns, binary: resolveShimBinary(handler), address: sockPath };
+      const ident: ShimIdentity = {
+        key: this.groupIdentity(handler, rec.runtime, ns, rec.groupKey),
+        runtime: rec.runtime,
+        namespace: ns,
+        binary: resolveShimBinary(handler),
+        address: sockPath,
+        restartable: handler.type === BERTH_SHIM_TYPE,
+      };
       try {
         shim = await ShimHandle.connect(ident, 2000, this.rpcTimeoutMs, await readPidFile(join(paths.dir, 'shim.pid')));
         if (!shim.pid) shim.pid = (await shim.task.connect({ id }).catch(() => undefined))?.shimPid || undefined;
         this.adoptHandle(shim);
       } catch {
         shim = undefined;
+      }
+      if (!shim && ident.restartable) {
+        // berth-shim died while berthd was down: a new one takes its containers over.
+        shim = await this.withLock(ident.key, async () => {
+          const again = this.groups.get(ident.key);
+          if (again && again.client.isOpen) return again;
+          await removeStaleSocket(sockPath);
+          const sock = await shimStart(this.execContext(handler, ns, id, paths.dir), runtimeOptions(handler));
+          const h = await ShimHandle.connect({ ...ident, address: sock }, 5000, this.rpcTimeoutMs, await readPidFile(join(paths.dir, 'shim.pid')));
+          this.adoptHandle(h);
+          this.log.info('started berth-shim again', { ns, address: sock });
+          return h;
+        }).catch((err: unknown) => {
+          this.log.warn('could not start berth-shim again', { ns, err });
+          return undefined;
+        });
       }
     }
     if (!shim) {
@@ -254,16 +246,14 @@ export class TaskManager extends EventEmitter<TaskEvents> {
 
   // ---------------------------------------------------------------- shims
 
-  private groupIdentity(runtime: string, ns: string, group: string): string {
-    return `${runtime}\u0000${ns}\u0000${this.o.grouping === 'node' ? 'node' : group}`;
+  /** berth-shim: one per namespace; other shims: one per pod (group key). */
+  private groupIdentity(h: RuntimeHandler, runtime: string, ns: string, group: string): string {
+    return `${runtime}\u0000${ns}\u0000${h.type === BERTH_SHIM_TYPE ? '' : group}`;
   }
 
   private shimEnv(h: RuntimeHandler): Record<string, string> {
     const env: Record<string, string> = { ...this.o.shimEnv };
-    if (h.type === BERTH_SHIM_TYPE) {
-      env.BERTH_SHIM_STATE_DIR = this.shimStateDir;
-      if (this.o.grouping === 'node') env.BERTH_SHIM_GROUP = 'node';
-    }
+    if (h.type === BERTH_SHIM_TYPE) env[ENV_SHIM_STATE_DIR] = this.shimStateDir;
     return env;
   }
 
@@ -330,6 +320,25 @@ export class TaskManager extends EventEmitter<TaskEvents> {
         // retry
       }
     }
+    if (s.id.restartable && !this.closing) {
+      const first = [...s.tasks][0];
+      const e = first ? this.tasks.get(taskKey(s.id.namespace, first)) : undefined;
+      const h = this.o.handlers[s.id.runtime];
+      if (e && h) {
+        try {
+          await removeStaleSocket(s.id.address);
+          const sock = await shimStart(this.execContext(h, e.namespace, e.id, e.paths.dir), runtimeOptions(h));
+          const c = await connectWithTimeout(sock, 5000, this.rpcTimeoutMs);
+          s.replaceClient(c);
+          s.pid = await readPidFile(join(e.paths.dir, 'shim.pid'));
+          this.watch(s);
+          this.log.warn('berth-shim died; started it again', { address: sock, pid: s.pid, tasks: s.tasks.size });
+          return true;
+        } catch (err) {
+          this.log.warn('could not start berth-shim again', { address: s.id.address, err });
+        }
+      }
+    }
     s.dead = true;
     s.retiring = true;
     s.detach();
@@ -371,7 +380,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
 
   /** The shim for a new task: the group's live shim, a warm one, or a freshly started one. */
   private async shimFor(o: CreateTaskOptions, h: RuntimeHandler, paths: BundlePaths, group: string): Promise<ShimHandle> {
-    const key = this.groupIdentity(o.runtime, o.namespace, group);
+    const key = this.groupIdentity(h, o.runtime, o.namespace, group);
     return this.withLock(key, async () => {
       const live = this.groups.get(key);
       if (live && !live.dead && live.client.isOpen) {
@@ -381,14 +390,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
         if (live.pid) await writeFile(join(paths.dir, 'shim.pid'), String(live.pid));
         return live;
       }
-      const ident = { key, runtime: o.runtime, namespace: o.namespace, binary: resolveShimBinary(h) };
-      if (h.type === BERTH_SHIM_TYPE && this.warm) {
-        const adopted = await this.adoptWarm(o, h, paths, ident);
-        if (adopted) {
-          adopted.tasks.add(o.id);
-          return adopted;
-        }
-      }
+      const ident = { key, runtime: o.runtime, namespace: o.namespace, binary: resolveShimBinary(h), restartable: h.type === BERTH_SHIM_TYPE };
       const sock = await shimStart(this.execContext(h, o.namespace, o.id, paths.dir), runtimeOptions(h));
       let s = this.byAddress.get(sock);
       if (!s || s.dead || !s.client.isOpen) {
@@ -403,49 +405,17 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     });
   }
 
-  private async adoptWarm(o: CreateTaskOptions, h: RuntimeHandler, paths: BundlePaths, ident: Omit<ShimIdentity, 'address'>): Promise<ShimHandle | undefined> {
-    const w = this.warm?.take(o.namespace);
-    if (!w) return undefined;
-    const env = { ...process.env, ...this.shimEnv(h) };
-    const target = berthShimSocketPath(this.shimStateDir, o.namespace, berthShimGroupKey(o.id, JSON.stringify(o.spec), env));
-    if (this.byAddress.has(target)) {
-      this.warm?.giveBack(w);
-      return undefined;
-    }
-    try {
-      await rename(w.socket, target);
-      await rename(`${w.socket}.pid`, `${target}.pid`).catch(() => writeFile(`${target}.pid`, String(w.pid)));
-      await rename(`${w.socket}.log`, `${target}.log`).catch(() => undefined);
-    } catch (err) {
-      this.log.warn('could not adopt warm shim', { err });
-      this.warm?.giveBack(w);
-      return undefined;
-    }
-    await writeFile(join(paths.dir, 'address'), `unix://${target}`);
-    await writeFile(join(paths.dir, 'shim.pid'), String(w.pid));
-    const s = new ShimHandle({ ...ident, address: target }, w.client, w.pid);
-    s.fromWarm = true;
-    this.adoptHandle(s);
-    return s;
-  }
-
-  /** Shuts a shim down once nothing runs in it any more. */
+  /**
+   * Shuts a per-pod shim down once nothing runs in it any more. The namespace's berth-shim
+   * stays (starting a Node process costs ~200 ms of CPU); close() shuts it down when idle.
+   */
   private async maybeRetire(s: ShimHandle): Promise<void> {
-    if (this.o.shutdownIdleShims === false) return;
+    if (this.o.shutdownIdleShims === false || s.id.restartable) return;
     await this.withLock(s.id.key, async () => {
       if (s.tasks.size > 0 || s.dead || s.retiring) return;
       s.retiring = true;
       if (this.groups.get(s.id.key) === s) this.groups.delete(s.id.key);
       if (this.byAddress.get(s.id.address) === s) this.byAddress.delete(s.id.address);
-      // A shim from the warm pool goes back to it (the pool owns its connection from now on),
-      // unless a create in it failed: then berthd cannot be sure it hosts nothing (a timed-out
-      // `runc create` may still finish there), and Shutdown (which a shim still hosting a
-      // container refuses) is the safe way out.
-      if (s.fromWarm && !s.noRecycle && s.pid && this.warm) {
-        s.unwatch?.();
-        if (await this.warm.recycle({ namespace: s.id.namespace, socket: s.id.address, pid: s.pid, client: s.client })) return;
-        this.watch(s);
-      }
       try {
         await s.task.shutdown({ id: '', now: false }, { timeoutMs: this.rpcTimeoutMs });
       } catch {
@@ -521,7 +491,6 @@ export class TaskManager extends EventEmitter<TaskEvents> {
       // Undo in reverse: shim membership (and the shim if it hosts nothing), bundle, record.
       this.tasks.delete(k);
       if (shim) {
-        shim.noRecycle = true;
         shim.tasks.delete(o.id);
         await this.maybeRetire(shim).catch(() => undefined);
       }

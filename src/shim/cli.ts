@@ -3,58 +3,26 @@
  *
  *   berth-shim -namespace NS -address ADDR -publish-binary BIN -id ID [-bundle DIR] [-debug] start
  *     → prints "unix:///path/to/socket" on stdout; writes <bundle>/address and <bundle>/shim.pid.
- *       Reuses the running shim of the container's group when one answers on its socket.
+ *       There is one shim per namespace: `start` reuses it when it answers on its socket.
  *   berth-shim … -id ID [-bundle DIR] delete
- *     → cleans up after a shim that is gone: runc delete --force, unmount rootfs; prints a
- *       DeleteResponse protobuf on stdout.
+ *     → cleans up after a shim that is gone: runc delete --force (the container's monitor then
+ *       exits), unmount rootfs; prints a DeleteResponse protobuf on stdout.
  *   berth-shim … -socket PATH serve      (internal: the long-lived server `start` spawns)
  *
  * Flags are Go-flag style: one dash or two, "-flag value" or "-flag=value". The cwd is the
- * bundle when -bundle is absent (containerd's convention).
- *
- * Grouping: containers sharing a group key share one shim process. The key is the bundle's
- * "io.kubernetes.cri.sandbox-id" annotation when present (a pod's containers share a shim),
- * else the container id; env BERTH_SHIM_GROUP=node puts every container of a namespace in one
- * shim. Socket: <stateDir>/<sha256(namespace + "/" + group) first 16 hex>.sock, stateDir being
- * BERTH_SHIM_STATE_DIR, else /run/containerd/s when started by containerd (its address ends in
- * containerd.sock), else /run/berth/s; always a 0700 directory, never an abstract socket.
+ * bundle when -bundle is absent (containerd's convention). Paths: ../shim-protocol.ts (the
+ * socket is <stateDir>/<namespace>.sock, stateDir being BERTH_SHIM_STATE_DIR, else
+ * /run/containerd/s/berth when started by containerd, else /run/berth/s; always a 0700
+ * directory, never an abstract socket).
  */
-import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync, openSync, closeSync, rmSync, statSync, mkdirSync, chmodSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import net from 'node:net';
 import { spawn } from 'node:child_process';
+import { READY_LINE, shimSocketPath, shimStateDir, taskRegistryPath, attachLinkDir, conmonCuuid } from '../shim-protocol.js';
 
 export { parseFlags, type ShimFlags } from './flags.js';
 import type { ShimFlags } from './flags.js';
-
-export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
-
-/** The group key of a container (see file comment). */
-export function groupKey(id: string, configText: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
-  if (env.BERTH_SHIM_GROUP === 'node') return 'node';
-  if (configText) {
-    try {
-      const a = (JSON.parse(configText) as { annotations?: Record<string, string> }).annotations;
-      const sb = a?.[SANDBOX_ID_ANNOTATION];
-      if (sb) return `pod:${sb}`;
-    } catch {
-      // unreadable config: fall back to the container id
-    }
-  }
-  return `ctr:${id}`;
-}
-
-export function stateDir(address: string, env: NodeJS.ProcessEnv = process.env): string {
-  if (env.BERTH_SHIM_STATE_DIR) return env.BERTH_SHIM_STATE_DIR;
-  if (/containerd\.sock$/.test(address)) return '/run/containerd/s';
-  return '/run/berth/s';
-}
-
-export function socketPath(dir: string, namespace: string, group: string): string {
-  const h = createHash('sha256').update(`${namespace}/${group}`).digest('hex').slice(0, 16);
-  return join(dir, `${h}.sock`);
-}
 
 /** True when a server answers on the unix socket (connect succeeds within 1 s). */
 export function socketAlive(path: string, timeoutMs = 1000): Promise<boolean> {
@@ -114,15 +82,9 @@ function privateDir(dir: string): void {
 export async function startShim(f: ShimFlags, argv0: { execPath: string; execArgv: string[]; script: string }): Promise<string> {
   if (!f.id) throw new Error('start: -id is required');
   const bundle = resolve(f.bundle || process.cwd());
-  let configText: string | undefined;
-  try {
-    configText = readFileSync(join(bundle, 'config.json'), 'utf8');
-  } catch {
-    configText = undefined;
-  }
-  const dir = stateDir(f.address);
+  const dir = shimStateDir(f.address);
   privateDir(dir);
-  const sock = socketPath(dir, f.namespace, groupKey(f.id, configText));
+  const sock = shimSocketPath(dir, f.namespace);
   const address = `unix://${sock}`;
   const finish = (pid: number | undefined): string => {
     writeFileSync(join(bundle, 'address'), address);
@@ -151,7 +113,7 @@ export async function startShim(f: ShimFlags, argv0: { execPath: string; execArg
       const t = setTimeout(() => res(false), 10_000);
       ready.on('data', (d: Buffer) => {
         buf += d.toString();
-        if (buf.includes('ok')) {
+        if (buf.includes(READY_LINE)) {
           clearTimeout(t);
           res(true);
         }
@@ -217,5 +179,8 @@ export async function deleteBundle(f: ShimFlags): Promise<{ pid: number; exitSta
     if (!(err instanceof Error && /does not exist/.test(err.message))) throw err;
   }
   await unmountAll(join(bundle, 'rootfs'));
+  const dir = shimStateDir(f.address);
+  rmSync(taskRegistryPath(dir, f.namespace, f.id), { force: true });
+  rmSync(join(attachLinkDir(dir), conmonCuuid(f.namespace, f.id)), { force: true });
   return { pid, exitStatus: 128 + 9, exitedAt: new Date() };
 }

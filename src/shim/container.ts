@@ -1,40 +1,58 @@
 /**
- * One container (task) hosted by the shim: its bundle, its runc driver, its init process and
- * exec processes, its cgroup, its OOM watch. The Task service (service.ts) is a thin layer
- * that finds the container by id and calls these methods.
+ * One container (task) hosted by the shim. conmon is the parent of its init and of each exec
+ * (conmon.ts): the shim holds no container's stdio and keeps nothing that is not on disk in
+ * the bundle (layout in ../shim-protocol.ts), so Container.load() + takeOver() rebuild a container in a new
+ * shim after the old one was killed or replaced, and reports exits that happened meanwhile.
+ *
+ * How an exit is seen: a monitor the shim started re-parents to the shim (a child subreaper)
+ * and is reaped when it exits; a monitor inherited from an earlier shim is polled
+ * (pollMonitors, once a second). Either way the exit code is the one conmon wrote to
+ * <procdir>/exit, with that file's mtime as the exit time. A monitor that died without
+ * writing it (kill -9 of conmon) takes its process down: the shim kills the process and
+ * records exit 255 with a reason naming the monitor (<procdir>/exit-reason).
  */
-import { readFileSync, writeFileSync, rmSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync, openSync, closeSync, writeSync, constants as C } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { decode, timestamp, type Any } from '../ttrpc/pb.js';
 import { errors, BerthError } from '../errors.js';
 import type { Logger } from '../log.js';
+import {
+  CRI_CONTAINER_TYPE_ANNOTATION,
+  CTL_REOPEN_LOGS,
+  CTL_RESIZE,
+  REOPEN_LOG_ANNOTATION,
+  attachLinkDir,
+  attachSocketPath,
+  conmonCuuid,
+  parseAttachStdin,
+  processDir,
+  taskRegistryPath,
+} from '../shim-protocol.js';
 import { OptionsS, CheckpointOptionsS, Ev, type Options, type CheckpointOptions } from './task-api.js';
 import { Runc, clampBundleOomScoreAdj, writeRuncRecord, RUNC_RECORD } from './runc.js';
 import { Proc, type ExitStatus } from './process.js';
-import { ProcessIO, reopenCriFiles, type StdioSpec } from './io.js';
-import type { ConsoleSocket } from './console.js';
+import { Bridge, needsBridge, parseStdioUri, type StdioSpec } from './bridge.js';
+import { conmonCreate, conmonExec } from './conmon.js';
 import { locateCgroup, oomKillCount, isV1, type CgroupLocation } from './cgroup.js';
 import { mountAll, unmountAll, type RootfsMount } from './rootfs.js';
 import { Topics, type Publisher } from './events.js';
 import type { Reaper } from './reaper.js';
 
-export const CRI_CONTAINER_TYPE = 'io.kubernetes.cri.container-type';
-/** Update annotation asking the shim to reopen the container's CRI log file (kubelet rotation). */
-export const REOPEN_LOG_ANNOTATION = 'io.berth.shim.reopen-log';
+export { CRI_CONTAINER_TYPE_ANNOTATION as CRI_CONTAINER_TYPE, REOPEN_LOG_ANNOTATION };
 
 export interface ContainerDeps {
   namespace: string;
   /** Base for runc --root; the namespace is appended (one runc state dir per namespace). */
   runcRootBase: string;
-  /** 0700 directory for console sockets. */
-  consoleDir: string;
+  /** The shim's state dir (registry, attach links). */
+  stateDir: string;
+  /** conmon binary. */
+  conmon: string;
   reaper: Reaper;
   publisher: Publisher;
   log: Logger;
-  /** How long an exit waits for its output to drain before it is reported. */
+  /** How long an exit waits for a bridge to finish writing output. */
   drainTimeoutMs?: number;
-  /** OOM counter poll interval. */
-  oomPollMs?: number;
 }
 
 export interface CreateParams extends StdioSpec {
@@ -45,7 +63,29 @@ export interface CreateParams extends StdioSpec {
   options: Any | undefined;
 }
 
+/** task.json: what a new shim needs to take the container over. */
+interface TaskRecord {
+  version: 1;
+  id: string;
+  namespace: string;
+  bundle: string;
+  runc: { root: string; binary: string; systemdCgroup: boolean };
+  stdio: StdioSpec;
+  cri: boolean;
+  killAllOnExit: boolean;
+  mounted: boolean;
+}
+
+/** process.json beside an exec's files, with the stdio it was started with. */
+interface ExecRecord {
+  version: 1;
+  execId: string;
+  stdio: StdioSpec;
+}
+
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+const TASK_RECORD = 'task.json';
+const EXEC_RECORD = 'exec.json';
 
 export function validateId(kind: string, id: string): void {
   if (!ID_RE.test(id)) throw errors.invalidArgument('shim.bad_id', `invalid ${kind} id ${JSON.stringify(id)}`);
@@ -57,25 +97,66 @@ function decodeOptions(any: Any | undefined): Options | undefined {
   return decode(OptionsS, any.value) as unknown as Options;
 }
 
-/** Terminal support (node:tty, the console socket) is loaded only when a terminal is asked for. */
-async function openConsoleSocket(dir: string): Promise<ConsoleSocket> {
-  const { ConsoleSocket } = await import('./console.js');
-  return ConsoleSocket.create(dir);
+function readInt(path: string): number | undefined {
+  try {
+    const n = Number.parseInt(readFileSync(path, 'utf8').trim(), 10);
+    return Number.isInteger(n) ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The exit conmon (or the shim, for a dead monitor) recorded in a process dir. */
+export function readExit(dir: string): (ExitStatus & { reason?: string }) | undefined {
+  const status = readInt(join(dir, 'exit'));
+  if (status === undefined) return undefined;
+  let exitedAt = new Date();
+  try {
+    exitedAt = statSync(join(dir, 'exit')).mtime;
+  } catch {
+    // keep now
+  }
+  let reason: string | undefined;
+  try {
+    reason = readFileSync(join(dir, 'exit-reason'), 'utf8').trim() || undefined;
+  } catch {
+    reason = undefined;
+  }
+  // conmon writes -1 when it could not learn the status (a timed-out exec it killed).
+  return { status: status < 0 ? 137 : status, exitedAt, reason };
+}
+
+/** A live conmon of this process: not a zombie, and its command line names our cuuid. */
+export function monitorAlive(pid: number | undefined, cuuid: string): boolean {
+  if (!pid) return false;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return false;
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(cuuid);
+  } catch {
+    return false;
+  }
+}
+
+/** What the shim tracks of one monitored process (init or exec) beside its state machine. */
+interface Monitored {
+  proc: Proc;
+  dir: string;
+  cuuid: string;
+  conmonPid: number;
+  /** The monitor is not our child (inherited from an earlier shim): poll it. */
+  adopted: boolean;
+  bridge?: Bridge;
+  /** The exit is being handled (idempotence of onMonitorExit). */
+  exiting?: boolean;
 }
 
 export class Container {
   readonly execs = new Map<string, Proc>();
+  private readonly monitored = new Map<string, Monitored>();
   cgroup: CgroupLocation | undefined;
-  private oomSeen = 0n;
-  private oomTimer: NodeJS.Timeout | undefined;
   private mounted = false;
   private deleted = false;
-  /**
-   * The container has no pid namespace of its own (it joins the pod's or the host's): when its
-   * init exits, the kernel does not kill the rest, so the shim does (runc kill --all), as
-   * containerd's runc shim does. Otherwise leftovers keep the output pipes open.
-   */
-  private killAllOnExit = false;
 
   private constructor(
     readonly id: string,
@@ -84,14 +165,40 @@ export class Container {
     readonly init: Proc,
     readonly cri: boolean,
     private readonly deps: ContainerDeps,
-    readonly rootfsMounts: RootfsMount[],
+    private readonly killAllOnExit: boolean,
   ) {}
 
   get namespace(): string {
     return this.deps.namespace;
   }
 
-  /** Create: mount rootfs, runc create, wire stdio. Undoes partial work on failure. */
+  private get registryPath(): string {
+    return taskRegistryPath(this.deps.stateDir, this.deps.namespace, this.id);
+  }
+
+  private record(stdio: StdioSpec): TaskRecord {
+    return {
+      version: 1,
+      id: this.id,
+      namespace: this.deps.namespace,
+      bundle: this.bundle,
+      runc: { root: this.runc.root, binary: this.runc.binary, systemdCgroup: this.runc.systemdCgroup },
+      stdio,
+      cri: this.cri,
+      killAllOnExit: this.killAllOnExit,
+      mounted: this.mounted,
+    };
+  }
+
+  private linkAttach(cuuid: string, dir: string): void {
+    // conmon makes this link itself; making it first lets a client find the dir at once.
+    mkdirSync(attachLinkDir(this.deps.stateDir), { recursive: true, mode: 0o700 });
+    const link = join(attachLinkDir(this.deps.stateDir), cuuid);
+    rmSync(link, { force: true });
+    symlinkSync(dir, link);
+  }
+
+  /** Create: mount rootfs, conmon + runc create, bridge stdio. Undoes partial work on failure. */
   static async create(p: CreateParams, deps: ContainerDeps): Promise<Container> {
     validateId('container', p.id);
     const bundle = resolve(p.bundle);
@@ -111,6 +218,10 @@ export class Container {
     } catch (err) {
       throw errors.invalidArgument('shim.bad_bundle', `bundle ${bundle}: config.json is not valid JSON`, err);
     }
+    if (p.checkpoint) throw errors.unimplemented('shim.restore', 'restore from checkpoint is not supported by berth-shim');
+    const cri = CRI_CONTAINER_TYPE_ANNOTATION in annotations;
+    const stdio: StdioSpec = { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr, terminal: p.terminal };
+    const plan = stdioPlan(stdio, cri);
     const opts = decodeOptions(p.options);
     const root = opts?.root ? opts.root : deps.runcRootBase;
     const runc = new Runc({
@@ -119,10 +230,8 @@ export class Container {
       logFile: join(bundle, 'log.json'),
       systemdCgroup: opts?.systemdCgroup ?? false,
     });
-    const cri = CRI_CONTAINER_TYPE in annotations;
-    const init = new Proc(p.id, '', { stdin: p.stdin, stdout: p.stdout, stderr: p.stderr, terminal: p.terminal });
-    const c = new Container(p.id, bundle, runc, init, cri, deps, p.rootfs);
-    c.killAllOnExit = pidNs === undefined || !!pidNs.path;
+    const init = new Proc(p.id, '', stdio);
+    const c = new Container(p.id, bundle, runc, init, cri, deps, pidNs === undefined || !!pidNs.path);
     const undo: Array<() => Promise<void> | void> = [];
     try {
       if (p.rootfs.length > 0) {
@@ -133,57 +242,207 @@ export class Container {
         undo.push(() => unmountAll(target));
       }
       writeRuncRecord(bundle, runc);
-      clampBundleOomScoreAdj(configPath, configText, readFileSync('/proc/self/status', 'utf8'), Number(readFileSync('/proc/self/oom_score_adj', 'utf8').trim()));
-      if (p.checkpoint) {
-        throw errors.unimplemented('shim.restore', 'restore from checkpoint is not supported by berth-shim');
-      }
-      const io = await ProcessIO.open(init.stdio, { cri, containerId: p.id, namespace: deps.namespace });
-      init.io = io;
-      undo.push(() => io.close());
-      const console = p.terminal ? await openConsoleSocket(deps.consoleDir) : undefined;
-      // A failed `runc create` can leave runc state behind; force-delete it — unless runc
-      // refused because the id already exists: that container is someone else's.
+      // conmon resets the runtime's oom_score_adj to 0 before it execs runc (it may not go
+      // lower without CAP_SYS_RESOURCE): clamp against what runc will really start with.
+      const own = Number(readFileSync('/proc/self/oom_score_adj', 'utf8').trim());
+      clampBundleOomScoreAdj(configPath, configText, readFileSync('/proc/self/status', 'utf8'), Math.max(own, 0));
+      writeFileSync(join(bundle, TASK_RECORD), JSON.stringify(c.record(stdio)), { mode: 0o600 });
+      mkdirSync(join(deps.stateDir, 'tasks', deps.namespace), { recursive: true, mode: 0o700 });
+      writeFileSync(c.registryPath, bundle, { mode: 0o600 });
+      undo.push(() => rmSync(c.registryPath, { force: true }));
+      for (const f of ['exit', 'exit-reason', 'exit-reported', 'oom', 'init.pid', 'conmon.pid']) rmSync(join(bundle, f), { force: true });
+      const cuuid = conmonCuuid(deps.namespace, p.id);
+      c.linkAttach(cuuid, bundle);
+      undo.push(() => rmSync(join(attachLinkDir(deps.stateDir), cuuid), { force: true }));
+      // A failed create can leave runc state behind; force-delete it — unless runc refused
+      // because the id already exists: that container is someone else's.
       let foreign = false;
       undo.push(() => (foreign ? undefined : runc.delete(p.id, true).catch(() => undefined)));
-      try {
-        const pid = await deps.reaper.hold(async () => {
-          const pid = await runc
-            .create(p.id, {
-              bundle,
-              pidFile: join(bundle, 'init.pid'),
-              consoleSocket: console?.path,
-              noPivot: opts?.noPivotRoot,
-              noNewKeyring: opts?.noNewKeyring,
-              stdio: io.stdio,
-            })
-            .catch((err: unknown) => {
-              foreign = err instanceof BerthError && err.kind === 'AlreadyExists';
-              throw err;
-            });
-          init.pid = pid;
-          deps.reaper.watch(pid, (e) => void c.onExit(init, e.status, e.exitedAt));
-          return pid;
+      const started = await deps.reaper
+        .hold(() =>
+          conmonCreate({
+            conmon: deps.conmon,
+            runc,
+            containerId: p.id,
+            cuuid,
+            procDir: bundle,
+            socketDir: attachLinkDir(deps.stateDir),
+            terminal: p.terminal,
+            stdin: plan.stdin,
+            stdinOnce: plan.stdinOnce,
+            logPath: plan.logPath,
+            pidFile: join(bundle, 'init.pid'),
+            conmonPidFile: join(bundle, 'conmon.pid'),
+            bundle,
+            exitDir: bundle,
+            noPivot: opts?.noPivotRoot,
+            noNewKeyring: opts?.noNewKeyring,
+          }),
+        )
+        .catch((err: unknown) => {
+          foreign = err instanceof BerthError && err.kind === 'AlreadyExists';
+          throw err;
         });
-        io.closeChildSide();
-        if (console) io.attachPty(console.receivePty());
-        try {
-          c.cgroup = locateCgroup(pid);
-          c.oomSeen = oomKillCount(c.cgroup);
-        } catch {
-          // The process may already be gone (killed during create): no cgroup, no OOM watch.
-        }
-      } finally {
-        console?.close();
+      init.pid = started.pid;
+      const m: Monitored = { proc: init, dir: bundle, cuuid, conmonPid: started.conmonPid, adopted: false };
+      c.monitored.set('', m);
+      if (plan.bridge) m.bridge = await Bridge.open(attachSocketPath(deps.stateDir, deps.namespace, p.id), stdio);
+      deps.reaper.watch(started.conmonPid, () => void c.onMonitorExit(m));
+      try {
+        c.cgroup = locateCgroup(started.pid);
+      } catch {
+        c.cgroup = undefined;
       }
       return c;
     } catch (err) {
-      if (init.pid) deps.reaper.unwatch(init.pid);
       for (const u of undo.reverse()) await Promise.resolve(u()).catch(() => undefined);
       throw err;
     }
   }
 
-  /** The process addressed by execId ('' → init); NotFound otherwise. */
+  /** Rebuilds a container from its bundle (a new shim taking over). */
+  static load(bundle: string, deps: ContainerDeps): Container | undefined {
+    let rec: TaskRecord;
+    try {
+      rec = JSON.parse(readFileSync(join(bundle, TASK_RECORD), 'utf8')) as TaskRecord;
+    } catch {
+      return undefined;
+    }
+    if (rec.version !== 1 || rec.namespace !== deps.namespace) return undefined;
+    const runc = new Runc({ root: rec.runc.root, binary: rec.runc.binary, systemdCgroup: rec.runc.systemdCgroup, logFile: join(bundle, 'log.json') });
+    const init = new Proc(rec.id, '', rec.stdio);
+    const c = new Container(rec.id, bundle, runc, init, rec.cri, deps, rec.killAllOnExit);
+    c.mounted = rec.mounted;
+    const cuuid = conmonCuuid(deps.namespace, rec.id);
+    init.pid = readInt(join(bundle, 'init.pid')) ?? 0;
+    const m: Monitored = { proc: init, dir: bundle, cuuid, conmonPid: readInt(join(bundle, 'conmon.pid')) ?? 0, adopted: true };
+    c.monitored.set('', m);
+    try {
+      if (init.pid) c.cgroup = locateCgroup(init.pid);
+    } catch {
+      c.cgroup = undefined;
+    }
+    // Execs: every process dir with its record.
+    let names: string[] = [];
+    try {
+      names = readdirSync(join(bundle, 'x'));
+    } catch {
+      names = [];
+    }
+    for (const execId of names) {
+      const dir = processDir(bundle, execId);
+      let er: ExecRecord;
+      try {
+        er = JSON.parse(readFileSync(join(dir, EXEC_RECORD), 'utf8')) as ExecRecord;
+      } catch {
+        continue;
+      }
+      const p = new Proc(rec.id, execId, er.stdio);
+      p.pid = readInt(join(dir, 'pid')) ?? 0;
+      c.execs.set(execId, p);
+      if (p.pid) {
+        p.transition('running');
+        c.monitored.set(execId, { proc: p, dir, cuuid: conmonCuuid(deps.namespace, rec.id, execId), conmonPid: readInt(join(dir, 'conmon.pid')) ?? 0, adopted: true });
+      }
+    }
+    return c;
+  }
+
+  /**
+   * After load(): learn the init's state (runc state; exit file), reconnect bridges of live
+   * processes, and handle exits that happened while no shim ran.
+   */
+  async takeOver(): Promise<void> {
+    const m = this.monitored.get('');
+    if (!m) return;
+    const exit = readExit(m.dir);
+    if (!exit) {
+      try {
+        const st = await this.runc.state(this.id);
+        if (st.status === 'running') this.init.transition('running');
+        else if (st.status === 'paused') {
+          this.init.transition('running');
+          this.init.transition('paused');
+        }
+      } catch {
+        // runc knows nothing: the monitor poll below decides
+      }
+    }
+    for (const mon of this.monitored.values()) {
+      if (readExit(mon.dir) || !monitorAlive(mon.conmonPid, mon.cuuid)) {
+        await this.onMonitorExit(mon);
+        continue;
+      }
+      if (needsBridge(mon.proc.stdio) && (!this.cri || !mon.proc.isInit)) {
+        mon.bridge = await Bridge.open(attachSocketPath(this.deps.stateDir, this.deps.namespace, this.id, mon.proc.execId), mon.proc.stdio).catch(() => undefined);
+      }
+    }
+  }
+
+  /** Polls inherited monitors (called once a second by the service). */
+  pollMonitors(): void {
+    for (const m of this.monitored.values()) {
+      if (!m.adopted || m.exiting) continue;
+      if (!monitorAlive(m.conmonPid, m.cuuid)) void this.onMonitorExit(m);
+    }
+  }
+
+  get hasAdoptedMonitors(): boolean {
+    for (const m of this.monitored.values()) if (m.adopted && !m.exiting) return true;
+    return false;
+  }
+
+  /** The monitor of a process exited: record and publish the exit (once). */
+  private async onMonitorExit(m: Monitored): Promise<void> {
+    if (m.exiting) return;
+    m.exiting = true;
+    const p = m.proc;
+    if (p.state === 'deleted') return;
+    if (p.startGate) await p.startGate;
+    let exit = readExit(m.dir);
+    if (!exit) {
+      // The monitor died without recording an exit: the process has lost its stdio holder.
+      const reason = `monitor conmon (pid ${m.conmonPid}) of ${p.label} died`;
+      this.deps.log.warn('monitor died', { id: this.id, execId: p.execId, conmon: m.conmonPid });
+      if (p.isInit) await this.runc.kill(this.id, 9, true).catch(() => undefined);
+      else if (p.pid) {
+        try {
+          process.kill(p.pid, 9);
+        } catch {
+          // gone already
+        }
+      }
+      // Record it first: a shim that dies now still finds the verdict.
+      writeFileSync(join(m.dir, 'exit-reason'), reason);
+      writeFileSync(join(m.dir, 'exit'), '255');
+      exit = readExit(m.dir) ?? { status: 255, exitedAt: new Date(), reason };
+    }
+    if (p.isInit && this.killAllOnExit) await this.runc.kill(this.id, 9, true).catch(() => undefined);
+    if (m.bridge) {
+      await m.bridge.drain(this.deps.drainTimeoutMs ?? 2000);
+      m.bridge.close();
+      m.bridge = undefined;
+    }
+    if (p.isInit && (existsSync(join(m.dir, 'oom')) || (this.cgroup && safeOomCount(this.cgroup) > 0n))) {
+      this.deps.publisher.publish(Topics.oom, Ev.TaskOOM, { containerId: this.id });
+    }
+    p.setExited(exit.status, exit.exitedAt);
+    if (!existsSync(join(m.dir, 'exit-reported'))) {
+      this.deps.publisher.publish(Topics.exit, Ev.TaskExit, {
+        containerId: this.id,
+        id: p.isInit ? this.id : p.execId,
+        pid: p.pid,
+        exitStatus: exit.status,
+        exitedAt: timestamp(exit.exitedAt),
+      });
+      try {
+        writeFileSync(join(m.dir, 'exit-reported'), '');
+      } catch {
+        // the process dir is gone (deleted meanwhile)
+      }
+    }
+  }
+
   process(execId: string): Proc {
     if (!execId) return this.init;
     const p = this.execs.get(execId);
@@ -191,11 +450,10 @@ export class Container {
     return p;
   }
 
-  /** Start the init process (runc start) or an exec (runc exec --detach). Returns the pid. */
+  /** Start the init (runc start) or an exec (conmon --exec). */
   async start(execId: string): Promise<number> {
     const p = this.process(execId);
     p.require('start', 'created');
-    if (p.startGate) throw errors.failedPrecondition('shim.bad_state', `cannot start ${p.label}: already starting`);
     if (!p.isInit && this.init.state !== 'running') {
       throw errors.failedPrecondition('shim.bad_state', `cannot start exec ${execId}: container ${this.id} is ${this.init.state}`);
     }
@@ -205,25 +463,17 @@ export class Container {
       if (p.isInit) {
         await this.runc.start(this.id);
         p.transition('running');
-        this.startOomWatch();
         this.deps.publisher.publish(Topics.start, Ev.TaskStart, { containerId: this.id, pid: p.pid });
       } else {
         await this.startExec(p);
         p.transition('running');
-        this.deps.publisher.publish(
-          Topics.execStarted,
-          Ev.TaskExecStarted, { containerId: this.id, execId, pid: p.pid },
-        );
+        this.deps.publisher.publish(Topics.execStarted, Ev.TaskExecStarted, { containerId: this.id, execId, pid: p.pid });
       }
       return p.pid;
     } finally {
       p.startGate = undefined;
       open();
     }
-  }
-
-  private execSpecPath(execId: string): string {
-    return join(this.bundle, `.exec-${execId}.json`);
   }
 
   /** Register an exec (Exec RPC): nothing runs until Start. */
@@ -241,86 +491,58 @@ export class Container {
     if (!Array.isArray(processSpec.args) || processSpec.args.length === 0) {
       throw errors.invalidArgument('shim.bad_exec_spec', `exec ${execId}: process spec has no args`);
     }
+    Bridge.check(stdio);
     // The Exec request's terminal flag is authoritative for the spec runc sees.
     processSpec.terminal = stdio.terminal;
-    writeFileSync(this.execSpecPath(execId), JSON.stringify(processSpec), { mode: 0o600 });
+    const dir = processDir(this.bundle, execId);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(join(dir, 'process.json'), JSON.stringify(processSpec), { mode: 0o600 });
+    const rec: ExecRecord = { version: 1, execId, stdio };
+    writeFileSync(join(dir, EXEC_RECORD), JSON.stringify(rec), { mode: 0o600 });
     this.execs.set(execId, new Proc(this.id, execId, stdio));
     this.deps.publisher.publish(Topics.execAdded, Ev.TaskExecAdded, { containerId: this.id, execId });
   }
 
   private async startExec(p: Proc): Promise<void> {
-    const io = await ProcessIO.open(p.stdio, { cri: this.cri, containerId: this.id, namespace: this.deps.namespace });
-    p.io = io;
-    const console = p.stdio.terminal ? await openConsoleSocket(this.deps.consoleDir) : undefined;
+    const dir = processDir(this.bundle, p.execId);
+    const cuuid = conmonCuuid(this.deps.namespace, this.id, p.execId);
+    this.linkAttach(cuuid, dir);
+    const bridged = needsBridge(p.stdio);
+    let bridge: Bridge | undefined;
     try {
-      await this.deps.reaper.hold(async () => {
-        const pid = await this.runc.exec(this.id, {
-          processFile: this.execSpecPath(p.execId),
-          pidFile: join(this.bundle, `.exec-${p.execId}.pid`),
-          consoleSocket: console?.path,
-          stdio: io.stdio,
-        });
-        p.pid = pid;
-        this.deps.reaper.watch(pid, (e) => void this.onExit(p, e.status, e.exitedAt));
-      });
-      io.closeChildSide();
-      if (console) io.attachPty(console.receivePty());
+      const started = await this.deps.reaper.hold(() =>
+        conmonExec(
+          {
+            conmon: this.deps.conmon,
+            runc: this.runc,
+            containerId: this.id,
+            cuuid,
+            procDir: dir,
+            socketDir: attachLinkDir(this.deps.stateDir),
+            terminal: p.stdio.terminal,
+            stdin: !!p.stdio.stdin,
+            stdinOnce: true,
+            pidFile: join(dir, 'pid'),
+            conmonPidFile: join(dir, 'conmon.pid'),
+            processFile: join(dir, 'process.json'),
+            attach: bridged,
+          },
+          bridged
+            ? async () => {
+                bridge = await Bridge.open(attachSocketPath(this.deps.stateDir, this.deps.namespace, this.id, p.execId), p.stdio);
+              }
+            : undefined,
+        ),
+      );
+      p.pid = started.pid;
+      const m: Monitored = { proc: p, dir, cuuid, conmonPid: started.conmonPid, adopted: false, bridge };
+      this.monitored.set(p.execId, m);
+      this.deps.reaper.watch(started.conmonPid, () => void this.onMonitorExit(m));
     } catch (err) {
-      await io.close();
-      p.io = undefined;
+      bridge?.close();
+      rmSync(join(attachLinkDir(this.deps.stateDir), cuuid), { force: true });
       throw err;
-    } finally {
-      console?.close();
-    }
-  }
-
-  /** Reaper callback: drain output, report OOM, record the exit, publish TaskExit. */
-  private async onExit(p: Proc, status: number, exitedAt: Date): Promise<void> {
-    // Deleted before it ran (runc delete --force of a created container): Delete reported it.
-    if (p.state === 'deleted') return;
-    if (p.startGate) await p.startGate;
-    if (p.isInit && this.killAllOnExit) await this.runc.kill(this.id, 9, true).catch(() => undefined);
-    if (p.io) await p.io.drain(this.deps.drainTimeoutMs ?? 2000);
-    if (p.isInit) {
-      this.checkOom();
-      this.stopOomWatch();
-    }
-    p.setExited(status, exitedAt);
-    this.deps.publisher.publish(
-      Topics.exit,
-      Ev.TaskExit, {
-        containerId: this.id,
-        id: p.isInit ? this.id : p.execId,
-        pid: p.pid,
-        exitStatus: status,
-        exitedAt: timestamp(exitedAt),
-      },
-    );
-  }
-
-  /**
-   * OOM detection: poll the cgroup's oom_kill counter (v1 memory.oom_control, v2
-   * memory.events) every oomPollMs while running, and once more when init exits so TaskOOM
-   * precedes TaskExit. Polling a counter cannot miss an event the way a racing eventfd
-   * registration can, and needs no blocked thread.
-   */
-  private startOomWatch(): void {
-    if (!this.cgroup || this.oomTimer) return;
-    this.oomTimer = setInterval(() => this.checkOom(), this.deps.oomPollMs ?? 1000);
-    this.oomTimer.unref();
-  }
-
-  private stopOomWatch(): void {
-    if (this.oomTimer) clearInterval(this.oomTimer);
-    this.oomTimer = undefined;
-  }
-
-  private checkOom(): void {
-    if (!this.cgroup) return;
-    const n = oomKillCount(this.cgroup);
-    if (n > this.oomSeen) {
-      this.oomSeen = n;
-      this.deps.publisher.publish(Topics.oom, Ev.TaskOOM, { containerId: this.id });
     }
   }
 
@@ -342,16 +564,15 @@ export class Container {
     }
   }
 
-  /** Delete a process. For init: runc delete, close io, unmount rootfs. */
+  /** Delete a process. For init: runc delete, unmount rootfs, forget the container. */
   async delete(execId: string): Promise<ExitStatus & { pid: number }> {
     const p = this.process(execId);
     p.require('delete', 'created', 'stopped');
     if (!p.isInit) {
       this.execs.delete(execId);
       p.transition('deleted');
-      await p.io?.close();
-      rmSync(this.execSpecPath(execId), { force: true });
-      rmSync(join(this.bundle, `.exec-${execId}.pid`), { force: true });
+      this.forget(execId);
+      rmSync(processDir(this.bundle, execId), { recursive: true, force: true });
       const exit = p.exit ?? { status: 0, exitedAt: new Date() };
       return { pid: p.pid, ...exit };
     }
@@ -360,36 +581,42 @@ export class Container {
     }
     await this.destroy();
     if (p.state === 'created') {
-      // Never started: runc delete --force killed it; the reaper reports the exit.
+      // Never started: runc delete --force killed it.
       p.setExited(p.exit?.status ?? 137, p.exit?.exitedAt ?? new Date());
     }
     p.transition('deleted');
     const exit = p.exit ?? { status: 137, exitedAt: new Date() };
-    this.deps.publisher.publish(
-      Topics.delete,
-      Ev.TaskDelete, { containerId: this.id, id: this.id, pid: p.pid, exitStatus: exit.status, exitedAt: timestamp(exit.exitedAt) },
-    );
+    this.deps.publisher.publish(Topics.delete, Ev.TaskDelete, { containerId: this.id, id: this.id, pid: p.pid, exitStatus: exit.status, exitedAt: timestamp(exit.exitedAt) });
     return { pid: p.pid, ...exit };
+  }
+
+  private forget(execId: string): void {
+    const m = this.monitored.get(execId);
+    if (!m) return;
+    this.monitored.delete(execId);
+    m.bridge?.close();
+    rmSync(join(attachLinkDir(this.deps.stateDir), m.cuuid), { force: true });
   }
 
   /** Remove everything of this container from the host (idempotent). */
   async destroy(): Promise<void> {
     if (this.deleted) return;
-    this.stopOomWatch();
     try {
       await this.runc.delete(this.id, true);
     } catch (err) {
       if (!(err instanceof BerthError && err.kind === 'NotFound')) throw err;
     }
     this.deleted = true;
-    if (this.init.pid && !this.init.exit) this.deps.reaper.poll();
-    for (const e of this.execs.values()) await e.io?.close();
-    await this.init.io?.close();
+    for (const id of [...this.monitored.keys()]) this.forget(id);
     if (this.mounted) {
       await unmountAll(join(this.bundle, 'rootfs'));
       this.mounted = false;
     }
-    for (const f of ['init.pid', RUNC_RECORD]) rmSync(join(this.bundle, f), { force: true });
+    rmSync(this.registryPath, { force: true });
+    rmSync(join(this.bundle, 'x'), { recursive: true, force: true });
+    for (const f of ['init.pid', 'conmon.pid', TASK_RECORD, RUNC_RECORD, 'exit', 'exit-reason', 'exit-reported', 'oom', 'attach', 'ctl', 'winsz']) {
+      rmSync(join(this.bundle, f), { force: true });
+    }
   }
 
   async pause(): Promise<void> {
@@ -420,12 +647,26 @@ export class Container {
     return pids.map((pid) => ({ pid, execId: byPid.get(pid) ?? '' }));
   }
 
+  /** Writes one message to a process's conmon ctl FIFO. */
+  private ctl(execId: string, type: number, height = 0, width = 0): void {
+    const path = join(processDir(this.bundle, execId), 'ctl');
+    let fd: number;
+    try {
+      fd = openSync(path, C.O_WRONLY | C.O_NONBLOCK);
+    } catch (err) {
+      throw errors.failedPrecondition('shim.no_monitor', `${this.process(execId).label}: its monitor is not listening (${(err as Error).message})`);
+    }
+    try {
+      writeSync(fd, `${type} ${height} ${width}\n`);
+    } finally {
+      closeSync(fd);
+    }
+  }
+
   /** Update: resources (JSON LinuxResources) and/or the reopen-log annotation. */
   async update(resources: Any | undefined, annotations: Record<string, string>): Promise<void> {
     if (annotations[REOPEN_LOG_ANNOTATION]) {
-      const paths = [...(this.init.io?.logPaths ?? [])];
-      for (const e of this.execs.values()) paths.push(...(e.io?.logPaths ?? []));
-      await reopenCriFiles(paths);
+      if (this.init.state !== 'stopped' && this.init.state !== 'deleted') this.ctl('', CTL_REOPEN_LOGS);
     }
     if (resources && resources.value.length > 0) {
       this.init.require('update', 'created', 'running', 'paused');
@@ -459,14 +700,14 @@ export class Container {
 
   resizePty(execId: string, width: number, height: number): void {
     const p = this.process(execId);
-    const pty = p.io?.terminal;
-    if (!pty) throw errors.failedPrecondition('shim.no_terminal', `${p.label} has no terminal`);
-    pty.resize(width, height);
+    if (!p.stdio.terminal) throw errors.failedPrecondition('shim.no_terminal', `${p.label} has no terminal`);
+    this.ctl(execId, CTL_RESIZE, height, width);
   }
 
   closeIO(execId: string): void {
-    const p = this.process(execId);
-    p.io?.closeStdin();
+    const m = this.monitored.get(execId);
+    this.process(execId);
+    m?.bridge?.closeStdin();
   }
 
   get cgroupIsV1(): boolean {
@@ -477,4 +718,33 @@ export class Container {
   get alive(): boolean {
     return this.init.state !== 'deleted';
   }
+}
+
+function safeOomCount(c: CgroupLocation): bigint {
+  try {
+    return oomKillCount(c);
+  } catch {
+    return 0n;
+  }
+}
+
+/**
+ * How a process's stdio maps onto conmon. CRI containers: conmon writes the CRI log itself
+ * (stdout = stderr = file://<log path>, k8s-file) and takes stdin from attach sessions
+ * (stdin = attach://stdin). Everything else goes through a bridge.
+ */
+function stdioPlan(s: StdioSpec, cri: boolean): { logPath?: string; stdin: boolean; stdinOnce: boolean; bridge: boolean } {
+  const attach = parseAttachStdin(s.stdin);
+  if (cri) {
+    const out = parseStdioUri(s.stdout);
+    const logPath = out.kind === 'file' ? out.path : undefined;
+    if (!attach && s.stdin) throw errors.invalidArgument('shim.bad_stdin', `CRI container stdin must be ${JSON.stringify('attach://stdin')}, got ${JSON.stringify(s.stdin)}`);
+    if (out.kind === 'fifo' || (s.stderr && s.stderr !== s.stdout)) {
+      throw errors.invalidArgument('shim.bad_stdio', 'CRI container output must be one file:// log path for stdout and stderr');
+    }
+    return { logPath, stdin: !!attach, stdinOnce: attach?.once ?? false, bridge: false };
+  }
+  if (attach) return { stdin: true, stdinOnce: attach.once, bridge: false };
+  Bridge.check(s);
+  return { stdin: !!s.stdin, stdinOnce: true, bridge: needsBridge(s) };
 }

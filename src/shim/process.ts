@@ -11,7 +11,6 @@
  *      └──────────────────delete (never started; runc delete --force)──▶ deleted
  */
 import { errors } from '../errors.js';
-import type { ProcessIO } from './io.js';
 
 export type ProcState = 'created' | 'running' | 'pausing' | 'paused' | 'stopped' | 'deleted';
 
@@ -37,7 +36,6 @@ export class Proc {
   private _state: ProcState = 'created';
   pid = 0;
   exit: ExitStatus | undefined;
-  io: ProcessIO | undefined;
   private readonly waiters: Array<(e: ExitStatus) => void> = [];
   /**
    * Set while Start runs. A process can exit (and be reaped) before `runc start|exec` has even

@@ -5,7 +5,7 @@
  * fails, the error handed to the caller carries runc's own text verbatim: the "error"-level
  * entries runc appended to the json log during this call (falling back to its stderr).
  */
-import { openSync, closeSync, fstatSync, readSync, writeFileSync, mkdirSync } from 'node:fs';
+import { openSync, closeSync, fstatSync, readSync, writeFileSync, mkdirSync, accessSync, constants } from 'node:fs';
 import { join } from 'node:path';
 import type { SpawnOptions } from 'node:child_process';
 import { BerthError, errors } from '../errors.js';
@@ -85,7 +85,22 @@ export class Runc {
     mkdirSync(this.root, { recursive: true, mode: 0o711 });
   }
 
-  private globalArgs(): string[] {
+  /** The binary as an absolute path (conmon execs it without a PATH search). */
+  binaryPath(): string {
+    if (this.binary.includes('/')) return this.binary;
+    for (const d of (process.env.PATH ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+      const p = join(d || '.', this.binary);
+      try {
+        accessSync(p, constants.X_OK);
+        return p;
+      } catch {
+        // not here
+      }
+    }
+    return this.binary;
+  }
+
+  globalArgs(): string[] {
     const a = ['--root', this.root, '--log', this.logFile, '--log-format', 'json'];
     if (this.systemdCgroup) a.push('--systemd-cgroup');
     return a;

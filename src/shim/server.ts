@@ -1,9 +1,12 @@
 /**
- * The long-lived shim server: subreaper, Task service on a ttrpc unix socket, event publisher.
- * Exits on Shutdown once no container is left (or at once with `now`).
+ * The long-lived shim server of one namespace: subreaper of the monitors it starts, Task
+ * service on a ttrpc unix socket, event publisher. On start it takes over what an earlier
+ * shim of the namespace left (TaskService.recover). Exits on Shutdown once no container is
+ * left (or at once with `now`: containers keep running under their monitors).
  */
-import { writeSync, closeSync, rmSync, statSync, readdirSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { writeSync, closeSync, rmSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { ENV_CONMON } from '../shim-protocol.js';
 import { TtrpcServer, ensurePrivateDir } from '../ttrpc/server.js';
 import { registerLean } from '../ttrpc/lean-service.js';
 import { logger, setLogLevel, type Logger } from '../log.js';
@@ -21,6 +24,8 @@ export interface ServeOptions {
   ttrpcAddress: string;
   debug: boolean;
   runcRootBase?: string;
+  /** conmon binary (default: BERTH_CONMON, else conmon on PATH). */
+  conmon?: string;
   /** Write "ok" on this fd once listening, then close it (the `start` handshake). */
   readyFd?: number;
 }
@@ -50,29 +55,25 @@ export async function serve(o: ServeOptions, log: Logger = logger({ component: '
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
   let stopping = false;
-  let bound: { dev: number; ino: number } | undefined;
+  let service: TaskService | undefined;
   const stop = async (): Promise<void> => {
     if (stopping) return done;
     stopping = true;
-    // Find our socket before closing: it may have been renamed (warm shim adopted by a group).
-    const current = currentSocketPath(o.socket, bound);
     // Requests are done by now (Shutdown replies first); peers that keep an idle connection
     // open (containerd waits for the shim to exit) must not hold the exit up for long.
     await server.close(250).catch(() => undefined);
+    service?.stopPolling();
     await publisher.flush();
     publisher.close();
     reaper.stop();
-    for (const p of new Set([o.socket, current])) {
-      if (!p) continue;
-      if (p !== o.socket) rmSync(p, { force: true });
-      rmSync(`${p}.pid`, { force: true });
-    }
+    rmSync(`${o.socket}.pid`, { force: true });
     resolveDone();
   };
-  const service = new TaskService({
+  service = new TaskService({
     namespace: o.namespace,
     runcRootBase: o.runcRootBase ?? '/run/berth/runc',
-    consoleDir: join(dirname(o.socket), 'console'),
+    stateDir: dirname(o.socket),
+    conmon: o.conmon ?? process.env[ENV_CONMON] ?? 'conmon',
     reaper,
     publisher,
     log,
@@ -80,9 +81,8 @@ export async function serve(o: ServeOptions, log: Logger = logger({ component: '
   });
   registerLean(server, TASK_SERVICE, service.handlers());
   await ensurePrivateDir(dirname(o.socket));
+  await service.recover();
   await server.listen({ path: o.socket, mode: 0o600 });
-  const st = statSync(o.socket);
-  bound = { dev: st.dev, ino: st.ino };
   log.info('shim listening', { socket: o.socket, pid: process.pid });
   if (o.readyFd !== undefined) {
     writeSync(o.readyFd, 'ok\n');
@@ -91,31 +91,3 @@ export async function serve(o: ServeOptions, log: Logger = logger({ component: '
   return { service, publisher, server, reaper, done, stop };
 }
 
-/**
- * Where our listening socket lives now. berthd adopts a warm shim by renaming its socket file
- * to a group's socket path (the bound inode keeps working), so on exit the shim looks for the
- * socket by inode in its directory and removes that name.
- */
-export function currentSocketPath(original: string, bound: { dev: number; ino: number } | undefined): string | undefined {
-  if (!bound) return undefined;
-  const same = (p: string): boolean => {
-    try {
-      const s = statSync(p);
-      return s.isSocket() && s.dev === bound.dev && s.ino === bound.ino;
-    } catch {
-      return false;
-    }
-  };
-  if (same(original)) return original;
-  const dir = dirname(original);
-  let names: string[] = [];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return undefined;
-  }
-  for (const n of names) {
-    if (n.endsWith('.sock') && same(join(dir, n))) return join(dir, n);
-  }
-  return undefined;
-}

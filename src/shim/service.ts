@@ -1,7 +1,11 @@
 /**
- * containerd.task.v2.Task served by berth-shim: one service instance hosts many containers
- * (state per container id). Each method is a thin mapping onto Container (container.ts).
+ * containerd.task.v2.Task served by berth-shim: one service instance hosts every container of
+ * a namespace (state per container id). Each method is a thin mapping onto Container
+ * (container.ts). recover() takes over the containers an earlier shim left (registry under
+ * the state dir) and reports their exits.
  */
+import { readFileSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { errors } from '../errors.js';
 import type { Logger } from '../log.js';
 import { packAny, timestamp, EmptyS, type Timestamp } from '../ttrpc/pb.js';
@@ -35,6 +39,8 @@ function ts(d: Date | undefined): Timestamp | undefined {
 export interface TaskServiceOptions extends ContainerDeps {
   /** Called when Shutdown decides the shim should exit. */
   onShutdown: () => void;
+  /** Poll interval of inherited monitors. */
+  pollMs?: number;
 }
 
 export class TaskService {
@@ -43,8 +49,65 @@ export class TaskService {
   private readonly creating = new Set<string>();
   private readonly log: Logger;
 
+  private pollTimer: NodeJS.Timeout | undefined;
+
   constructor(private readonly opts: TaskServiceOptions) {
     this.log = opts.log;
+  }
+
+  /**
+   * Takes over the containers of an earlier shim of this namespace (the registry names their
+   * bundles), reconnects their bridges and reports exits that happened while no shim ran.
+   */
+  async recover(): Promise<number> {
+    const dir = join(this.opts.stateDir, 'tasks', this.opts.namespace);
+    let ids: string[] = [];
+    try {
+      ids = readdirSync(dir);
+    } catch {
+      ids = [];
+    }
+    for (const id of ids) {
+      let bundle = '';
+      try {
+        bundle = readFileSync(join(dir, id), 'utf8').trim();
+      } catch {
+        continue;
+      }
+      const c = Container.load(bundle, this.opts);
+      if (!c || c.id !== id) {
+        this.log.warn('dropping registry entry without a task record', { id, bundle });
+        rmSync(join(dir, id), { force: true });
+        continue;
+      }
+      this.containers.set(id, c);
+    }
+    for (const c of this.containers.values()) {
+      await c.takeOver().catch((err: unknown) => this.log.warn('could not resume container', { id: c.id, err }));
+    }
+    this.startPolling();
+    if (this.containers.size) this.log.info('took over containers', { count: this.containers.size });
+    return this.containers.size;
+  }
+
+  /** Monitors inherited from an earlier shim are not our children: poll them. */
+  private startPolling(): void {
+    if (this.pollTimer) return;
+    this.pollTimer = setInterval(() => {
+      let any = false;
+      for (const c of this.containers.values()) {
+        if (!c.hasAdoptedMonitors) continue;
+        any = true;
+        c.pollMonitors();
+      }
+      if (!any) this.stopPolling();
+    }, this.opts.pollMs ?? 1000);
+    this.pollTimer.unref();
+  }
+
+  stopPolling(): void {
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollTimer = undefined;
   }
 
   get(id: string): Container {

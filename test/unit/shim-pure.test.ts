@@ -1,16 +1,17 @@
 /**
- * The shim's pure building blocks (no runc, no root): CRI log splitting, flag parsing, group
- * keys, oom_score_adj clamping, runc error classification, /proc/<pid>/cgroup parsing,
+ * The shim's pure building blocks (no runc, no root): CRI log splitting, flag parsing, the
+ * shim protocol's paths and stdin URIs, oom_score_adj clamping, runc error classification, /proc/<pid>/cgroup parsing,
  * bind mount normalisation and the process state machine.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CriLineSplitter, rfc3339Nano } from '../../src/shim/crilog.js';
-import { parseFlags, groupKey, socketPath, stateDir } from '../../src/shim/cli.js';
+import { CriLineSplitter, rfc3339Nano } from '../../src/core/logs/crilog.js';
+import { parseFlags } from '../../src/shim/cli.js';
+import { shimSocketPath, shimStateDir, attachSocketPath, attachStdin, parseAttachStdin, conmonCuuid } from '../../src/shim-protocol.js';
 import { clampOomScoreAdj, hasCapSysResource, classifyRuncError, readErrorsSince } from '../../src/shim/runc.js';
 import { parseProcCgroup, parseKv } from '../../src/shim/cgroup.js';
 import { normalizeMount } from '../../src/shim/rootfs.js';
-import { parseStdioUri } from '../../src/shim/io.js';
+import { parseStdioUri } from '../../src/shim/bridge.js';
 import { Proc, canTransition } from '../../src/shim/process.js';
 import { decodeWaitStatus } from '../../src/shim/libc.js';
 import { isBerthError } from '../../src/errors.js';
@@ -61,16 +62,21 @@ test('flags: Go style single and double dash, = form, action anywhere after flag
   assert.equal(parseFlags(['delete'], { NAMESPACE: 'envns' }).namespace, 'envns');
 });
 
-test('group key: sandbox id annotation, else container id; node grouping by env', () => {
-  const cfg = JSON.stringify({ annotations: { 'io.kubernetes.cri.sandbox-id': 'sb1' } });
-  assert.equal(groupKey('c1', cfg, {}), 'pod:sb1');
-  assert.equal(groupKey('c1', '{}', {}), 'ctr:c1');
-  assert.equal(groupKey('c1', 'not json', {}), 'ctr:c1');
-  assert.equal(groupKey('c1', cfg, { BERTH_SHIM_GROUP: 'node' }), 'node');
-  assert.notEqual(socketPath('/d', 'ns1', 'pod:a'), socketPath('/d', 'ns2', 'pod:a'));
-  assert.match(socketPath('/d', 'ns1', 'pod:a'), /^\/d\/[0-9a-f]{16}\.sock$/);
-  assert.equal(stateDir('/run/containerd/containerd.sock', {}), '/run/containerd/s');
-  assert.equal(stateDir('', {}), '/run/berth/s');
+test('shim protocol: one socket per namespace, short attach paths, stdin URIs', () => {
+  assert.equal(shimSocketPath('/d', 'k8s.io'), '/d/k8s.io.sock');
+  assert.notEqual(shimSocketPath('/d', 'ns1'), shimSocketPath('/d', 'ns2'));
+  assert.equal(shimStateDir('/run/containerd/containerd.sock', {}), '/run/containerd/s/berth');
+  assert.equal(shimStateDir('', {}), '/run/berth/s');
+  assert.equal(shimStateDir('', { BERTH_SHIM_STATE_DIR: '/x' }), '/x');
+  // The attach socket path must fit sun_path (108) even under a long temp state dir.
+  const long = '/tmp/berthd-test-abcdef/state/s';
+  assert.ok(attachSocketPath(long, 'k8s.io', 'a'.repeat(64), 'e'.repeat(64)).length < 108);
+  assert.notEqual(conmonCuuid('ns', 'c1'), conmonCuuid('ns', 'c1', 'x'));
+  assert.notEqual(conmonCuuid('ns1', 'c1'), conmonCuuid('ns2', 'c1'));
+  assert.deepEqual(parseAttachStdin(attachStdin(true)), { once: true });
+  assert.deepEqual(parseAttachStdin(attachStdin(false)), { once: false });
+  assert.equal(parseAttachStdin('/run/x/stdin'), undefined);
+  assert.equal(parseAttachStdin('attach://stdout'), undefined);
 });
 
 test('oom_score_adj is raised to our own value only when we cannot lower it', () => {
@@ -123,11 +129,11 @@ test('bind mounts without a bind option are normalised to bind mounts', () => {
   assert.equal(normalizeMount(overlay), overlay);
 });
 
-test('stdio URIs: FIFO paths, file://, binary:// with args; unknown schemes rejected', () => {
+test('stdio URIs: FIFO paths and file://; binary:// and unknown schemes rejected', () => {
   assert.deepEqual(parseStdioUri(''), { kind: 'none' });
   assert.deepEqual(parseStdioUri('/run/x/stdout'), { kind: 'fifo', path: '/run/x/stdout' });
   assert.deepEqual(parseStdioUri('file:///var/log/pods/a%20b/0.log'), { kind: 'file', path: '/var/log/pods/a b/0.log' });
-  assert.deepEqual(parseStdioUri('binary:///usr/bin/logger?id=1&flag='), { kind: 'binary', path: '/usr/bin/logger', args: ['id', '1', 'flag'] });
+  assert.throws(() => parseStdioUri('binary:///usr/bin/logger?id=1'), (e: unknown) => isBerthError(e, 'InvalidArgument'));
   assert.throws(() => parseStdioUri('http://x/'), (e: unknown) => isBerthError(e, 'InvalidArgument'));
 });
 

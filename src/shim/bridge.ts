@@ -1,0 +1,152 @@
+/**
+ * Stdio named by URIs (containerd's convention) for a process that conmon monitors:
+ *   ""                  no stream
+ *   "/path" | "fifo:///path"   a FIFO created by the client
+ *   "file:///path"      raw output appended to a file (CRI containers: conmon's k8s-file log)
+ *
+ * conmon owns the process's pipes; a Bridge is one attach session on conmon's attach socket
+ * that copies output packets into the client's FIFOs or files and the client's stdin FIFO
+ * into the session. CloseIO ends the session's write side, which makes conmon close the
+ * process's stdin. A bridge lives in the shim: if the shim dies the process keeps running and
+ * a new shim connects a new bridge (output written meanwhile is dropped by conmon).
+ *
+ * FIFOs are opened O_RDWR|O_NONBLOCK: that never blocks when the other side is not open yet,
+ * and a client that opens late loses nothing.
+ */
+import { constants as C, createWriteStream, openSync } from 'node:fs';
+import net from 'node:net';
+import type { Writable } from 'node:stream';
+import { errors } from '../errors.js';
+import { AttachSession } from '../conmon/attach.js';
+
+export interface StdioSpec {
+  stdin: string;
+  stdout: string;
+  stderr: string;
+  terminal: boolean;
+}
+
+type Dest = { kind: 'none' } | { kind: 'fifo'; path: string } | { kind: 'file'; path: string };
+
+export function parseStdioUri(s: string): Dest {
+  if (!s) return { kind: 'none' };
+  if (s.startsWith('/')) return { kind: 'fifo', path: s };
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    throw errors.invalidArgument('shim.bad_stdio', `unsupported stdio ${JSON.stringify(s)}`);
+  }
+  const path = decodeURIComponent(u.pathname);
+  switch (u.protocol) {
+    case 'fifo:':
+      return { kind: 'fifo', path };
+    case 'file:':
+      return { kind: 'file', path };
+    default:
+      throw errors.invalidArgument('shim.bad_stdio', `unsupported stdio scheme ${u.protocol} in ${JSON.stringify(s)} (berth-shim takes FIFOs and file://)`);
+  }
+}
+
+/** True when the stdio needs a bridge (anything but nothing at all). */
+export function needsBridge(s: StdioSpec): boolean {
+  return !!(s.stdin || s.stdout || s.stderr);
+}
+
+function openOut(d: Dest): Writable | undefined {
+  switch (d.kind) {
+    case 'none':
+      return undefined;
+    case 'fifo': {
+      const w = new net.Socket({ fd: openSync(d.path, C.O_RDWR | C.O_NONBLOCK), readable: false, writable: true });
+      w.on('error', () => undefined);
+      return w;
+    }
+    case 'file': {
+      const w = createWriteStream(d.path, { flags: 'a' });
+      w.on('error', () => undefined);
+      return w;
+    }
+  }
+}
+
+export class Bridge {
+  private stdinSrc: net.Socket | undefined;
+  private readonly outs: Writable[] = [];
+
+  private constructor(private readonly session: AttachSession) {}
+
+  /** Validates the URIs (before anything is started). */
+  static check(s: StdioSpec): void {
+    const i = parseStdioUri(s.stdin);
+    if (i.kind === 'file') throw errors.invalidArgument('shim.bad_stdin', `stdin must be a FIFO, got ${JSON.stringify(s.stdin)}`);
+    parseStdioUri(s.stdout);
+    parseStdioUri(s.stderr);
+  }
+
+  static async open(socketPath: string, s: StdioSpec): Promise<Bridge> {
+    const session = await AttachSession.connect(socketPath);
+    const b = new Bridge(session);
+    try {
+      const out = openOut(parseStdioUri(s.stdout));
+      // One file named twice (stdout and stderr to the same file) gets one writer.
+      const err = s.stderr && s.stderr === s.stdout ? out : openOut(parseStdioUri(s.stderr));
+      for (const w of new Set([out, err])) if (w) b.outs.push(w);
+      session.onOutput((stream, data) => {
+        const w = stream === 'stderr' && !s.terminal ? err : out;
+        if (w && !w.destroyed) w.write(data);
+      });
+      const inp = parseStdioUri(s.stdin);
+      if (inp.kind === 'fifo') {
+        const src = new net.Socket({ fd: openSync(inp.path, C.O_RDWR | C.O_NONBLOCK), readable: true, writable: false });
+        src.on('error', () => undefined);
+        src.on('data', (d: Buffer) => {
+          src.pause();
+          session.write(d).finally(() => src.resume());
+        });
+        b.stdinSrc = src;
+      }
+    } catch (e) {
+      b.close();
+      throw e;
+    }
+    return b;
+  }
+
+  /** CloseIO: the process sees EOF on stdin (conmon closes it when our write side ends). */
+  closeStdin(): void {
+    this.stdinSrc?.destroy();
+    this.stdinSrc = undefined;
+    void this.session.closeStdin();
+  }
+
+  /** Resolves once conmon closed the session (all output sent) and it was written out, or after timeoutMs. */
+  async drain(timeoutMs: number): Promise<boolean> {
+    let t: NodeJS.Timeout | undefined;
+    const timeout = new Promise<false>((r) => (t = setTimeout(() => r(false), timeoutMs)));
+    const flushed = this.session.closed.then(async () => {
+      await Promise.all(
+        this.outs.map(
+          (w) =>
+            new Promise<void>((r) => {
+              if (w.destroyed || w.writableFinished) return r();
+              w.once('finish', () => r());
+              w.once('error', () => r());
+              w.once('close', () => r());
+              w.end();
+            }),
+        ),
+      );
+      return true as const;
+    });
+    const r = await Promise.race([flushed, timeout]);
+    if (t) clearTimeout(t);
+    return r;
+  }
+
+  close(): void {
+    this.stdinSrc?.destroy();
+    this.session.destroy();
+    for (const w of this.outs) w.destroy();
+  }
+}
