@@ -2,7 +2,7 @@
 # Installs what berth needs on Debian 12 (as root): runc, CNI plugins, iproute2, iptables, and
 # the tools the tests use. Only missing packages are installed.
 set -euo pipefail
-want=(runc containernetworking-plugins iproute2 iptables util-linux)
+want=(runc conmon containernetworking-plugins iproute2 iptables util-linux)
 if [ "${1:-}" = "--test" ]; then
   want+=(containerd docker-registry skopeo umoci criu zstd apache2-utils busybox-static)
 fi

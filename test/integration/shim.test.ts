@@ -653,3 +653,107 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
   });
 
 });
+
+describe('berth-shim can die: conmon keeps every container, log line and exit', { skip: !isRoot && 'needs root' }, () => {
+  const h = new Harness();
+  const counter = ['sh', '-c', 'i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done'];
+
+  before(async () => {
+    await h.init();
+  });
+  after(async () => {
+    await h.cleanup();
+  });
+
+  /** The numbers a counter container logged, in order (CRI log records, stdout F lines). */
+  function numbers(log: string): number[] {
+    return readFileSync(log, 'utf8')
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => l.split(' '))
+      .filter((p) => p[1] === 'stdout')
+      .map((p) => Number(p[3]));
+  }
+
+  test('kill -9 of the shim: no container dies, no log line is lost, an exit meanwhile is reported with its code and time', { timeout: 60_000 }, async () => {
+    const ids = ['c1', 'c2', 'c3'];
+    const bundles = ids.map((id) => h.bundle(id, { args: counter, annotations: { 'io.kubernetes.cri.container-type': 'container' } }));
+    const quitter = h.bundle('quitter', { args: ['sh', '-c', 'while [ ! -e /gate ]; do sleep 0.05; done; exit 7'], annotations: { 'io.kubernetes.cri.container-type': 'container' } });
+    let sock = h.start(quitter);
+    let task = await h.task(sock);
+    const pids = new Map<string, number>();
+    for (const [i, b] of [...bundles, quitter].entries()) {
+      const id = i < ids.length ? (ids[i] as string) : 'quitter';
+      const log = join(h.tmp, `${id}.log`);
+      const r = await task.create({ id, bundle: b.dir, stdout: `file://${log}`, stderr: `file://${log}` });
+      await task.start({ id });
+      pids.set(id, r.pid);
+    }
+    await new Promise((r) => setTimeout(r, 400));
+    const shimPid = Number(readFileSync(join(quitter.dir, 'shim.pid'), 'utf8'));
+    process.kill(shimPid, 'SIGKILL');
+    const killedAt = Date.now();
+    // While no shim runs: the quitter exits, the counters keep counting.
+    writeFileSync(join(quitter.rootfs, 'gate'), '');
+    await new Promise((r) => setTimeout(r, 1000));
+    h.events.length = 0;
+    sock = h.start(quitter);
+    const restartedAt = Date.now();
+    assert.notEqual(Number(readFileSync(join(quitter.dir, 'shim.pid'), 'utf8')), shimPid, 'a new shim');
+    task = await h.task(sock);
+    for (const id of ids) {
+      const st = await task.state({ id });
+      assert.equal(st.status, Status.RUNNING, `${id} still runs`);
+      assert.equal(st.pid, pids.get(id), `${id} is the same process`);
+    }
+    const q = await task.state({ id: 'quitter' });
+    assert.equal(q.status, Status.STOPPED);
+    assert.equal(q.exitStatus, 7);
+    const at = Number(q.exitedAt?.seconds ?? 0n) * 1000 + Math.floor((q.exitedAt?.nanos ?? 0) / 1e6);
+    assert.ok(at >= killedAt - 1000 && at <= restartedAt, `exit time ${new Date(at).toISOString()} lies in the gap`);
+    const ev = await h.event('/tasks/exit', Ev.TaskExitSchema, (m) => m.containerId === 'quitter');
+    assert.equal(ev.exitStatus, 7);
+    // Exec, stop and remove work with the new shim.
+    const out = h.fifo('c1-exec.out');
+    const reader = new FifoReader(out);
+    await task.exec({ id: 'c1', execId: 'x1', stdout: out, spec: processSpec(['echo', 'after-restart']) });
+    await task.start({ id: 'c1', execId: 'x1' });
+    assert.equal((await task.wait({ id: 'c1', execId: 'x1' })).exitStatus, 0);
+    assert.equal(await reader.text(), 'after-restart\n');
+    await task.delete({ id: 'c1', execId: 'x1' });
+    for (const id of ids) {
+      await task.kill({ id, signal: 9 });
+      await task.wait({ id });
+    }
+    for (const id of ids) {
+      const n = numbers(join(h.tmp, `${id}.log`));
+      assert.ok(n.length > 20, `${id} logged ${n.length} lines`);
+      assert.deepEqual(n, n.map((_, i) => i), `${id}: every line once, in order`);
+      await task.delete({ id });
+    }
+    await task.delete({ id: 'quitter' });
+  });
+
+  test('kill -9 of one conmon: only its container exits, with a reason naming the monitor', { timeout: 30_000 }, async () => {
+    const a = h.bundle('mon-a', { args: counter });
+    const b = h.bundle('mon-b', { args: counter });
+    const sock = h.start(a);
+    const task = await h.task(sock);
+    for (const x of [a, b]) {
+      await task.create({ id: x.id, bundle: x.dir });
+      await task.start({ id: x.id });
+    }
+    const conmon = Number(readFileSync(join(a.dir, 'conmon.pid'), 'utf8'));
+    assert.ok(readFileSync(`/proc/${conmon}/cmdline`, 'utf8').startsWith('/usr/bin/conmon') || readFileSync(`/proc/${conmon}/comm`, 'utf8').trim() === 'conmon');
+    process.kill(conmon, 'SIGKILL');
+    const ev = await h.event('/tasks/exit', Ev.TaskExitSchema, (m) => m.containerId === 'mon-a');
+    assert.equal(ev.exitStatus, 255);
+    assert.match(readFileSync(join(a.dir, 'exit-reason'), 'utf8'), /monitor conmon \(pid \d+\) of container mon-a died/);
+    assert.equal((await task.state({ id: 'mon-a' })).status, Status.STOPPED);
+    assert.equal((await task.state({ id: 'mon-b' })).status, Status.RUNNING);
+    await task.delete({ id: 'mon-a' });
+    await task.kill({ id: 'mon-b', signal: 9 });
+    await task.wait({ id: 'mon-b' });
+    await task.delete({ id: 'mon-b' });
+  });
+});
