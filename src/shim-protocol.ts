@@ -11,13 +11,13 @@
  *   <shimState>/tasks/<ns>/<id>         one file per hosted container: its bundle path
  *   <shimState>/a/<cuuid> -> <procdir>  conmon's short link to a process dir (attach socket)
  *   <bundle>/                           the container's process dir (init):
- *       task.json                        what the shim needs to take the container over
+ *       monitor.json                     what the shim needs to take the container over
  *       conmon.pid, init.pid             conmon's and the container's pids
  *       exit, oom                        written by conmon (exit code; OOM seen)
  *       exit-reason                      written by the shim when conmon died without an exit
  *       exit-reported                    the TaskExit of this exit was published
  *       attach, ctl, winsz               conmon's attach socket and control FIFOs
- *   <bundle>/x/<execId>/                 an exec's process dir (process.json, pid, the same files)
+ *   <bundle>/x/<execId>/                 an exec's process dir (process.json, monitor.json, pid, the same files)
  */
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';

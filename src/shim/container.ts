@@ -63,7 +63,7 @@ export interface CreateParams extends StdioSpec {
   options: Any | undefined;
 }
 
-/** task.json: what a new shim needs to take the container over. */
+/** monitor.json: what a new shim needs to take the container over. */
 interface TaskRecord {
   version: 1;
   id: string;
@@ -84,8 +84,8 @@ interface ExecRecord {
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-const TASK_RECORD = 'task.json';
-const EXEC_RECORD = 'exec.json';
+const TASK_RECORD = 'monitor.json';
+const EXEC_RECORD = 'monitor.json';
 
 export function validateId(kind: string, id: string): void {
   if (!ID_RE.test(id)) throw errors.invalidArgument('shim.bad_id', `invalid ${kind} id ${JSON.stringify(id)}`);

@@ -111,8 +111,8 @@ test('run (flag form) then ps, pods, logs, exec, inspect, stop, rm, stopp, rmp',
   assert.equal(logs.stdout, 'hi\n');
   assert.equal(logs.stderr, 'oops\n');
   const stamped = await berth(['logs', '--timestamps', '--tail', '2', id]);
-  assert.match(stamped.stdout, /^\d{4}-\d\d-\d\dT[\d:.]+Z hi\n$/);
-  assert.match(stamped.stderr, /^\d{4}-\d\d-\d\dT[\d:.]+Z oops\n$/);
+  assert.match(stamped.stdout, /^\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d) hi\n$/);
+  assert.match(stamped.stderr, /^\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d) oops\n$/);
   const last = await berth(['logs', '--tail', '1', id]);
   assert.equal((last.stdout + last.stderr).split('\n').filter(Boolean).length, 1, 'exactly one line');
 

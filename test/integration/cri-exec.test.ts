@@ -12,6 +12,7 @@ import { ContainerState } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, createContainer, runPod, waitForState, type TestPod } from '../helpers/cri-container.js';
 import { wsConnect } from '../helpers/ws-client.js';
+import { spdyExec } from '../helpers/spdy-client.js';
 
 let env: CriEnv;
 let pod: TestPod;
@@ -128,6 +129,29 @@ test('Attach streams the container output (followed from its log) until the clie
     await env.berthd.cri.runtime.removeContainer({ containerId: ticker }).catch(() => undefined);
   }
 });
+
+for (const withLog of [true, false]) {
+  for (const tty of [false, true]) {
+    test(`Attach with stdin to sh (${withLog ? 'with' : 'without'} log_path, ${tty ? 'tty' : 'no tty'}): input runs, output comes back, stdin_once ends the stream`, { timeout: 90_000 }, async () => {
+      const name = `att-${withLog ? 'log' : 'nolog'}-${tty ? 'tty' : 'pipe'}`;
+      const id = await createContainer(env, pod, busyboxConfig(env, name, ['sh'], { stdin: true, stdinOnce: true, tty, logPath: withLog ? `${name}.log` : '' }));
+      try {
+        await env.berthd.cri.runtime.startContainer({ containerId: id });
+        await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
+        const { url } = await env.berthd.cri.runtime.attach({ containerId: id, stdin: true, stdout: true, stderr: !tty, tty });
+        // With a tty the shell never sees EOF from a closed stdin (the pty stays open): it exits itself.
+        const r = await spdyExec(url, { protocols: ['v4.channel.k8s.io'], stdin: tty ? 'echo hello; exit\n' : 'echo hello\n', stdout: true, stderr: !tty, tty });
+        assert.match(r.stdout, /(^|\n)hello\r?\n/);
+        // stdin_once: the container's stdin was closed when the attach ended, so sh exited.
+        const st = await waitForState(env, id, ContainerState.CONTAINER_EXITED);
+        assert.equal(st.exitCode, 0);
+      } finally {
+        await env.berthd.cri.runtime.stopContainer({ containerId: id, timeout: 0n }).catch(() => undefined);
+        await env.berthd.cri.runtime.removeContainer({ containerId: id }).catch(() => undefined);
+      }
+    });
+  }
+}
 
 test('PortForward reaches a server on 127.0.0.1 inside the pod network namespace', async () => {
   const { url } = await env.berthd.cri.runtime.portForward({ podSandboxId: pod.id, port: [8080] });
