@@ -85,6 +85,9 @@ export function processDir(bundle: string, execId = ''): string {
   return execId ? join(bundle, 'x', execId) : bundle;
 }
 
+/** Written by the shim in a process dir when the monitor died without recording an exit. */
+export const EXIT_REASON_FILE = 'exit-reason';
+
 /** conmon's attach packets start with the stream they carry. */
 export const ATTACH_STDOUT = 2;
 export const ATTACH_STDERR = 3;

@@ -1,6 +1,13 @@
 /**
- * One connection to one shim process. Several tasks (a pod's containers, or all of a node's)
- * may live in the same shim; the manager keeps exactly one connection per shim address.
+ * One connection to one shim process, with its life as an explicit state table:
+ *
+ *   ready ──connection lost──▶ examining ──reconnected / started again──▶ ready
+ *     │                            └──────────gone for good──────────▶ dead
+ *     └──retire (idle per-pod shim)──▶ retiring ──▶ detached
+ *   any state but dead ──detach (berthd closing)──▶ detached
+ *
+ * Several tasks (all of a namespace for berth-shim, a pod's for other shims) may live in the
+ * same shim; the shim set (shims.ts) keeps exactly one handle per shim address.
  */
 import { readFile } from 'node:fs/promises';
 import { openSync, closeSync, constants } from 'node:fs';
@@ -8,13 +15,14 @@ import net from 'node:net';
 import type { GenService } from '@bufbuild/protobuf/codegenv2';
 import { TtrpcClient, createClient, type ServiceClient } from '../ttrpc/index.js';
 import { Task } from '../api/containerd/runtime/v2/task/shim_pb.js';
+import { errors } from '../errors.js';
 import type { Logger } from '../log.js';
 
 export type TaskDef = typeof Task extends GenService<infer S> ? S : never;
 export type TaskClient = ServiceClient<TaskDef>;
 
 export interface ShimIdentity {
-  /** Group identity in the manager: runtime name, namespace and group key. */
+  /** Group identity in the shim set: runtime name, namespace and (per-pod shims) group key. */
   key: string;
   runtime: string;
   namespace: string;
@@ -26,19 +34,32 @@ export interface ShimIdentity {
   restartable: boolean;
 }
 
+export type ShimState = 'ready' | 'examining' | 'retiring' | 'dead' | 'detached';
+
+const NEXT: Record<ShimState, readonly ShimState[]> = {
+  ready: ['examining', 'retiring', 'detached'],
+  examining: ['ready', 'dead', 'detached'],
+  retiring: ['detached', 'dead'],
+  dead: [],
+  detached: [],
+};
+
+export function canShimTransition(from: ShimState, to: ShimState): boolean {
+  return NEXT[from].includes(to);
+}
+
 export class ShimHandle {
   client: TtrpcClient;
   task: TaskClient;
   pid: number | undefined;
   /** Task ids hosted here (including ones being created). */
   readonly tasks = new Set<string>();
-  dead = false;
-  /** Removes the task manager's connection-loss watcher (set by TaskManager.watch). */
-  unwatch: (() => void) | undefined;
-  /** True once we decided to shut it down: its connection closing is expected. */
-  retiring = false;
-  /** Set while a lost connection is being examined; resolves true if reconnected. */
-  recovery: Promise<boolean> | undefined;
+  private _state: ShimState = 'ready';
+  /** While examining: resolves true once the shim serves again, false when it is dead. */
+  verdict: Promise<boolean> | undefined;
+  /** A bundle to run `<shim> start` from when the shim must be started again. */
+  startFrom: { id: string; dir: string } | undefined;
+  private unwatch: (() => void) | undefined;
   private logReader: net.Socket | undefined;
 
   constructor(
@@ -56,7 +77,37 @@ export class ShimHandle {
     return new ShimHandle(id, client, pid);
   }
 
+  get state(): ShimState {
+    return this._state;
+  }
+
+  /** Serves requests now (or will after a pending verdict). */
+  get usable(): boolean {
+    return (this._state === 'ready' || this._state === 'examining') && (this._state === 'examining' || this.client.isOpen);
+  }
+
+  transition(to: ShimState): void {
+    if (this._state === to) return;
+    if (!canShimTransition(this._state, to)) {
+      throw errors.internal('runtime.shim_transition', `shim ${this.id.address}: invalid transition ${this._state} → ${to}`);
+    }
+    this._state = to;
+  }
+
+  /** Calls `onLost` once when the current connection closes while the shim is ready. */
+  watch(onLost: () => void): void {
+    this.unwatch?.();
+    const client = this.client;
+    const onClose = (): void => {
+      if (this._state !== 'ready' || this.client !== client) return;
+      onLost();
+    };
+    client.once('close', onClose);
+    this.unwatch = () => client.off('close', onClose);
+  }
+
   replaceClient(client: TtrpcClient): void {
+    this.unwatch?.();
     this.client = client;
     this.task = createClient(Task, client);
   }
@@ -105,8 +156,9 @@ export class ShimHandle {
   }
 
   /** Closes our side (connection, log reader); the shim process is left alone. */
-  detach(): void {
-    this.retiring = true;
+  detach(to: 'detached' | 'dead' = 'detached'): void {
+    if (this._state !== 'dead' && this._state !== 'detached') this.transition(to);
+    this.unwatch?.();
     this.client.close();
     this.logReader?.destroy();
     this.logReader = undefined;

@@ -2,9 +2,9 @@
  * TaskManager: berthd's side of tasks (containerd's core/runtime/v2 semantics).
  *
  * - Bundles under <state>/tasks/<ns>/<id> (bundle.ts).
- * - Shims started with the shim v2 binary protocol (shim-binary.ts), one ttrpc connection per
- *   shim. berth-shim: one long-lived shim per namespace (conmon monitors each container, so
- *   the shim holds nothing a crash could lose). Other shims (containerd-shim-runc-v2): one per
+ * - Shim processes (start, connect, load after a restart, start again, retire): shims.ts.
+ *   berth-shim: one long-lived shim per namespace (conmon monitors each container, so the shim
+ *   holds nothing a crash could lose). Other shims (containerd-shim-runc-v2): one per
  *   (runtime, namespace, pod), as containerd groups them.
  * - Events from shims arrive on berthd's Events/Forward socket (events.ts) and are re-emitted.
  * - A berth-shim that dies is started again (it takes its containers over from disk and
@@ -15,7 +15,7 @@
  * Every RPC carries a deadline except Wait, which instead ends when the shim dies.
  */
 import { EventEmitter } from 'node:events';
-import { lstat, mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { AnySchema, timestampDate, type Any } from '@bufbuild/protobuf/wkt';
@@ -26,21 +26,21 @@ import { Status } from '../api/containerd/types/task/task_pb.js';
 import type { StateResponse } from '../api/containerd/runtime/v2/task/shim_pb.js';
 import { CheckpointOptionsSchema, ProcessDetailsSchema } from '../api/containerd/runc/options/oci_pb.js';
 import { toBinary, fromBinary, type MessageInitShape } from '@bufbuild/protobuf';
-import { ENV_SHIM_STATE_DIR, SANDBOX_ID_ANNOTATION } from '../shim-protocol.js';
+import { EXIT_REASON_FILE, SANDBOX_ID_ANNOTATION } from '../shim-protocol.js';
+import { readFileSync } from 'node:fs';
 import { bundlePaths, createBundle, listBundles, readTaskRecord, removeBundle, type BundlePaths } from './bundle.js';
 import { EventReceiver } from './events.js';
-import { ShimHandle, connectWithTimeout, readPidFile, type ShimIdentity } from './shim.js';
-import { resolveShimBinary, runtimeOptions, shimDelete, shimStart, type ShimExecContext } from './shim-binary.js';
+import type { ShimHandle } from './shim.js';
+import { ShimSet } from './shims.js';
+import { runtimeOptions } from './shim-binary.js';
 import { decodeMetrics, type TaskMetrics } from './stats.js';
 import {
-  BERTH_SHIM_TYPE,
   type CreateTaskOptions,
   type ExecOptions,
   type ExitStatus,
   type ProcessInfo,
   type RecoveredTask,
   type RuntimeHandler,
-  type ShimGrouping,
   type TaskEvents,
   type TaskState,
   type TaskStatus,
@@ -103,10 +103,7 @@ export const RESOURCES_TYPE_URL = 'types.containerd.io/opencontainers/runtime-sp
 
 export class TaskManager extends EventEmitter<TaskEvents> {
   private readonly tasks = new Map<string, TaskEntry>();
-  /** Live shims by group identity and by socket path. */
-  private readonly groups = new Map<string, ShimHandle>();
-  private readonly byAddress = new Map<string, ShimHandle>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly shims: ShimSet;
   private readonly receiver: EventReceiver;
   private readonly log: Logger;
   private closing = false;
@@ -123,20 +120,34 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     this.rpcTimeoutMs = o.rpcTimeoutMs ?? 10_000;
     this.slowTimeoutMs = o.slowRpcTimeoutMs ?? 60_000;
     this.receiver = new EventReceiver(this.eventsSocket, this.log);
-    for (const name of ['exit', 'oom', 'create', 'start', 'delete', 'execAdded', 'execStarted', 'paused', 'resumed', 'checkpointed'] as const) {
+    this.shims = new ShimSet({
+      handlers: o.handlers,
+      shimStateDir: this.shimStateDir,
+      address: o.address ?? this.eventsSocket,
+      eventsSocket: this.eventsSocket,
+      publishBinary: o.publishBinary,
+      debugShims: o.debugShims,
+      shimEnv: o.shimEnv,
+      rpcTimeoutMs: this.rpcTimeoutMs,
+      slowTimeoutMs: this.slowTimeoutMs,
+      shutdownIdleShims: o.shutdownIdleShims,
+      log: this.log,
+      onDead: (sh) => this.shimDead(sh),
+    });
+    for (const name of ['oom', 'create', 'start', 'delete', 'execAdded', 'execStarted', 'paused', 'resumed', 'checkpointed'] as const) {
       (this.receiver.on as (n: string, l: (e: unknown) => void) => unknown).call(this.receiver, name, (e) => {
         (this.emit as (n: string, e: unknown) => boolean)(name, e);
       });
     }
-  }
-
-  private get address(): string {
-    return this.o.address ?? this.eventsSocket;
+    this.receiver.on('exit', (e) => {
+      const reason = e.id === e.containerId || e.id === '' ? this.monitorReason(e.namespace, e.containerId) : undefined;
+      this.emit('exit', reason ? { ...e, reason } : e);
+    });
   }
 
   // ---------------------------------------------------------------- startup / shutdown
 
-  /** Listens for events, reconnects to the shims of bundles on disk, fills the warm pool. */
+  /** Listens for events, reconnects to the shims of bundles on disk. */
   async init(): Promise<RecoveredTask[]> {
     await mkdir(join(this.o.stateDir, 'tasks'), { recursive: true, mode: 0o711 });
     await mkdir(join(this.o.rootDir, 'tasks'), { recursive: true, mode: 0o711 });
@@ -160,14 +171,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
    */
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.all(
-      [...this.byAddress.values()]
-        .filter((s) => s.id.restartable && s.tasks.size === 0)
-        .map((s) => s.task.shutdown({ id: '', now: false }, { timeoutMs: 2000 }).catch(() => undefined)),
-    );
-    for (const s of this.byAddress.values()) s.detach();
-    this.byAddress.clear();
-    this.groups.clear();
+    await this.shims.close();
     await this.receiver.close();
   }
 
@@ -190,54 +194,19 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     }
     const entry: TaskEntry = { namespace: ns, id, runtime: rec.runtime, paths, shim: undefined, dead: undefined, cleaned: false };
     this.tasks.set(taskKey(ns, id), entry);
-    const sockPath = address.replace(/^(?:ttrpc\+)?unix:\/\//, '');
-    let shim = this.byAddress.get(sockPath);
+    const shim = await this.shims.load(rec.runtime, handler, ns, id, paths.dir, rec.groupKey, address);
     if (!shim) {
-      const ident: ShimIdentity = {
-        key: this.groupIdentity(handler, rec.runtime, ns, rec.groupKey),
-        runtime: rec.runtime,
-        namespace: ns,
-        binary: resolveShimBinary(handler),
-        address: sockPath,
-        restartable: handler.type === BERTH_SHIM_TYPE,
-      };
-      try {
-        shim = await ShimHandle.connect(ident, 2000, this.rpcTimeoutMs, await readPidFile(join(paths.dir, 'shim.pid')));
-        if (!shim.pid) shim.pid = (await shim.task.connect({ id }).catch(() => undefined))?.shimPid || undefined;
-        this.adoptHandle(shim);
-      } catch {
-        shim = undefined;
-      }
-      if (!shim && ident.restartable) {
-        // berth-shim died while berthd was down: a new one takes its containers over.
-        shim = await this.withLock(ident.key, async () => {
-          const again = this.groups.get(ident.key);
-          if (again && again.client.isOpen) return again;
-          await removeStaleSocket(sockPath);
-          const sock = await shimStart(this.execContext(handler, ns, id, paths.dir), runtimeOptions(handler));
-          const h = await ShimHandle.connect({ ...ident, address: sock }, 5000, this.rpcTimeoutMs, await readPidFile(join(paths.dir, 'shim.pid')));
-          this.adoptHandle(h);
-          this.log.info('started berth-shim again', { ns, address: sock });
-          return h;
-        }).catch((err: unknown) => {
-          this.log.warn('could not start berth-shim again', { ns, err });
-          return undefined;
-        });
-      }
-    }
-    if (!shim) {
-      await removeStaleSocket(sockPath);
       await this.markDead(entry, `${SHIM_DIED} while berthd was down`);
       return { namespace: ns, id, runtime: rec.runtime, state: this.deadState(entry) };
     }
-    shim.tasks.add(id);
     entry.shim = shim;
     try {
-      const st = await shim.task.state({ id }, { timeoutMs: this.rpcTimeoutMs });
-      return { namespace: ns, id, runtime: rec.runtime, state: toTaskState(st) };
+      const st = toTaskState(await shim.task.state({ id }, { timeoutMs: this.rpcTimeoutMs }));
+      if (st.status === 'stopped') st.reason = this.monitorReason(ns, id);
+      return { namespace: ns, id, runtime: rec.runtime, state: st };
     } catch (err) {
       if (!isBerthError(err, 'NotFound')) throw err;
-      shim.tasks.delete(id);
+      await this.shims.release(shim, id);
       entry.shim = undefined;
       await this.markDead(entry, 'task unknown to its shim');
       return { namespace: ns, id, runtime: rec.runtime, state: this.deadState(entry) };
@@ -246,113 +215,23 @@ export class TaskManager extends EventEmitter<TaskEvents> {
 
   // ---------------------------------------------------------------- shims
 
-  /** berth-shim: one per namespace; other shims: one per pod (group key). */
-  private groupIdentity(h: RuntimeHandler, runtime: string, ns: string, group: string): string {
-    return `${runtime}\u0000${ns}\u0000${h.type === BERTH_SHIM_TYPE ? '' : group}`;
-  }
-
-  private shimEnv(h: RuntimeHandler): Record<string, string> {
-    const env: Record<string, string> = { ...this.o.shimEnv };
-    if (h.type === BERTH_SHIM_TYPE) env[ENV_SHIM_STATE_DIR] = this.shimStateDir;
-    return env;
-  }
-
-  private execContext(h: RuntimeHandler, ns: string, id: string, bundle: string): ShimExecContext {
-    return {
-      binary: resolveShimBinary(h),
-      namespace: ns,
-      id,
-      bundle,
-      address: this.address,
-      ttrpcAddress: this.eventsSocket,
-      publishBinary: this.o.publishBinary,
-      debug: this.o.debugShims,
-      env: this.shimEnv(h),
-      timeoutMs: this.slowTimeoutMs,
-    };
-  }
-
-  /** Serializes work per key (shim start for a group, idle shutdown). */
-  private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.locks.set(key, tail);
+  /** Why berth-shim recorded an exit itself (the container's monitor died), if it did. */
+  private monitorReason(ns: string, id: string): string | undefined {
+    // By path, not by entry: during init a new shim reports exits before every task is loaded.
+    const { dir } = bundlePaths(this.o.stateDir, this.o.rootDir, ns, id);
     try {
-      return await run;
-    } finally {
-      if (this.locks.get(key) === tail) this.locks.delete(key);
+      return readFileSync(join(dir, EXIT_REASON_FILE), 'utf8').trim() || undefined;
+    } catch {
+      return undefined;
     }
   }
 
-  private adoptHandle(s: ShimHandle): void {
-    this.byAddress.set(s.id.address, s);
-    this.groups.set(s.id.key, s);
-    this.watch(s);
-  }
-
-  private watch(s: ShimHandle): void {
-    const client = s.client;
-    const onClose = (): void => {
-      if (this.closing || s.retiring || s.client !== client) return;
-      s.recovery = this.examineLostShim(s);
-    };
-    client.once('close', onClose);
-    s.unwatch = () => client.off('close', onClose);
-  }
-
-  /** The connection dropped: reconnect if the shim still answers, else treat it as dead. */
-  private async examineLostShim(s: ShimHandle): Promise<boolean> {
-    for (let i = 0; i < 3; i++) {
-      if (s.pidAlive() === false) break;
-      await new Promise((r) => setTimeout(r, 100 * (i + 1)));
-      try {
-        const c = await connectWithTimeout(s.id.address, 1000, this.rpcTimeoutMs);
-        if (this.closing) {
-          c.close();
-          return false;
-        }
-        s.replaceClient(c);
-        this.watch(s);
-        this.log.info('reconnected to shim', { address: s.id.address });
-        return true;
-      } catch {
-        // retry
-      }
+  /** A shim is gone for good: each of its tasks gets a synthesized exit. */
+  private async shimDead(sh: ShimHandle): Promise<void> {
+    for (const id of [...sh.tasks]) {
+      const e = this.tasks.get(taskKey(sh.id.namespace, id));
+      if (e && e.shim === sh) await this.markDead(e, SHIM_DIED).catch((err: unknown) => this.log.warn('cleanup after dead shim failed', { id, err }));
     }
-    if (s.id.restartable && !this.closing) {
-      const first = [...s.tasks][0];
-      const e = first ? this.tasks.get(taskKey(s.id.namespace, first)) : undefined;
-      const h = this.o.handlers[s.id.runtime];
-      if (e && h) {
-        try {
-          await removeStaleSocket(s.id.address);
-          const sock = await shimStart(this.execContext(h, e.namespace, e.id, e.paths.dir), runtimeOptions(h));
-          const c = await connectWithTimeout(sock, 5000, this.rpcTimeoutMs);
-          s.replaceClient(c);
-          s.pid = await readPidFile(join(e.paths.dir, 'shim.pid'));
-          this.watch(s);
-          this.log.warn('berth-shim died; started it again', { address: sock, pid: s.pid, tasks: s.tasks.size });
-          return true;
-        } catch (err) {
-          this.log.warn('could not start berth-shim again', { address: s.id.address, err });
-        }
-      }
-    }
-    s.dead = true;
-    s.retiring = true;
-    s.detach();
-    if (this.groups.get(s.id.key) === s) this.groups.delete(s.id.key);
-    if (this.byAddress.get(s.id.address) === s) this.byAddress.delete(s.id.address);
-    this.log.warn('shim died', { address: s.id.address, pid: s.pid, tasks: [...s.tasks] });
-    // Nothing answers on it any more: a stale socket file would only mislead the next `start`.
-    await removeStaleSocket(s.id.address);
-    for (const id of [...s.tasks]) {
-      const e = this.tasks.get(taskKey(s.id.namespace, id));
-      if (e && e.shim === s) await this.markDead(e, SHIM_DIED).catch((err: unknown) => this.log.warn('cleanup after dead shim failed', { id, err }));
-    }
-    s.tasks.clear();
-    return false;
   }
 
   /** Records a synthesized exit, emits it, runs `<shim> delete` on the bundle. */
@@ -361,7 +240,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     const shim = e.shim;
     e.dead = { exitStatus: 255, exitedAt: new Date(), reason };
     e.shim = undefined;
-    shim?.tasks.delete(e.id);
+    if (shim) await this.shims.release(shim, e.id).catch(() => undefined);
     this.emit('exit', { namespace: e.namespace, containerId: e.id, id: '', pid: 0, exitStatus: 255, exitedAt: e.dead.exitedAt, reason });
     const h = this.o.handlers[e.runtime];
     if (h && !e.cleaned) {
@@ -375,54 +254,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
   }
 
   private async runShimDelete(h: RuntimeHandler, ns: string, id: string, paths: BundlePaths): Promise<void> {
-    await shimDelete(this.execContext(h, ns, id, paths.dir));
-  }
-
-  /** The shim for a new task: the group's live shim, a warm one, or a freshly started one. */
-  private async shimFor(o: CreateTaskOptions, h: RuntimeHandler, paths: BundlePaths, group: string): Promise<ShimHandle> {
-    const key = this.groupIdentity(h, o.runtime, o.namespace, group);
-    return this.withLock(key, async () => {
-      const live = this.groups.get(key);
-      if (live && !live.dead && live.client.isOpen) {
-        live.tasks.add(o.id);
-        // What `start` would have written: lets recovery and `shim delete` find the shim.
-        await writeFile(join(paths.dir, 'address'), `unix://${live.id.address}`);
-        if (live.pid) await writeFile(join(paths.dir, 'shim.pid'), String(live.pid));
-        return live;
-      }
-      const ident = { key, runtime: o.runtime, namespace: o.namespace, binary: resolveShimBinary(h), restartable: h.type === BERTH_SHIM_TYPE };
-      const sock = await shimStart(this.execContext(h, o.namespace, o.id, paths.dir), runtimeOptions(h));
-      let s = this.byAddress.get(sock);
-      if (!s || s.dead || !s.client.isOpen) {
-        s = await ShimHandle.connect({ ...ident, address: sock }, 5000, this.rpcTimeoutMs, await readPidFile(join(paths.dir, 'shim.pid')));
-        s.attachLog(join(paths.dir, 'log'), this.log);
-        this.adoptHandle(s);
-      } else {
-        this.groups.set(key, s);
-      }
-      s.tasks.add(o.id);
-      return s;
-    });
-  }
-
-  /**
-   * Shuts a per-pod shim down once nothing runs in it any more. The namespace's berth-shim
-   * stays (starting a Node process costs ~200 ms of CPU); close() shuts it down when idle.
-   */
-  private async maybeRetire(s: ShimHandle): Promise<void> {
-    if (this.o.shutdownIdleShims === false || s.id.restartable) return;
-    await this.withLock(s.id.key, async () => {
-      if (s.tasks.size > 0 || s.dead || s.retiring) return;
-      s.retiring = true;
-      if (this.groups.get(s.id.key) === s) this.groups.delete(s.id.key);
-      if (this.byAddress.get(s.id.address) === s) this.byAddress.delete(s.id.address);
-      try {
-        await s.task.shutdown({ id: '', now: false }, { timeoutMs: this.rpcTimeoutMs });
-      } catch {
-        // closing the connection is how a shim says goodbye
-      }
-      s.detach();
-    });
+    await this.shims.deleteBundle(h, ns, id, paths.dir);
   }
 
   // ---------------------------------------------------------------- task API
@@ -436,7 +268,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
   /** The live shim of a task; a task whose shim died answers FailedPrecondition. */
   private async live(ns: string, id: string): Promise<{ e: TaskEntry; s: ShimHandle }> {
     const e = this.entry(ns, id);
-    if (e.shim?.recovery) await e.shim.recovery;
+    if (e.shim?.verdict) await e.shim.verdict;
     if (e.dead || !e.shim) throw errors.failedPrecondition('runtime.task_exited', `task ${id} has exited: ${e.dead?.reason ?? 'no shim'}`);
     return { e, s: e.shim };
   }
@@ -447,8 +279,10 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     try {
       return await fn(s);
     } catch (err) {
-      if (!isBerthError(err, 'Unavailable') || !s.recovery) throw err;
-      if (!(await s.recovery)) throw err;
+      if (!isBerthError(err, 'Unavailable')) throw err;
+      // Give the close handler its turn, then follow its verdict.
+      await new Promise((r) => setImmediate(r));
+      if (!s.verdict || !(await s.verdict)) throw err;
       return fn(s);
     }
   }
@@ -466,7 +300,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     let shim: ShimHandle | undefined;
     try {
       await createBundle(paths, o.spec, { runtime: o.runtime, groupKey: group, createdAt: new Date().toISOString() });
-      shim = await this.shimFor(o, h, paths, group);
+      shim = await this.shims.forTask(o.runtime, h, o.namespace, o.id, paths.dir, group);
       entry.shim = shim;
       const r = await shim.task.create(
         {
@@ -490,10 +324,13 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     } catch (err) {
       // Undo in reverse: shim membership (and the shim if it hosts nothing), bundle, record.
       this.tasks.delete(k);
-      if (shim) {
-        shim.tasks.delete(o.id);
-        await this.maybeRetire(shim).catch(() => undefined);
+      if (shim && isBerthError(err, 'Unavailable') && shim.id.restartable) {
+        // The shim died during Create: it may have created the container first, and its
+        // successor took it over from disk. Delete it there so nothing runs that no one knows.
+        await new Promise((r) => setImmediate(r));
+        if (shim.verdict && (await shim.verdict)) await shim.task.delete({ id: o.id, execId: '' }, { timeoutMs: this.slowTimeoutMs }).catch(() => undefined);
       }
+      if (shim) await this.shims.release(shim, o.id).catch(() => undefined);
       if (!(isBerthError(err, 'AlreadyExists') && (err as BerthError).code === 'runtime.task_exists')) {
         await removeBundle(paths).catch((e: unknown) => this.log.warn('bundle cleanup failed', { id: o.id, err: e }));
       }
@@ -509,7 +346,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
   /** Kill; on a task whose shim died this is a no-op (it is already stopped). */
   async kill(ns: string, id: string, signal: number, opts: { all?: boolean; execId?: string } = {}): Promise<void> {
     const e = this.entry(ns, id);
-    if (e.shim?.recovery) await e.shim.recovery;
+    if (e.shim?.verdict) await e.shim.verdict;
     if (e.dead) return;
     await this.rpc(ns, id, (s) => s.task.kill({ id, execId: opts.execId ?? '', signal, all: opts.all ?? false }));
   }
@@ -521,7 +358,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
   async wait(ns: string, id: string, execId = ''): Promise<ExitStatus> {
     for (;;) {
       const e = this.entry(ns, id);
-      if (e.shim?.recovery) await e.shim.recovery;
+      if (e.shim?.verdict) await e.shim.verdict;
       if (e.dead) return { ...e.dead };
       const s = e.shim;
       if (!s) throw errors.failedPrecondition('runtime.task_exited', `task ${id} has no shim`);
@@ -532,8 +369,8 @@ export class TaskManager extends EventEmitter<TaskEvents> {
         if (!isBerthError(err, 'Unavailable') || this.closing) throw err;
         // Give the close handler its turn, then follow its verdict.
         await new Promise((r) => setImmediate(r));
-        if (!s.recovery) throw err;
-        await s.recovery;
+        if (!s.verdict) throw err;
+        await s.verdict;
       }
     }
   }
@@ -541,7 +378,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
   /** Deletes an exec process, or the task (then also its bundle). */
   async delete(ns: string, id: string, execId = ''): Promise<ExitStatus & { pid: number }> {
     const e = this.entry(ns, id);
-    if (e.shim?.recovery) await e.shim.recovery;
+    if (e.shim?.verdict) await e.shim.verdict;
     if (execId) {
       const r = await this.rpc(ns, id, (s) => s.task.delete({ id, execId }, { timeoutMs: this.slowTimeoutMs }));
       return { pid: r.pid, exitStatus: r.exitStatus, exitedAt: r.exitedAt ? timestampDate(r.exitedAt) : new Date() };
@@ -563,9 +400,8 @@ export class TaskManager extends EventEmitter<TaskEvents> {
         if (!isBerthError(err, 'NotFound')) throw err;
         out = { pid: 0, exitStatus: 255, exitedAt: new Date(), reason: 'task unknown to its shim' };
       }
-      s.tasks.delete(id);
       e.shim = undefined;
-      await this.maybeRetire(s).catch((err: unknown) => this.log.warn('shim shutdown failed', { err }));
+      await this.shims.release(s, id).catch((err: unknown) => this.log.warn('shim shutdown failed', { err }));
     }
     await removeBundle(e.paths);
     this.tasks.delete(taskKey(ns, id));
@@ -574,9 +410,11 @@ export class TaskManager extends EventEmitter<TaskEvents> {
 
   async state(ns: string, id: string, execId = ''): Promise<TaskState> {
     const e = this.entry(ns, id);
-    if (e.shim?.recovery) await e.shim.recovery;
+    if (e.shim?.verdict) await e.shim.verdict;
     if (e.dead) return this.deadState(e);
-    return toTaskState(await this.rpc(ns, id, (s) => s.task.state({ id, execId })));
+    const st = toTaskState(await this.rpc(ns, id, (s) => s.task.state({ id, execId })));
+    if (!execId && st.status === 'stopped') st.reason = this.monitorReason(ns, id);
+    return st;
   }
 
   private deadState(e: TaskEntry): TaskState {
@@ -681,12 +519,4 @@ function toTaskState(r: StateResponse): TaskState {
     exitStatus: r.exitStatus,
     exitedAt: r.exitedAt && (r.exitedAt.seconds > 0n || r.exitedAt.nanos > 0) ? timestampDate(r.exitedAt) : undefined,
   };
-}
-
-async function removeStaleSocket(path: string): Promise<void> {
-  try {
-    if ((await lstat(path)).isSocket()) await unlink(path);
-  } catch {
-    // already gone
-  }
 }

@@ -24,8 +24,6 @@ export interface RuntimeHandler {
   systemdCgroup?: boolean;
 }
 
-/** How containers are grouped into shim processes. */
-export type ShimGrouping = 'pod' | 'node';
 
 export interface CreateTaskOptions {
   namespace: string;

@@ -20,6 +20,7 @@ import {
   CRI_CONTAINER_TYPE_ANNOTATION,
   CTL_REOPEN_LOGS,
   CTL_RESIZE,
+  EXIT_REASON_FILE,
   REOPEN_LOG_ANNOTATION,
   attachLinkDir,
   attachSocketPath,
@@ -118,7 +119,7 @@ export function readExit(dir: string): (ExitStatus & { reason?: string }) | unde
   }
   let reason: string | undefined;
   try {
-    reason = readFileSync(join(dir, 'exit-reason'), 'utf8').trim() || undefined;
+    reason = readFileSync(join(dir, EXIT_REASON_FILE), 'utf8').trim() || undefined;
   } catch {
     reason = undefined;
   }
@@ -250,7 +251,7 @@ export class Container {
       mkdirSync(join(deps.stateDir, 'tasks', deps.namespace), { recursive: true, mode: 0o700 });
       writeFileSync(c.registryPath, bundle, { mode: 0o600 });
       undo.push(() => rmSync(c.registryPath, { force: true }));
-      for (const f of ['exit', 'exit-reason', 'exit-reported', 'oom', 'init.pid', 'conmon.pid']) rmSync(join(bundle, f), { force: true });
+      for (const f of ['exit', EXIT_REASON_FILE, 'exit-reported', 'oom', 'init.pid', 'conmon.pid']) rmSync(join(bundle, f), { force: true });
       const cuuid = conmonCuuid(deps.namespace, p.id);
       c.linkAttach(cuuid, bundle);
       undo.push(() => rmSync(join(attachLinkDir(deps.stateDir), cuuid), { force: true }));
@@ -413,7 +414,7 @@ export class Container {
         }
       }
       // Record it first: a shim that dies now still finds the verdict.
-      writeFileSync(join(m.dir, 'exit-reason'), reason);
+      writeFileSync(join(m.dir, EXIT_REASON_FILE), reason);
       writeFileSync(join(m.dir, 'exit'), '255');
       exit = readExit(m.dir) ?? { status: 255, exitedAt: new Date(), reason };
     }
@@ -614,7 +615,7 @@ export class Container {
     }
     rmSync(this.registryPath, { force: true });
     rmSync(join(this.bundle, 'x'), { recursive: true, force: true });
-    for (const f of ['init.pid', 'conmon.pid', TASK_RECORD, RUNC_RECORD, 'exit', 'exit-reason', 'exit-reported', 'oom', 'attach', 'ctl', 'winsz']) {
+    for (const f of ['init.pid', 'conmon.pid', TASK_RECORD, RUNC_RECORD, 'exit', EXIT_REASON_FILE, 'exit-reported', 'oom', 'attach', 'ctl', 'winsz']) {
       rmSync(join(this.bundle, f), { force: true });
     }
   }

@@ -101,7 +101,7 @@ export function readCriLog(path: string): LogLine[] {
     .split('\n')
     .filter((l) => l !== '')
     .map((l) => {
-      const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)) (stdout|stderr) ([PF]) (.*)$/.exec(l);
+      const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,9})?(?:Z|[+-]\d\d:\d\d)) (stdout|stderr) ([PF]) ([^\n]*)$/.exec(l);
       if (!m) throw new Error(`not a CRI log line: ${JSON.stringify(l)}`);
       return { ts: m[1]!, stream: m[2] as LogLine['stream'], tag: m[3] as LogLine['tag'], msg: m[4]! };
     });

@@ -173,16 +173,21 @@ test('containers keep ids and states across a restart (created, running, exited;
   const c = (await rt().runPodSandbox({ config: podC })).podSandboxId;
   const cRunning = await mk(c, podC, 'c-running', ['sleep 3600']);
   await rt().startContainer({ containerId: cRunning });
-  const cShim = ppid(await containerPid(e, cRunning));
+  // The container's parent is its monitor (conmon); berth-shim is one process for the node.
+  const cMonitor = ppid(await containerPid(e, cRunning));
+  assert.match(readFileSync(`/proc/${cMonitor}/cmdline`, 'utf8'), /conmon/);
+  const shimPid = Number(readFileSync(join(e.berthd.state, 's', 'k8s.io.sock.pid'), 'utf8'));
   const aRunningPid = await containerPid(e, running);
 
   const before = new Map((await rt().listContainers({})).containers.map((x) => [x.id, x.state]));
   assert.equal(before.get(running), ContainerState.CONTAINER_RUNNING);
   assert.equal(before.get(bRan), ContainerState.CONTAINER_EXITED);
 
+  // berthd, the shim and one container's monitor all die.
   await e.berthd.kill9();
-  process.kill(cShim, 'SIGKILL');
-  await waitFor(async () => !existsSync(`/proc/${cShim}`));
+  process.kill(shimPid, 'SIGKILL');
+  process.kill(cMonitor, 'SIGKILL');
+  await waitFor(async () => !existsSync(`/proc/${shimPid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${shimPid}/status`, 'utf8')));
   await e.berthd.restart();
 
   const after = new Map((await rt().listContainers({})).containers.map((x) => [x.id, x.state]));
@@ -194,17 +199,17 @@ test('containers keep ids and states across a restart (created, running, exited;
   assert.equal(after.get(exited), ContainerState.CONTAINER_EXITED);
   assert.equal(after.get(bCreated), ContainerState.CONTAINER_CREATED);
   assert.equal(after.get(bRan), ContainerState.CONTAINER_EXITED);
-  assert.equal(after.get(cRunning), ContainerState.CONTAINER_EXITED, 'a container whose shim died is never running');
+  assert.equal(after.get(cRunning), ContainerState.CONTAINER_EXITED, 'a container whose monitor died is never running');
   assert.equal((await rt().containerStatus({ containerId: exited })).status?.exitCode, 3);
   const lost = (await rt().containerStatus({ containerId: cRunning })).status!;
   assert.equal(lost.exitCode, 255);
-  // Recovery says "Unknown"; the task-exit event (shim died, seen during init) may get there first.
+  // Recovery says "Unknown"; the task-exit event (seen during init) may get there first.
   assert.ok(['Unknown', 'Error'].includes(lost.reason), lost.reason);
-  assert.match(lost.message, /shim died|task/);
+  assert.match(lost.message, /monitor conmon \(pid \d+\) of container \w+ died/);
   const pods = await podStates(e);
   assert.equal(pods.get(a), PodSandboxState.SANDBOX_READY);
   assert.equal(pods.get(b), PodSandboxState.SANDBOX_NOTREADY);
-  // No pause: the pod is held by its pinned namespaces, so it stays READY though its shim died.
+  // No pause: the pod is held by its pinned namespaces, so it stays READY though a container's monitor died.
   assert.equal(pods.get(c), PodSandboxState.SANDBOX_READY);
   assert.equal(await containerPid(e, running), aRunningPid, 'the running container is the same process');
 

@@ -16,8 +16,8 @@ const skip = !isRoot() ? 'needs root' : false;
 const grpcCode = (err: unknown) => (err as { code?: number }).code;
 const details = (err: unknown) => String((err as { details?: string }).details ?? (err as Error).message);
 
-/** berthd keeps this many idle shims ready (src/daemon/services.ts). */
-const WARM_SHIMS = 2;
+/** At most the namespace's one berth-shim, which stays while berthd runs. */
+const NODE_SHIMS = 1;
 const envs: CriEnv[] = [];
 /** Snapshot dirs once the pause image is unpacked (its layers only). */
 const snapshotsBaseline = new Map<CriEnv, number>();
@@ -25,8 +25,8 @@ const snapshotsBaseline = new Map<CriEnv, number>();
 async function baseline(env: CriEnv): Promise<void> {
   await env.berthd.cri.image.pullImage({ image: { image: env.pause.ref } });
   snapshotsBaseline.set(env, readdirSync(join(env.berthd.root, 'snapshots', 'overlayfs', 'snapshots')).length);
-  // The check below must be able to see shims: the warm pool holds WARM_SHIMS of them.
-  assert.ok(await settle(() => shimPids(env).length === WARM_SHIMS), 'warm shims visible');
+  // Nothing runs yet: neither shim nor monitor.
+  assert.deepEqual(monitorPids(env), [], 'no conmon before any pod');
 }
 const tmp: string[] = [];
 after(async () => {
@@ -59,6 +59,21 @@ function shimPids(env: CriEnv): number[] {
   return out;
 }
 
+/** conmon processes of this berthd (their command lines name its task bundles). */
+function monitorPids(env: CriEnv): number[] {
+  const want = join(env.berthd.state, 'tasks');
+  const out: number[] = [];
+  for (const p of readdirSync('/proc').filter((x) => /^\d+$/.test(x))) {
+    try {
+      const cmd = readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0');
+      if (cmd[0]?.endsWith('conmon') && cmd.some((a) => a.startsWith(want))) out.push(Number(p));
+    } catch {
+      /* gone */
+    }
+  }
+  return out;
+}
+
 async function settle(check: () => boolean, ms = 5000): Promise<boolean> {
   const end = Date.now() + ms;
   while (Date.now() < end) {
@@ -84,8 +99,9 @@ async function assertNothingLeft(env: CriEnv): Promise<void> {
   assert.equal(snaps, snapshotsBaseline.get(env) ?? snaps, 'no snapshot beyond the image layers');
   const runc = run('runc', ['--root', join(env.berthd.state, 'runc'), 'list', '-q']);
   assert.equal(runc.stdout.trim(), '', 'no runc containers');
-  // Only the warm pool's idle shims may remain.
-  assert.ok(await settle(() => shimPids(env).length <= WARM_SHIMS), `shim processes left: ${shimPids(env).join(',')}`);
+  // Only the namespace's shim may remain (it stays while berthd runs), and no monitor.
+  assert.ok(await settle(() => shimPids(env).length <= NODE_SHIMS), `shim processes left: ${shimPids(env).join(',')}`);
+  assert.ok(await settle(() => monitorPids(env).length === 0), `conmon processes left: ${monitorPids(env).join(',')}`);
   assert.deepEqual((await env.berthd.cri.runtime.listPodSandbox({})).items, [], 'no sandbox listed');
 }
 
