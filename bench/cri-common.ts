@@ -116,6 +116,17 @@ export function findShimPids(daemonDir: string, daemonPid: number): number[] {
   return out.sort((a, b) => a - b);
 }
 
+/** conmon monitors of one daemon (their argv names the daemon's private dir). */
+export function findMonitorPids(daemonDir: string): number[] {
+  const out: number[] = [];
+  for (const ent of readdirSync('/proc')) {
+    if (!/^\d+$/.test(ent)) continue;
+    const argv = cmdline(Number(ent));
+    if (argv && /(^|\/)conmon$/.test(argv[0] ?? '') && argv.some((a) => a.includes(daemonDir))) out.push(Number(ent));
+  }
+  return out.sort((a, b) => a - b);
+}
+
 /** Kills (SIGKILL, by pid) leftover processes whose argv names `dir`, e.g. shims of a stopped daemon. */
 export function killStragglers(dir: string): void {
   for (const ent of readdirSync('/proc')) {
@@ -354,24 +365,28 @@ const KUBELET_NAMESPACES = { network: NamespaceMode.POD, pid: NamespaceMode.CONT
 /** The container process: exits at once on SIGTERM, so StopContainer never waits out its timeout. */
 export const SLEEP_COMMAND = ['sh', '-c', 'trap "exit 0" TERM INT; sleep 3600 & wait'];
 
-export function podConfig(name: string, logDir: string): PodConfigInit {
+/** The CRI's default pod: every namespace shared in the pod, pid too (berth then runs a pause). */
+const SHARED_PID_NAMESPACES = { network: NamespaceMode.POD, pid: NamespaceMode.POD, ipc: NamespaceMode.POD };
+
+export function podConfig(name: string, logDir: string, o: { sharedPid?: boolean } = {}): PodConfigInit {
   mkdirSync(logDir, { recursive: true });
+  const namespaceOptions = o.sharedPid ? SHARED_PID_NAMESPACES : KUBELET_NAMESPACES;
   return {
     metadata: { name, uid: `uid-${name}`, namespace: 'bench', attempt: 0 },
     hostname: name.slice(0, 63),
     logDirectory: logDir,
     labels: { bench: 'berth' },
-    linux: { cgroupParent: `/${BENCH_CGROUP_PARENT}`, securityContext: { namespaceOptions: KUBELET_NAMESPACES } },
+    linux: { cgroupParent: `/${BENCH_CGROUP_PARENT}`, securityContext: { namespaceOptions } },
   };
 }
 
-export function sleepContainerConfig(image: string): ContainerConfigInit {
+export function sleepContainerConfig(image: string, o: { sharedPid?: boolean } = {}): ContainerConfigInit {
   return {
     metadata: { name: 'sleep', attempt: 0 },
     image: { image },
     command: SLEEP_COMMAND,
     logPath: 'sleep.log',
-    linux: { securityContext: { namespaceOptions: KUBELET_NAMESPACES } },
+    linux: { securityContext: { namespaceOptions: o.sharedPid ? SHARED_PID_NAMESPACES : KUBELET_NAMESPACES } },
   };
 }
 
@@ -419,7 +434,11 @@ export function writeSection(root: string, id: string, body: string, historyHead
   const a = text.indexOf(start);
   const b = text.indexOf(end);
   const old = a >= 0 && b > a ? text.slice(a + start.length, b) : '';
-  const history = [...(old.includes('### History') ? lastTableRows(old.slice(old.indexOf('### History'))) : []), historyRow].slice(-keep);
+  // Rows are carried over only under the same columns (a bench that changed what it measures
+  // starts a new history).
+  const oldHistory = old.includes('### History') ? old.slice(old.indexOf('### History')) : '';
+  const sameColumns = oldHistory.includes(historyHead.trim().split('\n')[0] ?? '\u0000');
+  const history = [...(sameColumns ? lastTableRows(oldHistory) : []), historyRow].slice(-keep);
   const section = `${start}\n${body.trim()}\n\n### History\n\n${historyHead.trim()}\n${history.join('\n')}\n${end}`;
   text = a >= 0 && b > a ? text.slice(0, a) + section + text.slice(b + end.length) : `${text.trimEnd()}\n\n${section}\n`;
   writeFileSync(file, text);

@@ -1,11 +1,11 @@
 /**
  * Memory per pod: the proportional set size (PSS, from /proc/PID/smaps_rollup) of a runtime's
- * daemon plus all its shims, idle and then with N running pods (pause + one busybox sleep
- * container each). Memory per pod = (after - before) / N. PSS divides each shared page among
- * the processes mapping it, so shims sharing one binary (and berth-shim sharing node's text
- * with berthd) are charged fairly; the container processes themselves are not counted.
- * Runtimes are measured one after the other in the same run (no cross-talk in PSS):
- * containerd, berth with one shim per pod (default), berth with one shim per node.
+ * daemon plus all its shims and monitors, idle and then with N running pods (one busybox
+ * sleep container each, kubelet-style namespace options). Memory per pod = (after - before) /
+ * N. PSS divides each shared page among the processes mapping it, so shims sharing one binary
+ * (and conmons sharing libraries) are charged fairly; the container processes themselves are
+ * not counted. Runtimes are measured one after the other in the same run (no cross-talk in
+ * PSS): containerd (runc.v2 shim per pod), berth (one berth-shim per node, conmon per container).
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,6 +14,7 @@ import { gitCommit, median, repoRoot } from './report.js';
 import {
   berthPodRpcsPresent,
   describeMachine,
+  findMonitorPids,
   findShimPids,
   fmtRatio,
   machineInfo,
@@ -49,8 +50,7 @@ interface Variant {
 
 const VARIANTS: Variant[] = [
   { impl: 'containerd', label: 'containerd (runc.v2 shim per pod)' },
-  { impl: 'berth', label: 'berth (shim per pod)' },
-  { impl: 'berth', label: 'berth (one shim per node)', berthExtraToml: '[shim]\ngroup = "node"' },
+  { impl: 'berth', label: 'berth (shim per node, conmon per container)' },
 ];
 
 export interface PssSample {
@@ -59,6 +59,8 @@ export interface PssSample {
   shimsKiB: number[];
   /** Anonymous part of each shim's PSS (heap, stacks: what a process really adds). */
   shimsAnonKiB: number[];
+  /** PSS of each conmon (berth's per-container monitors). */
+  monitorsKiB: number[];
   totalKiB: number;
 }
 
@@ -89,7 +91,10 @@ export function samplePss(rt: BenchRuntime): PssSample {
     .map((pid) => pssOf(pid))
     .filter((k) => k !== undefined);
   const shimsKiB = shims.map((s) => s.pssKiB);
-  return { daemonKiB, shimsKiB, shimsAnonKiB: shims.map((s) => s.pssAnonKiB), totalKiB: daemonKiB + sum(shimsKiB) };
+  const monitorsKiB = findMonitorPids(rt.daemon.dir)
+    .map((pid) => pssOf(pid)?.pssKiB)
+    .filter((k) => k !== undefined);
+  return { daemonKiB, shimsKiB, shimsAnonKiB: shims.map((s) => s.pssAnonKiB), monitorsKiB, totalKiB: daemonKiB + sum(shimsKiB) + sum(monitorsKiB) };
 }
 
 const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
@@ -126,13 +131,13 @@ async function measureVariant(v: Variant, o: MemoryBenchOptions, ctx: { registry
     await prePull(rt.cri, [ctx.pause, ctx.busybox]);
     await sleep(settleMs);
     res.before = await steadySample(rt);
-    log(`memory: ${v.label}: idle ${kib(res.before.totalKiB)} (daemon ${kib(res.before.daemonKiB)}, ${res.before.shimsKiB.length} shims)`);
+    log(`memory: ${v.label}: idle ${kib(res.before.totalKiB)} (daemon ${kib(res.before.daemonKiB)}, ${res.before.shimsKiB.length} shims, ${res.before.monitorsKiB.length} monitors)`);
     await startPods(rt, o.pods, ctx.busybox, ctx.logRoot);
     await sleep(settleMs);
     res.after = await steadySample(rt);
     res.perPodKiB = (res.after.totalKiB - res.before.totalKiB) / o.pods;
     log(
-      `memory: ${v.label}: ${o.pods} pods ${kib(res.after.totalKiB)} (daemon ${kib(res.after.daemonKiB)}, ${res.after.shimsKiB.length} shims, median shim ${kib(median(res.after.shimsKiB))}) → ${kib(res.perPodKiB)} per pod`,
+      `memory: ${v.label}: ${o.pods} pods ${kib(res.after.totalKiB)} (daemon ${kib(res.after.daemonKiB)}, ${res.after.shimsKiB.length} shims, median shim ${kib(median(res.after.shimsKiB))}, ${res.after.monitorsKiB.length} monitors, median ${kib(res.after.monitorsKiB.length ? median(res.after.monitorsKiB) : 0)}) → ${kib(res.perPodKiB)} per pod`,
     );
   } catch (err) {
     res.error = (err as Error).message.split('\n').slice(0, 4).join(' | ');
@@ -178,18 +183,20 @@ const mib = (k: number | undefined): string => (k === undefined || !Number.isFin
 export function memoryTable(r: MemoryBenchResult): string {
   const base = r.results.find((x) => x.impl === 'containerd')?.perPodKiB;
   const rows = r.results.map((x) => {
-    if (x.error) return `| ${x.label} | failed: ${x.error.replace(/\|/g, '/')} | | | | | | | | |`;
+    if (x.error) return `| ${x.label} | failed: ${x.error.replace(/\|/g, '/')} | | | | | | | | | |`;
     const shims = x.after?.shimsKiB ?? [];
     const shimRange = shims.length ? `${mib(median(shims))} (${mib(Math.min(...shims))}–${mib(Math.max(...shims))})` : 'n/a';
     const anon = x.after?.shimsAnonKiB ?? [];
     const perPod = (f: (s: PssSample) => number): number | undefined => (x.before && x.after ? (f(x.after) - f(x.before)) / x.pods : undefined);
     const shimPerPod = perPod((s) => sum(s.shimsKiB));
+    const monPerPod = perPod((s) => sum(s.monitorsKiB));
     const daemonPerPod = perPod((s) => s.daemonKiB);
-    return `| ${x.label} | ${mib(x.before?.totalKiB)} | ${mib(x.after?.totalKiB)} | ${mib(x.before?.daemonKiB)} → ${mib(x.after?.daemonKiB)} | ${shims.length} | ${shimRange} | ${anon.length ? mib(median(anon)) : 'n/a'} | ${mib(shimPerPod)} + ${mib(daemonPerPod)} | **${mib(x.perPodKiB)}** | ${x.impl === 'containerd' ? '1.00×' : fmtRatio(ratio(x.perPodKiB, base))} |`;
+    const mons = x.after?.monitorsKiB ?? [];
+    return `| ${x.label} | ${mib(x.before?.totalKiB)} | ${mib(x.after?.totalKiB)} | ${mib(x.before?.daemonKiB)} → ${mib(x.after?.daemonKiB)} | ${shims.length} | ${shimRange} | ${anon.length ? mib(median(anon)) : 'n/a'} | ${mons.length ? `${mons.length} × ${mib(median(mons))}` : '0'} | ${mib(shimPerPod)} + ${mib(monPerPod)} + ${mib(daemonPerPod)} | **${mib(x.perPodKiB)}** | ${x.impl === 'containerd' ? '1.00×' : fmtRatio(ratio(x.perPodKiB, base))} |`;
   });
   return [
-    '| runtime | idle PSS MiB | PSS with pods MiB | daemon PSS MiB (idle → pods) | shims | PSS per shim MiB median (min–max) | anon PSS per shim MiB (median) | per pod: shims + daemon MiB | MiB per pod | vs containerd |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| runtime | idle PSS MiB | PSS with pods MiB | daemon PSS MiB (idle → pods) | shims | PSS per shim MiB median (min–max) | anon PSS per shim MiB (median) | conmon monitors × PSS MiB (median) | per pod: shims + monitors + daemon MiB | MiB per pod | vs containerd |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
   ].join('\n');
 }
@@ -197,40 +204,38 @@ export function memoryTable(r: MemoryBenchResult): string {
 function recordMemory(root: string, r: MemoryBenchResult): string {
   const date = nowUtc();
   const pods = r.results[0]?.pods ?? 0;
-  const body = `## Memory per pod (PSS of daemon + shims, berth vs containerd)
+  const body = `## Memory per pod (PSS of daemon + shims + monitors, berth vs containerd)
 
-PSS (sum of \`Pss\` in /proc/PID/smaps_rollup) of the daemon plus all its shim processes
-(containerd: containerd + containerd-shim-runc-v2; berth: berthd + berth-shim, including the
-one warm spare shim), idle and then with ${pods} running pods (pause fixture + one busybox sleep
-container each; the container processes themselves are not counted), after ${3} s of settling;
-each figure is the median of 3 samples taken 1 s apart. "anon" is the anonymous part of a
-shim's PSS (heap and stacks; the rest is file-backed text shared with the daemon and other
-shims, which PSS splits among them).
-MiB per pod = (with pods − idle) / ${pods}. Runtimes run one after the other in the same bench
-run, each with a private root and its own CNI bridge. Goal: berth ≤ 0.5× containerd per pod.
+PSS (sum of \`Pss\` in /proc/PID/smaps_rollup) of the daemon plus all its shim and monitor
+processes (containerd: containerd + containerd-shim-runc-v2 per pod; berth: berthd + the one
+berth-shim + a conmon per container), idle and then with N running pods (one busybox sleep
+container each, kubelet-style namespace options, so berth runs no pause; containerd runs one
+per pod; the container processes themselves are not counted), after 3 s of settling; each
+figure is the median of 3 samples taken 1 s apart. "anon" is the anonymous part of a shim's
+PSS. MiB per pod = (with pods − idle) / N. Runtimes run one after the other in the same bench
+run, each with a private root and its own CNI bridge. Goal: berth ≤ 0.25× containerd per pod.
 
 Latest: ${date} UTC, commit ${gitCommit(root)}; ${describeMachine(r.machine, r.loadAtEnd)}.
 
 ${memoryTable(r)}
 
-Notes: berth-shim serves the task API on a small table-driven protobuf codec
-(src/ttrpc/pb.ts) instead of protobuf-es, whose runtime and descriptor registries cost ~7 MiB
-of anonymous memory per Node process; that took a shim from ~20 to ~12.5 MiB anon. What is
-left per shim (idle, measured): Node's own floor ~6.5 MiB, koffi ~2.8 MiB (1.2 the addon,
-~1.6 the builtins its index.js loads: https, tls, zlib, crypto), net + child_process ~0.7 MiB,
-berth's shim code ~2 MiB, plus ~1.5 MiB that grows with the first calls (compiled code, heap).
---max-semi-space-size=1 made no measurable difference. Per-pod mode cannot reach 0.5× while
-each pod costs a Node process (its floor alone is ~1.8× containerd's per-pod figure); node
-mode does. Daemon PSS moves by several MiB between samples (GC), so small per-pod figures
-carry about ±0.3 MiB of noise: compare the "shims" part of the per-pod column.`;
+Notes: the per-container cost of berth is its conmon (C, ~0.35 MiB anonymous; its PSS is
+mostly the shared libraries, split among all conmons) plus what berthd and the node's one
+berth-shim keep per container. Daemon PSS moves by several MiB between samples (GC), so small
+per-pod figures carry noise that shrinks with more pods: compare the 100-pod rows.
+
+Before the task layer v2 (a Node berth-shim per pod, 20 pods, commit 44ce83e): 12.0 MiB per
+pod, 3.28× containerd's 3.7; with \`[shim] group = "node"\` 0.6 MiB (0.17×) but one process
+held every container's stdio, so a shim crash killed every container on the node.`;
   const per = (label: string): number | undefined => r.results.find((x) => x.label === label)?.perPodKiB;
-  const [c, bp, bn] = VARIANTS.map((v) => per(v.label));
-  const row = `| ${date} | ${gitCommit(root)} | ${pods} | ${mib(c)} | ${mib(bp)} (${fmtRatio(ratio(bp, c))}) | ${mib(bn)} (${fmtRatio(ratio(bn, c))}) | ${r.machine.load1.toFixed(1)} |`;
+  const [c, b] = VARIANTS.map((v) => per(v.label));
+  const mon = r.results.find((x) => x.impl === 'berth')?.after?.monitorsKiB ?? [];
+  const row = `| ${date} | ${gitCommit(root)} | ${pods} | ${mib(c)} | ${mib(b)} (${fmtRatio(ratio(b, c))}) | ${mon.length ? mib(median(mon)) : 'n/a'} | ${r.machine.load1.toFixed(1)} |`;
   return writeSection(
     root,
     'memory',
     body,
-    `| date (UTC) | commit | pods | containerd MiB/pod | berth shim-per-pod MiB/pod (ratio) | berth shim-per-node MiB/pod (ratio) | load |
+    `| date (UTC) | commit | pods | containerd MiB/pod | berth MiB/pod (ratio) | conmon PSS per container MiB | load |
 | --- | --- | --- | --- | --- | --- | --- |`,
     row,
   );

@@ -54,6 +54,8 @@ export interface PodBenchOptions {
   /** Uncounted cycles per runtime before the measured ones (default 2). */
   warmup?: number;
   record?: boolean;
+  /** The CRI's default pod (pid namespace shared: berth runs a pause); recorded as its own section. */
+  sharedPid?: boolean;
   log?: (line: string) => void;
 }
 
@@ -78,12 +80,13 @@ export interface PodBenchResult {
   loadAtEnd: number;
   runs: number;
   stats: Partial<Record<Impl, ImplStats>>;
+  sharedPid?: boolean;
 }
 
 const CALL = { timeoutMs: 120_000 };
 
 /** One timed pod lifecycle. On failure, removes what it made and rethrows. */
-async function cycle(rt: BenchRuntime, name: string, busybox: string, logRoot: string): Promise<Cycle> {
+async function cycle(rt: BenchRuntime, name: string, busybox: string, logRoot: string, sharedPid = false): Promise<Cycle> {
   const rpc = rt.cri.runtime;
   const out: Partial<Cycle> = {};
   const timed = async <T>(step: PodStep, fn: () => Promise<T>): Promise<T> => {
@@ -92,13 +95,13 @@ async function cycle(rt: BenchRuntime, name: string, busybox: string, logRoot: s
     out[step] = performance.now() - t0;
     return r;
   };
-  const config = podConfig(name, join(logRoot, name));
+  const config = podConfig(name, join(logRoot, name), { sharedPid });
   let podId: string | undefined;
   try {
     podId = (await timed('RunPodSandbox', () => rpc.runPodSandbox({ config }, CALL))).podSandboxId;
     const pid = podId;
     const containerId = (
-      await timed('CreateContainer', () => rpc.createContainer({ podSandboxId: pid, config: sleepContainerConfig(busybox), sandboxConfig: config }, CALL))
+      await timed('CreateContainer', () => rpc.createContainer({ podSandboxId: pid, config: sleepContainerConfig(busybox, { sharedPid }), sandboxConfig: config }, CALL))
     ).containerId;
     await timed('StartContainer', () => rpc.startContainer({ containerId }, CALL));
     await timed('StopContainer', () => rpc.stopContainer({ containerId, timeout: 2n }, CALL));
@@ -168,7 +171,7 @@ export async function runPodBench(opts: PodBenchOptions): Promise<PodBenchResult
         const rt = runtimes.get(impl)!;
         const name = `bench-${impl}-${run + warmup}`;
         try {
-          const c = await cycle(rt, name, fx.busybox.ref, logRoot);
+          const c = await cycle(rt, name, fx.busybox.ref, logRoot, opts.sharedPid);
           if (run >= 1) cycles.get(impl)!.push(c);
           const start = START_PATH.reduce((n, s) => n + c[s], 0);
           log(`pod: ${impl} ${run >= 1 ? `run ${run}` : 'warm-up'}: start path ${start.toFixed(0)} ms (${POD_STEPS.map((s) => `${s} ${c[s].toFixed(0)}`).join(', ')})`);
@@ -195,7 +198,7 @@ export async function runPodBench(opts: PodBenchOptions): Promise<PodBenchResult
     rmSync(logRoot, { recursive: true, force: true });
     await fx.registry.stop();
   }
-  const result: PodBenchResult = { machine, loadAtEnd: machineInfo().load1, runs: opts.runs, stats: {} };
+  const result: PodBenchResult = { machine, loadAtEnd: machineInfo().load1, runs: opts.runs, stats: {}, sharedPid: opts.sharedPid };
   for (const impl of impls) {
     const f = failures.get(impl);
     result.stats[impl] = summarize(cycles.get(impl) ?? [], f?.n ?? 0, f?.first);
@@ -222,25 +225,23 @@ function recordPod(root: string, r: PodBenchResult): string {
   const b = r.stats.berth;
   const counts = (s: ImplStats | undefined): string => (s ? `${s.cycles} cycles${s.failures ? `, ${s.failures} failed: ${s.firstError ?? ''}` : ''}` : 'not run');
   const date = nowUtc();
-  const body = `## Pod lifecycle latency (CRI, berth vs containerd)
+  const body = `## Pod lifecycle latency (CRI, berth vs containerd)${r.sharedPid ? ', pods sharing a pid namespace' : ''}
 
 Each cycle: RunPodSandbox (CNI bridge + host-local; pause fixture as sandbox image), CreateContainer (busybox
 \`sh -c 'trap "exit 0" TERM; sleep 3600 & wait'\`), StartContainer, StopContainer (timeout 2 s; the
 process exits on SIGTERM), RemoveContainer, StopPodSandbox, RemovePodSandbox, timed at the
 client. Both daemons run at the same time, each with a private root, its own bridge and a
-198.18.x.0/24; namespace options as the kubelet sends them (pid: CONTAINER, network and ipc:
-POD; rows marked "shared pid ns" used the proto default POD for pid); cycles alternate between them (the first flips each run); images are pulled
+198.18.x.0/24; ${r.sharedPid ? 'the CRI\'s default namespace options (network, ipc and pid: POD; berth then runs a pause like containerd)' : 'namespace options as the kubelet sends them (pid: CONTAINER, network and ipc: POD)'}; cycles alternate between them (the first flips each run); images are pulled
 first; ${r.runs} measured cycles per runtime after 2 warm-up cycles. containerd is Debian's 1.6
-(CRI plugin, containerd-shim-runc-v2, runc 1.1); berth uses berth-shim. Lower is better; the
-goal for the start path is berth / containerd ≤ 0.8×.
+(CRI plugin, containerd-shim-runc-v2, runc 1.1); berth uses its one berth-shim for the node
+and a conmon per container. Lower is better; the goal for the start path is berth /
+containerd ≤ ${r.sharedPid ? '0.8' : '0.7'}×.
 
-How the runtimes differ on this path: containerd runs a pause container for every pod; berth
-pins the pod's namespaces (one short process) and runs a pause only for pods sharing a pid
-namespace, so these pods have none. containerd creates the container's task in
-StartContainer, berth in CreateContainer (compare the sums). berth keeps two pre-booted shims;
-a pod's shim returns to that pool when its last container is removed, so back-to-back cycles
-reuse shims instead of booting Node per pod (a burst of new pods beyond the pool pays a
-~200 ms shim boot each, until the pool catches up).
+How the runtimes differ on this path: containerd runs a pause container for every pod and a
+shim process per pod; berth pins the pod's namespaces (one short process) and runs a pause
+only for pods sharing a pid namespace${r.sharedPid ? '' : ', so these pods have none'}. Its shim is already running (one per
+node): a container costs a conmon, which runs \`runc create\`. containerd creates the
+container's task in StartContainer, berth in CreateContainer (compare the sums).
 
 Latest: ${date} UTC, commit ${gitCommit(root)}; ${describeMachine(r.machine, r.loadAtEnd)}.
 containerd: ${counts(c)}; berth: ${counts(b)}.
@@ -249,7 +250,7 @@ ${podTable(r)}`;
   const row = `| ${date} | ${gitCommit(root)} | ${r.runs} | ${fmtMs(c?.startPath?.median)} | ${fmtMs(b?.startPath?.median)} | ${fmtRatio(ratio(b?.startPath?.median, c?.startPath?.median))} | ${fmtMs(c?.total?.median)} | ${fmtMs(b?.total?.median)} | ${r.machine.load1.toFixed(1)} |`;
   return writeSection(
     root,
-    'pod',
+    r.sharedPid ? 'pod-shared' : 'pod',
     body,
     `| date (UTC) | commit | runs | containerd start path ms | berth start path ms | ratio | containerd lifecycle ms | berth lifecycle ms | load |
 | --- | --- | --- | --- | --- | --- | --- | --- | --- |`,

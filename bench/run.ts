@@ -1,23 +1,26 @@
 /**
  * `npm run bench` entry: runs the benchmarks and records each in its section of BENCHMARKS.md.
- *   node dist/bench/run.js [pull|pod|memory ...] [--runs N] [--pods N]
+ *   node dist/bench/run.js [pull|pod|pod-shared|burst|memory ...] [--runs N] [--pods N]
  *                          [--only berth|containerd] [--quick] [--no-record]
- * With no names it runs all three. --runs defaults per bench (pull 3, pod 20).
+ * With no names it runs them all. --runs defaults per bench (pull 3, pod 20, burst 3);
+ * --pods takes a list for memory (default 20,100) and burst sizes with --burst (default 10,30).
  * --quick shrinks the pull image (for checking the harness, not for figures; never recorded).
  */
 import { parseArgs } from 'node:util';
 import { runPullBench, type Impl } from './pull.js';
 import { runPodBench } from './pod.js';
 import { runMemoryBench } from './memory.js';
+import { runBurstBench } from './burst.js';
 import { BIG_DEFAULT } from '../test/helpers/images.js';
 
-const ALL = ['pull', 'pod', 'memory'];
+const ALL = ['pull', 'pod', 'pod-shared', 'burst', 'memory'];
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     runs: { type: 'string' },
-    pods: { type: 'string', default: '20' },
+    pods: { type: 'string', default: '20,100' },
+    burst: { type: 'string', default: '10,30' },
     only: { type: 'string' },
     quick: { type: 'boolean', default: false },
     'no-record': { type: 'boolean', default: false },
@@ -29,6 +32,10 @@ function positiveInt(flag: string, v: string | undefined, dflt: number): number 
   const n = Number(v);
   if (!Number.isInteger(n) || n < 1) throw new Error(`--${flag} must be a positive integer, got ${v}`);
   return n;
+}
+
+function intList(flag: string, v: string | undefined): number[] {
+  return (v ?? '').split(',').map((x) => positiveInt(flag, x.trim(), 1));
 }
 
 if (values.only !== undefined && values.only !== 'berth' && values.only !== 'containerd') {
@@ -51,8 +58,14 @@ for (const name of which) {
     case 'pod':
       await runPodBench({ runs: positiveInt('runs', values.runs, 20), only, record });
       break;
+    case 'pod-shared':
+      await runPodBench({ runs: positiveInt('runs', values.runs, 20), only, record, sharedPid: true });
+      break;
+    case 'burst':
+      await runBurstBench({ sizes: intList('burst', values.burst), runs: positiveInt('runs', values.runs, 3), only, record });
+      break;
     case 'memory':
-      await runMemoryBench({ pods: positiveInt('pods', values.pods, 20), only, record });
+      for (const pods of intList('pods', values.pods)) await runMemoryBench({ pods, only, record });
       break;
   }
 }
