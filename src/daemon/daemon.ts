@@ -15,6 +15,8 @@ import { createServices, type Services } from './services.js';
 import { planReload } from './reload.js';
 import { notifier, takeNotifySocket, type Notifier } from './sd-notify.js';
 
+const LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error'];
+
 export interface DaemonOptions {
   configFile?: string;
   logLevel?: string;
@@ -92,12 +94,22 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
     }
     const pinned = new Set(opts.logLevel !== undefined ? ['log_level'] : []);
     const plan = planReload(services.config(), loaded, pinned);
+    // The level is set here, around the report, so the report shows at the old or the new level.
+    const newLevel = plan.apply.includes('log_level') ? (plan.next.log_level as LogLevel) : undefined;
+    const oldLevel = services.config().log_level as LogLevel;
     try {
-      await services.reconfigure(plan.next, new Set(plan.apply), { logLevelPinned: pinned.has('log_level') });
+      await services.reconfigure(plan.next, new Set(plan.apply));
     } catch (err) {
       const error = (err as Error).message;
       log.error('config reload refused; the running config is unchanged', { file, error });
       return { ok: false, applied: [], restart: plan.restart, error };
+    }
+    const moreVerbose = newLevel !== undefined && LEVELS.indexOf(newLevel) < LEVELS.indexOf(oldLevel);
+    if (newLevel && moreVerbose) setLogLevel(newLevel);
+    if (plan.apply.includes('cni.conf_dir') || plan.apply.includes('cni.bin_dirs')) {
+      // The conf dir is read on every call anyway; say what berthd sees there now.
+      const s = await services.cni.status();
+      log.info('CNI after reload', { conf_dir: plan.next.cni.conf_dir, ready: s.ready, network: s.network, message: s.message });
     }
     if (plan.restart.length > 0) {
       log.warn('config reload: these changes need a restart of berthd and are not applied', { file, keys: plan.restart.join(',') });
@@ -106,6 +118,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       log.info('config reload: log_level is set by --log-level; the file value is ignored', { file, file_log_level: loaded.log_level });
     }
     log.info('config reloaded', { file, applied: plan.apply.length ? plan.apply.join(',') : 'nothing changed' });
+    if (newLevel && !moreVerbose) setLogLevel(newLevel);
     return { ok: true, applied: plan.apply, restart: plan.restart };
   };
   return {

@@ -5,7 +5,7 @@
 import { access, constants, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Config, RegistryCredential } from './config.js';
-import { setLogLevel, type Logger, type LogLevel } from '../log.js';
+import type { Logger } from '../log.js';
 import type { DB } from '../core/metadata/db.js';
 import { ImageStore } from '../core/metadata/images.js';
 import { ContainerStore, NameStore, SandboxStore } from '../core/metadata/records.js';
@@ -62,9 +62,10 @@ export interface Services {
   /**
    * Apply the reloadable keys in `keys` from `next` (see reload.ts). All or nothing: what can
    * fail (a bad mirror endpoint, binding a new metrics or streaming address) is done first,
-   * and on failure it throws with the running config untouched.
+   * and on failure it throws with the running config untouched. log_level is daemon.ts's
+   * (it orders the level change around its report of the reload).
    */
-  reconfigure(next: Config, keys: ReadonlySet<string>, opts?: { logLevelPinned?: boolean }): Promise<void>;
+  reconfigure(next: Config, keys: ReadonlySet<string>): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -244,7 +245,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     berthHandlers: { pull: berthPull(images), trace: trace(runtime) },
     rpcObserver: metrics,
     config: () => current,
-    async reconfigure(next, keys, opts = {}) {
+    async reconfigure(next, keys) {
       // 1. What can fail, with nothing changed yet.
       if (keys.has('registry.mirrors')) new RegistryHosts(next.registry.mirrors);
       let newMetrics: MetricsEndpoint | undefined;
@@ -266,7 +267,6 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       // 2. The rest cannot fail.
       if (keys.has('registry.mirrors')) remote.setMirrors(next.registry.mirrors);
       if (keys.has('cni.conf_dir') || keys.has('cni.bin_dirs')) cni.reconfigure({ confDir: next.cni.conf_dir, binDirs: next.cni.bin_dirs });
-      if (keys.has('log_level') && !opts.logLevelPinned) setLogLevel(next.log_level as LogLevel);
       if (keys.has('metrics.address')) {
         const old = metricsEndpoint;
         metricsEndpoint = newMetrics;
