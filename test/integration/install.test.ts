@@ -111,6 +111,11 @@ test('install → run the installed berthd → upgrade → uninstall leaves the 
     const cli = spawnSync(join(l.bindir, 'berth'), ['--socket', d.socket, 'version'], { encoding: 'utf8', timeout: 30_000 });
     assert.equal(cli.status, 0, cli.stderr);
     assert.match(cli.stdout, /berth/);
+    // What README tells an operator to match kubelet's cgroupDriver against.
+    const info = spawnSync(join(l.bindir, 'berth'), ['--socket', d.socket, 'info'], { encoding: 'utf8', timeout: 30_000 });
+    assert.equal(info.status, 0, info.stderr);
+    assert.match(info.stdout, /^cgroup driver: cgroupfs /m);
+    assert.match(info.stdout, /^RuntimeReady\s+true/m);
 
     // Uninstalling while code runs from the prefix is refused: berthd, and the shims that outlive it.
     const busy = uninstall(l);
