@@ -7,19 +7,8 @@
  */
 import { stringify } from 'smol-toml';
 import type { z } from 'zod';
-import { configSchema, validateConfig } from './config.js';
+import { configSchema, RELOADABLE_KEYS, validateConfig } from './config.js';
 import { BERTH_VERSION } from '../version.js';
-
-/** Keys whose change a SIGHUP applies at run time (the rest need a restart). See reload.ts. */
-export const RELOADABLE_KEYS = [
-  'log_level',
-  'registry.mirrors',
-  'registry.credentials',
-  'cni.conf_dir',
-  'cni.bin_dirs',
-  'streaming.address',
-  'metrics.address',
-] as const;
 
 type Shape = Record<string, z.ZodTypeAny>;
 

@@ -87,6 +87,17 @@ export const configSchema = z
   .strict();
 
 export type Config = z.infer<typeof configSchema>;
+
+/** Keys whose change a SIGHUP applies at run time; a change to any other key needs a restart (reload.ts). */
+export const RELOADABLE_KEYS = [
+  'log_level',
+  'registry.mirrors',
+  'registry.credentials',
+  'cni.conf_dir',
+  'cni.bin_dirs',
+  'streaming.address',
+  'metrics.address',
+] as const;
 export type RuntimeConfig = z.infer<typeof runtimeSchema>;
 export type RegistryCredential = z.infer<typeof credentialSchema>;
 
@@ -125,7 +136,12 @@ export function loadConfig(file?: string): Config {
   try {
     raw = parseToml(text);
   } catch (err) {
-    throw errors.invalidArgument('config.syntax', `${file}: ${(err as Error).message}`);
+    // smol-toml appends a frame of the lines around the error: they may hold a registry
+    // password, and this message goes to the log. Keep its first line and the position.
+    const e = err as Error & { line?: number; column?: number };
+    const first = e.message.split('\n')[0]!.replace(/^Invalid TOML document: /, '');
+    const where = e.line !== undefined ? `line ${e.line}, column ${e.column ?? 0}: ` : '';
+    throw errors.invalidArgument('config.syntax', `${file}: ${where}${first}`);
   }
   return validateConfig(raw, file);
 }

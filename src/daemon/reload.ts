@@ -4,8 +4,7 @@
  * (the running one with only the reloadable changes taken over). Applying them is
  * `Services.reconfigure`; reading the file and reporting is daemon.ts.
  */
-import type { Config } from './config.js';
-import { RELOADABLE_KEYS } from './config-template.js';
+import { RELOADABLE_KEYS, type Config } from './config.js';
 
 export { RELOADABLE_KEYS };
 

@@ -34,6 +34,7 @@ interface Cfg {
   mirror: TestRegistry;
   logLevel?: string;
   metrics?: string;
+  streaming?: string;
   credentials?: boolean;
   extra?: string;
 }
@@ -45,6 +46,7 @@ function toml(c: Cfg): string {
   t += `[registry.mirrors."${AUTH_HOST}"]\nendpoints = ["${regAuth.url}"]\n`;
   if (c.credentials) t += `[registry.credentials."${regAuth.host}"]\nusername = "alice"\npassword = "s3cret-reload"\n`;
   t += `[metrics]\naddress = "${c.metrics ?? '127.0.0.1:0'}"\n`;
+  if (c.streaming) t += `[streaming]\naddress = "${c.streaming}"\n`;
   return t;
 }
 
@@ -183,6 +185,16 @@ test('the metrics address moves on reload; the old one stops answering', { skip 
   assert.match(now, /^127\.0\.0\.2:\d+$/);
   assert.equal(await metricsStatus(now), 200);
   await assert.rejects(metricsStatus(old), /ECONNREFUSED/);
+});
+
+test('the streaming address moves on reload, and back', { skip }, async () => {
+  const cfg = { mirror: regB, credentials: true, metrics: '127.0.0.2:0' };
+  let lines = await reload(toml({ ...cfg, streaming: '127.0.0.2:0' }));
+  assert.deepEqual(applied(lines), ['streaming.address'], lines.join('\n'));
+  assert.ok(lines.some((l) => /msg="streaming server listening" .*url=http:\/\/127\.0\.0\.2:\d+/.test(l)), lines.join('\n'));
+  lines = await reload(toml(cfg));
+  assert.deepEqual(applied(lines), ['streaming.address'], lines.join('\n'));
+  assert.ok(lines.some((l) => /msg="streaming server listening" .*url=http:\/\/127\.0\.0\.1:\d+/.test(l)), lines.join('\n'));
 });
 
 test('changes that need a restart are named, not applied; the reloadable ones in the same file are', { skip }, async () => {

@@ -1,7 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { parse as parseToml, stringify } from 'smol-toml';
-import { validateConfig, type Config } from '../../src/daemon/config.js';
+import { loadConfig, validateConfig, type Config } from '../../src/daemon/config.js';
 import { renderDefaultConfig } from '../../src/daemon/config-template.js';
 import { changedKeys, planReload, RELOADABLE_KEYS } from '../../src/daemon/reload.js';
 import { redactedConfig } from '../../src/daemon/services.js';
@@ -71,4 +74,20 @@ test('registry.credentials: validated by key; redacted in what berth info shows'
   assert.ok(shown.includes('r.example') && shown.includes('t.example'));
   assert.ok(!shown.includes('hunter2') && !shown.includes('tok-123'));
   assert.equal(c.registry.credentials['r.example']?.password, 'hunter2', 'the running config keeps them');
+});
+
+test('a TOML syntax error names file, line and column, but never echoes the file\'s lines (they may hold a password)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-cfg-'));
+  try {
+    const f = join(dir, 'berth.toml');
+    writeFileSync(f, '[registry.credentials."r.example"]\nusername = "u"\npassword = "hunter2\nlog_level = "info"\n');
+    assert.throws(
+      () => loadConfig(f),
+      (e: Error) => e.message.startsWith(`${f}: line 3, column `) && !e.message.includes('hunter2') && !e.message.includes('\n'),
+    );
+    writeFileSync(f, 'password = hunter2\n');
+    assert.throws(() => loadConfig(f), (e: Error) => /line 1, column \d+: invalid value$/.test(e.message) && !e.message.includes('hunter2'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
