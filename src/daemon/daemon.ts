@@ -92,6 +92,7 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
       log.error('config reload refused; the running config is unchanged', { file, error });
       return { ok: false, applied: [], restart: [], error };
     }
+    checkCredentialFile(file, loaded);
     const pinned = new Set(opts.logLevel !== undefined ? ['log_level'] : []);
     const plan = planReload(services.config(), loaded, pinned);
     // The level is set here, around the report, so the report shows at the old or the new level.
@@ -155,7 +156,10 @@ export async function runDaemon(opts: DaemonOptions): Promise<void> {
     log.info('signal received, reloading the config', { signal: 'SIGHUP' });
     const d = daemon;
     sd.notify('RELOADING=1');
-    void d.reload().then((r) => sd.notify(`READY=1\nSTATUS=${r.ok ? 'config reloaded' : `config reload refused: ${r.error ?? ''}`.slice(0, 200)}`));
+    void d.reload().then((r) => {
+      const status = r.ok ? 'config reloaded' : `config reload refused: ${r.error ?? ''}`.replace(/\s+/g, ' ').slice(0, 200);
+      sd.notify(`READY=1\nSTATUS=${status}`);
+    });
   };
   process.on('SIGHUP', onHup);
   const d = await startDaemon(opts);
