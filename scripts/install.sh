@@ -4,6 +4,7 @@
 #   scripts/install.sh [--prefix /opt/berth] [--bindir /usr/local/bin] [--config /etc/berth/berth.toml]
 #                      [--unitdir /etc/systemd/system] [--no-build]
 #   scripts/install.sh --uninstall [--prefix /opt/berth] [--force]
+#   scripts/install.sh --prune [--prefix /opt/berth]
 #
 # Builds once, then copies the build (bin/, dist/src, production node_modules) into a new
 # versioned directory PREFIX/versions/<version>-<commit>-<time> and points PREFIX/current at it
@@ -16,6 +17,7 @@
 # those (links only while they still point where the install put them, the config and the unit
 # only while unchanged, directories only if it created them and they are empty) and nothing
 # else. It refuses while processes run from PREFIX (berthd, or shims that outlive it) unless --force.
+# --prune removes the versions that are not current and that no process runs from any more.
 set -euo pipefail
 
 PREFIX=/opt/berth
@@ -24,11 +26,12 @@ CONFIG=/etc/berth/berth.toml
 UNITDIR=/etc/systemd/system
 BUILD=1
 UNINSTALL=0
+PRUNE=0
 FORCE=0
 COMMANDS=(berthd berth berth-shim containerd-shim-berth-v1)
 
 die() { echo "install.sh: $*" >&2; exit 1; }
-usage() { sed -n '4,5p' "$0" | sed 's/^# \{0,3\}//' >&2; exit 2; }
+usage() { sed -n '4,6p' "$0" | sed 's/^# \{0,3\}//' >&2; exit 2; }
 abspath() { case "$1" in /*) printf '%s\n' "${1%/}" ;; *) die "$2 must be an absolute path: $1" ;; esac; }
 
 while [ $# -gt 0 ]; do
@@ -39,6 +42,7 @@ while [ $# -gt 0 ]; do
     --unitdir) [ $# -ge 2 ] || usage; UNITDIR=$(abspath "$2" --unitdir); shift 2 ;;
     --no-build) BUILD=0; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
+    --prune) PRUNE=1; shift ;;
     --force) FORCE=1; shift ;;
     -h|--help) usage ;;
     *) echo "install.sh: unknown argument: $1" >&2; usage ;;
@@ -50,18 +54,35 @@ MANIFEST="$PREFIX/.install-manifest"
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 record() { printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >>"$MANIFEST"; }
 
-# Processes running code from the prefix: launched from it (or through our links), or with one
-# of its native addons mapped.
+# Processes running code from a directory (default: the prefix): launched from it (or through
+# our links), or with one of its native addons mapped.
 users_of_prefix() {
-  local real pid
-  real=$(readlink -f "$PREFIX" 2>/dev/null || echo "$PREFIX")
+  local dir=${1:-$PREFIX} real pid
+  real=$(readlink -f "$dir" 2>/dev/null || echo "$dir")
   for pid in /proc/[0-9]*; do
     pid=${pid#/proc/}
     [ "$pid" = "$$" ] && continue
-    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -e "$PREFIX/" -e "$real/" ||
+    if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -e "$dir/" -e "$real/" ||
       grep -qF "$real/" "/proc/$pid/maps" 2>/dev/null; then
       echo "$pid"
     fi
+  done
+}
+
+prune() {
+  [ -f "$MANIFEST" ] || die "nothing to prune: no $MANIFEST"
+  local cur v busy
+  cur=$(readlink "$PREFIX/current" 2>/dev/null || true)
+  for v in "$PREFIX"/versions/*/; do
+    v=${v%/}
+    [ -d "$v" ] || continue
+    [ "versions/$(basename "$v")" = "$cur" ] && continue
+    # Only trees this install made (the manifest lists them).
+    grep -qF "$(printf 'tree\t%s\t' "$v")" "$MANIFEST" || continue
+    busy=$(users_of_prefix "$v" | tr '\n' ' ')
+    if [ -n "$busy" ]; then echo "keeping $v: still in use (pids: $busy)"; continue; fi
+    rm -rf -- "$v"
+    echo "removed $v"
   done
 }
 
@@ -99,6 +120,10 @@ uninstall() {
 
 if [ "$UNINSTALL" -eq 1 ]; then
   uninstall
+  exit 0
+fi
+if [ "$PRUNE" -eq 1 ]; then
+  prune
   exit 0
 fi
 

@@ -133,6 +133,11 @@ test('install → run the installed berthd → upgrade → uninstall leaves the 
     assert.ok(existsSync(tree1), 'the running version stays in place');
     assert.equal(statSync(l.config).mtimeMs, cfgStat.mtimeMs);
     assert.equal(readFileSync(l.config, 'utf8'), cfgText);
+    // --prune keeps the old version while berthd (or a shim) of it runs ...
+    const p1 = run('install.sh', ['--prune', '--prefix', l.prefix]);
+    assert.equal(p1.status, 0, p1.out);
+    assert.match(p1.out, /keeping .*: still in use \(pids: /);
+    assert.ok(existsSync(tree1));
     // berthd restarted from the new current: the upgrade.
     await d.stop();
     await d.restart();
@@ -140,6 +145,11 @@ test('install → run the installed berthd → upgrade → uninstall leaves the 
     assert.ok(readFileSync(`/proc/${d.proc.pid}/maps`, 'utf8').includes(`${realpathSync(join(l.prefix, v2))}/node_modules/`));
     await d.cleanup(); // stops berthd and the shims of this test
     d = undefined;
+    // ... and removes it once nothing runs from it; current stays.
+    const p2 = run('install.sh', ['--prune', '--prefix', l.prefix]);
+    assert.equal(p2.status, 0, p2.out);
+    assert.ok(!existsSync(tree1), `old version pruned:\n${p1.out}\n${p2.out}`);
+    assert.ok(existsSync(join(l.prefix, v2, 'bin', 'berthd')));
 
     const r3 = uninstall(l);
     assert.equal(r3.status, 0, r3.out);
