@@ -31,7 +31,7 @@ FORCE=0
 COMMANDS=(berthd berth berth-shim containerd-shim-berth-v1)
 
 die() { echo "install.sh: $*" >&2; exit 1; }
-usage() { sed -n '4,6p' "$0" | sed 's/^# \{0,3\}//' >&2; exit 2; }
+usage() { sed -n '4,7p' "$0" | sed 's/^# \{0,3\}//' >&2; exit 2; }
 abspath() { case "$1" in /*) printf '%s\n' "${1%/}" ;; *) die "$2 must be an absolute path: $1" ;; esac; }
 
 while [ $# -gt 0 ]; do
@@ -48,7 +48,7 @@ while [ $# -gt 0 ]; do
     *) echo "install.sh: unknown argument: $1" >&2; usage ;;
   esac
 done
-[ -n "$PREFIX" ] && [ "$PREFIX" != / ] || die "--prefix must not be /"
+if [ -z "$PREFIX" ] || [ "$PREFIX" = / ]; then die "--prefix must not be /"; fi
 
 MANIFEST="$PREFIX/.install-manifest"
 sha() { sha256sum "$1" | cut -d' ' -f1; }
