@@ -4,7 +4,7 @@
 set -euo pipefail
 want=(runc conmon containernetworking-plugins iproute2 iptables util-linux)
 if [ "${1:-}" = "--test" ]; then
-  want+=(containerd docker-registry skopeo umoci criu zstd apache2-utils busybox-static)
+  want+=(containerd docker-registry skopeo umoci criu zstd apache2-utils busybox-static systemd)
 fi
 missing=()
 for p in "${want[@]}"; do

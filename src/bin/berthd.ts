@@ -1,8 +1,8 @@
-/** berthd: the berth daemon. `berthd [--config FILE] [--log-level LEVEL]`. */
+/** berthd: the berth daemon. `berthd [--config FILE] [--log-level LEVEL]`; `berthd --default-config` prints the commented defaults. */
 import { parseArgs } from 'node:util';
 import { runDaemon } from '../daemon/daemon.js';
 
-const usage = 'usage: berthd [--config FILE] [--log-level debug|info|warn|error]';
+const usage = 'usage: berthd [--config FILE] [--log-level debug|info|warn|error] | --default-config | --version';
 let args;
 try {
   args = parseArgs({
@@ -11,6 +11,7 @@ try {
       'log-level': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
       version: { type: 'boolean', short: 'v' },
+      'default-config': { type: 'boolean' },
     },
     strict: true,
   }).values;
@@ -25,6 +26,11 @@ if (args.help) {
 if (args.version) {
   const { BERTH_VERSION } = await import('../version.js');
   process.stdout.write(`berthd ${BERTH_VERSION}\n`);
+  process.exit(0);
+}
+if (args['default-config']) {
+  const { renderDefaultConfig } = await import('../daemon/config-template.js');
+  process.stdout.write(renderDefaultConfig());
   process.exit(0);
 }
 runDaemon({ configFile: args.config, logLevel: args['log-level'] }).catch((err: unknown) => {

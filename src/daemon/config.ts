@@ -17,64 +17,89 @@ const endpoint = z
 
 const runtimeSchema = z
   .object({
-    /** Shim v2 runtime type: io.containerd.berth.v1 (berth-shim) or io.containerd.runc.v2 (containerd-shim-runc-v2). */
-    type: z.string().default('io.containerd.berth.v1'),
-    /** OCI runtime binary the shim runs (default runc). */
-    binary: z.string().min(1).optional(),
-    /** Shim binary override (default: derived from type). */
-    shim: z.string().min(1).optional(),
-    /** Annotations (prefixes) that pods/containers may pass through to the OCI spec. */
-    pod_annotations: z.array(z.string()).default([]),
+    type: z.string().default('io.containerd.berth.v1').describe('shim v2 runtime type: io.containerd.berth.v1 (berth-shim) or io.containerd.runc.v2 (containerd-shim-runc-v2)'),
+    binary: z.string().min(1).optional().describe('OCI runtime binary the shim runs (default runc)'),
+    shim: z.string().min(1).optional().describe('shim binary (default: berth-shim beside berthd for io.containerd.berth.v1, else derived from type and looked up on PATH)'),
+    pod_annotations: z.array(z.string()).default([]).describe('annotations (prefixes) pods and containers may pass through to the OCI spec'),
   })
   .strict();
 
+/** Registry credentials for one endpoint host (a mirror or a registry), as in a docker config.json. */
+const credentialSchema = z
+  .object({
+    username: z.string().min(1).optional(),
+    password: z.string().optional(),
+    /** base64("username:password") */
+    auth: z.string().min(1).optional(),
+    identity_token: z.string().min(1).optional(),
+  })
+  .strict()
+  .refine((c) => c.username !== undefined || c.auth !== undefined || c.identity_token !== undefined, {
+    message: 'needs username (with password), auth or identity_token',
+  })
+  .refine((c) => c.password === undefined || c.username !== undefined, { message: 'password needs a username' });
+
 export const configSchema = z
   .object({
-    root: absPath.default('/var/lib/berth'),
-    state: absPath.default('/run/berth'),
-    socket: absPath.default('/run/berth/berth.sock'),
-    sandbox_image: z.string().min(1).default('registry.k8s.io/pause:3.9'),
-    log_level: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
-    default_runtime: z.string().min(1).default('berth'),
-    /** "auto" detects whether lowering oom_score_adj is possible (CAP_SYS_RESOURCE); true always clamps. */
-    restrict_oom_score_adj: z.union([z.boolean(), z.literal('auto')]).default('auto'),
-    snapshotter: z.enum(['overlayfs', 'native', 'auto']).default('auto'),
-    max_concurrent_downloads: z.number().int().min(1).max(64).default(4),
+    root: absPath.default('/var/lib/berth').describe('durable state: metadata database, content store, snapshots'),
+    state: absPath.default('/run/berth').describe('ephemeral state: sockets, shim state, bundles, netns'),
+    socket: absPath.default('/run/berth/berth.sock').describe('the CRI socket (mode 0660, parent dir 0711)'),
+    sandbox_image: z.string().min(1).default('registry.k8s.io/pause:3.9').describe('pause image for pods that share a PID namespace'),
+    log_level: z.enum(['debug', 'info', 'warn', 'error']).default('info').describe('debug | info | warn | error (berthd --log-level overrides it)'),
+    default_runtime: z.string().min(1).default('berth').describe('runtime handler used when a pod names none'),
+    restrict_oom_score_adj: z
+      .union([z.boolean(), z.literal('auto')])
+      .default('auto')
+      .describe('clamp containers\' oom_score_adj to berthd\'s own: "auto" when CAP_SYS_RESOURCE is missing, true always'),
+    snapshotter: z.enum(['overlayfs', 'native', 'auto']).default('auto').describe('overlayfs, native, or auto (overlayfs when it works)'),
+    max_concurrent_downloads: z.number().int().min(1).max(64).default(4).describe('layer downloads in parallel per pull'),
     cni: z
       .object({
-        bin_dirs: z.array(absPath).min(1).default(['/usr/lib/cni', '/opt/cni/bin']),
-        conf_dir: absPath.default('/etc/cni/net.d'),
+        bin_dirs: z.array(absPath).min(1).default(['/usr/lib/cni', '/opt/cni/bin']).describe('where CNI plugin binaries are looked up, in order'),
+        conf_dir: absPath.default('/etc/cni/net.d').describe('CNI network configs (*.conflist, *.conf, *.json): the first by name is used'),
       })
       .strict()
       .default({}),
     registry: z
       .object({
         mirrors: z.record(z.string().min(1), z.object({ endpoints: z.array(endpoint).min(1) }).strict()).default({}),
+        /** Endpoint host (host[:port] of a registry or mirror) → credentials presented to it. */
+        credentials: z.record(z.string().min(1), credentialSchema).default({}),
       })
       .strict()
       .default({}),
     shim: z
       .object({
-        /** How containers are grouped into shim processes: one per pod, or one per node. */
-        group: z.enum(['pod', 'node']).default('pod'),
+        group: z.enum(['pod', 'node']).default('pod').describe('ignored (accepted so older config files still load): berth-shim is one process per node, conmon monitors each container'),
       })
       .strict()
       .default({}),
     runtimes: z.record(z.string().min(1), runtimeSchema).default({}),
     streaming: z
-      .object({ address: z.string().default('127.0.0.1:0') })
+      .object({ address: z.string().default('127.0.0.1:0').describe('exec/attach/port-forward server host:port (loopback by default)') })
       .strict()
       .default({}),
     metrics: z
-      /** Prometheus endpoint host:port (loopback by default); "" disables it. */
-      .object({ address: z.string().default('127.0.0.1:9338') })
+      .object({ address: z.string().default('127.0.0.1:9338').describe('Prometheus endpoint host:port; "" turns it off; a busy port only warns') })
       .strict()
       .default({}),
   })
   .strict();
 
 export type Config = z.infer<typeof configSchema>;
+
+/** Keys whose change a SIGHUP applies at run time; a change to any other key needs a restart (reload.ts). */
+export const RELOADABLE_KEYS = [
+  'log_level',
+  'registry.mirrors',
+  'registry.credentials',
+  'cni.conf_dir',
+  'cni.bin_dirs',
+  'streaming.address',
+  'metrics.address',
+] as const;
 export type RuntimeConfig = z.infer<typeof runtimeSchema>;
+export type RegistryCredential = z.infer<typeof credentialSchema>;
 
 /** Validate a parsed config object; throws InvalidArgument listing every problem by key. */
 export function validateConfig(raw: unknown, source = 'config'): Config {
@@ -111,7 +136,12 @@ export function loadConfig(file?: string): Config {
   try {
     raw = parseToml(text);
   } catch (err) {
-    throw errors.invalidArgument('config.syntax', `${file}: ${(err as Error).message}`);
+    // smol-toml appends a frame of the lines around the error: they may hold a registry
+    // password, and this message goes to the log. Keep its first line and the position.
+    const e = err as Error & { line?: number; column?: number };
+    const first = e.message.split('\n')[0]!.replace(/^Invalid TOML document: /, '');
+    const where = e.line !== undefined ? `line ${e.line}, column ${e.column ?? 0}: ` : '';
+    throw errors.invalidArgument('config.syntax', `${file}: ${where}${first}`);
   }
   return validateConfig(raw, file);
 }

@@ -2,10 +2,10 @@
  * Builds berthd's services from the config: stores, image service, network, and the CRI
  * handler tables. The only place (with daemon.ts) that wires layers together.
  */
-import { access, constants, readFile } from 'node:fs/promises';
+import { access, constants, readFile, rm, writeFile } from 'node:fs/promises';
 import { ENV_RUNC_ROOT, ENV_SHIM_STATE_DIR } from '../shim-protocol.js';
 import { join } from 'node:path';
-import type { Config } from './config.js';
+import type { Config, RegistryCredential } from './config.js';
 import type { Logger } from '../log.js';
 import type { DB } from '../core/metadata/db.js';
 import { ImageStore } from '../core/metadata/images.js';
@@ -16,7 +16,7 @@ import type { Snapshotter } from '../core/snapshots/types.js';
 import { SnapshotLayerStore } from '../core/images/layer-store.js';
 import { ImageService } from '../core/images/service.js';
 import { defaultPlatformMatcher } from '../core/images/platform.js';
-import { RegistryClient } from '../registry/index.js';
+import { RegistryClient, RegistryHosts, type Credentials } from '../registry/index.js';
 import { CniManager } from '../network/index.js';
 import type { BerthHandlers, ImageHandlers, RuntimeHandlers } from '../cri/server.js';
 import type { StatusDeps } from '../cri/status.js';
@@ -37,7 +37,7 @@ import { observeHandlers } from '../cri/runtime-handlers-observe.js';
 import { createStreamingBackend } from '../cri/streaming-backend.js';
 import { recover } from '../cri/recover.js';
 import { watchTasks } from '../cri/task-events.js';
-import { berthdMetrics, observePulls, startMetricsEndpoint } from '../metrics/index.js';
+import { berthdMetrics, observePulls, serveMetrics, startMetricsEndpoint, METRICS_ADDRESS_FILE, type MetricsEndpoint } from '../metrics/index.js';
 import { metricSources } from '../cri/metrics-sources.js';
 import { recordPullSpan, trace } from '../cri/berth-trace.js';
 
@@ -58,7 +58,29 @@ export interface Services {
   imageHandlers: ImageHandlers;
   berthHandlers: BerthHandlers;
   rpcObserver?: RpcObserver;
+  /** The config the services run with now (after reloads). */
+  config(): Config;
+  /**
+   * Apply the reloadable keys in `keys` from `next` (see reload.ts). All or nothing: what can
+   * fail (a bad mirror endpoint, binding a new metrics or streaming address) is done first,
+   * and on failure it throws with the running config untouched. log_level is daemon.ts's
+   * (it orders the level change around its report of the reload).
+   */
+  reconfigure(next: Config, keys: ReadonlySet<string>): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Config credentials in the registry client's form. */
+export function toCredentials(c: RegistryCredential | undefined): Credentials | undefined {
+  if (!c) return undefined;
+  return { username: c.username, password: c.password, auth: c.auth, identityToken: c.identity_token };
+}
+
+/** The config as `berth info` shows it: credentials replaced by a marker. */
+export function redactedConfig(config: Config): Config {
+  const c = structuredClone(config);
+  for (const host of Object.keys(c.registry.credentials)) c.registry.credentials[host] = { username: '<redacted>' };
+  return c;
 }
 
 /**
@@ -90,6 +112,7 @@ async function findRunc(): Promise<string | undefined> {
 }
 
 export async function createServices(config: Config, db: DB, log: Logger): Promise<Services> {
+  let current = config;
   const imageStore = new ImageStore(db);
   const sandboxes = new SandboxStore(db);
   const containers = new ContainerStore(db);
@@ -105,6 +128,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
 
   const remote = new RegistryClient({
     mirrors: config.registry.mirrors,
+    credentials: (host) => toCredentials(current.registry.credentials[host]),
     userAgent: `berth/${BERTH_VERSION}`,
     logger: log.child({ component: 'registry' }),
   });
@@ -177,7 +201,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     metrics.pulled(o.ok, o.bytes, o.durationMs / 1000);
     recordPullSpan(runtime.tracer, o.ref, o.startMs, o.durationMs, { bytes: o.bytes }, o.error);
   });
-  const metricsEndpoint = await startMetricsEndpoint(metrics.registry, config.metrics.address, config.state, log.child({ component: 'metrics' }));
+  let metricsEndpoint = await startMetricsEndpoint(metrics.registry, config.metrics.address, config.state, log.child({ component: 'metrics' }));
   watchTasks(runtime);
   await recover(runtime, await tasks.init());
 
@@ -191,7 +215,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       return { ready: s.ready, reason: s.reason, message: s.message };
     },
     async info() {
-      return { config: JSON.stringify(config), snapshotter: JSON.stringify({ driver: snapshotter.driver, root: snapshotter.root, fallbackReason }) };
+      return { config: JSON.stringify(redactedConfig(current)), snapshotter: JSON.stringify({ driver: snapshotter.driver, root: snapshotter.root, fallbackReason }) };
     },
   };
 
@@ -218,6 +242,44 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     },
     berthHandlers: { pull: berthPull(images), trace: trace(runtime) },
     rpcObserver: metrics,
+    config: () => current,
+    async reconfigure(next, keys) {
+      // 1. What can fail, with nothing changed yet.
+      if (keys.has('registry.mirrors')) new RegistryHosts(next.registry.mirrors);
+      let newMetrics: MetricsEndpoint | undefined;
+      if (keys.has('metrics.address') && next.metrics.address) {
+        try {
+          newMetrics = await serveMetrics(metrics.registry, next.metrics.address);
+        } catch (err) {
+          throw new Error(`metrics.address ${JSON.stringify(next.metrics.address)}: ${(err as Error).message}`);
+        }
+      }
+      if (keys.has('streaming.address')) {
+        try {
+          await streaming.rebind(next.streaming.address);
+        } catch (err) {
+          await newMetrics?.close();
+          throw new Error(`streaming.address ${JSON.stringify(next.streaming.address)}: ${(err as Error).message}`);
+        }
+      }
+      // 2. The rest cannot fail.
+      if (keys.has('registry.mirrors')) remote.setMirrors(next.registry.mirrors);
+      if (keys.has('cni.conf_dir') || keys.has('cni.bin_dirs')) cni.reconfigure({ confDir: next.cni.conf_dir, binDirs: next.cni.bin_dirs });
+      if (keys.has('metrics.address')) {
+        const old = metricsEndpoint;
+        metricsEndpoint = newMetrics;
+        await old?.close();
+        const addrFile = join(config.state, METRICS_ADDRESS_FILE);
+        if (newMetrics) {
+          await writeFile(addrFile, `${newMetrics.address}\n`);
+          log.info('metrics endpoint serving', { component: 'metrics', address: newMetrics.address, path: '/metrics' });
+        } else {
+          await rm(addrFile, { force: true });
+          log.info('metrics endpoint turned off', { component: 'metrics' });
+        }
+      }
+      current = next;
+    },
     async close() {
       await metricsEndpoint?.close();
       await streaming.stop();

@@ -97,8 +97,8 @@ export interface NetworkStatus {
 export const NETWORK_NOT_READY_REASON = 'NetworkPluginNotReady';
 
 export class CniManager {
-  private readonly confDir: string;
-  private readonly binDirs: string[];
+  private confDir: string;
+  private binDirs: string[];
   private readonly cache: ResultCache;
   private readonly log: Logger;
   private readonly ifName: string;
@@ -116,6 +116,15 @@ export class CniManager {
   }
 
   /** The default network as currently on disk; FailedPrecondition when there is none. */
+  /**
+   * Point at another conf dir / plugin dirs (config reload). Pods set up before keep their
+   * ADD-time config for DEL (it is cached); the next status, setup or teardown uses these.
+   */
+  reconfigure(opts: { confDir: string; binDirs: string[] }): void {
+    this.confDir = opts.confDir;
+    this.binDirs = [...opts.binDirs];
+  }
+
   async loadNetwork(): Promise<NetworkConfigList> {
     const { network, rejected } = await loadConfigDir(this.confDir);
     for (const r of rejected) this.log.warn('skipping CNI config', { reason: r });

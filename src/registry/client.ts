@@ -136,6 +136,11 @@ export class RegistryClient implements Remote {
     return this.hosts.endpoints(domain);
   }
 
+  /** Replace the mirror config (config reload); throws on a bad endpoint and keeps the old one. */
+  setMirrors(mirrors: MirrorsConfig): void {
+    this.hosts.update(mirrors);
+  }
+
   /** Release pooled connections. */
   async close(): Promise<void> {
     await this.transport.close();

@@ -77,19 +77,37 @@ function parseEndpointUrl(raw: string, where: string): URL {
   return u;
 }
 
+/** Validate every endpoint (config errors surface at startup or reload) and list the http:// hosts. */
+function plainHttpHostsOf(mirrors: MirrorsConfig): Set<string> {
+  const out = new Set<string>();
+  for (const [host, cfg] of Object.entries(mirrors)) {
+    for (const e of cfg.endpoints) {
+      const u = parseEndpointUrl(e, host);
+      if (u.protocol === 'http:') out.add(u.host.toLowerCase());
+    }
+  }
+  return out;
+}
+
 export class RegistryHosts {
-  private readonly mirrors: MirrorsConfig;
+  private mirrors: MirrorsConfig;
   /** Hosts the config names with an explicit http:// endpoint. */
-  private readonly plainHttpHosts = new Set<string>();
+  private plainHttpHosts: Set<string>;
 
   constructor(mirrors: MirrorsConfig = {}) {
+    this.plainHttpHosts = plainHttpHostsOf(mirrors);
     this.mirrors = mirrors;
-    for (const [host, cfg] of Object.entries(mirrors)) {
-      for (const e of cfg.endpoints) {
-        const u = parseEndpointUrl(e, host); // validate eagerly: config errors surface at startup
-        if (u.protocol === 'http:') this.plainHttpHosts.add(u.host.toLowerCase());
-      }
-    }
+  }
+
+  /**
+   * Replace the mirror config (config reload). Validates first: on a bad endpoint it throws and
+   * the old config stays. Requests already under way keep the endpoint they are on; every
+   * later request (a pull's next blob included) sees the new config.
+   */
+  update(mirrors: MirrorsConfig): void {
+    const plain = plainHttpHostsOf(mirrors);
+    this.mirrors = mirrors;
+    this.plainHttpHosts = plain;
   }
 
   /** May we talk plain http to this host (for redirects, token realms, endpoints)? */

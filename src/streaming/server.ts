@@ -46,7 +46,9 @@ export class StreamingServer {
   private readonly cache: RequestCache;
   private readonly log: Logger;
   private readonly creationTimeoutMs: number;
-  private readonly http: http.Server;
+  private http: http.Server;
+  /** Listeners replaced by rebind(): closed to new connections, their sessions still running. */
+  private readonly retired = new Set<http.Server>();
   /** Subprotocol we negotiated for each pending WebSocket upgrade (ws would otherwise echo the client's first). */
   private readonly chosenProtocol = new WeakMap<http.IncomingMessage, string>();
   private readonly wss = new WebSocketServer({
@@ -63,24 +65,52 @@ export class StreamingServer {
     this.cache = new RequestCache(opts.tokenTtlMs ?? 60_000);
     this.log = opts.log ?? rootLog.child({ component: 'streaming' });
     this.creationTimeoutMs = opts.streamCreationTimeoutMs ?? 30_000;
-    this.http = http.createServer((req, res) => this.onRequest(req, res));
-    this.http.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
-    this.http.on('connection', (socket: Duplex) => this.track(socket));
-    this.http.on('clientError', (_err, socket: Duplex) => writeHttpError(socket, 400, 'bad request'));
+    this.http = this.createHttp();
   }
 
-  async start(): Promise<void> {
-    const { host, port } = splitAddress(this.opts.address);
+  private createHttp(): http.Server {
+    const server = http.createServer((req, res) => this.onRequest(req, res));
+    server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
+    server.on('connection', (socket: Duplex) => this.track(socket));
+    server.on('clientError', (_err, socket: Duplex) => writeHttpError(socket, 400, 'bad request'));
+    return server;
+  }
+
+  private static async listen(server: http.Server, address: string): Promise<string> {
+    const { host, port } = splitAddress(address);
     await new Promise<void>((resolve, reject) => {
-      this.http.once('error', reject);
-      this.http.listen(port, host, () => {
-        this.http.off('error', reject);
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
         resolve();
       });
     });
-    const addr = this.http.address() as AddressInfo;
+    const addr = server.address() as AddressInfo;
     const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
-    this.baseUrl = (this.opts.advertiseUrl ?? `http://${h}:${addr.port}`).replace(/\/$/, '');
+    return `http://${h}:${addr.port}`;
+  }
+
+  async start(): Promise<void> {
+    const url = await StreamingServer.listen(this.http, this.opts.address);
+    this.baseUrl = (this.opts.advertiseUrl ?? url).replace(/\/$/, '');
+    this.log.info('streaming server listening', { url: this.baseUrl });
+  }
+
+  /**
+   * Listen on another address (config reload). The new listener is bound first: if that fails
+   * this throws and nothing changes. Then new URLs name the new address, the old listener
+   * stops accepting, and sessions already open on it go on until they end. URLs handed out
+   * before and not yet used are refused by the closed listener; clients ask again.
+   */
+  async rebind(address: string): Promise<void> {
+    const next = this.createHttp();
+    const url = await StreamingServer.listen(next, address);
+    const old = this.http;
+    this.http = next;
+    this.opts.address = address;
+    this.baseUrl = (this.opts.advertiseUrl ?? url).replace(/\/$/, '');
+    this.retired.add(old);
+    old.close(() => this.retired.delete(old));
     this.log.info('streaming server listening', { url: this.baseUrl });
   }
 
@@ -88,6 +118,8 @@ export class StreamingServer {
     for (const s of this.sockets) s.destroy();
     this.sockets.clear();
     for (const ws of this.wss.clients) ws.terminate();
+    for (const old of this.retired) old.close();
+    this.retired.clear();
     await new Promise<void>((resolve) => this.http.close(() => resolve()));
   }
 

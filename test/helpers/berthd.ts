@@ -25,6 +25,10 @@ export interface BerthdOptions {
   extraToml?: string;
   mirrors?: Record<string, string[]>;
   logLevel?: string;
+  /** Extra environment for berthd (e.g. NOTIFY_SOCKET). */
+  env?: Record<string, string>;
+  /** The berthd launcher to run (default: this checkout's bin/berthd), e.g. an installed one. */
+  bin?: string;
 }
 
 export interface TestBerthd {
@@ -108,13 +112,13 @@ export async function startBerthd(o: BerthdOptions = {}): Promise<TestBerthd> {
   // Port 0: parallel daemons must not fight over the fixed default; the bound address is in <state>/metrics.addr.
   if (!/^\[metrics\]/m.test(toml)) toml += `[metrics]\naddress = "127.0.0.1:0"\n`;
   writeFileSync(configFile, toml);
-  const bin = join(repoRoot(), 'bin', 'berthd');
+  const bin = o.bin ?? join(repoRoot(), 'bin', 'berthd');
 
   const launch = async () => {
     // A crashed daemon leaves its socket file behind: only a fresh one means "ready".
     rmSync(socket, { force: true });
     const fd = openSync(logFile, 'a');
-    const p = spawn(process.execPath, [bin, '--config', configFile], { stdio: ['ignore', fd, fd] });
+    const p = spawn(process.execPath, [bin, '--config', configFile], { stdio: ['ignore', fd, fd], ...(o.env ? { env: { ...process.env, ...o.env } } : {}) });
     closeSync(fd);
     await waitForSocket(socket, p, logFile);
     return p;
