@@ -10,6 +10,8 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBerthd } from '../helpers/berthd.js';
+import { startCriEnv } from '../helpers/cri-env.js';
+import { busyboxConfig, createContainer, runPod, type TestPod } from '../helpers/cri-container.js';
 import { bindNotifySocket } from '../helpers/notify-socket.js';
 import { connectCri } from '../../src/cri/client.js';
 
@@ -35,7 +37,9 @@ function environsMentioning(needle: string, except: number): Array<{ pid: number
 test('with NOTIFY_SOCKET set, berthd sends READY=1 when it serves, and STOPPING=1 on SIGTERM', { skip }, async () => {
   const sockDir = mkdtempSync(join(tmpdir(), 'berth-notify-'));
   const sock = bindNotifySocket(join(sockDir, 'notify.sock'));
-  const d = await startBerthd({ logLevel: 'info', env: { NOTIFY_SOCKET: sock.path } });
+  const cenv = await startCriEnv({ logLevel: 'info', env: { NOTIFY_SOCKET: sock.path } });
+  const d = cenv.berthd;
+  let pod: TestPod | undefined;
   try {
     const ready = await sock.waitFor((m) => m.split('\n').includes('READY=1'));
     assert.match(ready, new RegExp(`^MAINPID=${d.proc.pid}$`, 'm'));
@@ -48,9 +52,14 @@ test('with NOTIFY_SOCKET set, berthd sends READY=1 when it serves, and STOPPING=
       probe.close();
     }
 
-    // The shims berthd started (they outlive it, and must never notify for it) lack NOTIFY_SOCKET.
+    // The shim and the container monitors berthd starts (they outlive it, and must never
+    // notify for it) lack NOTIFY_SOCKET.
+    await d.cri.image.pullImage({ image: { image: cenv.busybox.ref } });
+    pod = await runPod(cenv);
+    const ctr = await createContainer(cenv, pod, busyboxConfig(cenv, 'notify', ['sleep', '3600']));
+    await d.cri.runtime.startContainer({ containerId: ctr });
     const children = environsMentioning(d.state, d.proc.pid!);
-    assert.ok(children.length > 0, `expected berthd's warm shims (environment naming ${d.state}) to be running`);
+    assert.ok(children.length >= 2, `expected berthd's shim and a conmon (environment naming ${d.state}) to be running`);
     for (const c of children) assert.ok(!c.env.some((e) => e.startsWith('NOTIFY_SOCKET=')), `pid ${c.pid} inherited NOTIFY_SOCKET`);
 
     // Reload: RELOADING=1, then READY=1 again.
@@ -59,10 +68,13 @@ test('with NOTIFY_SOCKET set, berthd sends READY=1 when it serves, and STOPPING=
     await sock.waitFor((m) => sock.messages.indexOf(m) >= before && m.split('\n').includes('RELOADING=1'));
     await sock.waitFor((m) => sock.messages.indexOf(m) > before && m.split('\n').includes('READY=1'));
 
+    await pod.remove();
+    pod = undefined;
     assert.equal(await d.stop(), 0);
     await sock.waitFor((m) => m.split('\n').includes('STOPPING=1'));
   } finally {
-    await d.cleanup();
+    await pod?.remove().catch(() => undefined);
+    await cenv.cleanup();
     sock.close();
     rmSync(sockDir, { recursive: true, force: true });
   }
