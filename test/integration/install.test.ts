@@ -225,3 +225,69 @@ test('the installed unit passes systemd-analyze verify', { skip: skip || (!syste
 });
 
 
+
+test('upgrade with running pods: install A, run pods, install B, restart berthd: every pod and container is as it was, A\'s shim and monitors serve on', { skip, timeout: 600_000 }, async () => {
+  const l = layout();
+  const { startCriEnv } = await import('../helpers/cri-env.js');
+  const { busyboxConfig, createContainer, runPod } = await import('../helpers/cri-container.js');
+  const { ContainerState, PodSandboxState } = await import('../../src/api/cri/runtime/v1/api_pb.js');
+  let env: Awaited<ReturnType<typeof startCriEnv>> | undefined;
+  try {
+    const r1 = install(l);
+    assert.equal(r1.status, 0, r1.out);
+    const treeA = realpathSync(join(l.prefix, readlinkSync(join(l.prefix, 'current'))));
+    env = await startCriEnv({ bin: join(l.bindir, 'berthd'), logLevel: 'info' });
+    const e = env;
+    const rt = () => e.berthd.cri.runtime;
+    await e.berthd.cri.image.pullImage({ image: { image: e.busybox.ref } });
+    const pods = [await runPod(e), await runPod(e)];
+    const ids: string[] = [];
+    for (const [i, p] of pods.entries()) {
+      const id = await createContainer(e, p, busyboxConfig(e, `up-${i}`, ['sh', '-c', 'i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done']));
+      await rt().startContainer({ containerId: id });
+      ids.push(id);
+    }
+    const shimPidFile = join(e.berthd.state, 's', 'k8s.io.sock.pid');
+    const shim = Number(readFileSync(shimPidFile, 'utf8'));
+    assert.ok(readFileSync(`/proc/${shim}/cmdline`, 'utf8').includes(`${treeA}/`), 'the shim runs from build A');
+    const pidsBefore = new Map<string, number>();
+    for (const id of ids) pidsBefore.set(id, (JSON.parse((await rt().containerStatus({ containerId: id, verbose: true })).info.info!) as { pid: number }).pid);
+    const logSize = (p: (typeof pods)[number], i: number) => statSync(join(p.logDir, `up-${i}.log`)).size;
+    const sizesBefore = pods.map(logSize);
+
+    // Build B beside A (a later install id), then berthd restarts from the new current.
+    await new Promise((r) => setTimeout(r, 1100));
+    const r2 = install(l);
+    assert.equal(r2.status, 0, r2.out);
+    const treeB = realpathSync(join(l.prefix, readlinkSync(join(l.prefix, 'current'))));
+    assert.notEqual(treeB, treeA);
+    await e.berthd.stop();
+    assert.ok(readFileSync(`/proc/${shim}/cmdline`, 'utf8').length > 0, 'the shim hosting containers outlives berthd');
+    await e.berthd.restart();
+    assert.ok(readFileSync(`/proc/${e.berthd.proc.pid}/maps`, 'utf8').includes(`${treeB}/node_modules/`), 'berthd runs build B');
+
+    // Everything as it was; build A's shim still serves.
+    const listed = new Map((await rt().listPodSandbox({})).items.map((p) => [p.id, p.state]));
+    for (const p of pods) assert.equal(listed.get(p.id), PodSandboxState.SANDBOX_READY);
+    for (const id of ids) {
+      const st = await rt().containerStatus({ containerId: id, verbose: true });
+      assert.equal(st.status?.state, ContainerState.CONTAINER_RUNNING);
+      assert.equal((JSON.parse(st.info.info!) as { pid: number }).pid, pidsBefore.get(id), 'the same process');
+    }
+    assert.equal(Number(readFileSync(shimPidFile, 'utf8')), shim, 'build A\'s shim serves the containers');
+    const ex = await rt().execSync({ containerId: ids[0]!, cmd: ['echo', 'after-upgrade'], timeout: 10n });
+    assert.equal(Buffer.from(ex.stdout).toString(), 'after-upgrade\n');
+    await new Promise((r) => setTimeout(r, 300));
+    pods.forEach((p, i) => assert.ok(logSize(p, i) > (sizesBefore[i] ?? 0), `log ${i} still grows`));
+    for (const p of pods) await p.remove();
+    // With nothing left to serve, A's shim ends when berthd stops; B starts its own next time.
+    await e.berthd.stop();
+    const end = Date.now() + 10_000;
+    while (existsSync(`/proc/${shim}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${shim}/status`, 'utf8')) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(!existsSync(`/proc/${shim}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${shim}/status`, 'utf8')), 'build A\'s idle shim exited');
+  } finally {
+    await env?.cleanup();
+    uninstall(l, '--force');
+    rmSync(l.top, { recursive: true, force: true });
+  }
+});
