@@ -12,7 +12,7 @@ import { cgroupsPath } from './cgroups.js';
 import { allDevicesAllowed, Annotations, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, defaultDeviceRules } from './defaults.js';
 import { planDevices, type StatDevice } from './devices.js';
 import { planMounts, sandboxFileMounts, type BindRequest, type PropagationLookup, type SandboxFiles } from './mounts.js';
-import { containerNamespaces, type PodNamespacePaths } from './namespaces.js';
+import { containerNamespaces, effectiveNamespaceOptions, type PodNamespacePaths } from './namespaces.js';
 import type { SpecOptions } from './options.js';
 import type { UserDb } from './passwd.js';
 import { containerEnv, processArgs, workingDir } from './process.js';
@@ -76,7 +76,7 @@ export function containerSpec(inp: ContainerSpecInput): Spec {
   if (privileged && !sandboxConfig.linux?.securityContext?.privileged) {
     throw invalid(`${scField}.privileged`, 'no privileged container allowed in a sandbox that is not privileged', 'oci.privileged_not_allowed');
   }
-  const nsOpts = sc?.namespaceOptions;
+  const nsOpts = effectiveNamespaceOptions(sc?.namespaceOptions, sandboxConfig.linux?.securityContext?.namespaceOptions);
   const hostIpc = nsOpts?.ipc === NamespaceMode.NODE;
   const readonlyRootfs = sc?.readonlyRootfs ?? false;
 
