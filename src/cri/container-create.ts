@@ -6,7 +6,7 @@
  * rootfs snapshot → read the image's user db → OCI spec → stdio (log, FIFOs) → task create →
  * record CREATED → CREATED event.
  */
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ContainerConfigSchema, LinuxContainerResourcesSchema, PodSandboxConfigSchema, type ContainerConfig, type PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
@@ -15,10 +15,7 @@ import { errors } from '../errors.js';
 import {
   containerSpec,
   imageVolumeMounts,
-  seccompChoice,
-  validateSeccompProfile,
   type ImageConfig,
-  type LinuxSeccomp,
   type SandboxFiles,
   type Spec,
   type UserDb,
@@ -29,12 +26,12 @@ import { containerRootDir, handlerName, prepareStdio, startLogForwarder, finishL
 import { copyVolumeContents, readUserDb, withMountedRootfs } from './container-rootfs.js';
 import { prepareContainerRootfs, removeRootfsSnapshot } from './container-userns.js';
 import { sandboxPaths } from './sandbox-files.js';
+import { loadLocalhostSeccomp } from './seccomp-profile.js';
 import { hasPause, podNamespacePathsOf } from './sandbox-common.js';
 import { sandboxLockKey } from './sandbox-stop.js';
 import { Cleanup, decodeMessage, encodeMessage, findSandbox, newId, nowNanos, type RuntimeContext } from './runtime-context.js';
 import type { RuntimeHandlers } from './server.js';
 
-const MAX_SECCOMP_PROFILE_BYTES = 1024 * 1024;
 
 /** /etc/passwd + /etc/group of recently used images, by top chain id (bounded, oldest out). */
 const userDbCache = new Map<string, UserDb>();
@@ -61,27 +58,6 @@ export function sandboxFilesOf(ctx: RuntimeContext, sb: SandboxRecord): SandboxF
 /** Image config section as the spec generator wants it (a deep copy per container). */
 function imageConfigOf(img: Image): ImageConfig {
   return structuredClone(img.config.config) as ImageConfig;
-}
-
-async function localhostSeccomp(config: ContainerConfig): Promise<LinuxSeccomp | undefined> {
-  const sc = config.linux?.securityContext;
-  const choice = seccompChoice(sc, 'config.linux.security_context');
-  if (choice.kind !== 'localhost') return undefined;
-  let text: string;
-  try {
-    const buf = await readFile(choice.path);
-    if (buf.length > MAX_SECCOMP_PROFILE_BYTES) throw new Error(`larger than ${MAX_SECCOMP_PROFILE_BYTES} bytes`);
-    text = buf.toString('utf8');
-  } catch (err) {
-    throw errors.invalidArgument('container.seccomp_profile', `config.linux.security_context.seccomp: cannot read localhost profile ${choice.path}: ${(err as Error).message}`);
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (err) {
-    throw errors.invalidArgument('container.seccomp_profile', `config.linux.security_context.seccomp: profile ${choice.path} is not JSON: ${(err as Error).message}`);
-  }
-  return validateSeccompProfile(v, `seccomp profile ${choice.path}`);
 }
 
 /** Pid of the container whose pid namespace a TARGET-mode container joins. */
@@ -165,7 +141,7 @@ export const createContainer =
           nodeHostname: hostname(),
           statDevice,
           lookupPropagation,
-          localhostSeccompProfile: await localhostSeccomp(config),
+          localhostSeccompProfile: await loadLocalhostSeccomp(config.linux?.securityContext, 'config.linux.security_context', 'container.seccomp_profile'),
           options: { restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj, podAnnotations: handler?.podAnnotations, allCapabilities: currentCapabilities() },
         });
       });
