@@ -84,6 +84,13 @@ export const createContainer =
     // Only a pod that shares a pid namespace has a pause; the others are held by pinned namespaces.
     if (hasPause(sb) && !sb.pid) throw errors.failedPrecondition('sandbox.no_pid', `pod sandbox ${sb.id} has no running pause process`);
     const sandboxConfig = decodeMessage(PodSandboxConfigSchema, sb.config);
+    const rroAt = config.mounts.findIndex((m) => m.recursiveReadOnly);
+    if (rroAt >= 0 && ctx.settings.recursiveReadOnlyMounts?.[sb.runtimeHandler] !== true) {
+      throw errors.invalidArgument(
+        'container.rro_unsupported',
+        `config.mounts[${rroAt}].recursive_read_only: runtime handler ${JSON.stringify(sb.runtimeHandler)} does not support recursive read-only mounts on this node (see Status runtime_handlers)`,
+      );
+    }
 
     const id = newId();
     const name = containerName(config, sandboxConfig);

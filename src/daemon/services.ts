@@ -39,6 +39,7 @@ import { watchTasks } from '../cri/task-events.js';
 import { berthdMetrics, observePulls, startMetricsEndpoint } from '../metrics/index.js';
 import { metricSources } from '../cri/metrics-sources.js';
 import { recordPullSpan, trace } from '../cri/berth-trace.js';
+import { probeFeatures } from './features.js';
 
 export interface Services {
   images: ImageService;
@@ -183,7 +184,14 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
   watchTasks(runtime);
   await recover(runtime, await tasks.init());
 
+  const features = await probeFeatures({
+    handlers: Object.fromEntries(Object.entries(config.runtimes).map(([name, r]) => [name, { binary: r.binary }])),
+    stateDir: config.state,
+    log: log.child({ component: 'features' }),
+  });
+  settings.recursiveReadOnlyMounts = Object.fromEntries(Object.entries(features.handlers).map(([n, f]) => [n, f.recursiveReadOnlyMounts]));
   const status: StatusDeps = {
+    features: { ...features, defaultHandler: config.default_runtime },
     async runtimeCondition() {
       const runc = await findRunc();
       return runc ? { ready: true } : { ready: false, reason: 'RuntimeNotReady', message: 'runc binary not found on PATH' };
@@ -193,7 +201,11 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       return { ready: s.ready, reason: s.reason, message: s.message };
     },
     async info() {
-      return { config: JSON.stringify(config), snapshotter: JSON.stringify({ driver: snapshotter.driver, root: snapshotter.root, fallbackReason }) };
+      return {
+        config: JSON.stringify(config),
+        snapshotter: JSON.stringify({ driver: snapshotter.driver, root: snapshotter.root, fallbackReason }),
+        features: JSON.stringify(features),
+      };
     },
   };
 

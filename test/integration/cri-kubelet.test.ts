@@ -4,10 +4,11 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { NamespaceMode, SecurityProfile_ProfileType } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { MountPropagation, NamespaceMode, SecurityProfile_ProfileType } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, runPod, runToExit, type ContainerConfigInit, type TestPod } from '../helpers/cri-container.js';
 import { isRoot } from '../helpers/netns.js';
@@ -20,7 +21,9 @@ const skip = !isRoot() ? 'needs root' : false;
 before(async () => {
   if (skip) return;
   dir = mkdtempSync(join(tmpdir(), 'berth-kubelet-'));
-  env = await startCriEnv();
+  // A second handler (containerd's runc shim) and one whose OCI runtime cannot answer
+  // `features`: Status must list all three, with what was probed for each.
+  env = await startCriEnv({ extraToml: `[runtimes.runcv2]\ntype = "io.containerd.runc.v2"\n[runtimes.nofeatures]\ntype = "io.containerd.berth.v1"\nbinary = "/bin/false"\n` });
   await env.berthd.cri.image.pullImage({ image: { image: env.busybox.ref } });
 });
 
@@ -84,4 +87,49 @@ test('seccomp Localhost given for the sandbox and the container (profile without
   });
   // A sandbox naming a profile that does not exist is refused up front, naming the file.
   await assert.rejects(runPod(env, { linux: { securityContext: { seccomp: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: join(dir, 'missing.json') } } } }), (e: { code: number; details: string }) => e.code === 3 && e.details.includes('missing.json'));
+});
+
+test('Status lists every configured handler, the default also under the empty name, with probed features', { skip }, async () => {
+  const st = await env.berthd.cri.runtime.status({ verbose: true });
+  const byName = new Map(st.runtimeHandlers.map((h) => [h.name, h.features]));
+  assert.deepEqual([...byName.keys()].sort(), ['', 'berth', 'nofeatures', 'runcv2']);
+  // runc 1.1 lists rro and the kernel (≥ 5.12) applies it: the probe finds it for runc handlers.
+  assert.equal(byName.get('berth')?.recursiveReadOnlyMounts, true);
+  assert.equal(byName.get('runcv2')?.recursiveReadOnlyMounts, true);
+  assert.deepEqual(byName.get(''), byName.get('berth'), 'the empty name is the default handler');
+  // `/bin/false features` fails: not advertised, and why is in the verbose info.
+  assert.equal(byName.get('nofeatures')?.recursiveReadOnlyMounts, false);
+  const probed = JSON.parse(st.info.features!) as { handlers: Record<string, { reasons: Record<string, string> }> };
+  assert.match(probed.handlers.nofeatures!.reasons.recursive_read_only_mounts!, /\/bin\/false features/);
+  // No idmapped mounts (runc 1.1): user namespaces as Kubernetes means them are not offered.
+  for (const [, f] of byName) assert.equal(f?.userNamespaces, false);
+  assert.ok(probed.handlers.berth!.reasons.user_namespaces);
+  assert.equal(st.features?.supplementalGroupsPolicy, true);
+});
+
+test('recursive read-only mounts (reported true): a submount of the bind is read-only too; without rro it stays writable', { skip }, async () => {
+  const host = join(dir, 'rro');
+  mkdirSync(join(host, 'sub'), { recursive: true });
+  const mnt = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'berth-rro-test', join(host, 'sub')], { encoding: 'utf8' });
+  assert.equal(mnt.status, 0, mnt.stderr);
+  try {
+    await withPod({}, async (pod) => {
+      const probe = 'if touch /data/sub/f 2>/dev/null; then echo sub-writable; else echo sub-ro; fi; if touch /data/f 2>/dev/null; then echo top-writable; else echo top-ro; fi';
+      const rro = await run(pod, probe, { mounts: [{ containerPath: '/data', hostPath: host, readonly: true, recursiveReadOnly: true, propagation: MountPropagation.PROPAGATION_PRIVATE }] });
+      assert.deepEqual(rro.out.split('\n'), ['sub-ro', 'top-ro']);
+      const ro = await run(pod, probe, { mounts: [{ containerPath: '/data', hostPath: host, readonly: true }] });
+      assert.deepEqual(ro.out.split('\n'), ['sub-writable', 'top-ro'], 'plain readonly leaves submounts writable (what rro is for)');
+      // Refused up front, naming the field.
+      await assert.rejects(
+        env.berthd.cri.runtime.createContainer({
+          podSandboxId: pod.id,
+          sandboxConfig: pod.config,
+          config: busyboxConfig(env, `k${++seq}`, ['true'], { mounts: [{ containerPath: '/data', hostPath: host, readonly: false, recursiveReadOnly: true }] }),
+        }),
+        (e: { code: number; details: string }) => e.code === 3 && e.details.includes('readonly') && e.details.includes('recursive_read_only'),
+      );
+    });
+  } finally {
+    spawnSync('umount', [join(host, 'sub')]);
+  }
 });

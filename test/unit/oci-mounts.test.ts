@@ -92,3 +92,16 @@ test('image volumes get deterministic host dirs and yield to CRI mounts', () => 
   assert.deepEqual(imageVolumeMounts({ '/cache': {} }, [], '/var/lib/berth/containers/c1'), v);
   assert.throws(() => imageVolumeMounts({ 'rel/path': {} }, [], '/r'), (e) => isBerthError(e, 'InvalidArgument') && /Volumes/.test(e.message));
 });
+
+test('recursive_read_only adds rro to a read-only private bind; with readonly false or another propagation it is refused naming the field', () => {
+  const p = plan([m('/r', '/h/r', { readonly: true, recursiveReadOnly: true })]);
+  assert.deepEqual(p.mounts.find((x) => x.destination === '/r')?.options, ['rbind', 'rprivate', 'ro', 'rro']);
+  assert.throws(
+    () => plan([m('/r', '/h/r', { readonly: false, recursiveReadOnly: true })]),
+    (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('mounts[0].readonly') && e.message.includes('recursive_read_only'),
+  );
+  assert.throws(
+    () => plan([m('/ok', '/h/ok'), m('/r', '/h/r', { readonly: true, recursiveReadOnly: true, propagation: MountPropagation.PROPAGATION_HOST_TO_CONTAINER })]),
+    (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('mounts[1].propagation') && e.message.includes('PROPAGATION_HOST_TO_CONTAINER'),
+  );
+});
