@@ -8,9 +8,9 @@ import { mkdirSync, mkdtempSync, readlinkSync, rmSync, writeFileSync } from 'nod
 import { spawnSync } from 'node:child_process';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { MountPropagation, NamespaceMode, SecurityProfile_ProfileType } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { ContainerState, MountPropagation, NamespaceMode, SecurityProfile_ProfileType, SupplementalGroupsPolicy } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
-import { busyboxConfig, runPod, runToExit, type ContainerConfigInit, type TestPod } from '../helpers/cri-container.js';
+import { busyboxConfig, createContainer, logText, runPod, runToExit, waitForState, type ContainerConfigInit, type TestPod } from '../helpers/cri-container.js';
 import { isRoot } from '../helpers/netns.js';
 
 let env: CriEnv;
@@ -131,5 +131,36 @@ test('recursive read-only mounts (reported true): a submount of the bind is read
     });
   } finally {
     spawnSync('umount', [join(host, 'sub')]);
+  }
+});
+
+test('SupplementalGroupsPolicy Merge and Strict as kubelet sends them; ContainerStatus.user is what the process got', { skip }, async () => {
+  // kubelet puts the pod's policy and groups into the sandbox and every container context.
+  for (const [policy, expected] of [
+    [SupplementalGroupsPolicy.Merge, [1002, 100, 3000]], // app is in "users" (100) in the image's /etc/group
+    [SupplementalGroupsPolicy.Strict, [1002, 3000]],
+  ] as const) {
+    const podSc = { runAsUser: { value: 1002n }, supplementalGroups: [3000n], supplementalGroupsPolicy: policy };
+    await withPod({ linux: { securityContext: podSc } }, async (pod) => {
+      const cfg = busyboxConfig(env, `k${++seq}`, ['sh', '-c', 'id -G; exec sleep 60'], { linux: { securityContext: { ...podSc } } });
+      const id = await createContainer(env, pod, cfg);
+      try {
+        await env.berthd.cri.runtime.startContainer({ containerId: id });
+        const s = await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
+        let groups = '';
+        for (let i = 0; i < 100 && groups === ''; i++) {
+          groups = logText(s.logPath);
+          if (groups === '') await new Promise((r) => setTimeout(r, 50));
+        }
+        assert.deepEqual(groups.split(' ').map(Number).sort((a, b) => a - b), [...expected].sort((a, b) => a - b), `${SupplementalGroupsPolicy[policy]}: id -G`);
+        const u = (await env.berthd.cri.runtime.containerStatus({ containerId: id })).status?.user?.linux;
+        assert.equal(u?.uid, 1002n);
+        assert.equal(u?.gid, 1002n);
+        assert.deepEqual(u?.supplementalGroups.map(Number).sort((a, b) => a - b), [...expected].sort((a, b) => a - b), `${SupplementalGroupsPolicy[policy]}: ContainerStatus.user`);
+      } finally {
+        await env.berthd.cri.runtime.stopContainer({ containerId: id, timeout: 0n }).catch(() => undefined);
+        await env.berthd.cri.runtime.removeContainer({ containerId: id }).catch(() => undefined);
+      }
+    });
   }
 });
