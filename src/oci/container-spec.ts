@@ -59,10 +59,16 @@ const FIELD = 'container config';
 // selinux_options and selinux_relabel are accepted and ignored; add_ambient_capabilities too
 // (ambient sets stay empty, as in containerd).
 
-/** Masked / read-only paths: the config's lists when given, else the defaults; none when privileged. */
-function procPaths(given: readonly string[], defaults: readonly string[], privileged: boolean, field: string): string[] {
+/**
+ * Masked / read-only paths: the config's lists when given; none when privileged. An empty list
+ * means the defaults, except in a pod user namespace, where it means none: kubelet sends the
+ * default lists for procMount Default and empty ones for procMount Unmasked, which it allows
+ * only with user namespaces (hostUsers: false). crictl and others that send nothing keep the
+ * defaults outside a user namespace.
+ */
+function procPaths(given: readonly string[], defaults: readonly string[], privileged: boolean, emptyMeansNone: boolean, field: string): string[] {
   if (privileged) return [];
-  if (given.length === 0) return [...defaults];
+  if (given.length === 0) return emptyMeansNone ? [] : [...defaults];
   return given.map((p, i) => absPath(p, `${field}[${i}]`));
 }
 
@@ -157,8 +163,8 @@ export function containerSpec(inp: ContainerSpecInput): Spec {
     linux: {
       namespaces: ns.namespaces,
       resources: resPlan.resources,
-      maskedPaths: procPaths(sc?.maskedPaths ?? [], DEFAULT_MASKED_PATHS, privileged, `${scField}.masked_paths`),
-      readonlyPaths: procPaths(sc?.readonlyPaths ?? [], DEFAULT_READONLY_PATHS, privileged, `${scField}.readonly_paths`),
+      maskedPaths: procPaths(sc?.maskedPaths ?? [], DEFAULT_MASKED_PATHS, privileged, ns.userns !== undefined, `${scField}.masked_paths`),
+      readonlyPaths: procPaths(sc?.readonlyPaths ?? [], DEFAULT_READONLY_PATHS, privileged, ns.userns !== undefined, `${scField}.readonly_paths`),
     },
   };
   const l = spec.linux!;

@@ -108,6 +108,20 @@ test('a hostUsers=false pod runs its containers as root inside, as the mapped id
   assert.deepEqual(hostIds(pid), { uid: HOST_UID, gid: HOST_GID });
   assert.notEqual(readlinkSync(`/proc/${pid}/ns/user`), readlinkSync('/proc/self/ns/user'), 'own user namespace');
   assert.equal(s.state, ContainerState.CONTAINER_RUNNING);
+  // ContainerStatus.user: the ids inside the user namespace, read from the live process.
+  const u = verbose.status?.user?.linux;
+  assert.equal(u?.uid, 0n);
+  assert.equal(u?.gid, 0n);
+});
+
+test('procMount Unmasked as kubelet sends it (empty masked/readonly lists, userns pod): nothing masked; Default lists keep /proc masked', { skip: skipRun }, async () => {
+  const pod = await runPod(env, usernsPod());
+  pods.push(pod);
+  const probe = ['sh', '-c', 'grep -c -E " /proc/(timer_list|kcore|sys|keys) " /proc/self/mounts || true'];
+  const unmasked = await runToExit(env, pod, busyboxConfig(env, 'unmasked', probe, { linux: { securityContext: { maskedPaths: [], readonlyPaths: [] } } }));
+  assert.equal(logText(unmasked.status.logPath), '0');
+  const masked = await runToExit(env, pod, busyboxConfig(env, 'masked', probe, { linux: { securityContext: { maskedPaths: ['/proc/timer_list', '/proc/kcore', '/proc/keys'], readonlyPaths: ['/proc/sys'] } } }));
+  assert.notEqual(logText(masked.status.logPath), '0', 'the Default lists mask and protect /proc');
 });
 
 test('containers of one userns pod share its user, network and IPC namespaces', { skip: skipRun }, async () => {

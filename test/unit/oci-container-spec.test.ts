@@ -265,3 +265,15 @@ test('systemd cgroup parents use the slice:prefix:name form', () => {
 test('missing metadata name is InvalidArgument', () => {
   assert.throws(() => build({ container: { metadata: { name: '' } } }), (e) => isBerthError(e, 'InvalidArgument') && /metadata.name/.test(e.message));
 });
+
+test('procMount as kubelet sends it: empty masked/readonly lists mean none in a pod user namespace, the defaults outside one', () => {
+  const userns = { mode: NamespaceMode.POD, uids: [{ hostId: 65536, containerId: 0, length: 65536 }], gids: [{ hostId: 65536, containerId: 0, length: 65536 }] };
+  const unmasked = build({ sc: { namespaceOptions: { usernsOptions: userns }, maskedPaths: [], readonlyPaths: [] } });
+  assert.deepEqual(unmasked.linux!.maskedPaths, []);
+  assert.deepEqual(unmasked.linux!.readonlyPaths, []);
+  const dflt = build({ sc: { namespaceOptions: { usernsOptions: userns }, maskedPaths: [...DEFAULT_MASKED_PATHS], readonlyPaths: [...DEFAULT_READONLY_PATHS] } });
+  assert.deepEqual(dflt.linux!.maskedPaths, [...DEFAULT_MASKED_PATHS]);
+  const hostUsers = build({ sc: { maskedPaths: [], readonlyPaths: [] } });
+  assert.deepEqual(hostUsers.linux!.maskedPaths, [...DEFAULT_MASKED_PATHS]);
+  assert.deepEqual(hostUsers.linux!.readonlyPaths, [...DEFAULT_READONLY_PATHS]);
+});
