@@ -164,3 +164,20 @@ test('SupplementalGroupsPolicy Merge and Strict as kubelet sends them; Container
     });
   }
 });
+
+test('an env value that is not valid UTF-8 does not fail CreateContainer; the other envs are intact', { skip }, async () => {
+  await withPod({}, async (pod) => {
+    const enc = new TextEncoder();
+    const r = await run(pod, 'echo "good=$GOOD"; printf %s "$BAD" | od -An -tx1 | tr -s " "', {
+      envs: [
+        { key: 'GOOD', value: enc.encode('héllo') },
+        { key: 'BAD', value: new Uint8Array([0x61, 0xff, 0x62]) },
+      ],
+    });
+    assert.equal(r.code, 0, r.out);
+    const [good, bad] = r.out.split('\n');
+    assert.equal(good, 'good=héllo');
+    // The bad byte became U+FFFD (ef bf bd), as Go's JSON writes it in containerd's spec.
+    assert.equal(bad!.trim(), '61 ef bf bd 62');
+  });
+});

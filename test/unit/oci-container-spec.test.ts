@@ -89,7 +89,7 @@ test('a default container joins the pod, runs the image entrypoint as root with 
 test('each container gets its own deep copy of the image config values', () => {
   const image: ImageConfig = { Entrypoint: ['/bin/app'], Env: ['A=1'] };
   const snapshot = structuredClone(image);
-  const one = build({ image, container: { metadata: { name: 'one' }, envs: [{ key: 'SECRET', value: 'x' }] } });
+  const one = build({ image, container: { metadata: { name: 'one' }, envs: [{ key: 'SECRET', value: new TextEncoder().encode('x') }] } });
   const two = build({ image, container: { metadata: { name: 'two' } } });
   one.process!.env!.push('LEAK=1');
   one.process!.args.push('leak');
