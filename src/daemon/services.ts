@@ -21,7 +21,7 @@ import type { BerthHandlers, ImageHandlers, RuntimeHandlers } from '../cri/serve
 import type { StatusDeps } from '../cri/status.js';
 import type { RpcObserver } from '../cri/instrument.js';
 import { pullImage } from '../cri/image-pull.js';
-import { listImages } from '../cri/image-list.js';
+import { listImages, streamImages } from '../cri/image-list.js';
 import { imageStatus } from '../cri/image-status.js';
 import { removeImage } from '../cri/image-remove.js';
 import { imageFsInfo } from '../cri/image-fs-info.js';
@@ -226,6 +226,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     imageHandlers: {
       pullImage: pullImage(images),
       listImages: listImages(images),
+      streamImages: streamImages(images),
       imageStatus: imageStatus(images),
       removeImage: removeImage(images),
       imageFsInfo: imageFsInfo(images),

@@ -181,3 +181,64 @@ test('an env value that is not valid UTF-8 does not fail CreateContainer; the ot
     assert.equal(bad!.trim(), '61 ef bf bd 62');
   });
 });
+
+test('UpdatePodSandboxResources is recorded and shown by PodSandboxStatus; unknown pods are NOT_FOUND', { skip }, async () => {
+  await withPod({}, async (pod) => {
+    const rt = env.berthd.cri.runtime;
+    // As kubelet sends it on an in-place resize.
+    await rt.updatePodSandboxResources({
+      podSandboxId: pod.id,
+      overhead: { cpuShares: 10n, memoryLimitInBytes: 0n },
+      resources: { cpuPeriod: 100000n, cpuQuota: 50000n, cpuShares: 512n, memoryLimitInBytes: 256n * 1024n * 1024n },
+    });
+    const st = await rt.podSandboxStatus({ podSandboxId: pod.id, verbose: true });
+    const config = (JSON.parse(st.info.info!) as { config: { linux?: { resources?: Record<string, string>; overhead?: Record<string, string> } } }).config;
+    assert.equal(config.linux?.resources?.cpuQuota, '50000');
+    assert.equal(config.linux?.resources?.memoryLimitInBytes, String(256 * 1024 * 1024));
+    assert.equal(config.linux?.overhead?.cpuShares, '10');
+    await assert.rejects(rt.updatePodSandboxResources({ podSandboxId: 'f'.repeat(64), resources: { cpuShares: 2n } }), (e: { code: number }) => e.code === 5);
+  });
+});
+
+async function collect<T>(it: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const m of it) out.push(m);
+  return out;
+}
+
+test('streaming list RPCs answer what their unary twins answer, with the same filters', { skip }, async () => {
+  const rt = env.berthd.cri.runtime;
+  const tag = `stream-${process.pid}`;
+  const pods = [await runPod(env, { labels: { grp: tag, n: '1' } }), await runPod(env, { labels: { grp: tag, n: '2' } })];
+  try {
+    const c = await createContainer(env, pods[0]!, busyboxConfig(env, `k${++seq}`, ['sleep', '60'], { labels: { grp: tag } }));
+    await rt.startContainer({ containerId: c });
+    const sort = (ids: string[]) => [...ids].sort();
+    const pf = { labelSelector: { grp: tag } };
+    const streamed = (await collect(rt.streamPodSandboxes({ filter: pf }))).flatMap((m) => m.podSandboxes);
+    assert.deepEqual(sort(streamed.map((p) => p.id)), sort((await rt.listPodSandbox({ filter: pf })).items.map((p) => p.id)));
+    assert.equal(streamed.length, 2);
+    const one = (await collect(rt.streamPodSandboxes({ filter: { labelSelector: { grp: tag, n: '2' } } }))).flatMap((m) => m.podSandboxes);
+    assert.deepEqual(one.map((p) => p.id), [pods[1]!.id]);
+    assert.deepEqual(await collect(rt.streamPodSandboxes({ filter: { id: 'f'.repeat(64) } })), [], 'no items: no page, the stream just ends');
+
+    const cs = (await collect(rt.streamContainers({ filter: { labelSelector: { grp: tag } } }))).flatMap((m) => m.containers);
+    assert.deepEqual(cs.map((x) => x.id), [c]);
+    const stats = (await collect(rt.streamContainerStats({ filter: { id: c } }))).flatMap((m) => m.containerStats);
+    assert.deepEqual(stats.map((s) => s.attributes?.id), [c]);
+    const pstats = (await collect(rt.streamPodSandboxStats({ filter: { labelSelector: { grp: tag } } }))).flatMap((m) => m.podSandboxStats);
+    assert.deepEqual(sort(pstats.map((s) => s.attributes?.id ?? '')), sort(pods.map((p) => p.id)));
+    const metrics = (await collect(rt.streamPodSandboxMetrics({}))).flatMap((m) => m.podSandboxMetrics);
+    const listed = (await rt.listPodSandboxMetrics({})).podMetrics;
+    assert.deepEqual(sort(metrics.map((m) => m.podSandboxId)), sort(listed.map((m) => m.podSandboxId)));
+    assert.ok(metrics.some((m) => m.podSandboxId === pods[0]!.id));
+
+    const imgs = (await collect(env.berthd.cri.image.streamImages({}))).flatMap((m) => m.images);
+    assert.deepEqual(sort(imgs.map((i) => i.id)), sort((await env.berthd.cri.image.listImages({})).images.map((i) => i.id)));
+    const bb = (await collect(env.berthd.cri.image.streamImages({ filter: { image: { image: env.busybox.ref } } }))).flatMap((m) => m.images);
+    assert.equal(bb.length, 1);
+    assert.ok(bb[0]!.repoTags.includes(env.busybox.ref));
+  } finally {
+    for (const p of pods) await p.remove();
+  }
+});
