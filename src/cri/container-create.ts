@@ -27,6 +27,7 @@ import { copyVolumeContents, readUserDb, withMountedRootfs } from './container-r
 import { prepareContainerRootfs, removeRootfsSnapshot } from './container-userns.js';
 import { sandboxPaths } from './sandbox-files.js';
 import { loadLocalhostSeccomp } from './seccomp-profile.js';
+import { prepareIdmapMounts } from './container-idmap.js';
 import { hasPause, podNamespacePathsOf } from './sandbox-common.js';
 import { sandboxLockKey } from './sandbox-stop.js';
 import { Cleanup, decodeMessage, encodeMessage, findSandbox, newId, nowNanos, type RuntimeContext } from './runtime-context.js';
@@ -115,6 +116,19 @@ export const createContainer =
         await rm(containerRootDir(ctx, id), { recursive: true, force: true });
       });
       const resolved = resolveHostMounts(config);
+      // Volumes with uid/gid mappings (kubelet, hostUsers=false): idmapped staging mounts that
+      // runc binds; detached again once the task exists (container-idmap.ts).
+      const idmap = await step('idmap_mounts', () =>
+        prepareIdmapMounts({
+          state: ctx.settings.state,
+          containerId: id,
+          mounts: resolved.mounts,
+          podNamespaces: sandboxConfig.linux?.securityContext?.namespaceOptions,
+          usernsPath: podNamespacePathsOf(sb).user,
+        }),
+      );
+      cleanup.push('release idmapped mounts', () => idmap.release());
+      resolved.mounts = idmap.mounts;
       const volumes = imageVolumeMounts(imageConfig.Volumes, resolved.mounts, containerRootDir(ctx, id));
       for (const v of volumes) await mkdir(v.hostPath, { recursive: true, mode: 0o755 });
       const userDb = await step('read_image_files', async () => {
@@ -174,6 +188,8 @@ export const createContainer =
         }),
       );
       cleanup.push('delete task', () => ctx.tasks.delete(ns, id));
+      // runc has copied the idmapped binds into the container's mount namespace.
+      idmap.release();
 
       const user = spec.process?.user;
       const rec: ContainerRecord = {

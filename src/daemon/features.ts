@@ -8,15 +8,21 @@
  *   for real in a throwaway mount namespace (a tmpfs with a submount, bound, set read-only
  *   recursively; a write into the submount must fail with EROFS).
  * - user_namespaces: in Kubernetes this means user namespaces *and* idmapped mounts (kubelet
- *   sends uid/gid mappings on every volume of a hostUsers=false pod). berth applies no
- *   idmapped mounts (runc 1.1 has none, and berth refuses Mount.uid_mappings), so it is false
- *   with the reason; the other conditions are probed and reported beside it.
+ *   sends uid/gid mappings on every volume of a hostUsers=false pod). berthd makes the
+ *   idmapped mounts itself (cri/container-idmap.ts, runc 1.1 has none), so it is true where
+ *   the kernel allows user namespaces, every ancestor of the state dir is searchable by others,
+ *   the handler's OCI runtime lists the user namespace, and an idmapped mount really maps ids
+ *   (made at start: a file owned by root seen through a mount idmapped with a throwaway user
+ *   namespace must show its mapped owner).
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { checkUsernsReachable } from '../cri/container-userns.js';
+import { idmapBind, idmapRoot } from '../cri/container-idmap.js';
+import { unmount } from '../core/snapshots/mount.js';
+import { mkdirSync, readlinkSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 
 export interface HandlerFeatures {
   recursiveReadOnlyMounts: boolean;
@@ -38,7 +44,7 @@ export interface HandlerProbeInput {
 }
 
 /** `<runtime> features` (OCI runtime features JSON), or an error text. */
-async function runtimeFeatures(binary: string): Promise<{ mountOptions: string[] } | string> {
+async function runtimeFeatures(binary: string): Promise<{ mountOptions: string[]; namespaces: string[] } | string> {
   return new Promise((resolve) => {
     execFile(binary, ['features'], { timeout: 10_000, maxBuffer: 1024 * 1024 }, (err, stdout, stderr) => {
       if (err) {
@@ -46,8 +52,9 @@ async function runtimeFeatures(binary: string): Promise<{ mountOptions: string[]
         return;
       }
       try {
-        const v = JSON.parse(stdout) as { mountOptions?: unknown };
-        resolve({ mountOptions: Array.isArray(v.mountOptions) ? v.mountOptions.filter((o): o is string => typeof o === 'string') : [] });
+        const v = JSON.parse(stdout) as { mountOptions?: unknown; linux?: { namespaces?: unknown } };
+        const strings = (a: unknown): string[] => (Array.isArray(a) ? a.filter((o): o is string => typeof o === 'string') : []);
+        resolve({ mountOptions: strings(v.mountOptions), namespaces: strings(v.linux?.namespaces) });
       } catch (e) {
         resolve(`${binary} features: not JSON (${(e as Error).message})`);
       }
@@ -101,6 +108,53 @@ export async function probeKernelRro(scratchParent: string): Promise<true | stri
   }
 }
 
+const PROBE_HOST_ID = 1_000_000;
+
+/** Whether an idmapped mount maps ids on the state dir's filesystem; an error text if not. */
+export async function probeIdmap(stateDir: string): Promise<true | string> {
+  const holder = spawn('unshare', ['--user', 'sleep', '30'], { stdio: 'ignore' });
+  holder.on('error', () => undefined);
+  const src = await mkdtemp(join(stateDir, 'idmap-probe-'));
+  let target: string | undefined;
+  try {
+    const pid = holder.pid;
+    if (pid === undefined) return 'idmap probe: cannot run unshare --user';
+    const own = readlinkSync('/proc/self/ns/user');
+    for (let i = 0; i < 200; i++) {
+      let ns = own;
+      try {
+        ns = readlinkSync(`/proc/${pid}/ns/user`);
+      } catch {
+        /* not there yet */
+      }
+      if (ns !== own) break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    if (readlinkSync(`/proc/${pid}/ns/user`) === own) return 'idmap probe: unshare --user did not create a user namespace';
+    writeFileSync(`/proc/${pid}/uid_map`, `0 ${PROBE_HOST_ID} 1\n`);
+    writeFileSync(`/proc/${pid}/gid_map`, `0 ${PROBE_HOST_ID} 1\n`);
+    writeFileSync(join(src, 'f'), '');
+    target = join(idmapRoot(stateDir), `probe-${process.pid}`);
+    mkdirSync(target, { mode: 0o700 });
+    idmapBind(src, target, `/proc/${pid}/ns/user`);
+    const st = statSync(join(target, 'f'));
+    return st.uid === PROBE_HOST_ID && st.gid === PROBE_HOST_ID ? true : `idmap probe: a root-owned file showed ${st.uid}:${st.gid} through the idmapped mount, not ${PROBE_HOST_ID}`;
+  } catch (err) {
+    return `idmapped mounts: ${(err as Error).message}`;
+  } finally {
+    if (target) {
+      try {
+        unmount(target, { detach: true, all: true });
+        rmdirSync(target);
+      } catch {
+        /* best effort */
+      }
+    }
+    holder.kill('SIGKILL');
+    await rm(src, { recursive: true, force: true });
+  }
+}
+
 async function usernsConditions(stateDir: string): Promise<string | undefined> {
   const max = await readFile('/proc/sys/user/max_user_namespaces', 'utf8').catch(() => '');
   if (max.trim() === '0') return 'user namespaces are disabled (user.max_user_namespaces = 0)';
@@ -114,8 +168,12 @@ async function usernsConditions(stateDir: string): Promise<string | undefined> {
 
 export async function probeFeatures(o: { handlers: Record<string, HandlerProbeInput>; stateDir: string; log: Logger }): Promise<FeatureReport> {
   const kernelRro = await probeKernelRro(o.stateDir).catch((err: Error) => `recursive read-only probe: ${err.message}`);
-  const userns = await usernsConditions(o.stateDir);
-  const byBinary = new Map<string, Promise<{ mountOptions: string[] } | string>>();
+  let userns = await usernsConditions(o.stateDir);
+  if (!userns) {
+    const idmap = await probeIdmap(o.stateDir);
+    if (idmap !== true) userns = idmap;
+  }
+  const byBinary = new Map<string, Promise<{ mountOptions: string[]; namespaces: string[] } | string>>();
   const handlers: Record<string, HandlerFeatures> = {};
   for (const [name, h] of Object.entries(o.handlers)) {
     const binary = h.binary ?? 'runc';
@@ -127,10 +185,12 @@ export async function probeFeatures(o: { handlers: Record<string, HandlerProbeIn
     else if (!rf.mountOptions.includes('rro')) reasons.recursive_read_only_mounts = `${binary} does not list the rro mount option`;
     else if (kernelRro !== true) reasons.recursive_read_only_mounts = kernelRro;
     else rro = true;
-    reasons.user_namespaces = userns
-      ? userns
-      : 'berth applies no idmapped mounts (runc 1.1 has none), and kubelet sends uid/gid mappings on every volume of a hostUsers=false pod';
-    handlers[name] = { recursiveReadOnlyMounts: rro, userNamespaces: false, reasons };
+    let usernsOk = false;
+    if (userns) reasons.user_namespaces = userns;
+    else if (typeof rf === 'string') reasons.user_namespaces = rf;
+    else if (!rf.namespaces.includes('user')) reasons.user_namespaces = `${binary} does not list the user namespace`;
+    else usernsOk = true;
+    handlers[name] = { recursiveReadOnlyMounts: rro, userNamespaces: usernsOk, reasons };
   }
   const report: FeatureReport = { handlers, supplementalGroupsPolicy: true, userNamespacesHostNetwork: false };
   o.log.info('runtime handler features', { handlers: Object.fromEntries(Object.entries(handlers).map(([k, v]) => [k, { rro: v.recursiveReadOnlyMounts, userns: v.userNamespaces, reasons: v.reasons }])) });

@@ -40,6 +40,7 @@ import { berthdMetrics, observePulls, startMetricsEndpoint } from '../metrics/in
 import { metricSources } from '../cri/metrics-sources.js';
 import { recordPullSpan, trace } from '../cri/berth-trace.js';
 import { probeFeatures } from './features.js';
+import { sweepIdmapStaging } from '../cri/container-idmap.js';
 
 export interface Services {
   images: ImageService;
@@ -181,6 +182,9 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     recordPullSpan(runtime.tracer, o.ref, o.startMs, o.durationMs, { bytes: o.bytes }, o.error);
   });
   const metricsEndpoint = await startMetricsEndpoint(metrics.registry, config.metrics.address, config.state, log.child({ component: 'metrics' }));
+  // No CreateContainer runs yet: idmapped staging mounts left by a berthd that died mid-create go.
+  const staleIdmap = sweepIdmapStaging(config.state);
+  if (staleIdmap) log.info('detached leftover idmapped staging mounts', { count: staleIdmap });
   watchTasks(runtime);
   await recover(runtime, await tasks.init());
 

@@ -5,7 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { NamespaceMode, ContainerState } from '../../src/api/cri/runtime/v1/api_pb.js';
@@ -143,6 +144,40 @@ test('a shared-pid userns pod (with a pause process) works too', { skip: skipRun
   const { status: st, log } = await runToExit(env, pod, busyboxConfig(env, 'ps', ['sh', '-c', 'id -u; ps -o pid,comm | wc -l']));
   assert.equal(st.exitCode, 0, log.map((l) => l.msg).join('\n'));
   assert.equal(log[0]?.msg, '0');
+});
+
+test('a volume with the pod mappings (as kubelet sends it) is idmapped: host root files are the container root\'s, and writes land as host root', { skip: skipRun }, async () => {
+  const pod = await runPod(env, usernsPod());
+  pods.push(pod);
+  const vol = mkdtempSync(join(tmpdir(), 'berth-idmap-'));
+  chmodSync(vol, 0o755);
+  writeFileSync(join(vol, 'f'), 'from the host\n');
+  try {
+    const uids = [{ hostId: HOST_UID, containerId: 0, length: SIZE }];
+    const gids = [{ hostId: HOST_GID, containerId: 0, length: SIZE }];
+    const script = 'stat -c %u:%g /vol/f; cat /vol/f; touch /vol/new && echo wrote; stat -c %u /plain/f';
+    const { status: st, log } = await runToExit(
+      env,
+      pod,
+      busyboxConfig(env, 'idmap', ['sh', '-c', script], {
+        mounts: [
+          { containerPath: '/vol', hostPath: vol, uidMappings: uids, gidMappings: gids },
+          { containerPath: '/plain', hostPath: vol, readonly: true },
+        ],
+      }),
+    );
+    const out = log.map((l) => l.msg).join('\n');
+    assert.equal(st.exitCode, 0, out);
+    assert.deepEqual(out.split('\n'), ['0:0', 'from the host', 'wrote', '65534'], 'idmapped: root inside; the plain bind of the same dir: nobody');
+    assert.equal(statSync(join(vol, 'new')).uid, 0, 'a write by the container root is host root on disk');
+    assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes('/idmap/'), false, 'no staging mount left on the host');
+    await assert.rejects(
+      createContainer(env, pod, busyboxConfig(env, 'idmap-bad', ['true'], { mounts: [{ containerPath: '/vol', hostPath: vol, uidMappings: [{ hostId: 1, containerId: 0, length: 1 }], gidMappings: gids }] })),
+      (e: { code: number; details: string }) => e.code === 3 && e.details.includes('config.mounts[0]') && e.details.includes('mappings'),
+    );
+  } finally {
+    rmSync(vol, { recursive: true, force: true });
+  }
 });
 
 test('bad user namespace options are refused naming the field', { skip: !isRoot && 'needs root' }, async () => {
