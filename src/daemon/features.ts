@@ -192,7 +192,9 @@ export async function probeFeatures(o: { handlers: Record<string, HandlerProbeIn
     else usernsOk = true;
     handlers[name] = { recursiveReadOnlyMounts: rro, userNamespaces: usernsOk, reasons };
   }
-  const report: FeatureReport = { handlers, supplementalGroupsPolicy: true, userNamespacesHostNetwork: false };
+  // Host network with a user namespace: the pod pins no network namespace, its containers bind
+  // the host /sys instead of mounting sysfs (oci/mounts.ts); it needs what user namespaces need.
+  const report: FeatureReport = { handlers, supplementalGroupsPolicy: true, userNamespacesHostNetwork: !userns };
   o.log.info('runtime handler features', { handlers: Object.fromEntries(Object.entries(handlers).map(([k, v]) => [k, { rro: v.recursiveReadOnlyMounts, userns: v.userNamespaces, reasons: v.reasons }])) });
   return report;
 }

@@ -11,7 +11,7 @@ import { ALL_CAPABILITIES, applyCapabilityChanges, capabilitySets, DEFAULT_CAPAB
 import { cgroupsPath } from './cgroups.js';
 import { allDevicesAllowed, Annotations, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, defaultDeviceRules } from './defaults.js';
 import { planDevices, type StatDevice } from './devices.js';
-import { planMounts, sandboxFileMounts, type BindRequest, type PropagationLookup, type SandboxFiles } from './mounts.js';
+import { bindSysfsForHostNetworkUserns, planMounts, sandboxFileMounts, type BindRequest, type PropagationLookup, type SandboxFiles } from './mounts.js';
 import { containerNamespaces, effectiveNamespaceOptions, type PodNamespacePaths } from './namespaces.js';
 import type { SpecOptions } from './options.js';
 import type { UserDb } from './passwd.js';
@@ -159,7 +159,7 @@ export function containerSpec(inp: ContainerSpecInput): Spec {
       noNewPrivileges: sc?.noNewPrivs ?? false,
     },
     root: { path: noNul(inp.rootfsPath, 'rootfs path'), readonly: readonlyRootfs },
-    mounts: mountPlan.mounts,
+    mounts: ns.userns && nsOpts?.network === NamespaceMode.NODE ? bindSysfsForHostNetworkUserns(mountPlan.mounts) : mountPlan.mounts,
     linux: {
       namespaces: ns.namespaces,
       resources: resPlan.resources,

@@ -174,3 +174,16 @@ export function planMounts(inp: MountInputs): MountPlan {
 function errorNotShared(hostPath: string, need: string) {
   return invalid('mount propagation', `host path ${JSON.stringify(hostPath)} is not on ${need}`, 'oci.mount_propagation');
 }
+
+/**
+ * Only the owner of a network namespace's user namespace may mount sysfs for it: a container
+ * in its own user namespace on the host network (owned by the host's) gets the host's /sys
+ * bound instead (read-only, as containerd does for hostUsers=false with hostNetwork).
+ */
+export function bindSysfsForHostNetworkUserns(mounts: readonly Mount[]): Mount[] {
+  return mounts.map((m) =>
+    m.type === 'sysfs'
+      ? { destination: m.destination, type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', (m.options ?? []).includes('rw') ? 'rw' : 'ro'] }
+      : m,
+  );
+}

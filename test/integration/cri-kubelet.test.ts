@@ -108,6 +108,7 @@ test('Status lists every configured handler, the default also under the empty na
   assert.equal(byName.get('nofeatures')?.userNamespaces, false);
   assert.match(probed.handlers.nofeatures!.reasons.user_namespaces!, /\/bin\/false features/);
   assert.equal(st.features?.supplementalGroupsPolicy, true);
+  assert.equal(st.features?.userNamespacesHostNetwork, true, 'tested in cri-userns.test.ts');
 });
 
 test('recursive read-only mounts (reported true): a submount of the bind is read-only too; without rro it stays writable', { skip }, async () => {

@@ -35,12 +35,12 @@ const HOST_UID = 400000;
 const HOST_GID = 500000;
 const SIZE = 65536;
 
-function usernsPod(extra: { pid?: NamespaceMode } = {}): Partial<PodConfigInit> {
+function usernsPod(extra: { pid?: NamespaceMode; network?: NamespaceMode } = {}): Partial<PodConfigInit> {
   return {
     linux: {
       securityContext: {
         namespaceOptions: {
-          network: NamespaceMode.POD,
+          network: extra.network ?? NamespaceMode.POD,
           ipc: NamespaceMode.POD,
           pid: extra.pid ?? NamespaceMode.CONTAINER,
           usernsOptions: {
@@ -177,6 +177,23 @@ test('a volume with the pod mappings (as kubelet sends it) is idmapped: host roo
     );
   } finally {
     rmSync(vol, { recursive: true, force: true });
+  }
+});
+
+test('a userns pod on the host network (user_namespaces_host_network): host network, root inside, sysfs readable', { skip: skipRun }, async () => {
+  // Without and with a pause (pid POD): the pause mounts sysfs too.
+  for (const pid of [NamespaceMode.CONTAINER, NamespaceMode.POD]) {
+    const pod = await runPod(env, usernsPod({ network: NamespaceMode.NODE, pid }));
+    pods.push(pod);
+    const { status: st, log } = await runToExit(env, pod, busyboxConfig(env, 'hostnet', ['sh', '-c', 'readlink /proc/self/ns/net; id -u; ls /sys/class/net | grep -c . ; readlink /proc/self/ns/user; grep " /sys " /proc/self/mounts | head -1 | cut -d" " -f4 | cut -d, -f1']));
+    const out = log.map((l) => l.msg).join('\n');
+    assert.equal(st.exitCode, 0, out);
+    const [net, uid, links, user, sys] = out.split('\n');
+    assert.equal(net, readlinkSync('/proc/self/ns/net'), 'host network');
+    assert.equal(uid, '0');
+    assert.ok(Number(links) >= 1, 'the host /sys is there');
+    assert.notEqual(user, readlinkSync('/proc/self/ns/user'), 'own user namespace');
+    assert.equal(sys, 'ro', 'the host /sys is bound read-only');
   }
 });
 

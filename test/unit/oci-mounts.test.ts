@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { MountPropagation, MountSchema, type Mount as CriMount } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { isBerthError } from '../../src/errors.js';
-import { imageVolumeMounts, planMounts, sandboxFileMounts } from '../../src/oci/mounts.js';
+import { bindSysfsForHostNetworkUserns, imageVolumeMounts, planMounts, sandboxFileMounts } from '../../src/oci/mounts.js';
 
 const m = (containerPath: string, hostPath: string, extra: Partial<CriMount> = {}) => create(MountSchema, { containerPath, hostPath, ...extra } as MessageInitShape<typeof MountSchema>);
 const files = { hostnamePath: '/sb/hostname', hostsPath: '/sb/hosts', resolvConfPath: '/sb/resolv.conf', shmPath: '/sb/shm' };
@@ -104,4 +104,15 @@ test('recursive_read_only adds rro to a read-only private bind; with readonly fa
     () => plan([m('/ok', '/h/ok'), m('/r', '/h/r', { readonly: true, recursiveReadOnly: true, propagation: MountPropagation.PROPAGATION_HOST_TO_CONTAINER })]),
     (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('mounts[1].propagation') && e.message.includes('PROPAGATION_HOST_TO_CONTAINER'),
   );
+});
+
+test('userns on the host network: sysfs becomes a read-only bind of the host /sys; other mounts untouched', () => {
+  const out = bindSysfsForHostNetworkUserns([
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+  ]);
+  assert.deepEqual(out, [
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    { destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] },
+  ]);
 });
