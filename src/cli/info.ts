@@ -1,4 +1,4 @@
-/** `berth info`: runtime status conditions (RuntimeReady, NetworkReady) and config. */
+/** `berth info`: runtime status conditions (RuntimeReady, NetworkReady), runtime handlers with their features, and config. */
 import { table, toJson, type Verb } from './common.js';
 
 export const info: Verb = {
@@ -8,10 +8,19 @@ export const info: Verb = {
     const res = await ctx.cri().runtime.status({ verbose: true });
     if (ctx.output === 'json') {
       const info = Object.fromEntries(Object.entries(res.info).map(([k, v]) => [k, safeJson(v)]));
-      ctx.out(toJson({ status: res.status, info }));
+      ctx.out(toJson({ status: res.status, runtimeHandlers: res.runtimeHandlers, features: res.features, info }));
       return 0;
     }
     ctx.out(table(['CONDITION', 'STATUS', 'REASON', 'MESSAGE'], (res.status?.conditions ?? []).map((c) => [c.type, String(c.status), c.reason, c.message])));
+    if (res.runtimeHandlers.length > 0) {
+      ctx.out('');
+      ctx.out(
+        table(
+          ['HANDLER', 'RECURSIVE_READ_ONLY', 'USER_NAMESPACES'],
+          res.runtimeHandlers.map((h) => [h.name === '' ? '(default)' : h.name, String(h.features?.recursiveReadOnlyMounts ?? false), String(h.features?.userNamespaces ?? false)]),
+        ),
+      );
+    }
     return 0;
   },
 };
