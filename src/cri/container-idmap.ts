@@ -27,6 +27,7 @@ const OPEN_TREE_CLONE = 0x1;
 const O_CLOEXEC = 0o2000000;
 const AT_RECURSIVE = 0x8000;
 const AT_EMPTY_PATH = 0x1000;
+const AT_SYMLINK_NOFOLLOW = 0x100;
 const AT_FDCWD = -100;
 const MOUNT_ATTR_IDMAP = 0x00100000;
 const MS_PRIVATE = 1 << 18;
@@ -84,7 +85,8 @@ export function idmapBind(source: string, target: string, usernsPath: string): v
   const userns = openSync(usernsPath, 'r');
   let tree = -1;
   try {
-    tree = l.openTree(AT_FDCWD, source, OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE);
+    // The host path was resolved once by the caller: what was resolved is what gets mounted.
+    tree = l.openTree(AT_FDCWD, source, OPEN_TREE_CLONE | O_CLOEXEC | AT_RECURSIVE | AT_SYMLINK_NOFOLLOW);
     if (tree < 0) fail('open_tree', source);
     const attr = Buffer.alloc(32);
     attr.writeBigUInt64LE(BigInt(MOUNT_ATTR_IDMAP), 0);
