@@ -35,8 +35,20 @@ export function podConfigFromText(text: string, source: string): PodSandboxConfi
   return decode(source, 'pod sandbox config', () => fromJson(PodSandboxConfigSchema, obj, { ignoreUnknownFields: false }));
 }
 
+/**
+ * `envs[].value` is bytes in the proto (base64 in protobuf JSON); config files write plain
+ * text values, as crictl's always did: encode them before decoding the message.
+ */
+function envValuesAsBytes(obj: JsonValue): JsonValue {
+  if (obj === null || typeof obj !== 'object' || Array.isArray(obj) || !Array.isArray(obj.envs)) return obj;
+  const envs = obj.envs.map((e) =>
+    e !== null && typeof e === 'object' && !Array.isArray(e) && typeof e.value === 'string' ? { ...e, value: Buffer.from(e.value, 'utf8').toString('base64') } : e,
+  );
+  return { ...obj, envs };
+}
+
 export function containerConfigFromText(text: string, source: string): ContainerConfig {
-  const obj = parseConfigText(text, source);
+  const obj = envValuesAsBytes(parseConfigText(text, source));
   return decode(source, 'container config', () => fromJson(ContainerConfigSchema, obj, { ignoreUnknownFields: false }));
 }
 

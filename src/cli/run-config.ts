@@ -86,7 +86,7 @@ export function buildRunConfigs(o: RunOptions): { pod: PodSandboxConfig; contain
     command: o.entrypoint !== undefined ? [o.entrypoint] : [],
     args: o.args,
     workingDir: o.workdir ?? '',
-    envs: o.env.map(parseEnvFlag),
+    envs: o.env.map(parseEnvFlag).map((e) => ({ key: e.key, value: new TextEncoder().encode(e.value) })),
     labels: { ...o.labels },
     logPath: `${o.name}/0.log`,
     tty: o.tty,

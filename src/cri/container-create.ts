@@ -6,7 +6,7 @@
  * rootfs snapshot → read the image's user db → OCI spec → stdio (log, FIFOs) → task create →
  * record CREATED → CREATED event.
  */
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { ContainerConfigSchema, LinuxContainerResourcesSchema, PodSandboxConfigSchema, type ContainerConfig, type PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
@@ -15,10 +15,7 @@ import { errors } from '../errors.js';
 import {
   containerSpec,
   imageVolumeMounts,
-  seccompChoice,
-  validateSeccompProfile,
   type ImageConfig,
-  type LinuxSeccomp,
   type SandboxFiles,
   type Spec,
   type UserDb,
@@ -29,12 +26,13 @@ import { containerRootDir, handlerName, prepareStdio, startLogForwarder, finishL
 import { copyVolumeContents, readUserDb, withMountedRootfs } from './container-rootfs.js';
 import { prepareContainerRootfs, removeRootfsSnapshot } from './container-userns.js';
 import { sandboxPaths } from './sandbox-files.js';
+import { loadLocalhostSeccomp } from './seccomp-profile.js';
+import { prepareIdmapMounts } from './container-idmap.js';
 import { hasPause, podNamespacePathsOf } from './sandbox-common.js';
 import { sandboxLockKey } from './sandbox-stop.js';
 import { Cleanup, decodeMessage, encodeMessage, findSandbox, newId, nowNanos, type RuntimeContext } from './runtime-context.js';
 import type { RuntimeHandlers } from './server.js';
 
-const MAX_SECCOMP_PROFILE_BYTES = 1024 * 1024;
 
 /** /etc/passwd + /etc/group of recently used images, by top chain id (bounded, oldest out). */
 const userDbCache = new Map<string, UserDb>();
@@ -63,27 +61,6 @@ function imageConfigOf(img: Image): ImageConfig {
   return structuredClone(img.config.config) as ImageConfig;
 }
 
-async function localhostSeccomp(config: ContainerConfig): Promise<LinuxSeccomp | undefined> {
-  const sc = config.linux?.securityContext;
-  const choice = seccompChoice(sc, 'config.linux.security_context');
-  if (choice.kind !== 'localhost') return undefined;
-  let text: string;
-  try {
-    const buf = await readFile(choice.path);
-    if (buf.length > MAX_SECCOMP_PROFILE_BYTES) throw new Error(`larger than ${MAX_SECCOMP_PROFILE_BYTES} bytes`);
-    text = buf.toString('utf8');
-  } catch (err) {
-    throw errors.invalidArgument('container.seccomp_profile', `config.linux.security_context.seccomp: cannot read localhost profile ${choice.path}: ${(err as Error).message}`);
-  }
-  let v: unknown;
-  try {
-    v = JSON.parse(text);
-  } catch (err) {
-    throw errors.invalidArgument('container.seccomp_profile', `config.linux.security_context.seccomp: profile ${choice.path} is not JSON: ${(err as Error).message}`);
-  }
-  return validateSeccompProfile(v, `seccomp profile ${choice.path}`);
-}
-
 /** Pid of the container whose pid namespace a TARGET-mode container joins. */
 function targetPid(ctx: RuntimeContext, ns: string, config: ContainerConfig): number | undefined {
   const target = config.linux?.securityContext?.namespaceOptions?.targetId ?? '';
@@ -108,6 +85,13 @@ export const createContainer =
     // Only a pod that shares a pid namespace has a pause; the others are held by pinned namespaces.
     if (hasPause(sb) && !sb.pid) throw errors.failedPrecondition('sandbox.no_pid', `pod sandbox ${sb.id} has no running pause process`);
     const sandboxConfig = decodeMessage(PodSandboxConfigSchema, sb.config);
+    const rroAt = config.mounts.findIndex((m) => m.recursiveReadOnly);
+    if (rroAt >= 0 && ctx.settings.recursiveReadOnlyMounts?.[sb.runtimeHandler] !== true) {
+      throw errors.invalidArgument(
+        'container.rro_unsupported',
+        `config.mounts[${rroAt}].recursive_read_only: runtime handler ${JSON.stringify(sb.runtimeHandler)} does not support recursive read-only mounts on this node (see Status runtime_handlers)`,
+      );
+    }
 
     const id = newId();
     const name = containerName(config, sandboxConfig);
@@ -132,6 +116,19 @@ export const createContainer =
         await rm(containerRootDir(ctx, id), { recursive: true, force: true });
       });
       const resolved = resolveHostMounts(config);
+      // Volumes with uid/gid mappings (kubelet, hostUsers=false): idmapped staging mounts that
+      // runc binds; detached again once the task exists (container-idmap.ts).
+      const idmap = await step('idmap_mounts', () =>
+        prepareIdmapMounts({
+          state: ctx.settings.state,
+          containerId: id,
+          mounts: resolved.mounts,
+          podNamespaces: sandboxConfig.linux?.securityContext?.namespaceOptions,
+          usernsPath: podNamespacePathsOf(sb).user,
+        }),
+      );
+      cleanup.push('release idmapped mounts', () => idmap.release());
+      resolved.mounts = idmap.mounts;
       const volumes = imageVolumeMounts(imageConfig.Volumes, resolved.mounts, containerRootDir(ctx, id));
       for (const v of volumes) await mkdir(v.hostPath, { recursive: true, mode: 0o755 });
       const userDb = await step('read_image_files', async () => {
@@ -165,7 +162,7 @@ export const createContainer =
           nodeHostname: hostname(),
           statDevice,
           lookupPropagation,
-          localhostSeccompProfile: await localhostSeccomp(config),
+          localhostSeccompProfile: await loadLocalhostSeccomp(config.linux?.securityContext, 'config.linux.security_context', 'container.seccomp_profile'),
           options: { restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj, podAnnotations: handler?.podAnnotations, allCapabilities: currentCapabilities() },
         });
       });
@@ -191,6 +188,8 @@ export const createContainer =
         }),
       );
       cleanup.push('delete task', () => ctx.tasks.delete(ns, id));
+      // runc has copied the idmapped binds into the container's mount namespace.
+      idmap.release();
 
       const user = spec.process?.user;
       const rec: ContainerRecord = {

@@ -1,9 +1,10 @@
-/** RuntimeService/ListContainers: filters by id (prefix), state, pod sandbox id (prefix) and labels. */
+/** RuntimeService/ListContainers: filters by id (prefix), state, pod sandbox id (prefix) and labels; StreamContainers. */
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { ContainerSchema } from '../api/cri/runtime/v1/api_pb.js';
 import { criState, imageView, nanos } from './container-convert.js';
 import type { RuntimeContext } from './runtime-context.js';
 import type { RuntimeHandlers } from './server.js';
+import { writePages } from './stream-pages.js';
 
 export const listContainers =
   (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listContainers']> =>
@@ -33,3 +34,12 @@ export const listContainers =
     }
     return { containers };
   };
+
+/** RuntimeService/StreamContainers: ListContainers' items and filter, in pages. */
+export const streamContainers = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['streamContainers']> => {
+  const list = listContainers(ctx);
+  return async (req, write, call) => {
+    const { containers } = await list({ $typeName: 'runtime.v1.ListContainersRequest', filter: req.filter }, call);
+    await writePages(containers ?? [], (page) => ({ containers: page }), write, call);
+  };
+};

@@ -13,11 +13,14 @@ import {
   type ContainerStatsFilter,
   type ListContainerStatsRequest,
   type ListContainerStatsResponseSchema,
+  type StreamContainerStatsRequest,
+  type StreamContainerStatsResponseSchema,
 } from '../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord } from '../core/metadata/records.js';
 import type { TaskMetrics } from '../runtime/index.js';
 import type { CallContext } from './instrument.js';
 import { findContainer, nowNanos, type RuntimeContext } from './runtime-context.js';
+import { writePages } from './stream-pages.js';
 
 /** One cgroup reading, hierarchy-independent. Bytes, nanoseconds, counts. */
 export interface CgroupSample {
@@ -180,5 +183,14 @@ export function listContainerStats(ctx: RuntimeContext) {
     const list = filterContainers(ctx.containers.list(call.namespace), req.filter);
     const stats = await Promise.all(list.map(async (c) => (await collectContainerStats(ctx, call.namespace, c)).stats));
     return { stats };
+  };
+}
+
+/** RuntimeService/StreamContainerStats: ListContainerStats' stats and filter, in pages. */
+export function streamContainerStats(ctx: RuntimeContext) {
+  const list = listContainerStats(ctx);
+  return async (req: StreamContainerStatsRequest, write: (m: MessageInitShape<typeof StreamContainerStatsResponseSchema>) => boolean, call: CallContext): Promise<void> => {
+    const { stats } = await list({ $typeName: 'runtime.v1.ListContainerStatsRequest', filter: req.filter }, call);
+    await writePages(stats ?? [], (containerStats) => ({ containerStats }), write, call);
   };
 }

@@ -16,6 +16,63 @@ interface StoredUser {
   additionalGids: number[];
 }
 
+interface IdMap {
+  inside: number;
+  outside: number;
+  count: number;
+}
+
+function parseIdMap(text: string): IdMap[] {
+  return text
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).map(Number))
+    .filter((v) => v.length === 3 && v.every((n) => Number.isInteger(n) && n >= 0))
+    .map(([inside, outside, count]) => ({ inside: inside!, outside: outside!, count: count! }));
+}
+
+/** A host id as the container sees it (through its user namespace's map); undefined if unmapped. */
+function toInside(id: number, map: IdMap[]): number | undefined {
+  for (const m of map) if (id >= m.outside && id < m.outside + m.count) return m.inside + (id - m.outside);
+  return undefined;
+}
+
+/**
+ * The ids the container's init process really runs with (/proc/<pid>/status: real uid and
+ * gid, supplementary groups), in the container's user namespace. Undefined when the process
+ * is gone or its ids cannot be read.
+ */
+export async function processUser(pid: number): Promise<StoredUser | undefined> {
+  try {
+    const [st, um, gm] = await Promise.all([
+      readFile(`/proc/${pid}/status`, 'utf8'),
+      readFile(`/proc/${pid}/uid_map`, 'utf8'),
+      readFile(`/proc/${pid}/gid_map`, 'utf8'),
+    ]);
+    return idsFromProc(st, um, gm);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Pure part of processUser: /proc/<pid>/status, uid_map and gid_map texts as read by berthd. */
+export function idsFromProc(status: string, uidMap: string, gidMap: string): StoredUser | undefined {
+  const field = (name: string) =>
+    new RegExp(`^${name}:[ \\t]*(.*)$`, 'm')
+      .exec(status)?.[1]
+      ?.trim()
+      .split(/\s+/)
+      .filter(Boolean)
+      .map(Number) ?? [];
+  const uids = parseIdMap(uidMap);
+  const gids = parseIdMap(gidMap);
+  const uid = toInside(field('Uid')[0] ?? NaN, uids);
+  const gid = toInside(field('Gid')[0] ?? NaN, gids);
+  if (uid === undefined || gid === undefined) return undefined;
+  const groups = field('Groups').map((g) => toInside(g, gids));
+  if (groups.some((g) => g === undefined)) return undefined;
+  return { uid, gid, additionalGids: groups as number[] };
+}
+
 async function runtimeSpec(ctx: RuntimeContext, ns: string, id: string): Promise<unknown> {
   try {
     const p = join(bundlePaths(ctx.settings.state, ctx.settings.root, ns, id).dir, 'config.json');
@@ -32,7 +89,9 @@ export const containerStatus =
     const c = findContainer(ctx, ns, req.containerId);
     const config = decodeMessage(ContainerConfigSchema, c.config);
     const { image, imageRef } = await imageView(ctx, ns, c);
-    const user = c.extra.user as StoredUser | undefined;
+    // What the init process really got while it runs; the ids berth asked for otherwise.
+    const live = c.state === 'running' && c.pid ? await processUser(c.pid) : undefined;
+    const user = live ?? (c.extra.user as StoredUser | undefined);
     const info: Record<string, string> = {};
     if (req.verbose) {
       info.info = JSON.stringify({

@@ -10,11 +10,13 @@ import {
   type ListMetricDescriptorsResponseSchema,
   type ListPodSandboxMetricsResponseSchema,
   type MetricSchema,
+  type StreamPodSandboxMetricsResponseSchema,
 } from '../api/cri/runtime/v1/api_pb.js';
 import type { CallContext } from './instrument.js';
 import type { RuntimeContext } from './runtime-context.js';
 import type { CgroupSample } from './container-stats.js';
 import { collectSandboxStats } from './sandbox-stats.js';
+import { writePages } from './stream-pages.js';
 
 type MetricInit = MessageInitShape<typeof MetricSchema>;
 
@@ -84,5 +86,14 @@ export function listPodSandboxMetrics(ctx: RuntimeContext) {
       podMetrics.push({ podSandboxId: sb.id, metrics, containerMetrics: containerMetricsList });
     }
     return { podMetrics };
+  };
+}
+
+/** RuntimeService/StreamPodSandboxMetrics: ListPodSandboxMetrics' items, in pages. */
+export function streamPodSandboxMetrics(ctx: RuntimeContext) {
+  const list = listPodSandboxMetrics(ctx);
+  return async (_req: unknown, write: (m: MessageInitShape<typeof StreamPodSandboxMetricsResponseSchema>) => boolean, call: CallContext): Promise<void> => {
+    const { podMetrics } = await list(undefined, call);
+    await writePages(podMetrics ?? [], (podSandboxMetrics) => ({ podSandboxMetrics }), write, call);
   };
 }

@@ -29,6 +29,8 @@ export interface RuntimeSettings {
   netnsDir: string;
   /** Pod CIDR kept from UpdateRuntimeConfig. */
   podCidr?: string;
+  /** By handler: whether recursive read-only mounts work (probed at start, daemon/features.ts). */
+  recursiveReadOnlyMounts?: Record<string, boolean>;
 }
 
 export type ContainerEventKind = 'CREATED' | 'STARTED' | 'STOPPED' | 'DELETED';

@@ -6,7 +6,7 @@ import { startContainer } from './container-start.js';
 import { stopContainer } from './container-stop.js';
 import { removeContainer } from './container-remove.js';
 import { containerStatus } from './container-status.js';
-import { listContainers } from './container-list.js';
+import { listContainers, streamContainers } from './container-list.js';
 import { updateContainerResources } from './container-update.js';
 import { reopenContainerLog } from './container-reopen-log.js';
 
@@ -18,6 +18,7 @@ export function containerHandlers(ctx: RuntimeContext): RuntimeHandlers {
     removeContainer: removeContainer(ctx),
     containerStatus: containerStatus(ctx),
     listContainers: listContainers(ctx),
+    streamContainers: streamContainers(ctx),
     updateContainerResources: updateContainerResources(ctx),
     reopenContainerLog: reopenContainerLog(ctx),
   };

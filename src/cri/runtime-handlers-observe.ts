@@ -8,9 +8,9 @@ import { exec } from './exec.js';
 import { execSync } from './exec-sync.js';
 import { attach } from './attach.js';
 import { portForward } from './port-forward.js';
-import { containerStats, listContainerStats } from './container-stats.js';
-import { listPodSandboxStats, podSandboxStats } from './sandbox-stats.js';
-import { listMetricDescriptors, listPodSandboxMetrics } from './metrics-cri.js';
+import { containerStats, listContainerStats, streamContainerStats } from './container-stats.js';
+import { listPodSandboxStats, podSandboxStats, streamPodSandboxStats } from './sandbox-stats.js';
+import { listMetricDescriptors, listPodSandboxMetrics, streamPodSandboxMetrics } from './metrics-cri.js';
 import { getContainerEvents } from './container-events.js';
 import { checkpointContainer } from './container-checkpoint.js';
 
@@ -22,10 +22,13 @@ export function observeHandlers(ctx: RuntimeContext): RuntimeHandlers {
     portForward: portForward(ctx),
     containerStats: containerStats(ctx),
     listContainerStats: listContainerStats(ctx),
+    streamContainerStats: streamContainerStats(ctx),
     podSandboxStats: podSandboxStats(ctx),
     listPodSandboxStats: listPodSandboxStats(ctx),
+    streamPodSandboxStats: streamPodSandboxStats(ctx),
     listMetricDescriptors: listMetricDescriptors(ctx),
     listPodSandboxMetrics: listPodSandboxMetrics(ctx),
+    streamPodSandboxMetrics: streamPodSandboxMetrics(ctx),
     getContainerEvents: getContainerEvents(ctx),
     checkpointContainer: checkpointContainer(ctx),
   };

@@ -5,7 +5,8 @@ import { runPodSandbox } from './sandbox-run.js';
 import { stopPodSandbox } from './sandbox-stop.js';
 import { removePodSandbox } from './sandbox-remove.js';
 import { podSandboxStatus } from './sandbox-status.js';
-import { listPodSandbox } from './sandbox-list.js';
+import { listPodSandbox, streamPodSandboxes } from './sandbox-list.js';
+import { updatePodSandboxResources } from './sandbox-update-resources.js';
 import { watchPauseExits } from './sandbox-events.js';
 import { runtimeConfig, updateRuntimeConfig } from './runtime-config.js';
 
@@ -17,6 +18,8 @@ export function sandboxHandlers(ctx: RuntimeContext): RuntimeHandlers {
     removePodSandbox: removePodSandbox(ctx),
     podSandboxStatus: podSandboxStatus(ctx),
     listPodSandbox: listPodSandbox(ctx),
+    streamPodSandboxes: streamPodSandboxes(ctx),
+    updatePodSandboxResources: updatePodSandboxResources(ctx),
     runtimeConfig: runtimeConfig(ctx),
     updateRuntimeConfig: updateRuntimeConfig(ctx),
   };

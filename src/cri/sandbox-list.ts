@@ -1,10 +1,11 @@
-/** RuntimeService/ListPodSandbox with every filter: id (full or unique prefix), state, labels. */
+/** RuntimeService/ListPodSandbox with every filter: id (full or unique prefix), state, labels; StreamPodSandboxes. */
 import type { PodSandboxFilter } from '../api/cri/runtime/v1/api_pb.js';
 import type { SandboxRecord } from '../core/metadata/records.js';
 import type { RuntimeContext } from './runtime-context.js';
 import type { RuntimeHandlers } from './server.js';
 import { isCreating } from './sandbox-common.js';
 import { criMetadata, criState } from './sandbox-status.js';
+import { writePages } from './stream-pages.js';
 
 /** Records matching a CRI filter (creating ones never match). */
 export function filterSandboxes(ctx: RuntimeContext, ns: string, f: PodSandboxFilter | undefined): SandboxRecord[] {
@@ -34,3 +35,12 @@ export const listPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers
     runtimeHandler: r.runtimeHandler,
   })),
 });
+
+/** RuntimeService/StreamPodSandboxes: ListPodSandbox's items and filter, in pages. */
+export const streamPodSandboxes = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['streamPodSandboxes']> => {
+  const list = listPodSandbox(ctx);
+  return async (req, write, call) => {
+    const { items } = await list({ $typeName: 'runtime.v1.ListPodSandboxRequest', filter: req.filter }, call);
+    await writePages(items ?? [], (podSandboxes) => ({ podSandboxes }), write, call);
+  };
+};

@@ -29,6 +29,7 @@ import { isHostIpc, isHostNetwork, sandboxName, type SandboxExtra } from './sand
 import { mountShm, removeSandboxDirs, sandboxPaths, validateDns, writeSandboxFiles } from './sandbox-files.js';
 import { sandboxLockKey } from './sandbox-stop.js';
 import { killAndDeletePause, portMappingsOf, teardownNetwork } from './sandbox-teardown.js';
+import { loadLocalhostSeccomp } from './seccomp-profile.js';
 import { mkdir } from 'node:fs/promises';
 
 /** cgroup parent for pods that name none (cgroupfs driver). */
@@ -84,6 +85,8 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
   if (plan.pin.uts) pinKinds.push('uts');
   const pins = pinPaths(ctx.settings.netnsDir, id, pinKinds);
   if (plan.pin.userns) await checkUsernsReachable(ctx.settings.state);
+  // Read before anything is made: a profile that cannot be loaded fails the call up front.
+  const localhostSeccompProfile = await loadLocalhostSeccomp(config.linux?.securityContext, 'config.linux.security_context', 'sandbox.seccomp_profile');
 
   return ctx.locks.run(sandboxLockKey(id), async () => {
     try {
@@ -187,6 +190,7 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
             resolvConfPath: paths.resolvConfPath,
             netnsPath: pins.net,
             pins,
+            localhostSeccompProfile,
             options: {
               restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj,
               defaultCgroupParent: DEFAULT_CGROUP_PARENT,

@@ -16,11 +16,14 @@ import {
   type PodSandboxStats,
   type PodSandboxStatsRequest,
   type PodSandboxStatsResponseSchema,
+  type StreamPodSandboxStatsRequest,
+  type StreamPodSandboxStatsResponseSchema,
 } from '../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord, SandboxRecord } from '../core/metadata/records.js';
 import type { CallContext } from './instrument.js';
 import { findSandbox, nowNanos, type RuntimeContext } from './runtime-context.js';
 import { collectContainerStats, cpuAndMemory, cpuRates, matchesLabels, sampleTask, sumSamples, type CgroupSample } from './container-stats.js';
+import { writePages } from './stream-pages.js';
 
 const run = promisify(execFile);
 
@@ -110,5 +113,14 @@ export function listPodSandboxStats(ctx: RuntimeContext) {
     const list = ctx.sandboxes.list(call.namespace).filter((s) => (!f?.id || s.id.startsWith(f.id)) && matchesLabels(s.labels, f?.labelSelector));
     const stats = await Promise.all(list.map(async (s) => (await collectSandboxStats(ctx, call.namespace, s)).stats));
     return { stats };
+  };
+}
+
+/** RuntimeService/StreamPodSandboxStats: ListPodSandboxStats' stats and filter, in pages. */
+export function streamPodSandboxStats(ctx: RuntimeContext) {
+  const list = listPodSandboxStats(ctx);
+  return async (req: StreamPodSandboxStatsRequest, write: (m: MessageInitShape<typeof StreamPodSandboxStatsResponseSchema>) => boolean, call: CallContext): Promise<void> => {
+    const { stats } = await list({ $typeName: 'runtime.v1.ListPodSandboxStatsRequest', filter: req.filter }, call);
+    await writePages(stats ?? [], (podSandboxStats) => ({ podSandboxStats }), write, call);
   };
 }

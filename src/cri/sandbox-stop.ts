@@ -1,11 +1,12 @@
 /**
  * RuntimeService/StopPodSandbox: stop every container of the pod (timeout 0, as containerd),
  * kill + delete the pause task (if any), unmount /dev/shm, CNI DEL and unpin the pod's
- * namespaces; state NOTREADY. Idempotent for a stopped pod; an unknown id is NotFound (containerd's answer,
- * which kubelet tolerates).
+ * namespaces; state NOTREADY. Idempotent: a stopped pod, or an id that names no pod (already
+ * removed, never created), succeeds, as the CRI asks and containerd 2.x does. An empty or
+ * ambiguous id is still InvalidArgument.
  */
 import type { SandboxRecord } from '../core/metadata/records.js';
-import { errors } from '../errors.js';
+import { errors, isBerthError } from '../errors.js';
 import { stopContainerTask } from './container-lifecycle.js';
 import { findSandbox, type RuntimeContext } from './runtime-context.js';
 import type { RuntimeHandlers } from './server.js';
@@ -54,12 +55,18 @@ export async function stopSandbox(ctx: RuntimeContext, ns: string, rec: SandboxR
 
 export const stopPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['stopPodSandbox']> => async (req, call) => {
   const ns = call.namespace;
-  const first = findVisibleSandbox(ctx, ns, req.podSandboxId);
+  let first: SandboxRecord;
+  try {
+    first = findVisibleSandbox(ctx, ns, req.podSandboxId);
+  } catch (err) {
+    if (isBerthError(err, 'NotFound')) return {};
+    throw err;
+  }
   await ctx.locks.run(sandboxLockKey(first.id), async () => {
-    // Re-read under the lock: a concurrent Stop/Remove may have changed or removed it.
+    // Re-read under the lock: a concurrent Stop/Remove may have changed or removed it (gone
+    // meanwhile is stopped too).
     const rec = ctx.sandboxes.get(ns, first.id);
-    if (!rec) throw errors.notFound('sandbox.not_found', `pod sandbox ${req.podSandboxId} not found`);
-    await stopSandbox(ctx, ns, rec);
+    if (rec) await stopSandbox(ctx, ns, rec);
   });
   return {};
 };

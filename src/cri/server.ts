@@ -5,6 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { chmodSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { createServer as createNetServer, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { DescMessage, DescService, MessageInitShape, MessageShape } from '@bufbuild/protobuf';
 import type { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
@@ -13,6 +14,7 @@ import { Berth } from '../api/berth/v1/berth_pb.js';
 import { errors } from '../errors.js';
 import type { Logger } from '../log.js';
 import { serviceDefinition } from './grpc.js';
+import { FilteredConnection } from './h2-authority.js';
 import { instrumentServerStream, instrumentUnary, type CallContext, type RpcObserver, type StreamHandler, type UnaryHandler } from './instrument.js';
 
 type Req<M extends GenServiceMethods[string]> = MessageShape<M['input'] & DescMessage>;
@@ -81,20 +83,40 @@ export async function startCriServer(opts: {
   // Never widen a directory someone tightened; narrow a world-writable one.
   if ((statSync(dir).mode & 0o022) !== 0) chmodSync(dir, 0o711);
   rmSync(opts.socket, { force: true });
-  await new Promise<void>((resolve, reject) =>
-    server.bindAsync(`unix://${opts.socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
-  );
+  // berthd owns the listening socket and hands grpc-js each connection through a filter that
+  // makes the `:authority` of old grpc-go/grpc-java clients acceptable to Node (h2-authority.ts).
+  const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const connections = new Set<Socket>();
+  const listener = createNetServer((sock) => {
+    connections.add(sock);
+    sock.on('close', () => connections.delete(sock));
+    const conn = new FilteredConnection(sock);
+    conn.on('error', (err) => opts.log.debug('cri connection closed', { err: err.message }));
+    injector.injectConnection(conn);
+  });
+  await new Promise<void>((resolve, reject) => {
+    listener.once('error', reject);
+    listener.listen(opts.socket, () => {
+      listener.off('error', reject);
+      resolve();
+    });
+  });
+  listener.on('error', (err) => opts.log.error('cri listener', { err: err.message }));
   chmodSync(opts.socket, 0o660);
 
   return {
     close: (graceMs = 10_000) =>
       new Promise<void>((resolve) => {
+        listener.close();
         const timer = setTimeout(() => {
           server.forceShutdown();
+          injector.destroy();
+          for (const s of connections) s.destroy();
           resolve();
         }, graceMs);
         server.tryShutdown(() => {
           clearTimeout(timer);
+          injector.destroy();
           resolve();
         });
       }).finally(() => rmSync(opts.socket, { force: true })),

@@ -22,7 +22,7 @@ import type { BerthHandlers, ImageHandlers, RuntimeHandlers } from '../cri/serve
 import type { StatusDeps } from '../cri/status.js';
 import type { RpcObserver } from '../cri/instrument.js';
 import { pullImage } from '../cri/image-pull.js';
-import { listImages } from '../cri/image-list.js';
+import { listImages, streamImages } from '../cri/image-list.js';
 import { imageStatus } from '../cri/image-status.js';
 import { removeImage } from '../cri/image-remove.js';
 import { imageFsInfo } from '../cri/image-fs-info.js';
@@ -40,6 +40,8 @@ import { watchTasks } from '../cri/task-events.js';
 import { berthdMetrics, observePulls, serveMetrics, startMetricsEndpoint, METRICS_ADDRESS_FILE, type MetricsEndpoint } from '../metrics/index.js';
 import { metricSources } from '../cri/metrics-sources.js';
 import { recordPullSpan, trace } from '../cri/berth-trace.js';
+import { probeFeatures } from './features.js';
+import { sweepIdmapStaging } from '../cri/container-idmap.js';
 
 export interface Services {
   images: ImageService;
@@ -202,10 +204,20 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     recordPullSpan(runtime.tracer, o.ref, o.startMs, o.durationMs, { bytes: o.bytes }, o.error);
   });
   let metricsEndpoint = await startMetricsEndpoint(metrics.registry, config.metrics.address, config.state, log.child({ component: 'metrics' }));
+  // No CreateContainer runs yet: idmapped staging mounts left by a berthd that died mid-create go.
+  const staleIdmap = sweepIdmapStaging(config.state);
+  if (staleIdmap) log.info('detached leftover idmapped staging mounts', { count: staleIdmap });
   watchTasks(runtime);
   await recover(runtime, await tasks.init());
 
+  const features = await probeFeatures({
+    handlers: Object.fromEntries(Object.entries(config.runtimes).map(([name, r]) => [name, { binary: r.binary }])),
+    stateDir: config.state,
+    log: log.child({ component: 'features' }),
+  });
+  settings.recursiveReadOnlyMounts = Object.fromEntries(Object.entries(features.handlers).map(([n, f]) => [n, f.recursiveReadOnlyMounts]));
   const status: StatusDeps = {
+    features: { ...features, defaultHandler: config.default_runtime },
     async runtimeCondition() {
       const runc = await findRunc();
       return runc ? { ready: true } : { ready: false, reason: 'RuntimeNotReady', message: 'runc binary not found on PATH' };
@@ -215,7 +227,11 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       return { ready: s.ready, reason: s.reason, message: s.message };
     },
     async info() {
-      return { config: JSON.stringify(redactedConfig(current)), snapshotter: JSON.stringify({ driver: snapshotter.driver, root: snapshotter.root, fallbackReason }) };
+      return {
+        config: JSON.stringify(redactedConfig(current)),
+        snapshotter: JSON.stringify({ driver: snapshotter.driver, root: snapshotter.root, fallbackReason }),
+        features: JSON.stringify(features),
+      };
     },
   };
 
@@ -236,6 +252,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     imageHandlers: {
       pullImage: pullImage(images),
       listImages: listImages(images),
+      streamImages: streamImages(images),
       imageStatus: imageStatus(images),
       removeImage: removeImage(images),
       imageFsInfo: imageFsInfo(images),

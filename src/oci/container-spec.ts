@@ -11,8 +11,8 @@ import { ALL_CAPABILITIES, applyCapabilityChanges, capabilitySets, DEFAULT_CAPAB
 import { cgroupsPath } from './cgroups.js';
 import { allDevicesAllowed, Annotations, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, defaultDeviceRules } from './defaults.js';
 import { planDevices, type StatDevice } from './devices.js';
-import { planMounts, sandboxFileMounts, type BindRequest, type PropagationLookup, type SandboxFiles } from './mounts.js';
-import { containerNamespaces, type PodNamespacePaths } from './namespaces.js';
+import { bindSysfsForHostNetworkUserns, planMounts, sandboxFileMounts, type BindRequest, type PropagationLookup, type SandboxFiles } from './mounts.js';
+import { containerNamespaces, effectiveNamespaceOptions, type PodNamespacePaths } from './namespaces.js';
 import type { SpecOptions } from './options.js';
 import type { UserDb } from './passwd.js';
 import { containerEnv, processArgs, workingDir } from './process.js';
@@ -59,10 +59,16 @@ const FIELD = 'container config';
 // selinux_options and selinux_relabel are accepted and ignored; add_ambient_capabilities too
 // (ambient sets stay empty, as in containerd).
 
-/** Masked / read-only paths: the config's lists when given, else the defaults; none when privileged. */
-function procPaths(given: readonly string[], defaults: readonly string[], privileged: boolean, field: string): string[] {
+/**
+ * Masked / read-only paths: the config's lists when given; none when privileged. An empty list
+ * means the defaults, except in a pod user namespace, where it means none: kubelet sends the
+ * default lists for procMount Default and empty ones for procMount Unmasked, which it allows
+ * only with user namespaces (hostUsers: false). crictl and others that send nothing keep the
+ * defaults outside a user namespace.
+ */
+function procPaths(given: readonly string[], defaults: readonly string[], privileged: boolean, emptyMeansNone: boolean, field: string): string[] {
   if (privileged) return [];
-  if (given.length === 0) return [...defaults];
+  if (given.length === 0) return emptyMeansNone ? [] : [...defaults];
   return given.map((p, i) => absPath(p, `${field}[${i}]`));
 }
 
@@ -76,7 +82,7 @@ export function containerSpec(inp: ContainerSpecInput): Spec {
   if (privileged && !sandboxConfig.linux?.securityContext?.privileged) {
     throw invalid(`${scField}.privileged`, 'no privileged container allowed in a sandbox that is not privileged', 'oci.privileged_not_allowed');
   }
-  const nsOpts = sc?.namespaceOptions;
+  const nsOpts = effectiveNamespaceOptions(sc?.namespaceOptions, sandboxConfig.linux?.securityContext?.namespaceOptions);
   const hostIpc = nsOpts?.ipc === NamespaceMode.NODE;
   const readonlyRootfs = sc?.readonlyRootfs ?? false;
 
@@ -153,12 +159,12 @@ export function containerSpec(inp: ContainerSpecInput): Spec {
       noNewPrivileges: sc?.noNewPrivs ?? false,
     },
     root: { path: noNul(inp.rootfsPath, 'rootfs path'), readonly: readonlyRootfs },
-    mounts: mountPlan.mounts,
+    mounts: ns.userns && nsOpts?.network === NamespaceMode.NODE ? bindSysfsForHostNetworkUserns(mountPlan.mounts) : mountPlan.mounts,
     linux: {
       namespaces: ns.namespaces,
       resources: resPlan.resources,
-      maskedPaths: procPaths(sc?.maskedPaths ?? [], DEFAULT_MASKED_PATHS, privileged, `${scField}.masked_paths`),
-      readonlyPaths: procPaths(sc?.readonlyPaths ?? [], DEFAULT_READONLY_PATHS, privileged, `${scField}.readonly_paths`),
+      maskedPaths: procPaths(sc?.maskedPaths ?? [], DEFAULT_MASKED_PATHS, privileged, ns.userns !== undefined, `${scField}.masked_paths`),
+      readonlyPaths: procPaths(sc?.readonlyPaths ?? [], DEFAULT_READONLY_PATHS, privileged, ns.userns !== undefined, `${scField}.readonly_paths`),
     },
   };
   const l = spec.linux!;

@@ -19,6 +19,8 @@ export interface BindRequest {
   hostPath: string;
   readonly: boolean;
   propagation: MountPropagation;
+  /** Read-only including every submount (runc's `rro`, mount_setattr AT_RECURSIVE). */
+  recursiveReadOnly?: boolean;
 }
 
 /**
@@ -78,13 +80,20 @@ export function imageVolumeMounts(volumes: Record<string, unknown> | null | unde
 
 function criToBind(m: CriMount, field: string): BindRequest {
   if (m.uidMappings.length > 0 || m.gidMappings.length > 0) throw invalid(`${field}.uidMappings`, 'idmapped mounts are not supported', 'oci.invalid_mount');
-  if (m.recursiveReadOnly) throw invalid(`${field}.recursive_read_only`, 'recursive read-only mounts are not supported', 'oci.invalid_mount');
+  if (m.recursiveReadOnly) {
+    // As kubelet and containerd: only a read-only, private bind can be made read-only recursively.
+    if (!m.readonly) throw invalid(`${field}.readonly`, 'recursive_read_only needs readonly to be true', 'oci.invalid_mount');
+    if (m.propagation !== MountPropagation.PROPAGATION_PRIVATE) {
+      throw invalid(`${field}.propagation`, `recursive_read_only needs propagation PROPAGATION_PRIVATE, not ${MountPropagation[m.propagation] ?? m.propagation}`, 'oci.invalid_mount');
+    }
+  }
   if (m.image !== undefined && m.image.image !== '') throw invalid(`${field}.image`, 'image volume mounts are not supported', 'oci.invalid_mount');
   return {
     containerPath: absPath(m.containerPath, `${field}.container_path`),
     hostPath: absPath(m.hostPath, `${field}.host_path`),
     readonly: m.readonly,
     propagation: m.propagation,
+    ...(m.recursiveReadOnly ? { recursiveReadOnly: true } : {}),
   };
 }
 
@@ -156,6 +165,7 @@ export function planMounts(inp: MountInputs): MountPlan {
     }
     // A read-only rootfs does not make the binds read-only (containerd's behaviour).
     options.push(b.readonly ? 'ro' : 'rw');
+    if (b.recursiveReadOnly) options.push('rro');
     mounts.push({ destination: b.containerPath, type: 'bind', source: b.hostPath, options });
   });
   return rootfsPropagation === undefined ? { mounts } : { mounts, rootfsPropagation };
@@ -163,4 +173,17 @@ export function planMounts(inp: MountInputs): MountPlan {
 
 function errorNotShared(hostPath: string, need: string) {
   return invalid('mount propagation', `host path ${JSON.stringify(hostPath)} is not on ${need}`, 'oci.mount_propagation');
+}
+
+/**
+ * Only the owner of a network namespace's user namespace may mount sysfs for it: a container
+ * in its own user namespace on the host network (owned by the host's) gets the host's /sys
+ * bound instead (read-only, as containerd does for hostUsers=false with hostNetwork).
+ */
+export function bindSysfsForHostNetworkUserns(mounts: readonly Mount[]): Mount[] {
+  return mounts.map((m) =>
+    m.type === 'sysfs'
+      ? { destination: m.destination, type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', (m.options ?? []).includes('rw') ? 'rw' : 'ro'] }
+      : m,
+  );
 }

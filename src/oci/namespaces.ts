@@ -2,7 +2,8 @@
  * Linux namespaces of a pod: what RunPodSandbox pins, whether a pause container runs, and
  * the namespaces the pause and the app containers join.
  */
-import { NamespaceMode, type IDMapping, type NamespaceOption } from '../api/cri/runtime/v1/api_pb.js';
+import { create } from '@bufbuild/protobuf';
+import { NamespaceMode, NamespaceOptionSchema, type IDMapping, type NamespaceOption } from '../api/cri/runtime/v1/api_pb.js';
 import type { LinuxIDMapping, LinuxNamespace, LinuxNamespaceType } from './spec.js';
 import { invalid, MAX_UINT32 } from './values.js';
 
@@ -108,6 +109,23 @@ export function sandboxNamespaces(inp: SandboxNamespaceInputs): { namespaces: Li
   const userns = userNamespacePlan(o, inp.field);
   if (userns) out.push(ns('user', p.user));
   return userns ? { namespaces: out, userns } : { namespaces: out };
+}
+
+/**
+ * A container's namespace options as they apply in its pod: where the container leaves a
+ * namespace at POD (the default) and the pod uses the host's (NODE), the container is in the
+ * host's too, as containerd does (it joins the pod's, which is the host's). kubelet sends the
+ * pod's modes; crictl and CRI conformance tests often send none for the container.
+ */
+export function effectiveNamespaceOptions(container: NamespaceOption | undefined, pod: NamespaceOption | undefined): NamespaceOption | undefined {
+  if (!pod) return container;
+  const follow = (c: NamespaceMode | undefined, p: NamespaceMode): NamespaceMode | undefined =>
+    (c ?? NamespaceMode.POD) === NamespaceMode.POD && p === NamespaceMode.NODE ? NamespaceMode.NODE : c;
+  const network = follow(container?.network, pod.network);
+  const ipc = follow(container?.ipc, pod.ipc);
+  const pid = follow(container?.pid, pod.pid);
+  if (network === container?.network && ipc === container?.ipc && pid === container?.pid) return container;
+  return { ...(container ?? create(NamespaceOptionSchema)), network: network ?? NamespaceMode.POD, ipc: ipc ?? NamespaceMode.POD, pid: pid ?? NamespaceMode.POD };
 }
 
 export interface ContainerNamespaceInputs {

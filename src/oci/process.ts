@@ -61,13 +61,21 @@ function imageEnv(image: ImageConfig): string[] {
   });
 }
 
-/** CRI envs → "K=V"; keys must be non-empty and contain no "=" (it would shift the split). */
+/** Lossy UTF-8 (U+FFFD for bad sequences): what Go's JSON does when containerd writes the spec. */
+const utf8 = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+
+/**
+ * CRI envs → "K=V"; keys must be non-empty and contain no "=" (it would shift the split).
+ * Values are bytes (cri-api 1.37): one that is not valid UTF-8 is written with U+FFFD in place
+ * of the bad bytes (config.json is JSON text) instead of failing the request.
+ */
 function configEnv(envs: readonly KeyValue[], field: string): string[] {
   return envs.map((kv, i) => {
     if (kv.key === '' || kv.key.includes('=')) throw invalid(`${field}[${i}].key`, `invalid environment variable name ${JSON.stringify(kv.key)}`, 'oci.invalid_env');
     noNul(kv.key, `${field}[${i}].key`);
-    noNul(kv.value, `${field}[${i}].value`);
-    return `${kv.key}=${kv.value}`;
+    const value = utf8.decode(kv.value);
+    noNul(value, `${field}[${i}].value`);
+    return `${kv.key}=${value}`;
   });
 }
 

@@ -7,7 +7,7 @@ import { podAnnotations } from './annotations.js';
 import { capabilitySets, DEFAULT_CAPABILITIES } from './capabilities.js';
 import { cgroupsPath } from './cgroups.js';
 import { Annotations, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, defaultDeviceRules, defaultMounts, SANDBOX_CPU_SHARES, SANDBOX_OOM_SCORE_ADJ } from './defaults.js';
-import { DEV_SHM, RESOLV_CONF } from './mounts.js';
+import { bindSysfsForHostNetworkUserns, DEV_SHM, RESOLV_CONF } from './mounts.js';
 import type { SpecOptions } from './options.js';
 import type { UserDb } from './passwd.js';
 import { sandboxEnv } from './process.js';
@@ -80,7 +80,8 @@ export function sandboxSpec(inp: SandboxSpecInput): Spec {
   // Kernel filesystems, with the pod's /dev/shm (or the host's, with host IPC) bound read-only
   // over the default tmpfs, and the pod's resolv.conf. nosuid/nodev/noexec: the shm tmpfs has
   // them, and in a user namespace a read-only remount that would clear them is refused.
-  const mounts: Mount[] = defaultMounts().filter((m) => m.destination !== DEV_SHM);
+  const kernelMounts = defaultMounts().filter((m) => m.destination !== DEV_SHM);
+  const mounts: Mount[] = hostNetwork && ns.userns ? bindSysfsForHostNetworkUserns(kernelMounts) : kernelMounts;
   mounts.push({ destination: DEV_SHM, type: 'bind', source: hostIpc ? DEV_SHM : absPath(inp.shmPath, 'sandbox shm path'), options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
   mounts.push({ destination: RESOLV_CONF, type: 'bind', source: absPath(inp.resolvConfPath, 'sandbox resolv.conf path'), options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
 

@@ -248,6 +248,17 @@ test('stats shows a running container with its name', async () => {
   await ok(['rmp', '-f', 'st']);
 });
 
+test('info shows the conditions and every runtime handler with its probed features', async () => {
+  const out = await ok(['info']);
+  assert.match(out, /^RuntimeReady\s+true/m);
+  assert.match(out, /^HANDLER\s+RECURSIVE_READ_ONLY\s+USER_NAMESPACES$/m);
+  assert.match(out, /^\(default\)\s+true\s+(true|false)$/m);
+  assert.match(out, /^berth\s+true\s+(true|false)$/m);
+  const j = JSON.parse(await ok(['info', '-o', 'json'])) as { runtimeHandlers: Array<{ name: string }>; features: { supplementalGroupsPolicy: boolean } };
+  assert.deepEqual(j.runtimeHandlers.map((h) => h.name), ['', 'berth']);
+  assert.equal(j.features.supplementalGroupsPolicy, true);
+});
+
 test('usage errors exit 2, daemon errors exit 1 with one readable line', async () => {
   const unknownFlag = await berth(['ps', '--bogus']);
   assert.equal(unknownFlag.code, 2);

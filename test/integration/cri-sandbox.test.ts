@@ -177,7 +177,11 @@ test('bad input answers INVALID_ARGUMENT / NOT_FOUND naming the field', { skip }
   await removePod(ok);
   const unknown = 'f'.repeat(64);
   await assert.rejects(rt.podSandboxStatus({ podSandboxId: unknown }), (e) => grpcCode(e) === 5 && details(e).includes(unknown));
-  await assert.rejects(rt.stopPodSandbox({ podSandboxId: unknown }), (e) => grpcCode(e) === 5 && details(e).includes(unknown));
+  // Stop is idempotent: an id that names no pod succeeds (CRI; containerd 2.x), as does StopContainer.
+  await rt.stopPodSandbox({ podSandboxId: unknown });
+  await rt.stopContainer({ containerId: unknown, timeout: 0n });
+  await assert.rejects(rt.stopPodSandbox({ podSandboxId: '' }), (e) => grpcCode(e) === 3 && details(e).includes('pod_sandbox_id'));
+  await assert.rejects(rt.stopContainer({ containerId: '' }), (e) => grpcCode(e) === 3 && details(e).includes('container_id'));
   await assert.rejects(rt.podSandboxStatus({ podSandboxId: '' }), (e) => grpcCode(e) === 3 && details(e).includes('pod_sandbox_id'));
   await rt.removePodSandbox({ podSandboxId: unknown });
   assert.equal((await rt.listPodSandbox({})).items.filter((p) => p.metadata?.name === 'badrt').length, 0);

@@ -113,8 +113,8 @@ test('a privileged container gets every capability the node has and unmasked /pr
 test('env: image env plus config env, the config winning; working dir; hostname', async () => {
   const out = await run('echo "$PATH"; echo "$FOO"; pwd; hostname', {
     envs: [
-      { key: 'PATH', value: '/custom:/bin' },
-      { key: 'FOO', value: 'bar baz' },
+      { key: 'PATH', value: new TextEncoder().encode('/custom:/bin') },
+      { key: 'FOO', value: new TextEncoder().encode('bar baz') },
     ],
     workingDir: '/var/www',
   });

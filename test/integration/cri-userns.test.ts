@@ -5,7 +5,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readlinkSync, statSync } from 'node:fs';
+import { chmodSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { NamespaceMode, ContainerState } from '../../src/api/cri/runtime/v1/api_pb.js';
@@ -34,12 +35,12 @@ const HOST_UID = 400000;
 const HOST_GID = 500000;
 const SIZE = 65536;
 
-function usernsPod(extra: { pid?: NamespaceMode } = {}): Partial<PodConfigInit> {
+function usernsPod(extra: { pid?: NamespaceMode; network?: NamespaceMode } = {}): Partial<PodConfigInit> {
   return {
     linux: {
       securityContext: {
         namespaceOptions: {
-          network: NamespaceMode.POD,
+          network: extra.network ?? NamespaceMode.POD,
           ipc: NamespaceMode.POD,
           pid: extra.pid ?? NamespaceMode.CONTAINER,
           usernsOptions: {
@@ -108,6 +109,20 @@ test('a hostUsers=false pod runs its containers as root inside, as the mapped id
   assert.deepEqual(hostIds(pid), { uid: HOST_UID, gid: HOST_GID });
   assert.notEqual(readlinkSync(`/proc/${pid}/ns/user`), readlinkSync('/proc/self/ns/user'), 'own user namespace');
   assert.equal(s.state, ContainerState.CONTAINER_RUNNING);
+  // ContainerStatus.user: the ids inside the user namespace, read from the live process.
+  const u = verbose.status?.user?.linux;
+  assert.equal(u?.uid, 0n);
+  assert.equal(u?.gid, 0n);
+});
+
+test('procMount Unmasked as kubelet sends it (empty masked/readonly lists, userns pod): nothing masked; Default lists keep /proc masked', { skip: skipRun }, async () => {
+  const pod = await runPod(env, usernsPod());
+  pods.push(pod);
+  const probe = ['sh', '-c', 'grep -c -E " /proc/(timer_list|kcore|sys|keys) " /proc/self/mounts || true'];
+  const unmasked = await runToExit(env, pod, busyboxConfig(env, 'unmasked', probe, { linux: { securityContext: { maskedPaths: [], readonlyPaths: [] } } }));
+  assert.equal(logText(unmasked.status.logPath), '0');
+  const masked = await runToExit(env, pod, busyboxConfig(env, 'masked', probe, { linux: { securityContext: { maskedPaths: ['/proc/timer_list', '/proc/kcore', '/proc/keys'], readonlyPaths: ['/proc/sys'] } } }));
+  assert.notEqual(logText(masked.status.logPath), '0', 'the Default lists mask and protect /proc');
 });
 
 test('containers of one userns pod share its user, network and IPC namespaces', { skip: skipRun }, async () => {
@@ -129,6 +144,57 @@ test('a shared-pid userns pod (with a pause process) works too', { skip: skipRun
   const { status: st, log } = await runToExit(env, pod, busyboxConfig(env, 'ps', ['sh', '-c', 'id -u; ps -o pid,comm | wc -l']));
   assert.equal(st.exitCode, 0, log.map((l) => l.msg).join('\n'));
   assert.equal(log[0]?.msg, '0');
+});
+
+test('a volume with the pod mappings (as kubelet sends it) is idmapped: host root files are the container root\'s, and writes land as host root', { skip: skipRun }, async () => {
+  const pod = await runPod(env, usernsPod());
+  pods.push(pod);
+  const vol = mkdtempSync(join(tmpdir(), 'berth-idmap-'));
+  chmodSync(vol, 0o755);
+  writeFileSync(join(vol, 'f'), 'from the host\n');
+  try {
+    const uids = [{ hostId: HOST_UID, containerId: 0, length: SIZE }];
+    const gids = [{ hostId: HOST_GID, containerId: 0, length: SIZE }];
+    const script = 'stat -c %u:%g /vol/f; cat /vol/f; touch /vol/new && echo wrote; stat -c %u /plain/f';
+    const { status: st, log } = await runToExit(
+      env,
+      pod,
+      busyboxConfig(env, 'idmap', ['sh', '-c', script], {
+        mounts: [
+          { containerPath: '/vol', hostPath: vol, uidMappings: uids, gidMappings: gids },
+          { containerPath: '/plain', hostPath: vol, readonly: true },
+        ],
+      }),
+    );
+    const out = log.map((l) => l.msg).join('\n');
+    assert.equal(st.exitCode, 0, out);
+    assert.deepEqual(out.split('\n'), ['0:0', 'from the host', 'wrote', '65534'], 'idmapped: root inside; the plain bind of the same dir: nobody');
+    assert.equal(statSync(join(vol, 'new')).uid, 0, 'a write by the container root is host root on disk');
+    assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes('/idmap/'), false, 'no staging mount left on the host');
+    await assert.rejects(
+      createContainer(env, pod, busyboxConfig(env, 'idmap-bad', ['true'], { mounts: [{ containerPath: '/vol', hostPath: vol, uidMappings: [{ hostId: 1, containerId: 0, length: 1 }], gidMappings: gids }] })),
+      (e: { code: number; details: string }) => e.code === 3 && e.details.includes('config.mounts[0]') && e.details.includes('mappings'),
+    );
+  } finally {
+    rmSync(vol, { recursive: true, force: true });
+  }
+});
+
+test('a userns pod on the host network (user_namespaces_host_network): host network, root inside, sysfs readable', { skip: skipRun }, async () => {
+  // Without and with a pause (pid POD): the pause mounts sysfs too.
+  for (const pid of [NamespaceMode.CONTAINER, NamespaceMode.POD]) {
+    const pod = await runPod(env, usernsPod({ network: NamespaceMode.NODE, pid }));
+    pods.push(pod);
+    const { status: st, log } = await runToExit(env, pod, busyboxConfig(env, 'hostnet', ['sh', '-c', 'readlink /proc/self/ns/net; id -u; ls /sys/class/net | grep -c . ; readlink /proc/self/ns/user; grep " /sys " /proc/self/mounts | head -1 | cut -d" " -f4 | cut -d, -f1']));
+    const out = log.map((l) => l.msg).join('\n');
+    assert.equal(st.exitCode, 0, out);
+    const [net, uid, links, user, sys] = out.split('\n');
+    assert.equal(net, readlinkSync('/proc/self/ns/net'), 'host network');
+    assert.equal(uid, '0');
+    assert.ok(Number(links) >= 1, 'the host /sys is there');
+    assert.notEqual(user, readlinkSync('/proc/self/ns/user'), 'own user namespace');
+    assert.equal(sys, 'ro', 'the host /sys is bound read-only');
+  }
 });
 
 test('bad user namespace options are refused naming the field', { skip: !isRoot && 'needs root' }, async () => {

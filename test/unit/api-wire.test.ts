@@ -209,11 +209,20 @@ function signatures(fd: FileDescriptorProto): Map<string, string> {
   return sig;
 }
 
+/**
+ * Fields newer cri-api changed in a wire-compatible way (string → bytes, same tag and wire
+ * type): KeyValue.value became bytes in cri-api 1.37 so a value that is not UTF-8 does not fail
+ * the request; containerd 1.6 still has the string.
+ */
+const WIRE_COMPATIBLE: Record<string, [string, string]> = { 'field KeyValue.2': ['value 9 1 ', 'value 12 1 '] };
+
 /** Upstream entries missing or different in ours (extra entries in ours are allowed: newer APIs). */
 function mismatches(ours: DescFile, upstream: FileDescriptorProto): string[] {
   const a = signatures(ours.proto);
   const problems: string[] = [];
   for (const [k, v] of signatures(upstream)) {
+    const compat = WIRE_COMPATIBLE[k];
+    if (compat && v === compat[0] && a.get(k) === compat[1]) continue;
     if (a.get(k) !== v) problems.push(`${k}: ours=${a.get(k) ?? 'missing'} upstream=${v}`);
   }
   return problems;

@@ -20,7 +20,7 @@ test('run flags build a pod and a container config', () => {
   assert.equal(container.image?.image, 'busybox:1');
   assert.deepEqual(container.command, []);
   assert.deepEqual(container.args, ['sh', '-c', 'echo hi']);
-  assert.deepEqual(container.envs.map((e) => [e.key, e.value]), [['A', '1'], ['B', 'x=y']]);
+  assert.deepEqual(container.envs.map((e) => [e.key, new TextDecoder().decode(e.value)]), [['A', '1'], ['B', 'x=y']]);
   assert.equal(container.logPath, 'web/0.log');
   assert.equal(container.labels.app, 'w');
 });
@@ -70,7 +70,7 @@ test('config files: YAML and JSON, snake_case or camelCase names', () => {
   assert.equal(pod.linux?.securityContext?.namespaceOptions?.network, NamespaceMode.NODE);
   const c = containerConfigFromText('{"metadata":{"name":"b"},"image":{"image":"busybox"},"command":["top"],"logPath":"b.log","envs":[{"key":"A","value":"1"}]}', 'c.json');
   assert.deepEqual(c.command, ['top']);
-  assert.equal(c.envs[0]?.value, '1');
+  assert.equal(new TextDecoder().decode(c.envs[0]?.value), '1');
 });
 
 test('a typo in a config file is an error naming the file and the field', () => {

@@ -89,7 +89,7 @@ test('a default container joins the pod, runs the image entrypoint as root with 
 test('each container gets its own deep copy of the image config values', () => {
   const image: ImageConfig = { Entrypoint: ['/bin/app'], Env: ['A=1'] };
   const snapshot = structuredClone(image);
-  const one = build({ image, container: { metadata: { name: 'one' }, envs: [{ key: 'SECRET', value: 'x' }] } });
+  const one = build({ image, container: { metadata: { name: 'one' }, envs: [{ key: 'SECRET', value: new TextEncoder().encode('x') }] } });
   const two = build({ image, container: { metadata: { name: 'two' } } });
   one.process!.env!.push('LEAK=1');
   one.process!.args.push('leak');
@@ -264,4 +264,16 @@ test('systemd cgroup parents use the slice:prefix:name form', () => {
 
 test('missing metadata name is InvalidArgument', () => {
   assert.throws(() => build({ container: { metadata: { name: '' } } }), (e) => isBerthError(e, 'InvalidArgument') && /metadata.name/.test(e.message));
+});
+
+test('procMount as kubelet sends it: empty masked/readonly lists mean none in a pod user namespace, the defaults outside one', () => {
+  const userns = { mode: NamespaceMode.POD, uids: [{ hostId: 65536, containerId: 0, length: 65536 }], gids: [{ hostId: 65536, containerId: 0, length: 65536 }] };
+  const unmasked = build({ sc: { namespaceOptions: { usernsOptions: userns }, maskedPaths: [], readonlyPaths: [] } });
+  assert.deepEqual(unmasked.linux!.maskedPaths, []);
+  assert.deepEqual(unmasked.linux!.readonlyPaths, []);
+  const dflt = build({ sc: { namespaceOptions: { usernsOptions: userns }, maskedPaths: [...DEFAULT_MASKED_PATHS], readonlyPaths: [...DEFAULT_READONLY_PATHS] } });
+  assert.deepEqual(dflt.linux!.maskedPaths, [...DEFAULT_MASKED_PATHS]);
+  const hostUsers = build({ sc: { maskedPaths: [], readonlyPaths: [] } });
+  assert.deepEqual(hostUsers.linux!.maskedPaths, [...DEFAULT_MASKED_PATHS]);
+  assert.deepEqual(hostUsers.linux!.readonlyPaths, [...DEFAULT_READONLY_PATHS]);
 });

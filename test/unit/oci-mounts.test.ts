@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { MountPropagation, MountSchema, type Mount as CriMount } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { isBerthError } from '../../src/errors.js';
-import { imageVolumeMounts, planMounts, sandboxFileMounts } from '../../src/oci/mounts.js';
+import { bindSysfsForHostNetworkUserns, imageVolumeMounts, planMounts, sandboxFileMounts } from '../../src/oci/mounts.js';
 
 const m = (containerPath: string, hostPath: string, extra: Partial<CriMount> = {}) => create(MountSchema, { containerPath, hostPath, ...extra } as MessageInitShape<typeof MountSchema>);
 const files = { hostnamePath: '/sb/hostname', hostsPath: '/sb/hosts', resolvConfPath: '/sb/resolv.conf', shmPath: '/sb/shm' };
@@ -91,4 +91,28 @@ test('image volumes get deterministic host dirs and yield to CRI mounts', () => 
   assert.match(v[0]!.hostPath, /^\/var\/lib\/berth\/containers\/c1\/volumes\/[0-9a-f]{32}$/);
   assert.deepEqual(imageVolumeMounts({ '/cache': {} }, [], '/var/lib/berth/containers/c1'), v);
   assert.throws(() => imageVolumeMounts({ 'rel/path': {} }, [], '/r'), (e) => isBerthError(e, 'InvalidArgument') && /Volumes/.test(e.message));
+});
+
+test('recursive_read_only adds rro to a read-only private bind; with readonly false or another propagation it is refused naming the field', () => {
+  const p = plan([m('/r', '/h/r', { readonly: true, recursiveReadOnly: true })]);
+  assert.deepEqual(p.mounts.find((x) => x.destination === '/r')?.options, ['rbind', 'rprivate', 'ro', 'rro']);
+  assert.throws(
+    () => plan([m('/r', '/h/r', { readonly: false, recursiveReadOnly: true })]),
+    (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('mounts[0].readonly') && e.message.includes('recursive_read_only'),
+  );
+  assert.throws(
+    () => plan([m('/ok', '/h/ok'), m('/r', '/h/r', { readonly: true, recursiveReadOnly: true, propagation: MountPropagation.PROPAGATION_HOST_TO_CONTAINER })]),
+    (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('mounts[1].propagation') && e.message.includes('PROPAGATION_HOST_TO_CONTAINER'),
+  );
+});
+
+test('userns on the host network: sysfs becomes a read-only bind of the host /sys; other mounts untouched', () => {
+  const out = bindSysfsForHostNetworkUserns([
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    { destination: '/sys', type: 'sysfs', source: 'sysfs', options: ['nosuid', 'noexec', 'nodev', 'ro'] },
+  ]);
+  assert.deepEqual(out, [
+    { destination: '/proc', type: 'proc', source: 'proc' },
+    { destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] },
+  ]);
 });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { create } from '@bufbuild/protobuf';
 import { NamespaceMode, NamespaceOptionSchema, type NamespaceOption } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { isBerthError } from '../../src/errors.js';
-import { containerNamespaces, podNamespacePlan, sandboxNamespaces } from '../../src/oci/namespaces.js';
+import { containerNamespaces, effectiveNamespaceOptions, podNamespacePlan, sandboxNamespaces } from '../../src/oci/namespaces.js';
 
 const opts = (o: Partial<Record<'network' | 'pid' | 'ipc', NamespaceMode>> & { userns?: boolean } = {}): NamespaceOption =>
   create(NamespaceOptionSchema, {
@@ -88,4 +88,17 @@ test('a pod network container cannot join a pod without a network pin', () => {
     () => containerNamespaces({ options: opts({ pid: NamespaceMode.CONTAINER }), pod: { ipc: pins.ipc }, cgroupNamespace: false, field: F }),
     (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('network'),
   );
+});
+
+test('a container at POD follows a pod that uses the host namespace; explicit modes are kept', () => {
+  const pod = create(NamespaceOptionSchema, { network: NamespaceMode.NODE, ipc: NamespaceMode.NODE, pid: NamespaceMode.NODE });
+  const eff = effectiveNamespaceOptions(undefined, pod)!;
+  assert.deepEqual([eff.network, eff.ipc, eff.pid], [NamespaceMode.NODE, NamespaceMode.NODE, NamespaceMode.NODE]);
+  const own = create(NamespaceOptionSchema, { network: NamespaceMode.POD, ipc: NamespaceMode.CONTAINER, pid: NamespaceMode.CONTAINER });
+  const kept = effectiveNamespaceOptions(own, pod)!;
+  assert.deepEqual([kept.network, kept.ipc, kept.pid], [NamespaceMode.NODE, NamespaceMode.CONTAINER, NamespaceMode.CONTAINER]);
+  const podNet = create(NamespaceOptionSchema, { network: NamespaceMode.POD });
+  assert.equal(effectiveNamespaceOptions(own, podNet), own, 'nothing to follow: the container options unchanged');
+  const joined = containerNamespaces({ options: eff, pod: {}, cgroupNamespace: false, field: 'f' });
+  assert.deepEqual(joined.namespaces.map((n) => n.type), ['mount'], 'host network, IPC and pid: nothing to join');
 });

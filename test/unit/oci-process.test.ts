@@ -7,7 +7,7 @@ import { containerEnv, mergeEnv, parseSignal, processArgs, stopSignal, workingDi
 import type { ImageConfig } from '../../src/oci/spec.js';
 
 const image: ImageConfig = { Entrypoint: ['/ep'], Cmd: ['cmd-arg'] };
-const kv = (key: string, value: string) => create(KeyValueSchema, { key, value });
+const kv = (key: string, value: string | Uint8Array) => create(KeyValueSchema, { key, value: typeof value === 'string' ? new TextEncoder().encode(value) : value });
 
 test('Kubernetes command/args table against image Entrypoint/Cmd', () => {
   const cases: Array<[string[], string[], ImageConfig, string[]]> = [

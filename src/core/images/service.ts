@@ -222,20 +222,14 @@ export class ImageService {
   }
 
   /**
-   * Remove an image. By id (or digest reference) every name of it goes; by tag only that tag,
-   * and the image disappears with its last tag. Idempotent: an absent image is not an error.
+   * Remove an image with every name it has: by id, digest or any one tag (the CRI contract:
+   * removing by one tag removes all its tags, in every repository). Idempotent: an absent
+   * image is not an error.
    */
   async remove(ns: string, spec: string): Promise<void> {
     const img = await this.find(ns, spec);
     if (!img) return;
-    let names = img.records.map((r) => r.name);
-    const s = safeParse(spec);
-    if (s && s.tag !== undefined && s.digest === undefined) {
-      const tagName = referenceString(s);
-      const remainingTags = img.repoTags.filter((t) => t !== tagName);
-      if (remainingTags.length > 0) names = [tagName];
-    }
-    this.o.images.delete(ns, names);
+    this.o.images.delete(ns, img.records.map((r) => r.name));
     await this.gc();
   }
 
