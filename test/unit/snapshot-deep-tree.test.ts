@@ -1,0 +1,122 @@
+/**
+ * Trees a container can write into its writable layer (vulnerability 1 and 7 of issue 12):
+ * deeper than PATH_MAX, or with a directory swapped for a symlink to the host, they must not
+ * make RemoveContainer lie, berthd refuse to start, or ImageFsInfo fail or walk the host.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdir, readdir, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { NativeSnapshotter } from '../../src/core/snapshots/native.js';
+import { OverlaySnapshotter } from '../../src/core/snapshots/overlay.js';
+import { tempDir } from '../helpers/tar.js';
+
+/** mkdir d; cd d; … `depth` times (chdir keeps every call short of PATH_MAX). */
+function deepTree(dir: string, depth: number): void {
+  const cwd = process.cwd();
+  process.chdir(dir);
+  try {
+    for (let i = 0; i < depth; i++) {
+      mkdirSync('d');
+      process.chdir('d');
+    }
+    writeFileSync('bottom', 'x'.repeat(5000));
+  } finally {
+    process.chdir(cwd);
+  }
+}
+
+for (const Kind of [OverlaySnapshotter, NativeSnapshotter]) {
+  const d = Kind.name;
+
+  test(`${d}: a writable layer 2100 levels deep is measured and removed, record last`, async (t) => {
+    const root = await tempDir(t);
+    const sn = new Kind(root);
+    await sn.init();
+    t.after(() => sn.close());
+    await sn.prepare('ctr');
+    const { dir } = await sn.applyTarget('ctr');
+    deepTree(dir, 2100);
+
+    const u = await sn.usage('ctr');
+    assert.ok(u.inodes >= 2102, `usage counts every level (got ${u.inodes} inodes)`);
+    const total = await sn.totalUsage();
+    assert.ok(total.inodes >= u.inodes);
+
+    await sn.remove('ctr');
+    await assert.rejects(sn.stat('ctr'), { kind: 'NotFound' });
+    assert.deepEqual(await readdir(join(root, 'snapshots')), [], 'nothing is left of the tree');
+  });
+
+  test(`${d}: a removal that fails keeps the record, and a retry finishes it`, async (t) => {
+    const root = await tempDir(t);
+    const sn = new Kind(root);
+    await sn.init();
+    t.after(() => sn.close());
+    await sn.prepare('ctr');
+    const { dir } = await sn.applyTarget('ctr');
+    await mkdir(join(dir, 'mnt'));
+    await writeFile(join(dir, 'file'), 'x');
+    // A mount point inside the tree: removal must fail (and not empty the mounted filesystem).
+    execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', join(dir, 'mnt')]);
+    let mounted = true;
+    t.after(() => {
+      if (mounted) execFileSync('umount', ['-l', join(dir, 'mnt')]);
+    });
+    await assert.rejects(sn.remove('ctr'), { code: 'EBUSY' });
+    assert.equal((await sn.stat('ctr')).kind, 'active', 'the record stays while its directory exists');
+    // The half-removed tree no longer sits at the snapshot's own path.
+    assert.equal(existsSync(dir), false);
+    const doomed = (await readdir(join(root, 'snapshots'))).filter((n) => n.startsWith('rm-'));
+    assert.equal(doomed.length, 1);
+    execFileSync('umount', [join(root, 'snapshots', doomed[0]!, 'fs', 'mnt')]);
+    mounted = false;
+    await sn.remove('ctr');
+    await assert.rejects(sn.stat('ctr'), { kind: 'NotFound' });
+    assert.deepEqual(await readdir(join(root, 'snapshots')), []);
+  });
+
+  test(`${d}: init removes deep leftovers and goes on past one it cannot remove`, async (t) => {
+    const root = await tempDir(t);
+    const first = new Kind(root);
+    await first.init();
+    await first.prepare('keep');
+    first.close();
+    const snaps = join(root, 'snapshots');
+    await mkdir(join(snaps, '999'));
+    deepTree(join(snaps, '999'), 2100);
+    await mkdir(join(snaps, 'staging-busy', 'mnt'), { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', join(snaps, 'staging-busy', 'mnt')]);
+    const sn = new Kind(root);
+    try {
+      await sn.init();
+    } finally {
+      // Before tempDir's own cleanup (after-hooks run in order).
+      execFileSync('umount', ['-l', join(snaps, 'staging-busy', 'mnt')]);
+    }
+    t.after(() => sn.close());
+    const left = (await readdir(snaps)).sort();
+    assert.ok(!left.includes('999'), 'the deep orphan is removed');
+    assert.ok(left.includes('staging-busy'), 'the busy one is left, logged');
+    assert.equal((await sn.stat('keep')).kind, 'active');
+  });
+
+  test(`${d}: usage does not follow a directory swapped for a symlink to the host`, async (t) => {
+    const root = await tempDir(t);
+    const outside = await tempDir(t);
+    for (let i = 0; i < 50; i++) await writeFile(join(outside, `f${i}`), 'y'.repeat(8192));
+    const sn = new Kind(root);
+    await sn.init();
+    t.after(() => sn.close());
+    await sn.prepare('ctr');
+    const { dir } = await sn.applyTarget('ctr');
+    symlinkSync(outside, join(dir, 'host'));
+    const u = await sn.usage('ctr');
+    assert.ok(u.inodes < 10, `the host directory is not walked (counted ${u.inodes} inodes)`);
+    await sn.remove('ctr');
+    assert.equal((await readdir(outside)).length, 50, 'removal did not follow the symlink');
+    assert.ok((await stat(outside)).isDirectory());
+  });
+}
