@@ -61,18 +61,19 @@ for (const Kind of [OverlaySnapshotter, NativeSnapshotter]) {
     await writeFile(join(dir, 'file'), 'x');
     // A mount point inside the tree: removal must fail (and not empty the mounted filesystem).
     execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', join(dir, 'mnt')]);
-    let mounted = true;
-    t.after(() => {
-      if (mounted) execFileSync('umount', ['-l', join(dir, 'mnt')]);
-    });
-    await assert.rejects(sn.remove('ctr'), { code: 'EBUSY' });
-    assert.equal((await sn.stat('ctr')).kind, 'active', 'the record stays while its directory exists');
-    // The half-removed tree no longer sits at the snapshot's own path.
-    assert.equal(existsSync(dir), false);
-    const doomed = (await readdir(join(root, 'snapshots'))).filter((n) => n.startsWith('rm-'));
-    assert.equal(doomed.length, 1);
-    execFileSync('umount', [join(root, 'snapshots', doomed[0]!, 'fs', 'mnt')]);
-    mounted = false;
+    let mnt = join(dir, 'mnt');
+    try {
+      await assert.rejects(sn.remove('ctr'), { code: 'EBUSY' });
+      assert.equal((await sn.stat('ctr')).kind, 'active', 'the record stays while its directory exists');
+      // The half-removed tree no longer sits at the snapshot's own path.
+      assert.equal(existsSync(dir), false);
+      const doomed = (await readdir(join(root, 'snapshots'))).filter((n) => n.startsWith('rm-'));
+      assert.equal(doomed.length, 1);
+      mnt = join(root, 'snapshots', doomed[0]!, 'fs', 'mnt');
+    } finally {
+      // Here, not in an after-hook: tempDir's cleanup would run first.
+      execFileSync('umount', ['-l', mnt]);
+    }
     await sn.remove('ctr');
     await assert.rejects(sn.stat('ctr'), { kind: 'NotFound' });
     assert.deepEqual(await readdir(join(root, 'snapshots')), []);
