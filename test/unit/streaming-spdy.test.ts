@@ -4,7 +4,7 @@ import net from 'node:net';
 import zlib from 'node:zlib';
 import { SPDY3_DICTIONARY } from '../../src/streaming/spdy/dictionary.js';
 import { FrameReader, RstStatus, encodeFrame, type Frame } from '../../src/streaming/spdy/frames.js';
-import { HeaderCompressor, HeaderDecompressor, adler32, decodeHeaderBlock, encodeHeaderBlock } from '../../src/streaming/spdy/headers.js';
+import { HeaderCompressor, HeaderDecompressor, MAX_HEADER_BLOCK, adler32, decodeHeaderBlock, encodeHeaderBlock } from '../../src/streaming/spdy/headers.js';
 import { SpdyConnection, type SpdyStream } from '../../src/streaming/spdy/connection.js';
 
 const hex = (b: Buffer) => b.toString('hex');
@@ -113,11 +113,66 @@ test('malformed header blocks are rejected', async () => {
   assert.throws(() => decodeHeaderBlock(upper), /lowercase/);
   const dup = Buffer.from('00000002' + '00000001' + '61' + '00000000' + '00000001' + '61' + '00000000', 'hex');
   assert.throws(() => decodeHeaderBlock(dup), /duplicate/);
-  const d = new HeaderDecompressor(500);
+  const d = new HeaderDecompressor();
   try {
     await assert.rejects(d.decompress(Buffer.from('not a zlib stream at all')), /inflate/);
   } finally {
     d.close();
+  }
+});
+
+/** The first header block of a SPDY zlib stream whose deflated body is `raw` (sync-flushed). */
+function firstBlock(raw: Buffer): Buffer {
+  const dictId = Buffer.alloc(4);
+  dictId.writeUInt32BE(adler32(SPDY3_DICTIONARY), 0);
+  return Buffer.concat([Buffer.from([0x78, 0xbb]), dictId, zlib.deflateRawSync(raw, { dictionary: SPDY3_DICTIONARY, finishFlush: zlib.constants.Z_SYNC_FLUSH })]);
+}
+
+const turns = async (n: number) => {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+};
+
+test('a header zlib bomb is cut off at the block budget, not inflated on', async () => {
+  // One header whose value claims 64 MiB of zeros: ~64 KiB on the wire.
+  const head = Buffer.from('00000001' + '00000001' + '61' + '04000000', 'hex');
+  const bomb = firstBlock(Buffer.concat([head, Buffer.alloc(64 << 20)]));
+  assert.ok(bomb.length < 1 << 20, 'fits one frame');
+  const d = new HeaderDecompressor();
+  try {
+    await assert.rejects(d.decompress(bomb), /more than 262144 bytes/);
+    await turns(50);
+    assert.ok(d.inflated <= MAX_HEADER_BLOCK + 64 * 1024, `inflation stopped at the budget (inflated ${d.inflated} bytes)`);
+    await assert.rejects(d.decompress(Buffer.from([0])), /more than 262144 bytes/, 'the connection stays failed');
+  } finally {
+    d.close();
+  }
+});
+
+test('header output past the end of its block is a protocol error, whatever the state', async () => {
+  // A complete small block, then 16 MiB more in the same frame: the block is found complete
+  // at once, the rest must not be inflated into a buffer nobody bounds.
+  const block = encodeHeaderBlock({ streamtype: 'stdin' });
+  const d = new HeaderDecompressor();
+  try {
+    await assert.rejects(d.decompress(firstBlock(Buffer.concat([block, Buffer.alloc(16 << 20)]))), /past the end of its block|more than 262144/);
+    await turns(50);
+    assert.ok(d.inflated <= MAX_HEADER_BLOCK + 64 * 1024, `inflated ${d.inflated} bytes`);
+  } finally {
+    d.close();
+  }
+  const d2 = new HeaderDecompressor();
+  try {
+    // Two blocks in one frame: the second is output beyond the frame's block.
+    await assert.rejects(d2.decompress(firstBlock(Buffer.concat([block, block]))), /past the end of its block/);
+  } finally {
+    d2.close();
+  }
+  const d3 = new HeaderDecompressor();
+  try {
+    // Half a block: incomplete in its frame.
+    await assert.rejects(d3.decompress(firstBlock(block.subarray(0, 10))), /incomplete/);
+  } finally {
+    d3.close();
   }
 });
 
