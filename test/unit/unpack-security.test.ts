@@ -141,3 +141,29 @@ test('resolving many entries under one deep directory costs lstat calls linear i
   assert.ok(r.lstatCalls <= 200, `lstat calls: ${r.lstatCalls}`);
   assert.ok((await stat(join(root, dirname(deep.join('/'))))).isDirectory());
 });
+
+for (const mode of ['native', 'overlay'] as const) {
+  test(`${mode}: deferred directory times never land on a host file through a parent replaced by a symlink`, async (t) => {
+    const { root, outside } = await setup(t);
+    const { utimes } = await import('node:fs/promises');
+    await writeFile(join(outside, 'passwd'), 'root:x:0:0::/root:/bin/sh\n');
+    await utimes(join(outside, 'passwd'), 1_234_567_890, 1_234_567_890);
+    await apply(
+      root,
+      [
+        { name: 'a/', type: 'directory' },
+        { name: 'a/passwd/', type: 'directory', mtime: new Date(0) },
+        { name: 'a', type: 'symlink', linkname: outside },
+        { name: 'kept/', type: 'directory', mtime: new Date(1_500_000_000_000) },
+        { name: 'kept/sub/', type: 'directory', mtime: new Date(1_400_000_000_000) },
+      ],
+      mode,
+    );
+    assert.equal((await stat(join(outside, 'passwd'))).mtimeMs, 1_234_567_890_000, 'the host file keeps its mtime');
+    assert.equal(await readFile(join(outside, 'passwd'), 'utf8'), 'root:x:0:0::/root:/bin/sh\n');
+    assert.ok((await lstat(join(root, 'a'))).isSymbolicLink());
+    // Directories that stayed get their times.
+    assert.equal((await stat(join(root, 'kept'))).mtimeMs, 1_500_000_000_000);
+    assert.equal((await stat(join(root, 'kept', 'sub'))).mtimeMs, 1_400_000_000_000);
+  });
+}

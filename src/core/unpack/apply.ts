@@ -17,7 +17,8 @@
  * child not written by this same layer.
  */
 import { createHash } from 'node:crypto';
-import { constants as fsc, type Stats } from 'node:fs';
+import { closeSync, constants as fsc, futimesSync, openSync, type Stats } from 'node:fs';
+import { O_DIR_NOFOLLOW, openDirAt } from '../../fsat.js';
 import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, symlink, type SyncHandle } from './fsops.js';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -134,7 +135,10 @@ class LayerWriter {
   private readonly mode: WhiteoutMode;
   /** Paths written by this layer (native opaque dirs keep them). */
   private readonly written = new Set<string>();
-  /** Directory times are set last: creating children changes them. */
+  /**
+   * Directory times are set last (creating children changes them), by root-relative real path:
+   * `finish` re-resolves each one from the root fd, never through a symlink.
+   */
   private readonly dirTimes: Array<[string, number]> = [];
 
   constructor(private readonly root: string, opts: ApplyOptions) {
@@ -185,7 +189,7 @@ class LayerWriter {
           if (st) await this.remove(abs, st);
           await mkdir(abs, { mode: 0o700 });
         }
-        await this.setMeta(abs, h, true);
+        await this.setMeta(abs, h, true, real);
         break;
       }
       case 'file':
@@ -220,14 +224,56 @@ class LayerWriter {
     this.written.add(real);
   }
 
-  /** Sets the directory times collected during extraction (children no longer change them). */
+  /**
+   * Sets the directory times collected during extraction (children no longer change them).
+   * A later entry may have replaced a parent with a symlink (`a/`, `a/passwd/`, `a -> /etc`):
+   * each directory is reopened component by component from the root with O_NOFOLLOW, and one
+   * that is no longer a directory inside the root is skipped (it was removed with its parent).
+   * The times go through the fd. Paths are visited in sorted order so that the fds of a shared
+   * prefix are reused: one openat per directory.
+   */
   async finish(): Promise<void> {
-    for (const [abs, t] of this.dirTimes) {
-      try {
-        await lutimes(abs, t, t);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if (this.dirTimes.length === 0) return;
+    const times = new Map<string, number>();
+    for (const [real, t] of this.dirTimes) times.set(real, t);
+    const paths = [...times.keys()].sort();
+    const rootFd = openSync(this.root, O_DIR_NOFOLLOW);
+    // stack[i] is the fd of the first i+1 components of the previous path.
+    const names: string[] = [];
+    const fds: number[] = [];
+    try {
+      for (const real of paths) {
+        const comps = real === '' ? [] : real.split('/');
+        let common = 0;
+        while (common < names.length && common < comps.length && names[common] === comps[common]) common++;
+        while (fds.length > common) {
+          closeSync(fds.pop()!);
+          names.pop();
+        }
+        let ok = true;
+        for (let i = common; i < comps.length; i++) {
+          const parent = i === 0 ? rootFd : fds[i - 1]!;
+          let fd: number;
+          try {
+            fd = openDirAt(parent, comps[i]!);
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code;
+            if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') {
+              ok = false;
+              break;
+            }
+            throw err;
+          }
+          fds.push(fd);
+          names.push(comps[i]!);
+        }
+        if (!ok) continue;
+        const t = times.get(real)!;
+        futimesSync(comps.length === 0 ? rootFd : fds[fds.length - 1]!, t, t);
       }
+    } finally {
+      for (const fd of fds) closeSync(fd);
+      closeSync(rootFd);
     }
   }
 
@@ -267,13 +313,14 @@ class LayerWriter {
   }
 
   /** Owner, mode (not for symlinks), xattrs and times of a non-regular entry, never via a link. */
-  private async setMeta(abs: string, h: Header, isDir: boolean): Promise<void> {
+  /** `real`: the root-relative resolved path of a directory ('' for the root). */
+  private async setMeta(abs: string, h: Header, isDir: boolean, real = ''): Promise<void> {
     await lchown(abs, parseId(h.pax?.uid ?? h.uid ?? 0, 'uid'), parseId(h.pax?.gid ?? h.gid ?? 0, 'gid'));
     const st = await lstat(abs);
     if (!st.isSymbolicLink()) await chmod(abs, (h.mode ?? (isDir ? 0o755 : 0o644)) & 0o7777);
     setXattrs(abs, xattrsOf(h));
     const t = mtimeOf(h);
-    if (isDir) this.dirTimes.push([abs, t]);
+    if (isDir) this.dirTimes.push([real, t]);
     else await lutimes(abs, t, t);
   }
 
