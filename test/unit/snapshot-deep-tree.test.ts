@@ -121,3 +121,44 @@ for (const Kind of [OverlaySnapshotter, NativeSnapshotter]) {
     assert.ok((await stat(outside)).isDirectory());
   });
 }
+
+test('usage never walks the host while a container swaps directories for symlinks to it', async (t) => {
+  const { Worker } = await import('node:worker_threads');
+  const { diskUsage } = await import('../../src/core/snapshots/usage.js');
+  const dir = await tempDir(t);
+  const host = await tempDir(t);
+  for (let i = 0; i < 2000; i++) writeFileSync(join(host, `f${i}`), '');
+  const n = 20;
+  for (let i = 0; i < n; i++) {
+    mkdirSync(join(dir, `d${i}`));
+    writeFileSync(join(dir, `d${i}`, 'f'), '');
+  }
+  // The "container": swaps each d<i> for a symlink to the host dir and back, until told to stop.
+  const swapper = new Worker(
+    `const { workerData, parentPort } = require('node:worker_threads');
+     const fs = require('node:fs');
+     let stop = false;
+     parentPort.on('message', () => { stop = true; });
+     const loop = () => {
+       for (let k = 0; k < 200 && !stop; k++) {
+         for (let i = 0; i < ${n}; i++) {
+           const d = workerData.dir + '/d' + i;
+           try { fs.renameSync(d, d + '.real'); fs.symlinkSync(workerData.host, d); } catch {}
+           try { fs.unlinkSync(d); fs.renameSync(d + '.real', d); } catch {}
+         }
+       }
+       if (stop) { parentPort.close(); return; }
+       setImmediate(loop);
+     };
+     loop();`,
+    { eval: true, workerData: { dir, host } },
+  );
+  let most = 0;
+  try {
+    for (let i = 0; i < 300; i++) most = Math.max(most, (await diskUsage(dir)).inodes);
+  } finally {
+    swapper.postMessage('stop');
+    await new Promise((r) => swapper.once('exit', r));
+  }
+  assert.ok(most < 100, `the walk stayed in the tree (at most ${most} inodes counted; the host dir has 2000)`);
+});
