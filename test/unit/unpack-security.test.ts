@@ -167,3 +167,42 @@ for (const mode of ['native', 'overlay'] as const) {
     assert.equal((await stat(join(root, 'kept', 'sub'))).mtimeMs, 1_400_000_000_000);
   });
 }
+
+test('unpack path work stays linear: a replaced symlink drops only what depended on it', async (t) => {
+  const { root } = await setup(t);
+  const depth = 1500;
+  const deep = Array.from({ length: depth }, () => 'd').join('/');
+  const pairs = 300;
+  const entries: TarEntry[] = [{ name: `${deep}/`, type: 'directory' }];
+  for (let i = 0; i < pairs; i++) {
+    entries.push({ name: 'l', type: 'symlink', linkname: i % 2 ? 'x' : 'y' });
+    entries.push({ name: `${deep}/f${i}`, content: 'x' });
+  }
+  // A symlink the deep path goes through, replaced too: what went through it is re-resolved.
+  entries.push({ name: 'via', type: 'symlink', linkname: 'd' });
+  entries.push({ name: 'via/viafile', content: 'v' });
+  entries.push({ name: 'via', type: 'symlink', linkname: 'e' });
+  entries.push({ name: 'e/', type: 'directory' });
+  entries.push({ name: 'via/viafile2', content: 'w' });
+  const r = await applyLayer(Readable.from([await buildTar(entries)]), root, { mode: 'native' });
+  // Without subtree invalidation each pair re-resolves all 1500 levels (450k lstat calls).
+  assert.ok(r.work!.pathLookups <= depth + 20 * pairs, `lstat calls: ${r.work!.pathLookups}`);
+  assert.equal(await readFile(join(root, deep, `f${pairs - 1}`), 'utf8'), 'x');
+  assert.equal(await readFile(join(root, 'd', 'viafile'), 'utf8'), 'v');
+  assert.equal(await readFile(join(root, 'e', 'viafile2'), 'utf8'), 'w', 'a resolution through a replaced symlink is not reused');
+});
+
+test('native: an opaque marker repeated for one directory reads it once', async (t) => {
+  const { root } = await setup(t);
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(join(root, 'big'));
+  for (let i = 0; i < 50; i++) await writeFile(join(root, 'big', `lower${i}`), 'l');
+  const entries: TarEntry[] = [{ name: 'big/', type: 'directory' }];
+  for (let i = 0; i < 500; i++) entries.push({ name: `big/f${i}`, content: 'x' });
+  for (let i = 0; i < 500; i++) entries.push({ name: 'big/.wh..wh..opq', content: '' });
+  const r = await applyLayer(Readable.from([await buildTar(entries)]), root, { mode: 'native' });
+  assert.equal(r.work!.dirReads, 1);
+  const names = await readdir(join(root, 'big'));
+  assert.equal(names.length, 500, 'the lower entries are gone, the layer\'s own stay');
+  assert.ok(names.every((n) => n.startsWith('f')));
+});

@@ -47,6 +47,11 @@ export interface ApplyResult {
   bytes: number;
   /** sha256 digest of the uncompressed tar stream (the layer's DiffID). */
   diffID: string;
+  /**
+   * Path work done (applyLayer only; to check it stays linear in the layer): lstat calls made
+   * resolving parents, and directories read for native opaque markers.
+   */
+  work?: { pathLookups: number; dirReads: number };
 }
 
 type Header = TarHeader;
@@ -140,6 +145,13 @@ class LayerWriter {
    * `finish` re-resolves each one from the root fd, never through a symlink.
    */
   private readonly dirTimes: Array<[string, number]> = [];
+  /** Directories this layer already made opaque (native mode). */
+  private readonly opaqued = new Set<string>();
+  dirReads = 0;
+
+  get pathLookups(): number {
+    return this.resolver.lstatCalls;
+  }
 
   constructor(private readonly root: string, opts: ApplyOptions) {
     this.mode = opts.mode ?? 'native';
@@ -186,7 +198,7 @@ class LayerWriter {
         await drain(body);
         const st = await lstatOrNull(abs);
         if (!st?.isDirectory()) {
-          if (st) await this.remove(abs, st);
+          if (st) await this.remove(real, st);
           await mkdir(abs, { mode: 0o700 });
         }
         await this.setMeta(abs, h, true, real);
@@ -196,11 +208,11 @@ class LayerWriter {
       case 'contiguous-file':
       case null:
       case undefined:
-        await this.writeFile(abs, h, body);
+        await this.writeFile(real, abs, h, body);
         break;
       case 'symlink':
         await drain(body);
-        await this.replace(abs);
+        await this.replace(real);
         await symlink(h.linkname ?? '', abs);
         await this.setMeta(abs, h, false);
         break;
@@ -212,7 +224,7 @@ class LayerWriter {
       case 'block-device':
       case 'fifo': {
         await drain(body);
-        await this.replace(abs);
+        await this.replace(real);
         const kind = h.type === 'fifo' ? S_IFIFO : h.type === 'block-device' ? S_IFBLK : S_IFCHR;
         mknod(abs, kind | ((h.mode ?? 0) & 0o777), h.devmajor ?? 0, h.devminor ?? 0);
         await this.setMeta(abs, h, false);
@@ -277,18 +289,19 @@ class LayerWriter {
     }
   }
 
-  /** Removes whatever is at `abs` (a later entry with the same name wins). */
-  private async replace(abs: string): Promise<void> {
-    const st = await lstatOrNull(abs);
-    if (st) await this.remove(abs, st);
+  /** Removes whatever is at real path `real` (a later entry with the same name wins). */
+  private async replace(real: string): Promise<void> {
+    const st = await lstatOrNull(join(this.root, real));
+    if (st) await this.remove(real, st);
   }
 
-  private async remove(abs: string, st: Stats): Promise<void> {
-    await removeAll(abs);
-    if (st.isDirectory() || st.isSymbolicLink()) this.resolver.invalidate();
+  private async remove(real: string, st: Stats): Promise<void> {
+    await removeAll(join(this.root, real));
+    // Only what depended on this entry leaves the path cache (its subtree, symlink resolutions).
+    if (st.isDirectory() || st.isSymbolicLink()) this.resolver.removed(real);
   }
 
-  private async writeFile(abs: string, h: Header, body: Body): Promise<void> {
+  private async writeFile(real: string, abs: string, h: Header, body: Body): Promise<void> {
     const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
     let fh: SyncHandle;
     try {
@@ -296,7 +309,7 @@ class LayerWriter {
       fh = await open(abs, flags, 0o600);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      await this.replace(abs);
+      await this.replace(real);
       fh = await open(abs, flags, 0o600);
     }
     try {
@@ -338,7 +351,7 @@ class LayerWriter {
     const st = await lstatOrNull(tabs);
     if (!st) throw fail('target not found in layer');
     if (st.isDirectory()) throw fail('target is a directory');
-    await this.replace(abs);
+    await this.replace(real);
     // link(2) does not follow a symlink target, so this never reaches outside the root.
     await link(tabs, abs);
   }
@@ -350,22 +363,31 @@ class LayerWriter {
       this.resolver.markOpaque(parent);
       return;
     }
+    // Native: once per directory and layer. After the first marker everything left in it was
+    // written by this layer (a directory removed and made again since holds only this layer's
+    // entries too), so a layer repeating the marker 1e5 times does not reread it each time.
+    if (this.opaqued.has(parent)) return;
+    this.opaqued.add(parent);
+    this.dirReads++;
     for (const name of await readdir(dir)) {
       const child = joinRel(parent, name);
-      if (!this.written.has(child)) await removeAll(join(dir, name));
+      if (this.written.has(child)) continue;
+      const st = await lstatOrNull(join(dir, name));
+      if (st) await this.remove(child, st);
     }
-    this.resolver.invalidate();
   }
 
   private async whiteout(parent: string, name: string): Promise<void> {
-    const abs = join(this.root, parent, name);
+    const real = joinRel(parent, name);
+    const abs = join(this.root, real);
     const st = await lstatOrNull(abs);
-    if (st) await this.remove(abs, st);
+    if (st) await this.remove(real, st);
     if (this.mode === 'overlay') {
       mknod(abs, S_IFCHR, 0, 0);
-      this.resolver.invalidate();
+      // A lower entry here (a symlink some resolution followed) is now whited out.
+      this.resolver.removed(real);
     }
-    this.written.delete(joinRel(parent, name));
+    this.written.delete(real);
   }
 }
 
@@ -396,5 +418,5 @@ export async function applyLayer(tarStream: Readable, root: string, opts: ApplyO
     }
     throw err;
   }
-  return { bytes: hasher.bytes, diffID: 'sha256:' + hasher.hash.digest('hex') };
+  return { bytes: hasher.bytes, diffID: 'sha256:' + hasher.hash.digest('hex'), work: { pathLookups: writer.pathLookups, dirReads: writer.dirReads } };
 }
