@@ -166,7 +166,7 @@ export const createContainer =
           statDevice,
           lookupPropagation,
           localhostSeccompProfile: await localhostSeccomp(config),
-          options: { restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj, podAnnotations: handler?.podAnnotations, allCapabilities: currentCapabilities() },
+          options: { restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj, podAnnotations: handler?.podAnnotations, allowedContainerAnnotations: handler?.containerAnnotations, allCapabilities: currentCapabilities() },
         });
       });
 

@@ -23,8 +23,13 @@ const runtimeSchema = z
     binary: z.string().min(1).optional(),
     /** Shim binary override (default: derived from type). */
     shim: z.string().min(1).optional(),
-    /** Annotations (prefixes) that pods/containers may pass through to the OCI spec. */
+    /** Pod annotation patterns ('*' globs) passed through to the OCI specs of the pod. */
     pod_annotations: z.array(z.string()).default([]),
+    /**
+     * Container annotation patterns ('*' globs) passed through to the container's OCI spec; no
+     * other container annotation is (runc acts on some, e.g. org.systemd.property.*).
+     */
+    container_annotations: z.array(z.string()).default([]),
   })
   .strict();
 

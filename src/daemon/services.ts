@@ -129,9 +129,9 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     logger: log.child({ component: 'cni' }),
   });
 
-  const handlers: Record<string, RuntimeHandler & { podAnnotations?: string[] }> = {};
+  const handlers: Record<string, RuntimeHandler & { podAnnotations?: string[]; containerAnnotations?: string[] }> = {};
   for (const [name, r] of Object.entries(config.runtimes)) {
-    handlers[name] = { type: r.type, shim: r.shim, binary: r.binary, podAnnotations: r.pod_annotations };
+    handlers[name] = { type: r.type, shim: r.shim, binary: r.binary, podAnnotations: r.pod_annotations, containerAnnotations: r.container_annotations };
   }
   const tasks = new TaskManager({
     stateDir: config.state,
