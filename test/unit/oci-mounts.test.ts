@@ -92,3 +92,11 @@ test('image volumes get deterministic host dirs and yield to CRI mounts', () => 
   assert.deepEqual(imageVolumeMounts({ '/cache': {} }, [], '/var/lib/berth/containers/c1'), v);
   assert.throws(() => imageVolumeMounts({ 'rel/path': {} }, [], '/r'), (e) => isBerthError(e, 'InvalidArgument') && /Volumes/.test(e.message));
 });
+
+test('an image with more than 128 Volumes is refused, naming the field', () => {
+  const many: Record<string, object> = {};
+  for (let i = 0; i < 129; i++) many[`/v${i}`] = {};
+  assert.throws(() => imageVolumeMounts(many, [], '/r'), (e) => isBerthError(e, 'InvalidArgument') && /image config Volumes/.test(e.message) && /129 volumes/.test(e.message));
+  delete many['/v0'];
+  assert.equal(imageVolumeMounts(many, [], '/r').length, 128);
+});

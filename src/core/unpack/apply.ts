@@ -40,7 +40,15 @@ export interface ApplyOptions {
    * to the lower dirs once it is committed, and is called only if a lookup needs them.
    */
   pendingLowers?: PendingLowers;
+  /** Most uncompressed bytes the layer may have (default MAX_LAYER_BYTES). */
+  maxBytes?: number;
 }
+
+/**
+ * Default cap of a layer's uncompressed size: a gzip or zstd bomb (1000:1 and more) must not
+ * fill the disk before the diffID check can reject it.
+ */
+export const MAX_LAYER_BYTES = 64 * 1024 ** 3;
 
 export interface ApplyResult {
   /** Bytes of the uncompressed tar stream. */
@@ -113,14 +121,23 @@ function setXattrs(abs: string, xattrs: Array<[string, Buffer]>): void {
   }
 }
 
-/** Passes the chunks of `src` on, hashing and counting them (the layer's DiffID and size). */
+/**
+ * Passes the chunks of `src` on, hashing and counting them (the layer's DiffID and size), and
+ * stops a layer that inflates past `maxBytes`.
+ */
 class Hasher {
   readonly hash = createHash('sha256');
   bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
   async *through(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     for await (const chunk of src) {
-      this.hash.update(chunk);
       this.bytes += chunk.length;
+      if (this.bytes > this.maxBytes) {
+        throw errors.resourceExhausted('unpack.layer_too_large', `layer inflates to more than ${this.maxBytes} bytes`);
+      }
+      this.hash.update(chunk);
       yield chunk;
     }
   }
@@ -402,7 +419,7 @@ async function drain(body: Body): Promise<void> {
  * On error the root is left partially written; the caller discards the snapshot.
  */
 export async function applyLayer(tarStream: Readable, root: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
-  const hasher = new Hasher();
+  const hasher = new Hasher(opts.maxBytes ?? MAX_LAYER_BYTES);
   const writer = new LayerWriter(root, opts);
   try {
     for await (const entry of readTar(hasher.through(tarStream))) {
