@@ -63,6 +63,7 @@ test('a default container joins the pod, runs the image entrypoint as root with 
   assert.equal(s.process!.noNewPrivileges, false);
   assert.deepEqual(s.root, { path: 'rootfs', readonly: false });
   assert.deepEqual(s.linux!.maskedPaths, [...DEFAULT_MASKED_PATHS]);
+  assert.ok(s.linux!.maskedPaths!.includes('/sys/devices/virtual/powercap'), 'RAPL energy counters are masked');
   assert.deepEqual(s.linux!.readonlyPaths, [...DEFAULT_READONLY_PATHS]);
   assert.deepEqual(s.linux!.namespaces, [
     { type: 'mount' },
