@@ -291,3 +291,85 @@ test('session: a garbage frame makes the server drop the connection', async () =
     await cleanup();
   }
 });
+
+/** A raw SPDY client on a socket: frames written by hand, the server's frames decoded. */
+async function rawPair(serverOpts: { maxStreams?: number } = {}) {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const accepted = new Promise<net.Socket>((r) => srv.once('connection', r));
+  const cs = net.connect((srv.address() as net.AddressInfo).port, '127.0.0.1');
+  const ss = await accepted;
+  const server = new SpdyConnection(ss, { role: 'server', ...serverOpts });
+  const got: Frame[] = [];
+  const reader = new FrameReader();
+  cs.on('data', (c: Buffer) => got.push(...reader.push(c)));
+  const comp = new HeaderCompressor();
+  const syn = (id: number) => encodeFrame({ type: 'syn_stream', streamId: id, associatedStreamId: 0, priority: 0, slot: 0, flags: 0, headerBlock: comp.compress({ streamtype: 'data' }) });
+  const cleanup = async () => {
+    cs.destroy();
+    server.destroy();
+    await new Promise<void>((r) => srv.close(() => r()));
+  };
+  return { server, cs, got, syn, cleanup };
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(cond(), what);
+}
+
+test('session: a peer without flow control is slowed by TCP, not buffered without bound', async () => {
+  const { server, cs, syn, cleanup } = await rawPair();
+  try {
+    const incoming = nextStream(server);
+    cs.write(syn(1));
+    const s = await incoming;
+    // 16 MiB at once, ignoring the 64 KiB window (as spdystream does); nobody reads the stream yet.
+    const chunk = Buffer.alloc(32 * 1024, 7);
+    const total = 512;
+    for (let i = 0; i < total; i++) cs.write(encodeFrame({ type: 'data', streamId: 1, flags: i === total - 1 ? 1 : 0, data: chunk }));
+    await until(() => server.readsHeld, 'the server stops reading its socket');
+    const held = s.readableLength;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(s.readableLength <= held + 128 * 1024, `buffered ${s.readableLength} bytes`);
+    assert.ok(s.readableLength < 1024 * 1024, `buffered ${s.readableLength} bytes, not 16 MiB`);
+    // Once the reader catches up, everything arrives.
+    const all = await read(s);
+    assert.equal(all.length, total * chunk.length);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('session: a flow-controlling peer that overruns its window gets FLOW_CONTROL_ERROR', async () => {
+  const { server, cs, got, syn, cleanup } = await rawPair();
+  try {
+    const incoming = nextStream(server);
+    // A WINDOW_UPDATE tells the server this peer does flow control.
+    cs.write(encodeFrame({ type: 'window_update', streamId: 0, delta: 1 }));
+    cs.write(syn(1));
+    await incoming;
+    const chunk = Buffer.alloc(32 * 1024);
+    for (let i = 0; i < 3; i++) cs.write(encodeFrame({ type: 'data', streamId: 1, flags: 0, data: chunk }));
+    await until(() => got.some((f) => f.type === 'rst_stream' && f.streamId === 1), 'the stream is reset');
+    const rst = got.find((f) => f.type === 'rst_stream' && f.streamId === 1) as { status: number };
+    assert.equal(rst.status, RstStatus.FLOW_CONTROL_ERROR);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('session: streams beyond the cap are refused', async () => {
+  const { server, cs, got, syn, cleanup } = await rawPair({ maxStreams: 8 });
+  try {
+    let accepted = 0;
+    server.on('stream', () => accepted++);
+    for (let i = 0; i < 20; i++) cs.write(syn(2 * i + 1));
+    await until(() => got.filter((f) => f.type === 'rst_stream').length === 12, '12 streams refused');
+    assert.equal(accepted, 8);
+    assert.ok(got.filter((f) => f.type === 'rst_stream').every((f) => (f as { status: number }).status === RstStatus.REFUSED_STREAM));
+    assert.equal(server.streamCount, 8);
+  } finally {
+    await cleanup();
+  }
+});
