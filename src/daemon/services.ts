@@ -120,7 +120,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
 
   // Content and layers of pulls that never got their image record (berthd stopped mid-pull,
   // or the machine crashed before the pull's flush) are not trusted: collect them now.
-  await images.gc();
+  await images.gc().catch((err: unknown) => log.warn('start-up garbage collection failed; berthd goes on', { error: err }));
 
   const cni = new CniManager({
     confDir: config.cni.conf_dir,

@@ -162,3 +162,35 @@ test('usage never walks the host while a container swaps directories for symlink
   }
   assert.ok(most < 100, `the walk stayed in the tree (at most ${most} inodes counted; the host dir has 2000)`);
 });
+
+test('pruning unused layers logs and keeps one it cannot remove, removes the rest, and ends', async (t) => {
+  const { SnapshotLayerStore } = await import('../../src/core/images/layer-store.js');
+  const { UnpackPool } = await import('../../src/core/unpack/pool.js');
+  const { logger } = await import('../../src/log.js');
+  const root = await tempDir(t);
+  const sn = new OverlaySnapshotter(root);
+  await sn.init();
+  const pool = new UnpackPool({ size: 0 });
+  t.after(async () => {
+    await pool.close();
+    sn.close();
+  });
+  const chain = (c: string) => `sha256:${c.repeat(64)}`;
+  await sn.prepare('a');
+  const busyDir = join((await sn.applyTarget('a')).dir, 'mnt');
+  await mkdir(busyDir);
+  await sn.commit(chain('a'), 'a');
+  await sn.prepare('b');
+  await sn.commit(chain('b'), 'b');
+  const store = new SnapshotLayerStore(sn, logger(), { pool });
+  execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', busyDir]);
+  let removed: string[];
+  try {
+    removed = await store.prune(new Set());
+    assert.equal((await sn.stat(chain('a'))).kind, 'committed', 'the busy layer is kept');
+  } finally {
+    execFileSync('umount', ['-l', join(root, 'snapshots', (await readdir(join(root, 'snapshots'))).find((n) => n.startsWith('rm-'))!, 'fs', 'mnt')]);
+  }
+  assert.deepEqual(removed, [chain('b')]);
+  assert.deepEqual(await store.prune(new Set()), [chain('a')], 'the next collection removes it');
+});
