@@ -103,8 +103,13 @@ export abstract class DirSnapshotter implements Snapshotter {
       await this.createDirs(row, parents);
       return this.mountsOf(row, parents);
     } catch (err) {
-      // Leave nothing behind: no record, no directory.
-      await removeTree(this.snapDir(row.id));
+      // Leave nothing behind: no record, no directory. A directory that resists removal is
+      // left as rm-<id> (ids are never reused) for the start-up sweep; the caller gets its error.
+      try {
+        await this.discard(row.id);
+      } catch (cleanupErr) {
+        log.warn('snapshots: cannot remove the directory of a failed prepare; left for the start-up sweep', { id: row.id, error: cleanupErr });
+      }
       this.meta.remove(key);
       throw err;
     }
@@ -146,18 +151,23 @@ export abstract class DirSnapshotter implements Snapshotter {
     const row = this.meta.removable(key);
     this.removing.add(key);
     try {
-      const doomed = join(this.root, 'snapshots', `rm-${row.id}`);
-      try {
-        renameSync(this.snapDir(row.id), doomed);
-      } catch (err) {
-        // ENOENT: an earlier attempt renamed it already (or it never had a directory).
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
-      await removeTree(doomed);
+      await this.discard(row.id);
       this.meta.remove(key);
     } finally {
       this.removing.delete(key);
     }
+  }
+
+  /** Renames snapshots/<id> to rm-<id> (synchronously: nothing can use it after) and removes that. */
+  private async discard(id: number): Promise<void> {
+    const doomed = join(this.root, 'snapshots', `rm-${id}`);
+    try {
+      renameSync(this.snapDir(id), doomed);
+    } catch (err) {
+      // ENOENT: an earlier attempt renamed it already (or it never had a directory).
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    await removeTree(doomed);
   }
 
   async stat(key: string): Promise<SnapshotInfo> {
