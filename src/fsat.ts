@@ -3,7 +3,9 @@
  * for trees a container wrote: they may be deeper than PATH_MAX, and a running container may
  * swap any directory in them for a symlink. Nothing here builds a path longer than one name,
  * and nothing follows a symlink: every directory is opened with O_NOFOLLOW relative to the fd
- * of its parent. File names stay raw bytes (a layer's names need not be UTF-8).
+ * of its parent. File names stay raw bytes (a layer's names need not be UTF-8): entries carry
+ * them as latin1 strings, which map each byte to one char and back (and cost less memory than
+ * a Buffer per name in a directory of millions).
  *
  * The walks are generators that yield every few hundred syscalls: `…Sync` runs them straight
  * (worker threads, start-up), the async forms give the event loop a turn between slices so a
@@ -64,10 +66,13 @@ function fail(op: string, what: string, errno: number): NodeJS.ErrnoException {
   return e;
 }
 
-const cname = (name: Buffer): Buffer => Buffer.concat([name, Buffer.from([0])]);
-const DOTDOT = cname(Buffer.from('..'));
-const EMPTY = cname(Buffer.alloc(0));
-const show = (name: Buffer): string => JSON.stringify(name.toString('utf8').slice(0, 200));
+/** NUL-terminated bytes of a raw (latin1) name. */
+const cname = (name: string): Buffer => Buffer.from(`${name}\0`, 'latin1');
+/** NUL-terminated bytes of a caller's name (a UTF-8 string or raw bytes). */
+const cbytes = (name: string | Buffer): Buffer => Buffer.concat([typeof name === 'string' ? Buffer.from(name) : name, Buffer.from([0])]);
+const DOTDOT = cname('..');
+const EMPTY = cname('');
+const show = (name: string): string => JSON.stringify(Buffer.from(name, 'latin1').toString('utf8').slice(0, 200));
 
 export interface StatAt {
   mode: number;
@@ -97,9 +102,9 @@ function statxRaw(dirfd: number, name: Buffer, flags: number): StatAt | number {
 
 /** fstatat(dirfd, name, AT_SYMLINK_NOFOLLOW) (statx); `name` is one component. */
 export function statAt(dirfd: number, name: string | Buffer): StatAt {
-  const n = cname(typeof name === 'string' ? Buffer.from(name) : name);
+  const n = cbytes(name);
   const r = statxRaw(dirfd, n, 0);
-  if (typeof r === 'number') throw fail('statx', show(n.subarray(0, -1)), r);
+  if (typeof r === 'number') throw fail('statx', show(n.subarray(0, -1).toString('latin1')), r);
   return r;
 }
 
@@ -112,15 +117,16 @@ export function statFd(fd: number): StatAt {
 
 /** openat(dirfd, name, O_DIRECTORY|O_NOFOLLOW): a directory, never through a symlink. */
 export function openDirAt(dirfd: number, name: string | Buffer): number {
-  const n = cname(typeof name === 'string' ? Buffer.from(name) : name);
+  const n = cbytes(name);
   const l = f();
   const fd = l.openat(dirfd, n, O_DIR_NOFOLLOW, 0);
-  if (fd < 0) throw fail('openat', show(n.subarray(0, -1)), l.errno());
+  if (fd < 0) throw fail('openat', show(n.subarray(0, -1).toString('latin1')), l.errno());
   return fd;
 }
 
 export interface Dirent {
-  name: Buffer;
+  /** The raw name as a latin1 string (one char per byte). */
+  name: string;
   /** d_type: 4 directory, 10 symlink, 8 regular, 0 unknown… */
   type: number;
 }
@@ -139,9 +145,9 @@ export function readDirFd(fd: number): Dirent[] {
       const reclen = direntBuf.readUInt16LE(off + 16);
       const type = direntBuf.readUInt8(off + 18);
       const end = direntBuf.indexOf(0, off + 19);
-      const name = Buffer.from(direntBuf.subarray(off + 19, end < 0 || end > off + reclen ? off + reclen : end));
+      const name = direntBuf.toString('latin1', off + 19, end < 0 || end > off + reclen ? off + reclen : end);
       off += reclen;
-      if ((name.length === 1 && name[0] === 0x2e) || (name.length === 2 && name[0] === 0x2e && name[1] === 0x2e)) continue;
+      if (name === '.' || name === '..') continue;
       out.push({ name, type });
     }
   }
@@ -154,8 +160,8 @@ interface Frame {
   id: string;
   entries: Dirent[];
   next: number;
-  /** This directory's name in its parent. */
-  name: Buffer;
+  /** This directory's name in its parent (latin1). */
+  name: string;
 }
 
 /**
@@ -215,7 +221,7 @@ function unlinkTop(path: string, flags: number): void {
   const l = f();
   const dfd = openSync(dirname(path), O_DIR_NOFOLLOW);
   try {
-    if (l.unlinkat(dfd, cname(Buffer.from(basename(path))), flags) !== 0) {
+    if (l.unlinkat(dfd, cbytes(basename(path)), flags) !== 0) {
       const errno = l.errno();
       if (errnoNames.get(errno) !== 'ENOENT') throw fail('unlinkat', path, errno);
     }
@@ -230,7 +236,7 @@ function* removeSteps(path: string): Generator<void, void, void> {
   if (top === 'missing') return;
   if (top === 'other') return unlinkTop(path, 0);
   const rootDev = statFd(top).dev;
-  const stack: Frame[] = [{ fd: top, id: statFd(top).id, entries: readDirFd(top), next: 0, name: Buffer.alloc(0) }];
+  const stack: Frame[] = [{ fd: top, id: statFd(top).id, entries: readDirFd(top), next: 0, name: '' }];
   let ops = 0;
   try {
     while (stack.length > 0) {
@@ -338,7 +344,7 @@ function* usageSteps(path: string, out: TreeUsage): Generator<void, void, void> 
   } catch (err) {
     note(`getdents64 ${path}`, -((err as NodeJS.ErrnoException).errno ?? 0));
   }
-  const stack: Frame[] = [{ fd: top, id: rootSt.id, entries: rootEntries, next: 0, name: Buffer.alloc(0) }];
+  const stack: Frame[] = [{ fd: top, id: rootSt.id, entries: rootEntries, next: 0, name: '' }];
   let ops = 0;
   try {
     while (stack.length > 0) {
