@@ -61,12 +61,18 @@ function imageConfigOf(img: Image): ImageConfig {
   return structuredClone(img.config.config) as ImageConfig;
 }
 
-/** Pid of the container whose pid namespace a TARGET-mode container joins. */
-function targetPid(ctx: RuntimeContext, ns: string, config: ContainerConfig): number | undefined {
+/**
+ * Pid of the container whose pid namespace a TARGET-mode container joins: a container of the
+ * same pod (joining another pod's processes would let a pod see and signal them).
+ */
+export function targetPid(ctx: Pick<RuntimeContext, 'containers'>, ns: string, config: ContainerConfig, sandboxId: string): number | undefined {
   const target = config.linux?.securityContext?.namespaceOptions?.targetId ?? '';
   if (target === '') return undefined;
   const c = ctx.containers.get(ns, target);
   if (!c) throw errors.notFound('container.target_not_found', `config.linux.security_context.namespace_options.target_id: container ${target} not found`);
+  if (c.sandboxId !== sandboxId) {
+    throw errors.invalidArgument('container.target_other_pod', `config.linux.security_context.namespace_options.target_id: container ${target} belongs to another pod sandbox`);
+  }
   if (c.state !== 'running' || !c.pid) throw errors.failedPrecondition('container.target_not_running', `config.linux.security_context.namespace_options.target_id: container ${target} is not running`);
   return c.pid;
 }
@@ -155,7 +161,7 @@ export const createContainer =
           imageName: imageSpec,
           rootfsPath: 'rootfs',
           podNamespaces: podNamespacePathsOf(sb),
-          targetPid: targetPid(ctx, ns, config),
+          targetPid: targetPid(ctx, ns, config, sb.id),
           sandboxFiles: sandboxFilesOf(ctx, sb),
           extraMounts: volumes,
           userDb,
@@ -163,7 +169,7 @@ export const createContainer =
           statDevice,
           lookupPropagation,
           localhostSeccompProfile: await loadLocalhostSeccomp(config.linux?.securityContext, 'config.linux.security_context', 'container.seccomp_profile'),
-          options: { restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj, podAnnotations: handler?.podAnnotations, allCapabilities: currentCapabilities() },
+          options: { restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj, podAnnotations: handler?.podAnnotations, allowedContainerAnnotations: handler?.containerAnnotations, allCapabilities: currentCapabilities() },
         });
       });
 

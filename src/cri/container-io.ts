@@ -20,6 +20,7 @@ import { errors } from '../errors.js';
 import { BERTH_SHIM_TYPE } from '../runtime/index.js';
 import type { RuntimeContext } from './runtime-context.js';
 import { attachStdin } from '../shim-protocol.js';
+import { removeTree } from '../fsat.js';
 
 const run = promisify(execFile);
 
@@ -175,5 +176,6 @@ export async function reopenForwardedLog(ns: string, id: string): Promise<boolea
 export async function removeContainerDirs(ctx: RuntimeContext, ns: string, id: string): Promise<void> {
   await finishLogForwarder(ns, id);
   await rm(containerStateDir(ctx, id), { recursive: true, force: true });
-  await rm(containerRootDir(ctx, id), { recursive: true, force: true });
+  // Image volumes the container wrote into: any depth, never following its symlinks.
+  await removeTree(containerRootDir(ctx, id));
 }

@@ -53,6 +53,10 @@ export async function resolveInRoot(root: string, path: string): Promise<string 
 export async function readFileInRoot(root: string, path: string, max: number): Promise<string | undefined> {
   const host = await resolveInRoot(root, path);
   if (!host) return undefined;
+  // Only a regular file is opened: opening an image's fifo or device node (a tape, a tty) as
+  // root can have effects of its own.
+  const pre = await lstat(host).catch(() => undefined);
+  if (!pre?.isFile()) return undefined;
   // O_NOFOLLOW: the last component was resolved above; a swap to a symlink since then fails.
   const fh = await open(host, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined);
   if (!fh) return undefined;
@@ -67,11 +71,15 @@ export async function readFileInRoot(root: string, path: string, max: number): P
   }
 }
 
-/** Mounts `mounts` on a temp dir, runs fn(root), unmounts and removes the dir. */
+/**
+ * Mounts `mounts` on a temp dir read-only, nodev, nosuid, noexec (berthd only reads image files
+ * there), runs fn(root), unmounts and removes the dir.
+ */
 export async function withMountedRootfs<T>(mounts: readonly Mount[], tmpParent: string, fn: (root: string) => Promise<T>): Promise<T> {
   const dir = await mkdtemp(join(tmpParent, 'rootfs-'));
+  const safe = mounts.map((m) => ({ ...m, options: [...m.options.filter((o) => o !== 'rw'), 'ro', 'nodev', 'nosuid', 'noexec'] }));
   try {
-    mountAll(mounts, dir);
+    mountAll(safe, dir);
     try {
       return await fn(dir);
     } finally {

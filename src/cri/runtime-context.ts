@@ -22,7 +22,7 @@ export interface RuntimeSettings {
   state: string;
   sandboxImage: string;
   defaultRuntime: string;
-  runtimes: Record<string, RuntimeHandler & { podAnnotations?: string[] }>;
+  runtimes: Record<string, RuntimeHandler & { podAnnotations?: string[]; containerAnnotations?: string[] }>;
   /** Lowest oom_score_adj berthd may set (its own, when it lacks CAP_SYS_RESOURCE); undefined = no clamp. */
   restrictOomScoreAdj?: number;
   /** Directory for per-pod netns files. */

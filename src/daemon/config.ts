@@ -21,6 +21,7 @@ const runtimeSchema = z
     binary: z.string().min(1).optional().describe('OCI runtime binary the shim runs (default runc)'),
     shim: z.string().min(1).optional().describe('shim binary (default: berth-shim beside berthd for io.containerd.berth.v1, else derived from type and looked up on PATH)'),
     pod_annotations: z.array(z.string()).default([]).describe('annotations (prefixes) pods and containers may pass through to the OCI spec'),
+    container_annotations: z.array(z.string()).default([]).describe("container annotations ('*' globs) passed through to the container's OCI spec; no other container annotation is (runc acts on some, e.g. org.systemd.property.*)"),
   })
   .strict();
 

@@ -2,7 +2,7 @@
  * berthd wiring: config → stores → services → CRI server; signals; shutdown.
  * Only daemon/ and bin/ wire layers together.
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadConfig, type Config } from './config.js';
 import { log, setLogLevel, type LogLevel } from '../log.js';
@@ -54,13 +54,30 @@ function checkCredentialFile(file: string | undefined, config: Config): void {
   }
 }
 
+/**
+ * berthd's root and the stores under it (image layers with their setuid binaries, blobs,
+ * container dirs) are 0700, at every start: a root that already existed (made by hand, by a
+ * package, by an older berth) keeps whatever mode it had otherwise (CVE-2021-41103 class).
+ */
+export function tightenPrivateDirs(root: string): void {
+  for (const d of [root, ...['snapshots', 'content', 'containers'].map((n) => join(root, n))]) {
+    mkdirSync(d, { recursive: true, mode: 0o700 });
+    const st = statSync(d);
+    if (!st.isDirectory()) throw new Error(`${d} is not a directory`);
+    if ((st.mode & 0o7777) !== 0o700) {
+      chmodSync(d, 0o700);
+      log.info('tightened the mode of a private directory', { dir: d, was: (st.mode & 0o7777).toString(8) });
+    }
+  }
+}
+
 export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
   const config = opts.config ?? loadConfig(opts.configFile);
   const level = (opts.logLevel ?? config.log_level) as LogLevel;
   if (!['debug', 'info', 'warn', 'error'].includes(level)) throw new Error(`--log-level: unknown level ${JSON.stringify(level)}`);
   setLogLevel(level);
 
-  mkdirSync(config.root, { recursive: true, mode: 0o700 });
+  tightenPrivateDirs(config.root);
   mkdirSync(config.state, { recursive: true, mode: 0o711 });
   const db = openMetadata(join(config.root, 'meta.db'));
   const services = await createServices(config, db, log);

@@ -147,7 +147,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
 
   // Content and layers of pulls that never got their image record (berthd stopped mid-pull,
   // or the machine crashed before the pull's flush) are not trusted: collect them now.
-  await images.gc();
+  await images.gc().catch((err: unknown) => log.warn('start-up garbage collection failed; berthd goes on', { error: err }));
 
   const cni = new CniManager({
     confDir: config.cni.conf_dir,
@@ -156,9 +156,9 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     logger: log.child({ component: 'cni' }),
   });
 
-  const handlers: Record<string, RuntimeHandler & { podAnnotations?: string[] }> = {};
+  const handlers: Record<string, RuntimeHandler & { podAnnotations?: string[]; containerAnnotations?: string[] }> = {};
   for (const [name, r] of Object.entries(config.runtimes)) {
-    handlers[name] = { type: r.type, shim: r.shim, binary: r.binary, podAnnotations: r.pod_annotations };
+    handlers[name] = { type: r.type, shim: r.shim, binary: r.binary, podAnnotations: r.pod_annotations, containerAnnotations: r.container_annotations };
   }
   const tasks = new TaskManager({
     stateDir: config.state,

@@ -1,11 +1,9 @@
 /**
- * Which user-supplied annotations reach config.json. Some OCI runtimes act on annotations
- * (crun's run.oci.*, CRIU's org.criu.*), so those, and berth's own io.kubernetes.cri.*, are
- * dropped unless the runtime handler explicitly allows them.
+ * Which user-supplied annotations reach config.json. OCI runtimes act on annotations (runc's
+ * org.systemd.property.* become systemd unit properties, crun's run.oci.*, CRIU's org.criu.*),
+ * so only those the runtime handler allows pass (its pod_annotations / container_annotations
+ * patterns, as containerd does); berth's own io.kubernetes.cri.* never come from the user.
  */
-
-/** Prefixes an OCI runtime may interpret, or that berth itself sets. */
-export const RESERVED_ANNOTATION_PREFIXES: readonly string[] = ['io.kubernetes.cri.', 'run.oci.', 'org.criu.', 'org.opencontainers.runc.', 'io.containerd.'];
 
 /** Glob match with '*' as the only wildcard (any run of characters). */
 export function globMatch(pattern: string, key: string): boolean {
@@ -15,13 +13,11 @@ export function globMatch(pattern: string, key: string): boolean {
 
 const matchesAny = (patterns: readonly string[], key: string): boolean => patterns.some((p) => globMatch(p, key));
 
-/**
- * Container annotations: all of them, except reserved prefixes not matched by `allowed`.
- */
+/** Container annotations: only those matching the handler's `allowed` patterns, never berth's own keys. */
 export function containerAnnotations(src: Readonly<Record<string, string>>, allowed: readonly string[] = []): Record<string, string> {
   const out: Record<string, string> = {};
   for (const [k, v] of Object.entries(src)) {
-    if (RESERVED_ANNOTATION_PREFIXES.some((p) => k.startsWith(p)) && !matchesAny(allowed, k)) continue;
+    if (k.startsWith('io.kubernetes.cri.') || !matchesAny(allowed, k)) continue;
     out[k] = v;
   }
   return out;

@@ -39,6 +39,8 @@ export const DEFAULT_MASKED_PATHS: readonly string[] = [
   '/proc/timer_stats',
   '/proc/sched_debug',
   '/sys/firmware',
+  // RAPL energy counters: a side channel on other tenants' computations (CVE-2020-8694).
+  '/sys/devices/virtual/powercap',
   '/proc/scsi',
 ];
 

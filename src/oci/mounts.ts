@@ -59,6 +59,9 @@ export function sandboxFileMounts(files: SandboxFiles, criMounts: readonly CriMo
   return out;
 }
 
+/** Most image config Volumes a container gets. */
+export const MAX_IMAGE_VOLUMES = 128;
+
 /**
  * Bind mounts for the image's declared Volumes that no CRI mount covers: each gets a
  * directory under `<containerRootDir>/volumes/`, named after a hash of its destination so the
@@ -66,6 +69,11 @@ export function sandboxFileMounts(files: SandboxFiles, criMounts: readonly CriMo
  */
 export function imageVolumeMounts(volumes: Record<string, unknown> | null | undefined, criMounts: readonly CriMount[], containerRootDir: string): BindRequest[] {
   if (!volumes) return [];
+  const n = Object.keys(volumes).length;
+  // Each is a directory and a bind mount: an image must not make a container with 1e5 of them.
+  if (n > MAX_IMAGE_VOLUMES) {
+    throw invalid('image config Volumes', `declares ${n} volumes, more than the ${MAX_IMAGE_VOLUMES} berth accepts`, 'oci.too_many_volumes');
+  }
   const taken = new Set(criMounts.map((m) => clean(m.containerPath)));
   const root = absPath(containerRootDir, 'container root dir');
   const out: BindRequest[] = [];

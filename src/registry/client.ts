@@ -223,7 +223,11 @@ export class RegistryClient implements Remote {
     try {
       let authz = await this.auth.authorization(ep.host, scope, c, signal);
       let res = await this.transport.send({ method, url, headers: authz ? { ...headers, authorization: authz } : headers, ...withSignal });
-      if (res.status === 401) {
+      if (res.status === 401 && res.url.origin !== url.origin) {
+        // A redirect target's challenge is not the registry's: following it would send the
+        // pull secret to whatever token realm that host names (and remember it for later pulls).
+        this.logger.warn('registry: ignoring an authentication challenge from a redirect target', { endpoint: ep.host, from: res.url.host });
+      } else if (res.status === 401) {
         const challenge = headerAll(res.headers, 'www-authenticate');
         if (await this.auth.onUnauthorized(ep.host, challenge, scope, c, signal)) {
           await discard(res.body);

@@ -41,10 +41,13 @@ function hostname(hostAndPort: string): string {
   return colon === -1 ? hostAndPort : hostAndPort.slice(0, colon);
 }
 
-/** localhost, 127.0.0.0/8 or ::1 (with or without a port). */
+/**
+ * `localhost`, 127.0.0.0/8 or ::1 (with or without a port). Not `*.localhost`: such a name is
+ * whatever DNS says, and plain http to it would be cleartext to anywhere.
+ */
 export function isLoopbackHost(hostAndPort: string): boolean {
   const h = hostname(hostAndPort).toLowerCase();
-  if (h === 'localhost' || h.endsWith('.localhost')) return true;
+  if (h === 'localhost') return true;
   if (isIP(h) === 4) return h.startsWith('127.');
   if (isIP(h) === 6) return h === '::1' || h === '0:0:0:0:0:0:0:1';
   return false;
@@ -123,6 +126,18 @@ export class RegistryHosts {
       'registry.insecure_url',
       `refusing ${purpose} to ${url.protocol}//${url.host}: plain http is allowed only for loopback hosts and endpoints configured with http://`,
     );
+  }
+
+  /**
+   * Checks a redirect from `from` to `to`: the scheme policy, and no plain-http hop to a
+   * loopback port unless the redirecting host is itself loopback (a remote registry must not
+   * make berthd talk to services listening on the node's loopback).
+   */
+  checkRedirect(from: URL, to: URL): void {
+    this.checkScheme(to, `a redirect from ${from.host}`);
+    if (to.protocol === 'http:' && isLoopbackHost(to.host) && !isLoopbackHost(from.host)) {
+      throw errors.permissionDenied('registry.insecure_url', `refusing a redirect from ${from.host} to ${to.protocol}//${to.host}: a loopback address`);
+    }
   }
 
   /** Endpoints for a registry host, in the order to try them. */

@@ -230,15 +230,22 @@ export class Transport {
         throw errors.unavailable('registry.too_many_redirects', `registry ${req.url.host}: more than ${MAX_REDIRECTS} redirects for ${req.url.pathname}`);
       }
       const next = new URL(location, url);
-      this.hosts.checkScheme(next, `a redirect from ${url.host}`);
+      this.hosts.checkRedirect(url, next);
+      if ((r.statusCode === 303 || r.statusCode === 301 || r.statusCode === 302) && method === 'POST') {
+        // As browsers do: the redirected request is a GET without the body.
+        method = 'GET';
+        body = undefined;
+        const { 'content-type': _type, ...rest } = headers;
+        headers = rest;
+      }
       if (next.origin !== url.origin) {
         // Credentials are for the registry only, never for storage backends it redirects to.
         const { authorization: _dropped, ...rest } = headers;
         headers = rest;
-      }
-      if (r.statusCode === 303 && method === 'POST') {
-        method = 'GET';
-        body = undefined;
+        // 307/308 would repeat the body (a refresh token, say) to the other origin: never.
+        if (body !== undefined) {
+          throw errors.permissionDenied('registry.redirect_refused', `refusing to re-send a ${method} body to ${next.host}, where ${url.host} redirected it`);
+        }
       }
       url = next;
     }

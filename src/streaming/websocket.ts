@@ -82,6 +82,26 @@ function sendOn(ws: WebSocket, channel: number, data: Buffer, base64: boolean): 
   return new Promise((resolve) => ws.send(encodeChannelMessage(channel, data, base64), () => resolve()));
 }
 
+/**
+ * Inbound backpressure: while any of the session's readers has not taken what it was given,
+ * the WebSocket's socket is not read (TCP then slows the client). Each holder releases itself
+ * when its reader drains; messages never pile up in memory behind a process that reads slowly.
+ */
+class InboundGate {
+  private readonly held = new Set<object>();
+
+  constructor(private readonly ws: WebSocket) {}
+
+  hold(who: object): void {
+    this.held.add(who);
+    if (!this.ws.isPaused) this.ws.pause();
+  }
+
+  release(who: object): void {
+    if (this.held.delete(who) && this.held.size === 0 && this.ws.isPaused && this.ws.readyState === this.ws.OPEN) this.ws.resume();
+  }
+}
+
 function closeSocket(ws: WebSocket): void {
   if (ws.readyState !== ws.OPEN) return;
   ws.close(1000);
@@ -107,12 +127,15 @@ export async function serveRemoteCommandWs(o: WsRemoteCommandOptions): Promise<v
   const resize = new ResizeQueue();
   if (!want.tty) resize.end();
   const abort = new AbortController();
+  const gate = new InboundGate(ws);
+  stdin?.on('drain', () => gate.release(stdin));
 
   ws.on('message', (raw: Buffer | ArrayBuffer | Buffer[]) => {
     const msg = decodeChannelMessage(toBuffer(raw), base64);
     if (!msg) return;
     if (msg.channel === Channel.STDIN) {
-      if (stdin && !stdin.writableEnded) stdin.write(msg.data);
+      // A process that does not read its stdin must not make berthd buffer the client's input.
+      if (stdin && !stdin.writableEnded && !stdin.write(msg.data)) gate.hold(stdin);
     } else if (msg.channel === Channel.RESIZE) {
       if (want.tty) resize.write(msg.data);
     } else if (msg.channel === Channel.CLOSE && protocol === RC_V5) {
@@ -146,12 +169,20 @@ class PortChannel extends Duplex {
     private readonly ws: WebSocket,
     private readonly channel: number,
     private readonly base64: boolean,
+    private readonly gate: InboundGate,
   ) {
     super({ allowHalfOpen: true });
     this.on('error', () => {});
   }
 
-  override _read(): void {}
+  /** Client data for the port; holds the socket when the backend has not read what it has. */
+  deliver(data: Buffer): void {
+    if (!this.push(data)) this.gate.hold(this);
+  }
+
+  override _read(): void {
+    this.gate.release(this);
+  }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     if (this.ws.readyState !== this.ws.OPEN) {
@@ -179,12 +210,13 @@ export interface WsPortForwardOptions {
 export async function servePortForwardWs(o: WsPortForwardOptions): Promise<void> {
   const { ws, ports, log } = o;
   const base64 = isBase64Protocol(o.protocol);
-  const channels = ports.map((_, i) => new PortChannel(ws, 2 * i, base64));
+  const gate = new InboundGate(ws);
+  const channels = ports.map((_, i) => new PortChannel(ws, 2 * i, base64, gate));
 
   ws.on('message', (raw: Buffer | ArrayBuffer | Buffer[]) => {
     const msg = decodeChannelMessage(toBuffer(raw), base64);
     if (!msg || msg.channel % 2 !== 0) return;
-    channels[msg.channel / 2]?.push(msg.data);
+    channels[msg.channel / 2]?.deliver(msg.data);
   });
   ws.on('close', () => {
     for (const c of channels) c.push(null);

@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { ContainerConfigSchema, PodSandboxConfigSchema } from '../../src/api/cri/runtime/v1/api_pb.js';
-import { containerName } from '../../src/cri/container-create.js';
+import { containerName, targetPid } from '../../src/cri/container-create.js';
+import { isBerthError } from '../../src/errors.js';
 import { exitReason, dateToNanos } from '../../src/cri/container-lifecycle.js';
 import { DaemonLogForwarder } from '../../src/cri/container-io.js';
 import { currentCapabilities, statDevice, lookupPropagation } from '../../src/cri/container-host.js';
@@ -74,4 +75,17 @@ test('the daemon log forwarder turns FIFO output into CRI records, including an 
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('a TARGET pid namespace must be a running container of the same pod', () => {
+  const records: Record<string, { sandboxId: string; state: string; pid: number }> = {
+    mine: { sandboxId: 'pod-a', state: 'running', pid: 4242 },
+    theirs: { sandboxId: 'pod-b', state: 'running', pid: 4343 },
+  };
+  const ctx = { containers: { get: (_ns: string, id: string) => records[id] } } as unknown as Parameters<typeof targetPid>[0];
+  const cfg = (targetId: string) => create(ContainerConfigSchema, { linux: { securityContext: { namespaceOptions: { targetId } } } });
+  assert.equal(targetPid(ctx, 'k8s.io', cfg('mine'), 'pod-a'), 4242);
+  assert.throws(() => targetPid(ctx, 'k8s.io', cfg('theirs'), 'pod-a'), (e) => isBerthError(e, 'InvalidArgument') && /target_id: container theirs belongs to another pod/.test(e.message));
+  assert.throws(() => targetPid(ctx, 'k8s.io', cfg('gone'), 'pod-a'), (e) => isBerthError(e, 'NotFound'));
+  assert.equal(targetPid(ctx, 'k8s.io', cfg(''), 'pod-a'), undefined);
 });

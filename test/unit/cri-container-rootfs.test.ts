@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readFileInRoot, readUserDb, resolveInRoot } from '../../src/cri/container-rootfs.js';
+import { readFileInRoot, readUserDb, resolveInRoot, withMountedRootfs } from '../../src/cri/container-rootfs.js';
+import { execFileSync } from 'node:child_process';
+import { openSync, closeSync, readdirSync } from 'node:fs';
 
 function fixture(): { base: string; root: string; outside: string } {
   const base = mkdtempSync(join(tmpdir(), 'berth-rootfs-unit-'));
@@ -71,6 +73,26 @@ test('readUserDb parses the image passwd and group; missing files give empty par
     const db = await readUserDb(root);
     assert.deepEqual(db.passwd?.map((p) => p.uid), [0, 1002]);
     assert.equal(db.group, undefined);
+  } finally {
+    rmSync(base, { recursive: true, force: true });
+  }
+});
+
+test('image files are read from a read-only, nodev, nosuid, noexec mount; only regular files are opened', async () => {
+  const { base, root } = fixture();
+  try {
+    writeFileSync(join(root, 'etc', 'group'), 'users:x:100:\n');
+    execFileSync('mknod', [join(root, 'etc', 'passwd'), 'c', '1', '3']);
+    const tmp = join(base, 'tmp');
+    mkdirSync(tmp);
+    await withMountedRootfs([{ type: 'bind', source: root, options: ['rw', 'rbind'] }], tmp, async (r) => {
+      assert.equal(await readFileInRoot(r, '/etc/passwd', 1024), undefined, 'a device node is not a passwd file');
+      assert.equal(await readFileInRoot(r, '/etc/group', 1024), 'users:x:100:\n');
+      assert.throws(() => writeFileSync(join(r, 'etc', 'new'), 'x'), { code: 'EROFS' });
+      // nodev: even root cannot open the image's device nodes through this mount.
+      assert.throws(() => closeSync(openSync(join(r, 'etc', 'passwd'), 'r')), { code: 'EACCES' });
+    });
+    assert.deepEqual(readdirSync(tmp), [], 'the mount point is gone');
   } finally {
     rmSync(base, { recursive: true, force: true });
   }

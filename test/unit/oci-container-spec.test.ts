@@ -63,6 +63,7 @@ test('a default container joins the pod, runs the image entrypoint as root with 
   assert.equal(s.process!.noNewPrivileges, false);
   assert.deepEqual(s.root, { path: 'rootfs', readonly: false });
   assert.deepEqual(s.linux!.maskedPaths, [...DEFAULT_MASKED_PATHS]);
+  assert.ok(s.linux!.maskedPaths!.includes('/sys/devices/virtual/powercap'), 'RAPL energy counters are masked');
   assert.deepEqual(s.linux!.readonlyPaths, [...DEFAULT_READONLY_PATHS]);
   assert.deepEqual(s.linux!.namespaces, [
     { type: 'mount' },
@@ -247,13 +248,18 @@ test('readonly rootfs, no_new_privs, tty and working dir from the config', () =>
   assert.ok(s.mounts!.find((m) => m.destination === '/etc/hosts')!.options!.includes('ro'));
 });
 
-test('annotations: config annotations pass, reserved prefixes and overrides of berth keys do not', () => {
-  const s = build({ container: { annotations: { 'team': 'a', 'run.oci.keep_original_groups': '1', 'io.kubernetes.cri.container-type': 'sandbox' } } });
-  assert.equal(s.annotations!['team'], 'a');
+test('annotations: only those the handler allows pass; never runc\'s systemd properties or berth keys by default', () => {
+  const given = { 'team': 'a', 'run.oci.keep_original_groups': '1', 'org.systemd.property.DeviceAllow': "'char-* rwm'", 'io.kubernetes.cri.container-type': 'sandbox' };
+  const s = build({ container: { annotations: given } });
+  assert.equal(s.annotations!['team'], undefined);
   assert.equal(s.annotations!['run.oci.keep_original_groups'], undefined);
+  assert.equal(s.annotations!['org.systemd.property.DeviceAllow'], undefined);
   assert.equal(s.annotations!['io.kubernetes.cri.container-type'], 'container');
-  const allowed = build({ container: { annotations: { 'run.oci.x': '1' } }, input: { options: { allowedContainerAnnotations: ['run.oci.*'] } } });
+  const allowed = build({ container: { annotations: { ...given, 'run.oci.x': '1' } }, input: { options: { allowedContainerAnnotations: ['run.oci.*', 'team', 'io.kubernetes.cri.*'] } } });
   assert.equal(allowed.annotations!['run.oci.x'], '1');
+  assert.equal(allowed.annotations!['team'], 'a');
+  assert.equal(allowed.annotations!['org.systemd.property.DeviceAllow'], undefined);
+  assert.equal(allowed.annotations!['io.kubernetes.cri.container-type'], 'container', 'berth keys are berth\'s');
 });
 
 test('systemd cgroup parents use the slice:prefix:name form', () => {

@@ -116,3 +116,11 @@ test('userns on the host network: sysfs becomes a read-only bind of the host /sy
     { destination: '/sys', type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', 'ro'] },
   ]);
 });
+
+test('an image with more than 128 Volumes is refused, naming the field', () => {
+  const many: Record<string, object> = {};
+  for (let i = 0; i < 129; i++) many[`/v${i}`] = {};
+  assert.throws(() => imageVolumeMounts(many, [], '/r'), (e) => isBerthError(e, 'InvalidArgument') && /image config Volumes/.test(e.message) && /129 volumes/.test(e.message));
+  delete many['/v0'];
+  assert.equal(imageVolumeMounts(many, [], '/r').length, 128);
+});

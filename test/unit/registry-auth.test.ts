@@ -133,6 +133,50 @@ test('an identity token is exchanged with a refresh_token POST', () =>
     });
   }));
 
+test('a 401 challenge from a redirect target is not honoured: the pull secret stays with the registry', () =>
+  withRegistries(2, async ([reg, storage]) => {
+    reg!.auth = { kind: 'bearer', username: 'alice', password: 's3cret' };
+    const img = reg!.addImage('app', 'v1');
+    reg!.blobRedirectBase = storage!.url;
+    // The redirect target asks for a token from its own realm.
+    storage!.intercept = (_req, res, url) => {
+      if (!url.pathname.startsWith('/storage/')) return false;
+      res.writeHead(401, { 'www-authenticate': `Bearer realm="${storage!.url}/token",service="elsewhere"` });
+      res.end();
+      return true;
+    };
+    const creds = { username: 'alice', password: 's3cret', serverAddress: reg!.host };
+    await withClient(async (c) => {
+      const r = ref(reg!, 'app:v1');
+      const desc = await c.resolve(r, creds);
+      await assert.rejects(c.fetchBlob(r, img.layer, creds), (e: unknown) => isBerthError(e));
+      assert.deepEqual(storage!.tokenRequests(), [], 'no token request to the redirect target');
+      assert.ok(storage!.requests.every((q) => q.headers.authorization === undefined), 'no credentials to the redirect target');
+      // Later requests to the registry still use the registry's own challenge and token.
+      reg!.blobRedirectBase = undefined;
+      await c.fetchManifest(r, desc, creds);
+      assert.deepEqual(await collect(await c.fetchBlob(r, img.layer, creds)), reg!.blobs.get(img.layer.digest));
+      assert.ok(storage!.tokenRequests().length === 0);
+    });
+  }));
+
+test('a refresh-token POST redirected to another origin is not re-sent there', () =>
+  withRegistries(2, async ([reg, other]) => {
+    reg!.auth = { kind: 'bearer', refreshToken: 'refresh-1' };
+    reg!.addImage('app', 'v1');
+    reg!.intercept = (req, res, url) => {
+      if (url.pathname !== '/token' || req.method !== 'POST') return false;
+      res.writeHead(307, { location: `${other!.url}/token` });
+      res.end();
+      return true;
+    };
+    await withClient(async (c) => {
+      await assert.rejects(c.resolve(ref(reg!, 'app:v1'), { identityToken: 'refresh-1' }), (e: unknown) => isBerthError(e));
+      assert.ok(other!.requests.every((q) => !q.body.includes('refresh-1')), 'the refresh token never reached the other origin');
+      assert.deepEqual(other!.requests.filter((q) => q.method === 'POST'), []);
+    });
+  }));
+
 test('403 is PermissionDenied naming registry and repository', () =>
   withRegistries(1, async ([reg]) => {
     reg!.intercept = (_req, res) => {

@@ -103,3 +103,14 @@ test('an unreachable mirror falls through; NotFound everywhere is NotFound; unre
     await c.close();
   }
 });
+
+test('plain http only for real loopback names, and no redirect from a remote registry to a loopback port', () => {
+  assert.equal(isLoopbackHost('evil.localhost:5000'), false, '*.localhost is whatever DNS says');
+  assert.equal(isLoopbackHost('localhost:5000'), true);
+  const hosts = new RegistryHosts();
+  assert.equal(hosts.endpoints('evil.localhost:5000')[0]!.url.protocol, 'https:');
+  assert.throws(() => hosts.checkRedirect(new URL('https://registry.example/v2/x'), new URL('http://127.0.0.1:2375/containers')), /loopback/);
+  assert.throws(() => hosts.checkRedirect(new URL('https://registry.example/v2/x'), new URL('http://localhost:8080/')), /loopback/);
+  assert.doesNotThrow(() => hosts.checkRedirect(new URL('http://127.0.0.1:5000/v2/x'), new URL('http://127.0.0.1:5001/storage')));
+  assert.doesNotThrow(() => hosts.checkRedirect(new URL('https://registry.example/v2/x'), new URL('https://storage.example/blob')));
+});

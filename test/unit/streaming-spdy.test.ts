@@ -4,7 +4,7 @@ import net from 'node:net';
 import zlib from 'node:zlib';
 import { SPDY3_DICTIONARY } from '../../src/streaming/spdy/dictionary.js';
 import { FrameReader, RstStatus, encodeFrame, type Frame } from '../../src/streaming/spdy/frames.js';
-import { HeaderCompressor, HeaderDecompressor, adler32, decodeHeaderBlock, encodeHeaderBlock } from '../../src/streaming/spdy/headers.js';
+import { HeaderCompressor, HeaderDecompressor, MAX_HEADER_BLOCK, adler32, decodeHeaderBlock, encodeHeaderBlock } from '../../src/streaming/spdy/headers.js';
 import { SpdyConnection, type SpdyStream } from '../../src/streaming/spdy/connection.js';
 
 const hex = (b: Buffer) => b.toString('hex');
@@ -113,11 +113,66 @@ test('malformed header blocks are rejected', async () => {
   assert.throws(() => decodeHeaderBlock(upper), /lowercase/);
   const dup = Buffer.from('00000002' + '00000001' + '61' + '00000000' + '00000001' + '61' + '00000000', 'hex');
   assert.throws(() => decodeHeaderBlock(dup), /duplicate/);
-  const d = new HeaderDecompressor(500);
+  const d = new HeaderDecompressor();
   try {
     await assert.rejects(d.decompress(Buffer.from('not a zlib stream at all')), /inflate/);
   } finally {
     d.close();
+  }
+});
+
+/** The first header block of a SPDY zlib stream whose deflated body is `raw` (sync-flushed). */
+function firstBlock(raw: Buffer): Buffer {
+  const dictId = Buffer.alloc(4);
+  dictId.writeUInt32BE(adler32(SPDY3_DICTIONARY), 0);
+  return Buffer.concat([Buffer.from([0x78, 0xbb]), dictId, zlib.deflateRawSync(raw, { dictionary: SPDY3_DICTIONARY, finishFlush: zlib.constants.Z_SYNC_FLUSH })]);
+}
+
+const turns = async (n: number) => {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+};
+
+test('a header zlib bomb is cut off at the block budget, not inflated on', async () => {
+  // One header whose value claims 64 MiB of zeros: ~64 KiB on the wire.
+  const head = Buffer.from('00000001' + '00000001' + '61' + '04000000', 'hex');
+  const bomb = firstBlock(Buffer.concat([head, Buffer.alloc(64 << 20)]));
+  assert.ok(bomb.length < 1 << 20, 'fits one frame');
+  const d = new HeaderDecompressor();
+  try {
+    await assert.rejects(d.decompress(bomb), /more than 262144 bytes/);
+    await turns(50);
+    assert.ok(d.inflated <= MAX_HEADER_BLOCK + 64 * 1024, `inflation stopped at the budget (inflated ${d.inflated} bytes)`);
+    await assert.rejects(d.decompress(Buffer.from([0])), /more than 262144 bytes/, 'the connection stays failed');
+  } finally {
+    d.close();
+  }
+});
+
+test('header output past the end of its block is a protocol error, whatever the state', async () => {
+  // A complete small block, then 16 MiB more in the same frame: the block is found complete
+  // at once, the rest must not be inflated into a buffer nobody bounds.
+  const block = encodeHeaderBlock({ streamtype: 'stdin' });
+  const d = new HeaderDecompressor();
+  try {
+    await assert.rejects(d.decompress(firstBlock(Buffer.concat([block, Buffer.alloc(16 << 20)]))), /past the end of its block|more than 262144/);
+    await turns(50);
+    assert.ok(d.inflated <= MAX_HEADER_BLOCK + 64 * 1024, `inflated ${d.inflated} bytes`);
+  } finally {
+    d.close();
+  }
+  const d2 = new HeaderDecompressor();
+  try {
+    // Two blocks in one frame: the second is output beyond the frame's block.
+    await assert.rejects(d2.decompress(firstBlock(Buffer.concat([block, block]))), /past the end of its block/);
+  } finally {
+    d2.close();
+  }
+  const d3 = new HeaderDecompressor();
+  try {
+    // Half a block: incomplete in its frame.
+    await assert.rejects(d3.decompress(firstBlock(block.subarray(0, 10))), /incomplete/);
+  } finally {
+    d3.close();
   }
 });
 
@@ -232,6 +287,88 @@ test('session: a garbage frame makes the server drop the connection', async () =
     clientSocket.write(Buffer.from('8002000100000004deadbeef', 'hex'));
     await closed;
     assert.ok(server.isClosed);
+  } finally {
+    await cleanup();
+  }
+});
+
+/** A raw SPDY client on a socket: frames written by hand, the server's frames decoded. */
+async function rawPair(serverOpts: { maxStreams?: number } = {}) {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
+  const accepted = new Promise<net.Socket>((r) => srv.once('connection', r));
+  const cs = net.connect((srv.address() as net.AddressInfo).port, '127.0.0.1');
+  const ss = await accepted;
+  const server = new SpdyConnection(ss, { role: 'server', ...serverOpts });
+  const got: Frame[] = [];
+  const reader = new FrameReader();
+  cs.on('data', (c: Buffer) => got.push(...reader.push(c)));
+  const comp = new HeaderCompressor();
+  const syn = (id: number) => encodeFrame({ type: 'syn_stream', streamId: id, associatedStreamId: 0, priority: 0, slot: 0, flags: 0, headerBlock: comp.compress({ streamtype: 'data' }) });
+  const cleanup = async () => {
+    cs.destroy();
+    server.destroy();
+    await new Promise<void>((r) => srv.close(() => r()));
+  };
+  return { server, cs, got, syn, cleanup };
+}
+
+async function until(cond: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 500 && !cond(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(cond(), what);
+}
+
+test('session: a peer without flow control is slowed by TCP, not buffered without bound', async () => {
+  const { server, cs, syn, cleanup } = await rawPair();
+  try {
+    const incoming = nextStream(server);
+    cs.write(syn(1));
+    const s = await incoming;
+    // 16 MiB at once, ignoring the 64 KiB window (as spdystream does); nobody reads the stream yet.
+    const chunk = Buffer.alloc(32 * 1024, 7);
+    const total = 512;
+    for (let i = 0; i < total; i++) cs.write(encodeFrame({ type: 'data', streamId: 1, flags: i === total - 1 ? 1 : 0, data: chunk }));
+    await until(() => server.readsHeld, 'the server stops reading its socket');
+    const held = s.readableLength;
+    await new Promise((r) => setTimeout(r, 100));
+    assert.ok(s.readableLength <= held + 128 * 1024, `buffered ${s.readableLength} bytes`);
+    assert.ok(s.readableLength < 1024 * 1024, `buffered ${s.readableLength} bytes, not 16 MiB`);
+    // Once the reader catches up, everything arrives.
+    const all = await read(s);
+    assert.equal(all.length, total * chunk.length);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('session: a flow-controlling peer that overruns its window gets FLOW_CONTROL_ERROR', async () => {
+  const { server, cs, got, syn, cleanup } = await rawPair();
+  try {
+    const incoming = nextStream(server);
+    // A WINDOW_UPDATE tells the server this peer does flow control.
+    cs.write(encodeFrame({ type: 'window_update', streamId: 0, delta: 1 }));
+    cs.write(syn(1));
+    await incoming;
+    const chunk = Buffer.alloc(32 * 1024);
+    for (let i = 0; i < 3; i++) cs.write(encodeFrame({ type: 'data', streamId: 1, flags: 0, data: chunk }));
+    await until(() => got.some((f) => f.type === 'rst_stream' && f.streamId === 1), 'the stream is reset');
+    const rst = got.find((f) => f.type === 'rst_stream' && f.streamId === 1) as { status: number };
+    assert.equal(rst.status, RstStatus.FLOW_CONTROL_ERROR);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('session: streams beyond the cap are refused', async () => {
+  const { server, cs, got, syn, cleanup } = await rawPair({ maxStreams: 8 });
+  try {
+    let accepted = 0;
+    server.on('stream', () => accepted++);
+    for (let i = 0; i < 20; i++) cs.write(syn(2 * i + 1));
+    await until(() => got.filter((f) => f.type === 'rst_stream').length === 12, '12 streams refused');
+    assert.equal(accepted, 8);
+    assert.ok(got.filter((f) => f.type === 'rst_stream').every((f) => (f as { status: number }).status === RstStatus.REFUSED_STREAM));
+    assert.equal(server.streamCount, 8);
   } finally {
     await cleanup();
   }

@@ -67,3 +67,24 @@ test('a layer is stored and unpacked from one download, and a corrupt blob leave
   await assert.rejects(h2.done);
   assert.deepEqual((await sn.list()).map((i) => i.key), [sha256(layer)]);
 });
+
+test('a decompression bomb is stopped at the layer size cap, on the main thread and in a worker', async (t) => {
+  const { gzipSync } = await import('node:zlib');
+  const { Readable: R } = await import('node:stream');
+  const { applyLayer: apply } = await import('../../src/core/unpack/apply.js');
+  const { decompressStream } = await import('../../src/core/unpack/decompress.js');
+  const { UnpackPool } = await import('../../src/core/unpack/pool.js');
+  const { buildTar: build, tempDir: temp } = await import('../helpers/tar.js');
+  const { statSync, mkdirSync: mk } = await import('node:fs');
+  const { join: j } = await import('node:path');
+  const blob = gzipSync(await build([{ name: 'zeros', content: Buffer.alloc(32 << 20) }]));
+  assert.ok(blob.length < 100_000);
+  const dir = await temp(t);
+  mk(j(dir, 'main'));
+  await assert.rejects(apply(decompressStream(R.from([blob]), 'gzip'), j(dir, 'main'), { maxBytes: 4 << 20 }), { code: 'unpack.layer_too_large' });
+  assert.ok(statSync(j(dir, 'main', 'zeros')).size <= 5 << 20, 'writing stopped near the cap');
+  const pool = new UnpackPool({ size: 1, idleMs: 50 });
+  t.after(() => pool.close());
+  mk(j(dir, 'worker'));
+  await assert.rejects(pool.reserve().extract({ source: R.from([blob]), compression: 'gzip', dir: j(dir, 'worker'), mode: 'native', maxBytes: 4 << 20 }), { code: 'unpack.layer_too_large' });
+});

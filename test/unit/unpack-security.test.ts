@@ -141,3 +141,68 @@ test('resolving many entries under one deep directory costs lstat calls linear i
   assert.ok(r.lstatCalls <= 200, `lstat calls: ${r.lstatCalls}`);
   assert.ok((await stat(join(root, dirname(deep.join('/'))))).isDirectory());
 });
+
+for (const mode of ['native', 'overlay'] as const) {
+  test(`${mode}: deferred directory times never land on a host file through a parent replaced by a symlink`, async (t) => {
+    const { root, outside } = await setup(t);
+    const { utimes } = await import('node:fs/promises');
+    await writeFile(join(outside, 'passwd'), 'root:x:0:0::/root:/bin/sh\n');
+    await utimes(join(outside, 'passwd'), 1_234_567_890, 1_234_567_890);
+    await apply(
+      root,
+      [
+        { name: 'a/', type: 'directory' },
+        { name: 'a/passwd/', type: 'directory', mtime: new Date(0) },
+        { name: 'a', type: 'symlink', linkname: outside },
+        { name: 'kept/', type: 'directory', mtime: new Date(1_500_000_000_000) },
+        { name: 'kept/sub/', type: 'directory', mtime: new Date(1_400_000_000_000) },
+      ],
+      mode,
+    );
+    assert.equal((await stat(join(outside, 'passwd'))).mtimeMs, 1_234_567_890_000, 'the host file keeps its mtime');
+    assert.equal(await readFile(join(outside, 'passwd'), 'utf8'), 'root:x:0:0::/root:/bin/sh\n');
+    assert.ok((await lstat(join(root, 'a'))).isSymbolicLink());
+    // Directories that stayed get their times.
+    assert.equal((await stat(join(root, 'kept'))).mtimeMs, 1_500_000_000_000);
+    assert.equal((await stat(join(root, 'kept', 'sub'))).mtimeMs, 1_400_000_000_000);
+  });
+}
+
+test('unpack path work stays linear: a replaced symlink drops only what depended on it', async (t) => {
+  const { root } = await setup(t);
+  const depth = 1500;
+  const deep = Array.from({ length: depth }, () => 'd').join('/');
+  const pairs = 300;
+  const entries: TarEntry[] = [{ name: `${deep}/`, type: 'directory' }];
+  for (let i = 0; i < pairs; i++) {
+    entries.push({ name: 'l', type: 'symlink', linkname: i % 2 ? 'x' : 'y' });
+    entries.push({ name: `${deep}/f${i}`, content: 'x' });
+  }
+  // A symlink the deep path goes through, replaced too: what went through it is re-resolved.
+  entries.push({ name: 'via', type: 'symlink', linkname: 'd' });
+  entries.push({ name: 'via/viafile', content: 'v' });
+  entries.push({ name: 'via', type: 'symlink', linkname: 'e' });
+  entries.push({ name: 'e/', type: 'directory' });
+  entries.push({ name: 'via/viafile2', content: 'w' });
+  const r = await applyLayer(Readable.from([await buildTar(entries)]), root, { mode: 'native' });
+  // Without subtree invalidation each pair re-resolves all 1500 levels (450k lstat calls).
+  assert.ok(r.work!.pathLookups <= depth + 20 * pairs, `lstat calls: ${r.work!.pathLookups}`);
+  assert.equal(await readFile(join(root, deep, `f${pairs - 1}`), 'utf8'), 'x');
+  assert.equal(await readFile(join(root, 'd', 'viafile'), 'utf8'), 'v');
+  assert.equal(await readFile(join(root, 'e', 'viafile2'), 'utf8'), 'w', 'a resolution through a replaced symlink is not reused');
+});
+
+test('native: an opaque marker repeated for one directory reads it once', async (t) => {
+  const { root } = await setup(t);
+  const { mkdir } = await import('node:fs/promises');
+  await mkdir(join(root, 'big'));
+  for (let i = 0; i < 50; i++) await writeFile(join(root, 'big', `lower${i}`), 'l');
+  const entries: TarEntry[] = [{ name: 'big/', type: 'directory' }];
+  for (let i = 0; i < 500; i++) entries.push({ name: `big/f${i}`, content: 'x' });
+  for (let i = 0; i < 500; i++) entries.push({ name: 'big/.wh..wh..opq', content: '' });
+  const r = await applyLayer(Readable.from([await buildTar(entries)]), root, { mode: 'native' });
+  assert.equal(r.work!.dirReads, 1);
+  const names = await readdir(join(root, 'big'));
+  assert.equal(names.length, 500, 'the lower entries are gone, the layer\'s own stay');
+  assert.ok(names.every((n) => n.startsWith('f')));
+});

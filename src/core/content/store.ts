@@ -12,7 +12,7 @@
  * of the same digest each use their own ingest file; the last rename wins with identical bytes.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { chmod, mkdir, open, readdir, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Transform, type Readable, type TransformCallback } from 'node:stream';
 import { errors, isBerthError } from '../../errors.js';
@@ -60,6 +60,8 @@ export class ContentStore {
 
   /** Creates the layout and removes ingest leftovers of interrupted writes. */
   async init(): Promise<void> {
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    await chmod(this.root, 0o700);
     await rm(this.ingestDir, { recursive: true, force: true });
     await mkdir(this.ingestDir, { recursive: true, mode: 0o700 });
     for (const alg of algorithms) await mkdir(join(this.root, 'blobs', alg), { recursive: true, mode: 0o755 });

@@ -91,16 +91,27 @@ export class SnapshotLayerStore implements LayerStore {
     }
   }
 
+  /**
+   * Removes committed layers not in `keep` (children first). A layer that cannot be removed is
+   * logged and kept (with its ancestors), never an error: a start-up collection must not stop
+   * berthd, and the next collection tries again.
+   */
   async prune(keep: Set<string>): Promise<string[]> {
     const removed: string[] = [];
+    const failed = new Set<string>();
     for (;;) {
       const all = await this.sn.list();
       const parents = new Set(all.map((s) => s.parent).filter((p): p is string => !!p));
-      const victims = all.filter((s) => s.kind === 'committed' && isChainID(s.key) && !keep.has(s.key) && !parents.has(s.key));
+      const victims = all.filter((s) => s.kind === 'committed' && isChainID(s.key) && !keep.has(s.key) && !parents.has(s.key) && !failed.has(s.key));
       if (victims.length === 0) return removed;
       for (const v of victims) {
-        await this.sn.remove(v.key);
-        removed.push(v.key);
+        try {
+          await this.sn.remove(v.key);
+          removed.push(v.key);
+        } catch (err) {
+          failed.add(v.key);
+          this.log.warn('cannot remove an unused layer, kept for the next collection', { layer: v.key, error: err });
+        }
       }
     }
   }

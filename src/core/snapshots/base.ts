@@ -5,11 +5,18 @@
  *   metadata.db            snapshot records (schema in metastore.ts)
  *   snapshots/<id>/fs      the snapshot's files (overlay: its upper/layer dir; native: full copy)
  *   snapshots/<id>/work    overlay workdir of active snapshots
+ *   snapshots/rm-<id>      a snapshot being removed (its row goes only once this is gone)
  * Ids are small integers so that long overlay lowerdir lists fit the mount data page.
+ *
+ * Snapshot trees are written by containers: they are removed fd-relatively (src/fsat.ts), since
+ * they can be deeper than PATH_MAX and hold symlinks a path walk would follow.
  */
-import { mkdir, readdir, rm } from 'node:fs/promises';
+import { renameSync } from 'node:fs';
+import { chmod, mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errors } from '../../errors.js';
+import { removeTree } from '../../fsat.js';
+import { log } from '../../log.js';
 import { MetaStore, toInfo, type SnapshotRow } from './metastore.js';
 import type { ApplyTarget, DriverName, Mount, SnapshotInfo, SnapshotUsage, Snapshotter } from './types.js';
 import { diskUsage } from './usage.js';
@@ -23,14 +30,30 @@ export abstract class DirSnapshotter implements Snapshotter {
     this.root = root;
   }
 
-  /** Opens the metadata and removes snapshot dirs left without a record (interrupted removes). */
+  /** Snapshots whose directory is being removed: no child may be created on them. */
+  private readonly removing = new Set<string>();
+
+  /**
+   * Opens the metadata and removes snapshot dirs left without a record (interrupted removes,
+   * staging dirs). A leftover that cannot be removed is logged and left: it never stops berthd.
+   */
   async init(): Promise<void> {
-    await mkdir(join(this.root, 'snapshots'), { recursive: true, mode: 0o711 });
+    // 0700 at every start, not only when created: snapshot trees hold image files (setuid
+    // binaries among them) that no local user may reach.
+    for (const d of [this.root, join(this.root, 'snapshots')]) {
+      await mkdir(d, { recursive: true, mode: 0o700 });
+      await chmod(d, 0o700);
+    }
     this.store = new MetaStore(this.root);
     const ids = this.store.ids();
     for (const name of await readdir(join(this.root, 'snapshots'))) {
-      if (!/^[0-9]+$/.test(name) || !ids.has(Number(name))) {
-        await rm(join(this.root, 'snapshots', name), { recursive: true, force: true });
+      if (/^[0-9]+$/.test(name) && ids.has(Number(name))) continue;
+      try {
+        await removeTree(join(this.root, 'snapshots', name));
+        const removed = /^rm-([0-9]+)$/.exec(name);
+        if (removed) this.store.removeId(Number(removed[1]));
+      } catch (err) {
+        log.warn('snapshots: cannot remove a leftover directory, skipped', { dir: join(this.root, 'snapshots', name), error: err });
       }
     }
   }
@@ -71,15 +94,23 @@ export abstract class DirSnapshotter implements Snapshotter {
   }
 
   private async create(kind: 'active' | 'view', key: string, parent: string | undefined, labels: Record<string, string>): Promise<Mount[]> {
+    if (parent !== undefined && this.removing.has(parent)) {
+      throw errors.notFound('snapshot.parent_not_found', `parent snapshot ${JSON.stringify(parent)} is being removed`);
+    }
     const row = this.meta.create(key, parent, kind, labels);
     try {
       const parents = this.meta.chain(row.parent);
       await this.createDirs(row, parents);
       return this.mountsOf(row, parents);
     } catch (err) {
-      // Leave nothing behind: no record, no directory.
+      // Leave nothing behind: no record, no directory. A directory that resists removal is
+      // left as rm-<id> (ids are never reused) for the start-up sweep; the caller gets its error.
+      try {
+        await this.discard(row.id);
+      } catch (cleanupErr) {
+        log.warn('snapshots: cannot remove the directory of a failed prepare; left for the start-up sweep', { id: row.id, error: cleanupErr });
+      }
       this.meta.remove(key);
-      await rm(this.snapDir(row.id), { recursive: true, force: true });
       throw err;
     }
   }
@@ -92,7 +123,7 @@ export abstract class DirSnapshotter implements Snapshotter {
     const usage = measured ?? (await diskUsage(this.fsDir(row.id)));
     this.meta.commit(name, key, labels, usage);
     // The workdir only serves mounts of the active snapshot.
-    await rm(this.workDir(row.id), { recursive: true, force: true });
+    await removeTree(this.workDir(row.id));
   }
 
   async mounts(key: string): Promise<Mount[]> {
@@ -111,9 +142,32 @@ export abstract class DirSnapshotter implements Snapshotter {
     return this.applyTargetOf(row, this.meta.chain(row.parent));
   }
 
+  /**
+   * Removes the snapshot's directory, then its record: a removal that fails keeps the record
+   * (the call fails, a retry or the start-up sweep finishes it). The directory is first renamed
+   * to `rm-<id>`, so a half-removed snapshot is never found at its own path.
+   */
   async remove(key: string): Promise<void> {
-    const row = this.meta.remove(key);
-    await rm(this.snapDir(row.id), { recursive: true, force: true });
+    const row = this.meta.removable(key);
+    this.removing.add(key);
+    try {
+      await this.discard(row.id);
+      this.meta.remove(key);
+    } finally {
+      this.removing.delete(key);
+    }
+  }
+
+  /** Renames snapshots/<id> to rm-<id> (synchronously: nothing can use it after) and removes that. */
+  private async discard(id: number): Promise<void> {
+    const doomed = join(this.root, 'snapshots', `rm-${id}`);
+    try {
+      renameSync(this.snapDir(id), doomed);
+    } catch (err) {
+      // ENOENT: an earlier attempt renamed it already (or it never had a directory).
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    await removeTree(doomed);
   }
 
   async stat(key: string): Promise<SnapshotInfo> {

@@ -145,16 +145,27 @@ export class MetaStore {
   }
 
   /** Deletes the record (refused while children exist); returns it so its dir can be removed. */
+  /** The row of `key` if it may be removed (it exists and has no child); throws otherwise. */
+  removable(key: string): SnapshotRow {
+    const row = this.mustGet(key);
+    const child = this.db.prepare('SELECT key FROM snapshots WHERE parent = ? LIMIT 1').get(key) as { key: string } | undefined;
+    if (child) {
+      throw errors.failedPrecondition('snapshot.has_children', `snapshot ${JSON.stringify(key)} has child ${JSON.stringify(child.key)}`);
+    }
+    return row;
+  }
+
   remove(key: string): SnapshotRow {
     return this.db.transaction(() => {
-      const row = this.mustGet(key);
-      const child = this.db.prepare('SELECT key FROM snapshots WHERE parent = ? LIMIT 1').get(key) as { key: string } | undefined;
-      if (child) {
-        throw errors.failedPrecondition('snapshot.has_children', `snapshot ${JSON.stringify(key)} has child ${JSON.stringify(child.key)}`);
-      }
+      const row = this.removable(key);
       this.db.prepare('DELETE FROM snapshots WHERE id = ?').run(row.id);
       return row;
     })();
+  }
+
+  /** Deletes the row with this id, if any (a removal finished by the start-up sweep). */
+  removeId(id: number): void {
+    this.db.prepare('DELETE FROM snapshots WHERE id = ?').run(id);
   }
 
   ids(): Set<number> {

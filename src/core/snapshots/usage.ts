@@ -1,34 +1,22 @@
-/** Disk usage of a directory tree (du-like: allocated blocks, each inode counted once). */
-import { lstatSync, readdirSync } from 'node:fs';
-import { lstat, readdir } from 'node:fs/promises';
-import { join } from 'node:path';
+/**
+ * Disk usage of a directory tree (du-like: allocated blocks, each inode counted once).
+ *
+ * The trees are written by containers and images: they may be deeper than PATH_MAX and a running
+ * container may swap any directory for a symlink, so the walk is fd-relative with O_NOFOLLOW
+ * (src/fsat.ts). An entry that cannot be measured is skipped and logged, never an error: one
+ * container's tree must not make ImageFsInfo fail for the node.
+ */
+import { log } from '../../log.js';
+import { treeUsage, treeUsageSync, type TreeUsage } from '../../fsat.js';
 import type { SnapshotUsage } from './types.js';
 
+function report(dir: string, u: TreeUsage): SnapshotUsage {
+  if (u.errors > 0) log.warn('disk usage: entries skipped', { dir, skipped: u.errors, first: u.firstError });
+  return { size: u.size, inodes: u.inodes };
+}
+
 export async function diskUsage(dir: string): Promise<SnapshotUsage> {
-  const seen = new Set<string>();
-  let size = 0;
-  let inodes = 0;
-  // Iterative walk: deep trees must not grow the JS stack.
-  const stack = [dir];
-  while (stack.length > 0) {
-    const p = stack.pop()!;
-    let st;
-    try {
-      st = await lstat(p);
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
-      throw err;
-    }
-    const id = `${st.dev}:${st.ino}`;
-    if (seen.has(id)) continue;
-    seen.add(id);
-    inodes += 1;
-    size += st.blocks * 512;
-    if (st.isDirectory()) {
-      for (const name of await readdir(p)) stack.push(join(p, name));
-    }
-  }
-  return { size, inodes };
+  return report(dir, await treeUsage(dir));
 }
 
 /**
@@ -36,22 +24,5 @@ export async function diskUsage(dir: string): Promise<SnapshotUsage> {
  * just wrote, so the commit on the main thread need not walk it again).
  */
 export function diskUsageSync(dir: string): SnapshotUsage {
-  const seen = new Set<string>();
-  let size = 0;
-  let inodes = 0;
-  const stack = [dir];
-  while (stack.length > 0) {
-    const p = stack.pop()!;
-    const st = lstatSync(p, { throwIfNoEntry: false });
-    if (!st) continue;
-    const id = `${st.dev}:${st.ino}`;
-    if (seen.has(id)) continue;
-    seen.add(id);
-    inodes += 1;
-    size += st.blocks * 512;
-    if (st.isDirectory()) {
-      for (const name of readdirSync(p)) stack.push(join(p, name));
-    }
-  }
-  return { size, inodes };
+  return report(dir, treeUsageSync(dir));
 }

@@ -17,7 +17,8 @@
  * child not written by this same layer.
  */
 import { createHash } from 'node:crypto';
-import { constants as fsc, type Stats } from 'node:fs';
+import { closeSync, constants as fsc, futimesSync, openSync, type Stats } from 'node:fs';
+import { O_DIR_NOFOLLOW, openDirAt } from '../../fsat.js';
 import { chmod, lchown, link, lstat, lutimes, mkdir, open, readdir, symlink, type SyncHandle } from './fsops.js';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -39,13 +40,26 @@ export interface ApplyOptions {
    * to the lower dirs once it is committed, and is called only if a lookup needs them.
    */
   pendingLowers?: PendingLowers;
+  /** Most uncompressed bytes the layer may have (default MAX_LAYER_BYTES). */
+  maxBytes?: number;
 }
+
+/**
+ * Default cap of a layer's uncompressed size: a gzip or zstd bomb (1000:1 and more) must not
+ * fill the disk before the diffID check can reject it.
+ */
+export const MAX_LAYER_BYTES = 64 * 1024 ** 3;
 
 export interface ApplyResult {
   /** Bytes of the uncompressed tar stream. */
   bytes: number;
   /** sha256 digest of the uncompressed tar stream (the layer's DiffID). */
   diffID: string;
+  /**
+   * Path work done (applyLayer only; to check it stays linear in the layer): lstat calls made
+   * resolving parents, and directories read for native opaque markers.
+   */
+  work?: { pathLookups: number; dirReads: number };
 }
 
 type Header = TarHeader;
@@ -107,14 +121,23 @@ function setXattrs(abs: string, xattrs: Array<[string, Buffer]>): void {
   }
 }
 
-/** Passes the chunks of `src` on, hashing and counting them (the layer's DiffID and size). */
+/**
+ * Passes the chunks of `src` on, hashing and counting them (the layer's DiffID and size), and
+ * stops a layer that inflates past `maxBytes`.
+ */
 class Hasher {
   readonly hash = createHash('sha256');
   bytes = 0;
+
+  constructor(private readonly maxBytes: number) {}
+
   async *through(src: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
     for await (const chunk of src) {
-      this.hash.update(chunk);
       this.bytes += chunk.length;
+      if (this.bytes > this.maxBytes) {
+        throw errors.resourceExhausted('unpack.layer_too_large', `layer inflates to more than ${this.maxBytes} bytes`);
+      }
+      this.hash.update(chunk);
       yield chunk;
     }
   }
@@ -134,8 +157,18 @@ class LayerWriter {
   private readonly mode: WhiteoutMode;
   /** Paths written by this layer (native opaque dirs keep them). */
   private readonly written = new Set<string>();
-  /** Directory times are set last: creating children changes them. */
+  /**
+   * Directory times are set last (creating children changes them), by root-relative real path:
+   * `finish` re-resolves each one from the root fd, never through a symlink.
+   */
   private readonly dirTimes: Array<[string, number]> = [];
+  /** Directories this layer already made opaque (native mode). */
+  private readonly opaqued = new Set<string>();
+  dirReads = 0;
+
+  get pathLookups(): number {
+    return this.resolver.lstatCalls;
+  }
 
   constructor(private readonly root: string, opts: ApplyOptions) {
     this.mode = opts.mode ?? 'native';
@@ -182,21 +215,21 @@ class LayerWriter {
         await drain(body);
         const st = await lstatOrNull(abs);
         if (!st?.isDirectory()) {
-          if (st) await this.remove(abs, st);
+          if (st) await this.remove(real, st);
           await mkdir(abs, { mode: 0o700 });
         }
-        await this.setMeta(abs, h, true);
+        await this.setMeta(abs, h, true, real);
         break;
       }
       case 'file':
       case 'contiguous-file':
       case null:
       case undefined:
-        await this.writeFile(abs, h, body);
+        await this.writeFile(real, abs, h, body);
         break;
       case 'symlink':
         await drain(body);
-        await this.replace(abs);
+        await this.replace(real);
         await symlink(h.linkname ?? '', abs);
         await this.setMeta(abs, h, false);
         break;
@@ -208,7 +241,7 @@ class LayerWriter {
       case 'block-device':
       case 'fifo': {
         await drain(body);
-        await this.replace(abs);
+        await this.replace(real);
         const kind = h.type === 'fifo' ? S_IFIFO : h.type === 'block-device' ? S_IFBLK : S_IFCHR;
         mknod(abs, kind | ((h.mode ?? 0) & 0o777), h.devmajor ?? 0, h.devminor ?? 0);
         await this.setMeta(abs, h, false);
@@ -220,29 +253,72 @@ class LayerWriter {
     this.written.add(real);
   }
 
-  /** Sets the directory times collected during extraction (children no longer change them). */
+  /**
+   * Sets the directory times collected during extraction (children no longer change them).
+   * A later entry may have replaced a parent with a symlink (`a/`, `a/passwd/`, `a -> /etc`):
+   * each directory is reopened component by component from the root with O_NOFOLLOW, and one
+   * that is no longer a directory inside the root is skipped (it was removed with its parent).
+   * The times go through the fd. Paths are visited in sorted order so that the fds of a shared
+   * prefix are reused: one openat per directory.
+   */
   async finish(): Promise<void> {
-    for (const [abs, t] of this.dirTimes) {
-      try {
-        await lutimes(abs, t, t);
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    if (this.dirTimes.length === 0) return;
+    const times = new Map<string, number>();
+    for (const [real, t] of this.dirTimes) times.set(real, t);
+    const paths = [...times.keys()].sort();
+    const rootFd = openSync(this.root, O_DIR_NOFOLLOW);
+    // stack[i] is the fd of the first i+1 components of the previous path.
+    const names: string[] = [];
+    const fds: number[] = [];
+    try {
+      for (const real of paths) {
+        const comps = real === '' ? [] : real.split('/');
+        let common = 0;
+        while (common < names.length && common < comps.length && names[common] === comps[common]) common++;
+        while (fds.length > common) {
+          closeSync(fds.pop()!);
+          names.pop();
+        }
+        let ok = true;
+        for (let i = common; i < comps.length; i++) {
+          const parent = i === 0 ? rootFd : fds[i - 1]!;
+          let fd: number;
+          try {
+            fd = openDirAt(parent, comps[i]!);
+          } catch (err) {
+            const code = (err as NodeJS.ErrnoException).code;
+            if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'ELOOP') {
+              ok = false;
+              break;
+            }
+            throw err;
+          }
+          fds.push(fd);
+          names.push(comps[i]!);
+        }
+        if (!ok) continue;
+        const t = times.get(real)!;
+        futimesSync(comps.length === 0 ? rootFd : fds[fds.length - 1]!, t, t);
       }
+    } finally {
+      for (const fd of fds) closeSync(fd);
+      closeSync(rootFd);
     }
   }
 
-  /** Removes whatever is at `abs` (a later entry with the same name wins). */
-  private async replace(abs: string): Promise<void> {
-    const st = await lstatOrNull(abs);
-    if (st) await this.remove(abs, st);
+  /** Removes whatever is at real path `real` (a later entry with the same name wins). */
+  private async replace(real: string): Promise<void> {
+    const st = await lstatOrNull(join(this.root, real));
+    if (st) await this.remove(real, st);
   }
 
-  private async remove(abs: string, st: Stats): Promise<void> {
-    await removeAll(abs);
-    if (st.isDirectory() || st.isSymbolicLink()) this.resolver.invalidate();
+  private async remove(real: string, st: Stats): Promise<void> {
+    await removeAll(join(this.root, real));
+    // Only what depended on this entry leaves the path cache (its subtree, symlink resolutions).
+    if (st.isDirectory() || st.isSymbolicLink()) this.resolver.removed(real);
   }
 
-  private async writeFile(abs: string, h: Header, body: Body): Promise<void> {
+  private async writeFile(real: string, abs: string, h: Header, body: Body): Promise<void> {
     const flags = fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL | fsc.O_NOFOLLOW;
     let fh: SyncHandle;
     try {
@@ -250,7 +326,7 @@ class LayerWriter {
       fh = await open(abs, flags, 0o600);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      await this.replace(abs);
+      await this.replace(real);
       fh = await open(abs, flags, 0o600);
     }
     try {
@@ -267,13 +343,14 @@ class LayerWriter {
   }
 
   /** Owner, mode (not for symlinks), xattrs and times of a non-regular entry, never via a link. */
-  private async setMeta(abs: string, h: Header, isDir: boolean): Promise<void> {
+  /** `real`: the root-relative resolved path of a directory ('' for the root). */
+  private async setMeta(abs: string, h: Header, isDir: boolean, real = ''): Promise<void> {
     await lchown(abs, parseId(h.pax?.uid ?? h.uid ?? 0, 'uid'), parseId(h.pax?.gid ?? h.gid ?? 0, 'gid'));
     const st = await lstat(abs);
     if (!st.isSymbolicLink()) await chmod(abs, (h.mode ?? (isDir ? 0o755 : 0o644)) & 0o7777);
     setXattrs(abs, xattrsOf(h));
     const t = mtimeOf(h);
-    if (isDir) this.dirTimes.push([abs, t]);
+    if (isDir) this.dirTimes.push([real, t]);
     else await lutimes(abs, t, t);
   }
 
@@ -291,7 +368,7 @@ class LayerWriter {
     const st = await lstatOrNull(tabs);
     if (!st) throw fail('target not found in layer');
     if (st.isDirectory()) throw fail('target is a directory');
-    await this.replace(abs);
+    await this.replace(real);
     // link(2) does not follow a symlink target, so this never reaches outside the root.
     await link(tabs, abs);
   }
@@ -303,22 +380,31 @@ class LayerWriter {
       this.resolver.markOpaque(parent);
       return;
     }
+    // Native: once per directory and layer. After the first marker everything left in it was
+    // written by this layer (a directory removed and made again since holds only this layer's
+    // entries too), so a layer repeating the marker 1e5 times does not reread it each time.
+    if (this.opaqued.has(parent)) return;
+    this.opaqued.add(parent);
+    this.dirReads++;
     for (const name of await readdir(dir)) {
       const child = joinRel(parent, name);
-      if (!this.written.has(child)) await removeAll(join(dir, name));
+      if (this.written.has(child)) continue;
+      const st = await lstatOrNull(join(dir, name));
+      if (st) await this.remove(child, st);
     }
-    this.resolver.invalidate();
   }
 
   private async whiteout(parent: string, name: string): Promise<void> {
-    const abs = join(this.root, parent, name);
+    const real = joinRel(parent, name);
+    const abs = join(this.root, real);
     const st = await lstatOrNull(abs);
-    if (st) await this.remove(abs, st);
+    if (st) await this.remove(real, st);
     if (this.mode === 'overlay') {
       mknod(abs, S_IFCHR, 0, 0);
-      this.resolver.invalidate();
+      // A lower entry here (a symlink some resolution followed) is now whited out.
+      this.resolver.removed(real);
     }
-    this.written.delete(joinRel(parent, name));
+    this.written.delete(real);
   }
 }
 
@@ -333,7 +419,7 @@ async function drain(body: Body): Promise<void> {
  * On error the root is left partially written; the caller discards the snapshot.
  */
 export async function applyLayer(tarStream: Readable, root: string, opts: ApplyOptions = {}): Promise<ApplyResult> {
-  const hasher = new Hasher();
+  const hasher = new Hasher(opts.maxBytes ?? MAX_LAYER_BYTES);
   const writer = new LayerWriter(root, opts);
   try {
     for await (const entry of readTar(hasher.through(tarStream))) {
@@ -349,5 +435,5 @@ export async function applyLayer(tarStream: Readable, root: string, opts: ApplyO
     }
     throw err;
   }
-  return { bytes: hasher.bytes, diffID: 'sha256:' + hasher.hash.digest('hex') };
+  return { bytes: hasher.bytes, diffID: 'sha256:' + hasher.hash.digest('hex'), work: { pathLookups: writer.pathLookups, dirReads: writer.dirReads } };
 }

@@ -39,6 +39,8 @@ export interface ExtractJob {
   lowers?: readonly string[];
   /** overlay, instead of `lowers`: asked for only if the layer needs them (see resolve.ts). */
   pendingLowers?: PendingLowers;
+  /** Most uncompressed bytes (default apply.ts MAX_LAYER_BYTES). */
+  maxBytes?: number;
 }
 
 /** What an extraction produced; `usage` (of `dir`) when the worker measured it. */
@@ -290,7 +292,7 @@ export class UnpackPool {
       worker.on('message', onMessage);
       send({
         type: 'start',
-        job: { dir: job.dir, mode: job.mode, compression: job.compression, lowers: job.pendingLowers ? null : [...(job.lowers ?? [])], file },
+        job: { dir: job.dir, mode: job.mode, compression: job.compression, lowers: job.pendingLowers ? null : [...(job.lowers ?? [])], file, ...(job.maxBytes !== undefined ? { maxBytes: job.maxBytes } : {}) },
       });
       // An abort (pull canceled) still arrives as an error of the source stream.
       source.on('error', onSourceError);
@@ -306,5 +308,6 @@ export class UnpackPool {
 export async function extractInThread(job: ExtractJob): Promise<ApplyResult> {
   if (job.source.destroyed) throw job.source.errored ?? errors.canceled('unpack.source_closed', 'layer stream closed before unpacking began');
   const tar = decompressStream(job.source, job.compression);
-  return applyLayer(tar, job.dir, job.pendingLowers ? { mode: job.mode, pendingLowers: job.pendingLowers } : { mode: job.mode, lowers: job.lowers ?? [] });
+  const cap = job.maxBytes !== undefined ? { maxBytes: job.maxBytes } : {};
+  return applyLayer(tar, job.dir, job.pendingLowers ? { mode: job.mode, pendingLowers: job.pendingLowers, ...cap } : { mode: job.mode, lowers: job.lowers ?? [], ...cap });
 }

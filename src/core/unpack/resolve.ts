@@ -5,9 +5,11 @@
  * the way is followed *as if the root were "/"*: absolute targets restart at the root and ".."
  * stops at the root, so a link planted by an earlier entry or layer (`x -> /etc`, `x -> ..`)
  * can never redirect a write to the host. Results are cached per directory so each entry costs
- * O(1) syscalls amortized and O(path length) work (linear time in the layer size); the cache is
- * dropped whenever an entry removes or replaces a directory or symlink. Entry names are capped
- * at PATH_MAX by the caller, which bounds the kernel's own per-path work.
+ * O(1) syscalls amortized and O(path length) work (linear time in the layer size). When an
+ * entry removes or replaces a directory or symlink, only what depended on it is dropped: the
+ * removed directory's subtree of the cache, and the resolutions that followed a symlink (they
+ * are recomputed from the cached real directories, without a syscall per component). Entry
+ * names are capped at PATH_MAX by the caller, which bounds the kernel's own per-path work.
  *
  * In overlay mode the root is an empty upper dir over read-only lower layers (newest first).
  * A parent missing in the upper dir is looked up in the lowers (honouring whiteouts and opaque
@@ -85,12 +87,23 @@ interface DirNode {
   parent: DirNode | null;
   /** Base name of `real` in `parent`. */
   name: string;
+  /** Lexical child name → the real directory it is (no symlink on the way). */
   children: Map<string, DirNode>;
+  /** Lexical child name → where it led through a symlink, valid while `linkEpoch` is current. */
+  linked: Map<string, { node: DirNode; epoch: number }>;
+  /** Real subdirectories known below this one (to drop a removed subtree). */
+  subdirs: Map<string, DirNode>;
+  /** Set once this directory was removed or replaced; its node must not be used again. */
+  dead?: boolean;
   /**
    * Indices of the lower layers whose directory at `real` merges into it (overlay mode);
    * undefined until a lookup below this directory needs it.
    */
   layers?: number[];
+}
+
+function newNode(real: string, parent: DirNode | null, name: string, layers?: number[]): DirNode {
+  return { real, parent, name, children: new Map(), linked: new Map(), subdirs: new Map(), layers };
 }
 
 /** Supplies the lower layer dirs (newest first) once they exist. */
@@ -106,6 +119,8 @@ export class RootResolver {
   private nodes = new Map<string, DirNode>();
   /** Number of lstat calls made in the upper dir (exposed to check the linear-time bound). */
   lstatCalls = 0;
+  /** Bumped whenever a directory or symlink is removed: resolutions through symlinks expire. */
+  private linkEpoch = 0;
 
   private lowers: readonly string[] | null;
 
@@ -122,10 +137,33 @@ export class RootResolver {
     this.invalidate();
   }
 
-  /** Forget cached resolutions (after a directory or symlink was removed or replaced). */
+  /** Forget every cached resolution. */
   invalidate(): void {
-    this.top = { real: '', parent: null, name: '', children: new Map() };
+    this.top = newNode('', null, '');
     this.nodes = new Map([['', this.top]]);
+    this.linkEpoch++;
+  }
+
+  /**
+   * The entry at real path `real` (a directory or a symlink) was removed or replaced: drops the
+   * cached subtree below it and every resolution that went through a symlink; the rest of the
+   * cache stays (a layer replacing a symlink 1e5 times must not re-resolve everything each time).
+   */
+  removed(real: string): void {
+    this.linkEpoch++;
+    const node = this.nodes.get(real);
+    if (node && node !== this.top) {
+      node.parent?.subdirs.delete(node.name);
+      const stack = [node];
+      while (stack.length > 0) {
+        const n = stack.pop()!;
+        n.dead = true;
+        this.nodes.delete(n.real);
+        for (const c of n.subdirs.values()) stack.push(c);
+      }
+    }
+    const slash = real.lastIndexOf('/');
+    this.forget(slash < 0 ? '' : real.slice(0, slash), slash < 0 ? real : real.slice(slash + 1));
   }
 
   private async getLowers(): Promise<readonly string[]> {
@@ -154,7 +192,9 @@ export class RootResolver {
    * shadow what it resolved to before (e.g. a new upper dir over a lower-layer symlink).
    */
   forget(parent: string, name: string): void {
-    this.nodes.get(parent)?.children.delete(name);
+    const n = this.nodes.get(parent);
+    n?.children.delete(name);
+    n?.linked.delete(name);
   }
 
   /** Marks a real dir as opaque: no lower layer merges into it any more. */
@@ -182,11 +222,24 @@ export class RootResolver {
     let node = this.top;
     for (const name of comps) {
       let next = node.children.get(name);
+      if (next?.dead) {
+        node.children.delete(name);
+        next = undefined;
+      }
       if (next === undefined) {
+        const l = node.linked.get(name);
+        if (l && l.epoch === this.linkEpoch && !l.node.dead) next = l.node;
+      }
+      if (next === undefined) {
+        const epoch = this.linkEpoch;
+        const before = hops.n;
         const stepped = await this.step(node, name, create, hops);
         if (stepped === null) return null;
         next = stepped;
-        node.children.set(name, next);
+        // A direct step names a real directory; one that followed a symlink is only valid
+        // until a directory or symlink is next removed.
+        if (hops.n === before && next.real === joinRel(node.real, name)) node.children.set(name, next);
+        else if (epoch === this.linkEpoch) node.linked.set(name, { node: next, epoch });
       }
       node = next;
     }
@@ -197,8 +250,9 @@ export class RootResolver {
     const real = joinRel(parent.real, name);
     let n = this.nodes.get(real);
     if (!n) {
-      n = { real, parent, name, children: new Map(), layers };
+      n = newNode(real, parent, name, layers);
       this.nodes.set(real, n);
+      parent.subdirs.set(name, n);
     }
     return n;
   }

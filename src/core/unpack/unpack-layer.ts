@@ -36,6 +36,8 @@ export interface UnpackLayerOptions {
   worker?: Reservation;
   /** The parent is still being unpacked: settles once it is committed or has failed. */
   parentReady?: Promise<void>;
+  /** Most uncompressed bytes of the layer (default apply.ts MAX_LAYER_BYTES). */
+  maxBytes?: number;
 }
 
 export interface UnpackLayerResult {
@@ -65,7 +67,7 @@ export async function unpackLayer(sn: Snapshotter, opts: UnpackLayerOptions): Pr
   // go unhandled; the extraction sees it through `destroyed`/`errored`.
   source.on('error', () => undefined);
   const extract = (job: Omit<ExtractJob, 'source' | 'compression'>): Promise<ExtractResult> => {
-    const full: ExtractJob = { ...job, source, compression: opts.compression ?? 'none' };
+    const full: ExtractJob = { ...job, source, compression: opts.compression ?? 'none', ...(opts.maxBytes !== undefined ? { maxBytes: opts.maxBytes } : {}) };
     return opts.worker ? opts.worker.extract(full) : extractInThread(full);
   };
   const staged = opts.parentReady !== undefined && sn.driver === 'overlayfs' && sn.createStaging && sn.adoptStaging;

@@ -19,6 +19,8 @@ export interface JobSpec {
   lowers: string[] | null;
   /** The blob is this file: the worker reads it (no `data` messages follow). */
   file?: string;
+  /** Most uncompressed bytes of the layer. */
+  maxBytes?: number;
 }
 
 export type ToWorker =

@@ -75,6 +75,7 @@ async function run(job: JobSpec, a: Active): Promise<void> {
     const res = await applyLayer(tar, job.dir, {
       mode: job.mode,
       ...(job.lowers === null ? { pendingLowers } : { lowers: job.lowers }),
+      ...(job.maxBytes !== undefined ? { maxBytes: job.maxBytes } : {}),
     });
     // Measured here, off the main thread: the commit would otherwise walk the tree again.
     post({ type: 'done', bytes: res.bytes, diffID: res.diffID, usage: diskUsageSync(job.dir) });

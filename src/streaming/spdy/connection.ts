@@ -10,6 +10,12 @@
  * and always send updates for what we consume; when a window runs dry before the peer has ever
  * sent an update, we wait a grace period for one and, if none comes, conclude the peer does not
  * do flow control and stop waiting on this session. A peer that sends updates is honoured.
+ *
+ * Receiving is bounded whatever the peer does: we advertise the default 64 KiB window per
+ * stream and reopen it only as the consumer reads. A peer known to do flow control that sends
+ * past the window gets RST_STREAM FLOW_CONTROL_ERROR; a peer that does none (spdystream) is
+ * slowed by TCP instead: while any stream holds more than MAX_BUFFERED unread bytes, the
+ * socket is not read. A session accepts at most `maxStreams` open streams (REFUSED_STREAM).
  */
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
@@ -40,7 +46,14 @@ export interface SpdyConnectionOptions {
   lingerMs?: number;
   /** Send WINDOW_UPDATE for consumed data (default true; false mimics Go's spdystream in tests). */
   sendWindowUpdates?: boolean;
+  /** Most streams the peer may have open at once (default MAX_STREAMS). */
+  maxStreams?: number;
 }
+
+/** Default cap of open peer streams per session (kubectl port-forward uses 2 per connection). */
+export const MAX_STREAMS = 128;
+/** Unread bytes a stream may hold before the session stops reading its socket. */
+export const MAX_BUFFERED = 256 * 1024;
 
 /** Largest DATA payload we send in one frame. */
 const MAX_DATA_CHUNK = 32 * 1024;
@@ -57,6 +70,8 @@ export class SpdyStream extends Duplex {
   /** Set once the peer reset the stream (RST_STREAM status code). */
   resetStatus: number | undefined;
   sendWindow: number;
+  /** What the peer may still send before we reopen the window (may go negative for peers without flow control). */
+  recvWindow = DEFAULT_WINDOW;
   private unacked = 0;
   private localClosed = false;
   private remoteClosed = false;
@@ -111,9 +126,17 @@ export class SpdyStream extends Duplex {
       return;
     }
     if (data.length > 0) {
+      this.recvWindow -= data.length;
+      if (this.recvWindow < 0 && this.conn.flowMode === 'enforce') {
+        // The peer does flow control, so it knows the window it just overran.
+        this.conn.logDebug('spdy stream sent past its receive window', { stream: this.id, over: -this.recvWindow });
+        this.reset(RstStatus.FLOW_CONTROL_ERROR);
+        return;
+      }
       this.unacked += data.length;
       const more = this.push(data);
       if (more) this.flushWindowUpdate(false);
+      if (this.readableLength > MAX_BUFFERED) this.conn.holdReads(this);
     }
     if (fin) this.onRemoteFin();
   }
@@ -152,6 +175,7 @@ export class SpdyStream extends Duplex {
   // ---- Duplex implementation ----
 
   override _read(): void {
+    this.conn.releaseReads(this);
     this.flushWindowUpdate(true);
   }
 
@@ -173,6 +197,7 @@ export class SpdyStream extends Duplex {
       this.localClosed = this.remoteClosed = true;
     }
     this.wakeUp();
+    this.conn.releaseReads(this);
     this.conn.forget(this.id);
     cb(err);
   }
@@ -182,6 +207,7 @@ export class SpdyStream extends Duplex {
     if (!force && this.unacked < UPDATE_THRESHOLD) return;
     const n = this.unacked;
     this.unacked = 0;
+    this.recvWindow += n;
     this.conn.writeFrame({ type: 'window_update', streamId: this.id, delta: n });
     this.conn.consumed(n);
   }
@@ -250,6 +276,9 @@ export class SpdyConnection extends EventEmitter<SpdyConnectionEvents> {
   private readonly graceMs: number;
   private readonly autoReply: boolean;
   private readonly lingerMs: number;
+  private readonly maxStreams: number;
+  /** Streams holding more than MAX_BUFFERED unread bytes: the socket is paused while any is. */
+  private readonly held = new Set<SpdyStream>();
   readonly sendsWindowUpdates: boolean;
 
   constructor(
@@ -263,6 +292,7 @@ export class SpdyConnection extends EventEmitter<SpdyConnectionEvents> {
     this.autoReply = opts.autoReply ?? opts.role === 'server';
     this.lingerMs = opts.lingerMs ?? 2000;
     this.sendsWindowUpdates = opts.sendWindowUpdates ?? true;
+    this.maxStreams = opts.maxStreams ?? MAX_STREAMS;
     // Client-initiated streams and pings are odd, server-initiated ones even.
     this.nextStreamId = opts.role === 'client' ? 1 : 2;
     this.nextPingId = opts.role === 'client' ? 1 : 2;
@@ -373,6 +403,22 @@ export class SpdyConnection extends EventEmitter<SpdyConnectionEvents> {
     });
   }
 
+  /** A stream's reader fell behind: stop reading the socket (TCP then slows the peer). */
+  holdReads(s: SpdyStream): void {
+    this.held.add(s);
+    this.socket.pause();
+  }
+
+  releaseReads(s: SpdyStream): void {
+    if (!this.held.delete(s) || this.held.size > 0 || this.closed) return;
+    this.socket.resume();
+  }
+
+  /** Whether the socket is not being read because a stream's reader fell behind. */
+  get readsHeld(): boolean {
+    return this.held.size > 0;
+  }
+
   consumed(n: number): void {
     this.sessionUnacked += n;
     if (this.sessionUnacked >= UPDATE_THRESHOLD) {
@@ -465,7 +511,8 @@ export class SpdyConnection extends EventEmitter<SpdyConnectionEvents> {
       return;
     }
     this.lastRemoteStreamId = id;
-    if (this.goneAway) {
+    if (this.goneAway || this.streams.size >= this.maxStreams) {
+      if (!this.goneAway) this.log.debug('spdy: stream refused, too many open', { open: this.streams.size });
       this.writeFrame({ type: 'rst_stream', streamId: id, status: RstStatus.REFUSED_STREAM });
       return;
     }

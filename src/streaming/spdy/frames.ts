@@ -204,30 +204,65 @@ function decodeControl(type: number, flags: number, p: Buffer): Frame {
  * us buffer unbounded data).
  */
 export class FrameReader {
-  private buf: Buffer = Buffer.alloc(0);
+  /** Received bytes not yet part of a returned frame, as the chunks they came in. */
+  private chunks: Buffer[] = [];
+  private buffered = 0;
 
   constructor(private readonly maxFrameSize = 1 << 20) {}
 
   push(chunk: Buffer): Frame[] {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    if (chunk.length === 0) return [];
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
     const frames: Frame[] = [];
-    while (this.buf.length >= 8) {
-      const word = this.buf.readUInt32BE(0);
-      const flagsLen = this.buf.readUInt32BE(4);
+    for (;;) {
+      if (this.buffered < 8) break;
+      const head = this.peek(8);
+      const word = head.readUInt32BE(0);
+      const flagsLen = head.readUInt32BE(4);
       const flags = flagsLen >>> 24;
       const length = flagsLen & 0xffffff;
       if (length > this.maxFrameSize) throw errors.invalidArgument('spdy.frame_too_large', `frame of ${length} bytes exceeds ${this.maxFrameSize}`);
-      if (this.buf.length < 8 + length) break;
-      const payload = this.buf.subarray(8, 8 + length);
-      this.buf = this.buf.subarray(8 + length);
+      // A frame is joined into one buffer only once all of it is here (no re-copy per chunk).
+      if (this.buffered < 8 + length) break;
+      const payload = Buffer.from(this.take(8 + length).subarray(8));
       if (word & 0x80000000) {
         const version = (word >>> 16) & 0x7fff;
         if (version !== SPDY_VERSION) throw errors.invalidArgument('spdy.unsupported_version', `control frame version ${version}, want ${SPDY_VERSION}`);
-        frames.push(decodeControl(word & 0xffff, flags, Buffer.from(payload)));
+        frames.push(decodeControl(word & 0xffff, flags, payload));
       } else {
-        frames.push({ type: 'data', streamId: word & STREAM_ID_MASK, flags, data: Buffer.from(payload) });
+        frames.push({ type: 'data', streamId: word & STREAM_ID_MASK, flags, data: payload });
       }
     }
     return frames;
+  }
+
+  /** The first `n` buffered bytes, without consuming them. */
+  private peek(n: number): Buffer {
+    if (this.chunks[0]!.length < n) this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0]!.subarray(0, n);
+  }
+
+  /** Removes and returns the first `n` buffered bytes. */
+  private take(n: number): Buffer {
+    const parts: Buffer[] = [];
+    let need = n;
+    let i = 0;
+    while (need > 0) {
+      const c = this.chunks[i]!;
+      if (c.length <= need) {
+        parts.push(c);
+        i += 1;
+        need -= c.length;
+      } else {
+        parts.push(c.subarray(0, need));
+        this.chunks[i] = c.subarray(need);
+        need = 0;
+      }
+    }
+    // One splice per frame, not one shift per chunk (a frame may arrive in many tiny chunks).
+    if (i > 0) this.chunks.splice(0, i);
+    this.buffered -= n;
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts, n);
   }
 }

@@ -105,75 +105,125 @@ export function adler32(data: Buffer): number {
 }
 
 /**
- * Byte length of the header block at the start of `buf` once all of it is there, else
- * undefined. Lets the decompressor tell when an inflated block is complete without relying
- * on when Node's asynchronous zlib stream emits its output.
- */
-export function completeBlockLength(buf: Buffer): number | undefined {
-  if (buf.length < 4) return undefined;
-  const count = buf.readUInt32BE(0);
-  let off = 4;
-  for (let i = 0; i < 2 * count; i++) {
-    if (off + 4 > buf.length) return undefined;
-    off += 4 + buf.readUInt32BE(off);
-    if (off > buf.length) return undefined;
-  }
-  return off;
-}
-
-/**
  * Inflates incoming header blocks through one long-lived inflate context (the peer compresses
- * all its blocks as one zlib stream). Node's streaming zlib is asynchronous, so the connection
- * awaits each block before handling the next frame. Every block ends with the sender's sync
- * flush, so all of its bytes come out of inflate eventually; we wait until they form one
- * complete block (bounded by a timeout and a size cap).
+ * all its blocks as one zlib stream). Node's streaming zlib is asynchronous (it runs on the
+ * thread pool), so the connection awaits each block before handling the next frame.
+ *
+ * Every frame carries exactly one block, ended with the sender's sync flush: once inflate has
+ * consumed the frame's bytes (the write callback), its output must be exactly one complete
+ * block. The budget holds whatever the state: output counts against the block of the frame
+ * being inflated, more than MAX_HEADER_BLOCK of it (a zlib bomb), or any output while no frame
+ * is being inflated, stops the inflate context at once (destroyed: the thread pool does no
+ * more work on it) and fails the connection. Output is appended to one buffer grown by
+ * doubling, and the block's end is found by an incremental scan: linear in the output.
  */
 export class HeaderDecompressor {
-  private readonly z = zlib.createInflate({ dictionary: SPDY3_DICTIONARY });
-  private pending: Buffer = Buffer.alloc(0);
+  private readonly z = zlib.createInflate({ dictionary: SPDY3_DICTIONARY, chunkSize: 16 * 1024 });
   private failure: Error | undefined;
-  private notify: (() => void) | undefined;
+  private current: { resolve: (h: SpdyHeaders) => void; reject: (e: Error) => void } | undefined;
+  /** Output of the current frame: `out[0..len)`. */
+  private out = Buffer.alloc(0);
+  private len = 0;
+  /** Incremental scan of the block: fields (names and values) still to skip, -1 before the count. */
+  private fieldsLeft = -1;
+  private scanned = 0;
+  private total = 0;
 
-  constructor(private readonly timeoutMs = 10_000) {
-    this.z.on('data', (chunk: Buffer) => {
-      this.pending = Buffer.concat([this.pending, chunk]);
-      this.notify?.();
-    });
-    this.z.on('error', (err: Error) => {
-      this.failure = err;
-      this.notify?.();
-    });
+  constructor() {
+    this.z.on('data', (chunk: Buffer) => this.onOutput(chunk));
+    this.z.on('error', (err: Error) => this.fail(this.wrapped(err)));
   }
 
-  async decompress(compressed: Buffer): Promise<SpdyHeaders> {
-    if (this.failure) throw this.wrapped(this.failure);
-    this.z.write(compressed);
-    const length = await new Promise<number>((resolve, reject) => {
-      const check = () => {
-        if (this.failure) return finish(() => reject(this.wrapped(this.failure as Error)));
-        if (this.pending.length > MAX_HEADER_BLOCK) {
-          return finish(() => reject(errors.invalidArgument('spdy.header_block_too_large', `header block inflates to more than ${MAX_HEADER_BLOCK} bytes`)));
-        }
-        const n = completeBlockLength(this.pending);
-        if (n !== undefined) finish(() => resolve(n));
-      };
-      const finish = (then: () => void) => {
-        clearTimeout(timer);
-        this.notify = undefined;
-        then();
-      };
-      const timer = setTimeout(() => finish(() => reject(errors.invalidArgument('spdy.bad_header_block', 'header block did not inflate to a complete block'))), this.timeoutMs);
-      this.notify = check;
-      check();
+  /** Bytes this context has inflated so far (all blocks). */
+  get inflated(): number {
+    return this.total;
+  }
+
+  decompress(compressed: Buffer): Promise<SpdyHeaders> {
+    if (this.failure) return Promise.reject(this.failure);
+    if (this.current) return Promise.reject(errors.internal('spdy.inflate_busy', 'header blocks must be inflated one at a time'));
+    return new Promise<SpdyHeaders>((resolve, reject) => {
+      this.current = { resolve, reject };
+      this.out = Buffer.alloc(0);
+      this.len = 0;
+      this.fieldsLeft = -1;
+      this.scanned = 0;
+      this.z.write(compressed, () => this.onConsumed());
     });
-    const raw = this.pending.subarray(0, length);
-    this.pending = this.pending.subarray(length);
-    return decodeHeaderBlock(raw);
   }
 
   close(): void {
-    this.notify = undefined;
-    this.z.close();
+    this.current = undefined;
+    this.z.destroy();
+  }
+
+  private onOutput(chunk: Buffer): void {
+    if (this.failure) return;
+    this.total += chunk.length;
+    if (!this.current) {
+      this.fail(errors.invalidArgument('spdy.bad_header_block', 'header data inflates past the end of its block'));
+      return;
+    }
+    if (this.len + chunk.length > MAX_HEADER_BLOCK) {
+      this.fail(errors.invalidArgument('spdy.header_block_too_large', `header block inflates to more than ${MAX_HEADER_BLOCK} bytes`));
+      return;
+    }
+    if (this.len + chunk.length > this.out.length) {
+      const grown = Buffer.allocUnsafe(Math.min(MAX_HEADER_BLOCK, Math.max(2 * this.out.length, this.len + chunk.length, 1024)));
+      this.out.copy(grown, 0, 0, this.len);
+      this.out = grown;
+    }
+    chunk.copy(this.out, this.len);
+    this.len += chunk.length;
+  }
+
+  /** Inflate has consumed the frame's bytes: its output must be one whole block, nothing more. */
+  private onConsumed(): void {
+    const cur = this.current;
+    if (this.failure || !cur) return;
+    const n = this.blockLength();
+    if (n === undefined) {
+      this.fail(errors.invalidArgument('spdy.bad_header_block', 'header block is incomplete in its frame'));
+      return;
+    }
+    if (n !== this.len) {
+      this.fail(errors.invalidArgument('spdy.bad_header_block', 'header data inflates past the end of its block'));
+      return;
+    }
+    this.current = undefined;
+    try {
+      cur.resolve(decodeHeaderBlock(this.out.subarray(0, n)));
+    } catch (err) {
+      cur.reject(err as Error);
+    }
+  }
+
+  /** Length of the complete block at the start of the output, else undefined (scan resumes where it stopped). */
+  private blockLength(): number | undefined {
+    const b = this.out;
+    if (this.fieldsLeft < 0) {
+      if (this.len < 4) return undefined;
+      this.fieldsLeft = 2 * b.readUInt32BE(0);
+      this.scanned = 4;
+    }
+    while (this.fieldsLeft > 0) {
+      if (this.scanned + 4 > this.len) return undefined;
+      const end = this.scanned + 4 + b.readUInt32BE(this.scanned);
+      if (end > this.len) return undefined;
+      this.scanned = end;
+      this.fieldsLeft -= 1;
+    }
+    return this.scanned;
+  }
+
+  private fail(err: Error): void {
+    if (this.failure) return;
+    this.failure = err;
+    // No more inflation for this connection: a bomb costs at most one chunk past the budget.
+    this.z.destroy();
+    const cur = this.current;
+    this.current = undefined;
+    cur?.reject(err);
   }
 
   private wrapped(err: Error): Error {
