@@ -50,13 +50,17 @@ export function bundlePaths(stateDir: string, rootDir: string, ns: string, id: s
  * Who may enter a bundle dir (CVE-2021-41103): nobody but root, or else any local user could
  * run a setuid binary of a hostile image through <bundle>/rootfs. A container in a user
  * namespace must still reach its rootfs as its mapped root: the dir then belongs to the host
- * group the container's gid 0 maps to, mode 0710 (containerd does the same).
+ * group the container's gid 0 maps to, mode 0710 (containerd does the same). A user namespace
+ * that maps no gid 0 has no group to give the dir to: refused, never opened to everyone (0711).
  */
 export function bundleAccess(spec: Record<string, unknown>): { mode: number; gid?: number } {
   const linux = spec.linux as { namespaces?: Array<{ type?: string }>; gidMappings?: Array<{ containerID?: number; hostID?: number; size?: number }> } | undefined;
   if (!linux?.namespaces?.some((n) => n.type === 'user')) return { mode: 0o700 };
   const root = linux.gidMappings?.find((m) => (m.containerID ?? -1) <= 0 && 0 < (m.containerID ?? 0) + (m.size ?? 0));
-  return root?.hostID !== undefined ? { mode: 0o710, gid: root.hostID } : { mode: 0o711 };
+  if (root?.hostID === undefined) {
+    throw errors.invalidArgument('runtime.userns_no_root_gid', 'linux.gidMappings: a user namespace must map container gid 0 (the bundle is reachable only by the host group it maps to)');
+  }
+  return { mode: 0o710, gid: root.hostID };
 }
 
 /** mkfifo(3) through libc (no process on the create path), `mkfifo` where koffi is missing. */

@@ -226,7 +226,7 @@ test('the installed unit passes systemd-analyze verify', { skip: skip || (!syste
 
 
 
-test('upgrade with running pods: install A, run pods, install B, restart berthd: every pod and container is as it was, A\'s shim and monitors serve on', { skip, timeout: 600_000 }, async () => {
+test('upgrade with running pods: install A, run pods, install B, restart berthd: every pod and container is as it was, A\'s shim and monitors serve on; B\'s shim takes over when A\'s goes', { skip, timeout: 600_000 }, async () => {
   const l = layout();
   const { startCriEnv } = await import('../helpers/cri-env.js');
   const { busyboxConfig, createContainer, runPod } = await import('../helpers/cri-container.js');
@@ -279,12 +279,30 @@ test('upgrade with running pods: install A, run pods, install B, restart berthd:
     assert.equal(Buffer.from(ex.stdout).toString(), 'after-upgrade\n');
     await new Promise((r) => setTimeout(r, 300));
     pods.forEach((p, i) => assert.ok(logSize(p, i) > (sizesBefore[i] ?? 0), `log ${i} still grows`));
+
+    // Replace A's shim by B's (kill it): B's berthd starts its own shim, which takes the
+    // running containers over from disk without restarting any of them.
+    const gone = (pid: number) => !existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    process.kill(shim, 'SIGKILL');
+    const until = Date.now() + 15_000;
+    const newShim = () => Number(existsSync(shimPidFile) ? readFileSync(shimPidFile, 'utf8') : 0);
+    while ((newShim() === shim || !newShim()) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    const shimB = newShim();
+    assert.ok(shimB && shimB !== shim && !gone(shimB), 'a new shim runs');
+    assert.ok(readFileSync(`/proc/${shimB}/cmdline`, 'utf8').includes(`${treeB}/`), 'the new shim is build B\'s');
+    for (const id of ids) {
+      const st = await rt().containerStatus({ containerId: id, verbose: true });
+      assert.equal(st.status?.state, ContainerState.CONTAINER_RUNNING);
+      assert.equal((JSON.parse(st.info.info!) as { pid: number }).pid, pidsBefore.get(id), 'not restarted by the takeover');
+    }
+    const ex2 = await rt().execSync({ containerId: ids[1]!, cmd: ['echo', 'served-by-b'], timeout: 10n });
+    assert.equal(Buffer.from(ex2.stdout).toString(), 'served-by-b\n');
     for (const p of pods) await p.remove();
-    // With nothing left to serve, A's shim ends when berthd stops; B starts its own next time.
+    // With nothing left to serve, the shim ends when berthd stops.
     await e.berthd.stop();
     const end = Date.now() + 10_000;
-    while (existsSync(`/proc/${shim}`) && !/^State:\s+Z/m.test(readFileSync(`/proc/${shim}/status`, 'utf8')) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(!existsSync(`/proc/${shim}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${shim}/status`, 'utf8')), 'build A\'s idle shim exited');
+    while (!gone(shimB) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(gone(shimB), 'the idle shim exited with berthd');
   } finally {
     await env?.cleanup();
     uninstall(l, '--force');
