@@ -119,7 +119,9 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
       await span('record-create', () => ctx.sandboxes.put(ns, rec));
       cleanup.push('delete record', () => ctx.sandboxes.delete(ns, id));
 
-      await span('pin', async () => {
+      // The pins, the sandbox files and (with a pause) the pause's image, snapshot and spec do
+      // not depend on each other: made at once. CNI and the pause task need the pins.
+      const pinned = span('pin', async () => {
         cleanup.push('unpin namespaces', () => unpinNamespaces(pins));
         await pinNamespaces({
           id,
@@ -129,8 +131,53 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
           sysctls,
         });
       });
+      const files = span('sandbox-files', async () => {
+        cleanup.push('remove sandbox dirs', () => removeSandboxDirs(paths));
+        await writeSandboxFiles(paths, { hostname: config.hostname, hostNetwork, podIp: undefined, dns: config.dnsConfig });
+        // The state dir also tells recovery that this boot made the pod (it lives under /run).
+        await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
+        if (!hostIpc) await mountShm(paths);
+      });
+      const pausePrepared = plan.pause
+        ? (async () => {
+            const image = await span('ensure-image', async () => {
+              const ref = ctx.settings.sandboxImage;
+              return (await ctx.images.find(ns, ref)) ?? (await ctx.images.pull(ns, ref, undefined, undefined, call.signal));
+            });
+            extra.image = image.id;
+            const rootfs = await span('snapshot', async () => {
+              // In a pod user namespace the pause's image files must belong to the mapped ids too
+              // (runc creates mount points in it as the pod's root).
+              const mounts = await prepareContainerRootfs(ctx, id, image.topChainID, config, { 'berth.io/sandbox': id }, ctx.settings.state);
+              cleanup.push('remove snapshot', () => removeRootfsSnapshot(ctx, id));
+              return mounts;
+            });
+            const spec = await span('spec', () =>
+              sandboxSpec({
+                id,
+                config,
+                image: image.config.config as OciImageConfig,
+                rootfsPath: 'rootfs',
+                shmPath: paths.shmPath,
+                resolvConfPath: paths.resolvConfPath,
+                netnsPath: pins.net,
+                pins,
+                localhostSeccompProfile,
+                options: {
+                  restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj,
+                  defaultCgroupParent: DEFAULT_CGROUP_PARENT,
+                  podAnnotations: handler.podAnnotations,
+                },
+              }),
+            );
+            return { rootfs, spec };
+          })()
+        : undefined;
+      // Every branch settles before a failure unwinds, so each has pushed its undo.
+      const firstWave = await Promise.allSettled([pinned, files, pausePrepared]);
+      for (const r of firstWave) if (r.status === 'rejected') throw r.reason;
 
-      // CNI ADD runs while everything else is made: plugins configure the netns by path and
+      // CNI ADD runs while the pause is created: plugins configure the netns by path and
       // nothing else needs the network.
       let cniDone: Promise<void> | undefined;
       if (pins.net) {
@@ -156,51 +203,12 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
       }
       pendingCni = cniDone;
 
-      await span('sandbox-files', async () => {
-        cleanup.push('remove sandbox dirs', () => removeSandboxDirs(paths));
-        await writeSandboxFiles(paths, { hostname: config.hostname, hostNetwork, podIp: undefined, dns: config.dnsConfig });
-        // The state dir also tells recovery that this boot made the pod (it lives under /run).
-        await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
-        if (!hostIpc) await mountShm(paths);
-      });
-
       let pid: number | undefined;
-      if (plan.pause) {
-        const image = await span('ensure-image', async () => {
-          const ref = ctx.settings.sandboxImage;
-          return (await ctx.images.find(ns, ref)) ?? (await ctx.images.pull(ns, ref, undefined, undefined, call.signal));
-        });
-        extra.image = image.id;
-
-        const rootfs = await span('snapshot', async () => {
-          // In a pod user namespace the pause's image files must belong to the mapped ids too
-          // (runc creates mount points in it as the pod's root).
-          const mounts = await prepareContainerRootfs(ctx, id, image.topChainID, config, { 'berth.io/sandbox': id }, ctx.settings.state);
-          cleanup.push('remove snapshot', () => removeRootfsSnapshot(ctx, id));
-          return mounts;
-        });
-
-        const spec = await span('spec', () =>
-          sandboxSpec({
-            id,
-            config,
-            image: image.config.config as OciImageConfig,
-            rootfsPath: 'rootfs',
-            shmPath: paths.shmPath,
-            resolvConfPath: paths.resolvConfPath,
-            netnsPath: pins.net,
-            pins,
-            localhostSeccompProfile,
-            options: {
-              restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj,
-              defaultCgroupParent: DEFAULT_CGROUP_PARENT,
-              podAnnotations: handler.podAnnotations,
-            },
-          }),
-        );
-
+      const prepared = (firstWave[2] as PromiseFulfilledResult<{ rootfs: Awaited<ReturnType<typeof prepareContainerRootfs>>; spec: unknown } | undefined>).value;
+      if (prepared) {
+        const { rootfs, spec } = prepared;
         await span('task-create', async () => {
-          // The pause's output is useless: no stdio at all (the shim uses /dev/null).
+          // The pause's output is useless: no stdio at all (conmon gets none).
           await ctx.tasks.create({ namespace: ns, id, groupKey: id, runtime, spec: spec as unknown as Record<string, unknown>, rootfs });
           cleanup.push('delete pause task', () => killAndDeletePause(ctx, ns, id));
         });
