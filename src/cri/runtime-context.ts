@@ -3,6 +3,7 @@
  * manager, the streaming server, the container event bus and the startup tracer, plus the
  * settings handlers need. daemon/services.ts builds it; handlers never import daemon/.
  */
+import { KeyedLock } from '../keyed-lock.js';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
@@ -108,21 +109,7 @@ export class Tracer {
   }
 }
 
-/** Serialises operations per key (a sandbox id, a container id). */
-export class KeyedLock {
-  private readonly tails = new Map<string, Promise<unknown>>();
-  async run<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.tails.get(key) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => undefined);
-    this.tails.set(key, tail);
-    try {
-      return await next;
-    } finally {
-      if (this.tails.get(key) === tail) this.tails.delete(key);
-    }
-  }
-}
+export { KeyedLock };
 
 export interface RuntimeContext {
   settings: RuntimeSettings;

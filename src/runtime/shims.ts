@@ -11,6 +11,7 @@
 import { lstat, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
+import { KeyedLock } from '../keyed-lock.js';
 import { ENV_SHIM_STATE_DIR } from '../shim-protocol.js';
 import { ShimHandle, connectWithTimeout, readPidFile, type ShimIdentity } from './shim.js';
 import { resolveShimBinary, runtimeOptions, shimDelete, shimStart, type ShimExecContext } from './shim-binary.js';
@@ -40,7 +41,7 @@ export class ShimSet {
   /** Live shims by group identity and by socket path. */
   private readonly groups = new Map<string, ShimHandle>();
   private readonly byAddress = new Map<string, ShimHandle>();
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
   private closing = false;
 
   constructor(private readonly o: ShimSetOptions) {}
@@ -80,17 +81,9 @@ export class ShimSet {
     await shimDelete(this.execContext(h, ns, id, dir));
   }
 
-  /** Serializes work per key (shim start for a group, idle shutdown). */
-  private async withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(key) ?? Promise.resolve();
-    const run = prev.then(fn, fn);
-    const tail = run.catch(() => undefined);
-    this.locks.set(key, tail);
-    try {
-      return await run;
-    } finally {
-      if (this.locks.get(key) === tail) this.locks.delete(key);
-    }
+  /** Serializes work per group (shim start, idle shutdown). */
+  private withLock<T>(key: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(key, fn);
   }
 
   private add(s: ShimHandle): void {
