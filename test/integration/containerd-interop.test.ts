@@ -5,6 +5,7 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { Containerd } from '../helpers/containerd.js';
 
@@ -26,6 +27,17 @@ for (const runtime of ['io.containerd.runc.v2', 'io.containerd.berth.v1']) {
     test('ctr run returns the container exit code 7', () => {
       const r = c.ctr(['run', '--rm', '--runtime', runtime, '--fifo-dir', `${c.tmp}/fifo`, '--env', 'PATH=/bin', '--rootfs', c.rootfs('seven'), 'seven', 'sh', '-c', 'exit 7']);
       assert.equal(r.code, 7, `ctr: ${r.stderr}\n${c.log.slice(-3000)}`);
+    });
+
+    test('ctr run -t runs on a terminal, interactively (input typed on the pty reaches the shell)', () => {
+      // `script` gives ctr a real pty as its stdin/stdout, as a person at a terminal would.
+      const cmd = ['ctr', '--address', c.address, '-n', c.ns, 'run', '-t', '--rm', '--runtime', runtime, '--fifo-dir', `${c.tmp}/fifo`, '--env', 'PATH=/bin', '--rootfs', c.rootfs('tty'), 'tty', 'sh']
+        .map((a) => `'${a}'`)
+        .join(' ');
+      const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { env: c.env, encoding: 'utf8', timeout: 60_000, input: 'tty; echo answer-$((6*7)); exit 5\n' });
+      assert.equal(r.status, 5, `script/ctr: ${r.stderr}\n${r.stdout}\n${c.log.slice(-3000)}`);
+      assert.match(r.stdout, /\/dev\/pts\/\d+/, 'the shell runs on a terminal');
+      assert.match(r.stdout, /answer-42/, 'typed input reached the shell and its output came back');
     });
 
     test('a detached task can be exec\'d into, killed and deleted', () => {
