@@ -50,6 +50,9 @@ for (const Kind of [OverlaySnapshotter, NativeSnapshotter]) {
     assert.ok((await sn.usage('L1')).inodes >= 2);
     const total = await sn.totalUsage();
     assert.ok(total.size > 0 && total.inodes > 3);
+    // The total is the committed layers' recorded usage plus a walk of the others.
+    const parts = await Promise.all(['L1', 'L2', 'v'].map((k) => sn.usage(k)));
+    assert.deepEqual(total, { size: parts.reduce((n, u) => n + u.size, 0), inodes: parts.reduce((n, u) => n + u.inodes, 0) });
 
     await assert.rejects(sn.remove('L1'), { code: 'snapshot.has_children' });
     await assert.rejects(sn.prepare('v', 'L1'), { code: 'snapshot.exists' });
