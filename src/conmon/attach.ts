@@ -144,6 +144,15 @@ export class AttachSession {
     for (const [s, b] of this.pending.splice(0)) cb(s, b);
   }
 
+  /** Stops reading (backpressure: conmon's writes to this session then block). */
+  pause(): void {
+    this.sock.pause();
+  }
+
+  resume(): void {
+    this.sock.resume();
+  }
+
   get isClosed(): boolean {
     return this.done;
   }

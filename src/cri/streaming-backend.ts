@@ -129,13 +129,23 @@ async function followFile(path: string, onData: (b: Buffer) => void, stop: Promi
   await readMore();
 }
 
+const ATTACH_QUEUE_MAX = 1 << 20;
+
 /** Attach through conmon's attach socket (berth-shim containers). */
 async function attachConmon(ctx: RuntimeContext, ns: string, id: string, io: StreamIO): Promise<void> {
   const session = await AttachSession.connect(attachSocketPath(join(ctx.settings.state, 's'), ns, id));
   const sink = (s: 'stdout' | 'stderr'): Writable | undefined => (io.tty ? io.stdout : s === 'stdout' ? io.stdout : io.stderr);
+  // A slow client must not make berthd buffer a container's output without end, nor stall
+  // the container's conmon (its log would stall too): past 1 MiB queued, output is dropped.
+  let dropped = 0;
   session.onOutput((s, b) => {
     const w = sink(s);
-    if (w && !w.destroyed) w.write(b);
+    if (!w || w.destroyed) return;
+    if (w.writableLength > ATTACH_QUEUE_MAX) {
+      if (dropped++ === 0) ctx.log.warn('attach client too slow: dropping output', { container: id });
+      return;
+    }
+    w.write(b);
   });
   if (io.tty) void pumpResize(io, (w, h) => ctx.tasks.resizePty(ns, id, w, h));
   const stdin = io.stdin;

@@ -54,11 +54,28 @@ export class ShimHandle {
   pid: number | undefined;
   /** Task ids hosted here (including ones being created). */
   readonly tasks = new Set<string>();
+
+  /** A task joins this shim (its bundle dir remembered for restarts). */
+  addTask(id: string, dir: string): void {
+    this.tasks.add(id);
+    this.dirs.set(id, dir);
+  }
+
+  removeTask(id: string): void {
+    this.tasks.delete(id);
+    this.dirs.delete(id);
+  }
+
+  /** Any hosted task's (id, bundle dir), to run `<shim> start` from. */
+  anyTask(): { id: string; dir: string } | undefined {
+    for (const [id, dir] of this.dirs) return { id, dir };
+    return undefined;
+  }
   private _state: ShimState = 'ready';
   /** While examining: resolves true once the shim serves again, false when it is dead. */
   verdict: Promise<boolean> | undefined;
-  /** A bundle to run `<shim> start` from when the shim must be started again. */
-  startFrom: { id: string; dir: string } | undefined;
+  /** Bundle dir of each hosted task: `<shim> start` runs from one when the shim must be started again. */
+  readonly dirs = new Map<string, string>();
   private unwatch: (() => void) | undefined;
   private logReader: net.Socket | undefined;
 

@@ -35,6 +35,8 @@ export interface ShimSetOptions {
   log: Logger;
   /** A shim is gone for good: its tasks are dead. */
   onDead: (s: ShimHandle) => Promise<void>;
+  /** A berth-shim was started again: its tasks may have exited meanwhile. */
+  onRestarted?: (s: ShimHandle) => Promise<void>;
 }
 
 export class ShimSet {
@@ -104,7 +106,6 @@ export class ShimSet {
     if (have && have.usable) return have;
     const s = await ShimHandle.connect({ ...ident, address: sock }, 5000, this.o.rpcTimeoutMs, await readPidFile(join(dir, 'shim.pid')));
     s.attachLog(join(dir, 'log'), this.o.log);
-    s.startFrom = { id, dir };
     this.add(s);
     return s;
   }
@@ -116,8 +117,7 @@ export class ShimSet {
       const live = this.groups.get(key);
       if (live && live.state === 'examining') await live.verdict;
       if (live && live.state === 'ready' && live.client.isOpen) {
-        live.tasks.add(id);
-        live.startFrom ??= { id, dir };
+        live.addTask(id, dir);
         // What `start` would have written: lets recovery and `shim delete` find the shim.
         await writeFile(join(dir, 'address'), `unix://${live.id.address}`);
         if (live.pid) await writeFile(join(dir, 'shim.pid'), String(live.pid));
@@ -125,7 +125,7 @@ export class ShimSet {
       }
       const s = await this.start({ key, runtime, namespace: ns, binary: resolveShimBinary(h), restartable: h.type === BERTH_SHIM_TYPE }, h, ns, id, dir);
       this.groups.set(key, s);
-      s.tasks.add(id);
+      s.addTask(id, dir);
       return s;
     });
   }
@@ -151,7 +151,6 @@ export class ShimSet {
       try {
         const c = await ShimHandle.connect(ident, 2000, this.o.rpcTimeoutMs, await readPidFile(join(dir, 'shim.pid')));
         if (!c.pid) c.pid = (await c.task.connect({ id }).catch(() => undefined))?.shimPid || undefined;
-        c.startFrom = { id, dir };
         this.add(c);
         return c;
       } catch {
@@ -167,7 +166,7 @@ export class ShimSet {
         return undefined;
       }
     });
-    s?.tasks.add(id);
+    s?.addTask(id, dir);
     return s;
   }
 
@@ -202,19 +201,28 @@ export class ShimSet {
       }
     }
     const h = this.o.handlers[s.id.runtime];
-    if (s.id.restartable && h && s.startFrom && !this.closing) {
+    // A berth-shim is started again (it takes its containers over from disk). Its containers
+    // run on under conmon meanwhile, so it is retried for a while rather than given up: only
+    // a shim that cannot be started for ~30 s is declared dead.
+    for (let attempt = 0; s.id.restartable && h && !this.closing && attempt < 6; attempt++) {
+      const from = s.anyTask();
+      if (!from) break; // hosts nothing: nothing to take over
+      if (attempt > 0) await new Promise((r) => setTimeout(r, 500 * 2 ** (attempt - 1)));
       try {
         await removeStaleSocket(s.id.address);
-        const sock = await shimStart(this.execContext(h, s.id.namespace, s.startFrom.id, s.startFrom.dir), runtimeOptions(h));
+        const sock = await shimStart(this.execContext(h, s.id.namespace, from.id, from.dir), runtimeOptions(h));
         const c = await connectWithTimeout(sock, 5000, this.o.rpcTimeoutMs);
         s.replaceClient(c);
-        s.pid = await readPidFile(join(s.startFrom.dir, 'shim.pid'));
+        s.pid = await readPidFile(join(from.dir, 'shim.pid'));
         s.transition('ready');
         s.watch(() => this.lost(s));
         this.o.log.warn('berth-shim died; started it again', { address: sock, pid: s.pid, tasks: s.tasks.size });
+        // Exits its successor reports are events; ask for the state of every task too, so an
+        // exit whose event was lost is still seen.
+        await this.o.onRestarted?.(s);
         return true;
       } catch (err) {
-        this.o.log.warn('could not start berth-shim again', { address: s.id.address, err });
+        this.o.log.warn('could not start berth-shim again', { address: s.id.address, attempt: attempt + 1, err });
       }
     }
     if (this.closing) return false;
@@ -233,8 +241,7 @@ export class ShimSet {
    * berth-shim stays (starting a Node process costs ~200 ms of CPU): close() ends it when idle.
    */
   async release(s: ShimHandle, id: string): Promise<void> {
-    s.tasks.delete(id);
-    if (s.startFrom?.id === id) s.startFrom = undefined;
+    s.removeTask(id);
     if (this.o.shutdownIdleShims === false || s.id.restartable) return;
     await this.withLock(s.id.key, async () => {
       if (s.tasks.size > 0 || s.state !== 'ready') return;

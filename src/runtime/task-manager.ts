@@ -133,6 +133,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
       shutdownIdleShims: o.shutdownIdleShims,
       log: this.log,
       onDead: (sh) => this.shimDead(sh),
+      onRestarted: (sh) => this.shimRestarted(sh),
     });
     for (const name of ['oom', 'create', 'start', 'delete', 'execAdded', 'execStarted', 'paused', 'resumed', 'checkpointed'] as const) {
       (this.receiver.on as (n: string, l: (e: unknown) => void) => unknown).call(this.receiver, name, (e) => {
@@ -230,12 +231,37 @@ export class TaskManager extends EventEmitter<TaskEvents> {
   private async shimDead(sh: ShimHandle): Promise<void> {
     for (const id of [...sh.tasks]) {
       const e = this.tasks.get(taskKey(sh.id.namespace, id));
-      if (e && e.shim === sh) await this.markDead(e, SHIM_DIED).catch((err: unknown) => this.log.warn('cleanup after dead shim failed', { id, err }));
+      if (e && e.shim === sh) await this.markDead(e, SHIM_DIED, !sh.id.restartable).catch((err: unknown) => this.log.warn('cleanup after dead shim failed', { id, err }));
+    }
+  }
+
+  /**
+   * A berth-shim was started again: exits that happened meanwhile arrive as events from the
+   * new shim, and are also read from its State answers here (an event can be lost; records
+   * are updated idempotently).
+   */
+  private async shimRestarted(sh: ShimHandle): Promise<void> {
+    for (const id of [...sh.tasks]) {
+      const e = this.tasks.get(taskKey(sh.id.namespace, id));
+      if (!e || e.shim !== sh) continue;
+      try {
+        const st = toTaskState(await sh.task.state({ id }, { timeoutMs: this.rpcTimeoutMs }));
+        if (st.status !== 'stopped') continue;
+        const reason = this.monitorReason(e.namespace, id);
+        this.emit('exit', { namespace: e.namespace, containerId: id, id, pid: st.pid, exitStatus: st.exitStatus, exitedAt: st.exitedAt ?? new Date(), ...(reason ? { reason } : {}) });
+      } catch (err) {
+        if (isBerthError(err, 'NotFound')) await this.markDead(e, 'task unknown to its shim').catch(() => undefined);
+        else this.log.warn('state after shim restart failed', { id, err });
+      }
     }
   }
 
   /** Records a synthesized exit, emits it, runs `<shim> delete` on the bundle. */
-  private async markDead(e: TaskEntry, reason: string): Promise<void> {
+  /**
+   * `cleanup` false: a berth-shim that could not be started again — its containers may still
+   * run under conmon, so nothing is deleted now (Delete, or the next berthd's start, does it).
+   */
+  private async markDead(e: TaskEntry, reason: string, cleanup = true): Promise<void> {
     if (e.dead) return;
     const shim = e.shim;
     e.dead = { exitStatus: 255, exitedAt: new Date(), reason };
@@ -243,7 +269,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     if (shim) await this.shims.release(shim, e.id).catch(() => undefined);
     this.emit('exit', { namespace: e.namespace, containerId: e.id, id: '', pid: 0, exitStatus: 255, exitedAt: e.dead.exitedAt, reason });
     const h = this.o.handlers[e.runtime];
-    if (h && !e.cleaned) {
+    if (h && !e.cleaned && cleanup) {
       try {
         await this.runShimDelete(h, e.namespace, e.id, e.paths);
         e.cleaned = true;
@@ -298,10 +324,12 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     const entry: TaskEntry = { namespace: o.namespace, id: o.id, runtime: o.runtime, paths, shim: undefined, dead: undefined, cleaned: false };
     this.tasks.set(k, entry);
     let shim: ShimHandle | undefined;
+    let sent = false;
     try {
       await createBundle(paths, o.spec, { runtime: o.runtime, groupKey: group, createdAt: new Date().toISOString() });
       shim = await this.shims.forTask(o.runtime, h, o.namespace, o.id, paths.dir, group);
       entry.shim = shim;
+      sent = true;
       const r = await shim.task.create(
         {
           id: o.id,
@@ -324,14 +352,29 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     } catch (err) {
       // Undo in reverse: shim membership (and the shim if it hosts nothing), bundle, record.
       this.tasks.delete(k);
-      if (shim && isBerthError(err, 'Unavailable') && shim.id.restartable) {
-        // The shim died during Create: it may have created the container first, and its
-        // successor took it over from disk. Delete it there so nothing runs that no one knows.
+      // Once Create was sent the shim may have made the container even though we saw an error
+      // (it died and its successor took the container over; our deadline passed while runc
+      // still worked). Delete it there; the bundle goes only when the shim confirms nothing of
+      // it is left, else it stays for recovery to finish (a bundle with no live task).
+      let keepBundle = false;
+      if (shim && sent && !(isBerthError(err, 'AlreadyExists') && (err as BerthError).code === 'shim.container_exists')) {
         await new Promise((r) => setImmediate(r));
-        if (shim.verdict && (await shim.verdict)) await shim.task.delete({ id: o.id, execId: '' }, { timeoutMs: this.slowTimeoutMs }).catch(() => undefined);
+        if (shim.verdict) await shim.verdict;
+        if (shim.state === 'ready') {
+          try {
+            await shim.task.delete({ id: o.id, execId: '' }, { timeoutMs: this.slowTimeoutMs });
+          } catch (e) {
+            if (!isBerthError(e, 'NotFound')) {
+              keepBundle = true;
+              this.log.warn('could not delete a half-made task; its bundle stays for recovery', { id: o.id, err: e });
+            }
+          }
+        } else if (shim.id.restartable) {
+          keepBundle = true;
+        }
       }
       if (shim) await this.shims.release(shim, o.id).catch(() => undefined);
-      if (!(isBerthError(err, 'AlreadyExists') && (err as BerthError).code === 'runtime.task_exists')) {
+      if (!keepBundle && !(isBerthError(err, 'AlreadyExists') && (err as BerthError).code === 'runtime.task_exists')) {
         await removeBundle(paths).catch((e: unknown) => this.log.warn('bundle cleanup failed', { id: o.id, err: e }));
       }
       throw err;
@@ -339,6 +382,12 @@ export class TaskManager extends EventEmitter<TaskEvents> {
   }
 
   async start(ns: string, id: string, execId = ''): Promise<number> {
+    if (execId) {
+      // Never retried: an exec whose Start was cut off may already run (conmon goes on when
+      // the shim dies); a second Start would run the command twice.
+      const { s } = await this.live(ns, id);
+      return (await s.task.start({ id, execId }, { timeoutMs: this.slowTimeoutMs })).pid;
+    }
     const r = await this.rpc(ns, id, (s) => s.task.start({ id, execId }, { timeoutMs: this.slowTimeoutMs }));
     return r.pid;
   }

@@ -92,9 +92,18 @@ export class Bridge {
       // One file named twice (stdout and stderr to the same file) gets one writer.
       const err = s.stderr && s.stderr === s.stdout ? out : openOut(parseStdioUri(s.stderr));
       for (const w of new Set([out, err])) if (w) b.outs.push(w);
+      // Backpressure: while a client's FIFO is full, stop reading the session, so that the
+      // process's conmon waits instead of the shim buffering its output.
+      let waiting = 0;
       session.onOutput((stream, data) => {
         const w = stream === 'stderr' && !s.terminal ? err : out;
-        if (w && !w.destroyed) w.write(data);
+        if (!w || w.destroyed) return;
+        if (!w.write(data)) {
+          if (waiting++ === 0) session.pause();
+          w.once('drain', () => {
+            if (--waiting === 0) session.resume();
+          });
+        }
       });
       const inp = parseStdioUri(s.stdin);
       if (inp.kind === 'fifo') {

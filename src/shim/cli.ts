@@ -44,9 +44,12 @@ export function socketAlive(path: string, timeoutMs = 1000): Promise<boolean> {
   });
 }
 
-/** An exclusive lock file (O_EXCL) with stale-lock takeover after 10 s. */
+/**
+ * An exclusive lock file (O_EXCL) with stale-lock takeover after 90 s: longer than a start
+ * may take (a new shim takes every container over before it says ready).
+ */
 async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + 15_000;
+  const deadline = Date.now() + 100_000;
   for (;;) {
     try {
       closeSync(openSync(path, 'wx', 0o600));
@@ -54,7 +57,7 @@ async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       try {
-        if (Date.now() - statSync(path).mtimeMs > 10_000) rmSync(path, { force: true });
+        if (Date.now() - statSync(path).mtimeMs > 90_000) rmSync(path, { force: true });
       } catch {
         // vanished meanwhile: retry
       }
@@ -110,7 +113,8 @@ export async function startShim(f: ShimFlags, argv0: { execPath: string; execArg
     const ready = child.stdio[3] as net.Socket;
     const ok = await new Promise<boolean>((res) => {
       let buf = '';
-      const t = setTimeout(() => res(false), 10_000);
+      // A new shim takes every container over before it says ready: give it time.
+      const t = setTimeout(() => res(false), 50_000);
       ready.on('data', (d: Buffer) => {
         buf += d.toString();
         if (buf.includes(READY_LINE)) {

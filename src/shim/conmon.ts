@@ -169,6 +169,10 @@ function failure(o: ConmonCommon, verb: string, logOffset: number, m: SyncMessag
 }
 
 interface Spawned {
+  /** Kills the monitor (and the spawned process) after a failure or a timeout. */
+  kill: (pidFile: string) => void;
+  /** Closes our ends of the pipes once they are no longer needed (no fd per container kept). */
+  release: () => void;
   sync: SyncReader;
   start?: Writable;
   attach?: SyncReader;
@@ -196,6 +200,23 @@ function spawnConmon(binary: string, args: string[], cwd: string, withStart: boo
   });
   const s = child.stdio as unknown as Array<Readable & Writable>;
   return {
+    kill: (pidFile: string) => {
+      try {
+        child.kill('SIGKILL');
+      } catch {
+        // gone
+      }
+      try {
+        const pid = Number(readFileSync(pidFile, 'utf8').trim());
+        // Until the shim reaps it the monitor is its child: the pid cannot have been reused.
+        if (Number.isInteger(pid) && pid > 0) process.kill(pid, 'SIGKILL');
+      } catch {
+        // no pid file yet, or gone
+      }
+    },
+    release: () => {
+      for (const x of s.slice(3)) (x as unknown as { destroy?: () => void } | null)?.destroy?.();
+    },
     sync: new SyncReader(s[3] as Readable),
     start: withStart ? (s[4] as Writable) : undefined,
     attach: withStart ? new SyncReader(s[5] as Readable) : undefined,
@@ -216,11 +237,15 @@ export async function conmonCreate(o: ConmonCreate, timeoutMs = 60_000): Promise
   const c = spawnConmon(o.conmon, createArgs(o), o.procDir, false);
   const m = await c.sync.next(timeoutMs);
   if (!m || m.data <= 0) {
+    // Timed out or failed: a monitor still working would finish the create later, unseen.
+    if (!m) c.kill(o.conmonPidFile);
     await c.exited;
+    c.release();
     throw failure(o, 'create', offset, m, c.stderr());
   }
   // The monitor is the shim's child (re-parented) only once the spawned process has exited.
   await c.exited;
+  c.release();
   return { pid: m.data, conmonPid: readPid(o.conmonPidFile) };
 }
 
@@ -236,7 +261,9 @@ export async function conmonExec(o: ConmonExec, onAttachReady?: () => Promise<vo
     c.start?.write('0');
     const ready = await c.attach?.next(timeoutMs);
     if (!ready) {
+      c.kill(o.conmonPidFile);
       await c.exited;
+      c.release();
       throw failure(o, 'exec', offset, undefined, c.stderr());
     }
     try {
@@ -247,10 +274,13 @@ export async function conmonExec(o: ConmonExec, onAttachReady?: () => Promise<vo
   }
   const m = await c.sync.next(timeoutMs);
   if (!m || m.data <= 0) {
+    if (!m) c.kill(o.conmonPidFile);
     await c.exited;
+    c.release();
     throw failure(o, 'exec', offset, m, c.stderr());
   }
   await c.exited;
+  c.release();
   return { pid: m.data, conmonPid: readPid(o.conmonPidFile) };
 }
 

@@ -34,7 +34,7 @@ import { Runc, clampBundleOomScoreAdj, writeRuncRecord, RUNC_RECORD } from './ru
 import { Proc, type ExitStatus } from './process.js';
 import { Bridge, needsBridge, parseStdioUri, type StdioSpec } from './bridge.js';
 import { conmonCreate, conmonExec } from './conmon.js';
-import { locateCgroup, oomKillCount, isV1, type CgroupLocation } from './cgroup.js';
+import { parseProcCgroup, oomKillCount, isV1, type CgroupLocation } from './cgroup.js';
 import { mountAll, unmountAll, type RootfsMount } from './rootfs.js';
 import { Topics, type Publisher } from './events.js';
 import type { Reaper } from './reaper.js';
@@ -127,12 +127,45 @@ export function readExit(dir: string): (ExitStatus & { reason?: string }) | unde
   return { status: status < 0 ? 137 : status, exitedAt, reason };
 }
 
-/** A live conmon of this process: not a zombie, and its command line names our cuuid. */
-export function monitorAlive(pid: number | undefined, cuuid: string): boolean {
-  if (!pid) return false;
+/** A process's start time (clock ticks since boot, /proc/<pid>/stat field 22): with the pid, its identity. */
+export function procStartTime(pid: number): string | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return false;
+    const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    if (rest[0] === 'Z') return undefined;
+    return rest[19];
+  } catch {
+    return undefined;
+  }
+}
+
+/** Records which process a pid file names (pid reuse must not fool a later shim). */
+function recordIdentity(pidFile: string, pid: number): void {
+  const t = procStartTime(pid);
+  if (t) writeFileSync(`${pidFile}.start`, t);
+}
+
+/** The process a pid file names is still that process (not a zombie, not a reused pid). */
+export function sameProcess(pidFile: string, pid: number | undefined): boolean {
+  if (!pid) return false;
+  const now = procStartTime(pid);
+  if (now === undefined) return false;
+  try {
+    return readFileSync(`${pidFile}.start`, 'utf8').trim() === now;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * A live conmon of this process: not a zombie, started when the shim recorded it, and its
+ * command line names our cuuid.
+ */
+export function monitorAlive(pid: number | undefined, cuuid: string, pidFile?: string): boolean {
+  if (!pid) return false;
+  try {
+    if (pidFile && !sameProcess(pidFile, pid)) return false;
+    if (procStartTime(pid) === undefined) return false;
     return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(cuuid);
   } catch {
     return false;
@@ -253,6 +286,8 @@ export class Container {
       undo.push(() => rmSync(c.registryPath, { force: true }));
       for (const f of ['exit', EXIT_REASON_FILE, 'exit-reported', 'oom', 'init.pid', 'conmon.pid']) rmSync(join(bundle, f), { force: true });
       const cuuid = conmonCuuid(deps.namespace, p.id);
+      const exitDir = join(bundle, 'exits');
+      mkdirSync(exitDir, { recursive: true, mode: 0o700 });
       c.linkAttach(cuuid, bundle);
       undo.push(() => rmSync(join(attachLinkDir(deps.stateDir), cuuid), { force: true }));
       // A failed create can leave runc state behind; force-delete it — unless runc refused
@@ -275,7 +310,9 @@ export class Container {
             pidFile: join(bundle, 'init.pid'),
             conmonPidFile: join(bundle, 'conmon.pid'),
             bundle,
-            exitDir: bundle,
+            // conmon names its exit file after the container id: a dir of its own, so no id
+            // can land on a file of the bundle.
+            exitDir,
             noPivot: opts?.noPivotRoot,
             noNewKeyring: opts?.noNewKeyring,
           }),
@@ -285,12 +322,17 @@ export class Container {
           throw err;
         });
       init.pid = started.pid;
+      recordIdentity(join(bundle, 'conmon.pid'), started.conmonPid);
+      recordIdentity(join(bundle, 'init.pid'), started.pid);
       const m: Monitored = { proc: init, dir: bundle, cuuid, conmonPid: started.conmonPid, adopted: false };
       c.monitored.set('', m);
       if (plan.bridge) m.bridge = await Bridge.open(attachSocketPath(deps.stateDir, deps.namespace, p.id), stdio);
       deps.reaper.watch(started.conmonPid, () => void c.onMonitorExit(m));
       try {
-        c.cgroup = locateCgroup(started.pid);
+        // Kept: a later shim must not derive it from a pid that may have been reused.
+        const text = readFileSync(`/proc/${started.pid}/cgroup`, 'utf8');
+        writeFileSync(join(bundle, 'cgroup'), text);
+        c.cgroup = parseProcCgroup(text);
       } catch {
         c.cgroup = undefined;
       }
@@ -319,7 +361,7 @@ export class Container {
     const m: Monitored = { proc: init, dir: bundle, cuuid, conmonPid: readInt(join(bundle, 'conmon.pid')) ?? 0, adopted: true };
     c.monitored.set('', m);
     try {
-      if (init.pid) c.cgroup = locateCgroup(init.pid);
+      c.cgroup = parseProcCgroup(readFileSync(join(bundle, 'cgroup'), 'utf8'));
     } catch {
       c.cgroup = undefined;
     }
@@ -341,9 +383,12 @@ export class Container {
       const p = new Proc(rec.id, execId, er.stdio);
       p.pid = readInt(join(dir, 'pid')) ?? 0;
       c.execs.set(execId, p);
-      if (p.pid) {
+      // A monitor was started: the exec runs (or ran), even if its pid was not written yet
+      // (conmon goes on when the shim dies during Start). It is never "created" again.
+      const conmonPid = readInt(join(dir, 'conmon.pid')) ?? 0;
+      if (p.pid || conmonPid) {
         p.transition('running');
-        c.monitored.set(execId, { proc: p, dir, cuuid: conmonCuuid(deps.namespace, rec.id, execId), conmonPid: readInt(join(dir, 'conmon.pid')) ?? 0, adopted: true });
+        c.monitored.set(execId, { proc: p, dir, cuuid: conmonCuuid(deps.namespace, rec.id, execId), conmonPid, adopted: true });
       }
     }
     return c;
@@ -370,7 +415,7 @@ export class Container {
       }
     }
     for (const mon of this.monitored.values()) {
-      if (readExit(mon.dir) || !monitorAlive(mon.conmonPid, mon.cuuid)) {
+      if (readExit(mon.dir) || !monitorAlive(mon.conmonPid, mon.cuuid, join(mon.dir, 'conmon.pid'))) {
         await this.onMonitorExit(mon);
         continue;
       }
@@ -384,7 +429,7 @@ export class Container {
   pollMonitors(): void {
     for (const m of this.monitored.values()) {
       if (!m.adopted || m.exiting) continue;
-      if (!monitorAlive(m.conmonPid, m.cuuid)) void this.onMonitorExit(m);
+      if (!monitorAlive(m.conmonPid, m.cuuid, join(m.dir, 'conmon.pid'))) void this.onMonitorExit(m);
     }
   }
 
@@ -406,7 +451,7 @@ export class Container {
       const reason = `monitor conmon (pid ${m.conmonPid}) of ${p.label} died`;
       this.deps.log.warn('monitor died', { id: this.id, execId: p.execId, conmon: m.conmonPid });
       if (p.isInit) await this.runc.kill(this.id, 9, true).catch(() => undefined);
-      else if (p.pid) {
+      else if (p.pid && sameProcess(join(m.dir, 'pid'), p.pid)) {
         try {
           process.kill(p.pid, 9);
         } catch {
@@ -429,18 +474,22 @@ export class Container {
     }
     p.setExited(exit.status, exit.exitedAt);
     if (!existsSync(join(m.dir, 'exit-reported'))) {
-      this.deps.publisher.publish(Topics.exit, Ev.TaskExit, {
+      const delivered = this.deps.publisher.publish(Topics.exit, Ev.TaskExit, {
         containerId: this.id,
         id: p.isInit ? this.id : p.execId,
         pid: p.pid,
         exitStatus: exit.status,
         exitedAt: timestamp(exit.exitedAt),
       });
-      try {
-        writeFileSync(join(m.dir, 'exit-reported'), '');
-      } catch {
-        // the process dir is gone (deleted meanwhile)
-      }
+      // Marked only once delivered: a shim that dies before then reports it again.
+      void delivered.then((ok) => {
+        if (!ok) return;
+        try {
+          writeFileSync(join(m.dir, 'exit-reported'), '');
+        } catch {
+          // the process dir is gone (deleted meanwhile)
+        }
+      });
     }
   }
 
@@ -537,6 +586,8 @@ export class Container {
         ),
       );
       p.pid = started.pid;
+      recordIdentity(join(dir, 'conmon.pid'), started.conmonPid);
+      recordIdentity(join(dir, 'pid'), started.pid);
       const m: Monitored = { proc: p, dir, cuuid, conmonPid: started.conmonPid, adopted: false, bridge };
       this.monitored.set(p.execId, m);
       this.deps.reaper.watch(started.conmonPid, () => void this.onMonitorExit(m));
@@ -557,6 +608,9 @@ export class Container {
       return;
     }
     if (p.state === 'created') throw errors.failedPrecondition('shim.bad_state', `cannot kill ${p.label}: not started`);
+    if (readExit(processDir(this.bundle, execId)) || !sameProcess(join(processDir(this.bundle, execId), 'pid'), p.pid)) {
+      throw errors.notFound('shim.process_finished', `${p.label}: process already finished`);
+    }
     try {
       process.kill(p.pid, signal);
     } catch (err) {
@@ -615,7 +669,8 @@ export class Container {
     }
     rmSync(this.registryPath, { force: true });
     rmSync(join(this.bundle, 'x'), { recursive: true, force: true });
-    for (const f of ['init.pid', 'conmon.pid', TASK_RECORD, RUNC_RECORD, 'exit', EXIT_REASON_FILE, 'exit-reported', 'oom', 'attach', 'ctl', 'winsz']) {
+    rmSync(join(this.bundle, 'exits'), { recursive: true, force: true });
+    for (const f of ['init.pid', 'init.pid.start', 'conmon.pid', 'conmon.pid.start', 'cgroup', TASK_RECORD, RUNC_RECORD, 'exit', EXIT_REASON_FILE, 'exit-reported', 'oom', 'attach', 'ctl', 'winsz']) {
       rmSync(join(this.bundle, f), { force: true });
     }
   }

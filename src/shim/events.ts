@@ -100,25 +100,36 @@ export class Publisher {
     return () => this.listeners.delete(fn);
   }
 
-  publish(topic: Topic, schema: Schema, msg: object): void {
+  private closed = false;
+
+  /**
+   * Queues an event; resolves true once the sink took it (false: dropped). Exit events are
+   * never dropped while the shim runs: they are retried (backing off to 2 s) until delivered,
+   * since a lost exit would leave a container "running" forever; others get three tries.
+   */
+  publish(topic: Topic, schema: Schema, msg: object): Promise<boolean> {
     const e: PublishedEvent = { topic, event: packAny(schema, msg), timestamp: new Date() };
     for (const l of this.listeners) l(e);
     const sink = this.sink;
-    if (!sink) return;
-    this.queue = this.queue.then(async () => {
+    if (!sink) return Promise.resolve(false);
+    const persistent = topic === '/tasks/exit';
+    const sent = this.queue.then(async () => {
       for (let attempt = 1; ; attempt++) {
         try {
           await sink.send(e);
-          return;
+          return true;
         } catch (err) {
-          if (attempt >= 3) {
+          if (this.closed || (!persistent && attempt >= 3)) {
             this.log.warn('dropping event after failed publish', { topic, err });
-            return;
+            return false;
           }
-          await new Promise((r) => setTimeout(r, 100 * attempt));
+          if (attempt === 3) this.log.warn('event not delivered yet; retrying', { topic, err });
+          await new Promise((r) => setTimeout(r, Math.min(100 * attempt, 2000)));
         }
       }
     });
+    this.queue = sent.then(() => undefined);
+    return sent;
   }
 
   /** Resolves when every queued event has been sent (or dropped). */
@@ -127,6 +138,7 @@ export class Publisher {
   }
 
   close(): void {
+    this.closed = true;
     this.sink?.close();
   }
 }

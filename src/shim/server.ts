@@ -63,7 +63,9 @@ export async function serve(o: ServeOptions, log: Logger = logger({ component: '
     // open (containerd waits for the shim to exit) must not hold the exit up for long.
     await server.close(250).catch(() => undefined);
     service?.stopPolling();
-    await publisher.flush();
+    // Exits are retried until delivered; a shim told to stop gives them 2 s (the next shim
+    // finds them on disk unreported and sends them again).
+    await Promise.race([publisher.flush(), new Promise((r) => setTimeout(r, 2000).unref())]);
     publisher.close();
     reaper.stop();
     rmSync(`${o.socket}.pid`, { force: true });

@@ -184,6 +184,7 @@ export class TaskService {
       Start: method(T.StartRequestS, T.StartResponseS, async (req: T.IdExecReq) => ({ pid: await this.get(req.id).start(req.execId) })),
 
       Delete: method(T.DeleteRequestS, T.DeleteResponseS, async (req: T.IdExecReq) => {
+        if (this.creating.has(req.id)) throw errors.failedPrecondition('shim.creating', `container ${req.id} is still being created`);
         const c = this.get(req.id);
         const r = await c.delete(req.execId);
         if (!req.execId) this.containers.delete(req.id);
