@@ -301,8 +301,11 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     const { pid: podPid } = await run(t, 'pidpod', { args: ['sleep', '1000'] });
     const { b } = await run(t, 'pidjoin', { args: ['sh', '-c', 'sleep 1000 & exit 3'], pidNsPath: `/proc/${podPid}/ns/pid` });
     assert.equal((await task.wait({ id: 'pidjoin' })).exitStatus, 3);
-    const procs = readFileSync(join('/sys/fs/cgroup/pids', b.cgroupsPath, 'cgroup.procs'), 'utf8').trim();
-    assert.equal(procs, '', 'the background sleep was killed with its container');
+    // SIGKILL is sent before the exit is reported; the process leaves its cgroup a moment later.
+    const procsFile = join('/sys/fs/cgroup/pids', b.cgroupsPath, 'cgroup.procs');
+    const deadline = Date.now() + 5000;
+    while (readFileSync(procsFile, 'utf8').trim() !== '' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal(readFileSync(procsFile, 'utf8').trim(), '', 'the background sleep was killed with its container');
   });
 
   test('exit code 7 is reported by Wait, State and Delete', T, async (t) => {
