@@ -70,7 +70,18 @@ test('our client gets Go ttrpc status codes from containerd-shim-runc-v2', { ski
   await assert.rejects(c.call(TASK, 'NoSuchMethod', new Uint8Array(0), md), (e: unknown) => isBerthError(e, 'Unimplemented'));
   await assert.rejects(c.call('containerd.task.v2.Nope', 'X', new Uint8Array(0), md), (e: unknown) => isBerthError(e, 'Unimplemented'));
 
-  // 50 concurrent calls on one connection all get their own answers.
-  const many = await Promise.allSettled(Array.from({ length: 50 }, () => c.call(TASK, 'Connect', new Uint8Array(0), md)));
-  assert.ok(many.every((r) => r.status === 'fulfilled'));
+  // 50 concurrent calls on one connection all get their own answers: Connects (answered with
+  // the shim's pid) interleaved with States of unknown tasks (NotFound), so a reply crossed to
+  // another stream shows as a Connect that failed or a State that succeeded.
+  const kinds = Array.from({ length: 50 }, (_, i) => (i * 7) % 3 === 0);
+  const many = await Promise.allSettled(
+    kinds.map((isConnect, i) =>
+      isConnect ? c.call(TASK, 'Connect', new Uint8Array(0), md) : c.call(TASK, 'State', Uint8Array.from([0x0a, 6, ...Buffer.from(`nope${String(i).padStart(2, '0')}`)]), md),
+    ),
+  );
+  many.forEach((r, i) => {
+    if (kinds[i]) assert.equal(r.status, 'fulfilled', `Connect #${i} got ${r.status === 'rejected' ? String(r.reason) : ''}`);
+    else assert.ok(r.status === 'rejected' && isBerthError(r.reason, 'NotFound'), `State #${i} of an unknown task must be NotFound`);
+  });
+  assert.ok(kinds.filter(Boolean).length > 10 && kinds.filter((k) => !k).length > 10);
 });

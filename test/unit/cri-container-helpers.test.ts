@@ -38,8 +38,21 @@ test('statDevice reports /dev/null as char 1:3 and rejects regular files', () =>
   assert.equal(statDevice('/nonexistent/dev'), undefined);
 });
 
-test('propagation lookup finds the mount holding a path', () => {
-  assert.ok(['shared', 'slave', 'private'].includes(lookupPropagation('/proc/self')));
+test('propagation lookup finds the mount holding a path, as /proc/self/mountinfo says', () => {
+  // Expected values read independently: the longest mount point holding the path, and its
+  // optional fields (shared:N → shared, master:N alone → slave, none → private).
+  const mounts = readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const f = l.split(' ');
+      const sep = f.indexOf('-');
+      const opt = f.slice(6, sep);
+      return { point: f[4]!, kind: opt.some((o) => o.startsWith('shared:')) ? 'shared' : opt.some((o) => o.startsWith('master:')) ? 'slave' : 'private' };
+    });
+  // Stacked mounts at one point: the last one listed is the one a path resolves through.
+  const expect = (path: string): string => [...mounts].reverse().filter((m) => path === m.point || path.startsWith(m.point === '/' ? '/' : `${m.point}/`)).sort((a, b) => b.point.length - a.point.length)[0]!.kind;
+  for (const p of ['/', '/proc', '/sys', '/tmp', '/dev/shm']) assert.equal(lookupPropagation(p), expect(p), p);
 });
 
 test('current capabilities are the ones berthd holds (CapEff)', () => {
