@@ -231,8 +231,14 @@ test('berthd killed mid-pull: the next start cleans up and the next pull succeed
     }
   };
   while (Date.now() < deadline && !(existsSync(ingest) && readdirSync(ingest).some((n) => sizeOf(n) > 0))) await new Promise((r) => setTimeout(r, 5));
+  const partial = existsSync(ingest) ? readdirSync(ingest).filter((n) => sizeOf(n) > 0) : [];
+  assert.ok(partial.length > 0, 'the kill lands while a layer is half downloaded');
   await d.kill9();
-  await pull;
+  // The pull was really cut off: the client got an error, not an image, and a partial blob is
+  // on disk for the next start to clean up.
+  const outcome = await pull;
+  assert.ok(outcome instanceof Error, `the interrupted pull failed (got ${JSON.stringify(outcome)})`);
+  assert.ok(readdirSync(ingest).some((n) => partial.includes(n)), 'the partial download was left behind by the crash');
   await d.restart();
   assert.deepEqual(readdirSync(ingest), [], 'ingest leftovers removed at start');
   const res = await d.cri.image.pullImage({ image: { image: pushed.ref } });
