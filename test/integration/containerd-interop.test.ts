@@ -5,7 +5,7 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { Containerd } from '../helpers/containerd.js';
 
@@ -40,7 +40,7 @@ for (const runtime of ['io.containerd.runc.v2', 'io.containerd.berth.v1']) {
       assert.match(r.stdout, /answer-42/, 'typed input reached the shell and its output came back');
     });
 
-    test('a detached task can be exec\'d into, killed and deleted', () => {
+    test('a detached task can be exec\'d into, killed and deleted; containerd\'s own event stream carries the TaskExit', async () => {
       const run = c.ctr(['run', '-d', '--runtime', runtime, '--fifo-dir', `${c.tmp}/fifo`, '--env', 'PATH=/bin', '--rootfs', c.rootfs('bg'), 'bg', 'sleep', '1000']);
       assert.equal(run.code, 0, run.stderr);
       const ex = c.ctr(['tasks', 'exec', '--fifo-dir', `${c.tmp}/fifo`, '--exec-id', 'x1', 'bg', '/bin/sh', '-c', 'echo in-exec; exit 3']);
@@ -48,13 +48,22 @@ for (const runtime of ['io.containerd.runc.v2', 'io.containerd.berth.v1']) {
       assert.equal(ex.stdout, 'in-exec\n');
       const ls = c.ctr(['tasks', 'ls']);
       assert.match(ls.stdout, /bg\s+\d+\s+RUNNING/);
+      // containerd's own event stream, as any containerd client sees it.
+      const events = spawn('ctr', ['--address', c.address, '-n', c.ns, 'events'], { env: c.env, stdio: ['ignore', 'pipe', 'ignore'] });
+      let stream = '';
+      events.stdout.on('data', (d: Buffer) => (stream += d.toString()));
+      await new Promise((r) => setTimeout(r, 300)); // ctr events subscribed
       assert.equal(c.ctr(['tasks', 'kill', '-s', 'SIGKILL', 'bg']).code, 0);
       let st = '';
       for (let i = 0; i < 50 && !/STOPPED/.test(st); i++) {
         st = c.ctr(['tasks', 'ls']).stdout;
         spinWait(100);
       }
-      assert.match(st, /bg\s+\d+\s+STOPPED/, 'the TaskExit event reached containerd');
+      assert.match(st, /bg\s+\d+\s+STOPPED/, 'containerd sees the task stopped');
+      const until = Date.now() + 10_000;
+      while (!/\/tasks\/exit .*"container_id":"bg".*"exit_status":137/.test(stream) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      events.kill();
+      assert.match(stream, /\/tasks\/exit .*"container_id":"bg".*"exit_status":137/, `the shim's TaskExit reached containerd's event stream:\n${stream}`);
       assert.equal(c.ctr(['tasks', 'delete', 'bg']).code, 0);
       assert.equal(c.ctr(['containers', 'delete', 'bg']).code, 0);
     });
