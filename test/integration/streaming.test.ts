@@ -439,6 +439,8 @@ for (const [transport, env] of [
 ] as const) {
   test(`kubectl exec over ${transport}: output, stdin and exit code 3`, { skip: !kubectl && 'kubectl not installed' }, async () => {
     const api = await startFakeApiServer();
+    let upgrades = '';
+    api.onUpgrade = (h) => (upgrades += h.toLowerCase() + '\n');
     try {
       const r = await runKubectl(api, ['exec', 'p1', '--', 'sh', '-c', 'echo out; echo err >&2; exit 3'], env);
       assert.equal(r.code, 3, r.stderr);
@@ -447,6 +449,9 @@ for (const [transport, env] of [
       const i = await runKubectl(api, ['exec', '-i', 'p1', '--', 'sh', '-c', 'cat; echo closed'], env, 'piped input\n');
       assert.equal(i.code, 0, i.stderr);
       assert.equal(i.stdout, 'piped input\nclosed\n');
+      // kubectl falls back to SPDY when a WebSocket upgrade fails: check what it really used.
+      const want = transport === 'SPDY' ? 'spdy/3.1' : 'websocket';
+      assert.ok(upgrades.split('\n').filter(Boolean).length >= 2 && upgrades.split('\n').filter(Boolean).every((u) => u === want), `every session upgraded to ${want}; saw:\n${upgrades}`);
     } finally {
       await api.close();
     }
