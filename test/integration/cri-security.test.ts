@@ -64,13 +64,58 @@ test('dropping ALL and adding NET_BIND_SERVICE leaves only that capability', asy
   assert.match(out, /^CapEff:\s+0000000000000400$/);
 });
 
-test('the default capability set is the containerd default (no SYS_ADMIN)', async () => {
-  const out = await run(statusLine('CapEff'));
-  const caps = BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec(out)![1]}`);
-  const CAP_SYS_ADMIN = 21n;
-  const CAP_NET_BIND_SERVICE = 10n;
-  assert.equal((caps >> CAP_SYS_ADMIN) & 1n, 0n);
-  assert.equal((caps >> CAP_NET_BIND_SERVICE) & 1n, 1n);
+// An independent reference, written out here rather than taken from berth's constants: the
+// default capabilities containerd and moby document (oci.defaultUnixCaps / docker's default
+// set), with their kernel bit numbers.
+const REFERENCE_DEFAULT_CAPS: Record<string, number> = {
+  CAP_CHOWN: 0,
+  CAP_DAC_OVERRIDE: 1,
+  CAP_FOWNER: 3,
+  CAP_FSETID: 4,
+  CAP_KILL: 5,
+  CAP_SETGID: 6,
+  CAP_SETUID: 7,
+  CAP_SETPCAP: 8,
+  CAP_NET_BIND_SERVICE: 10,
+  CAP_NET_RAW: 13,
+  CAP_SYS_CHROOT: 18,
+  CAP_MKNOD: 27,
+  CAP_AUDIT_WRITE: 29,
+  CAP_SETFCAP: 31,
+};
+// containerd's default masked and read-only paths (plus powercap, masked since the RAPL
+// side channel, CVE-2020-8694).
+const REFERENCE_MASKED = ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap'];
+const REFERENCE_READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
+test('the default capabilities are exactly the containerd/moby default set (effective and bounding), observed inside', async () => {
+  const out = await run(`${statusLine('CapEff')}; ${statusLine('CapBnd')}; ${statusLine('CapPrm')}`);
+  const want = Object.values(REFERENCE_DEFAULT_CAPS).reduce((m, bit) => m | (1n << BigInt(bit)), 0n);
+  for (const name of ['CapEff', 'CapBnd', 'CapPrm']) {
+    const hex = new RegExp(`^${name}:\\s+([0-9a-f]+)$`, 'm').exec(out)?.[1];
+    assert.ok(hex, `${name} line in ${out}`);
+    const got = BigInt(`0x${hex}`);
+    const extra = Object.entries({ ...Object.fromEntries(Array.from({ length: 41 }, (_, i) => [`bit${i}`, i])) }).filter(([, b]) => ((got >> BigInt(b)) & 1n) === 1n && ((want >> BigInt(b)) & 1n) === 0n);
+    assert.equal(got, want, `${name}: got ${hex}, want ${want.toString(16).padStart(16, '0')} (extra bits: ${extra.map(([, b]) => b).join(',')})`);
+  }
+});
+
+test('every default masked path is unreadable and every read-only path is read-only, observed inside', async () => {
+  // A masked file reads as empty (bound /dev/null); a masked dir is an empty tmpfs; absent paths are fine.
+  const probe = REFERENCE_MASKED.map(
+    (p) => `if [ -d ${p} ]; then n=$(ls -A ${p} | wc -l); echo "${p} dir $n"; elif [ -e ${p} ]; then n=$(head -c 4096 ${p} 2>/dev/null | wc -c); echo "${p} file $n"; else echo "${p} absent 0"; fi`,
+  );
+  const ro = REFERENCE_READONLY.map((p) => `if [ ! -e ${p} ]; then echo "${p} absent"; elif grep -q " ${p} " /proc/self/mountinfo && grep " ${p} " /proc/self/mountinfo | tail -1 | awk '{print $6}' | grep -qE '(^|,)ro(,|$)'; then echo "${p} ro"; else echo "${p} rw"; fi`);
+  const out = await run([...probe, ...ro].join('; '));
+  const lines = out.split('\n').map((l) => l.trim());
+  for (const p of REFERENCE_MASKED) {
+    const l = lines.find((x) => x.startsWith(`${p} `));
+    assert.ok(l, `no line for ${p}`);
+    assert.match(l, / 0$/, `${p} must be masked (empty): ${l}`);
+  }
+  // (A path this kernel lacks, e.g. /proc/sysrq-trigger without CONFIG_MAGIC_SYSRQ, is absent.)
+  for (const p of REFERENCE_READONLY) assert.ok(lines.includes(`${p} ro`) || lines.includes(`${p} absent`), `${p} must be a read-only mount: ${lines.find((x) => x.startsWith(`${p} `))}`);
+  assert.ok(lines.includes('/proc/sys ro'), '/proc/sys exists everywhere and must be read-only');
 });
 
 test('seccomp RuntimeDefault filters (mode 2), Unconfined does not (mode 0)', async () => {
