@@ -10,7 +10,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
-import { installFakePlugin, isRoot, run, uniqueTag } from '../helpers/netns.js';
+import { clearCalls, installFakePlugin, isRoot, readCalls, run, uniqueTag } from '../helpers/netns.js';
 
 const skip = !isRoot() ? 'needs root' : false;
 const grpcCode = (err: unknown) => (err as { code?: number }).code;
@@ -122,20 +122,33 @@ test('a failing CNI plugin leaves nothing behind and frees the name', { skip }, 
   await assert.rejects(env.berthd.cri.runtime.runPodSandbox({ config: cfg }), (e) => grpcCode(e) !== 6 && details(e).includes('injected ADD failure'));
 });
 
-test('failures after CNI ADD (spec, runtime) unwind network, mounts, snapshot, shim and name', { skip }, async () => {
-  const env = await startCriEnv({ extraToml: `[runtimes.broken]\ntype = "io.containerd.berth.v1"\nbinary = "/bin/false"\n` });
+test('failures after CNI ADD (the pause\'s runtime fails) unwind network, mounts, snapshot, shim and name', { skip }, async () => {
+  const bin = mkdtempSync(join(tmpdir(), 'berth-fake-cni-'));
+  tmp.push(bin);
+  // A pass-through plugin in the chain records every ADD and DEL it sees.
+  await installFakePlugin(bin, 'berth-record');
+  const env = await startCriEnv({
+    cniBinDirs: [bin],
+    extraPlugins: [{ type: 'berth-record', fake: {} }],
+    extraToml: `[runtimes.broken]\ntype = "io.containerd.berth.v1"\nbinary = "/bin/false"\n`,
+  });
   envs.push(env);
   const rt = env.berthd.cri.runtime;
   await baseline(env);
 
-  // Invalid spec (a host-wide sysctl) fails after netns + CNI + files + shm + snapshot.
+  // A host-wide sysctl is refused before anything is made (nothing to unwind).
   const cfg = podConfig('late-fail');
   await assert.rejects(rt.runPodSandbox({ config: { ...cfg, linux: { sysctls: { 'kernel.core_pattern': '|/bin/evil' } } } }), (e) => grpcCode(e) === 3 && details(e).includes('kernel.core_pattern'));
+  assert.deepEqual(await readCalls(bin), [], 'refused before CNI');
   await assertNothingLeft(env);
 
-  // The OCI runtime fails: the shim got the task, then everything is undone.
+  // The OCI runtime fails while CNI ADD runs (the pause is created beside it): everything made
+  // so far is undone, the network included — the plugin saw an ADD and then a DEL.
   await assert.rejects(rt.runPodSandbox({ config: cfg, runtimeHandler: 'broken' }), (e) => grpcCode(e) !== 0 && grpcCode(e) !== 6 && /false|runc|exit/i.test(details(e)));
+  const cmds = (await readCalls(bin)).map((c) => c.env.CNI_COMMAND);
+  assert.ok(cmds.indexOf('ADD') >= 0 && cmds.lastIndexOf('DEL') > cmds.indexOf('ADD'), `CNI ADD then DEL: ${cmds.join(',')}`);
   await assertNothingLeft(env);
+  await clearCalls(bin);
 
   // A good retry with the same name succeeds.
   const { podSandboxId } = await rt.runPodSandbox({ config: cfg });
