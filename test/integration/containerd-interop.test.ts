@@ -52,7 +52,13 @@ for (const runtime of ['io.containerd.runc.v2', 'io.containerd.berth.v1']) {
       const events = spawn('ctr', ['--address', c.address, '-n', c.ns, 'events'], { env: c.env, stdio: ['ignore', 'pipe', 'ignore'] });
       let stream = '';
       events.stdout.on('data', (d: Buffer) => (stream += d.toString()));
-      await new Promise((r) => setTimeout(r, 300)); // ctr events subscribed
+      // Subscribed once it shows an event: pause/resume the task until /tasks/paused appears.
+      for (let i = 0; !/\/tasks\/paused/.test(stream); i++) {
+        assert.ok(i < 50, 'ctr events is subscribed');
+        assert.equal(c.ctr(['tasks', 'pause', 'bg']).code, 0);
+        assert.equal(c.ctr(['tasks', 'resume', 'bg']).code, 0);
+        await new Promise((r) => setTimeout(r, 100));
+      }
       assert.equal(c.ctr(['tasks', 'kill', '-s', 'SIGKILL', 'bg']).code, 0);
       let st = '';
       for (let i = 0; i < 50 && !/STOPPED/.test(st); i++) {

@@ -48,8 +48,17 @@ test('two subscribers both receive CREATED, STARTED, STOPPED and DELETED with st
   const a = subscribe();
   const b = subscribe();
   try {
-    // Let both streams reach the server before the first event.
-    await new Promise((r) => setTimeout(r, 300));
+    // Both streams are up once each has seen an event: a probe container's CREATED (a
+    // stream that subscribed after it gets the next probe's).
+    for (let i = 0; ; i++) {
+      const probe = await createContainer(env, pod, busyboxConfig(env, `probe-${i}`, ['true']));
+      const end = Date.now() + 1000;
+      while (![a, b].every((s) => s.events.some((e) => e.containerId === probe)) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      const up = [a, b].every((s) => s.events.some((e) => e.containerId === probe));
+      await env.berthd.cri.runtime.removeContainer({ containerId: probe });
+      if (up) break;
+      assert.ok(i < 20, 'both event streams are up');
+    }
     const id = await createContainer(env, pod, busyboxConfig(env, 'evented', ['sleep', '1000']));
     await env.berthd.cri.runtime.startContainer({ containerId: id });
     await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
