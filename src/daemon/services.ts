@@ -42,6 +42,7 @@ import { metricSources } from '../cri/metrics-sources.js';
 import { recordPullSpan, trace } from '../cri/berth-trace.js';
 import { probeFeatures } from './features.js';
 import { sweepIdmapStaging } from '../cri/container-idmap.js';
+import { CdiRegistry } from '../cdi/index.js';
 
 export interface Services {
   images: ImageService;
@@ -195,6 +196,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     events: new ContainerEventBus(),
     tracer: new Tracer(),
     locks: new KeyedLock(),
+    cdi: new CdiRegistry(config.cdi.spec_dirs, log.child({ component: 'cdi' })),
   };
   const runtimeHandlers: RuntimeHandlers = { ...sandboxHandlers(runtime), ...containerHandlers(runtime), ...observeHandlers(runtime) };
   // Metrics: RPC latency via the CRI server's observer, pulls via the image service, gauges at scrape time.
@@ -281,6 +283,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       }
       // 2. The rest cannot fail.
       if (keys.has('registry.mirrors')) remote.setMirrors(next.registry.mirrors);
+      if (keys.has('cdi.spec_dirs')) runtime.cdi.setDirs(next.cdi.spec_dirs);
       if (keys.has('cni.conf_dir') || keys.has('cni.bin_dirs')) cni.reconfigure({ confDir: next.cni.conf_dir, binDirs: next.cni.bin_dirs });
       if (keys.has('metrics.address')) {
         const old = metricsEndpoint;
