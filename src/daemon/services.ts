@@ -209,6 +209,8 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
   // No CreateContainer runs yet: idmapped staging mounts left by a berthd that died mid-create go.
   const staleIdmap = sweepIdmapStaging(config.state);
   if (staleIdmap) log.info('detached leftover idmapped staging mounts', { count: staleIdmap });
+  const cdi = await runtime.cdi.summary();
+  log.info('CDI spec directories read', { dirs: cdi.dirs, specs: cdi.specs.length, devices: cdi.specs.reduce((n, s) => n + s.devices.length, 0), unusable: cdi.errors.length });
   watchTasks(runtime);
   await recover(runtime, await tasks.init());
 
@@ -233,6 +235,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
         config: JSON.stringify(redactedConfig(current)),
         snapshotter: JSON.stringify({ driver: snapshotter.driver, root: snapshotter.root, fallbackReason }),
         features: JSON.stringify(features),
+        cdi: JSON.stringify(await runtime.cdi.summary()),
       };
     },
   };

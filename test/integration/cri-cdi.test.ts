@@ -181,6 +181,14 @@ test('unknown, ambiguous and broken: CreateContainer fails naming device and fil
   const broken = join(high, 'broken.json');
   writeFileSync(broken, '{"cdiVersion": "0.3.0", "kind": "berth.test/dev", ');
   await assert.rejects(create('broken', ['berth.test/dev=null']), is(grpcStatus.INVALID_ARGUMENT, new RegExp(`CDI device "berth\\.test/dev=null": spec file ${broken} cannot be used: not valid JSON`)));
+  // Status verbose (berth info) lists the spec files and the one that cannot be used.
+  const info = JSON.parse((await rt.status({ verbose: true })).info.cdi!) as { dirs: string[]; specs: { path: string; devices: string[] }[]; errors: { path: string; error: string }[] };
+  assert.deepEqual(info.dirs, [low, high]);
+  assert.deepEqual(info.specs.map((x) => [x.path, x.devices]), [
+    [join(low, 'berth-test.yaml'), ['null', 'lowonly']],
+    [join(high, 'berth-test.json'), ['null', 'fake']],
+  ]);
+  assert.deepEqual(info.errors.map((x) => x.path), [broken]);
   writeFileSync(broken, JSON.stringify({ cdiVersion: '0.3.0', kind: 'berth.test/other', devices: [{ name: 'y', containerEdits: { deviceNodes: [{ path: '/dev/cdi-missing' }] } }] }));
   // Valid now, but its device names a host node that does not exist.
   await assert.rejects(create('nohost', ['berth.test/other=y']), is(grpcStatus.NOT_FOUND, new RegExp(`CDI device "berth\\.test/other=y" \\(${broken}: device "y" containerEdits\\): deviceNodes\\[0\\]: host device "/dev/cdi-missing" is not a device node`)));
