@@ -9,6 +9,9 @@
  *   to the process's when non-zero; a device at the same container path is replaced. Block
  *   and char devices ("u" is a char device) get a device cgroup allow rule with the
  *   permissions ("" = rwm, "none" = no rule).
+ *   In a container with its own user namespace a node whose host path differs from its
+ *   container path becomes a bind mount of the host node (runc binds nodes there, from the
+ *   container path).
  * - mounts: a mount at the same destination is replaced; bind sources are resolved once
  *   (symlinks followed) and must exist; the mount list is then ordered by depth (stable).
  * - hooks: appended to their OCI hook list.
@@ -44,6 +47,7 @@ export function applyCdiEdits(spec: Spec, resolved: readonly ResolvedDevice[], h
   const specsDone = new Set<string>();
   let mountsChanged = false;
   const env = spec.process?.env ?? [];
+  const userns = spec.linux?.namespaces?.some((n) => n.type === 'user') ?? false;
   for (const r of resolved) {
     const steps: { edits: ContainerEdits; where: string }[] = [];
     if (!specsDone.has(r.spec.path)) {
@@ -76,7 +80,20 @@ export function applyCdiEdits(spec: Spec, resolved: readonly ResolvedDevice[], h
         const devices = (linux.devices ??= []);
         const at = devices.findIndex((d) => d.path === dev.path);
         if (at >= 0) devices.splice(at, 1);
-        devices.push(dev);
+        const hostPath = dn.hostPath !== undefined && dn.hostPath !== '' ? dn.hostPath : dn.path;
+        if (userns && hostPath !== dn.path) {
+          // In a user namespace runc cannot mknod and binds the host node at the *container*
+          // path instead; a node whose host path differs is bound from its host path here.
+          const real = host.realpath(hostPath);
+          if (real === undefined) fail(errors.notFound, 'cdi.host_device', `deviceNodes[${i}]: host device ${JSON.stringify(hostPath)} does not exist`);
+          const mounts = (spec.mounts ??= []);
+          const mat = mounts.findIndex((x) => x.destination === dn.path);
+          if (mat >= 0) mounts.splice(mat, 1);
+          mounts.push({ destination: dn.path, type: 'bind', source: real!, options: ['bind', 'nosuid', 'noexec'] });
+          mountsChanged = true;
+        } else {
+          devices.push(dev);
+        }
         const perms = dn.permissions ?? '';
         if (dev.type !== 'p' && perms !== 'none') {
           const resources = (linux.resources ??= {});

@@ -13,6 +13,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
+import { NamespaceMode } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, runPod, runToExit, type ContainerConfigInit, type TestPod } from '../helpers/cri-container.js';
 
@@ -50,6 +51,7 @@ before(async () => {
   chmodSync(root, 0o755);
   fakeMajor = unusedCharMajor();
   mknod(join(devDir, 'nullish'), '0640', 'c', 1, 3);
+  mknod(join(devDir, 'nullish-666'), '0666', 'c', 1, 3);
   writeFileSync(join(share, 'vendor.conf'), 'from-the-host\n');
   // The later directory defines "null" and "fake"; the earlier one "null" too (loses) and "lowonly".
   writeFileSync(
@@ -80,6 +82,7 @@ before(async () => {
       },
       devices: [
         { name: 'null', containerEdits: { env: ['WHICH=high'], deviceNodes: [{ path: '/dev/cdi-null', hostPath: join(devDir, 'nullish') }] } },
+        { name: 'null666', containerEdits: { deviceNodes: [{ path: '/dev/cdi-null666', hostPath: join(devDir, 'nullish-666') }] } },
         { name: 'fake', containerEdits: { deviceNodes: [{ path: '/dev/cdi-fake', type: 'c', major: fakeMajor, minor: 7, fileMode: 0o620, permissions: 'rw', gid: 4343 }], additionalGids: [4343] } },
       ],
     }),
@@ -95,8 +98,8 @@ after(async () => {
   if (root) rmSync(root, { recursive: true, force: true });
 });
 
-async function run(script: string, extra: Partial<ContainerConfigInit>): Promise<{ id: string; out: string }> {
-  const { id, status, log } = await runToExit(env, pod, busyboxConfig(env, `cdi${++seq}`, ['sh', '-c', script], extra));
+async function run(script: string, extra: Partial<ContainerConfigInit>, inPod: TestPod = pod): Promise<{ id: string; out: string }> {
+  const { id, status, log } = await runToExit(env, inPod, busyboxConfig(env, `cdi${++seq}`, ['sh', '-c', script], extra));
   await env.berthd.cri.runtime.removeContainer({ containerId: id });
   const out = log.map((l) => l.msg).join('\n');
   assert.equal(status.exitCode, 0, `script failed (${status.exitCode}): ${out}`);
@@ -165,7 +168,7 @@ test('unknown, ambiguous and broken: CreateContainer fails naming device and fil
     rt.createContainer({ podSandboxId: pod.id, config: busyboxConfig(env, name, ['true'], { CDIDevices: devices.map((d) => ({ name: d })) }), sandboxConfig: pod.config });
   const before = (await rt.listContainers({})).containers.length;
 
-  await assert.rejects(create('unknown', ['berth.test/dev=gpu7']), is(grpcStatus.NOT_FOUND, /CDI device "berth\.test\/dev=gpu7" not found; spec files of kind berth\.test\/dev: .*berth-test\.json \(null, fake\)/));
+  await assert.rejects(create('unknown', ['berth.test/dev=gpu7']), is(grpcStatus.NOT_FOUND, /CDI device "berth\.test\/dev=gpu7" not found; spec files of kind berth\.test\/dev: .*berth-test\.json \(null, null666, fake\)/));
   await assert.rejects(create('badname', ['gpu0']), is(grpcStatus.INVALID_ARGUMENT, /config\.CDI_devices\[0\]\.name: "gpu0" is not a fully qualified CDI device name/));
 
   // Written while berthd runs: seen by the next CreateContainer.
@@ -186,7 +189,7 @@ test('unknown, ambiguous and broken: CreateContainer fails naming device and fil
   assert.deepEqual(info.dirs, [low, high]);
   assert.deepEqual(info.specs.map((x) => [x.path, x.devices]), [
     [join(low, 'berth-test.yaml'), ['null', 'lowonly']],
-    [join(high, 'berth-test.json'), ['null', 'fake']],
+    [join(high, 'berth-test.json'), ['null', 'null666', 'fake']],
   ]);
   assert.deepEqual(info.errors.map((x) => x.path), [broken]);
   writeFileSync(broken, JSON.stringify({ cdiVersion: '0.3.0', kind: 'berth.test/other', devices: [{ name: 'y', containerEdits: { deviceNodes: [{ path: '/dev/cdi-missing' }] } }] }));
@@ -196,4 +199,29 @@ test('unknown, ambiguous and broken: CreateContainer fails naming device and fil
 
   assert.equal((await rt.listContainers({})).containers.length, before, 'failed creates left no container');
   assert.ok(!existsSync(join(hookDir, 'state.json')), 'no hook ran for a failed create');
+});
+
+test('in a pod user namespace a CDI node with another host path is bound from that host node', async () => {
+  const upod = await runPod(env, {
+    linux: {
+      securityContext: {
+        namespaceOptions: {
+          network: NamespaceMode.POD,
+          ipc: NamespaceMode.POD,
+          pid: NamespaceMode.CONTAINER,
+          usernsOptions: { mode: NamespaceMode.POD, uids: [{ hostId: 600000, containerId: 0, length: 65536 }], gids: [{ hostId: 600000, containerId: 0, length: 65536 }] },
+        },
+      },
+    },
+  });
+  try {
+    const { out } = await run('echo stat=$(stat -c "%t:%T" /dev/cdi-null666); echo hi > /dev/cdi-null666 && echo write=ok; echo uid_map=$(cat /proc/self/uid_map | tr -s " ")', { CDIDevices: [{ name: 'berth.test/dev=null666' }] }, upod);
+    const v = lines(out);
+    assert.equal(v.stat, '1:3', out);
+    assert.equal(v.write, 'ok', out);
+    assert.equal(v.uid_map, ' 0 600000 65536', 'the container really is in the pod user namespace');
+    unlinkSync(join(hookDir, 'state.json'));
+  } finally {
+    await upod.remove();
+  }
 });

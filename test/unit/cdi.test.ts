@@ -370,3 +370,19 @@ test('edits: what runc 1.1 cannot do is refused, not dropped', () => {
   const rdt = resolvedFrom({ cdiVersion: '1.1.0', kind: 'v.com/c', devices: [{ name: 'a', containerEdits: { intelRdt: { schemata: ['L3:0=f'] } } }] }, ['a']);
   assert.throws(() => applyCdiEdits(baseSpec(), rdt, host), /intelRdt schemata\/enableMonitoring cannot be applied/);
 });
+
+test('edits: in a user namespace a node with another host path is bound from it (runc binds from the container path)', () => {
+  const spec = baseSpec();
+  spec.linux!.namespaces = [{ type: 'user', path: '/run/x/user' }];
+  const r = resolvedFrom({ cdiVersion: '0.5.0', kind: 'v.com/c', devices: [{ name: 'a', containerEdits: { deviceNodes: [{ path: '/dev/mynull', hostPath: '/dev/null' }, { path: '/dev/null' }] } }] }, ['a']);
+  applyCdiEdits(spec, r, host);
+  assert.deepEqual(spec.linux!.devices, [
+    { path: '/dev/fuse', type: 'c', major: 10, minor: 229 },
+    { path: '/dev/null', type: 'c', major: 1, minor: 3, fileMode: 0o666 },
+  ]);
+  assert.deepEqual(spec.mounts!.find((m) => m.destination === '/dev/mynull'), { destination: '/dev/mynull', type: 'bind', source: '/dev/null', options: ['bind', 'nosuid', 'noexec'] });
+  assert.deepEqual(spec.linux!.resources!.devices!.slice(1), [
+    { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' },
+    { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' },
+  ]);
+});
