@@ -2,10 +2,9 @@
  * RuntimeService/CreateContainer (containerd 1.7 CRI semantics, except that the task is
  * created here, so StartContainer only starts it).
  *
- * Steps, each undone in reverse on failure: reserve the name → resolve the image (no pull) →
- * CDI devices resolved → rootfs snapshot → read the image's user db → OCI spec (CDI edits
- * applied) → stdio (log, FIFOs) → task create →
- * record CREATED → CREATED event.
+ * Steps, each undone in reverse on failure: reserve the name → resolve the CDI devices →
+ * resolve the image (no pull) → rootfs snapshot → read the image's user db → OCI spec (CDI
+ * edits applied) → stdio (log, FIFOs) → task create → record CREATED → CREATED event.
  */
 import { realpathSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
