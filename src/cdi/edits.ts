@@ -106,6 +106,7 @@ export function applyCdiEdits(spec: Spec, resolved: readonly ResolvedDevice[], h
         const bind = options.includes('bind') || options.includes('rbind') || m.type === 'bind';
         let source = m.hostPath;
         if (bind) {
+          if (!m.hostPath.startsWith('/')) fail(errors.invalidArgument, 'cdi.invalid_mount', `mounts[${i}]: bind source ${JSON.stringify(m.hostPath)} must be an absolute path`);
           const real = host.realpath(m.hostPath);
           if (real === undefined) fail(errors.notFound, 'cdi.host_path', `mounts[${i}]: host path ${JSON.stringify(m.hostPath)} does not exist`);
           source = real!;

@@ -163,6 +163,15 @@ function issuePath(path: (string | number)[]): string {
   return out || '(top level)';
 }
 
+/**
+ * The kind a file that does not parse seems to declare (a top-level `kind:` line), so that it
+ * blocks only that kind's devices rather than every CDI device of the node.
+ */
+function kindInText(text: string): string | undefined {
+  const m = /^\s{0,8}"?kind"?\s*:\s*"?([A-Za-z0-9_.\-]+\/[A-Za-z0-9_.\-]+)"?\s*,?\s*$/m.exec(text);
+  return m && kindProblem(m[1]!) === undefined ? m[1] : undefined;
+}
+
 /** Parses the text of the spec file `path` (its extension picks JSON or YAML). */
 export function parseSpecText(text: string, path: string, priority: number): CdiSpec {
   let raw: unknown;
@@ -170,11 +179,11 @@ export function parseSpecText(text: string, path: string, priority: number): Cdi
     try {
       raw = JSON.parse(text);
     } catch (err) {
-      throw new SpecFileError(path, priority, `not valid JSON: ${(err as Error).message}`);
+      throw new SpecFileError(path, priority, `not valid JSON: ${(err as Error).message}`, kindInText(text));
     }
   } else {
     const doc = parseDocument(text, { version: '1.1', uniqueKeys: true, prettyErrors: false });
-    if (doc.errors.length > 0) throw new SpecFileError(path, priority, `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`);
+    if (doc.errors.length > 0) throw new SpecFileError(path, priority, `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`, kindInText(text));
     raw = doc.toJS({ maxAliasCount: 100 });
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new SpecFileError(path, priority, 'not a CDI spec (expected an object with cdiVersion, kind and devices)');

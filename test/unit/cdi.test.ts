@@ -143,7 +143,12 @@ test('resolve: unknown devices, bad names and broken files fail naming the devic
     // ... but not another kind's devices.
     writeFileSync(join(d0, 'other.json'), json({ ...minimal(), kind: 'other.com/x' }));
     assert.equal((await reg.resolve(req('other.com/x=gpu0'))).length, 1);
-    // A file that does not even parse could hold any kind.
+    // A file that does not parse but shows its kind blocks only that kind ...
+    writeFileSync(join(d1, 'half.json'), '{\n  "cdiVersion": "0.3.0",\n  "kind": "third.com/x",\n  "devices": [');
+    assert.equal((await reg.resolve(req('other.com/x=gpu0'))).length, 1);
+    await rejects(reg.resolve(req('third.com/x=a')), 'InvalidArgument', new RegExp(`"third.com/x=a": spec file ${join(d1, 'half.json')} cannot be used: not valid JSON`));
+    unlinkSync(join(d1, 'half.json'));
+    // ... and one that does not even show a kind could hold any.
     writeFileSync(join(d1, 'garbage.json'), '{"cdiVersion": ');
     await rejects(reg.resolve(req('other.com/x=gpu0')), 'InvalidArgument', new RegExp(`spec file ${join(d1, 'garbage.json')} cannot be used: not valid JSON`));
     // A definition in a later directory than the broken file wins regardless.
@@ -338,6 +343,8 @@ test('edits: mounts replace the same destination, bind sources resolved, order b
   );
   const missing = resolvedFrom({ cdiVersion: '0.3.0', kind: 'v.com/c', devices: [{ name: 'a', containerEdits: { mounts: [{ hostPath: '/missing', containerPath: '/m', options: ['bind'] }] } }] }, ['a']);
   assert.throws(() => applyCdiEdits(baseSpec(), missing, host), (e: unknown) => isBerthError(e) && e.kind === 'NotFound' && /mounts\[0\]: host path "\/missing" does not exist/.test(e.message));
+  const relative = resolvedFrom({ cdiVersion: '0.3.0', kind: 'v.com/c', devices: [{ name: 'a', containerEdits: { mounts: [{ hostPath: 'lib', containerPath: '/m', options: ['rbind'] }] } }] }, ['a']);
+  assert.throws(() => applyCdiEdits(baseSpec(), relative, host), (e: unknown) => isBerthError(e) && e.kind === 'InvalidArgument' && /bind source "lib" must be an absolute path/.test(e.message));
 });
 
 test('edits: hooks appended by name, additionalGids added once (0 ignored), intelRdt set', () => {
