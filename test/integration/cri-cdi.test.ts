@@ -225,3 +225,33 @@ test('in a pod user namespace a CDI node with another host path is bound from th
     await upod.remove();
   }
 });
+
+test('SIGHUP with other cdi.spec_dirs: the next CreateContainer resolves in the new directories', async () => {
+  const d = env.berthd;
+  const original = readFileSync(d.configFile, 'utf8');
+  const reload = async (text: string): Promise<void> => {
+    const count = () => d.log().split('\n').filter((l) => /msg="config reloaded"/.test(l)).length;
+    const seen = count();
+    writeFileSync(d.configFile, text);
+    d.proc.kill('SIGHUP');
+    const deadline = Date.now() + 20_000;
+    while (count() === seen) {
+      if (Date.now() > deadline) throw new Error(`no reload logged:\n${d.log().slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  const onlyLow = original.replace(`spec_dirs = [${JSON.stringify(low)}, ${JSON.stringify(high)}]`, `spec_dirs = [${JSON.stringify(low)}]`);
+  assert.notEqual(onlyLow, original);
+  await reload(onlyLow);
+  try {
+    assert.equal((await run('echo which=$WHICH', { CDIDevices: [{ name: 'berth.test/dev=null' }] })).out, 'which=low');
+    await assert.rejects(
+      env.berthd.cri.runtime.createContainer({ podSandboxId: pod.id, config: busyboxConfig(env, 'gone', ['true'], { CDIDevices: [{ name: 'berth.test/dev=fake' }] }), sandboxConfig: pod.config }),
+      (e: { code: number; details: string }) => e.code === grpcStatus.NOT_FOUND && /"berth\.test\/dev=fake" not found/.test(e.details),
+    );
+  } finally {
+    await reload(original);
+  }
+  assert.equal((await run('echo which=$WHICH', { CDIDevices: [{ name: 'berth.test/dev=null' }] })).out, 'which=high');
+  unlinkSync(join(hookDir, 'state.json'));
+});
