@@ -12,7 +12,7 @@
  */
 import { statSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
-import { extname, join } from 'node:path';
+import { extname, join, resolve } from 'node:path';
 import type { BigIntStats } from 'node:fs';
 import { errors } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -66,7 +66,7 @@ export class CdiRegistry {
     dirs: readonly string[] = DEFAULT_SPEC_DIRS,
     private readonly log?: Logger,
   ) {
-    this.dirs = [...dirs];
+    this.dirs = uniqueDirs(dirs);
   }
 
   /** The spec directories, lowest priority first. */
@@ -75,7 +75,7 @@ export class CdiRegistry {
   }
 
   setDirs(dirs: readonly string[]): void {
-    this.dirs = [...dirs];
+    this.dirs = uniqueDirs(dirs);
     this.dirState.clear();
     this.fileState.clear();
     this.index = { devices: new Map(), broken: [], specs: [] };
@@ -203,6 +203,12 @@ export class CdiRegistry {
     }
     return out;
   }
+}
+
+/** Normalised, each once (at its last place: the highest priority it was given). */
+function uniqueDirs(dirs: readonly string[]): string[] {
+  const norm = dirs.map((d) => resolve(d));
+  return norm.filter((d, i) => norm.lastIndexOf(d) === i);
 }
 
 /**

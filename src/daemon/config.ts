@@ -84,6 +84,7 @@ export const configSchema = z
       .object({
         spec_dirs: z
           .array(absPath)
+          .refine((d) => new Set(d.map((x) => x.replace(/\/+$/, '') || '/')).size === d.length, { message: 'lists a directory twice' })
           .default(['/etc/cdi', '/var/run/cdi'])
           .describe('CDI spec directories (*.json, *.yaml), lowest priority first: a device defined in a later directory wins'),
       })

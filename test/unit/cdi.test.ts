@@ -198,6 +198,20 @@ test('resolve: files added, changed in place, replaced by rename and removed are
   }
 });
 
+test('resolve: a directory given twice counts once, at its later place', async () => {
+  const t = tmpDirs(2);
+  try {
+    const [d0, d1] = t.dirs as [string, string];
+    writeFileSync(join(d0, 'a.json'), json({ ...minimal(), devices: [{ name: 'gpu0', containerEdits: { env: ['FROM=d0'] } }] }));
+    writeFileSync(join(d1, 'b.json'), json({ ...minimal(), devices: [{ name: 'gpu0', containerEdits: { env: ['FROM=d1'] } }] }));
+    const reg = new CdiRegistry([d0, d1, `${d0}/`]);
+    assert.deepEqual(reg.specDirs(), [d1, d0]);
+    assert.deepEqual((await reg.resolve(req('vendor.com/gpu=gpu0')))[0]!.device.containerEdits.env, ['FROM=d0']);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('requests: CDI_devices first, then cdi.k8s.io/ annotations (comma-separated); others ignored', () => {
   const r = requestedCdiDevices([{ name: 'a.com/b=c' }], { 'cdi.k8s.io/plugin_dev1': 'x.com/y=1,x.com/y=2', 'other/key': 'q.com/r=s' });
   assert.deepEqual(r, [

@@ -61,4 +61,5 @@ test('config: [cdi] spec_dirs defaults to /etc/cdi then /var/run/cdi; entries mu
   assert.deepEqual(validateConfig({ cdi: { spec_dirs: ['/a', '/b'] } }).cdi.spec_dirs, ['/a', '/b']);
   assert.throws(() => validateConfig({ cdi: { spec_dirs: ['etc/cdi'] } }), /cdi\.spec_dirs\.0: must be an absolute path/);
   assert.throws(() => validateConfig({ cdi: { dirs: ['/x'] } }), /unknown key "cdi\.dirs"/);
+  assert.throws(() => validateConfig({ cdi: { spec_dirs: ['/etc/cdi', '/etc/cdi/'] } }), /cdi\.spec_dirs: lists a directory twice/);
 });
