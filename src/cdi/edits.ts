@@ -92,6 +92,9 @@ export function applyCdiEdits(spec: Spec, resolved: readonly ResolvedDevice[], h
           mounts.push({ destination: dn.path, type: 'bind', source: real!, options: ['bind', 'nosuid', 'noexec'] });
           mountsChanged = true;
         } else {
+          if (userns && dev.type !== 'p' && host.statDevice(hostPath) === undefined) {
+            fail(errors.notFound, 'cdi.host_device', `deviceNodes[${i}]: host device ${JSON.stringify(hostPath)} does not exist (in a user namespace runc binds device nodes from the host)`);
+          }
           devices.push(dev);
         }
         const perms = dn.permissions ?? '';

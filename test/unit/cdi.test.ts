@@ -406,4 +406,9 @@ test('edits: in a user namespace a node with another host path is bound from it 
     { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' },
     { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' },
   ]);
+  // A node given only by its numbers cannot be bound there: refused up front.
+  const fake = resolvedFrom({ cdiVersion: '0.3.0', kind: 'v.com/c', devices: [{ name: 'f', containerEdits: { deviceNodes: [{ path: '/dev/fake', type: 'c', major: 240 }] } }] }, ['f']);
+  const u = baseSpec();
+  u.linux!.namespaces = [{ type: 'user' }];
+  assert.throws(() => applyCdiEdits(u, fake, host), (e: unknown) => isBerthError(e) && e.kind === 'NotFound' && /host device "\/dev\/fake" does not exist \(in a user namespace/.test(e.message));
 });
