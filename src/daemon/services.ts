@@ -209,8 +209,11 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
   // No CreateContainer runs yet: idmapped staging mounts left by a berthd that died mid-create go.
   const staleIdmap = sweepIdmapStaging(config.state);
   if (staleIdmap) log.info('detached leftover idmapped staging mounts', { count: staleIdmap });
-  const cdi = await runtime.cdi.summary();
-  log.info('CDI spec directories read', { dirs: cdi.dirs, specs: cdi.specs.length, devices: cdi.specs.reduce((n, s) => n + s.devices.length, 0), unusable: cdi.errors.length });
+  // Read the CDI spec files once now (the log names files that cannot be used); never fatal.
+  await runtime.cdi
+    .summary()
+    .then((cdi) => log.info('CDI spec directories read', { dirs: cdi.dirs, specs: cdi.specs.length, devices: cdi.specs.reduce((n, s) => n + s.devices.length, 0), unusable: cdi.errors.length }))
+    .catch((err: unknown) => log.warn('reading the CDI spec directories failed; berthd goes on', { error: err }));
   watchTasks(runtime);
   await recover(runtime, await tasks.init());
 
