@@ -52,6 +52,7 @@ before(async () => {
   fakeMajor = unusedCharMajor();
   mknod(join(devDir, 'nullish'), '0640', 'c', 1, 3);
   mknod(join(devDir, 'nullish-666'), '0666', 'c', 1, 3);
+  mknod(join(devDir, 'fake-host'), '0604', 'c', fakeMajor, 9);
   writeFileSync(join(share, 'vendor.conf'), 'from-the-host\n');
   // The later directory defines "null" and "fake"; the earlier one "null" too (loses) and "lowonly".
   writeFileSync(
@@ -83,6 +84,7 @@ before(async () => {
       devices: [
         { name: 'null', containerEdits: { env: ['WHICH=high'], deviceNodes: [{ path: '/dev/cdi-null', hostPath: join(devDir, 'nullish') }] } },
         { name: 'null666', containerEdits: { deviceNodes: [{ path: '/dev/cdi-null666', hostPath: join(devDir, 'nullish-666') }] } },
+        { name: 'fakehost', containerEdits: { deviceNodes: [{ path: '/dev/cdi-fakehost', hostPath: join(devDir, 'fake-host'), permissions: 'r' }] } },
         { name: 'fake', containerEdits: { deviceNodes: [{ path: '/dev/cdi-fake', type: 'c', major: fakeMajor, minor: 7, fileMode: 0o620, permissions: 'rw', gid: 4343 }], additionalGids: [4343] } },
       ],
     }),
@@ -117,6 +119,10 @@ test('CDI_devices: device nodes, cgroup rules, env, mounts, hooks and additional
     'echo null_read=$(wc -c < /dev/cdi-null)',
     // The fake node passes the device cgroup (rw) and reaches the kernel, which has no driver.
     'echo fake_open=$( (: < /dev/cdi-fake) 2>&1 | grep -o "No such device or address\\|Operation not permitted" )',
+    // Numbers and mode read from the host node; its rule allows reading only.
+    'echo fakehost_stat=$(stat -c "%t:%T %a" /dev/cdi-fakehost)',
+    'echo fakehost_read=$( (: < /dev/cdi-fakehost) 2>&1 | grep -o "No such device or address\\|Operation not permitted" )',
+    'echo fakehost_write=$( (: > /dev/cdi-fakehost) 2>&1 | grep -o "No such device or address\\|Operation not permitted" )',
     // Control: a node the cgroup does not allow (1:4) is refused before any driver.
     'mknod /tmp/port c 1 4 && echo port_open=$( (: < /tmp/port) 2>&1 | grep -o "No such device or address\\|Operation not permitted" )',
     'echo which=$WHICH',
@@ -126,7 +132,7 @@ test('CDI_devices: device nodes, cgroup rules, env, mounts, hooks and additional
     'echo ro=$(touch /opt/cdi/x 2>&1 | grep -o "Read-only file system")',
     'echo groups=$(grep ^Groups: /proc/self/status | cut -f2)',
   ].join('; ');
-  const { id, out } = await run(script, { CDIDevices: [{ name: 'berth.test/dev=null' }, { name: 'berth.test/dev=fake' }] });
+  const { id, out } = await run(script, { CDIDevices: [{ name: 'berth.test/dev=null' }, { name: 'berth.test/dev=fake' }, { name: 'berth.test/dev=fakehost' }] });
   const v = lines(out);
   assert.equal(v.null_stat, '1:3 640 character special file', out);
   assert.equal(v.fake_stat, `${fakeMajor.toString(16)}:7 620 character special file 4343`, out);
@@ -134,6 +140,9 @@ test('CDI_devices: device nodes, cgroup rules, env, mounts, hooks and additional
   assert.equal(v.null_read, '0');
   assert.equal(v.fake_open, 'No such device or address', out);
   assert.equal(v.port_open, 'Operation not permitted', out);
+  assert.equal(v.fakehost_stat, `${fakeMajor.toString(16)}:9 604`, out);
+  assert.equal(v.fakehost_read, 'No such device or address', out);
+  assert.equal(v.fakehost_write, 'Operation not permitted', 'permissions "r": the cgroup refuses writing');
   assert.equal(v.which, 'high', 'the later spec directory wins');
   assert.equal(v.spec_env, 'berth-test');
   assert.equal(v.lowonly, 'unset');
@@ -168,7 +177,7 @@ test('unknown, ambiguous and broken: CreateContainer fails naming device and fil
     rt.createContainer({ podSandboxId: pod.id, config: busyboxConfig(env, name, ['true'], { CDIDevices: devices.map((d) => ({ name: d })) }), sandboxConfig: pod.config });
   const before = (await rt.listContainers({})).containers.length;
 
-  await assert.rejects(create('unknown', ['berth.test/dev=gpu7']), is(grpcStatus.NOT_FOUND, /CDI device "berth\.test\/dev=gpu7" not found; spec files of kind berth\.test\/dev: .*berth-test\.json \(null, null666, fake\)/));
+  await assert.rejects(create('unknown', ['berth.test/dev=gpu7']), is(grpcStatus.NOT_FOUND, /CDI device "berth\.test\/dev=gpu7" not found; spec files of kind berth\.test\/dev: .*berth-test\.json \(null, null666, fakehost, fake\)/));
   await assert.rejects(create('badname', ['gpu0']), is(grpcStatus.INVALID_ARGUMENT, /config\.CDI_devices\[0\]\.name: "gpu0" is not a fully qualified CDI device name/));
 
   // Written while berthd runs: seen by the next CreateContainer.
@@ -189,7 +198,7 @@ test('unknown, ambiguous and broken: CreateContainer fails naming device and fil
   assert.deepEqual(info.dirs, [low, high]);
   assert.deepEqual(info.specs.map((x) => [x.path, x.devices]), [
     [join(low, 'berth-test.yaml'), ['null', 'lowonly']],
-    [join(high, 'berth-test.json'), ['null', 'null666', 'fake']],
+    [join(high, 'berth-test.json'), ['null', 'null666', 'fakehost', 'fake']],
   ]);
   assert.deepEqual(info.errors.map((x) => x.path), [broken]);
   writeFileSync(broken, JSON.stringify({ cdiVersion: '0.3.0', kind: 'berth.test/other', devices: [{ name: 'y', containerEdits: { deviceNodes: [{ path: '/dev/cdi-missing' }] } }] }));
