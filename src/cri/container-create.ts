@@ -2,10 +2,11 @@
  * RuntimeService/CreateContainer (containerd 1.7 CRI semantics, except that the task is
  * created here, so StartContainer only starts it).
  *
- * Steps, each undone in reverse on failure: reserve the name → resolve the image (no pull) →
- * rootfs snapshot → read the image's user db → OCI spec → stdio (log, FIFOs) → task create →
- * record CREATED → CREATED event.
+ * Steps, each undone in reverse on failure: reserve the name → resolve the CDI devices →
+ * resolve the image (no pull) → rootfs snapshot → read the image's user db → OCI spec (CDI
+ * edits applied) → stdio (log, FIFOs) → task create → record CREATED → CREATED event.
  */
+import { realpathSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +22,7 @@ import {
   type UserDb,
 } from '../oci/index.js';
 import type { Image } from '../core/images/service.js';
+import { applyCdiEdits, requestedCdiDevices, type CdiHost } from '../cdi/index.js';
 import { currentCapabilities, lookupPropagation, resolveHostMounts, statDevice } from './container-host.js';
 import { containerRootDir, handlerName, prepareStdio, startLogForwarder, finishLogForwarder, containerStateDir } from './container-io.js';
 import { copyVolumeContents, readUserDb, withMountedRootfs } from './container-rootfs.js';
@@ -43,6 +45,17 @@ function rememberUserDb(chainID: string, db: UserDb): void {
   userDbCache.set(chainID, db);
   if (userDbCache.size > USER_DB_CACHE_SIZE) userDbCache.delete(userDbCache.keys().next().value!);
 }
+
+const cdiHost: CdiHost = {
+  statDevice,
+  realpath(p) {
+    try {
+      return realpathSync(p);
+    } catch {
+      return undefined;
+    }
+  },
+};
 
 /** k8s_<container>_<pod>_<namespace>_<uid>_<attempt>, as the kubelet's dockershim named them. */
 export function containerName(c: ContainerConfig, sb: PodSandboxConfig): string {
@@ -107,6 +120,11 @@ export const createContainer =
       await step('reserve_name', () => ctx.names.reserve(ns, name, id));
       cleanup.push('release name', () => ctx.names.release(ns, name, id));
 
+      // CDI devices (device plugins, DRA): resolved before anything is made; an unknown or
+      // ambiguous device, or a spec file that cannot be read, fails the create.
+      const cdiRequests = requestedCdiDevices(config.CDIDevices, config.annotations);
+      const cdiDevices = cdiRequests.length > 0 ? await step('cdi_resolve', () => ctx.cdi.resolve(cdiRequests)) : [];
+
       const image = await step('resolve_image', () => ctx.images.find(ns, imageSpec));
       if (!image) throw errors.notFound('container.image_not_found', `config.image.image: image ${JSON.stringify(imageSpec)} not found (CreateContainer does not pull)`);
       const imageConfig = imageConfigOf(image);
@@ -152,7 +170,7 @@ export const createContainer =
 
       const spec = await step('spec', async (): Promise<Spec> => {
         const handler = ctx.settings.runtimes[handlerName(ctx, sb.runtimeHandler)];
-        return containerSpec({
+        const generated = containerSpec({
           id,
           sandboxId: sb.id,
           config: resolved,
@@ -171,6 +189,8 @@ export const createContainer =
           localhostSeccompProfile: await loadLocalhostSeccomp(config.linux?.securityContext, 'config.linux.security_context', 'container.seccomp_profile'),
           options: { restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj, podAnnotations: handler?.podAnnotations, allowedContainerAnnotations: handler?.containerAnnotations, allCapabilities: currentCapabilities() },
         });
+        if (cdiDevices.length > 0) applyCdiEdits(generated, cdiDevices, cdiHost);
+        return generated;
       });
 
       const handler = handlerName(ctx, sb.runtimeHandler);

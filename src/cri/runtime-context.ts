@@ -16,6 +16,7 @@ import type { CniManager } from '../network/index.js';
 import type { TaskManager } from '../runtime/index.js';
 import type { StreamingServer } from '../streaming/index.js';
 import type { RuntimeHandler } from '../runtime/types.js';
+import type { CdiRegistry } from '../cdi/index.js';
 
 /** Settings the runtime handlers need (from the daemon config). */
 export interface RuntimeSettings {
@@ -125,6 +126,8 @@ export interface RuntimeContext {
   events: ContainerEventBus;
   tracer: Tracer;
   locks: KeyedLock;
+  /** The node's CDI spec files (CreateContainer resolves CDI_devices through it). */
+  cdi: CdiRegistry;
 }
 
 /** A new 64-hex id (sandbox / container / exec). */

@@ -80,6 +80,16 @@ export const configSchema = z
       .object({ address: z.string().default('127.0.0.1:0').describe('exec/attach/port-forward server host:port (loopback by default)') })
       .strict()
       .default({}),
+    cdi: z
+      .object({
+        spec_dirs: z
+          .array(absPath)
+          .refine((d) => new Set(d.map((x) => x.replace(/\/+$/, '') || '/')).size === d.length, { message: 'lists a directory twice' })
+          .default(['/etc/cdi', '/var/run/cdi'])
+          .describe('CDI spec directories (*.json, *.yaml), lowest priority first: a device defined in a later directory wins'),
+      })
+      .strict()
+      .default({}),
     metrics: z
       .object({ address: z.string().default('127.0.0.1:9338').describe('Prometheus endpoint host:port; "" turns it off; a busy port only warns') })
       .strict()
@@ -98,6 +108,7 @@ export const RELOADABLE_KEYS = [
   'cni.bin_dirs',
   'streaming.address',
   'metrics.address',
+  'cdi.spec_dirs',
 ] as const;
 export type RuntimeConfig = z.infer<typeof runtimeSchema>;
 export type RegistryCredential = z.infer<typeof credentialSchema>;

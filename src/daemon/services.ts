@@ -42,6 +42,7 @@ import { metricSources } from '../cri/metrics-sources.js';
 import { recordPullSpan, trace } from '../cri/berth-trace.js';
 import { probeFeatures } from './features.js';
 import { sweepIdmapStaging } from '../cri/container-idmap.js';
+import { CdiRegistry } from '../cdi/index.js';
 
 export interface Services {
   images: ImageService;
@@ -195,6 +196,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     events: new ContainerEventBus(),
     tracer: new Tracer(),
     locks: new KeyedLock(),
+    cdi: new CdiRegistry(config.cdi.spec_dirs, log.child({ component: 'cdi' })),
   };
   const runtimeHandlers: RuntimeHandlers = { ...sandboxHandlers(runtime), ...containerHandlers(runtime), ...observeHandlers(runtime) };
   // Metrics: RPC latency via the CRI server's observer, pulls via the image service, gauges at scrape time.
@@ -207,6 +209,11 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
   // No CreateContainer runs yet: idmapped staging mounts left by a berthd that died mid-create go.
   const staleIdmap = sweepIdmapStaging(config.state);
   if (staleIdmap) log.info('detached leftover idmapped staging mounts', { count: staleIdmap });
+  // Read the CDI spec files once now (the log names files that cannot be used); never fatal.
+  await runtime.cdi
+    .summary()
+    .then((cdi) => log.info('CDI spec directories read', { dirs: cdi.dirs, specs: cdi.specs.length, devices: cdi.specs.reduce((n, s) => n + s.devices.length, 0), unusable: cdi.errors.length }))
+    .catch((err: unknown) => log.warn('reading the CDI spec directories failed; berthd goes on', { error: err }));
   watchTasks(runtime);
   await recover(runtime, await tasks.init());
 
@@ -231,6 +238,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
         config: JSON.stringify(redactedConfig(current)),
         snapshotter: JSON.stringify({ driver: snapshotter.driver, root: snapshotter.root, fallbackReason }),
         features: JSON.stringify(features),
+        cdi: JSON.stringify(await runtime.cdi.summary()),
       };
     },
   };
@@ -281,6 +289,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       }
       // 2. The rest cannot fail.
       if (keys.has('registry.mirrors')) remote.setMirrors(next.registry.mirrors);
+      if (keys.has('cdi.spec_dirs')) runtime.cdi.setDirs(next.cdi.spec_dirs);
       if (keys.has('cni.conf_dir') || keys.has('cni.bin_dirs')) cni.reconfigure({ confDir: next.cni.conf_dir, binDirs: next.cni.bin_dirs });
       if (keys.has('metrics.address')) {
         const old = metricsEndpoint;

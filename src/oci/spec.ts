@@ -114,6 +114,13 @@ export interface Linux {
   maskedPaths?: string[];
   readonlyPaths?: string[];
   mountLabel?: string;
+  intelRdt?: LinuxIntelRdt;
+}
+
+export interface LinuxIntelRdt {
+  closID?: string;
+  l3CacheSchema?: string;
+  memBwSchema?: string;
 }
 
 export interface LinuxDevice {

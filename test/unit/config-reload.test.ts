@@ -91,3 +91,9 @@ test('a TOML syntax error names file, line and column, but never echoes the file
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('planReload: cdi.spec_dirs is applied at run time', () => {
+  const plan = planReload(defaults(), cfg({ cdi: { spec_dirs: ['/srv/cdi'] } }));
+  assert.deepEqual(plan.apply, ['cdi.spec_dirs']);
+  assert.deepEqual(plan.next.cdi.spec_dirs, ['/srv/cdi']);
+});

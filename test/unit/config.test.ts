@@ -55,3 +55,11 @@ test('config: a TOML syntax error names the file', () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('config: [cdi] spec_dirs defaults to /etc/cdi then /var/run/cdi; entries must be absolute', () => {
+  assert.deepEqual(loadConfig().cdi.spec_dirs, ['/etc/cdi', '/var/run/cdi']);
+  assert.deepEqual(validateConfig({ cdi: { spec_dirs: ['/a', '/b'] } }).cdi.spec_dirs, ['/a', '/b']);
+  assert.throws(() => validateConfig({ cdi: { spec_dirs: ['etc/cdi'] } }), /cdi\.spec_dirs\.0: must be an absolute path/);
+  assert.throws(() => validateConfig({ cdi: { dirs: ['/x'] } }), /unknown key "cdi\.dirs"/);
+  assert.throws(() => validateConfig({ cdi: { spec_dirs: ['/etc/cdi', '/etc/cdi/'] } }), /cdi\.spec_dirs: lists a directory twice/);
+});

@@ -7,6 +7,7 @@ import { parse as parseToml } from 'smol-toml';
 import { parseConfigFile } from '../../src/network/cni-config.js';
 import { validateConfig } from '../../src/daemon/config.js';
 import { repoRoot } from '../helpers/berthd.js';
+import { parseSpecText } from '../../src/cdi/index.js';
 
 const readme = () => readFileSync(join(repoRoot(), 'README.md'), 'utf8');
 
@@ -33,4 +34,11 @@ test('README: the configuration example validates, and names the cgroup driver k
   assert.equal(c.registry.credentials['127.0.0.1:5000']?.username, 'puller');
   assert.match(blockAfter(text, '### kubelet', 'yaml'), /^cgroupDriver: cgroupfs$/m);
   assert.match(blockAfter(text, '### kubelet', 'yaml'), /^containerRuntimeEndpoint: unix:\/\/\/run\/berth\/berth\.sock$/m);
+});
+
+test('README: the example CDI spec is accepted by berth', () => {
+  const spec = parseSpecText(blockAfter(readme(), '<!-- cdi-example', 'yaml'), '/etc/cdi/example-accel.yaml', 0);
+  assert.equal(spec.kind, 'example.com/accel');
+  assert.deepEqual([...spec.devices.keys()], ['0']);
+  assert.deepEqual(spec.devices.get('0')!.containerEdits.additionalGids, [44]);
 });
