@@ -64,14 +64,14 @@ function pad(b: Buffer): Buffer {
   return Buffer.concat([b, Buffer.alloc((512 - (b.length % 512)) % 512)]);
 }
 
-export function paxRecords(rng: Rng, recs: Record<string, string>): Buffer {
+export function paxRecords(rng: Rng, recs: Record<string, string>, exact = false): Buffer {
   let out = '';
   for (const [k, v] of Object.entries(recs)) {
     const body = ` ${k}=${v}\n`;
     let n = body.length + 1;
     while (String(n).length + body.length !== n) n = String(n).length + body.length;
     // Sometimes a wrong length: the reader must reject, not misparse forever.
-    out += `${rng.bool(0.15) ? rng.interesting() : n}${body}`;
+    out += `${!exact && rng.bool(0.15) ? rng.interesting() : n}${body}`;
   }
   return Buffer.from(out, 'utf8');
 }

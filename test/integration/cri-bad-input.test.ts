@@ -287,6 +287,8 @@ test('each bad input gets a fitting code and a message naming the field; berthd 
       failures.push(`${label} (want ${row.codes.map((c) => grpc.status[c]).join('|')})`);
     } else if (got.code !== S.OK && row.field && !row.field.test(got.details)) {
       failures.push(`${label} (message does not name ${row.field})`);
+    } else if (got.details.length > 1100) {
+      failures.push(`${label} (message of ${got.details.length} characters)`);
     }
     // Still serving after each row.
     try {

@@ -56,17 +56,20 @@ test('regression (fuzz): an index whose platform is not strings is InvalidArgume
   assert.throws(() => parseManifestOrIndex(annotated, 'application/vnd.oci.image.index.v1+json', 'index'), (e) => isBerthError(e, 'InvalidArgument'));
 });
 
-test('regression (fuzz): layer entries the kernel refuses (bad xattr, empty symlink target) are InvalidArgument', async () => {
+test('regression (fuzz): layer entries the kernel refuses (bad xattr, empty symlink target, NUL in a path) are InvalidArgument', async () => {
   const root = mkdtempSync(join(tmpdir(), 'berth-fuzz-reg-'));
   try {
     const rng = new Rng(1);
     const cases = [
       // A malformed file capability: lsetxattr EINVAL (was a bare errno error).
-      tarOf([{ name: 'x', type: 'x', body: paxRecords(rng, { 'SCHILY.xattr.security.capability': 'zz' }) }, { name: 'f', type: '0', body: Buffer.from('a') }]),
+      tarOf([{ name: 'x', type: 'x', body: paxRecords(rng, { 'SCHILY.xattr.security.capability': 'zz' }, true) }, { name: 'f', type: '0', body: Buffer.from('a') }]),
       // user.* on a symlink: EPERM.
-      tarOf([{ name: 'x', type: 'x', body: paxRecords(rng, { 'SCHILY.xattr.user.a': 'b' }) }, { name: 'l', type: '2', body: Buffer.alloc(0), linkname: 't' }]),
+      tarOf([{ name: 'x', type: 'x', body: paxRecords(rng, { 'SCHILY.xattr.user.a': 'b' }, true) }, { name: 'l', type: '2', body: Buffer.alloc(0), linkname: 't' }]),
       // symlink(2) with an empty target: ENOENT.
       tarOf([{ name: 'l2', type: '2', body: Buffer.alloc(0), linkname: '' }]),
+      // A NUL byte in a PAX link target (seed 20261203, iteration 20407): Node's TypeError.
+      tarOf([{ name: 'x', type: 'x', body: paxRecords(rng, { linkpath: 'a\0b' }, true) }, { name: 'l3', type: '2', body: Buffer.alloc(0), linkname: 'x' }]),
+      tarOf([{ name: 'x', type: 'x', body: paxRecords(rng, { path: 'a\0b' }, true) }, { name: 'f', type: '0', body: Buffer.from('a') }]),
     ];
     for (const [i, tar] of cases.entries()) {
       await assert.rejects(applyLayer(Readable.from([tar]), root, { mode: 'native' }), (e) => isBerthError(e, 'InvalidArgument') && /invalid layer tar/.test((e as Error).message), `case ${i}`);

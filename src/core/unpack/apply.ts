@@ -192,6 +192,10 @@ class LayerWriter {
     if (Buffer.byteLength(h.name) > PATH_MAX || Buffer.byteLength(h.linkname ?? '') > PATH_MAX) {
       throw errors.invalidArgument('unpack.path_too_long', `layer entry name or link target longer than ${PATH_MAX} bytes`);
     }
+    // No path can hold a NUL byte; Node's fs throws a TypeError for one (found by fuzzing).
+    if (h.name.includes('\0') || (h.linkname ?? '').includes('\0')) {
+      throw errors.invalidArgument('unpack.bad_entry', `invalid layer tar: entry ${JSON.stringify(h.name)} has a NUL byte in its name or link target`);
+    }
     const comps = cleanComponents(h.name);
     const base = comps.length > 0 ? comps[comps.length - 1]! : '';
     const wh = parseWhiteout(base);
