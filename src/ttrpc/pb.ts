@@ -276,8 +276,9 @@ function defaultOf(kind: ScalarKind | Schema, card: FieldSpec[3]): unknown {
 function readScalar(r: Reader, kind: ScalarKind): unknown {
   switch (kind) {
     case 'string':
+      const bytes = r.lengthDelimited();
       try {
-        return utf8d.decode(r.lengthDelimited());
+        return utf8d.decode(bytes);
       } catch {
         // TextDecoder's TypeError is not one of this decoder's errors (found by fuzzing).
         throw new Error('invalid UTF-8 in a string field');
