@@ -3,10 +3,11 @@ import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { AttachRequest, AttachResponseSchema } from '../api/cri/runtime/v1/api_pb.js';
 import type { CallContext } from './instrument.js';
 import type { RuntimeContext } from './runtime-context.js';
-import { runningContainer } from './exec.js';
+import { checkStreams, runningContainer } from './exec.js';
 
 export function attach(ctx: RuntimeContext) {
   return async (req: AttachRequest, call: CallContext): Promise<MessageInitShape<typeof AttachResponseSchema>> => {
+    checkStreams(req);
     const c = runningContainer(ctx, call.namespace, req.containerId);
     return { url: ctx.streaming.getAttach({ containerId: c.id, stdin: req.stdin, tty: req.tty, stdout: req.stdout, stderr: req.stderr }) };
   };

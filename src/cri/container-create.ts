@@ -9,7 +9,8 @@
 import { realpathSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { join, normalize } from 'node:path';
+import { MAX_META_LENGTH } from './sandbox-common.js';
 import { ContainerConfigSchema, LinuxContainerResourcesSchema, PodSandboxConfigSchema, type ContainerConfig, type PodSandboxConfig } from '../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord, SandboxRecord } from '../core/metadata/records.js';
 import { errors } from '../errors.js';
@@ -97,6 +98,14 @@ export const createContainer =
     const config = req.config;
     if (!config) throw errors.invalidArgument('container.no_config', 'config is required');
     if (!config.metadata || config.metadata.name === '') throw errors.invalidArgument('container.no_name', 'config.metadata.name is required');
+    if (config.metadata.name.length > MAX_META_LENGTH) {
+      throw errors.invalidArgument('container.bad_name', `config.metadata.name: ${config.metadata.name.length} characters, at most ${MAX_META_LENGTH}`);
+    }
+    // The log lives in the pod's log directory: a path climbing out of it would have berth
+    // create and write files anywhere on the host.
+    if (config.logPath !== '' && (normalize(config.logPath).split('/')[0] === '..' || config.logPath.includes('\0'))) {
+      throw errors.invalidArgument('container.bad_log_path', `config.log_path ${JSON.stringify(config.logPath)} leaves the pod's log directory`);
+    }
     const imageSpec = config.image?.image ?? '';
     if (imageSpec === '') throw errors.invalidArgument('container.no_image', 'config.image.image is required');
     const sb = findSandbox(ctx, ns, req.podSandboxId);

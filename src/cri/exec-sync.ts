@@ -29,9 +29,10 @@ export function cappedCollector(s: Readable | undefined, cap = EXEC_SYNC_OUTPUT_
 
 export function execSync(ctx: RuntimeContext) {
   return async (req: ExecSyncRequest, call: CallContext): Promise<MessageInitShape<typeof ExecSyncResponseSchema>> => {
-    const c = runningContainer(ctx, call.namespace, req.containerId);
+    // Arguments first: a bad request is InvalidArgument whatever state the container is in.
     if (req.cmd.length === 0 || req.cmd[0] === '') throw errors.invalidArgument('exec.empty_cmd', 'cmd is required');
     if (req.timeout < 0n) throw errors.invalidArgument('exec.bad_timeout', `timeout must not be negative (got ${req.timeout})`);
+    const c = runningContainer(ctx, call.namespace, req.containerId);
     const p = await ExecProcess.start(ctx, { ns: call.namespace, containerId: c.id, cmd: req.cmd, tty: false, stdin: false, stdout: true, stderr: true });
     const out = cappedCollector(p.io.stdout);
     const err = cappedCollector(p.io.stderr);

@@ -23,6 +23,15 @@ import { findContainer, newId, type RuntimeContext } from './runtime-context.js'
 
 const run = promisify(execFile);
 
+/**
+ * Exec and Attach stream flags (CRI): at least one of stdin, stdout, stderr; with a tty,
+ * stderr must be false (a terminal has one output stream).
+ */
+export function checkStreams(req: { stdin: boolean; stdout: boolean; stderr: boolean; tty: boolean }): void {
+  if (!req.stdin && !req.stdout && !req.stderr) throw errors.invalidArgument('exec.no_streams', 'one of stdin, stdout or stderr must be set');
+  if (req.tty && req.stderr) throw errors.invalidArgument('exec.tty_stderr', 'tty and stderr cannot both be set (a tty has one output stream)');
+}
+
 /** The container record, checked to be running (exec/attach need a live process). */
 export function runningContainer(ctx: RuntimeContext, ns: string, id: string) {
   const c = findContainer(ctx, ns, id);
@@ -215,8 +224,9 @@ export class ExecProcess {
 /** Exec RPC: check the container runs, then hand out a streaming URL. */
 export function exec(ctx: RuntimeContext) {
   return async (req: ExecRequest, call: CallContext): Promise<MessageInitShape<typeof ExecResponseSchema>> => {
+    if (req.cmd.length === 0 || req.cmd[0] === '') throw errors.invalidArgument('exec.empty_cmd', 'cmd is required');
+    checkStreams(req);
     const c = runningContainer(ctx, call.namespace, req.containerId);
-    if (req.cmd.length === 0) throw errors.invalidArgument('exec.empty_cmd', 'cmd is required');
     const url = ctx.streaming.getExec({ containerId: c.id, cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr });
     return { url };
   };

@@ -37,9 +37,21 @@ function namespaceOf(md: grpc.Metadata): string {
   return ns;
 }
 
+/**
+ * Longest status message sent. The message travels in an HTTP/2 trailer: one echoing a 1 MiB
+ * id overran the client's header list limit and left the call hanging (grpc-js) or the
+ * connection reset (kubelet's 16 KiB default).
+ */
+export const MAX_STATUS_DETAILS = 1024;
+
+export function capDetails(s: string): string {
+  if (s.length <= MAX_STATUS_DETAILS) return s;
+  return `${s.slice(0, MAX_STATUS_DETAILS - 40)}… (${s.length} characters, cut)`;
+}
+
 function statusOf(err: unknown): { code: number; details: string } {
   const e = toBerthError(err);
-  return { code: e.status, details: e.message };
+  return { code: e.status, details: capDetails(e.message) };
 }
 
 export function instrumentUnary(

@@ -75,3 +75,6 @@ export function podNamespacePathsOf(r: SandboxRecord): PodNamespacePaths {
   if (!pins) return pauseNamespacePaths(r.pid ?? 0);
   return { ...pins, ...(r.pid ? { pid: nsPath(r.pid, 'pid') } : {}) };
 }
+
+/** Longest metadata name, namespace or uid of a pod or container (a DNS subdomain is at most 253). */
+export const MAX_META_LENGTH = 253;

@@ -21,11 +21,11 @@ import { errors } from '../errors.js';
 import { pinNamespaces, pinPaths, unpinNamespaces, type PinKind } from '../network/index.js';
 import { sandboxSpec, validateSysctls, type ImageConfig as OciImageConfig } from '../oci/index.js';
 import { podNamespacePlan } from '../oci/namespaces.js';
-import { PodSandboxConfigSchema } from '../api/cri/runtime/v1/api_pb.js';
+import { NamespaceMode, PodSandboxConfigSchema } from '../api/cri/runtime/v1/api_pb.js';
 import type { RuntimeHandlers } from './server.js';
 import { Cleanup, encodeMessage, newId, nowNanos, type RuntimeContext } from './runtime-context.js';
 import { checkUsernsReachable, prepareContainerRootfs, removeRootfsSnapshot } from './container-userns.js';
-import { isHostIpc, isHostNetwork, sandboxName, type SandboxExtra } from './sandbox-common.js';
+import { isHostIpc, isHostNetwork, MAX_META_LENGTH, sandboxName, type SandboxExtra } from './sandbox-common.js';
 import { mountShm, removeSandboxDirs, sandboxPaths, validateDns, writeSandboxFiles } from './sandbox-files.js';
 import { sandboxLockKey } from './sandbox-stop.js';
 import { killAndDeletePause, portMappingsOf, teardownNetwork } from './sandbox-teardown.js';
@@ -35,6 +35,9 @@ import { mkdir } from 'node:fs/promises';
 /** cgroup parent for pods that name none (cgroupfs driver). */
 export const DEFAULT_CGROUP_PARENT = '/kubepods/berth';
 
+/** Linux HOST_NAME_MAX. */
+export const MAX_HOSTNAME_LENGTH = 64;
+
 export function validateSandboxConfig(c: PodSandboxConfig | undefined): asserts c is PodSandboxConfig {
   if (!c) throw errors.invalidArgument('sandbox.bad_config', 'config is required');
   const md = c.metadata;
@@ -42,10 +45,32 @@ export function validateSandboxConfig(c: PodSandboxConfig | undefined): asserts 
   if (!md.name) throw errors.invalidArgument('sandbox.bad_config', 'config.metadata.name is required');
   if (!md.namespace) throw errors.invalidArgument('sandbox.bad_config', 'config.metadata.namespace is required');
   if (!md.uid) throw errors.invalidArgument('sandbox.bad_config', 'config.metadata.uid is required');
+  // Kubernetes names are DNS subdomains/labels; far longer ones only reach argv limits
+  // (E2BIG spawning the pin process) or path limits further in.
+  for (const [field, v] of [['name', md.name], ['namespace', md.namespace], ['uid', md.uid]] as const) {
+    if (v.length > MAX_META_LENGTH) {
+      throw errors.invalidArgument('sandbox.bad_config', `config.metadata.${field}: ${v.length} characters, at most ${MAX_META_LENGTH}`);
+    }
+  }
+  if (c.hostname.length > MAX_HOSTNAME_LENGTH) {
+    throw errors.invalidArgument('sandbox.bad_config', `config.hostname: ${c.hostname.length} characters, at most ${MAX_HOSTNAME_LENGTH} (HOST_NAME_MAX)`);
+  }
+  if (c.logDirectory !== '' && !c.logDirectory.startsWith('/')) {
+    throw errors.invalidArgument('sandbox.bad_config', `config.log_directory ${JSON.stringify(c.logDirectory)} must be an absolute path`);
+  }
   for (const [i, p] of c.portMappings.entries()) {
     const ok = (n: number) => Number.isInteger(n) && n >= 0 && n <= 65535;
-    if (!ok(p.hostPort) || !ok(p.containerPort)) {
-      throw errors.invalidArgument('sandbox.bad_config', `config.port_mappings[${i}]: ports must be within 0-65535`);
+    for (const [field, n] of [['container_port', p.containerPort], ['host_port', p.hostPort]] as const) {
+      if (!ok(n)) throw errors.invalidArgument('sandbox.bad_config', `config.port_mappings[${i}].${field}: ${n} is not within 0-65535`);
+    }
+  }
+  const nso = c.linux?.securityContext?.namespaceOptions;
+  if (nso?.usernsOptions && nso.usernsOptions.mode === NamespaceMode.POD) {
+    // As Kubernetes validates hostUsers=false: a pod user namespace cannot own host namespaces.
+    for (const [field, mode] of [['network', nso.network], ['pid', nso.pid], ['ipc', nso.ipc]] as const) {
+      if (mode === NamespaceMode.NODE) {
+        throw errors.invalidArgument('sandbox.bad_config', `config.linux.security_context.namespace_options: userns_options mode POD cannot be combined with ${field} NODE`);
+      }
     }
   }
   validateDns(c.dnsConfig);

@@ -7,6 +7,7 @@
 import { create } from '@bufbuild/protobuf';
 import { LinuxPodSandboxConfigSchema, PodSandboxConfigSchema } from '../api/cri/runtime/v1/api_pb.js';
 import { errors } from '../errors.js';
+import { planResources } from '../oci/resources.js';
 import { encodeMessage, type RuntimeContext } from './runtime-context.js';
 import type { RuntimeHandlers } from './server.js';
 import { sandboxConfigOf } from './sandbox-common.js';
@@ -14,7 +15,11 @@ import { findVisibleSandbox, sandboxLockKey } from './sandbox-stop.js';
 
 export const updatePodSandboxResources = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['updatePodSandboxResources']> => async (req, call) => {
   const ns = call.namespace;
+  if (req.podSandboxId === '') throw errors.invalidArgument('sandbox.no_id', 'pod_sandbox_id is required');
   if (!req.overhead && !req.resources) throw errors.invalidArgument('sandbox.no_resources', 'overhead or resources is required');
+  // Recorded as given, so checked as CreateContainer would (negative limits, oom_score_adj range…).
+  if (req.overhead) planResources(req.overhead, {}, {}, 'overhead');
+  if (req.resources) planResources(req.resources, {}, {}, 'resources');
   const first = findVisibleSandbox(ctx, ns, req.podSandboxId);
   await ctx.locks.run(sandboxLockKey(first.id), async () => {
     const rec = ctx.sandboxes.get(ns, first.id);

@@ -14,6 +14,7 @@ import { Berth } from '../api/berth/v1/berth_pb.js';
 import { errors } from '../errors.js';
 import type { Logger } from '../log.js';
 import { serviceDefinition } from './grpc.js';
+import { checkEnums } from './request-check.js';
 import { FilteredConnection } from './h2-authority.js';
 import { instrumentServerStream, instrumentUnary, type CallContext, type RpcObserver, type StreamHandler, type UnaryHandler } from './instrument.js';
 
@@ -39,14 +40,20 @@ function implementation(service: DescService, handlers: Record<string, unknown>,
     const h = handlers[m.localName];
     if (m.methodKind === 'unary') {
       const fn: UnaryHandler = h
-        ? (h as UnaryHandler)
+        ? (req, ctx) => {
+            checkEnums(m.input, req);
+            return (h as UnaryHandler)(req, ctx);
+          }
         : async () => {
             throw errors.unimplemented('rpc.unimplemented', `${name} is not implemented by berth yet`);
           };
       impl[m.localName] = instrumentUnary(name, fn, log, observer);
     } else if (m.methodKind === 'server_streaming') {
       const fn: StreamHandler = h
-        ? (h as StreamHandler)
+        ? (req, write, ctx) => {
+            checkEnums(m.input, req);
+            return (h as StreamHandler)(req, write, ctx);
+          }
         : async () => {
             throw errors.unimplemented('rpc.unimplemented', `${name} is not implemented by berth yet`);
           };

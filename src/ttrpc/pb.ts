@@ -276,7 +276,13 @@ function defaultOf(kind: ScalarKind | Schema, card: FieldSpec[3]): unknown {
 function readScalar(r: Reader, kind: ScalarKind): unknown {
   switch (kind) {
     case 'string':
-      return utf8d.decode(r.lengthDelimited());
+      const bytes = r.lengthDelimited();
+      try {
+        return utf8d.decode(bytes);
+      } catch {
+        // TextDecoder's TypeError is not one of this decoder's errors (found by fuzzing).
+        throw new Error('invalid UTF-8 in a string field');
+      }
     case 'bytes':
       return r.lengthDelimited().slice();
     case 'bool':

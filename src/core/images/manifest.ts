@@ -29,6 +29,40 @@ function bad(what: string, msg: string): Error {
   return errors.invalidArgument('image.bad_manifest', `${what}: ${msg}`);
 }
 
+/**
+ * A descriptor's platform: an object whose architecture and os are strings (platform matching
+ * lowercases them: a number or a missing field was a TypeError there, found by fuzzing).
+ */
+function checkPlatform(raw: unknown, what: string, digest: string): NonNullable<Descriptor['platform']> {
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw bad(what, `platform of ${digest} is not an object`);
+  const p = raw as Record<string, unknown>;
+  for (const k of ['architecture', 'os'] as const) {
+    if (typeof p[k] !== 'string') throw bad(what, `platform.${k} of ${digest} is not a string`);
+  }
+  for (const k of ['variant', 'os.version'] as const) {
+    if (p[k] !== undefined && typeof p[k] !== 'string') throw bad(what, `platform.${k} of ${digest} is not a string`);
+  }
+  const features = p['os.features'];
+  if (features !== undefined && (!Array.isArray(features) || features.some((f) => typeof f !== 'string'))) {
+    throw bad(what, `platform.os.features of ${digest} is not a list of strings`);
+  }
+  const out: NonNullable<Descriptor['platform']> = { architecture: p.architecture as string, os: p.os as string };
+  if (p.variant !== undefined) out.variant = p.variant as string;
+  if (p['os.version'] !== undefined) out['os.version'] = p['os.version'] as string;
+  if (features !== undefined) out['os.features'] = features as string[];
+  return out;
+}
+
+function stringMap(raw: unknown, what: string, field: string): Record<string, string> {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw bad(what, `${field} is not an object`);
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(raw as Record<string, unknown>)) {
+    if (typeof v !== 'string') throw bad(what, `${field}: value of ${JSON.stringify(k)} is not a string`);
+    out[k] = v;
+  }
+  return out;
+}
+
 export function checkDescriptor(raw: unknown, what: string): Descriptor {
   if (typeof raw !== 'object' || raw === null) throw bad(what, 'descriptor is not an object');
   const d = raw as Record<string, unknown>;
@@ -36,8 +70,8 @@ export function checkDescriptor(raw: unknown, what: string): Descriptor {
   if (typeof d.digest !== 'string' || !isValidDigest(d.digest)) throw bad(what, `invalid digest ${JSON.stringify(d.digest)}`);
   if (typeof d.size !== 'number' || !Number.isSafeInteger(d.size) || d.size < 0) throw bad(what, `invalid size for ${d.digest}`);
   const out: Descriptor = { mediaType: d.mediaType, digest: d.digest, size: d.size };
-  if (d.platform && typeof d.platform === 'object') out.platform = d.platform as Descriptor['platform'];
-  if (d.annotations && typeof d.annotations === 'object') out.annotations = d.annotations as Record<string, string>;
+  if (d.platform !== undefined && d.platform !== null) out.platform = checkPlatform(d.platform, what, d.digest);
+  if (d.annotations !== undefined && d.annotations !== null) out.annotations = stringMap(d.annotations, what, `annotations of ${d.digest}`);
   if (Array.isArray(d.urls)) out.urls = d.urls.filter((u): u is string => typeof u === 'string');
   return out;
 }

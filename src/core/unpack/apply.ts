@@ -109,14 +109,23 @@ function xattrsOf(h: Header): Array<[string, Buffer]> {
   return out;
 }
 
-function setXattrs(abs: string, xattrs: Array<[string, Buffer]>): void {
+/** lsetxattr errors that mean the layer's attribute is wrong (name, value, or file type), not the host. */
+const BAD_XATTR_CODES = new Set(['EINVAL', 'EPERM', 'ERANGE', 'E2BIG']);
+
+function setXattrs(abs: string, xattrs: Array<[string, Buffer]>, entry: string): void {
   for (const [name, value] of xattrs) {
     try {
       lsetxattr(abs, name, value);
     } catch (err) {
       // The filesystem or file type may not support the namespace (e.g. user.* on a fifo).
       const code = (err as NodeJS.ErrnoException).code;
-      if (code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw err;
+      if (code === 'ENOTSUP' || code === 'EOPNOTSUPP') continue;
+      // A malformed security.capability value, user.* on a symlink, an over-long name: the
+      // layer is invalid (found by fuzzing; was a bare errno error, INTERNAL on PullImage).
+      if (code !== undefined && BAD_XATTR_CODES.has(code)) {
+        throw errors.invalidArgument('unpack.bad_xattr', `invalid layer tar: entry ${JSON.stringify(entry)}: extended attribute ${JSON.stringify(name)} refused (${code})`, err);
+      }
+      throw err;
     }
   }
 }
@@ -183,6 +192,10 @@ class LayerWriter {
     if (Buffer.byteLength(h.name) > PATH_MAX || Buffer.byteLength(h.linkname ?? '') > PATH_MAX) {
       throw errors.invalidArgument('unpack.path_too_long', `layer entry name or link target longer than ${PATH_MAX} bytes`);
     }
+    // No path can hold a NUL byte; Node's fs throws a TypeError for one (found by fuzzing).
+    if (h.name.includes('\0') || (h.linkname ?? '').includes('\0')) {
+      throw errors.invalidArgument('unpack.bad_entry', `invalid layer tar: entry ${JSON.stringify(h.name)} has a NUL byte in its name or link target`);
+    }
     const comps = cleanComponents(h.name);
     const base = comps.length > 0 ? comps[comps.length - 1]! : '';
     const wh = parseWhiteout(base);
@@ -229,8 +242,10 @@ class LayerWriter {
         break;
       case 'symlink':
         await drain(body);
+        // symlink(2) refuses an empty target with ENOENT (found by fuzzing: a bare errno error).
+        if (!h.linkname) throw errors.invalidArgument('unpack.bad_entry', `invalid layer tar: symlink ${JSON.stringify(h.name)} has no target`);
         await this.replace(real);
-        await symlink(h.linkname ?? '', abs);
+        await symlink(h.linkname, abs);
         await this.setMeta(abs, h, false);
         break;
       case 'link':
@@ -334,7 +349,7 @@ class LayerWriter {
       // chown first: it clears setuid/setgid and file capabilities, which come after.
       await fh.chown(parseId(h.pax?.uid ?? h.uid ?? 0, 'uid'), parseId(h.pax?.gid ?? h.gid ?? 0, 'gid'));
       await fh.chmod((h.mode ?? 0o644) & 0o7777);
-      setXattrs(abs, xattrsOf(h));
+      setXattrs(abs, xattrsOf(h), h.name);
       const t = mtimeOf(h);
       await fh.utimes(t, t);
     } finally {
@@ -348,7 +363,7 @@ class LayerWriter {
     await lchown(abs, parseId(h.pax?.uid ?? h.uid ?? 0, 'uid'), parseId(h.pax?.gid ?? h.gid ?? 0, 'gid'));
     const st = await lstat(abs);
     if (!st.isSymbolicLink()) await chmod(abs, (h.mode ?? (isDir ? 0o755 : 0o644)) & 0o7777);
-    setXattrs(abs, xattrsOf(h));
+    setXattrs(abs, xattrsOf(h), h.name);
     const t = mtimeOf(h);
     if (isDir) this.dirTimes.push([real, t]);
     else await lutimes(abs, t, t);
