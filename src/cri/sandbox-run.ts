@@ -66,8 +66,9 @@ export function validateSandboxConfig(c: PodSandboxConfig | undefined): asserts 
   }
   const nso = c.linux?.securityContext?.namespaceOptions;
   if (nso?.usernsOptions && nso.usernsOptions.mode === NamespaceMode.POD) {
-    // As Kubernetes validates hostUsers=false: a pod user namespace cannot own host namespaces.
-    for (const [field, mode] of [['network', nso.network], ['pid', nso.pid], ['ipc', nso.ipc]] as const) {
+    // As Kubernetes validates hostUsers=false: a pod user namespace cannot own the host's pid or
+    // IPC namespace. The host network is allowed (user_namespaces_host_network, Kubernetes 1.33+).
+    for (const [field, mode] of [['pid', nso.pid], ['ipc', nso.ipc]] as const) {
       if (mode === NamespaceMode.NODE) {
         throw errors.invalidArgument('sandbox.bad_config', `config.linux.security_context.namespace_options: userns_options mode POD cannot be combined with ${field} NODE`);
       }

@@ -68,10 +68,10 @@ const rows: Row[] = [
   { rpc: R('RunPodSandbox'), what: 'invalid sysctl name', req: (f) => ({ config: { ...f.podCfg(), linux: { sysctls: { '../../proc/x': '1' } } } }), codes: [S.INVALID_ARGUMENT], field: /sysctl/ },
   {
     rpc: R('RunPodSandbox'),
-    what: 'user namespace POD with host network (conflicting)',
-    req: (f) => ({ config: { ...f.podCfg(), linux: { securityContext: { namespaceOptions: { network: 2, usernsOptions: { mode: 0, uids: [{ hostId: 100000, containerId: 0, length: 65536 }], gids: [{ hostId: 100000, containerId: 0, length: 65536 }] } } } } } }),
+    what: 'user namespace POD with host pid (conflicting; host network is allowed)',
+    req: (f) => ({ config: { ...f.podCfg(), linux: { securityContext: { namespaceOptions: { pid: 2, usernsOptions: { mode: 0, uids: [{ hostId: 100000, containerId: 0, length: 65536 }], gids: [{ hostId: 100000, containerId: 0, length: 65536 }] } } } } } }),
     codes: [S.INVALID_ARGUMENT],
-    field: /network|user/,
+    field: /pid|user/,
   },
 
   { rpc: R('StopPodSandbox'), what: 'empty pod_sandbox_id', req: () => ({ podSandboxId: '' }), codes: [S.INVALID_ARGUMENT], field: /pod_?sandbox_?id/i },
