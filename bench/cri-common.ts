@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
-import { connectCri, type CriClient } from '../src/cri/client.js';
+import { connectCri, type CriClient } from '../src/cri/server/client.js';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { NamespaceMode, type ContainerConfigSchema, type PodSandboxConfigSchema } from '../src/api/cri/runtime/v1/api_pb.js';
 
@@ -406,7 +406,7 @@ export async function removeAllPods(cri: CriClient): Promise<void> {
 
 /** True once berth's pod RPCs exist (other helpers are still writing them). */
 export function berthPodRpcsPresent(repoRoot: string): boolean {
-  const f = join(repoRoot, 'src', 'cri', 'runtime-handlers-sandbox.ts');
+  const f = join(repoRoot, 'src', 'cri', 'server/handlers-sandbox.ts');
   return existsSync(f) && readFileSync(f, 'utf8').includes('runPodSandbox');
 }
 

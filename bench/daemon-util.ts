@@ -5,7 +5,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { connectCri } from '../src/cri/client.js';
+import { connectCri } from '../src/cri/server/client.js';
 
 export interface DaemonHandle {
   name: string;

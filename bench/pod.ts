@@ -146,7 +146,7 @@ export async function runPodBench(opts: PodBenchOptions): Promise<PodBenchResult
   const warmup = opts.warmup ?? 2;
   let impls: Impl[] = opts.only ? [opts.only] : ['containerd', 'berth'];
   if (impls.includes('berth') && !berthPodRpcsPresent(root)) {
-    log('pod: berth has no RunPodSandbox handler yet (src/cri/runtime-handlers-sandbox.ts): measuring containerd only');
+    log('pod: berth has no RunPodSandbox handler yet (src/cri/server/handlers-sandbox.ts): measuring containerd only');
     impls = impls.filter((i) => i !== 'berth');
   }
   const machine = machineInfo();

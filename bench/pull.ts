@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
-import { connectCri } from '../src/cri/client.js';
+import { connectCri } from '../src/cri/server/client.js';
 import { startRegistry } from '../test/helpers/registry.js';
 import { BIG_DEFAULT, bigImage, pushFixture, type BigSpec } from '../test/helpers/images.js';
 import { startContainerd } from './containerd.js';

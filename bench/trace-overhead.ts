@@ -3,7 +3,7 @@
  * Run: npx tsx bench/trace-overhead.ts   (or node dist/bench/trace-overhead.js after a build)
  * Prints ns per call for: a direct await, a traced await, and the difference.
  */
-import { Tracer } from '../src/cri/runtime-context.js';
+import { Tracer } from '../src/cri/server/runtime-context.js';
 
 const N = 200_000;
 const step = async (): Promise<number> => 1;

@@ -1,5 +1,5 @@
 /** Shared CLI plumbing: global flags, the CRI connection, output formats. */
-import { connectCri, type CriClient } from '../cri/client.js';
+import { connectCri, type CriClient } from '../cri/server/client.js';
 
 export interface CliContext {
   socket: string;

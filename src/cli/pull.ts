@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { Berth } from '../api/berth/v1/berth_pb.js';
 import type { PullProgress } from '../api/berth/v1/berth_pb.js';
-import { createPromiseClient, unixChannel } from '../cri/grpc.js';
+import { createPromiseClient, unixChannel } from '../cri/server/grpc.js';
 import { humanBytes, shortId, UsageError, type Verb } from './common.js';
 
 function render(p: PullProgress, rates: Map<string, { t: number; b: number; rate: number }>): string[] {

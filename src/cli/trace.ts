@@ -3,7 +3,7 @@
  * StartContainer steps) from berth.v1.Berth/Trace, drawn as a waterfall.
  */
 import { Berth, type Span } from '../api/berth/v1/berth_pb.js';
-import { createPromiseClient, unixChannel } from '../cri/grpc.js';
+import { createPromiseClient, unixChannel } from '../cri/server/grpc.js';
 import { UsageError, type Verb } from './common.js';
 import { resolvePodId } from './resolve.js';
 import { emitDocument, wantsDocument } from './output.js';

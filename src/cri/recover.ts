@@ -24,13 +24,13 @@ import { Annotations } from '../oci/index.js';
 import type { ContainerRecord, SandboxRecord } from '../core/metadata/records.js';
 import { isBerthError } from '../errors.js';
 import type { RecoveredTask } from '../runtime/index.js';
-import { containerLockKey, dateToNanos, recordContainerExit } from './container-lifecycle.js';
-import { nowNanos, type RuntimeContext } from './runtime-context.js';
-import { extraOf, hasPause, isCreating } from './sandbox-common.js';
-import { sandboxPaths } from './sandbox-files.js';
-import { removeSandbox } from './sandbox-remove.js';
-import { sandboxLockKey } from './sandbox-stop.js';
-import { killAndDeletePause } from './sandbox-teardown.js';
+import { containerLockKey, dateToNanos, recordContainerExit } from './container/lifecycle.js';
+import { nowNanos, type RuntimeContext } from './server/runtime-context.js';
+import { extraOf, hasPause, isCreating } from './sandbox/common.js';
+import { sandboxPaths } from './sandbox/files.js';
+import { removeSandbox } from './sandbox/remove.js';
+import { sandboxLockKey } from './sandbox/stop.js';
+import { killAndDeletePause } from './sandbox/teardown.js';
 
 const key = (ns: string, id: string): string => `${ns}/${id}`;
 

@@ -6,8 +6,8 @@
 import { isIP } from 'node:net';
 import { CgroupDriver } from '../api/cri/runtime/v1/api_pb.js';
 import { errors } from '../errors.js';
-import type { RuntimeContext } from './runtime-context.js';
-import type { RuntimeHandlers } from './server.js';
+import type { RuntimeContext } from './server/runtime-context.js';
+import type { RuntimeHandlers } from './server/server.js';
 
 export const runtimeConfig = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['runtimeConfig']> => async () => {
   const h = ctx.settings.runtimes[ctx.settings.defaultRuntime];

@@ -3,7 +3,7 @@
  * runtime handlers with the features probed at start (the default handler twice: under its
  * name and with the empty name kubelet looks up), and the runtime-wide features.
  */
-import type { RuntimeHandlers } from './server.js';
+import type { RuntimeHandlers } from './server/server.js';
 
 export interface Condition {
   ready: boolean;

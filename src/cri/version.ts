@@ -1,5 +1,5 @@
 /** RuntimeService/Version. */
-import type { RuntimeHandlers } from './server.js';
+import type { RuntimeHandlers } from './server/server.js';
 import { BERTH_VERSION } from '../version.js';
 
 export const version = (): NonNullable<RuntimeHandlers['version']> => async () => ({

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { loadConfig, type Config } from './config.js';
 import { log, setLogLevel, type LogLevel } from '../log.js';
 import { openMetadata } from '../core/metadata/db.js';
-import { startCriServer, type CriServer, type ImageHandlers, type RuntimeHandlers } from '../cri/server.js';
+import { startCriServer, type CriServer, type ImageHandlers, type RuntimeHandlers } from '../cri/server/server.js';
 import { version } from '../cri/version.js';
 import { status } from '../cri/status.js';
 import { BERTH_VERSION } from '../version.js';

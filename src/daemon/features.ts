@@ -9,7 +9,7 @@
  *   recursively; a write into the submount must fail with EROFS).
  * - user_namespaces: in Kubernetes this means user namespaces *and* idmapped mounts (kubelet
  *   sends uid/gid mappings on every volume of a hostUsers=false pod). berthd makes the
- *   idmapped mounts itself (cri/container-idmap.ts, runc 1.1 has none), so it is true where
+ *   idmapped mounts itself (cri/container/idmap.ts, runc 1.1 has none), so it is true where
  *   the kernel allows user namespaces, every ancestor of the state dir is searchable by others,
  *   the handler's OCI runtime lists the user namespace, and an idmapped mount really maps ids
  *   (made at start: a file owned by root seen through a mount idmapped with a throwaway user
@@ -19,8 +19,8 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
-import { checkUsernsReachable } from '../cri/container-userns.js';
-import { idmapBind, idmapRoot } from '../cri/container-idmap.js';
+import { checkUsernsReachable } from '../cri/container/userns.js';
+import { idmapBind, idmapRoot } from '../cri/container/idmap.js';
 import { unmount } from '../core/snapshots/mount.js';
 import { mkdirSync, readlinkSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 

@@ -22,7 +22,7 @@ export interface BerthdMetrics {
   pulls: Counter;
   pullBytes: Counter;
   pullDuration: Histogram;
-  /** For the CRI server (src/cri/instrument.ts RpcObserver). */
+  /** For the CRI server (src/cri/server/instrument.ts RpcObserver). */
   observe(method: string, code: number, seconds: number): void;
   /** Record one finished pull. */
   pulled(ok: boolean, bytes: number, seconds: number): void;

@@ -7,7 +7,7 @@ import { chmodSync, existsSync, mkdtempSync, openSync, closeSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { connectCri, type CriClient } from '../../src/cri/client.js';
+import { connectCri, type CriClient } from '../../src/cri/server/client.js';
 
 /** The repository root (works from test/ via tsx and from dist/test/ after tsc). */
 export function repoRoot(): string {

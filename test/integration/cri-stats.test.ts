@@ -6,7 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ContainerState } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { Berth } from '../../src/api/berth/v1/berth_pb.js';
-import { createPromiseClient, unixChannel } from '../../src/cri/grpc.js';
+import { createPromiseClient, unixChannel } from '../../src/cri/server/grpc.js';
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, createContainer, runPod, waitForState, type TestPod } from '../helpers/cri-container.js';
 

@@ -13,7 +13,7 @@ import { startBerthd } from '../helpers/berthd.js';
 import { startCriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, createContainer, runPod, type TestPod } from '../helpers/cri-container.js';
 import { bindNotifySocket } from '../helpers/notify-socket.js';
-import { connectCri } from '../../src/cri/client.js';
+import { connectCri } from '../../src/cri/server/client.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (berthd manages mounts and namespaces)' : false;
 

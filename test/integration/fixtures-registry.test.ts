@@ -15,7 +15,7 @@ import { startRegistry, type TestRegistry } from '../helpers/registry.js';
 import { pushAllFixtures, pushFixture, fixture, busyboxAvailable, type PushedFixture } from '../helpers/images.js';
 import { PushError } from '../helpers/oci-push.js';
 import { startContainerd } from '../../bench/containerd.js';
-import { connectCri } from '../../src/cri/client.js';
+import { connectCri } from '../../src/cri/server/client.js';
 
 const run = promisify(execFile);
 

@@ -6,11 +6,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { ContainerConfigSchema, PodSandboxConfigSchema } from '../../src/api/cri/runtime/v1/api_pb.js';
-import { containerName, targetPid } from '../../src/cri/container-create.js';
+import { containerName, targetPid } from '../../src/cri/container/create.js';
 import { isBerthError } from '../../src/errors.js';
-import { exitReason, dateToNanos } from '../../src/cri/container-lifecycle.js';
-import { DaemonLogForwarder } from '../../src/cri/container-io.js';
-import { currentCapabilities, statDevice, lookupPropagation } from '../../src/cri/container-host.js';
+import { exitReason, dateToNanos } from '../../src/cri/container/lifecycle.js';
+import { DaemonLogForwarder } from '../../src/cri/container/io.js';
+import { currentCapabilities, statDevice, lookupPropagation } from '../../src/cri/container/host.js';
 
 test('container names follow k8s_<container>_<pod>_<namespace>_<uid>_<attempt>', () => {
   const c = create(ContainerConfigSchema, { metadata: { name: 'web', attempt: 2 } });

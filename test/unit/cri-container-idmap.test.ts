@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { create } from '@bufbuild/protobuf';
 import { MountSchema, NamespaceMode, NamespaceOptionSchema } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { isBerthError } from '../../src/errors.js';
-import { prepareIdmapMounts } from '../../src/cri/container-idmap.js';
+import { prepareIdmapMounts } from '../../src/cri/container/idmap.js';
 
 const maps = [{ hostId: 400000, containerId: 0, length: 65536 }];
 const podNs = create(NamespaceOptionSchema, { usernsOptions: { mode: NamespaceMode.POD, uids: maps, gids: maps } });

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { readFileInRoot, readUserDb, resolveInRoot, withMountedRootfs } from '../../src/cri/container-rootfs.js';
+import { readFileInRoot, readUserDb, resolveInRoot, withMountedRootfs } from '../../src/cri/container/rootfs.js';
 import { execFileSync } from 'node:child_process';
 import { openSync, closeSync, readdirSync } from 'node:fs';
 

@@ -1,7 +1,7 @@
 /** ContainerStatus.user from /proc: the ids the init process really has, inside its user namespace. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { idsFromProc, processUser } from '../../src/cri/container-status.js';
+import { idsFromProc, processUser } from '../../src/cri/container/status.js';
 
 const status = (uid: string, gid: string, groups: string) => `Name:\tsh\nUid:\t${uid}\nGid:\t${gid}\nFDSize:\t64\nGroups:\t${groups}\nNStgid:\t1\n`;
 

@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { create } from '@bufbuild/protobuf';
 import { PodSandboxConfigSchema, NamespaceMode, Protocol } from '../../src/api/cri/runtime/v1/api_pb.js';
-import { hostsText, resolvConfText, sandboxPaths, validateDns } from '../../src/cri/sandbox-files.js';
-import { isHostIpc, isHostNetwork, sandboxName } from '../../src/cri/sandbox-common.js';
-import { validateSandboxConfig } from '../../src/cri/sandbox-run.js';
-import { portMappingsOf } from '../../src/cri/sandbox-teardown.js';
+import { hostsText, resolvConfText, sandboxPaths, validateDns } from '../../src/cri/sandbox/files.js';
+import { isHostIpc, isHostNetwork, sandboxName } from '../../src/cri/sandbox/common.js';
+import { validateSandboxConfig } from '../../src/cri/sandbox/run.js';
+import { portMappingsOf } from '../../src/cri/sandbox/teardown.js';
 import { isBerthError } from '../../src/errors.js';
 
 const cfg = (init: Parameters<typeof create<typeof PodSandboxConfigSchema>>[1]) => create(PodSandboxConfigSchema, init);

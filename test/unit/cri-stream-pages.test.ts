@@ -1,7 +1,7 @@
 /** Paging of the streaming list RPCs: every item in exactly one page, no empty page. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { writePages } from '../../src/cri/stream-pages.js';
+import { writePages } from '../../src/cri/server/stream-pages.js';
 
 const ctx = () => ({ signal: new AbortController().signal, namespace: 'k8s.io' });
 

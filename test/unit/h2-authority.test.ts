@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { AuthorityFilter, authorityAccepted, encodeLiteralBlock, MAX_HEADER_BLOCK } from '../../src/cri/h2-authority.js';
+import { AuthorityFilter, authorityAccepted, encodeLiteralBlock, MAX_HEADER_BLOCK } from '../../src/cri/server/h2-authority.js';
 
 const require = createRequire(import.meta.url);
 interface H {

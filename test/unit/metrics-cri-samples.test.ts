@@ -3,10 +3,10 @@ import assert from 'node:assert/strict';
 import { create } from '@bufbuild/protobuf';
 import * as V1 from '../../src/api/cgroups/stats/v1/metrics_pb.js';
 import * as V2 from '../../src/api/cgroups/cgroup2/stats/metrics_pb.js';
-import { CpuRates, sampleFromMetrics, sumSamples, filterContainers, cpuAndMemory } from '../../src/cri/container-stats.js';
-import { parseNetDev } from '../../src/cri/sandbox-stats.js';
-import { parseCriLog } from '../../src/cri/streaming-backend.js';
-import { METRIC_DESCRIPTORS, containerMetrics } from '../../src/cri/metrics-cri.js';
+import { CpuRates, sampleFromMetrics, sumSamples, filterContainers, cpuAndMemory } from '../../src/cri/observe/container-stats.js';
+import { parseNetDev } from '../../src/cri/observe/sandbox-stats.js';
+import { parseCriLog } from '../../src/cri/stream/backend.js';
+import { METRIC_DESCRIPTORS, containerMetrics } from '../../src/cri/observe/metrics-cri.js';
 import type { ContainerRecord } from '../../src/core/metadata/records.js';
 
 test('a cgroup v1 sample: working set is usage minus inactive file; huge limits mean none', () => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { msToNanos, pullTraceKey, recordPullSpan, toSpan, trace } from '../../src/cri/berth-trace.js';
-import { Tracer, type RuntimeContext } from '../../src/cri/runtime-context.js';
+import { msToNanos, pullTraceKey, recordPullSpan, toSpan, trace } from '../../src/cri/observe/berth-trace.js';
+import { Tracer, type RuntimeContext } from '../../src/cri/server/runtime-context.js';
 import { BerthError } from '../../src/errors.js';
 
 test('fractional milliseconds become exact integer nanoseconds', () => {

@@ -1,0 +1,196 @@
+/**
+ * ContainerStats / ListContainerStats, and the cgroup sampling shared with the pod stats and
+ * the CRI metrics: one normalised sample per task from the shim's Stats (cgroup v1 or v2
+ * metrics, whichever hierarchy the container lives in), a CPU rate from the previous sample,
+ * and the writable layer's usage from the snapshotter.
+ */
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import {
+  ContainerStatsSchema,
+  type ContainerStats,
+  type ContainerStatsRequest,
+  type ContainerStatsResponseSchema,
+  type ContainerStatsFilter,
+  type ListContainerStatsRequest,
+  type ListContainerStatsResponseSchema,
+  type StreamContainerStatsRequest,
+  type StreamContainerStatsResponseSchema,
+} from '../../api/cri/runtime/v1/api_pb.js';
+import type { ContainerRecord } from '../../core/metadata/records.js';
+import type { TaskMetrics } from '../../runtime/index.js';
+import type { CallContext } from '../server/instrument.js';
+import { findContainer, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
+import { writePages } from '../server/stream-pages.js';
+
+/** One cgroup reading, hierarchy-independent. Bytes, nanoseconds, counts. */
+export interface CgroupSample {
+  /** Unix nanoseconds of the reading. */
+  timestamp: bigint;
+  cpuNanos: bigint;
+  memUsage: bigint;
+  workingSet: bigint;
+  rss: bigint;
+  pageFaults: bigint;
+  majorFaults: bigint;
+  /** Memory limit; undefined when unlimited. */
+  limit: bigint | undefined;
+  pids: bigint;
+}
+
+/** Limits at or above this are "no limit" (v1 reports PAGE_COUNTER_MAX pages as bytes). */
+const UNLIMITED = 1n << 62n;
+
+export function sampleFromMetrics(m: TaskMetrics, timestamp: bigint): CgroupSample {
+  if (m.cgroup === 'v1') {
+    const x = m.metrics;
+    const usage = x.memory?.usage?.usage ?? 0n;
+    // Hierarchical counters first (they include child cgroups), else the local ones.
+    const inactive = x.memory?.totalInactiveFile || x.memory?.inactiveFile || 0n;
+    const limit = x.memory?.usage?.limit ?? 0n;
+    return {
+      timestamp,
+      cpuNanos: x.cpu?.usage?.total ?? 0n,
+      memUsage: usage,
+      workingSet: usage > inactive ? usage - inactive : 0n,
+      rss: x.memory?.totalRss || x.memory?.rss || 0n,
+      pageFaults: x.memory?.totalPgFault || x.memory?.pgFault || 0n,
+      majorFaults: x.memory?.totalPgMajFault || x.memory?.pgMajFault || 0n,
+      limit: limit > 0n && limit < UNLIMITED ? limit : undefined,
+      pids: x.pids?.current ?? 0n,
+    };
+  }
+  const x = m.metrics;
+  const usage = x.memory?.usage ?? 0n;
+  const inactive = x.memory?.inactiveFile ?? 0n;
+  const limit = x.memory?.usageLimit ?? 0n;
+  return {
+    timestamp,
+    cpuNanos: (x.cpu?.usageUsec ?? 0n) * 1000n,
+    memUsage: usage,
+    workingSet: usage > inactive ? usage - inactive : 0n,
+    rss: x.memory?.anon ?? 0n,
+    pageFaults: x.memory?.pgfault ?? 0n,
+    majorFaults: x.memory?.pgmajfault ?? 0n,
+    limit: limit > 0n && limit < UNLIMITED ? limit : undefined,
+    pids: x.pids?.current ?? 0n,
+  };
+}
+
+/** Sum of samples (a pod = its containers plus the sandbox's own process). */
+export function sumSamples(list: CgroupSample[], timestamp: bigint): CgroupSample {
+  const s: CgroupSample = { timestamp, cpuNanos: 0n, memUsage: 0n, workingSet: 0n, rss: 0n, pageFaults: 0n, majorFaults: 0n, limit: undefined, pids: 0n };
+  for (const x of list) {
+    s.cpuNanos += x.cpuNanos;
+    s.memUsage += x.memUsage;
+    s.workingSet += x.workingSet;
+    s.rss += x.rss;
+    s.pageFaults += x.pageFaults;
+    s.majorFaults += x.majorFaults;
+    s.pids += x.pids;
+  }
+  return s;
+}
+
+/**
+ * CPU rate (nano-cores) between consecutive samples of the same key. Bounded: entries of
+ * objects that are no longer sampled are dropped after ten minutes.
+ */
+export class CpuRates {
+  private readonly prev = new Map<string, { cpu: bigint; ts: bigint }>();
+  rate(key: string, s: CgroupSample): bigint | undefined {
+    const p = this.prev.get(key);
+    this.prev.set(key, { cpu: s.cpuNanos, ts: s.timestamp });
+    if (this.prev.size > 4096) this.prune(s.timestamp);
+    if (!p || s.timestamp <= p.ts || s.cpuNanos < p.cpu) return undefined;
+    return ((s.cpuNanos - p.cpu) * 1_000_000_000n) / (s.timestamp - p.ts);
+  }
+  private prune(now: bigint): void {
+    for (const [k, v] of this.prev) if (now - v.ts > 600_000_000_000n) this.prev.delete(k);
+  }
+}
+
+const rates = new WeakMap<RuntimeContext, CpuRates>();
+/** The CPU rate tracker of one daemon (keyed by context so tests with several daemons do not mix). */
+export function cpuRates(ctx: RuntimeContext): CpuRates {
+  let r = rates.get(ctx);
+  if (!r) rates.set(ctx, (r = new CpuRates()));
+  return r;
+}
+
+/** A task's sample, or undefined when it has no live task (created-only, exited, shim gone). */
+export async function sampleTask(ctx: RuntimeContext, ns: string, taskId: string): Promise<CgroupSample | undefined> {
+  try {
+    return sampleFromMetrics(await ctx.tasks.stats(ns, taskId), nowNanos());
+  } catch (err) {
+    ctx.log.debug('no stats for task', { id: taskId, error: err });
+    return undefined;
+  }
+}
+
+const u64 = (value: bigint): { value: bigint } => ({ value: value < 0n ? 0n : value });
+
+export function cpuAndMemory(s: CgroupSample, rate: bigint | undefined): Pick<MessageInitShape<typeof ContainerStatsSchema>, 'cpu' | 'memory'> {
+  return {
+    cpu: { timestamp: s.timestamp, usageCoreNanoSeconds: u64(s.cpuNanos), usageNanoCores: rate === undefined ? undefined : u64(rate) },
+    memory: {
+      timestamp: s.timestamp,
+      workingSetBytes: u64(s.workingSet),
+      availableBytes: s.limit === undefined ? undefined : u64(s.limit - s.workingSet),
+      usageBytes: u64(s.memUsage),
+      rssBytes: u64(s.rss),
+      pageFaults: u64(s.pageFaults),
+      majorPageFaults: u64(s.majorFaults),
+    },
+  };
+}
+
+/** Stats of one container plus its raw sample (pod stats sum the samples). */
+export async function collectContainerStats(ctx: RuntimeContext, ns: string, c: ContainerRecord): Promise<{ stats: ContainerStats; sample: CgroupSample | undefined }> {
+  const sample = c.state === 'running' ? await sampleTask(ctx, ns, c.id) : undefined;
+  const init: MessageInitShape<typeof ContainerStatsSchema> = {
+    attributes: { id: c.id, metadata: { name: c.meta.name, attempt: c.meta.attempt }, labels: c.labels, annotations: c.annotations },
+  };
+  if (sample) Object.assign(init, cpuAndMemory(sample, cpuRates(ctx).rate(`c/${ns}/${c.id}`, sample)));
+  if (c.snapshotKey) {
+    try {
+      const u = await ctx.snapshotter.usage(c.snapshotKey);
+      init.writableLayer = { timestamp: nowNanos(), fsId: { mountpoint: ctx.snapshotter.root }, usedBytes: u64(BigInt(u.size)), inodesUsed: u64(BigInt(u.inodes)) };
+    } catch (err) {
+      ctx.log.debug('no writable layer usage', { id: c.id, error: err });
+    }
+  }
+  return { stats: create(ContainerStatsSchema, init), sample };
+}
+
+export function matchesLabels(labels: Record<string, string>, selector: Record<string, string> | undefined): boolean {
+  return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
+}
+
+export function filterContainers(list: ContainerRecord[], f: ContainerStatsFilter | undefined): ContainerRecord[] {
+  if (!f) return list;
+  return list.filter((c) => (!f.id || c.id.startsWith(f.id)) && (!f.podSandboxId || c.sandboxId.startsWith(f.podSandboxId)) && matchesLabels(c.labels, f.labelSelector));
+}
+
+export function containerStats(ctx: RuntimeContext) {
+  return async (req: ContainerStatsRequest, call: CallContext): Promise<MessageInitShape<typeof ContainerStatsResponseSchema>> => {
+    const c = findContainer(ctx, call.namespace, req.containerId);
+    return { stats: (await collectContainerStats(ctx, call.namespace, c)).stats };
+  };
+}
+
+export function listContainerStats(ctx: RuntimeContext) {
+  return async (req: ListContainerStatsRequest, call: CallContext): Promise<MessageInitShape<typeof ListContainerStatsResponseSchema>> => {
+    const list = filterContainers(ctx.containers.list(call.namespace), req.filter);
+    const stats = await Promise.all(list.map(async (c) => (await collectContainerStats(ctx, call.namespace, c)).stats));
+    return { stats };
+  };
+}
+
+/** RuntimeService/StreamContainerStats: ListContainerStats' stats and filter, in pages. */
+export function streamContainerStats(ctx: RuntimeContext) {
+  const list = listContainerStats(ctx);
+  return async (req: StreamContainerStatsRequest, write: (m: MessageInitShape<typeof StreamContainerStatsResponseSchema>) => boolean, call: CallContext): Promise<void> => {
+    const { stats } = await list({ $typeName: 'runtime.v1.ListContainerStatsRequest', filter: req.filter }, call);
+    await writePages(stats ?? [], (containerStats) => ({ containerStats }), write, call);
+  };
+}

@@ -1,0 +1,126 @@
+/**
+ * PodSandboxStats / ListPodSandboxStats. A pod's CPU, memory and process count are the sum of
+ * its containers' and its sandbox (pause) task's cgroups — that works with or without a pod
+ * cgroup_parent. Network counters come from /proc/<pid>/net/dev of the pause or of a running
+ * container found in the pod's pinned netns (same nsfs inode), which shows that namespace;
+ * with no such process (a pod without pause or running containers), from `nsenter --net`.
+ */
+import { execFile } from 'node:child_process';
+import { readFile, stat } from 'node:fs/promises';
+import { promisify } from 'node:util';
+import { create, type MessageInitShape } from '@bufbuild/protobuf';
+import {
+  PodSandboxStatsSchema,
+  type ListPodSandboxStatsRequest,
+  type ListPodSandboxStatsResponseSchema,
+  type PodSandboxStats,
+  type PodSandboxStatsRequest,
+  type PodSandboxStatsResponseSchema,
+  type StreamPodSandboxStatsRequest,
+  type StreamPodSandboxStatsResponseSchema,
+} from '../../api/cri/runtime/v1/api_pb.js';
+import type { ContainerRecord, SandboxRecord } from '../../core/metadata/records.js';
+import type { CallContext } from '../server/instrument.js';
+import { findSandbox, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
+import { collectContainerStats, cpuAndMemory, cpuRates, matchesLabels, sampleTask, sumSamples, type CgroupSample } from './container-stats.js';
+import { writePages } from '../server/stream-pages.js';
+
+const run = promisify(execFile);
+
+export interface InterfaceCounters {
+  name: string;
+  rxBytes: bigint;
+  rxErrors: bigint;
+  txBytes: bigint;
+  txErrors: bigint;
+}
+
+/** Parse /proc/net/dev (two header lines, then `name: 8 rx fields 8 tx fields`). */
+export function parseNetDev(text: string): InterfaceCounters[] {
+  const out: InterfaceCounters[] = [];
+  for (const line of text.split('\n').slice(2)) {
+    const colon = line.indexOf(':');
+    if (colon < 0) continue;
+    const f = line.slice(colon + 1).trim().split(/\s+/);
+    if (f.length < 16) continue;
+    out.push({ name: line.slice(0, colon).trim(), rxBytes: BigInt(f[0]!), rxErrors: BigInt(f[2]!), txBytes: BigInt(f[8]!), txErrors: BigInt(f[10]!) });
+  }
+  return out;
+}
+
+/** Counters of the pod's interfaces except loopback; undefined when the netns is unreachable. */
+export async function podInterfaces(sb: SandboxRecord, containerPids: readonly number[] = []): Promise<InterfaceCounters[] | undefined> {
+  let text: string | undefined;
+  if (sb.pid) text = await readFile(`/proc/${sb.pid}/net/dev`, 'utf8').catch(() => undefined);
+  if (text === undefined && sb.netnsPath && containerPids.length > 0) {
+    const want = await stat(sb.netnsPath).then((s) => s.ino, () => undefined);
+    for (const pid of want === undefined ? [] : containerPids) {
+      const ino = await stat(`/proc/${pid}/ns/net`).then((s) => s.ino, () => undefined);
+      if (ino !== want) continue;
+      text = await readFile(`/proc/${pid}/net/dev`, 'utf8').catch(() => undefined);
+      if (text !== undefined) break;
+    }
+  }
+  if (text === undefined && sb.netnsPath) {
+    text = await run('nsenter', [`--net=${sb.netnsPath}`, 'cat', '/proc/net/dev'], { timeout: 5000 }).then((r) => r.stdout, () => undefined);
+  }
+  return text === undefined ? undefined : parseNetDev(text).filter((i) => i.name !== 'lo');
+}
+
+export async function collectSandboxStats(ctx: RuntimeContext, ns: string, sb: SandboxRecord): Promise<{
+  stats: PodSandboxStats;
+  sample: CgroupSample | undefined;
+  net: InterfaceCounters[] | undefined;
+  containers: Array<{ record: ContainerRecord; sample: CgroupSample | undefined }>;
+}> {
+  const containers = ctx.containers.list(ns).filter((c) => c.sandboxId === sb.id);
+  const per = await Promise.all(containers.map((c) => collectContainerStats(ctx, ns, c)));
+  const samples = per.map((p) => p.sample).filter((s): s is CgroupSample => s !== undefined);
+  if (sb.state === 'ready' && sb.pid) {
+    const own = await sampleTask(ctx, ns, sb.id);
+    if (own) samples.push(own);
+  }
+  const ts = nowNanos();
+  const sample = samples.length ? sumSamples(samples, ts) : undefined;
+  const running = containers.filter((c) => c.state === 'running' && c.pid).map((c) => c.pid!);
+  const net = sb.state === 'ready' ? await podInterfaces(sb, running) : undefined;
+  const linux: NonNullable<MessageInitShape<typeof PodSandboxStatsSchema>['linux']> = { containers: per.map((p) => p.stats) };
+  if (sample) {
+    Object.assign(linux, cpuAndMemory(sample, cpuRates(ctx).rate(`p/${ns}/${sb.id}`, sample)));
+    linux.process = { timestamp: ts, processCount: { value: sample.pids } };
+  }
+  if (net) {
+    const ifs = net.map((i) => ({ name: i.name, rxBytes: { value: i.rxBytes }, rxErrors: { value: i.rxErrors }, txBytes: { value: i.txBytes }, txErrors: { value: i.txErrors } }));
+    linux.network = { timestamp: ts, defaultInterface: ifs.find((i) => i.name === 'eth0') ?? ifs[0], interfaces: ifs };
+  }
+  const stats = create(PodSandboxStatsSchema, {
+    attributes: { id: sb.id, metadata: { name: sb.meta.name, namespace: sb.meta.namespace, uid: sb.meta.uid, attempt: sb.meta.attempt }, labels: sb.labels, annotations: sb.annotations },
+    linux,
+  });
+  return { stats, sample, net, containers: containers.map((record, i) => ({ record, sample: per[i]!.sample })) };
+}
+
+export function podSandboxStats(ctx: RuntimeContext) {
+  return async (req: PodSandboxStatsRequest, call: CallContext): Promise<MessageInitShape<typeof PodSandboxStatsResponseSchema>> => {
+    const sb = findSandbox(ctx, call.namespace, req.podSandboxId);
+    return { stats: (await collectSandboxStats(ctx, call.namespace, sb)).stats };
+  };
+}
+
+export function listPodSandboxStats(ctx: RuntimeContext) {
+  return async (req: ListPodSandboxStatsRequest, call: CallContext): Promise<MessageInitShape<typeof ListPodSandboxStatsResponseSchema>> => {
+    const f = req.filter;
+    const list = ctx.sandboxes.list(call.namespace).filter((s) => (!f?.id || s.id.startsWith(f.id)) && matchesLabels(s.labels, f?.labelSelector));
+    const stats = await Promise.all(list.map(async (s) => (await collectSandboxStats(ctx, call.namespace, s)).stats));
+    return { stats };
+  };
+}
+
+/** RuntimeService/StreamPodSandboxStats: ListPodSandboxStats' stats and filter, in pages. */
+export function streamPodSandboxStats(ctx: RuntimeContext) {
+  const list = listPodSandboxStats(ctx);
+  return async (req: StreamPodSandboxStatsRequest, write: (m: MessageInitShape<typeof StreamPodSandboxStatsResponseSchema>) => boolean, call: CallContext): Promise<void> => {
+    const { stats } = await list({ $typeName: 'runtime.v1.ListPodSandboxStatsRequest', filter: req.filter }, call);
+    await writePages(stats ?? [], (podSandboxStats) => ({ podSandboxStats }), write, call);
+  };
+}

@@ -1,0 +1,116 @@
+/**
+ * The one place where errors become gRPC statuses. Every CRI handler runs inside `instrument`:
+ * it logs the call, records its latency, and maps a thrown BerthError to its status code and
+ * message (unknown errors become INTERNAL with their message; the daemon never crashes on a
+ * handler's failure).
+ */
+import * as grpc from '@grpc/grpc-js';
+import { errors, toBerthError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+
+export interface RpcObserver {
+  /** Called once per finished call (metrics). */
+  observe(method: string, code: number, seconds: number): void;
+}
+
+/** Per-call context handed to every handler. */
+export interface CallContext {
+  signal: AbortSignal;
+  /** Metadata namespace: `berth-namespace` request metadata, else k8s.io (the CRI's). */
+  namespace: string;
+}
+
+export const NAMESPACE_METADATA_KEY = 'berth-namespace';
+export const CRI_NAMESPACE = 'k8s.io';
+const namespacePattern = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,74}[A-Za-z0-9])?$/;
+
+export type UnaryHandler = (req: unknown, ctx: CallContext) => Promise<unknown>;
+export type StreamHandler = (req: unknown, write: (msg: unknown) => boolean, ctx: CallContext) => Promise<void>;
+
+function namespaceOf(md: grpc.Metadata): string {
+  const v = md.get(NAMESPACE_METADATA_KEY)[0];
+  if (v === undefined || v === '') return CRI_NAMESPACE;
+  const ns = String(v);
+  if (!namespacePattern.test(ns)) {
+    throw errors.invalidArgument('namespace.invalid', `metadata ${NAMESPACE_METADATA_KEY}: invalid namespace ${JSON.stringify(ns)}`);
+  }
+  return ns;
+}
+
+/**
+ * Longest status message sent. The message travels in an HTTP/2 trailer: one echoing a 1 MiB
+ * id overran the client's header list limit and left the call hanging (grpc-js) or the
+ * connection reset (kubelet's 16 KiB default).
+ */
+export const MAX_STATUS_DETAILS = 1024;
+
+export function capDetails(s: string): string {
+  if (s.length <= MAX_STATUS_DETAILS) return s;
+  return `${s.slice(0, MAX_STATUS_DETAILS - 40)}… (${s.length} characters, cut)`;
+}
+
+function statusOf(err: unknown): { code: number; details: string } {
+  const e = toBerthError(err);
+  return { code: e.status, details: capDetails(e.message) };
+}
+
+export function instrumentUnary(
+  method: string,
+  handler: UnaryHandler,
+  log: Logger,
+  observer?: RpcObserver,
+): grpc.handleUnaryCall<unknown, unknown> {
+  return (call, callback) => {
+    const started = process.hrtime.bigint();
+    const ac = new AbortController();
+    call.on('cancelled', () => ac.abort());
+    log.debug('rpc start', { method });
+    Promise.resolve()
+      .then(() => handler(call.request, { signal: ac.signal, namespace: namespaceOf(call.metadata) }))
+      .then(
+      (res) => {
+        const secs = Number(process.hrtime.bigint() - started) / 1e9;
+        observer?.observe(method, 0, secs);
+        log.debug('rpc done', { method, ms: Math.round(secs * 1000) });
+        callback(null, res);
+      },
+      (err: unknown) => {
+        const secs = Number(process.hrtime.bigint() - started) / 1e9;
+        const st = statusOf(err);
+        observer?.observe(method, st.code, secs);
+        const level = st.code === grpc.status.INTERNAL || st.code === grpc.status.UNKNOWN ? 'error' : 'info';
+        log[level]('rpc failed', { method, code: grpc.status[st.code], error: st.details });
+        if (level === 'error' && err instanceof Error && err.stack) log.debug('stack', { stack: err.stack });
+        callback({ code: st.code, details: st.details, metadata: new grpc.Metadata() } as grpc.ServiceError, null);
+      },
+    );
+  };
+}
+
+export function instrumentServerStream(
+  method: string,
+  handler: StreamHandler,
+  log: Logger,
+  observer?: RpcObserver,
+): grpc.handleServerStreamingCall<unknown, unknown> {
+  return (call) => {
+    const started = process.hrtime.bigint();
+    const ac = new AbortController();
+    call.on('cancelled', () => ac.abort());
+    call.on('close', () => ac.abort());
+    Promise.resolve()
+      .then(() => handler(call.request, (msg) => call.write(msg), { signal: ac.signal, namespace: namespaceOf(call.metadata) }))
+      .then(
+      () => {
+        observer?.observe(method, 0, Number(process.hrtime.bigint() - started) / 1e9);
+        call.end();
+      },
+      (err: unknown) => {
+        const st = statusOf(err);
+        observer?.observe(method, st.code, Number(process.hrtime.bigint() - started) / 1e9);
+        log.info('rpc stream failed', { method, code: grpc.status[st.code], error: st.details });
+        call.emit('error', Object.assign(new Error(st.details), { code: st.code, details: st.details, metadata: new grpc.Metadata() }));
+      },
+    );
+  };
+}

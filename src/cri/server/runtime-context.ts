@@ -1,0 +1,192 @@
+/**
+ * What every RuntimeService handler gets: the stores, the image service, networking, the task
+ * manager, the streaming server, the container event bus and the startup tracer, plus the
+ * settings handlers need. daemon/services.ts builds it; handlers never import daemon/.
+ */
+import { KeyedLock } from '../../keyed-lock.js';
+import { randomBytes } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
+import type { Logger } from '../../log.js';
+import { errors } from '../../errors.js';
+import type { ImageService } from '../../core/images/service.js';
+import type { ContainerRecord, ContainerStore, NameStore, SandboxRecord, SandboxStore } from '../../core/metadata/records.js';
+import type { Snapshotter } from '../../core/snapshots/types.js';
+import type { CniManager } from '../../network/index.js';
+import type { TaskManager } from '../../runtime/index.js';
+import type { StreamingServer } from '../../streaming/index.js';
+import type { RuntimeHandler } from '../../runtime/types.js';
+import type { CdiRegistry } from '../../cdi/index.js';
+
+/** Settings the runtime handlers need (from the daemon config). */
+export interface RuntimeSettings {
+  root: string;
+  state: string;
+  sandboxImage: string;
+  defaultRuntime: string;
+  runtimes: Record<string, RuntimeHandler & { podAnnotations?: string[]; containerAnnotations?: string[] }>;
+  /** Lowest oom_score_adj berthd may set (its own, when it lacks CAP_SYS_RESOURCE); undefined = no clamp. */
+  restrictOomScoreAdj?: number;
+  /** Directory for per-pod netns files. */
+  netnsDir: string;
+  /** Pod CIDR kept from UpdateRuntimeConfig. */
+  podCidr?: string;
+  /** By handler: whether recursive read-only mounts work (probed at start, daemon/features.ts). */
+  recursiveReadOnlyMounts?: Record<string, boolean>;
+}
+
+export type ContainerEventKind = 'CREATED' | 'STARTED' | 'STOPPED' | 'DELETED';
+
+export interface ContainerEvent {
+  kind: ContainerEventKind;
+  namespace: string;
+  containerId: string;
+  sandboxId: string;
+  /** Unix nanoseconds. */
+  createdAt: bigint;
+}
+
+/** Container lifecycle events for GetContainerEvents (every subscriber sees every event). */
+export class ContainerEventBus extends EventEmitter {
+  constructor() {
+    super();
+    this.setMaxListeners(0);
+  }
+  publish(e: ContainerEvent): void {
+    this.emit('event', e);
+  }
+  subscribe(fn: (e: ContainerEvent) => void): () => void {
+    this.on('event', fn);
+    return () => this.off('event', fn);
+  }
+}
+
+export interface TraceSpan {
+  name: string;
+  /** Unix milliseconds (fractional). */
+  start: number;
+  durationMs: number;
+  attrs?: Record<string, string | number | boolean>;
+  error?: string;
+}
+
+/**
+ * Records the timed steps of RunPodSandbox, CreateContainer, StartContainer and PullImage,
+ * keyed by pod sandbox id (and by image reference for pulls). Kept in memory, bounded.
+ */
+export class Tracer {
+  private readonly traces = new Map<string, TraceSpan[]>();
+  constructor(private readonly maxKeys = 512) {}
+
+  record(key: string, span: TraceSpan): void {
+    let list = this.traces.get(key);
+    if (!list) {
+      if (this.traces.size >= this.maxKeys) this.traces.delete(this.traces.keys().next().value as string);
+      list = [];
+      this.traces.set(key, list);
+    }
+    list.push(span);
+  }
+
+  /** Time `fn` as span `name` under `key`. */
+  async span<T>(key: string, name: string, fn: () => Promise<T> | T, attrs?: TraceSpan['attrs']): Promise<T> {
+    const t0 = performance.timeOrigin + performance.now();
+    try {
+      const v = await fn();
+      this.record(key, { name, start: t0, durationMs: performance.timeOrigin + performance.now() - t0, attrs });
+      return v;
+    } catch (err) {
+      this.record(key, { name, start: t0, durationMs: performance.timeOrigin + performance.now() - t0, attrs, error: (err as Error).message });
+      throw err;
+    }
+  }
+
+  get(key: string): TraceSpan[] {
+    return this.traces.get(key) ?? [];
+  }
+
+  drop(key: string): void {
+    this.traces.delete(key);
+  }
+}
+
+export { KeyedLock };
+
+export interface RuntimeContext {
+  settings: RuntimeSettings;
+  log: Logger;
+  images: ImageService;
+  sandboxes: SandboxStore;
+  containers: ContainerStore;
+  names: NameStore;
+  snapshotter: Snapshotter;
+  cni: CniManager;
+  tasks: TaskManager;
+  streaming: StreamingServer;
+  events: ContainerEventBus;
+  tracer: Tracer;
+  locks: KeyedLock;
+  /** The node's CDI spec files (CreateContainer resolves CDI_devices through it). */
+  cdi: CdiRegistry;
+}
+
+/** A new 64-hex id (sandbox / container / exec). */
+export function newId(): string {
+  return randomBytes(32).toString('hex');
+}
+
+export function nowNanos(): bigint {
+  return BigInt(Date.now()) * 1_000_000n + BigInt(Math.floor((performance.now() % 1) * 1e6));
+}
+
+/** Protobuf message ↔ base64 (records keep CRI configs verbatim). */
+export function encodeMessage<D extends DescMessage>(schema: D, msg: MessageShape<D>): string {
+  return Buffer.from(toBinary(schema, msg)).toString('base64');
+}
+export function decodeMessage<D extends DescMessage>(schema: D, b64: string | undefined): MessageShape<D> {
+  return b64 ? fromBinary(schema, Buffer.from(b64, 'base64')) : create(schema);
+}
+
+/** Look a sandbox up by full id or unique prefix; NotFound names what was asked. */
+export function findSandbox(ctx: RuntimeContext, ns: string, id: string, field = 'pod_sandbox_id'): SandboxRecord {
+  if (!id) throw errors.invalidArgument('sandbox.empty_id', `${field} is required`);
+  const exact = ctx.sandboxes.get(ns, id);
+  if (exact) return exact;
+  const ids = ctx.sandboxes.idsWithPrefix(ns, id);
+  if (ids.length === 1) return ctx.sandboxes.get(ns, ids[0]!)!;
+  if (ids.length > 1) throw errors.invalidArgument('sandbox.ambiguous_id', `${field} ${id} matches ${ids.length} pod sandboxes`);
+  throw errors.notFound('sandbox.not_found', `pod sandbox ${id} not found`);
+}
+
+export function findContainer(ctx: RuntimeContext, ns: string, id: string, field = 'container_id'): ContainerRecord {
+  if (!id) throw errors.invalidArgument('container.empty_id', `${field} is required`);
+  const exact = ctx.containers.get(ns, id);
+  if (exact) return exact;
+  const ids = ctx.containers.idsWithPrefix(ns, id);
+  if (ids.length === 1) return ctx.containers.get(ns, ids[0]!)!;
+  if (ids.length > 1) throw errors.invalidArgument('container.ambiguous_id', `${field} ${id} matches ${ids.length} containers`);
+  throw errors.notFound('container.not_found', `container ${id} not found`);
+}
+
+/** Cleanup stack for multi-step handlers: push undo steps, unwind in reverse on failure. */
+export class Cleanup {
+  private readonly steps: Array<{ what: string; fn: () => Promise<unknown> | unknown }> = [];
+  constructor(private readonly log: Logger) {}
+  push(what: string, fn: () => Promise<unknown> | unknown): void {
+    this.steps.push({ what, fn });
+  }
+  async unwind(): Promise<void> {
+    while (this.steps.length) {
+      const s = this.steps.pop()!;
+      try {
+        await s.fn();
+      } catch (err) {
+        this.log.warn('cleanup step failed', { step: s.what, error: err });
+      }
+    }
+  }
+  /** Forget the steps (the operation succeeded). */
+  commit(): void {
+    this.steps.length = 0;
+  }
+}
