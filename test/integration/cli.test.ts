@@ -217,7 +217,15 @@ test('run -i attaches to the new container: stdin in, output and exit code back'
 
 test('events streams one JSON line per container event', async () => {
   const ev = spawnBerth(['events', '-o', 'json']);
-  await new Promise((r) => setTimeout(r, 500));
+  // A subscription has no visible sign of its own: it is up once a probe container's event shows.
+  for (let probe = 0; ; probe++) {
+    assert.ok(probe < 10, `no event of 10 probe containers reached \`berth events\`: ${ev.out()}`);
+    const pid = (await ok(['run', '--name', `ev-probe-${probe}`, '--log-dir', join(dir, 'ev-probe'), env.busybox.ref, 'true'])).trim();
+    const deadline = Date.now() + 2000;
+    while (!ev.out().includes(`"containerId":"${pid}"`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await ok(['rmp', '-f', `ev-probe-${probe}`]);
+    if (ev.out().includes(`"containerId":"${pid}"`)) break;
+  }
   const id = (await ok(['run', '--name', 'ev', '--log-dir', join(dir, 'ev'), env.busybox.ref, 'sleep', '100'])).trim();
   await ev.waitFor(new RegExp(`"containerId":"${id}".*"containerEventType":1|"containerEventType":1.*"containerId":"${id}"`));
   ev.child.kill('SIGINT');

@@ -11,6 +11,7 @@ import { ContainerState, Signal } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { buildImage, buildLayer, fixture, pushFixture, type FixtureManifest } from '../helpers/images.js';
 import { busyboxConfig, createContainer, logText, runPod, runToExit, status, waitForState, type TestPod } from '../helpers/cri-container.js';
+import { MEMORY_LIMIT_INSIDE } from '../helpers/cgroup.js';
 
 let env: CriEnv;
 let pod: TestPod;
@@ -159,7 +160,7 @@ test('UpdateContainerResources changes memory.limit_in_bytes of the container cg
   const id = await createContainer(
     env,
     pod,
-    busyboxConfig(env, 'resized', ['sh', '-c', 'while :; do cat /sys/fs/cgroup/memory/memory.limit_in_bytes; sleep 0.2; done'], {
+    busyboxConfig(env, 'resized', ['sh', '-c', `while :; do ${MEMORY_LIMIT_INSIDE}; sleep 0.2; done`], {
       linux: { resources: { memoryLimitInBytes: 64n * 1024n * 1024n } },
     }),
   );

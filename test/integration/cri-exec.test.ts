@@ -14,6 +14,7 @@ import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, createContainer, runPod, waitForState, type TestPod } from '../helpers/cri-container.js';
 import { wsConnect } from '../helpers/ws-client.js';
 import { spdyExec } from '../helpers/spdy-client.js';
+import { cgroupFileOfPid } from '../helpers/cgroup.js';
 
 let env: CriEnv;
 let pod: TestPod;
@@ -40,9 +41,7 @@ const code = (c: number) => (e: unknown) => (e as { code?: number }).code === c;
 async function containerProcs(id: string): Promise<number[]> {
   const st = await env.berthd.cri.runtime.containerStatus({ containerId: id, verbose: true });
   const pid = (JSON.parse(st.info.info!) as { pid: number }).pid;
-  const lines = readFileSync(`/proc/${pid}/cgroup`, 'utf8').split('\n');
-  const v1 = lines.find((l) => /^\d+:([^:]*,)?pids(,[^:]*)?:/.test(l));
-  const file = v1 ? join('/sys/fs/cgroup/pids', v1.split(':')[2]!, 'cgroup.procs') : join('/sys/fs/cgroup/unified', lines.find((l) => l.startsWith('0::'))!.slice(3), 'cgroup.procs');
+  const file = cgroupFileOfPid(pid, 'pids', 'cgroup.procs', 'cgroup.procs');
   return readFileSync(file, 'utf8').split('\n').filter(Boolean).map(Number);
 }
 

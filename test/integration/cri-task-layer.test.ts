@@ -136,7 +136,7 @@ test('kill -9 of berthd and of the shim: five containers in three pods lose no l
   for (const c of [...counters.map((c) => c.id), quitter]) await rt().startContainer({ containerId: c });
   const pids = new Map<string, number>();
   for (const c of counters) pids.set(c.id, await containerPid(e, c.id));
-  await new Promise((r) => setTimeout(r, 300));
+  await waitUntil('every counter logged 5 lines', () => counters.every((c) => numbers(c.pod, c.name).length >= 5));
 
   // Both berthd and the shim die; the quitter exits while neither runs.
   const shim = shimPid(e);
@@ -145,7 +145,8 @@ test('kill -9 of berthd and of the shim: five containers in three pods lose no l
   const downAt = Date.now();
   (await import('node:fs')).writeFileSync(gate.replace(/gate$/, 'go'), '');
   await waitUntil('quitter exited', () => existsSync(join(e.berthd.state, 'tasks', 'k8s.io', quitter, 'exit')));
-  await new Promise((r) => setTimeout(r, 300));
+  const gapStart = new Map(counters.map((c) => [c.id, numbers(c.pod, c.name).length]));
+  await waitUntil('every counter logged 5 more lines while neither berthd nor the shim ran', () => counters.every((c) => numbers(c.pod, c.name).length >= gapStart.get(c.id)! + 5));
   await e.berthd.restart();
   const upAt = Date.now();
   assert.notEqual(shimPid(e), shim, 'a new shim serves the node');
@@ -177,10 +178,13 @@ test('the shim killed in the middle of StopContainer: the stop completes and the
   const rt = (): CriEnv['berthd']['cri']['runtime'] => e.berthd.cri.runtime;
   const pod = await runPod(e);
   // Takes its time to stop: SIGTERM makes it exit 3 after a second.
-  const id = await createContainer(e, pod, busyboxConfig(e, 'slowstop', ['sh', '-c', 'trap "sleep 1; exit 3" TERM; while true; do sleep 0.05; done']));
+  const id = await createContainer(e, pod, busyboxConfig(e, 'slowstop', ['sh', '-c', 'trap "echo stopping; sleep 1; exit 3" TERM; echo trapped; while true; do sleep 0.05; done']));
   await rt().startContainer({ containerId: id });
+  const log = join(pod.logDir, 'slowstop.log');
+  await waitUntil('the TERM trap is installed', () => existsSync(log) && readFileSync(log, 'utf8').includes('trapped'));
   const stop = rt().stopContainer({ containerId: id, timeout: 20n });
-  await new Promise((r) => setTimeout(r, 300));
+  // The shim dies in the middle of the stop: after SIGTERM reached the container, before it exits.
+  await waitUntil('SIGTERM reached the container', () => readFileSync(log, 'utf8').includes('stopping'));
   process.kill(shimPid(e), 'SIGKILL');
   await stop;
   const st = await waitForState(e, id, ContainerState.CONTAINER_EXITED);

@@ -255,7 +255,8 @@ test('upgrade with running pods: install A, run pods, install B, restart berthd:
     const logSize = (p: (typeof pods)[number], i: number) => statSync(join(p.logDir, `up-${i}.log`)).size;
     const sizesBefore = pods.map(logSize);
 
-    // Build B beside A (a later install id), then berthd restarts from the new current.
+    // Build B beside A, then berthd restarts from the new current. Install ids have a
+    // one-second resolution: the wait makes B's id a later one (not a synchronisation).
     await new Promise((r) => setTimeout(r, 1100));
     const r2 = install(l);
     assert.equal(r2.status, 0, r2.out);
@@ -277,7 +278,8 @@ test('upgrade with running pods: install A, run pods, install B, restart berthd:
     assert.equal(Number(readFileSync(shimPidFile, 'utf8')), shim, 'build A\'s shim serves the containers');
     const ex = await rt().execSync({ containerId: ids[0]!, cmd: ['echo', 'after-upgrade'], timeout: 10n });
     assert.equal(Buffer.from(ex.stdout).toString(), 'after-upgrade\n');
-    await new Promise((r) => setTimeout(r, 300));
+    const grown = () => pods.every((p, i) => logSize(p, i) > (sizesBefore[i] ?? 0));
+    for (const deadline = Date.now() + 10_000; !grown() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
     pods.forEach((p, i) => assert.ok(logSize(p, i) > (sizesBefore[i] ?? 0), `log ${i} still grows`));
 
     // Replace A's shim by B's (kill it): B's berthd starts its own shim, which takes the

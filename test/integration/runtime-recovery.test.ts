@@ -12,6 +12,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { TaskManager } from '../../src/runtime/index.js';
 import { RuntimeHarness } from '../helpers/containerd.js';
+import { ended, until } from '../helpers/process.js';
 
 interface ChildPlan {
   stateDir: string;
@@ -90,7 +91,7 @@ if (childPlan) {
         else assert.notEqual(orphanShim, started.survivor.shimPid);
         for (const c of Object.values(started)) if (c.shimPid) h.shimPids.add(c.shimPid);
         process.kill(orphanShim, 'SIGKILL');
-        await new Promise((r) => setTimeout(r, 700)); // quitter exits while no berthd listens
+        await until(() => ended(started.quitter!.pid), 'the quitter to exit while no berthd listens');
 
         const tm = h.manager();
         const recovered = await tm.init();

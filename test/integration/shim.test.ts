@@ -1,7 +1,7 @@
 /**
  * berth-shim against real conmon and runc: started through its `start` command, driven over
  * ttrpc with the containerd.task.v2.Task API, events captured by a ttrpc Events/Forward server
- * given as TTRPC_ADDRESS. Needs root, conmon, runc and cgroup v1 memory (as on the CI machine).
+ * given as TTRPC_ADDRESS. Needs root, conmon and runc; cgroup files are found for v1, hybrid and v2 hosts (helpers/cgroup.ts).
  */
 import { test, describe, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,8 +19,11 @@ import { Status } from '../../src/api/containerd/types/task/task_pb.js';
 import { Events } from '../../src/api/containerd/services/ttrpc/events/v1/events_pb.js';
 import * as Ev from '../../src/api/containerd/events/task_pb.js';
 import * as V1 from '../../src/api/cgroups/stats/v1/metrics_pb.js';
+import * as V2 from '../../src/api/cgroups/cgroup2/stats/metrics_pb.js';
 import { isBerthError, type ErrorKind } from '../../src/errors.js';
 import { makeBundle, removeCgroupTree, rootfsTemplate, type Bundle, type BundleOptions } from '../helpers/bundle.js';
+import { cgroupFileOfPath, hostHierarchy } from '../helpers/cgroup.js';
+import { ended, until } from '../helpers/process.js';
 
 const repo = resolve(import.meta.dirname, '../..', existsSync(resolve(import.meta.dirname, '../../package.json')) ? '' : '..');
 const SHIM_BIN = process.env.BERTH_SHIM_BIN ?? join(repo, 'bin/berth-shim');
@@ -302,7 +305,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     const { b } = await run(t, 'pidjoin', { args: ['sh', '-c', 'sleep 1000 & exit 3'], pidNsPath: `/proc/${podPid}/ns/pid` });
     assert.equal((await task.wait({ id: 'pidjoin' })).exitStatus, 3);
     // SIGKILL is sent before the exit is reported; the process leaves its cgroup a moment later.
-    const procsFile = join('/sys/fs/cgroup/pids', b.cgroupsPath, 'cgroup.procs');
+    const procsFile = cgroupFileOfPath(b.cgroupsPath, 'pids', 'cgroup.procs', 'cgroup.procs');
     const deadline = Date.now() + 5000;
     while (readFileSync(procsFile, 'utf8').trim() !== '' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     assert.equal(readFileSync(procsFile, 'utf8').trim(), '', 'the background sleep was killed with its container');
@@ -318,8 +321,8 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
   });
 
   test('Kill with SIGTERM stops the container; killing it again says NotFound', T, async (t) => {
-    await run(t, 'term', { args: ['sh', '-c', 'trap "exit 143" TERM; while true; do sleep 0.1; done'] });
-    await new Promise((r) => setTimeout(r, 300));
+    const { b } = await run(t, 'term', { args: ['sh', '-c', 'trap "exit 143" TERM; touch /trapped; while true; do sleep 0.1; done'] });
+    await until(() => existsSync(join(b.rootfs, 'trapped')), 'the TERM trap to be installed');
     await task.kill({ id: 'term', signal: 15 });
     assert.equal((await task.wait({ id: 'term' })).exitStatus, 143);
     await assert.rejects(task.kill({ id: 'term', signal: 9 }), rejectsWith('NotFound'));
@@ -401,13 +404,20 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     await task.delete({ id: 'pausebox' });
   });
 
-  test('Stats returns cgroup v1 metrics and Update changes the memory limit', T, async (t) => {
+  test(`Stats returns the host's cgroup ${hostHierarchy()} metrics and Update changes the memory limit`, T, async (t) => {
     const { b } = await run(t, 'statbox', { args: ['sh', '-c', 'while true; do sleep 0.2; done'] });
     const r = await task.stats({ id: 'statbox' });
-    assert.equal(r.stats?.typeUrl, 'io.containerd.cgroups.v1.Metrics');
-    const m = fromBinary(V1.MetricsSchema, r.stats?.value ?? new Uint8Array());
-    assert.ok((m.memory?.usage?.usage ?? 0n) > 0n, 'memory usage > 0');
-    assert.ok((m.pids?.current ?? 0n) >= 1n);
+    if (hostHierarchy() === 'v1') {
+      assert.equal(r.stats?.typeUrl, 'io.containerd.cgroups.v1.Metrics');
+      const m = fromBinary(V1.MetricsSchema, r.stats?.value ?? new Uint8Array());
+      assert.ok((m.memory?.usage?.usage ?? 0n) > 0n, 'memory usage > 0');
+      assert.ok((m.pids?.current ?? 0n) >= 1n);
+    } else {
+      assert.equal(r.stats?.typeUrl, 'io.containerd.cgroups.v2.Metrics');
+      const m = fromBinary(V2.MetricsSchema, r.stats?.value ?? new Uint8Array());
+      assert.ok((m.memory?.usage ?? 0n) > 0n, 'memory usage > 0');
+      assert.ok((m.pids?.current ?? 0n) >= 1n);
+    }
     const limit = 48 * 1024 * 1024;
     await task.update({
       id: 'statbox',
@@ -416,7 +426,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
         value: Buffer.from(JSON.stringify({ memory: { limit, swap: limit } })),
       }),
     });
-    const file = join('/sys/fs/cgroup/memory', b.cgroupsPath, 'memory.limit_in_bytes');
+    const file = cgroupFileOfPath(b.cgroupsPath, 'memory', 'memory.limit_in_bytes', 'memory.max');
     assert.equal(Number(readFileSync(file, 'utf8').trim()), limit);
     await task.kill({ id: 'statbox', signal: 9 });
     await task.wait({ id: 'statbox' });
@@ -635,7 +645,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     await orphanTask.start({ id: 'orphan' });
     const shimPid = Number(readFileSync(join(b.dir, 'shim.pid'), 'utf8'));
     process.kill(shimPid, 'SIGKILL');
-    await new Promise((r) => setTimeout(r, 200));
+    await until(() => ended(shimPid), 'the killed shim to be gone');
     const r = spawnSync(process.execPath, [SHIM_BIN, '-namespace', orphanNs, '-id', 'orphan', '-bundle', b.dir, 'delete'], { env: h.env() });
     assert.equal(r.status, 0, r.stderr.toString());
     const resp = fromBinary(DeleteResponseSchema, r.stdout);
@@ -650,7 +660,8 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     // Containers remain: a plain Shutdown keeps the shim.
     await run(t, 'last', { args: ['sleep', '1000'] });
     await task.shutdown({ id: '' });
-    await new Promise((r) => setTimeout(r, 300));
+    // Still serving, not merely alive: a call after the Shutdown is answered by the same shim.
+    assert.equal((await task.connect({ id: '' })).shimPid, c.shimPid);
     assert.doesNotThrow(() => process.kill(c.shimPid, 0));
     await task.kill({ id: 'last', signal: 9 });
     await task.wait({ id: 'last' });
@@ -706,13 +717,18 @@ describe('berth-shim can die: conmon keeps every container, log line and exit', 
       await task.start({ id });
       pids.set(id, r.pid);
     }
-    await new Promise((r) => setTimeout(r, 400));
+    const logOf = (id: string) => join(h.tmp, `${id}.log`);
+    const count = (id: string) => (existsSync(logOf(id)) ? numbers(logOf(id)).length : 0);
+    await until(() => ids.every((id) => count(id) >= 10), 'every counter to log 10 lines');
     const shimPid = Number(readFileSync(join(quitter.dir, 'shim.pid'), 'utf8'));
     process.kill(shimPid, 'SIGKILL');
     const killedAt = Date.now();
+    await until(() => ended(shimPid), 'the killed shim to be gone');
     // While no shim runs: the quitter exits, the counters keep counting.
+    const before = new Map(ids.map((id) => [id, count(id)]));
     writeFileSync(join(quitter.rootfs, 'gate'), '');
-    await new Promise((r) => setTimeout(r, 1000));
+    await until(() => ended(pids.get('quitter')!), 'the quitter to exit while no shim runs');
+    await until(() => ids.every((id) => count(id) >= before.get(id)! + 10), 'every counter to log 10 more lines while no shim runs');
     h.events.length = 0;
     sock = h.start(quitter);
     const restartedAt = Date.now();
