@@ -302,7 +302,7 @@ export async function startRuntime(impl: Impl, o: StartRuntimeOptions): Promise<
     configFile = join(dir, 'berthd.toml');
     // berthd's own default log level is info; the bench adds nothing that logs per request.
     writeFileSync(configFile, `${berthdConfig(dir, o.registryHost)}\n${o.berthExtraToml ?? ''}\n`);
-    argv = [process.execPath, join(o.repoRoot, 'bin', 'berthd'), '--config', configFile];
+    argv = [join(o.repoRoot, 'bin', 'berthd'), '--config', configFile];
     socket = join(dir, 'berth.sock');
   }
   const logFile = join(dir, `${impl}.log`);
