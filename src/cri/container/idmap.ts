@@ -105,7 +105,7 @@ function sameMappings(a: readonly IDMapping[], b: readonly IDMapping[]): boolean
 }
 
 /** Detaches and removes staging entries (idempotent; never recursive). */
-function removeStaging(paths: readonly string[]): void {
+export function removeStaging(paths: readonly string[]): void {
   for (const p of paths) {
     unmount(p, { detach: true, all: true });
     try {
