@@ -223,7 +223,10 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     handlers: Object.fromEntries(Object.entries(config.runtimes).map(([name, r]) => [name, { binary: r.binary }])),
     stateDir: config.state,
     log: log.child({ component: 'features' }),
+    layersDir: snapshotter.driver === 'overlayfs' ? join(snapshotter.root, 'snapshots') : undefined,
+    usernsRootfs: config.userns_rootfs,
   });
+  settings.usernsRootfs = { mode: features.usernsRootfs.mode, fallback: features.usernsRootfs.fallback };
   settings.recursiveReadOnlyMounts = Object.fromEntries(Object.entries(features.handlers).map(([n, f]) => [n, f.recursiveReadOnlyMounts]));
   const status: StatusDeps = {
     features: { ...features, defaultHandler: config.default_runtime },
