@@ -11,7 +11,9 @@
  *   sandboxes(namespace, id PK, …, record JSON)   — pod sandboxes (runtime issue)
  *   containers(namespace, id PK, sandbox_id, …, record JSON)
  *   names(namespace, name, holder; PK(namespace, name)) — reserved sandbox/container names
- * Writes are transactional; migrations are applied in order at open.
+ * Writes are transactional; migrations are applied in order at open. Statements are compiled
+ * once per SQL text (`statements()`): compiling one costs more than running it, and the
+ * kubelet's polls run the same few statements many times a second.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -59,6 +61,22 @@ const migrations: string[] = [
 ];
 
 export type DB = Database.Database;
+
+/**
+ * `sql(text)` returns the one prepared statement of `db` for that SQL text, compiled on first
+ * use. Callers pass literal SQL, so the cache holds as many statements as the code has.
+ */
+export function statements(db: DB): (text: string) => Database.Statement {
+  const cache = new Map<string, Database.Statement>();
+  return (text) => {
+    let st = cache.get(text);
+    if (!st) {
+      st = db.prepare(text);
+      cache.set(text, st);
+    }
+    return st;
+  };
+}
 
 export function openMetadata(path: string): DB {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
