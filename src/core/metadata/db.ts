@@ -11,6 +11,10 @@
  *   sandboxes(namespace, id PK, …, record JSON)   — pod sandboxes (runtime issue)
  *   containers(namespace, id PK, sandbox_id, …, record JSON)
  *   names(namespace, name, holder; PK(namespace, name)) — reserved sandbox/container names
+ * Version 2:
+ *   pending_removals(namespace, kind, id, record JSON; PK(namespace, kind, id)) — objects whose
+ *     record is gone (the CRI no longer sees them) but whose disk work (task, rootfs snapshot,
+ *     dirs) runs after the reply; finished at the next start if berthd died first.
  * Writes are transactional; migrations are applied in order at open. Statements are compiled
  * once per SQL text (`statements()`): compiling one costs more than running it, and the
  * kubelet's polls run the same few statements many times a second.
@@ -57,6 +61,13 @@ const migrations: string[] = [
      name TEXT NOT NULL,
      holder TEXT NOT NULL,
      PRIMARY KEY (namespace, name)
+   );`,
+  `CREATE TABLE pending_removals (
+     namespace TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     id TEXT NOT NULL,
+     record TEXT NOT NULL,
+     PRIMARY KEY (namespace, kind, id)
    );`,
 ];
 

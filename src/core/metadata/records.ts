@@ -165,6 +165,32 @@ export class ContainerStore {
     this.sql('DELETE FROM containers WHERE namespace = ? AND id = ?').run(ns, id);
   }
 
+  /**
+   * The durable point of RemoveContainer: in one transaction the record is deleted, the name
+   * released and a pending removal recorded for the disk work that follows the reply.
+   */
+  retire(ns: string, r: ContainerRecord): void {
+    const pending: PendingContainerRemoval = { id: r.id, sandboxId: r.sandboxId, snapshotKey: r.snapshotKey };
+    this.db.transaction(() => {
+      this.sql("INSERT OR REPLACE INTO pending_removals (namespace, kind, id, record) VALUES (?, 'container', ?, ?)").run(ns, r.id, JSON.stringify(pending));
+      this.sql('DELETE FROM containers WHERE namespace = ? AND id = ?').run(ns, r.id);
+      this.sql('DELETE FROM names WHERE namespace = ? AND name = ? AND holder = ?').run(ns, r.name, r.id);
+    })();
+  }
+
+  /** Removals whose disk work has not finished (every namespace). */
+  pendingRemovals(): Array<{ namespace: string; pending: PendingContainerRemoval }> {
+    return (this.sql("SELECT namespace, record FROM pending_removals WHERE kind = 'container'").all() as { namespace: string; record: string }[]).map((r) => ({
+      namespace: r.namespace,
+      pending: JSON.parse(r.record) as PendingContainerRemoval,
+    }));
+  }
+
+  /** The disk work of a removal is done. */
+  removalDone(ns: string, id: string): void {
+    this.sql("DELETE FROM pending_removals WHERE namespace = ? AND kind = 'container' AND id = ?").run(ns, id);
+  }
+
   /** Read-modify-write in one transaction; state changes are checked against the machine. */
   update(ns: string, id: string, fn: (r: ContainerRecord) => void): ContainerRecord {
     return this.db.transaction(() => {
@@ -177,6 +203,13 @@ export class ContainerStore {
       return r;
     })();
   }
+}
+
+/** What is left to do for a removed container once its record is gone. */
+export interface PendingContainerRemoval {
+  id: string;
+  sandboxId: string;
+  snapshotKey: string;
 }
 
 /** Unique names for sandboxes and containers; a duplicate fails naming the holder. */
