@@ -13,6 +13,8 @@
  *   that status. Task gone (or its shim died): exited 255, reason "Unknown", a message naming
  *   what happened — never "running". Created with its task still created: stays created.
  * - Tasks no record claims (berthd died between task create and record): killed and deleted.
+ * - First of all, container removals berthd replied to but had not finished (pending_removals):
+ *   task, rootfs snapshot and dirs are removed, then the pending entry.
  *
  * Runs after watchTasks(): exit events arriving meanwhile are applied idempotently by the
  * event handlers, which take the same per-object locks used here.
@@ -24,6 +26,7 @@ import { Annotations } from '../oci/index.js';
 import type { ContainerRecord, SandboxRecord } from '../core/metadata/records.js';
 import { isBerthError } from '../errors.js';
 import type { RecoveredTask } from '../runtime/index.js';
+import { finishPendingRemovals } from './container/deferred-remove.js';
 import { containerLockKey, dateToNanos, recordContainerExit } from './container/lifecycle.js';
 import { nowNanos, type RuntimeContext } from './server/runtime-context.js';
 import { extraOf, hasPause, isCreating } from './sandbox/common.js';
@@ -131,7 +134,8 @@ async function isCriTask(ctx: RuntimeContext, t: RecoveredTask): Promise<boolean
 
 export async function recover(ctx: RuntimeContext, recovered: RecoveredTask[]): Promise<void> {
   const tasks = new Map(recovered.map((t) => [key(t.namespace, t.id), t]));
-  const claimed = new Set<string>();
+  // Removals berthd replied to but did not finish: their task, rootfs and dirs go first.
+  const claimed = await finishPendingRemovals(ctx);
   const containers = ctx.containers.all();
   // SandboxStore lists per namespace: every namespace that has a task or a container, plus the CRI's.
   const namespaces = new Set(['k8s.io', ...recovered.map((t) => t.namespace), ...containers.map((c) => c.namespace)]);

@@ -11,7 +11,13 @@
  *   sandboxes(namespace, id PK, …, record JSON)   — pod sandboxes (runtime issue)
  *   containers(namespace, id PK, sandbox_id, …, record JSON)
  *   names(namespace, name, holder; PK(namespace, name)) — reserved sandbox/container names
- * Writes are transactional; migrations are applied in order at open.
+ * Version 2:
+ *   pending_removals(namespace, kind, id, record JSON; PK(namespace, kind, id)) — objects whose
+ *     record is gone (the CRI no longer sees them) but whose disk work (task, rootfs snapshot,
+ *     dirs) runs after the reply; finished at the next start if berthd died first.
+ * Writes are transactional; migrations are applied in order at open. Statements are compiled
+ * once per SQL text (`statements()`): compiling one costs more than running it, and the
+ * kubelet's polls run the same few statements many times a second.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -56,9 +62,32 @@ const migrations: string[] = [
      holder TEXT NOT NULL,
      PRIMARY KEY (namespace, name)
    );`,
+  `CREATE TABLE pending_removals (
+     namespace TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     id TEXT NOT NULL,
+     record TEXT NOT NULL,
+     PRIMARY KEY (namespace, kind, id)
+   );`,
 ];
 
 export type DB = Database.Database;
+
+/**
+ * `sql(text)` returns the one prepared statement of `db` for that SQL text, compiled on first
+ * use. Callers pass literal SQL, so the cache holds as many statements as the code has.
+ */
+export function statements(db: DB): (text: string) => Database.Statement {
+  const cache = new Map<string, Database.Statement>();
+  return (text) => {
+    let st = cache.get(text);
+    if (!st) {
+      st = db.prepare(text);
+      cache.set(text, st);
+    }
+    return st;
+  };
+}
 
 export function openMetadata(path: string): DB {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });

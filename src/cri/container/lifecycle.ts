@@ -12,8 +12,8 @@ import { isBerthError } from '../../errors.js';
 import type { ExitStatus } from '../../runtime/index.js';
 import { ContainerConfigSchema } from '../../api/cri/runtime/v1/api_pb.js';
 import { stopSignal } from '../../oci/index.js';
-import { finishLogForwarder, removeContainerDirs } from './io.js';
-import { removeRootfsSnapshot } from './userns.js';
+import { finishRemovalLater } from './deferred-remove.js';
+import { finishLogForwarder } from './io.js';
 import { decodeMessage, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 
 const SIGKILL = 9;
@@ -128,25 +128,22 @@ export async function stopContainerTask(ctx: RuntimeContext, ns: string, c: Cont
   await ctx.locks.run(containerLockKey(ns, c.id), () => stopContainerLocked(ctx, ns, c.id, timeoutSec));
 }
 
-/** Remove with the caller holding the container lock. */
+/**
+ * Remove with the caller holding the container lock: a running container is killed and its
+ * exit recorded, then the record is retired (deleted with its name, a pending removal kept, one
+ * transaction) and the task, rootfs and dirs go after the caller's reply (deferred-remove.ts).
+ */
 export async function removeContainerLocked(ctx: RuntimeContext, ns: string, id: string): Promise<void> {
   const c = ctx.containers.get(ns, id);
   if (!c) return;
   // A running container is killed right away (containerd: stop with timeout 0).
   await stopContainerLocked(ctx, ns, id, 0);
-  try {
-    await ctx.tasks.delete(ns, id);
-  } catch (err) {
-    if (!isBerthError(err, 'NotFound')) throw err;
-  }
-  await removeRootfsSnapshot(ctx, c.snapshotKey);
-  await removeContainerDirs(ctx, ns, id);
-  ctx.containers.delete(ns, id);
-  ctx.names.release(ns, c.name, id);
+  ctx.containers.retire(ns, c);
   ctx.events.publish({ kind: 'DELETED', namespace: ns, containerId: id, sandboxId: c.sandboxId, createdAt: nowNanos() });
+  finishRemovalLater(ctx, ns, { id, sandboxId: c.sandboxId, snapshotKey: c.snapshotKey });
 }
 
-/** Remove a container (stopping it first): task, rootfs snapshot, dirs, record, name; idempotent. Logs stay. */
+/** Remove a container (stopping it first): record and name now, task, rootfs snapshot and dirs right after; idempotent. Logs stay. */
 export async function removeContainerFully(ctx: RuntimeContext, ns: string, c: ContainerRecord): Promise<void> {
   await ctx.locks.run(containerLockKey(ns, c.id), () => removeContainerLocked(ctx, ns, c.id));
 }

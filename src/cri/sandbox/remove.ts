@@ -5,6 +5,7 @@
  */
 import type { SandboxRecord } from '../../core/metadata/records.js';
 import { isBerthError } from '../../errors.js';
+import { removalsSettled } from '../container/deferred-remove.js';
 import { removeContainerFully } from '../container/lifecycle.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
@@ -17,6 +18,8 @@ import { removeRootfsSnapshot } from '../container/userns.js';
 export async function removeSandbox(ctx: RuntimeContext, ns: string, rec: SandboxRecord): Promise<void> {
   await stopSandbox(ctx, ns, rec);
   for (const c of ctx.containers.bySandbox(ns, rec.id)) await removeContainerFully(ctx, ns, c);
+  // A pod that is gone leaves nothing on disk: its containers' deferred removals end first.
+  await removalsSettled(ns, rec.id);
   await removeRootfsSnapshot(ctx, extraOf(rec).snapshotKey ?? rec.id);
   await removeSandboxDirs(sandboxPaths(ctx.settings, rec.id));
   ctx.sandboxes.delete(ns, rec.id);
