@@ -26,7 +26,7 @@ import { isBerthError } from '../errors.js';
 import type { RecoveredTask } from '../runtime/index.js';
 import { containerLockKey, dateToNanos, recordContainerExit } from './container/lifecycle.js';
 import { nowNanos, type RuntimeContext } from './server/runtime-context.js';
-import { extraOf, hasPause, isCreating } from './sandbox/common.js';
+import { hasPause, isCreating } from './sandbox/common.js';
 import { sandboxPaths } from './sandbox/files.js';
 import { removeSandbox } from './sandbox/remove.js';
 import { sandboxLockKey } from './sandbox/stop.js';
@@ -56,13 +56,14 @@ async function recoverSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord
     await recoverPauselessSandbox(ctx, ns, sb);
     return;
   }
-  if (isAlive(t)) {
+  if (isAlive(t) && sb.state === 'ready') {
     ctx.sandboxes.update(ns, sb.id, (r) => {
-      r.state = 'ready';
       r.pid = t!.state.pid;
     });
     return;
   }
+  // NOTREADY is final: a pause still alive under a NOTREADY record is killed by StopPodSandbox.
+  if (isAlive(t)) return;
   if (sb.state === 'ready') {
     const why = t ? (t.state.reason ?? `pause exited with status ${t.state.exitStatus}`) : 'pause task not found';
     ctx.log.warn('recovery: pod sandbox is no longer ready', { id: sb.id, reason: why });
@@ -70,7 +71,7 @@ async function recoverSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord
   ctx.sandboxes.update(ns, sb.id, (r) => {
     r.state = 'notready';
     delete r.pid;
-    if (t && !t.state.reason) r.extra = { ...r.extra, exitStatus: t.state.exitStatus, exitedAt: t.state.exitedAt?.toISOString() };
+    if (t && !t.state.reason) r.exit = { status: t.state.exitStatus, at: t.state.exitedAt?.toISOString() };
   });
   if (t) await deleteTaskQuiet(ctx, ns, sb.id);
 }
@@ -79,7 +80,7 @@ async function recoverSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord
 async function recoverPauselessSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord): Promise<void> {
   if (sb.state !== 'ready') return;
   const stateDirThere = await access(sandboxPaths(ctx.settings, sb.id).stateDir).then(() => true, () => false);
-  if (stateDirThere && (await pinsAlive(extraOf(sb).pins ?? {}))) return;
+  if (stateDirThere && (await pinsAlive(sb.pins ?? {}))) return;
   ctx.log.warn('recovery: pod sandbox is no longer ready', { id: sb.id, reason: 'its pinned namespaces are gone' });
   ctx.sandboxes.update(ns, sb.id, (r) => {
     r.state = 'notready';

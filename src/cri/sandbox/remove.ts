@@ -8,7 +8,6 @@ import { isBerthError } from '../../errors.js';
 import { removeContainerFully } from '../container/lifecycle.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
-import { extraOf } from './common.js';
 import { removeSandboxDirs, sandboxPaths } from './files.js';
 import { findVisibleSandbox, sandboxLockKey, stopSandbox } from './stop.js';
 import { removeRootfsSnapshot } from '../container/userns.js';
@@ -17,7 +16,7 @@ import { removeRootfsSnapshot } from '../container/userns.js';
 export async function removeSandbox(ctx: RuntimeContext, ns: string, rec: SandboxRecord): Promise<void> {
   await stopSandbox(ctx, ns, rec);
   for (const c of ctx.containers.bySandbox(ns, rec.id)) await removeContainerFully(ctx, ns, c);
-  await removeRootfsSnapshot(ctx, extraOf(rec).snapshotKey ?? rec.id);
+  await removeRootfsSnapshot(ctx, rec.snapshotKey ?? rec.id);
   await removeSandboxDirs(sandboxPaths(ctx.settings, rec.id));
   ctx.sandboxes.delete(ns, rec.id);
   ctx.names.release(ns, rec.name, rec.id);

@@ -16,7 +16,7 @@
  * netns, IP, shim, mount, snapshot, record or name behind.
  */
 import type { PodSandboxConfig } from '../../api/cri/runtime/v1/api_pb.js';
-import type { SandboxRecord } from '../../core/metadata/records.js';
+import { SANDBOX_RECORD_VERSION, type SandboxRecord } from '../../core/metadata/sandbox-record.js';
 import { errors } from '../../errors.js';
 import { pinNamespaces, pinPaths, unpinNamespaces, type PinKind } from '../../network/index.js';
 import { sandboxSpec, validateSysctls, type ImageConfig as OciImageConfig } from '../../oci/index.js';
@@ -25,7 +25,7 @@ import { NamespaceMode, PodSandboxConfigSchema } from '../../api/cri/runtime/v1/
 import type { RuntimeHandlers } from '../server/server.js';
 import { Cleanup, encodeMessage, newId, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 import { checkUsernsReachable, prepareContainerRootfs, removeRootfsSnapshot } from '../container/userns.js';
-import { isHostIpc, isHostNetwork, MAX_META_LENGTH, sandboxName, type SandboxExtra } from './common.js';
+import { isHostIpc, isHostNetwork, MAX_META_LENGTH, sandboxName } from './common.js';
 import { mountShm, removeSandboxDirs, sandboxPaths, validateDns, writeSandboxFiles } from './files.js';
 import { sandboxLockKey } from './stop.js';
 import { killAndDeletePause, portMappingsOf, teardownNetwork } from './teardown.js';
@@ -124,13 +124,12 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
 
       // The record names every resource (derived from the id) before any exists: a crash
       // mid-way leaves something recovery can tear down.
-      const extra: SandboxExtra = { phase: 'creating', hostNetwork, hostIpc, pins, pause: plan.pause };
-      if (plan.pause) Object.assign(extra, { snapshotKey: id, imageRef: ctx.settings.sandboxImage });
       const rec: SandboxRecord = {
+        version: SANDBOX_RECORD_VERSION,
         id,
         name,
         meta: { name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt },
-        state: 'notready',
+        state: 'creating',
         createdAt: nowNanos().toString(),
         runtimeHandler: runtime,
         config: encodeMessage(PodSandboxConfigSchema, config),
@@ -140,7 +139,13 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
         ips: [],
         sandboxDir: paths.rootDir,
         cgroupParent: config.linux?.cgroupParent || DEFAULT_CGROUP_PARENT,
-        extra: extra as Record<string, unknown>,
+        hostNetwork,
+        hostIpc,
+        pins,
+        pause: plan.pause,
+        ...(plan.pause ? { snapshotKey: id, imageRef: ctx.settings.sandboxImage } : {}),
+        networkDown: false,
+        extra: {},
       };
       await span('record-create', () => ctx.sandboxes.put(ns, rec));
       cleanup.push('delete record', () => ctx.sandboxes.delete(ns, id));
@@ -170,7 +175,7 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
               const ref = ctx.settings.sandboxImage;
               return (await ctx.images.find(ns, ref)) ?? (await ctx.images.pull(ns, ref, undefined, undefined, call.signal));
             });
-            extra.image = image.id;
+            rec.image = image.id;
             const rootfs = await span('snapshot', async () => {
               // In a pod user namespace the pause's image files must belong to the mapped ids too
               // (runc creates mount points in it as the pod's root).
@@ -248,7 +253,7 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
 
       await span('record-ready', () =>
         ctx.sandboxes.update(ns, id, (r) => {
-          Object.assign(r, rec, { state: 'ready', extra: { ...extra, phase: 'created' } });
+          Object.assign(r, rec, { state: 'ready' });
           if (pid) r.pid = pid;
           else delete r.pid;
         }),

@@ -10,7 +10,7 @@ import { errors, isBerthError } from '../../errors.js';
 import { stopContainerTask } from '../container/lifecycle.js';
 import { findSandbox, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
-import { extraOf, isCreating, sandboxConfigOf } from './common.js';
+import { isCreating, sandboxConfigOf } from './common.js';
 import { sandboxPaths, unmountShm } from './files.js';
 import { killAndDeletePause, teardownNetwork, unpinSandbox } from './teardown.js';
 
@@ -41,12 +41,11 @@ export async function stopSandbox(ctx: RuntimeContext, ns: string, rec: SandboxR
     delete r.pid;
   });
   await unmountShm(sandboxPaths(ctx.settings, id));
-  const extra = extraOf(rec);
-  if (!extra.hostNetwork && !extra.networkDown) {
+  if (!rec.hostNetwork && !rec.networkDown) {
     await teardownNetwork(ctx, { id, netnsPath: rec.netnsPath, config: sandboxConfigOf(rec) });
     ctx.sandboxes.update(ns, id, (r) => {
       r.ips = [];
-      r.extra = { ...r.extra, networkDown: true };
+      r.networkDown = true;
     });
   }
   // After CNI DEL (which wants the netns): the IPC, UTS and user namespaces go too.

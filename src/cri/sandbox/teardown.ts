@@ -9,7 +9,7 @@ import { isBerthError } from '../../errors.js';
 import { removeNetns, unpinNamespaces, type PortMapping } from '../../network/index.js';
 import type { SandboxRecord } from '../../core/metadata/records.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
-import { extraOf, SIGKILL } from './common.js';
+import { SIGKILL } from './common.js';
 
 /** How long to wait for a SIGKILLed pause process to be reaped before deleting anyway. */
 const KILL_WAIT_MS = 10_000;
@@ -70,6 +70,6 @@ export async function teardownNetwork(
 
 /** Unpins every namespace handle of the pod (network included); idempotent. */
 export async function unpinSandbox(rec: SandboxRecord): Promise<void> {
-  const pins = extraOf(rec).pins ?? {};
+  const pins = rec.pins ?? {};
   await unpinNamespaces(rec.netnsPath ? { ...pins, net: rec.netnsPath } : pins);
 }
