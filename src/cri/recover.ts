@@ -4,6 +4,8 @@
  * gone comes back as a synthesized stopped task with a reason).
  *
  * - Sandbox still 'creating' (berthd died inside RunPodSandbox): torn down completely.
+ * - Sandbox NOTREADY with a `leftover` (a failed RunPodSandbox could not undo a step): the
+ *   stop steps run again; the record stays NOTREADY for kubelet's RemovePodSandbox.
  * - Sandbox whose pause is alive stays READY; otherwise NOTREADY, the dead pause task is
  *   deleted, and netns/CNI stay for StopPodSandbox (containerd does the same).
  * - Sandbox without a pause (no shared pid namespace): READY while its pinned namespaces and
@@ -29,7 +31,7 @@ import { nowNanos, type RuntimeContext } from './server/runtime-context.js';
 import { hasPause, isCreating } from './sandbox/common.js';
 import { sandboxPaths } from './sandbox/files.js';
 import { removeSandbox } from './sandbox/remove.js';
-import { sandboxLockKey } from './sandbox/stop.js';
+import { sandboxLockKey, stopSandbox } from './sandbox/stop.js';
 import { killAndDeletePause } from './sandbox/teardown.js';
 
 const key = (ns: string, id: string): string => `${ns}/${id}`;
@@ -50,6 +52,12 @@ async function recoverSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord
   if (isCreating(sb)) {
     ctx.log.info('recovery: removing a pod sandbox whose creation was interrupted', { id: sb.id });
     await removeSandbox(ctx, ns, sb);
+    return;
+  }
+  if (sb.leftover?.length) {
+    // A RunPodSandbox whose unwinding failed: finish the undos; the pod stays NOTREADY for kubelet to remove.
+    ctx.log.info('recovery: finishing the teardown of a pod sandbox that could not be undone', { id: sb.id, leftover: sb.leftover.join(',') });
+    await stopSandbox(ctx, ns, sb);
     return;
   }
   if (!hasPause(sb)) {

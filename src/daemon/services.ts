@@ -197,6 +197,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     tracer: new Tracer(),
     locks: new KeyedLock(),
     cdi: new CdiRegistry(config.cdi.spec_dirs, log.child({ component: 'cdi' })),
+    sandboxRuns: new Map(),
   };
   const runtimeHandlers: RuntimeHandlers = { ...sandboxHandlers(runtime), ...containerHandlers(runtime), ...observeHandlers(runtime) };
   // Metrics: RPC latency via the CRI server's observer, pulls via the image service, gauges at scrape time.

@@ -55,6 +55,8 @@ export const podSandboxStatus = (ctx: RuntimeContext): NonNullable<RuntimeHandle
       pinnedNamespaces: x.pins ?? {},
       netNamespace: x.hostNetwork ? '' : (r.netnsPath ?? ''),
       netNamespaceClosed: Boolean(x.hostNetwork || x.networkDown),
+      // Undos a failed RunPodSandbox left for StopPodSandbox/RemovePodSandbox.
+      leftover: x.leftover ?? [],
       image: x.imageRef ?? '',
       imageId: x.image ?? '',
       snapshotKey: x.snapshotKey ?? r.id,

@@ -1,7 +1,8 @@
 /**
  * RuntimeService/StopPodSandbox: stop every container of the pod (timeout 0, as containerd),
  * kill + delete the pause task (if any), unmount /dev/shm, CNI DEL and unpin the pod's
- * namespaces; state NOTREADY. Idempotent: a stopped pod, or an id that names no pod (already
+ * namespaces; state NOTREADY. It also finishes what a failed RunPodSandbox could not undo
+ * (the record's `leftover`: every step here is idempotent). Idempotent: a stopped pod, or an id that names no pod (already
  * removed, never created), succeeds, as the CRI asks and containerd 2.x does. An empty or
  * ambiguous id is still InvalidArgument.
  */
@@ -50,6 +51,14 @@ export async function stopSandbox(ctx: RuntimeContext, ns: string, rec: SandboxR
   }
   // After CNI DEL (which wants the netns): the IPC, UTS and user namespaces go too.
   await unpinSandbox(rec);
+  // What a failed RunPodSandbox could not undo is done now, but for what Remove does.
+  if (rec.leftover?.length) {
+    ctx.sandboxes.update(ns, id, (r) => {
+      const rest = (r.leftover ?? []).filter((s) => s === 'snapshot' || s === 'sandbox-dirs');
+      if (rest.length > 0) r.leftover = rest;
+      else delete r.leftover;
+    });
+  }
 }
 
 export const stopPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['stopPodSandbox']> => async (req, call) => {

@@ -128,6 +128,8 @@ export interface RuntimeContext {
   locks: KeyedLock;
   /** The node's CDI spec files (CreateContainer resolves CDI_devices through it). */
   cdi: CdiRegistry;
+  /** RunPodSandbox calls in flight by `<namespace>/<sandbox name>` → the sandbox id they make. */
+  sandboxRuns: Map<string, Promise<string>>;
 }
 
 /** A new 64-hex id (sandbox / container / exec). */
@@ -166,27 +168,4 @@ export function findContainer(ctx: RuntimeContext, ns: string, id: string, field
   if (ids.length === 1) return ctx.containers.get(ns, ids[0]!)!;
   if (ids.length > 1) throw errors.invalidArgument('container.ambiguous_id', `${field} ${id} matches ${ids.length} containers`);
   throw errors.notFound('container.not_found', `container ${id} not found`);
-}
-
-/** Cleanup stack for multi-step handlers: push undo steps, unwind in reverse on failure. */
-export class Cleanup {
-  private readonly steps: Array<{ what: string; fn: () => Promise<unknown> | unknown }> = [];
-  constructor(private readonly log: Logger) {}
-  push(what: string, fn: () => Promise<unknown> | unknown): void {
-    this.steps.push({ what, fn });
-  }
-  async unwind(): Promise<void> {
-    while (this.steps.length) {
-      const s = this.steps.pop()!;
-      try {
-        await s.fn();
-      } catch (err) {
-        this.log.warn('cleanup step failed', { step: s.what, error: err });
-      }
-    }
-  }
-  /** Forget the steps (the operation succeeded). */
-  commit(): void {
-    this.steps.length = 0;
-  }
 }
