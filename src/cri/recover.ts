@@ -20,7 +20,6 @@
  * event handlers, which take the same per-object locks used here.
  */
 import { access, readFile } from 'node:fs/promises';
-import { pinsAlive } from '../network/index.js';
 import { join } from 'node:path';
 import { Annotations } from '../oci/index.js';
 import type { ContainerRecord, SandboxRecord } from '../core/metadata/records.js';
@@ -88,7 +87,7 @@ async function recoverSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord
 async function recoverPauselessSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord): Promise<void> {
   if (sb.state !== 'ready') return;
   const stateDirThere = await access(sandboxPaths(ctx.settings, sb.id).stateDir).then(() => true, () => false);
-  if (stateDirThere && (await pinsAlive(sb.pins ?? {}))) return;
+  if (stateDirThere && (await ctx.pods.alive(sb.pins ?? {}))) return;
   ctx.log.warn('recovery: pod sandbox is no longer ready', { id: sb.id, reason: 'its pinned namespaces are gone' });
   ctx.sandboxes.update(ns, sb.id, (r) => {
     r.state = 'notready';

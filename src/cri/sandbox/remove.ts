@@ -17,7 +17,7 @@ export async function removeSandbox(ctx: RuntimeContext, ns: string, rec: Sandbo
   await stopSandbox(ctx, ns, rec);
   for (const c of ctx.containers.bySandbox(ns, rec.id)) await removeContainerFully(ctx, ns, c);
   await removeRootfsSnapshot(ctx, rec.snapshotKey ?? rec.id);
-  await removeSandboxDirs(sandboxPaths(ctx.settings, rec.id));
+  await removeSandboxDirs(ctx.pods, sandboxPaths(ctx.settings, rec.id));
   ctx.sandboxes.delete(ns, rec.id);
   ctx.names.release(ns, rec.name, rec.id);
   ctx.tracer.drop(rec.id);

@@ -24,7 +24,7 @@
 import type { PodSandboxConfig } from '../../api/cri/runtime/v1/api_pb.js';
 import { SANDBOX_RECORD_VERSION, type SandboxRecord } from '../../core/metadata/sandbox-record.js';
 import { errors } from '../../errors.js';
-import { pinNamespaces, pinPaths, unpinNamespaces, type PinKind } from '../../network/index.js';
+import { pinPaths, type PinKind } from '../../network/index.js';
 import { sandboxSpec, validateSysctls, type ImageConfig as OciImageConfig } from '../../oci/index.js';
 import { podNamespacePlan } from '../../oci/namespaces.js';
 import { NamespaceMode, PodSandboxConfigSchema } from '../../api/cri/runtime/v1/api_pb.js';
@@ -34,7 +34,7 @@ import { Cleanup, type UnwindResult } from '../../cleanup.js';
 import type { LeftoverStep } from '../../core/metadata/sandbox-record.js';
 import { checkUsernsReachable, prepareContainerRootfs, removeRootfsSnapshot } from '../container/userns.js';
 import { isHostIpc, isHostNetwork, MAX_META_LENGTH, sandboxName } from './common.js';
-import { mountShm, removeSandboxDirs, sandboxPaths, validateDns, writeSandboxFiles } from './files.js';
+import { removeSandboxDirs, sandboxPaths, validateDns, writeSandboxFiles } from './files.js';
 import { sandboxLockKey } from './stop.js';
 import { killAndDeletePause, portMappingsOf, teardownNetwork } from './teardown.js';
 import { loadLocalhostSeccomp } from '../container/seccomp-profile.js';
@@ -202,8 +202,8 @@ async function runSandbox(ctx: RuntimeContext, req: RunRequest, call: RunCall): 
       // The pins, the sandbox files and (with a pause) the pause's image, snapshot and spec do
       // not depend on each other: made at once. CNI and the pause task need the pins.
       const pinned = span('pin', async () => {
-        cleanup.push('unpin namespaces', () => unpinNamespaces(pins), 'unpin');
-        await pinNamespaces({
+        cleanup.push('unpin namespaces', () => ctx.pods.unpin(pins), 'unpin');
+        await ctx.pods.pin({
           id,
           dir: ctx.settings.netnsDir,
           ...plan.pin,
@@ -212,11 +212,11 @@ async function runSandbox(ctx: RuntimeContext, req: RunRequest, call: RunCall): 
         });
       });
       const files = span('sandbox-files', async () => {
-        cleanup.push('remove sandbox dirs', () => removeSandboxDirs(paths), 'sandbox-dirs');
+        cleanup.push('remove sandbox dirs', () => removeSandboxDirs(ctx.pods, paths), 'sandbox-dirs');
         await writeSandboxFiles(paths, { hostname: config.hostname, hostNetwork, podIp: undefined, dns: config.dnsConfig });
         // The state dir also tells recovery that this boot made the pod (it lives under /run).
         await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
-        if (!hostIpc) await mountShm(paths);
+        if (!hostIpc) await ctx.pods.mountShm(paths.shmPath);
       });
       const pausePrepared = plan.pause
         ? (async () => {

@@ -12,7 +12,7 @@ import { stopContainerTask } from '../container/lifecycle.js';
 import { findSandbox, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
 import { isCreating, sandboxConfigOf } from './common.js';
-import { sandboxPaths, unmountShm } from './files.js';
+import { sandboxPaths } from './files.js';
 import { killAndDeletePause, teardownNetwork, unpinSandbox } from './teardown.js';
 
 /**
@@ -41,7 +41,7 @@ export async function stopSandbox(ctx: RuntimeContext, ns: string, rec: SandboxR
     r.state = 'notready';
     delete r.pid;
   });
-  await unmountShm(sandboxPaths(ctx.settings, id));
+  await ctx.pods.unmountShm(sandboxPaths(ctx.settings, id).shmPath);
   if (!rec.hostNetwork && !rec.networkDown) {
     await teardownNetwork(ctx, { id, netnsPath: rec.netnsPath, config: sandboxConfigOf(rec) });
     ctx.sandboxes.update(ns, id, (r) => {
@@ -50,7 +50,7 @@ export async function stopSandbox(ctx: RuntimeContext, ns: string, rec: SandboxR
     });
   }
   // After CNI DEL (which wants the netns): the IPC, UTS and user namespaces go too.
-  await unpinSandbox(rec);
+  await unpinSandbox(ctx, rec);
   // What a failed RunPodSandbox could not undo is done now, but for what Remove does.
   if (rec.leftover?.length) {
     ctx.sandboxes.update(ns, id, (r) => {

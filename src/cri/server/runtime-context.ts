@@ -1,7 +1,7 @@
 /**
- * What every RuntimeService handler gets: the stores, the image service, networking, the task
- * manager, the streaming server, the container event bus and the startup tracer, plus the
- * settings handlers need. daemon/services.ts builds it; handlers never import daemon/.
+ * What every RuntimeService handler gets: the stores, ports (server/ports.ts) to the image
+ * service, networking, the pod's kernel objects, the task manager, snapshots, streaming and
+ * CDI, the container event bus, the startup tracer and a clock, plus the settings handlers need. daemon/services.ts builds it; handlers never import daemon/.
  */
 import { KeyedLock } from '../../keyed-lock.js';
 import { randomBytes } from 'node:crypto';
@@ -9,14 +9,9 @@ import { EventEmitter } from 'node:events';
 import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import type { Logger } from '../../log.js';
 import { errors } from '../../errors.js';
-import type { ImageService } from '../../core/images/service.js';
 import type { ContainerRecord, ContainerStore, NameStore, SandboxRecord, SandboxStore } from '../../core/metadata/records.js';
-import type { Snapshotter } from '../../core/snapshots/types.js';
-import type { CniManager } from '../../network/index.js';
-import type { TaskManager } from '../../runtime/index.js';
-import type { StreamingServer } from '../../streaming/index.js';
 import type { RuntimeHandler } from '../../runtime/types.js';
-import type { CdiRegistry } from '../../cdi/index.js';
+import type { CdiPort, Clock, ImagePort, NetworkPort, PodHostPort, SnapshotPort, StreamingPort, TaskPort } from './ports.js';
 
 /** Settings the runtime handlers need (from the daemon config). */
 export interface RuntimeSettings {
@@ -112,22 +107,27 @@ export class Tracer {
 
 export { KeyedLock };
 
+/** What handlers hold: the stores, plus ports (server/ports.ts) for everything outside berthd. */
 export interface RuntimeContext {
   settings: RuntimeSettings;
   log: Logger;
-  images: ImageService;
+  images: ImagePort;
   sandboxes: SandboxStore;
   containers: ContainerStore;
   names: NameStore;
-  snapshotter: Snapshotter;
-  cni: CniManager;
-  tasks: TaskManager;
-  streaming: StreamingServer;
+  snapshotter: SnapshotPort;
+  cni: NetworkPort;
+  /** The pod's pinned namespaces, netns handle and shm (sandbox/host-pods.ts). */
+  pods: PodHostPort;
+  tasks: TaskPort;
+  streaming: StreamingPort;
   events: ContainerEventBus;
   tracer: Tracer;
   locks: KeyedLock;
   /** The node's CDI spec files (CreateContainer resolves CDI_devices through it). */
-  cdi: CdiRegistry;
+  cdi: CdiPort;
+  /** Timers of grace periods and kill waits (systemClock in berthd). */
+  clock: Clock;
   /** RunPodSandbox calls in flight by `<namespace>/<sandbox name>` → the sandbox id they make. */
   sandboxRuns: Map<string, Promise<string>>;
 }
