@@ -112,13 +112,13 @@ test('a sandbox whose RunPodSandbox was interrupted by a crash is torn down on r
   const id = (await e.berthd.cri.runtime.runPodSandbox({ config: cfg })).podSandboxId;
   const pid = await pausePid(e, id);
   await e.berthd.kill9();
-  // Make the record look like berthd died mid-RunPodSandbox (everything made, phase 'creating').
+  // Make the record look like berthd died mid-RunPodSandbox (everything made, state 'creating').
   const db = new Database(join(e.berthd.root, 'meta.db'));
   try {
     const row = db.prepare('SELECT record FROM sandboxes WHERE id = ?').get(id) as { record: string };
-    const rec = JSON.parse(row.record) as { extra: Record<string, unknown>; state: string };
-    rec.extra.phase = 'creating';
-    rec.state = 'notready';
+    const rec = JSON.parse(row.record) as { version: number; state: string };
+    assert.equal(rec.version, 2);
+    rec.state = 'creating';
     db.prepare('UPDATE sandboxes SET record = ? WHERE id = ?').run(JSON.stringify(rec), id);
   } finally {
     db.close();

@@ -1,38 +1,14 @@
 /**
  * Sandbox and container records, stored as JSON documents in the metadata database (the
  * CRI config itself is kept as protobuf bytes, base64, so no field is ever lost), plus the
- * name reservations that make RunPodSandbox/CreateContainer names unique.
+ * name reservations that make RunPodSandbox/CreateContainer names unique. The sandbox record
+ * and its state machine are in sandbox-record.ts; both stores check transitions on update.
  */
 import { errors } from '../../errors.js';
 import { statements, type DB } from './db.js';
+import { checkSandboxRecord, checkSandboxTransition, parseSandboxRecord, type SandboxRecord } from './sandbox-record.js';
 
-export type SandboxState = 'ready' | 'notready';
-
-export interface SandboxRecord {
-  id: string;
-  /** The reserved name (k8s_POD_name_namespace_uid_attempt). */
-  name: string;
-  meta: { name: string; namespace: string; uid: string; attempt: number };
-  state: SandboxState;
-  /** Unix nanoseconds, as a decimal string. */
-  createdAt: string;
-  runtimeHandler: string;
-  /** runtime.v1.PodSandboxConfig, protobuf bytes in base64. */
-  config: string;
-  labels: Record<string, string>;
-  annotations: Record<string, string>;
-  netnsPath?: string;
-  ips: string[];
-  /** Pause process pid (host pid namespace) while running. */
-  pid?: number;
-  /** Directory holding hostname, hosts, resolv.conf, shm. */
-  sandboxDir: string;
-  cgroupParent: string;
-  /** CNI outcome kept for DEL and for status. */
-  cni?: { result?: unknown; portMappings?: unknown[] };
-  /** Anything handler-specific (shim address, spans…). */
-  extra: Record<string, unknown>;
-}
+export type { LeftoverStep, SandboxPins, SandboxRecord, SandboxState } from './sandbox-record.js';
 
 export type ContainerState = 'created' | 'running' | 'exited' | 'unknown';
 
@@ -87,17 +63,18 @@ export class SandboxStore {
   }
 
   put(ns: string, r: SandboxRecord): void {
+    checkSandboxRecord(r);
     this.sql('INSERT INTO sandboxes (namespace, id, record) VALUES (?, ?, ?) ON CONFLICT (namespace, id) DO UPDATE SET record = excluded.record')
       .run(ns, r.id, JSON.stringify(r));
   }
 
   get(ns: string, id: string): SandboxRecord | undefined {
     const row = this.sql('SELECT record FROM sandboxes WHERE namespace = ? AND id = ?').get(ns, id) as { record: string } | undefined;
-    return row && (JSON.parse(row.record) as SandboxRecord);
+    return row && parseSandboxRecord(row.record);
   }
 
   list(ns: string): SandboxRecord[] {
-    return (this.sql('SELECT record FROM sandboxes WHERE namespace = ?').all(ns) as { record: string }[]).map((r) => JSON.parse(r.record) as SandboxRecord);
+    return (this.sql('SELECT record FROM sandboxes WHERE namespace = ?').all(ns) as { record: string }[]).map((r) => parseSandboxRecord(r.record));
   }
 
   /** Ids starting with a prefix. */
@@ -113,7 +90,9 @@ export class SandboxStore {
     return this.db.transaction(() => {
       const r = this.get(ns, id);
       if (!r) throw errors.notFound('sandbox.not_found', `pod sandbox ${id} not found`);
+      const before = r.state;
       fn(r);
+      checkSandboxTransition(id, before, r.state);
       this.put(ns, r);
       return r;
     })();

@@ -15,6 +15,7 @@ import { stopSignal } from '../../oci/index.js';
 import { finishRemovalLater } from './deferred-remove.js';
 import { finishLogForwarder } from './io.js';
 import { decodeMessage, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
+import { sleep, type Clock } from '../server/ports.js';
 
 const SIGKILL = 9;
 const SIGTERM = 15;
@@ -77,16 +78,13 @@ function stopSignalOf(c: ContainerRecord): number {
 }
 
 /** Waits for the init process to exit, at most `ms` (undefined: no limit); undefined on timeout. */
-async function waitExit(ms: number | undefined, waiting: Promise<ExitStatus>): Promise<ExitStatus | undefined> {
+async function waitExit(clock: Clock, ms: number | undefined, waiting: Promise<ExitStatus>): Promise<ExitStatus | undefined> {
   if (ms === undefined) return waiting;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((r) => {
-    timer = setTimeout(() => r(undefined), ms);
-  });
+  const timer = sleep(clock, ms);
   try {
-    return await Promise.race([waiting, timeout]);
+    return await Promise.race([waiting, timer.done.then(() => undefined)]);
   } finally {
-    clearTimeout(timer);
+    timer.cancel();
   }
 }
 
@@ -114,11 +112,11 @@ export async function stopContainerLocked(ctx: RuntimeContext, ns: string, id: s
   let exit: ExitStatus | undefined;
   if (timeoutSec > 0) {
     await killQuiet(ctx, ns, id, stopSignalOf(c));
-    exit = await waitExit(timeoutSec * 1000, waiting);
+    exit = await waitExit(ctx.clock, timeoutSec * 1000, waiting);
   }
   if (!exit) {
     await killQuiet(ctx, ns, id, SIGKILL);
-    exit = await waitExit(undefined, waiting);
+    exit = await waitExit(ctx.clock, undefined, waiting);
   }
   await recordContainerExitFlushed(ctx, ns, id, exit!);
 }

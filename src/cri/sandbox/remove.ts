@@ -9,7 +9,6 @@ import { removalsSettled } from '../container/deferred-remove.js';
 import { removeContainerFully } from '../container/lifecycle.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
-import { extraOf } from './common.js';
 import { removeSandboxDirs, sandboxPaths } from './files.js';
 import { findVisibleSandbox, sandboxLockKey, stopSandbox } from './stop.js';
 import { removeRootfsSnapshot } from '../container/userns.js';
@@ -20,8 +19,8 @@ export async function removeSandbox(ctx: RuntimeContext, ns: string, rec: Sandbo
   for (const c of ctx.containers.bySandbox(ns, rec.id)) await removeContainerFully(ctx, ns, c);
   // A pod that is gone leaves nothing on disk: its containers' deferred removals end first.
   await removalsSettled(ns, rec.id);
-  await removeRootfsSnapshot(ctx, extraOf(rec).snapshotKey ?? rec.id);
-  await removeSandboxDirs(sandboxPaths(ctx.settings, rec.id));
+  await removeRootfsSnapshot(ctx, rec.snapshotKey ?? rec.id);
+  await removeSandboxDirs(ctx.pods, sandboxPaths(ctx.settings, rec.id));
   ctx.sandboxes.delete(ns, rec.id);
   ctx.names.release(ns, rec.name, rec.id);
   ctx.tracer.drop(rec.id);
