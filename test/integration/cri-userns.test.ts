@@ -294,6 +294,45 @@ test('an idmapped volume maps every id, not only root: host-owned ids show as th
   }
 });
 
+test('every mount carries the pod mappings, as kubelet sends them: a file (termination-log), a dir, a tmpfs emptyDir', { skip: skipRun }, async () => {
+  const pod = await runPod(env, usernsPod());
+  pods.push(pod);
+  const dir = mkdtempSync(join(tmpdir(), 'berth-idmap-kubelet-'));
+  chmodSync(dir, 0o755);
+  const term = join(dir, 'termination-log');
+  writeFileSync(term, '');
+  const data = join(dir, 'data');
+  mkdirSync(data, { mode: 0o755 });
+  writeFileSync(join(data, 'config'), 'from the host\n');
+  const mem = join(dir, 'mem');
+  mkdirSync(mem);
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0777', 'berth-test-emptydir', mem], { encoding: 'utf8' });
+  assert.equal(mounted.status, 0, mounted.stderr);
+  try {
+    const uids = [{ hostId: HOST_UID, containerId: 0, length: SIZE }];
+    const gids = [{ hostId: HOST_GID, containerId: 0, length: SIZE }];
+    const withMaps = (containerPath: string, hostPath: string) => ({ containerPath, hostPath, uidMappings: uids, gidMappings: gids });
+    const script = 'echo bye > /dev/termination-log; stat -c %u:%g /data/config; cat /data/config; touch /cache/made && stat -c %u /cache/made';
+    const { status: st, log } = await runToExit(
+      env,
+      pod,
+      busyboxConfig(env, 'kubelet-mounts', ['sh', '-c', script], {
+        mounts: [withMaps('/dev/termination-log', term), withMaps('/data', data), withMaps('/cache', mem)],
+      }),
+    );
+    const out = log.map((l) => l.msg).join('\n');
+    assert.equal(st.exitCode, 0, out);
+    assert.deepEqual(out.split('\n'), ['0:0', 'from the host', '0']);
+    assert.equal(readFileSync(term, 'utf8'), 'bye\n', 'the container root wrote the file mount');
+    assert.equal(statSync(join(mem, 'made')).uid, 0, 'a file made in the tmpfs emptyDir is host root\'s');
+    assert.deepEqual(stagingMounts(env), [], 'no staging mount left on the host');
+  } finally {
+    for (const p of pods.splice(pods.indexOf(pod), 1)) await p.remove();
+    spawnSync('umount', ['-l', mem]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a userns pod on the host network (user_namespaces_host_network): host network, root inside, sysfs readable', { skip: skipRun }, async () => {
   // Without and with a pause (pid POD): the pause mounts sysfs too.
   for (const pid of [NamespaceMode.CONTAINER, NamespaceMode.POD]) {
