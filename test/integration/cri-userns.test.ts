@@ -350,6 +350,32 @@ test('a userns pod on the host network (user_namespaces_host_network): host netw
   }
 });
 
+test('a userns container on idmapped layers survives a berthd crash and restart, and is removed cleanly afterwards', { skip: skipRun }, async () => {
+  const pod = await runPod(env, usernsPod());
+  pods.push(pod);
+  const id = await createContainer(env, pod, busyboxConfig(env, 'survivor', ['sleep', '3600']));
+  await env.berthd.cri.runtime.startContainer({ containerId: id });
+  await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
+  const pid = await containerPid(env, id);
+
+  await env.berthd.kill9();
+  await env.berthd.restart();
+
+  assert.equal((await env.berthd.cri.runtime.containerStatus({ containerId: id })).status?.state, ContainerState.CONTAINER_RUNNING);
+  assert.equal(await containerPid(env, id), pid, 'the same process');
+  assert.equal(statSync(`/proc/${pid}/root/etc/passwd`).uid, HOST_UID, 'its rootfs still shows the image through the idmapped layers');
+  assert.deepEqual(stagingMounts(env), []);
+  // A new container of the pod after the restart gets idmapped layers again.
+  const { status: st, log } = await runToExit(env, pod, busyboxConfig(env, 'after-restart', ['stat', '-c', '%u', '/etc/passwd']));
+  assert.equal(st.exitCode, 0);
+  assert.deepEqual(log.map((l) => l.msg), ['0']);
+  assert.match(env.berthd.log(), /user namespace rootfs: overlay over idmapped image layers/);
+
+  for (const p of pods.splice(pods.indexOf(pod), 1)) await p.remove();
+  assert.equal(rootfsMount(id), undefined, 'the rootfs overlay is unmounted with the container');
+  assert.deepEqual(stagingMounts(env), []);
+});
+
 test('bad user namespace options are refused naming the field', { skip: !isRoot && 'needs root' }, async () => {
   const noMaps = usernsPod();
   noMaps.linux!.securityContext!.namespaceOptions!.usernsOptions!.uids = [];
