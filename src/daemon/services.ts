@@ -5,7 +5,7 @@
 import { access, constants, readFile, rm, writeFile } from 'node:fs/promises';
 import { ENV_RUNC_ROOT, ENV_SHIM_STATE_DIR } from '../shim-protocol.js';
 import { join } from 'node:path';
-import type { Config, RegistryCredential } from './config.js';
+import { parseDuration, type Config, type RegistryCredential } from './config.js';
 import type { Logger } from '../log.js';
 import type { DB } from '../core/metadata/db.js';
 import { ImageStore } from '../core/metadata/images.js';
@@ -30,7 +30,7 @@ import { berthPull } from '../cri/image/berth-pull.js';
 import { trimMallocSoon } from './malloc.js';
 import { BERTH_VERSION } from '../version.js';
 import { TaskManager, type RuntimeHandler } from '../runtime/index.js';
-import { StreamingServer } from '../streaming/index.js';
+import { StreamingServer, type StreamingLimits } from '../streaming/index.js';
 import { ContainerEventBus, KeyedLock, Tracer, type RuntimeContext, type RuntimeSettings } from '../cri/server/runtime-context.js';
 import { systemClock } from '../cri/server/ports.js';
 import { hostPods } from '../cri/sandbox/host-pods.js';
@@ -184,7 +184,12 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
   };
   const cdi = new CdiRegistry(config.cdi.spec_dirs, log.child({ component: 'cdi' }));
   let runtime!: RuntimeContext;
-  const streaming = new StreamingServer({ address: config.streaming.address, backend: createStreamingBackend(() => runtime), log: log.child({ component: 'streaming' }) });
+  const streaming = new StreamingServer({
+    address: config.streaming.address,
+    backend: createStreamingBackend(() => runtime),
+    log: log.child({ component: 'streaming' }),
+    limits: streamingLimits(config),
+  });
   await streaming.start();
   runtime = {
     settings,
@@ -299,6 +304,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
         }
       }
       // 2. The rest cannot fail.
+      if ([...keys].some((k) => k.startsWith('streaming.') && k !== 'streaming.address')) streaming.setLimits(streamingLimits(next));
       if (keys.has('registry.mirrors')) remote.setMirrors(next.registry.mirrors);
       if (keys.has('cdi.spec_dirs')) cdi.setDirs(next.cdi.spec_dirs);
       if (keys.has('cni.conf_dir') || keys.has('cni.bin_dirs')) cni.reconfigure({ confDir: next.cni.conf_dir, binDirs: next.cni.bin_dirs });
@@ -325,5 +331,15 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       await layers.pool.close();
       snapshotter.close();
     },
+  };
+}
+
+/** The streaming server's limits from the [streaming] section. */
+function streamingLimits(config: Config): StreamingLimits {
+  return {
+    idleTimeoutMs: parseDuration(config.streaming.idle_timeout),
+    streamCreationTimeoutMs: parseDuration(config.streaming.stream_creation_timeout),
+    maxConnections: config.streaming.max_connections,
+    maxStreamsPerConnection: config.streaming.max_streams_per_connection,
   };
 }
