@@ -36,6 +36,8 @@ export interface FeatureReport {
   handlers: Record<string, HandlerFeatures>;
   supplementalGroupsPolicy: boolean;
   userNamespacesHostNetwork: boolean;
+  /** Mount.mount_options (noexec, nodev, nosuid) are applied: runc sets them on any bind. */
+  mountOptions: boolean;
 }
 
 export interface HandlerProbeInput {
@@ -194,7 +196,7 @@ export async function probeFeatures(o: { handlers: Record<string, HandlerProbeIn
   }
   // Host network with a user namespace: the pod pins no network namespace, its containers bind
   // the host /sys instead of mounting sysfs (oci/mounts.ts); it needs what user namespaces need.
-  const report: FeatureReport = { handlers, supplementalGroupsPolicy: true, userNamespacesHostNetwork: !userns };
+  const report: FeatureReport = { handlers, supplementalGroupsPolicy: true, userNamespacesHostNetwork: !userns, mountOptions: true };
   o.log.info('runtime handler features', { handlers: Object.fromEntries(Object.entries(handlers).map(([k, v]) => [k, { rro: v.recursiveReadOnlyMounts, userns: v.userNamespaces, reasons: v.reasons }])) });
   return report;
 }

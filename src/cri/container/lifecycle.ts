@@ -13,6 +13,7 @@ import type { ExitStatus } from '../../runtime/index.js';
 import { ContainerConfigSchema } from '../../api/cri/runtime/v1/api_pb.js';
 import { stopSignal } from '../../oci/index.js';
 import { finishLogForwarder, removeContainerDirs } from './io.js';
+import { imageVolumesOf, releaseImageVolumes } from './image-volume.js';
 import { removeRootfsSnapshot } from './userns.js';
 import { decodeMessage, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 
@@ -142,6 +143,9 @@ export async function removeContainerLocked(ctx: RuntimeContext, ns: string, id:
   await removeRootfsSnapshot(ctx, c.snapshotKey);
   await removeContainerDirs(ctx, ns, id);
   ctx.containers.delete(ns, id);
+  // Its image volume views go with the last container of the pod that uses them.
+  const views = imageVolumesOf(c);
+  if (views.length > 0) await releaseImageVolumes(ctx, ns, c.sandboxId, views);
   ctx.names.release(ns, c.name, id);
   ctx.events.publish({ kind: 'DELETED', namespace: ns, containerId: id, sandboxId: c.sandboxId, createdAt: nowNanos() });
 }

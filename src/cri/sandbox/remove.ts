@@ -12,11 +12,14 @@ import { extraOf } from './common.js';
 import { removeSandboxDirs, sandboxPaths } from './files.js';
 import { findVisibleSandbox, sandboxLockKey, stopSandbox } from './stop.js';
 import { removeRootfsSnapshot } from '../container/userns.js';
+import { releaseImageVolumes } from '../container/image-volume.js';
 
 /** Stop + remove everything of a sandbox. Call with the sandbox lock held. */
 export async function removeSandbox(ctx: RuntimeContext, ns: string, rec: SandboxRecord): Promise<void> {
   await stopSandbox(ctx, ns, rec);
   for (const c of ctx.containers.bySandbox(ns, rec.id)) await removeContainerFully(ctx, ns, c);
+  // Any image volume view of the pod still there (a failed removal earlier) goes with it.
+  await releaseImageVolumes(ctx, ns, rec.id);
   await removeRootfsSnapshot(ctx, extraOf(rec).snapshotKey ?? rec.id);
   await removeSandboxDirs(sandboxPaths(ctx.settings, rec.id));
   ctx.sandboxes.delete(ns, rec.id);
