@@ -10,9 +10,10 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { status as grpcStatus } from '@grpc/grpc-js';
+import { NamespaceMode } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, createContainer, runPod, runToExit, type ContainerConfigInit, type TestPod } from '../helpers/cri-container.js';
 import { buildImage, buildLayer, pushFixture, type PushedFixture } from '../helpers/images.js';
@@ -206,6 +207,28 @@ test('removing the pod removes its views', async () => {
   }
   assert.deepEqual(viewMounts(other.id), []);
   assert.equal(existsSync(join(env.berthd.state, 'imgvol', other.id)), false);
+});
+
+const usernsSkip = (() => {
+  if ((statSync('/').mode & 0o001) === 0) return '/ is not searchable by others here: user-namespace pods cannot run';
+  return spawnSync('unshare', ['--user', '/bin/true']).status === 0 ? false : 'unshare --user fails here';
+})();
+
+test('in a hostUsers=false pod (mounts carry the pod mappings, as kubelet sends them) the image volume is readable', { skip: usernsSkip }, async () => {
+  const id = await pullVolume();
+  const uids = [{ hostId: 400000, containerId: 0, length: 65536 }];
+  const gids = [{ hostId: 500000, containerId: 0, length: 65536 }];
+  const upod = await runPod(env, {
+    linux: { securityContext: { namespaceOptions: { network: NamespaceMode.POD, ipc: NamespaceMode.POD, pid: NamespaceMode.CONTAINER, usernsOptions: { mode: NamespaceMode.POD, uids, gids } } } },
+  });
+  try {
+    const r = await runToExit(env, upod, ctr('userns', ['sh', '-c', 'cat /vol/data/hello.txt; (echo x > /vol/x) 2>/dev/null || echo READONLY'], [{ ...imageMount('/vol', id), uidMappings: uids, gidMappings: gids }]));
+    assert.deepEqual(r.log.map((l) => l.msg), ['hello from the image', 'READONLY']);
+    assert.equal(viewMounts(upod.id).length, 1);
+  } finally {
+    await upod.remove();
+  }
+  assert.deepEqual(viewMounts(upod.id), []);
 });
 
 test('Status advertises mount_options', async () => {
