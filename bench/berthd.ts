@@ -41,8 +41,8 @@ export async function startBerthd(opts: BerthdOptions): Promise<DaemonHandle> {
     return await launchDaemon({
       name: 'berth',
       dir,
-      command: process.execPath,
-      args: [join(opts.repoRoot, 'bin', 'berthd'), '--config', configFile],
+      command: join(opts.repoRoot, 'bin', 'berthd'),
+      args: ['--config', configFile],
       socket: join(dir, 'berth.sock'),
       logName: 'berthd.log',
       cwd: opts.repoRoot,

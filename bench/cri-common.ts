@@ -5,7 +5,7 @@
  * container configs, process discovery + PSS, small statistics and BENCHMARKS.md sections.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { connectCri, type CriClient } from '../src/cri/server/client.js';
@@ -278,6 +278,13 @@ export interface StartRuntimeOptions {
   label?: string;
   /** Extra TOML appended to berthd's config (e.g. `[shim]\ngroup = "node"`). */
   berthExtraToml?: string;
+  /** Top-level keys put before the first table of berthd's config (e.g. `userns_rootfs = "copy"`). */
+  berthTopToml?: string;
+  /**
+   * Make the temp dir searchable by others (0711, like /run): pods in a user namespace must
+   * reach their bundles below it (berthd refuses them otherwise).
+   */
+  traversable?: boolean;
 }
 
 /**
@@ -286,6 +293,7 @@ export interface StartRuntimeOptions {
  */
 export async function startRuntime(impl: Impl, o: StartRuntimeOptions): Promise<BenchRuntime> {
   const dir = mkdtempSync(join(tmpdir(), `bench-${impl}-`));
+  if (o.traversable) chmodSync(dir, 0o711);
   const confDir = join(dir, 'cni');
   const net = writeCniConf(confDir, join(dir, 'ipam'), impl === 'berth' ? 'b' : 'c');
   let configFile: string;
@@ -301,8 +309,8 @@ export async function startRuntime(impl: Impl, o: StartRuntimeOptions): Promise<
   } else {
     configFile = join(dir, 'berthd.toml');
     // berthd's own default log level is info; the bench adds nothing that logs per request.
-    writeFileSync(configFile, `${berthdConfig(dir, o.registryHost)}\n${o.berthExtraToml ?? ''}\n`);
-    argv = [process.execPath, join(o.repoRoot, 'bin', 'berthd'), '--config', configFile];
+    writeFileSync(configFile, `${o.berthTopToml ?? ''}\n${berthdConfig(dir, o.registryHost)}\n${o.berthExtraToml ?? ''}\n`);
+    argv = [join(o.repoRoot, 'bin', 'berthd'), '--config', configFile];
     socket = join(dir, 'berth.sock');
   }
   const logFile = join(dir, `${impl}.log`);

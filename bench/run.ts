@@ -1,8 +1,8 @@
 /**
  * `npm run bench` entry: runs the benchmarks and records each in its section of BENCHMARKS.md.
- *   node dist/bench/run.js [pull|pod|pod-shared|burst|memory ...] [--runs N] [--pods N]
+ *   node dist/bench/run.js [pull|pod|pod-shared|burst|memory|userns ...] [--runs N] [--pods N]
  *                          [--only berth|containerd] [--quick] [--no-record]
- * With no names it runs them all. --runs defaults per bench (pull 3, pod 20, burst 3);
+ * With no names it runs them all. --runs defaults per bench (pull 3, pod 20, burst 3, userns 5);
  * --pods takes a list for memory (default 20,100) and burst sizes with --burst (default 10,30).
  * --quick shrinks the pull image (for checking the harness, not for figures; never recorded).
  */
@@ -11,9 +11,10 @@ import { runPullBench, type Impl } from './pull.js';
 import { runPodBench } from './pod.js';
 import { runMemoryBench } from './memory.js';
 import { runBurstBench } from './burst.js';
+import { runUsernsBench } from './userns.js';
 import { BIG_DEFAULT } from '../test/helpers/images.js';
 
-const ALL = ['pull', 'pod', 'pod-shared', 'burst', 'memory'];
+const ALL = ['pull', 'pod', 'pod-shared', 'burst', 'memory', 'userns'];
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -67,6 +68,12 @@ for (const name of which) {
     case 'memory':
       for (const pods of intList('pods', values.pods)) await runMemoryBench({ pods, only, record });
       break;
+    case 'userns': {
+      // --quick: a small image, for checking the harness (never recorded).
+      const spec = values.quick ? { ...BIG_DEFAULT, filesPerSmallLayer: 500, largeFileBytes: 4 * 1024 * 1024 } : BIG_DEFAULT;
+      await runUsernsBench({ runs: positiveInt('runs', values.runs, 5), spec, record: record && !values.quick });
+      break;
+    }
   }
 }
 // gRPC channels and timers must not keep the process alive after the figures are out.

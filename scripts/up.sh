@@ -8,4 +8,4 @@ if [ "$(id -u)" -ne 0 ]; then echo "run as root (berthd manages mounts, namespac
 bash scripts/install-deps.sh
 [ -d node_modules ] || npm ci --no-audit --no-fund
 npm run build --silent
-exec node bin/berthd "$@"
+exec bin/berthd "$@"

@@ -53,6 +53,10 @@ export const configSchema = z
       .default('auto')
       .describe('clamp containers\' oom_score_adj to berthd\'s own: "auto" when CAP_SYS_RESOURCE is missing, true always'),
     snapshotter: z.enum(['overlayfs', 'native', 'auto']).default('auto').describe('overlayfs, native, or auto (overlayfs when it works)'),
+    userns_rootfs: z
+      .enum(['auto', 'idmap', 'copy'])
+      .default('auto')
+      .describe('rootfs of pods with a user namespace: idmap (overlay over idmapped image layers), copy (ownership-shifted image copy per mapping), auto (idmap where the start probe passes, else copy; a container the kernel refuses falls back to copy)'),
     max_concurrent_downloads: z.number().int().min(1).max(64).default(4).describe('layer downloads in parallel per pull'),
     cni: z
       .object({

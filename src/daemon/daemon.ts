@@ -14,6 +14,7 @@ import { BERTH_VERSION } from '../version.js';
 import { createServices, type Services } from './services.js';
 import { planReload } from './reload.js';
 import { notifier, takeNotifySocket, type Notifier } from './sd-notify.js';
+import { limitMallocArenas } from './malloc.js';
 
 const LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error'];
 
@@ -161,6 +162,8 @@ export async function startDaemon(opts: DaemonOptions): Promise<Daemon> {
  * CRI socket answers, RELOADING=1/READY=1 around a reload, and STOPPING=1 on the way out.
  */
 export async function runDaemon(opts: DaemonOptions): Promise<void> {
+  // Before any thread starts: see malloc.ts.
+  limitMallocArenas();
   const sd: Notifier = notifier(takeNotifySocket(), (err) => log.warn('sd_notify failed', { error: err.message }));
   // Installed before start: a SIGHUP during start (Node's default would kill berthd) waits for it.
   let daemon: Daemon | undefined;

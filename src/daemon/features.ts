@@ -20,9 +20,9 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { checkUsernsReachable } from '../cri/container/userns.js';
-import { idmapBind, idmapRoot } from '../cri/container/idmap.js';
-import { unmount } from '../core/snapshots/mount.js';
-import { mkdirSync, readlinkSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { idmapBind, idmapRoot, removeStaging } from '../cri/container/idmap.js';
+import { mountAll, unmount } from '../core/snapshots/mount.js';
+import { mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 
 export interface HandlerFeatures {
   recursiveReadOnlyMounts: boolean;
@@ -38,7 +38,11 @@ export interface FeatureReport {
   userNamespacesHostNetwork: boolean;
   /** Mount.mount_options (noexec, nodev, nosuid) are applied: runc sets them on any bind. */
   mountOptions: boolean;
+  /** How userns containers get their rootfs (config userns_rootfs + the idmapped overlay probe); `reason` when not idmapped. */
+  usernsRootfs: { mode: 'idmap' | 'copy'; fallback: boolean; reason?: string };
 }
+
+export type UsernsRootfsSetting = 'auto' | 'idmap' | 'copy';
 
 export interface HandlerProbeInput {
   /** The OCI runtime binary the handler's shim runs (runc when unset). */
@@ -112,48 +116,93 @@ export async function probeKernelRro(scratchParent: string): Promise<true | stri
 
 const PROBE_HOST_ID = 1_000_000;
 
-/** Whether an idmapped mount maps ids on the state dir's filesystem; an error text if not. */
-export async function probeIdmap(stateDir: string): Promise<true | string> {
+/** A user namespace mapping 0 → PROBE_HOST_ID (one id), held by an `unshare --user sleep`. */
+async function throwawayUserns(): Promise<{ path: string; kill(): void } | string> {
   const holder = spawn('unshare', ['--user', 'sleep', '30'], { stdio: 'ignore' });
   holder.on('error', () => undefined);
+  const kill = () => void holder.kill('SIGKILL');
+  const pid = holder.pid;
+  if (pid === undefined) return 'cannot run unshare --user';
+  const own = readlinkSync('/proc/self/ns/user');
+  const nsOf = (): string => {
+    try {
+      return readlinkSync(`/proc/${pid}/ns/user`);
+    } catch {
+      return own; // not there yet
+    }
+  };
+  for (let i = 0; i < 200 && nsOf() === own; i++) await new Promise((r) => setTimeout(r, 10));
+  if (nsOf() === own) {
+    kill();
+    return 'unshare --user did not create a user namespace';
+  }
+  try {
+    writeFileSync(`/proc/${pid}/uid_map`, `0 ${PROBE_HOST_ID} 1\n`);
+    writeFileSync(`/proc/${pid}/gid_map`, `0 ${PROBE_HOST_ID} 1\n`);
+  } catch (err) {
+    kill();
+    return `writing the probe's id maps: ${(err as Error).message}`;
+  }
+  return { path: `/proc/${pid}/ns/user`, kill };
+}
+
+/** Whether an idmapped mount maps ids on the state dir's filesystem; an error text if not. */
+export async function probeIdmap(stateDir: string): Promise<true | string> {
+  const userns = await throwawayUserns();
+  if (typeof userns === 'string') return `idmap probe: ${userns}`;
   const src = await mkdtemp(join(stateDir, 'idmap-probe-'));
   let target: string | undefined;
   try {
-    const pid = holder.pid;
-    if (pid === undefined) return 'idmap probe: cannot run unshare --user';
-    const own = readlinkSync('/proc/self/ns/user');
-    for (let i = 0; i < 200; i++) {
-      let ns = own;
-      try {
-        ns = readlinkSync(`/proc/${pid}/ns/user`);
-      } catch {
-        /* not there yet */
-      }
-      if (ns !== own) break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    if (readlinkSync(`/proc/${pid}/ns/user`) === own) return 'idmap probe: unshare --user did not create a user namespace';
-    writeFileSync(`/proc/${pid}/uid_map`, `0 ${PROBE_HOST_ID} 1\n`);
-    writeFileSync(`/proc/${pid}/gid_map`, `0 ${PROBE_HOST_ID} 1\n`);
     writeFileSync(join(src, 'f'), '');
     target = join(idmapRoot(stateDir), `probe-${process.pid}`);
     mkdirSync(target, { mode: 0o700 });
-    idmapBind(src, target, `/proc/${pid}/ns/user`);
+    idmapBind(src, target, userns.path);
     const st = statSync(join(target, 'f'));
     return st.uid === PROBE_HOST_ID && st.gid === PROBE_HOST_ID ? true : `idmap probe: a root-owned file showed ${st.uid}:${st.gid} through the idmapped mount, not ${PROBE_HOST_ID}`;
   } catch (err) {
     return `idmapped mounts: ${(err as Error).message}`;
   } finally {
-    if (target) {
-      try {
-        unmount(target, { detach: true, all: true });
-        rmdirSync(target);
-      } catch {
-        /* best effort */
-      }
-    }
-    holder.kill('SIGKILL');
+    if (target) removeStaging([target]);
+    userns.kill();
     await rm(src, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Whether overlayfs takes idmapped lower layers on the snapshots' filesystem (`layersDir`),
+ * as a userns container's rootfs is made (cri/container/userns.ts): a layer dir idmapped with
+ * a throwaway user namespace, a plain upper and work dir, the overlay mounted on a temp dir;
+ * a root-owned lower file must show the mapped owner through it, and a write must land in the
+ * upper dir. The staging mount is detached right after the overlay mount (as berthd does once
+ * the shim has mounted a rootfs) and the lower must stay readable. An error text if not.
+ */
+export async function probeIdmappedOverlay(layersDir: string, stateDir: string): Promise<true | string> {
+  const userns = await throwawayUserns();
+  if (typeof userns === 'string') return `idmapped overlay probe: ${userns}`;
+  const dir = await mkdtemp(join(layersDir, 'idmap-overlay-probe-'));
+  const staging = join(idmapRoot(stateDir), `probe-overlay-${process.pid}`);
+  const merged = join(dir, 'merged');
+  let mounted = false;
+  try {
+    for (const d of ['lower', 'upper', 'work', 'merged']) mkdirSync(join(dir, d), { mode: 0o755 });
+    writeFileSync(join(dir, 'lower', 'f'), 'lower');
+    mkdirSync(staging, { mode: 0o700 });
+    idmapBind(join(dir, 'lower'), staging, userns.path);
+    mountAll([{ type: 'overlay', source: 'overlay', options: [`lowerdir=${staging}`, `upperdir=${join(dir, 'upper')}`, `workdir=${join(dir, 'work')}`] }], merged);
+    mounted = true;
+    removeStaging([staging]);
+    const st = statSync(join(merged, 'f'));
+    if (st.uid !== PROBE_HOST_ID) return `idmapped overlay probe: a root-owned lower file showed uid ${st.uid} through the overlay, not ${PROBE_HOST_ID}`;
+    if (readFileSync(join(merged, 'f'), 'utf8') !== 'lower') return 'idmapped overlay probe: the lower file cannot be read once its staging mount is detached';
+    writeFileSync(join(merged, 'g'), 'upper');
+    return true;
+  } catch (err) {
+    return `idmapped overlay: ${(err as Error).message}`;
+  } finally {
+    if (mounted) unmount(merged, { detach: true, all: true });
+    removeStaging([staging]);
+    userns.kill();
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
@@ -168,7 +217,23 @@ async function usernsConditions(stateDir: string): Promise<string | undefined> {
   return undefined;
 }
 
-export async function probeFeatures(o: { handlers: Record<string, HandlerProbeInput>; stateDir: string; log: Logger }): Promise<FeatureReport> {
+/** The userns rootfs way for config value `setting`, probing overlay over idmapped layers in `layersDir` unless `copy`. */
+async function usernsRootfsMode(setting: UsernsRootfsSetting, layersDir: string | undefined, stateDir: string, usernsRefused: string | undefined): Promise<FeatureReport['usernsRootfs']> {
+  if (setting === 'copy') return { mode: 'copy', fallback: false, reason: 'userns_rootfs = "copy" in the config' };
+  const probe = usernsRefused ?? (layersDir === undefined ? 'the snapshotter is not overlayfs' : await probeIdmappedOverlay(layersDir, stateDir));
+  if (probe === true) return { mode: 'idmap', fallback: setting === 'auto' };
+  // "idmap" asked for explicitly: no copy behind the operator's back; containers fail with the kernel's error.
+  return setting === 'idmap' ? { mode: 'idmap', fallback: false, reason: probe } : { mode: 'copy', fallback: false, reason: probe };
+}
+
+export async function probeFeatures(o: {
+  handlers: Record<string, HandlerProbeInput>;
+  stateDir: string;
+  log: Logger;
+  /** overlayfs snapshotter: where the layer dirs are (the idmapped overlay is probed there). */
+  layersDir?: string;
+  usernsRootfs?: UsernsRootfsSetting;
+}): Promise<FeatureReport> {
   const kernelRro = await probeKernelRro(o.stateDir).catch((err: Error) => `recursive read-only probe: ${err.message}`);
   let userns = await usernsConditions(o.stateDir);
   if (!userns) {
@@ -196,7 +261,11 @@ export async function probeFeatures(o: { handlers: Record<string, HandlerProbeIn
   }
   // Host network with a user namespace: the pod pins no network namespace, its containers bind
   // the host /sys instead of mounting sysfs (oci/mounts.ts); it needs what user namespaces need.
-  const report: FeatureReport = { handlers, supplementalGroupsPolicy: true, userNamespacesHostNetwork: !userns, mountOptions: true };
+  const usernsRootfs = await usernsRootfsMode(o.usernsRootfs ?? 'auto', o.layersDir, o.stateDir, userns);
+  const report: FeatureReport = { handlers, supplementalGroupsPolicy: true, userNamespacesHostNetwork: !userns, mountOptions: true, usernsRootfs };
   o.log.info('runtime handler features', { handlers: Object.fromEntries(Object.entries(handlers).map(([k, v]) => [k, { rro: v.recursiveReadOnlyMounts, userns: v.userNamespaces, reasons: v.reasons }])) });
+  const rootfsLine = usernsRootfs.mode === 'idmap' ? 'user namespace rootfs: overlay over idmapped image layers' : 'user namespace rootfs: ownership-shifted image copy per (image, mapping)';
+  if (usernsRootfs.mode === 'idmap' && usernsRootfs.reason) o.log.error(`${rootfsLine} (userns_rootfs = "idmap"), but the probe failed: userns containers will fail`, { reason: usernsRootfs.reason });
+  else o.log.info(rootfsLine, usernsRootfs.reason ? { reason: usernsRootfs.reason } : {});
   return report;
 }

@@ -27,6 +27,7 @@ import { imageStatus } from '../cri/image/status.js';
 import { removeImage } from '../cri/image/remove.js';
 import { imageFsInfo } from '../cri/image/fs-info.js';
 import { berthPull } from '../cri/image/berth-pull.js';
+import { trimMallocSoon } from './malloc.js';
 import { BERTH_VERSION } from '../version.js';
 import { TaskManager, type RuntimeHandler } from '../runtime/index.js';
 import { StreamingServer } from '../streaming/index.js';
@@ -205,6 +206,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
   observePulls(images, (o) => {
     metrics.pulled(o.ok, o.bytes, o.durationMs / 1000);
     recordPullSpan(runtime.tracer, o.ref, o.startMs, o.durationMs, { bytes: o.bytes }, o.error);
+    trimMallocSoon();
   });
   let metricsEndpoint = await startMetricsEndpoint(metrics.registry, config.metrics.address, config.state, log.child({ component: 'metrics' }));
   // No CreateContainer runs yet: idmapped staging mounts left by a berthd that died mid-create go.
@@ -227,7 +229,10 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     handlers: Object.fromEntries(Object.entries(config.runtimes).map(([name, r]) => [name, { binary: r.binary }])),
     stateDir: config.state,
     log: log.child({ component: 'features' }),
+    layersDir: snapshotter.driver === 'overlayfs' ? join(snapshotter.root, 'snapshots') : undefined,
+    usernsRootfs: config.userns_rootfs,
   });
+  settings.usernsRootfs = { mode: features.usernsRootfs.mode, fallback: features.usernsRootfs.fallback };
   settings.recursiveReadOnlyMounts = Object.fromEntries(Object.entries(features.handlers).map(([n, f]) => [n, f.recursiveReadOnlyMounts]));
   const status: StatusDeps = {
     features: { ...features, defaultHandler: config.default_runtime },

@@ -16,8 +16,16 @@ function checkPid(pid: number | undefined, field: string): number {
   return pid;
 }
 
+/**
+ * The one mapping of a pod user namespace. kubelet sends exactly one range per kind, starting
+ * at container id 0 (pkg/kubelet/userns: {container_id 0, host_id N×65536, length 65536·k});
+ * containerd accepts one line only too ("only one mapping line supported"). Several ranges, or
+ * a range that leaves container id 0 unmapped (no root inside: runc could not even own the
+ * bundle), are refused naming the field.
+ */
 function mappings(list: readonly IDMapping[], field: string): LinuxIDMapping[] {
   if (list.length === 0) throw invalid(field, 'at least one mapping is required with a pod user namespace', 'oci.invalid_userns');
+  if (list.length > 1) throw invalid(field, `${list.length} mappings given, a pod user namespace takes exactly one (as kubelet sends)`, 'oci.invalid_userns');
   return list.map((m, i) => {
     const f = `${field}[${i}]`;
     for (const [k, v] of [['host_id', m.hostId], ['container_id', m.containerId], ['length', m.length]] as const) {
@@ -27,6 +35,7 @@ function mappings(list: readonly IDMapping[], field: string): LinuxIDMapping[] {
     if (m.hostId + m.length > MAX_UINT32 + 1 || m.containerId + m.length > MAX_UINT32 + 1) {
       throw invalid(f, 'mapping runs past the 32-bit id space', 'oci.invalid_userns');
     }
+    if (m.containerId !== 0) throw invalid(`${f}.container_id`, `${m.containerId}: container id 0 (root) is left unmapped; the mapping must start at container id 0`, 'oci.invalid_userns');
     return { containerID: m.containerId, hostID: m.hostId, size: m.length };
   });
 }
@@ -36,11 +45,21 @@ export interface UserNamespacePlan {
   gidMappings: LinuxIDMapping[];
 }
 
-/** User namespace mappings for POD mode, undefined for NODE / unset. */
+/**
+ * User namespace mappings for POD mode, undefined for NODE / unset (the host's user
+ * namespace). NODE with mappings, CONTAINER and TARGET are refused as containerd does: kubelet
+ * sends POD with mappings (hostUsers: false) or NODE without (hostUsers: true).
+ */
 export function userNamespacePlan(opts: NamespaceOption | undefined, field: string): UserNamespacePlan | undefined {
   const u = opts?.usernsOptions;
-  if (u === undefined || u.mode === NamespaceMode.NODE) return undefined;
-  if (u.mode !== NamespaceMode.POD) throw invalid(`${field}.userns_options.mode`, `unsupported mode ${NamespaceMode[u.mode] ?? u.mode}`, 'oci.invalid_userns');
+  if (u === undefined) return undefined;
+  if (u.mode === NamespaceMode.NODE) {
+    if (u.uids.length > 0 || u.gids.length > 0) {
+      throw invalid(`${field}.userns_options`, `mode NODE (the host's user namespace) takes no mappings, got ${u.uids.length} uid and ${u.gids.length} gid mapping(s)`, 'oci.invalid_userns');
+    }
+    return undefined;
+  }
+  if (u.mode !== NamespaceMode.POD) throw invalid(`${field}.userns_options.mode`, `unsupported mode ${NamespaceMode[u.mode] ?? u.mode} (only POD and NODE)`, 'oci.invalid_userns');
   return { uidMappings: mappings(u.uids, `${field}.userns_options.uids`), gidMappings: mappings(u.gids, `${field}.userns_options.gids`) };
 }
 

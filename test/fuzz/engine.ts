@@ -148,6 +148,8 @@ export interface RunOptions {
   budgetMs: number;
   /** Iteration cap (default: unbounded within the budget). */
   maxIterations?: number;
+  /** Inputs run whatever the clock says (default 0): a loaded machine still tries this many. */
+  minIterations?: number;
   /** Per-input time cap in ms (default 2000). */
   capMs?: number;
   /** Heap ceiling in MiB (default 512). */
@@ -178,7 +180,7 @@ export async function runTarget<I>(t: Target<I>, o: RunOptions): Promise<RunResu
   await t.setup?.();
   try {
     for (let i = 0; o.maxIterations === undefined || i < o.maxIterations; i++) {
-      if (Date.now() - started >= o.budgetMs) break;
+      if (i >= (o.minIterations ?? 0) && Date.now() - started >= o.budgetMs) break;
       if (o.progress) Atomics.store(o.progress, 0, i);
       const rng = new Rng(iterationSeed(o.seed, i));
       const input = t.gen(rng);

@@ -118,7 +118,7 @@ export async function startBerthd(o: BerthdOptions = {}): Promise<TestBerthd> {
     // A crashed daemon leaves its socket file behind: only a fresh one means "ready".
     rmSync(socket, { force: true });
     const fd = openSync(logFile, 'a');
-    const p = spawn(process.execPath, [bin, '--config', configFile], { stdio: ['ignore', fd, fd], ...(o.env ? { env: { ...process.env, ...o.env } } : {}) });
+    const p = spawn(bin, ['--config', configFile], { stdio: ['ignore', fd, fd], ...(o.env ? { env: { ...process.env, ...o.env } } : {}) });
     closeSync(fd);
     await waitForSocket(socket, p, logFile);
     return p;

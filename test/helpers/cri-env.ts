@@ -66,10 +66,14 @@ export async function startCriEnv(o: CriEnvOptions = {}): Promise<CriEnv> {
       }),
     );
   }
+  // Top-level keys of o.extraToml (the lines before its first table header) go before [cni].
+  const extra = o.extraToml ?? '';
+  const header = /^\[/m.exec(extra)?.index ?? extra.length;
   const extraToml =
     `sandbox_image = "${fx.get('pause')!.ref}"\n` +
+    extra.slice(0, header) +
     `[cni]\nbin_dirs = [${[...(o.cniBinDirs ?? []), '/usr/lib/cni'].map((d) => JSON.stringify(d)).join(', ')}]\nconf_dir = "${confDir}"\n` +
-    (o.extraToml ?? '');
+    extra.slice(header);
   let berthd: TestBerthd;
   try {
     berthd = await startBerthd({ ...o, extraToml });

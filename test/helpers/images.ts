@@ -674,6 +674,20 @@ function* smallFiles(layer: number, count: number): Generator<LayerEntry> {
 }
 
 export async function bigImage(spec: BigSpec = BIG_DEFAULT): Promise<FixtureManifest> {
+  return buildImage(await bigLayers(spec), { config: { Cmd: ['/none'], Labels: { 'org.example.fixture': 'big' } } });
+}
+
+/**
+ * The `big` layers on top of the busybox layer: a runnable image of the big fixture's size
+ * (the user-namespace bench starts containers on it).
+ */
+export async function bigRunnableImage(spec: BigSpec = BIG_DEFAULT): Promise<FixtureManifest> {
+  return buildImage([await busyboxLayer(), ...(await bigLayers(spec))], {
+    config: { Cmd: ['sh'], Env: ['PATH=/bin:/usr/bin:/sbin:/usr/sbin'], Labels: { 'org.example.fixture': 'big-runnable' } },
+  });
+}
+
+async function bigLayers(spec: BigSpec): Promise<LayerBlob[]> {
   const key = `big-${JSON.stringify(spec)}`;
   const layers: LayerBlob[] = [];
   for (let l = 0; l < spec.smallLayers; l++) {
@@ -686,7 +700,7 @@ export async function bigImage(spec: BigSpec = BIG_DEFAULT): Promise<FixtureMani
     }
     layers.push(await buildLayer(entries, { compression: 'gzip', level: spec.gzipLevel }, `${key}-L${l}`));
   }
-  return buildImage(layers, { config: { Cmd: ['/none'], Labels: { 'org.example.fixture': 'big' } } });
+  return layers;
 }
 
 // ---------------------------------------------------------------- the named fixtures

@@ -73,6 +73,20 @@ const rows: Row[] = [
     codes: [S.INVALID_ARGUMENT],
     field: /pid|user/,
   },
+  {
+    rpc: R('RunPodSandbox'),
+    what: 'user namespace POD with two uid mappings (kubelet sends one)',
+    req: (f) => ({ config: { ...f.podCfg(), linux: { securityContext: { namespaceOptions: { pid: 1, usernsOptions: { mode: 0, uids: [{ hostId: 100000, containerId: 0, length: 1000 }, { hostId: 200000, containerId: 1000, length: 1000 }], gids: [{ hostId: 100000, containerId: 0, length: 65536 }] } } } } } }),
+    codes: [S.INVALID_ARGUMENT],
+    field: /userns_options\.uids/,
+  },
+  {
+    rpc: R('RunPodSandbox'),
+    what: 'user namespace POD whose gid mapping leaves container id 0 unmapped',
+    req: (f) => ({ config: { ...f.podCfg(), linux: { securityContext: { namespaceOptions: { pid: 1, usernsOptions: { mode: 0, uids: [{ hostId: 100000, containerId: 0, length: 65536 }], gids: [{ hostId: 100000, containerId: 1, length: 65536 }] } } } } } }),
+    codes: [S.INVALID_ARGUMENT],
+    field: /userns_options\.gids\[0\]\.container_id/,
+  },
 
   { rpc: R('StopPodSandbox'), what: 'empty pod_sandbox_id', req: () => ({ podSandboxId: '' }), codes: [S.INVALID_ARGUMENT], field: /pod_?sandbox_?id/i },
   { rpc: R('StopPodSandbox'), what: 'unknown id (idempotent)', req: () => ({ podSandboxId: UNKNOWN_ID }), codes: [S.OK, S.NOT_FOUND] },

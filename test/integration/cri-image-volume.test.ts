@@ -92,7 +92,11 @@ test('a container reads both layers of an image volume; it is read-only, noexec,
     'cat /sub/inner.txt /link/inner.txt',
     'ls /sub',
   ].join('; ');
-  const r = await runToExit(env, pod, ctr('reader', ['sh', '-c', script], [imageMount('/vol', id), imageMount('/sub', id, 'data/sub'), imageMount('/link', id, 'data/inlink')]));
+  const r = await runToExit(
+    env,
+    pod,
+    ctr('reader', ['sh', '-c', script], [imageMount('/vol', id), imageMount('/sub', id, 'data/sub'), imageMount('/link', id, 'data/inlink')]),
+  );
   const lines = r.log.map((l) => l.msg);
   assert.equal(r.status.exitCode, 0, lines.join('\n'));
   assert.deepEqual(lines.slice(0, 4), ['hello from the image', 'from layer two', 'READONLY', 'NOEXEC']);
@@ -108,8 +112,19 @@ test('a container reads both layers of an image volume; it is read-only, noexec,
 test('a single-layer image (busybox) as a volume: its binaries are there but cannot be executed', async (t) => {
   t.after(() => removeContainersOf(pod));
   const bb = (await env.berthd.cri.image.imageStatus({ image: { image: env.busybox.ref } })).image!.id;
-  const r = await runToExit(env, pod, ctr('bbvol', ['sh', '-c', 'test -f /tools/bin/busybox && echo PRESENT; /tools/bin/busybox true 2>/dev/null && echo EXECUTED || echo NOEXEC'], [imageMount('/tools', bb)]));
-  assert.deepEqual(r.log.map((l) => l.msg), ['PRESENT', 'NOEXEC']);
+  const r = await runToExit(
+    env,
+    pod,
+    ctr(
+      'bbvol',
+      ['sh', '-c', 'test -f /tools/bin/busybox && echo PRESENT; /tools/bin/busybox true 2>/dev/null && echo EXECUTED || echo NOEXEC'],
+      [imageMount('/tools', bb)],
+    ),
+  );
+  assert.deepEqual(
+    r.log.map((l) => l.msg),
+    ['PRESENT', 'NOEXEC'],
+  );
   await env.berthd.cri.runtime.removeContainer({ containerId: r.id });
   assert.deepEqual(viewMounts(), []);
 });
@@ -193,7 +208,10 @@ test('a view survives a berthd crash and restart; a new container reuses it; a l
   const r = await env.berthd.cri.runtime.execSync({ containerId: c, cmd: ['cat', '/vol/data/hello.txt'], timeout: 10n });
   assert.equal(Buffer.from(r.stdout).toString(), 'hello from the image\n');
   const again = await runToExit(env, pod, ctr('after-restart', ['cat', '/vol/sub/inner.txt'], [imageMount('/vol', id, 'data')]));
-  assert.deepEqual(again.log.map((l) => l.msg), ['inner']);
+  assert.deepEqual(
+    again.log.map((l) => l.msg),
+    ['inner'],
+  );
   assert.equal(viewMounts().length, 1);
   for (const x of [again.id, c]) await env.berthd.cri.runtime.removeContainer({ containerId: x });
   assert.deepEqual(viewMounts(), []);
@@ -222,11 +240,31 @@ test('in a hostUsers=false pod (mounts carry the pod mappings, as kubelet sends 
   const uids = [{ hostId: 400000, containerId: 0, length: 65536 }];
   const gids = [{ hostId: 500000, containerId: 0, length: 65536 }];
   const upod = await runPod(env, {
-    linux: { securityContext: { namespaceOptions: { network: NamespaceMode.POD, ipc: NamespaceMode.POD, pid: NamespaceMode.CONTAINER, usernsOptions: { mode: NamespaceMode.POD, uids, gids } } } },
+    linux: {
+      securityContext: {
+        namespaceOptions: {
+          network: NamespaceMode.POD,
+          ipc: NamespaceMode.POD,
+          pid: NamespaceMode.CONTAINER,
+          usernsOptions: { mode: NamespaceMode.POD, uids, gids },
+        },
+      },
+    },
   });
   try {
-    const r = await runToExit(env, upod, ctr('userns', ['sh', '-c', 'cat /vol/data/hello.txt; (echo x > /vol/x) 2>/dev/null || echo READONLY'], [{ ...imageMount('/vol', id), uidMappings: uids, gidMappings: gids }]));
-    assert.deepEqual(r.log.map((l) => l.msg), ['hello from the image', 'READONLY']);
+    const r = await runToExit(
+      env,
+      upod,
+      ctr(
+        'userns',
+        ['sh', '-c', 'cat /vol/data/hello.txt; (echo x > /vol/x) 2>/dev/null || echo READONLY'],
+        [{ ...imageMount('/vol', id), uidMappings: uids, gidMappings: gids }],
+      ),
+    );
+    assert.deepEqual(
+      r.log.map((l) => l.msg),
+      ['hello from the image', 'READONLY'],
+    );
     assert.equal(viewMounts(upod.id).length, 1);
   } finally {
     await upod.remove();

@@ -5,13 +5,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { NamespaceMode, ContainerState } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, createContainer, logText, runPod, runToExit, waitForState, type PodConfigInit, type TestPod } from '../helpers/cri-container.js';
+import { until } from '../helpers/process.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -60,6 +61,47 @@ function hostIds(pid: number): { uid: number; gid: number } {
   const uid = Number(/^Uid:\s+(\d+)/m.exec(st)![1]);
   const gid = Number(/^Gid:\s+(\d+)/m.exec(st)![1]);
   return { uid, gid };
+}
+
+/** Keys of the remapped (ownership-shifted copy) snapshots of `e`'s overlayfs snapshotter. */
+function remaps(e: CriEnv): string[] {
+  const db = new Database(join(e.berthd.root, 'snapshots', 'overlayfs', 'metadata.db'), { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare(`SELECT key FROM snapshots WHERE key LIKE '%-remap-%'`).all() as { key: string }[]).map((r) => r.key);
+  } finally {
+    db.close();
+  }
+}
+
+/** mountinfo of this (the host's) mount namespace: mount point and super options of each mount. */
+function hostMounts(): { point: string; superOptions: string }[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => {
+      const f = l.split(' ');
+      return { point: f[4] ?? '', superOptions: f[f.indexOf('-') + 3] ?? '' };
+    });
+}
+
+/** Mount points strictly below `<state>/idmap/` (idmapped staging entries). */
+function stagingMounts(e: CriEnv): string[] {
+  return hostMounts()
+    .map((m) => m.point)
+    .filter((p) => p.startsWith(`${e.berthd.state}/idmap/`));
+}
+
+/** The host mount of container `id`'s rootfs (the shim mounts it on <bundle>/rootfs). */
+function rootfsMount(id: string): { point: string; superOptions: string } | undefined {
+  return hostMounts().find((m) => m.point.endsWith(`/${id}/rootfs`));
+}
+
+/** The pid of a running container, from its verbose status. */
+async function containerPid(e: CriEnv, id: string): Promise<number> {
+  const verbose = await e.berthd.cri.runtime.containerStatus({ containerId: id, verbose: true });
+  const pid = Number(JSON.parse(verbose.info.info ?? '{}').pid);
+  assert.ok(pid > 0, `container pid in verbose info: ${verbose.info.info}`);
+  return pid;
 }
 
 let env: CriEnv;
@@ -113,6 +155,39 @@ test('a hostUsers=false pod runs its containers as root inside, as the mapped id
   const u = verbose.status?.user?.linux;
   assert.equal(u?.uid, 0n);
   assert.equal(u?.gid, 0n);
+
+  // The rootfs is an overlay over idmapped image layers (no copy of the image): seen from the
+  // host, the image's root-owned files belong to the mapped ids, and a file the container's
+  // root made in its writable layer is the mapped uid on disk.
+  const m = rootfsMount(id);
+  assert.ok(m, 'the container rootfs is mounted on the host');
+  assert.match(m.superOptions, new RegExp(`lowerdir=${env.berthd.state}/idmap/`), 'the overlay is over the idmapped layer clones');
+  assert.deepEqual(stagingMounts(env), [], 'the staging mounts are detached once the overlay holds them');
+  const passwd = statSync(`/proc/${pid}/root/etc/passwd`);
+  assert.deepEqual([passwd.uid, passwd.gid], [HOST_UID, HOST_GID], 'image files as the host sees them through the idmapped layer');
+  const writer = await createContainer(env, pod, busyboxConfig(env, 'writer', ['sh', '-c', 'echo x > /written && exec sleep 3600']));
+  await env.berthd.cri.runtime.startContainer({ containerId: writer });
+  await waitForState(env, writer, ContainerState.CONTAINER_RUNNING);
+  const wpid = await containerPid(env, writer);
+  await until(() => existsSync(`/proc/${wpid}/root/written`), 'the container wrote /written');
+  assert.equal(statSync(`/proc/${wpid}/root/written`).uid, HOST_UID, 'a write by the container root is the mapped uid on disk');
+  assert.deepEqual(remaps(env), [], 'no ownership-shifted image copy was made');
+});
+
+test('a hostUsers=true pod as kubelet sends it (userns_options mode NODE, no mappings) is in the host user namespace, rootfs as is', { skip: skipRun }, async () => {
+  const pod = await runPod(env, {
+    linux: { securityContext: { namespaceOptions: { network: NamespaceMode.POD, ipc: NamespaceMode.POD, pid: NamespaceMode.CONTAINER, usernsOptions: { mode: NamespaceMode.NODE } } } },
+  });
+  pods.push(pod);
+  const id = await createContainer(env, pod, busyboxConfig(env, 'hostusers', ['sh', '-c', 'cat /proc/self/uid_map; exec sleep 3600']));
+  await env.berthd.cri.runtime.startContainer({ containerId: id });
+  await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
+  const pid = await containerPid(env, id);
+  assert.equal(readlinkSync(`/proc/${pid}/ns/user`), readlinkSync('/proc/self/ns/user'), 'the host user namespace');
+  assert.deepEqual(hostIds(pid), { uid: 0, gid: 0 });
+  assert.match(readFileSync(`/proc/${pid}/uid_map`, 'utf8'), /^\s*0\s+0\s+4294967295$/m);
+  assert.equal(statSync(`/proc/${pid}/root/etc/passwd`).uid, 0);
+  assert.doesNotMatch(rootfsMount(id)?.superOptions ?? '', /\/idmap\//, 'image layers not idmapped');
 });
 
 test('procMount Unmasked as kubelet sends it (empty masked/readonly lists, userns pod): nothing masked; Default lists keep /proc masked', { skip: skipRun }, async () => {
@@ -170,12 +245,51 @@ test('a volume with the pod mappings (as kubelet sends it) is idmapped: host roo
     assert.equal(st.exitCode, 0, out);
     assert.deepEqual(out.split('\n'), ['0:0', 'from the host', 'wrote', '65534'], 'idmapped: root inside; the plain bind of the same dir: nobody');
     assert.equal(statSync(join(vol, 'new')).uid, 0, 'a write by the container root is host root on disk');
-    assert.equal(readFileSync('/proc/self/mountinfo', 'utf8').includes('/idmap/'), false, 'no staging mount left on the host');
+    assert.deepEqual(stagingMounts(env), [], 'no staging mount left on the host');
     await assert.rejects(
       createContainer(env, pod, busyboxConfig(env, 'idmap-bad', ['true'], { mounts: [{ containerPath: '/vol', hostPath: vol, uidMappings: [{ hostId: 1, containerId: 0, length: 1 }], gidMappings: gids }] })),
       (e: { code: number; details: string }) => e.code === 3 && e.details.includes('config.mounts[0]') && e.details.includes('mappings'),
     );
   } finally {
+    rmSync(vol, { recursive: true, force: true });
+  }
+});
+
+test('an idmapped volume maps every id, not only root: host-owned ids show as the same ids inside, a non-root container writes as its own id', { skip: skipRun }, async () => {
+  const pod = await runPod(env, usernsPod());
+  pods.push(pod);
+  const vol = mkdtempSync(join(tmpdir(), 'berth-idmap-ids-'));
+  chmodSync(vol, 0o755);
+  writeFileSync(join(vol, 'owned'), 'x');
+  chownSync(join(vol, 'owned'), 1234, 2345);
+  mkdirSync(join(vol, 'w'), { mode: 0o755 });
+  chownSync(join(vol, 'w'), 1000, 1000);
+  try {
+    const uids = [{ hostId: HOST_UID, containerId: 0, length: SIZE }];
+    const gids = [{ hostId: HOST_GID, containerId: 0, length: SIZE }];
+    const script = 'id -u; stat -c %u:%g /vol/owned; touch /vol/w/new && echo wrote; stat -c %u:%g /plain/owned; exec sleep 3600';
+    const id = await createContainer(
+      env,
+      pod,
+      busyboxConfig(env, 'ids', ['sh', '-c', script], {
+        linux: { securityContext: { runAsUser: { value: 1000n }, runAsGroup: { value: 1000n } } },
+        mounts: [
+          { containerPath: '/vol', hostPath: vol, uidMappings: uids, gidMappings: gids },
+          { containerPath: '/plain', hostPath: vol, readonly: true },
+        ],
+      }),
+    );
+    await env.berthd.cri.runtime.startContainer({ containerId: id });
+    const st = await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
+    const pid = await containerPid(env, id);
+    assert.deepEqual(hostIds(pid), { uid: HOST_UID + 1000, gid: HOST_GID + 1000 }, 'container uid 1000 is host uid HOST_UID+1000');
+    await until(() => logText(st.logPath).split('\n').length >= 4, 'the script printed its four lines');
+    assert.deepEqual(logText(st.logPath).split('\n'), ['1000', '1234:2345', 'wrote', '65534:65534'], 'idmapped: the host ids inside; the plain bind: unmapped (nobody)');
+    const made = statSync(join(vol, 'w', 'new'));
+    assert.deepEqual([made.uid, made.gid], [1000, 1000], 'a write by container uid 1000 is host uid 1000 on disk');
+  } finally {
+    for (const p of pods.splice(pods.indexOf(pod), 1)) await p.remove();
+    assert.deepEqual(stagingMounts(env), []);
     rmSync(vol, { recursive: true, force: true });
   }
 });
@@ -202,27 +316,69 @@ test('bad user namespace options are refused naming the field', { skip: !isRoot 
   noMaps.linux!.securityContext!.namespaceOptions!.usernsOptions!.uids = [];
   await assert.rejects(runPod(env, noMaps), /INVALID_ARGUMENT.*userns_options\.uids/);
 
-  const containerMode = usernsPod();
-  containerMode.linux!.securityContext!.namespaceOptions!.usernsOptions!.mode = NamespaceMode.CONTAINER;
-  await assert.rejects(runPod(env, containerMode), /INVALID_ARGUMENT.*userns_options\.mode/);
+  for (const mode of [NamespaceMode.CONTAINER, NamespaceMode.TARGET]) {
+    const other = usernsPod();
+    other.linux!.securityContext!.namespaceOptions!.usernsOptions!.mode = mode;
+    await assert.rejects(runPod(env, other), new RegExp(`INVALID_ARGUMENT.*userns_options\\.mode: unsupported mode ${NamespaceMode[mode]}`));
+  }
+
+  const two = usernsPod();
+  two.linux!.securityContext!.namespaceOptions!.usernsOptions!.uids = [
+    { hostId: HOST_UID, containerId: 0, length: 1000 },
+    { hostId: HOST_UID + 5000, containerId: 1000, length: 1000 },
+  ];
+  await assert.rejects(runPod(env, two), /INVALID_ARGUMENT.*userns_options\.uids: 2 mappings given/);
+
+  const noRoot = usernsPod();
+  noRoot.linux!.securityContext!.namespaceOptions!.usernsOptions!.gids = [{ hostId: HOST_GID, containerId: 1, length: SIZE }];
+  await assert.rejects(runPod(env, noRoot), /INVALID_ARGUMENT.*userns_options\.gids\[0\]\.container_id: 1: container id 0 \(root\) is left unmapped/);
+
+  const nodeWithMaps = usernsPod();
+  nodeWithMaps.linux!.securityContext!.namespaceOptions!.usernsOptions!.mode = NamespaceMode.NODE;
+  await assert.rejects(runPod(env, nodeWithMaps), /INVALID_ARGUMENT.*userns_options: mode NODE .* takes no mappings/);
 
   // Nothing was left behind by the refused pods: they are not listed.
   const { items } = await env.berthd.cri.runtime.listPodSandbox({});
   assert.equal(items.length, pods.length);
 });
 
-test('removing the pods removes the remapped image copies', { skip: skipRun }, async () => {
-  const remaps = (): string[] => {
-    const db = new Database(join(env.berthd.root, 'snapshots', 'overlayfs', 'metadata.db'), { readonly: true, fileMustExist: true });
+test('with userns_rootfs = "copy" the rootfs is the ownership-shifted image copy, removed with the last pod that uses it', { skip: skipRun }, async () => {
+  const copyEnv = await startCriEnv({ extraToml: 'userns_rootfs = "copy"\n' });
+  try {
+    await copyEnv.berthd.cri.image.pullImage({ image: { image: copyEnv.busybox.ref } });
+    const pod = await runPod(copyEnv, usernsPod());
     try {
-      return (db.prepare(`SELECT key FROM snapshots WHERE key LIKE '%-remap-%'`).all() as { key: string }[]).map((r) => r.key);
+      const { id, status: st, log } = await runToExit(copyEnv, pod, busyboxConfig(copyEnv, 'copy', ['sh', '-c', 'stat -c %u:%g /etc/passwd; touch /t && echo touch=ok']));
+      assert.equal(st.exitCode, 0, log.map((l) => l.msg).join('\n'));
+      assert.deepEqual(log.map((l) => l.msg), ['0:0', 'touch=ok']);
+      assert.doesNotMatch(rootfsMount(id)?.superOptions ?? '', /\/idmap\//, 'not over idmapped layers');
+      assert.equal(remaps(copyEnv).length, 1, 'one remapped copy for (busybox, the pod mapping)');
+      assert.match(copyEnv.berthd.log(), /user namespace rootfs: ownership-shifted image copy.*userns_rootfs = \\?"copy\\?" in the config/);
     } finally {
-      db.close();
+      await pod.remove();
     }
-  };
-  assert.ok(remaps().length >= 1, 'the userns pods stacked on a remapped copy');
-  for (const p of pods.splice(0)) await p.remove();
-  assert.deepEqual(remaps(), []);
+    assert.deepEqual(remaps(copyEnv), [], 'the copy went with the last pod');
+  } finally {
+    await copyEnv.cleanup();
+  }
+});
+
+test('where the snapshotter cannot give idmapped layers (native), auto mode logs why and uses the copy', { skip: skipRun }, async () => {
+  const nativeEnv = await startCriEnv({ extraToml: 'snapshotter = "native"\n' });
+  try {
+    await nativeEnv.berthd.cri.image.pullImage({ image: { image: nativeEnv.busybox.ref } });
+    const pod = await runPod(nativeEnv, usernsPod());
+    try {
+      const { status: st, log } = await runToExit(nativeEnv, pod, busyboxConfig(nativeEnv, 'native', ['sh', '-c', 'stat -c %u:%g /etc/passwd; id -u']));
+      assert.equal(st.exitCode, 0, log.map((l) => l.msg).join('\n'));
+      assert.deepEqual(log.map((l) => l.msg), ['0:0', '0']);
+    } finally {
+      await pod.remove();
+    }
+    assert.match(nativeEnv.berthd.log(), /user namespace rootfs: ownership-shifted image copy.*the snapshotter is not overlayfs/);
+  } finally {
+    await nativeEnv.cleanup();
+  }
 });
 
 test('where user namespaces cannot work, a userns pod fails with a clear error and leaves nothing', { skip: canRun || !isRoot ? 'user namespaces work here (or not root)' : false }, async () => {

@@ -11,10 +11,20 @@ import { join } from 'node:path';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { MountSchema } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { isBerthError } from '../../src/errors.js';
-import { checkImageMount, imageVolumesOf, normalizeSubPath, parseViewKey, resolveBeneath, usedViews, viewKey, viewPath } from '../../src/cri/container/image-volume.js';
+import {
+  checkImageMount,
+  imageVolumesOf,
+  normalizeSubPath,
+  parseViewKey,
+  resolveBeneath,
+  usedViews,
+  viewKey,
+  viewPath,
+} from '../../src/cri/container/image-volume.js';
 
 const IMG = `sha256:${'ab'.repeat(32)}`;
-const mount = (extra: Record<string, unknown>) => create(MountSchema, { containerPath: '/vol', readonly: true, image: { image: IMG }, ...extra } as MessageInitShape<typeof MountSchema>);
+const mount = (extra: Record<string, unknown>) =>
+  create(MountSchema, { containerPath: '/vol', readonly: true, image: { image: IMG }, ...extra } as MessageInitShape<typeof MountSchema>);
 const invalidNaming = (field: string) => (e: unknown) => isBerthError(e, 'InvalidArgument') && e.message.includes(field);
 
 test('a kubelet-shaped image mount passes; host_path, readonly=false, recursive_read_only and an empty image are refused naming the field', () => {
@@ -37,7 +47,8 @@ test('view keys name the pod and the image and parse back; other snapshot keys d
   assert.equal(k, `imgvol-0123abcd-${'ab'.repeat(32)}`);
   assert.deepEqual(parseViewKey(k), { sandboxId: '0123abcd', imageId: IMG });
   assert.equal(viewPath('/run/berth', k), `/run/berth/imgvol/0123abcd/${'ab'.repeat(32)}`);
-  for (const other of ['0123abcd', `sha256:${'ab'.repeat(32)}`, 'imgvol-x-y', `imgvol-0123abcd-${'ab'.repeat(31)}`, `imgvol-../-${'ab'.repeat(32)}`]) assert.equal(parseViewKey(other), undefined, other);
+  for (const other of ['0123abcd', `sha256:${'ab'.repeat(32)}`, 'imgvol-x-y', `imgvol-0123abcd-${'ab'.repeat(31)}`, `imgvol-../-${'ab'.repeat(32)}`])
+    assert.equal(parseViewKey(other), undefined, other);
 });
 
 test('the views in use are the union of what the records name; records without any name none', () => {
@@ -62,8 +73,20 @@ test('resolveBeneath follows symlinks that stay inside, refuses ones that lead o
   assert.equal(resolveBeneath(root, '', 'f', what), root);
   assert.equal(resolveBeneath(root, 'a/b', 'f', what), join(root, 'a', 'b'));
   assert.equal(resolveBeneath(root, 'a/inside', 'f', what), join(root, 'a', 'b'));
-  assert.throws(() => resolveBeneath(root, 'a/up', 'f.image_sub_path', what), (e) => isBerthError(e, 'InvalidArgument') && /f\.image_sub_path "a\/up" leads out of image "t"/.test(e.message));
-  assert.throws(() => resolveBeneath(root, 'abs', 'f', what), (e) => isBerthError(e, 'InvalidArgument') && /leads out/.test(e.message));
-  assert.throws(() => resolveBeneath(root, 'a/missing', 'f', what), (e) => isBerthError(e, 'NotFound') && /"a\/missing" does not exist in image "t"/.test(e.message));
-  assert.throws(() => resolveBeneath(root, 'a/file', 'f', what), (e) => isBerthError(e, 'InvalidArgument') && /not a directory/.test(e.message));
+  assert.throws(
+    () => resolveBeneath(root, 'a/up', 'f.image_sub_path', what),
+    (e) => isBerthError(e, 'InvalidArgument') && /f\.image_sub_path "a\/up" leads out of image "t"/.test(e.message),
+  );
+  assert.throws(
+    () => resolveBeneath(root, 'abs', 'f', what),
+    (e) => isBerthError(e, 'InvalidArgument') && /leads out/.test(e.message),
+  );
+  assert.throws(
+    () => resolveBeneath(root, 'a/missing', 'f', what),
+    (e) => isBerthError(e, 'NotFound') && /"a\/missing" does not exist in image "t"/.test(e.message),
+  );
+  assert.throws(
+    () => resolveBeneath(root, 'a/file', 'f', what),
+    (e) => isBerthError(e, 'InvalidArgument') && /not a directory/.test(e.message),
+  );
 });

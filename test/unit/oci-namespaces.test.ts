@@ -102,3 +102,30 @@ test('a container at POD follows a pod that uses the host namespace; explicit mo
   const joined = containerNamespaces({ options: eff, pod: {}, cgroupNamespace: false, field: 'f' });
   assert.deepEqual(joined.namespaces.map((n) => n.type), ['mount'], 'host network, IPC and pid: nothing to join');
 });
+
+test('user namespace options as kubelet sends them pass; the shapes kubelet never sends are refused naming the field (as containerd)', () => {
+  const ns = (u: Record<string, unknown>) => create(NamespaceOptionSchema, { pid: NamespaceMode.CONTAINER, usernsOptions: u });
+  const one = [{ hostId: 131072, containerId: 0, length: 65536 }];
+  // hostUsers: true → NODE without mappings: the host's user namespace, nothing pinned.
+  assert.equal(podNamespacePlan(ns({ mode: NamespaceMode.NODE }), F).pin.userns, undefined);
+  assert.equal(podNamespacePlan(ns({ mode: NamespaceMode.POD, uids: one, gids: one }), F).pin.userns?.gidMappings[0]?.hostID, 131072);
+  const refused = (u: Record<string, unknown>, field: string, words: RegExp) =>
+    assert.throws(
+      () => podNamespacePlan(ns(u), F),
+      (e) => isBerthError(e, 'InvalidArgument') && e.code === 'oci.invalid_userns' && e.message.startsWith(`${F}.userns_options${field}:`) && words.test(e.message),
+      `${field} ${words}`,
+    );
+  const two = [{ hostId: 131072, containerId: 0, length: 1000 }, { hostId: 231072, containerId: 1000, length: 1000 }];
+  refused({ mode: NamespaceMode.POD, uids: two, gids: one }, '.uids', /2 mappings/);
+  refused({ mode: NamespaceMode.POD, uids: one, gids: two }, '.gids', /2 mappings/);
+  refused({ mode: NamespaceMode.POD, uids: [{ hostId: 131072, containerId: 1, length: 65536 }], gids: one }, '.uids[0].container_id', /container id 0 .*unmapped/);
+  refused({ mode: NamespaceMode.POD, uids: one, gids: [{ hostId: 131072, containerId: 1000, length: 1 }] }, '.gids[0].container_id', /unmapped/);
+  refused({ mode: NamespaceMode.NODE, uids: one, gids: one }, '', /NODE .*no mappings/);
+  refused({ mode: NamespaceMode.CONTAINER, uids: one, gids: one }, '.mode', /CONTAINER/);
+  refused({ mode: NamespaceMode.TARGET, uids: one, gids: one }, '.mode', /TARGET/);
+  // The container's own options go through the same check at CreateContainer.
+  assert.throws(
+    () => containerNamespaces({ options: ns({ mode: NamespaceMode.POD, uids: two, gids: one }), pod: pins, cgroupNamespace: false, field: 'config' }),
+    (e) => isBerthError(e, 'InvalidArgument') && e.message.startsWith('config.namespace_options.userns_options.uids:'),
+  );
+});

@@ -144,8 +144,13 @@ export const createContainer =
       if (!image) throw errors.notFound('container.image_not_found', `config.image.image: image ${JSON.stringify(imageSpec)} not found (CreateContainer does not pull)`);
       const imageConfig = imageConfigOf(image);
 
-      const mounts = await step('snapshot', () => prepareContainerRootfs(ctx, id, image.topChainID, sandboxConfig, { 'io.berth/container': id }, ctx.settings.state));
+      const rootfs = await step('snapshot', () =>
+        prepareContainerRootfs(ctx, id, image.topChainID, sandboxConfig, { 'io.berth/container': id }, ctx.settings.state, podNamespacePathsOf(sb).user),
+      );
       cleanup.push('remove snapshot', () => removeRootfsSnapshot(ctx, id));
+      // Idmapped image layers (pod user namespace): staging mounts until the task has the overlay.
+      cleanup.push('release idmapped rootfs layers', () => rootfs.release());
+      const mounts = rootfs.mounts;
 
       const tmp = containerStateDir(ctx, id);
       await mkdir(tmp, { recursive: true, mode: 0o700 });
@@ -232,8 +237,10 @@ export const createContainer =
         }),
       );
       cleanup.push('delete task', () => ctx.tasks.delete(ns, id));
-      // runc has copied the idmapped binds into the container's mount namespace.
+      // runc has copied the idmapped binds into the container's mount namespace, and the
+      // shim's overlay holds the idmapped layers it was mounted over.
       idmap.release();
+      rootfs.release();
 
       const user = spec.process?.user;
       const rec: ContainerRecord = {

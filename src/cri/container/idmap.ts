@@ -64,9 +64,13 @@ function fail(what: string, path: string): never {
   throw errors.internal('container.idmap_mount', `${what} ${path}: errno ${code}${code === 22 ? ' (EINVAL: the filesystem may not support idmapped mounts)' : ''}`);
 }
 
+/** Staging roots this process has found or made mounted (every userns container asks). */
+const mountedRoots = new Set<string>();
+
 /** `<state>/idmap`, bind-mounted onto itself with private propagation (once). */
 export function idmapRoot(state: string): string {
   const root = join(state, 'idmap');
+  if (mountedRoots.has(root)) return root;
   mkdirSync(root, { recursive: true, mode: 0o700 });
   const mounted = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
@@ -76,6 +80,7 @@ export function idmapRoot(state: string): string {
     if (l.mount(root, root, null, MS_BIND, null) !== 0) fail('bind-mount', root);
     if (l.mount(null, root, null, MS_PRIVATE, null) !== 0) fail('make private', root);
   }
+  mountedRoots.add(root);
   return root;
 }
 
@@ -105,7 +110,7 @@ function sameMappings(a: readonly IDMapping[], b: readonly IDMapping[]): boolean
 }
 
 /** Detaches and removes staging entries (idempotent; never recursive). */
-function removeStaging(paths: readonly string[]): void {
+export function removeStaging(paths: readonly string[]): void {
   for (const p of paths) {
     unmount(p, { detach: true, all: true });
     try {

@@ -90,9 +90,11 @@ export function checkImageMount(m: CriMount, index: number): ImageMountRequest {
   const field = `config.mounts[${index}]`;
   const image = m.image?.image ?? '';
   if (image === '') throw errors.invalidArgument('container.image_volume', `${field}.image.image: an image reference or id is required`);
-  if (m.hostPath !== '') throw errors.invalidArgument('container.image_volume', `${field}.host_path must be empty when image is set (got ${JSON.stringify(m.hostPath)})`);
+  if (m.hostPath !== '')
+    throw errors.invalidArgument('container.image_volume', `${field}.host_path must be empty when image is set (got ${JSON.stringify(m.hostPath)})`);
   if (!m.readonly) throw errors.invalidArgument('container.image_volume', `${field}.readonly must be true: image volumes are read-only`);
-  if (m.recursiveReadOnly) throw errors.invalidArgument('container.image_volume', `${field}.recursive_read_only: an image volume has no submounts to make read-only`);
+  if (m.recursiveReadOnly)
+    throw errors.invalidArgument('container.image_volume', `${field}.recursive_read_only: an image volume has no submounts to make read-only`);
   return { index, field, image, subPath: normalizeSubPath(m.imageSubPath, `${field}.image_sub_path`) };
 }
 
@@ -144,7 +146,8 @@ export function resolveBeneath(root: string, subPath: string, field: string, wha
       const e = l.koffi.errno();
       const shown = `${field} ${JSON.stringify(subPath)}`;
       if (e === ENOENT) throw errors.notFound('container.image_volume_sub_path', `${shown} does not exist in ${what}`);
-      if (e === ENOTDIR) throw errors.invalidArgument('container.image_volume_sub_path', `${shown} is not a directory in ${what} (only directories can be mounted)`);
+      if (e === ENOTDIR)
+        throw errors.invalidArgument('container.image_volume_sub_path', `${shown} is not a directory in ${what} (only directories can be mounted)`);
       if (e === EXDEV || e === ELOOP) throw errors.invalidArgument('container.image_volume_sub_path', `${shown} leads out of ${what} (through a symlink)`);
       throw errors.internal('container.image_volume_sub_path', `${shown}: openat2 in ${what} failed with errno ${e}`);
     }
@@ -285,7 +288,11 @@ export async function prepareImageVolumes(d: ImageVolumeDeps, ns: string, sandbo
   try {
     for (const r of requests) {
       const image = await d.images.find(ns, r.image);
-      if (!image) throw errors.notFound('container.image_volume_not_found', `${r.field}.image.image: image ${JSON.stringify(r.image)} not found (kubelet pulls it before CreateContainer)`);
+      if (!image)
+        throw errors.notFound(
+          'container.image_volume_not_found',
+          `${r.field}.image.image: image ${JSON.stringify(r.image)} not found (kubelet pulls it before CreateContainer)`,
+        );
       const key = viewKey(sandboxId, image.id);
       const path = await d.locks.run(lockKey(sandboxId), async () => {
         const p = await ensureView(d, key, image);
@@ -366,7 +373,7 @@ export async function sweepImageVolumes(d: ImageVolumeDeps): Promise<number> {
     /* none yet */
   }
   for (const sb of sandboxes) {
-    let hexes: string[] = [];
+    let hexes: string[];
     try {
       hexes = readdirSync(join(root, sb));
     } catch {

@@ -173,10 +173,13 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
             extra.image = image.id;
             const rootfs = await span('snapshot', async () => {
               // In a pod user namespace the pause's image files must belong to the mapped ids too
-              // (runc creates mount points in it as the pod's root).
-              const mounts = await prepareContainerRootfs(ctx, id, image.topChainID, config, { 'berth.io/sandbox': id }, ctx.settings.state);
+              // (runc creates mount points in it as the pod's root): its layers are idmapped with
+              // the pinned user namespace, which must exist first.
+              if (plan.pin.userns) await pinned;
+              const r = await prepareContainerRootfs(ctx, id, image.topChainID, config, { 'berth.io/sandbox': id }, ctx.settings.state, pins.user);
               cleanup.push('remove snapshot', () => removeRootfsSnapshot(ctx, id));
-              return mounts;
+              cleanup.push('release idmapped rootfs layers', () => r.release());
+              return r;
             });
             const spec = await span('spec', () =>
               sandboxSpec({
@@ -235,8 +238,9 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
         const { rootfs, spec } = prepared;
         await span('task-create', async () => {
           // The pause's output is useless: no stdio at all (conmon gets none).
-          await ctx.tasks.create({ namespace: ns, id, groupKey: id, runtime, spec: spec as unknown as Record<string, unknown>, rootfs });
+          await ctx.tasks.create({ namespace: ns, id, groupKey: id, runtime, spec: spec as unknown as Record<string, unknown>, rootfs: rootfs.mounts });
           cleanup.push('delete pause task', () => killAndDeletePause(ctx, ns, id));
+          rootfs.release();
         });
         pid = await span('task-start', () => ctx.tasks.start(ns, id));
       }

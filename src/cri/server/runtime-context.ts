@@ -33,6 +33,13 @@ export interface RuntimeSettings {
   podCidr?: string;
   /** By handler: whether recursive read-only mounts work (probed at start, daemon/features.ts). */
   recursiveReadOnlyMounts?: Record<string, boolean>;
+  /**
+   * How the rootfs of a container in a pod user namespace is made (config userns_rootfs and
+   * the start probe, daemon/features.ts): `idmap` = overlay over idmapped image layers, `copy`
+   * = an ownership-shifted copy of the image per (image, mapping). With `fallback`, a container
+   * whose idmapped rootfs the kernel refuses gets the copy (the error is logged). Unset: copy.
+   */
+  usernsRootfs?: { mode: 'idmap' | 'copy'; fallback: boolean };
 }
 
 export type ContainerEventKind = 'CREATED' | 'STARTED' | 'STOPPED' | 'DELETED';
