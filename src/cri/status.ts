@@ -21,6 +21,7 @@ export interface StatusFeatures {
   handlers: Record<string, HandlerFeatureView>;
   supplementalGroupsPolicy: boolean;
   userNamespacesHostNetwork: boolean;
+  mountOptions?: boolean;
 }
 
 export interface StatusDeps {
@@ -47,6 +48,6 @@ export const status = (deps: StatusDeps): NonNullable<RuntimeHandlers['status']>
     status: { conditions: [cond('RuntimeReady', rt), cond('NetworkReady', net)] },
     info: req.verbose && deps.info ? await deps.info() : {},
     runtimeHandlers: f ? runtimeHandlerList(f) : [],
-    features: f ? { supplementalGroupsPolicy: f.supplementalGroupsPolicy, userNamespacesHostNetwork: f.userNamespacesHostNetwork } : undefined,
+    features: f ? { supplementalGroupsPolicy: f.supplementalGroupsPolicy, userNamespacesHostNetwork: f.userNamespacesHostNetwork, mountOptions: f.mountOptions ?? false } : undefined,
   };
 };

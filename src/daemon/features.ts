@@ -40,6 +40,8 @@ export interface FeatureReport {
   handlers: Record<string, HandlerFeatures>;
   supplementalGroupsPolicy: boolean;
   userNamespacesHostNetwork: boolean;
+  /** Mount.mount_options (noexec, nodev, nosuid) are applied: runc sets them on any bind. */
+  mountOptions: boolean;
   /** How userns containers get their rootfs (config userns_rootfs + the idmapped overlay probe); `reason` when not idmapped. */
   usernsRootfs: { mode: 'idmap' | 'copy'; fallback: boolean; reason?: string };
 }
@@ -264,7 +266,7 @@ export async function probeFeatures(o: {
   // Host network with a user namespace: the pod pins no network namespace, its containers bind
   // the host /sys instead of mounting sysfs (oci/mounts.ts); it needs what user namespaces need.
   const usernsRootfs = await usernsRootfsMode(o.usernsRootfs ?? 'auto', o.layersDir, o.stateDir, userns);
-  const report: FeatureReport = { handlers, supplementalGroupsPolicy: true, userNamespacesHostNetwork: !userns, usernsRootfs };
+  const report: FeatureReport = { handlers, supplementalGroupsPolicy: true, userNamespacesHostNetwork: !userns, mountOptions: true, usernsRootfs };
   o.log.info('runtime handler features', { handlers: Object.fromEntries(Object.entries(handlers).map(([k, v]) => [k, { rro: v.recursiveReadOnlyMounts, userns: v.userNamespaces, reasons: v.reasons }])) });
   const rootfsLine = usernsRootfs.mode === 'idmap' ? 'user namespace rootfs: overlay over idmapped image layers' : 'user namespace rootfs: ownership-shifted image copy per (image, mapping)';
   if (usernsRootfs.mode === 'idmap' && usernsRootfs.reason) o.log.error(`${rootfsLine} (userns_rootfs = "idmap"), but the probe failed: userns containers will fail`, { reason: usernsRootfs.reason });

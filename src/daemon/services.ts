@@ -45,6 +45,7 @@ import { metricSources } from '../cri/observe/metrics-sources.js';
 import { recordPullSpan, trace } from '../cri/observe/berth-trace.js';
 import { probeFeatures } from './features.js';
 import { sweepIdmapStaging } from '../cri/container/idmap.js';
+import { sweepImageVolumes } from '../cri/container/image-volume.js';
 import { CdiRegistry } from '../cdi/index.js';
 
 export interface Services {
@@ -229,6 +230,11 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     .catch((err: unknown) => log.warn('reading the CDI spec directories failed; berthd goes on', { error: err }));
   watchTasks(runtime);
   await recover(runtime, await tasks.init());
+  // Image volume views no container record names any more (a berthd that died mid-create or
+  // mid-remove) are unmounted and removed; never fatal.
+  await sweepImageVolumes(runtime)
+    .then((n) => n > 0 && log.info('removed unused image volume views', { count: n }))
+    .catch((err: unknown) => log.warn('sweeping image volume views failed; berthd goes on', { error: err }));
 
   const features = await probeFeatures({
     handlers: Object.fromEntries(Object.entries(config.runtimes).map(([name, r]) => [name, { binary: r.binary }])),

@@ -21,7 +21,12 @@ export interface BindRequest {
   propagation: MountPropagation;
   /** Read-only including every submount (runc's `rro`, mount_setattr AT_RECURSIVE). */
   recursiveReadOnly?: boolean;
+  /** Extra flags of the bind (Mount.mount_options; image volumes): a subset of MOUNT_OPTIONS. */
+  options?: string[];
 }
+
+/** What Mount.mount_options may ask for (cri-api: "noexec, nodev, nosuid"). */
+export const MOUNT_OPTIONS: readonly string[] = ['noexec', 'nodev', 'nosuid'];
 
 /**
  * Host mount propagation lookup for BIDIRECTIONAL / HOST_TO_CONTAINER mounts (reads
@@ -95,13 +100,18 @@ function criToBind(m: CriMount, field: string): BindRequest {
       throw invalid(`${field}.propagation`, `recursive_read_only needs propagation PROPAGATION_PRIVATE, not ${MountPropagation[m.propagation] ?? m.propagation}`, 'oci.invalid_mount');
     }
   }
-  if (m.image !== undefined && m.image.image !== '') throw invalid(`${field}.image`, 'image volume mounts are not supported', 'oci.invalid_mount');
+  // The caller (cri/container/image-volume.ts) turns image mounts into binds of their views.
+  if (m.image !== undefined && m.image.image !== '') throw invalid(`${field}.image`, 'an image volume reached the spec unresolved', 'oci.invalid_mount');
+  m.mountOptions.forEach((o, j) => {
+    if (!MOUNT_OPTIONS.includes(o)) throw invalid(`${field}.mount_options[${j}]`, `${JSON.stringify(o)} is not one of ${MOUNT_OPTIONS.join(', ')}`, 'oci.invalid_mount');
+  });
   return {
     containerPath: absPath(m.containerPath, `${field}.container_path`),
     hostPath: absPath(m.hostPath, `${field}.host_path`),
     readonly: m.readonly,
     propagation: m.propagation,
     ...(m.recursiveReadOnly ? { recursiveReadOnly: true } : {}),
+    ...(m.mountOptions.length > 0 ? { options: [...new Set(m.mountOptions)] } : {}),
   };
 }
 
@@ -174,6 +184,7 @@ export function planMounts(inp: MountInputs): MountPlan {
     // A read-only rootfs does not make the binds read-only (containerd's behaviour).
     options.push(b.readonly ? 'ro' : 'rw');
     if (b.recursiveReadOnly) options.push('rro');
+    if (b.options) options.push(...b.options);
     mounts.push({ destination: b.containerPath, type: 'bind', source: b.hostPath, options });
   });
   return rootfsPropagation === undefined ? { mounts } : { mounts, rootfsPropagation };

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
-import { MountPropagation, MountSchema, type Mount as CriMount } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { ImageSpecSchema, MountPropagation, MountSchema, type Mount as CriMount } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { isBerthError } from '../../src/errors.js';
 import { bindSysfsForHostNetworkUserns, imageVolumeMounts, planMounts, sandboxFileMounts } from '../../src/oci/mounts.js';
 
@@ -123,4 +123,16 @@ test('an image with more than 128 Volumes is refused, naming the field', () => {
   assert.throws(() => imageVolumeMounts(many, [], '/r'), (e) => isBerthError(e, 'InvalidArgument') && /image config Volumes/.test(e.message) && /129 volumes/.test(e.message));
   delete many['/v0'];
   assert.equal(imageVolumeMounts(many, [], '/r').length, 128);
+});
+
+test('mount_options noexec/nodev/nosuid are added to the bind; anything else is refused naming the option', () => {
+  const p = plan([m('/o', '/h/o', { readonly: true, mountOptions: ['noexec', 'nosuid', 'noexec', 'nodev'] })]);
+  assert.deepEqual(p.mounts.find((x) => x.destination === '/o')?.options, ['rbind', 'rprivate', 'ro', 'noexec', 'nosuid', 'nodev']);
+  for (const bad of ['exec', 'suid', 'rw', 'remount', 'mode=777']) {
+    assert.throws(() => plan([m('/o', '/h/o', { mountOptions: ['nodev', bad] })]), (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('mounts[0].mount_options[1]') && e.message.includes(bad), bad);
+  }
+});
+
+test('an image mount that reaches the spec unresolved is refused, never mounted as a host path', () => {
+  assert.throws(() => plan([m('/v', '', { readonly: true, image: create(ImageSpecSchema, { image: 'sha256:00' }) })]), (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('mounts[0].image'));
 });

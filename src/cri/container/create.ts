@@ -3,8 +3,9 @@
  * created here, so StartContainer only starts it).
  *
  * Steps, each undone in reverse on failure: reserve the name → resolve the CDI devices →
- * resolve the image (no pull) → rootfs snapshot → read the image's user db → OCI spec (CDI
- * edits applied) → stdio (log, FIFOs) → task create → record CREATED → CREATED event.
+ * resolve the image (no pull) → rootfs snapshot → image volume views → read the image's user
+ * db → OCI spec (CDI edits applied) → stdio (log, FIFOs) → task create → record CREATED →
+ * CREATED event.
  */
 import { realpathSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -31,6 +32,7 @@ import { prepareContainerRootfs, removeRootfsSnapshot } from './userns.js';
 import { sandboxPaths } from '../sandbox/files.js';
 import { loadLocalhostSeccomp } from './seccomp-profile.js';
 import { prepareIdmapMounts } from './idmap.js';
+import { checkImageMount, prepareImageVolumes } from './image-volume.js';
 import { hasPause, podNamespacePathsOf } from '../sandbox/common.js';
 import { sandboxLockKey } from '../sandbox/stop.js';
 import { Cleanup } from '../../cleanup.js';
@@ -122,6 +124,10 @@ export const createContainer =
       );
     }
 
+    config.mounts.forEach((m, i) => {
+      if (m.image !== undefined && (m.image.image !== '' || m.hostPath === '')) checkImageMount(m, i);
+    });
+
     const id = newId();
     const name = containerName(config, sandboxConfig);
     const step = <T>(what: string, fn: () => Promise<T> | T): Promise<T> => ctx.tracer.span(sb.id, `CreateContainer.${what}`, fn, { container: id, name: config.metadata!.name });
@@ -156,7 +162,10 @@ export const createContainer =
         await rm(tmp, { recursive: true, force: true });
         await rm(containerRootDir(ctx, id), { recursive: true, force: true });
       });
-      const resolved = resolveHostMounts(config);
+      // Image volumes (Mount.image): binds of the pod's read-only view of each image.
+      const imageVolumes = await step('image_volumes', () => prepareImageVolumes(ctx, ns, sb.id, config.mounts));
+      cleanup.push('release image volumes', () => imageVolumes.abandon());
+      const resolved = resolveHostMounts(imageVolumes.views.length > 0 ? { ...config, mounts: imageVolumes.mounts } : config);
       // Volumes with uid/gid mappings (kubelet, hostUsers=false): idmapped staging mounts that
       // runc binds; detached again once the task exists (container/idmap.ts).
       const idmap = await step('idmap_mounts', () =>
@@ -260,6 +269,7 @@ export const createContainer =
           user: user ? { uid: user.uid, gid: user.gid, additionalGids: user.additionalGids ?? [] } : undefined,
           stdinPath: stdio.stdin,
           daemonLog: stdio.daemonLog,
+          ...(imageVolumes.views.length > 0 ? { imageVolumes: imageVolumes.views } : {}),
         },
       };
       // Under the pod's lock: a concurrent Stop/RemovePodSandbox either sees this container or
@@ -272,6 +282,7 @@ export const createContainer =
         }),
       );
       cleanup.commit();
+      imageVolumes.done();
       ctx.events.publish({ kind: 'CREATED', namespace: ns, containerId: id, sandboxId: sb.id, createdAt: nowNanos() });
       return { containerId: id };
     } catch (err) {

@@ -14,6 +14,7 @@ import { ContainerConfigSchema } from '../../api/cri/runtime/v1/api_pb.js';
 import { stopSignal } from '../../oci/index.js';
 import { finishRemovalLater } from './deferred-remove.js';
 import { finishLogForwarder } from './io.js';
+import { imageVolumesOf, releaseImageVolumes } from './image-volume.js';
 import { decodeMessage, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 import { sleep, type Clock } from '../server/ports.js';
 
@@ -137,6 +138,11 @@ export async function removeContainerLocked(ctx: RuntimeContext, ns: string, id:
   // A running container is killed right away (containerd: stop with timeout 0).
   await stopContainerLocked(ctx, ns, id, 0);
   ctx.containers.retire(ns, c);
+  // Its image volume views go with the last container of the pod that uses them (the count
+  // comes from the records, which no longer hold this one; the sweep after recovery catches a
+  // release a crash cut short).
+  const views = imageVolumesOf(c);
+  if (views.length > 0) await releaseImageVolumes(ctx, ns, c.sandboxId, views);
   ctx.events.publish({ kind: 'DELETED', namespace: ns, containerId: id, sandboxId: c.sandboxId, createdAt: nowNanos() });
   finishRemovalLater(ctx, ns, { id, sandboxId: c.sandboxId, snapshotKey: c.snapshotKey });
 }

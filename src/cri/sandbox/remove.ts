@@ -12,6 +12,7 @@ import type { RuntimeHandlers } from '../server/server.js';
 import { removeSandboxDirs, sandboxPaths } from './files.js';
 import { findVisibleSandbox, sandboxLockKey, stopSandbox } from './stop.js';
 import { removeRootfsSnapshot } from '../container/userns.js';
+import { releaseImageVolumes } from '../container/image-volume.js';
 
 /** Stop + remove everything of a sandbox. Call with the sandbox lock held. */
 export async function removeSandbox(ctx: RuntimeContext, ns: string, rec: SandboxRecord): Promise<void> {
@@ -19,6 +20,8 @@ export async function removeSandbox(ctx: RuntimeContext, ns: string, rec: Sandbo
   for (const c of ctx.containers.bySandbox(ns, rec.id)) await removeContainerFully(ctx, ns, c);
   // A pod that is gone leaves nothing on disk: its containers' deferred removals end first.
   await removalsSettled(ns, rec.id);
+  // Any image volume view of the pod still there (a failed removal earlier) goes with it.
+  await releaseImageVolumes(ctx, ns, rec.id);
   await removeRootfsSnapshot(ctx, rec.snapshotKey ?? rec.id);
   await removeSandboxDirs(ctx.pods, sandboxPaths(ctx.settings, rec.id));
   ctx.sandboxes.delete(ns, rec.id);
