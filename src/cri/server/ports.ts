@@ -40,7 +40,7 @@ export interface PodHostPort {
 }
 
 export type SnapshotPort = Snapshotter;
-export type ImagePort = Pick<ImageService, 'find' | 'pull'>;
+export type ImagePort = Pick<ImageService, 'find' | 'get' | 'pull' | 'gc'>;
 export type StreamingPort = Pick<StreamingServer, 'getExec' | 'getAttach' | 'getPortForward'>;
 export type CdiPort = Pick<CdiRegistry, 'resolve'>;
 

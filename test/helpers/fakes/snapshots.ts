@@ -84,8 +84,14 @@ export class FakeImages implements ImagePort {
     return this.images.get(ref);
   }
 
+  async get(_ns: string, id: string): Promise<Image | undefined> {
+    return [...this.images.values()].find((i) => i.id === id);
+  }
+
   async pull(_ns: string, ref: string): Promise<Image> {
     await this.faults.hit('images.pull');
     return this.images.get(ref) ?? this.add(ref);
   }
+
+  async gc(): Promise<void> {}
 }
