@@ -245,3 +245,23 @@ test('exec stdin from /dev/zero into a process that does not read: the session h
     await cleanup();
   }
 });
+
+test('setLimits (config reload) applies to sessions opened afterwards; open ones go on', async () => {
+  const { server, cleanup } = await setup({ maxConnections: 4 });
+  try {
+    const a = await spdyUpgrade(execUrl(server, ['wait']), RC_PROTOCOLS);
+    await until(() => server.sessionCount === 1, 'one session open');
+    server.setLimits({ maxConnections: 1 });
+    const refused = await spdyUpgrade(execUrl(server, ['echo', 'x']), RC_PROTOCOLS).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    assert.ok(refused instanceof HttpError && refused.status === 429, `refused: ${String(refused)}`);
+    assert.match(refused.body, /the limit is 1 \(streaming\.max_connections\)/);
+    assert.ok(!a.conn.isClosed, 'the open session was left alone');
+    a.conn.destroy();
+    await until(() => server.sessionCount === 0, 'closed');
+  } finally {
+    await cleanup();
+  }
+});
