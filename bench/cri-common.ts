@@ -101,7 +101,8 @@ function cmdline(pid: number): string[] | undefined {
 /**
  * Shim processes of one daemon: processes (other than the daemon) whose argv names a shim
  * binary and mentions the daemon's private dir (its socket is passed as `-address`). Both
- * containerd-shim-runc-v2 and berth-shim (a Node process: argv[1] is the script) match.
+ * containerd-shim-runc-v2 and berth-shim (a Node process: the script is its first argument
+ * after node's own flags) match.
  */
 export function findShimPids(daemonDir: string, daemonPid: number): number[] {
   const out: number[] = [];
@@ -111,7 +112,8 @@ export function findShimPids(daemonDir: string, daemonPid: number): number[] {
     if (pid === daemonPid || pid === process.pid) continue;
     const argv = cmdline(pid);
     if (!argv || !argv.some((a) => a.includes(daemonDir))) continue;
-    if (argv.slice(0, 2).some((a) => /(^|\/)(containerd-shim-[a-z0-9]+-v\d+|berth-shim)$/.test(a))) out.push(pid);
+    const script = argv.slice(1).find((a) => !a.startsWith('-')) ?? '';
+    if ([argv[0] ?? '', script].some((a) => /(^|\/)(containerd-shim-[a-z0-9]+-v\d+|berth-shim)$/.test(a))) out.push(pid);
   }
   return out.sort((a, b) => a - b);
 }

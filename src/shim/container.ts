@@ -502,7 +502,7 @@ export class Container {
     return p;
   }
 
-  /** Start the init (runc start) or an exec (conmon --exec). */
+  /** Start the init (runc start, through its exec fifo) or an exec (conmon --exec). */
   async start(execId: string): Promise<number> {
     const p = this.process(execId);
     p.require('start', 'created');
@@ -513,7 +513,7 @@ export class Container {
     p.startGate = new Promise<void>((r) => (open = r));
     try {
       if (p.isInit) {
-        await this.runc.start(this.id);
+        await this.runc.start(this.id, p.pid);
         p.transition('running');
         this.deps.publisher.publish(Topics.start, Ev.TaskStart, { containerId: this.id, pid: p.pid });
       } else {

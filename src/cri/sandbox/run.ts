@@ -3,7 +3,7 @@
  *
  * validate → reserve name → runtime handler → record ('creating') → pin the pod's namespaces
  * (network, IPC, UTS, and a user namespace owning them; lo up, hostname and sysctls set by
- * the pin process) → CNI ADD (overlapped with the rest) → hostname/hosts/resolv.conf →
+ * the pin process) → CNI ADD (from the moment the pins exist, overlapped with the rest) → hostname/hosts/resolv.conf →
  * /dev/shm → [only when the pod shares a pid namespace: sandbox image → pause rootfs snapshot
  * → OCI spec → pause task create + start] → record READY.
  *
@@ -257,35 +257,42 @@ async function runSandbox(ctx: RuntimeContext, req: RunRequest, call: RunCall): 
             return { rootfs, spec };
           })()
         : undefined;
-      // Every branch settles before a failure unwinds, so each has pushed its undo.
-      const firstWave = await Promise.allSettled([pinned, files, pausePrepared]);
-      for (const r of firstWave) if (r.status === 'rejected') throw r.reason;
-
-      // CNI ADD runs while the pause is created: plugins configure the netns by path and
-      // nothing else needs the network.
+      // CNI ADD needs only the network pin: it starts as soon as that exists and runs while the
+      // sandbox files, the pause's snapshot and spec and the pause task are made (plugins
+      // configure the netns by path and nothing else needs the network).
       let cniDone: Promise<void> | undefined;
       if (pins.net) {
         const netnsPath = pins.net;
         const dns = config.dnsConfig;
-        // On the stack before the ADD starts: an ADD cut short may have reserved an IP.
-        cleanup.push('cni teardown', () => teardownNetwork(ctx, { id, netnsPath, config }), 'cni');
-        cniDone = span('cni-add', () =>
-          ctx.cni.setupPod({
-            id,
-            netnsPath,
-            podName: md.name,
-            podNamespace: md.namespace,
-            podUid: md.uid,
-            portMappings: portMappingsOf(config),
-            dns: dns ? { servers: dns.servers, searches: dns.searches, options: dns.options } : undefined,
-          }),
-        ).then((result) => {
-          rec.ips = result.ips;
-          rec.cni = { result: result.raw, portMappings: portMappingsOf(config) };
-        });
+        cniDone = pinned
+          .then(() => {
+            // On the stack before the ADD starts (an ADD cut short may have reserved an IP), and
+            // above the pins' undo, so it unwinds before them.
+            cleanup.push('cni teardown', () => teardownNetwork(ctx, { id, netnsPath, config }), 'cni');
+            return span('cni-add', () =>
+              ctx.cni.setupPod({
+                id,
+                netnsPath,
+                podName: md.name,
+                podNamespace: md.namespace,
+                podUid: md.uid,
+                portMappings: portMappingsOf(config),
+                dns: dns ? { servers: dns.servers, searches: dns.searches, options: dns.options } : undefined,
+              }),
+            );
+          })
+          .then((result) => {
+            rec.ips = result.ips;
+            rec.cni = { result: result.raw, portMappings: portMappingsOf(config) };
+          });
         cniDone.catch(() => undefined);
       }
       pendingCni = cniDone;
+
+      // Every branch settles before a failure unwinds, so each has pushed its undo (the ADD in
+      // flight is awaited by the catch below).
+      const firstWave = await Promise.allSettled([pinned, files, pausePrepared]);
+      for (const r of firstWave) if (r.status === 'rejected') throw r.reason;
 
       let pid: number | undefined;
       const prepared = (firstWave[2] as PromiseFulfilledResult<{ rootfs: Awaited<ReturnType<typeof prepareContainerRootfs>>; spec: unknown } | undefined>).value;
