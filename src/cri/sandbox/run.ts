@@ -31,6 +31,7 @@ import { sandboxLockKey } from './stop.js';
 import { killAndDeletePause, portMappingsOf, teardownNetwork } from './teardown.js';
 import { loadLocalhostSeccomp } from '../container/seccomp-profile.js';
 import { mkdir } from 'node:fs/promises';
+import { faultable } from '../../fault.js';
 
 /** cgroup parent for pods that name none (cgroupfs driver). */
 export const DEFAULT_CGROUP_PARENT = '/kubepods/berth';
@@ -92,7 +93,7 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
   validateSandboxConfig(config);
   const md = config.metadata!;
   const id = newId();
-  const span = <T>(step: string, fn: () => Promise<T> | T) => ctx.tracer.span(id, step, fn);
+  const span = <T>(step: string, fn: () => Promise<T> | T) => ctx.tracer.span(id, step, faultable(`RunPodSandbox.${step}`, fn));
   const cleanup = new Cleanup(ctx.log);
   let pendingCni: Promise<void> | undefined;
   const name = sandboxName(md);
