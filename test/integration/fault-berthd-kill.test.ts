@@ -102,7 +102,11 @@ const CASES: Case[] = [
     rpc: 'CreateContainer',
     steps: ['reserve_name.done', 'resolve_image.done', 'snapshot.done', 'idmap_mounts.done', 'read_image_files.done', 'spec.done', 'stdio.done', 'task_create', 'task_create.done', 'record.done'],
     prepare: async () => ({ pod: await podOf() }),
-    call: ({ pod }) => rt().createContainer({ podSandboxId: pod!.id, config: busyboxConfig(env!, 'c', ['sleep', '3600']), sandboxConfig: pod!.config }),
+    call: async ({ pod }, retry) => {
+      // Killed after the record was written: the container exists (kubelet finds it by listing).
+      if (retry && (await rt().listContainers({ filter: { podSandboxId: pod!.id } })).containers.some((c) => c.metadata?.name === 'c')) return;
+      return rt().createContainer({ podSandboxId: pod!.id, config: busyboxConfig(env!, 'c', ['sleep', '3600']), sandboxConfig: pod!.config });
+    },
   },
   {
     rpc: 'StartContainer',
