@@ -1,6 +1,6 @@
 /**
- * kill -9 of the processes below berthd while they create a container (issue 12): `runc
- * create` itself, the container's conmon, and berth-shim. A runtime handler whose binary is a
+ * kill -9 of the processes below berthd while they create a container or a pod's pause
+ * (issue 12): `runc create` itself, the container's conmon, and berth-shim. A runtime handler whose binary is a
  * wrapper around runc holds `create` while a flag file exists (so the test kills at a known
  * point, mid-create); then for each victim: CreateContainer ends with a clear error or a
  * container whose record tells the truth (never hangs), the pod keeps working (a retry of the
@@ -122,6 +122,39 @@ for (const kind of ['runc', 'conmon', 'berth-shim'] as const) {
       rmSync(hold, { force: true });
       await pod.remove();
     }
+    assert.deepEqual(await settledLeaks(env!, baseline, {}, 40_000), []);
+  });
+}
+
+for (const kind of ['runc', 'conmon', 'berth-shim'] as const) {
+  test(`kill -9 of ${kind} during the pause's runc create (RunPodSandbox): a clear error, the name is free, nothing leaks`, { skip, timeout: 180_000 }, async () => {
+    const name = `pause-${kind}`;
+    const config = { metadata: { name, namespace: 'default', uid: `uid-${name}`, attempt: 0 }, hostname: name };
+    rmSync(pidFile, { force: true });
+    writeFileSync(hold, '');
+    let id: string | Error;
+    try {
+      const run = rt().runPodSandbox({ config, runtimeHandler: 'held' }, { timeoutMs: 120_000 });
+      run.catch(() => undefined);
+      await until(() => existsSync(pidFile), 'the pause runc create held', 60_000);
+      const pid = victim(kind, Number(readFileSync(pidFile, 'utf8')));
+      process.kill(pid, 'SIGKILL');
+      await until(() => ended(pid), `${kind} ${pid} dead`);
+      rmSync(hold, { force: true });
+      id = await run.then((r) => r.podSandboxId, (e: unknown) => e as Error);
+    } finally {
+      rmSync(hold, { force: true });
+    }
+    if (id instanceof Error) {
+      assert.ok(details(id).length > 0 && (id as { code?: number }).code !== 1, `a clear error: ${details(id)}`);
+      assert.deepEqual((await rt().listPodSandbox({})).items.filter((p) => p.metadata?.name === name), [], 'no half-made pod listed');
+      id = (await rt().runPodSandbox({ config, runtimeHandler: 'held' })).podSandboxId;
+    }
+    const info = JSON.parse((await rt().podSandboxStatus({ podSandboxId: id, verbose: true })).info.info ?? '{}') as { pid?: number };
+    assert.ok(info.pid && alive(info.pid), 'the READY pod has a live pause');
+    process.stdout.write(`# pause/${kind}: done\n`);
+    await rt().stopPodSandbox({ podSandboxId: id });
+    await rt().removePodSandbox({ podSandboxId: id });
     assert.deepEqual(await settledLeaks(env!, baseline, {}, 40_000), []);
   });
 }
