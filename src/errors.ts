@@ -93,6 +93,11 @@ export function isBerthError(err: unknown, kind?: ErrorKind): err is BerthError 
 /** Any thrown value → BerthError (unknown errors become Internal, keeping the cause). */
 export function toBerthError(err: unknown): BerthError {
   if (err instanceof BerthError) return err;
+  // A full disk (or quota) is the node's state, not a bug: ResourceExhausted, naming the path.
+  const errno = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (err instanceof Error && (errno === 'ENOSPC' || errno === 'EDQUOT')) {
+    return new BerthError('ResourceExhausted', 'storage.no_space', `no space left on device (${errno}): ${err.message}`, { cause: err });
+  }
   if (err instanceof Error) return new BerthError('Internal', 'internal', err.message, { cause: err });
   return new BerthError('Internal', 'internal', String(err));
 }

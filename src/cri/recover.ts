@@ -17,11 +17,18 @@
  * - Tasks no record claims (berthd died between task create and record): killed and deleted.
  * - First of all, container removals berthd replied to but had not finished (pending_removals):
  *   task, rootfs snapshot and dirs are removed, then the pending entry.
+ * - What a CreateContainer or RunPodSandbox interrupted before its record left (sweepOrphans):
+ *   names reserved for an id no record has, rootfs snapshots labelled for a container or pod
+ *   that has no record, and containers/<id> dirs under root and state without a record.
  *
  * Runs after watchTasks(): exit events arriving meanwhile are applied idempotently by the
  * event handlers, which take the same per-object locks used here.
  */
-import { access, readFile } from 'node:fs/promises';
+import { access, readdir, readFile, rm } from 'node:fs/promises';
+import { removeTree } from '../fsat.js';
+import { containerRootDir, containerStateDir } from './container/io.js';
+import { removeRootfsSnapshot } from './container/userns.js';
+import { pinsAlive } from '../network/index.js';
 import { join } from 'node:path';
 import { Annotations } from '../oci/index.js';
 import type { ContainerRecord, SandboxRecord } from '../core/metadata/records.js';
@@ -182,5 +189,46 @@ export async function recover(ctx: RuntimeContext, recovered: RecoveredTask[]): 
     await killAndDeletePause(ctx, t.namespace, t.id).catch((err: unknown) =>
       ctx.log.warn('recovery: orphan task removal failed', { id: t.id, error: (err as Error).message }),
     );
+  }
+
+  await sweepOrphans(ctx).catch((err: unknown) => ctx.log.warn('recovery: orphan sweep failed', { error: (err as Error).message }));
+}
+
+/** Labels the CRI puts on the rootfs snapshots it prepares (container/create.ts, sandbox/run.ts). */
+const SNAPSHOT_OWNER_LABELS = ['io.berth/container', 'berth.io/sandbox'];
+
+/**
+ * Releases and removes what an interrupted create made before its record existed. Each item
+ * is logged and skipped on error: a sweep never keeps berthd from starting.
+ */
+async function sweepOrphans(ctx: RuntimeContext): Promise<void> {
+  const containers = ctx.containers.all();
+  const containerIds = new Set(containers.map((c) => c.record.id));
+  const names = ctx.names.list();
+  const namespaces = new Set(['k8s.io', ...containers.map((c) => c.namespace), ...names.map((n) => n.namespace)]);
+  const sandboxIds = new Set([...namespaces].flatMap((ns) => ctx.sandboxes.list(ns).map((sb) => sb.id)));
+  const owned = (id: string) => containerIds.has(id) || sandboxIds.has(id);
+  for (const n of names) {
+    if (owned(n.holder)) continue;
+    ctx.log.warn('recovery: releasing a name reserved by an interrupted create', { namespace: n.namespace, name: n.name, holder: n.holder });
+    ctx.names.release(n.namespace, n.name, n.holder);
+  }
+  for (const info of await ctx.snapshotter.list()) {
+    if (info.kind !== 'active') continue;
+    const owner = SNAPSHOT_OWNER_LABELS.map((l) => info.labels?.[l]).find((v) => v !== undefined);
+    if (owner === undefined || owned(owner)) continue;
+    ctx.log.warn('recovery: removing a rootfs snapshot no record claims', { key: info.key, owner });
+    await removeRootfsSnapshot(ctx, info.key).catch((err: unknown) => ctx.log.warn('recovery: orphan snapshot removal failed', { key: info.key, error: (err as Error).message }));
+  }
+  for (const [dir, remove] of [
+    [containerStateDir(ctx, ''), (p: string) => rm(p, { recursive: true, force: true })],
+    [containerRootDir(ctx, ''), removeTree],
+  ] as const) {
+    const entries = await readdir(dir).catch(() => [] as string[]);
+    for (const id of entries) {
+      if (containerIds.has(id) || !/^[0-9a-f]{64}$/.test(id)) continue;
+      ctx.log.warn('recovery: removing the dir of a container that has no record', { path: join(dir, id) });
+      await remove(join(dir, id)).catch((err: unknown) => ctx.log.warn('recovery: orphan dir removal failed', { path: join(dir, id), error: (err as Error).message }));
+    }
   }
 }

@@ -82,6 +82,7 @@ export const configSchema = z
       .object({
         bin_dirs: z.array(absPath).min(1).default(['/usr/lib/cni', '/opt/cni/bin']).describe('where CNI plugin binaries are looked up, in order'),
         conf_dir: absPath.default('/etc/cni/net.d').describe('CNI network configs (*.conflist, *.conf, *.json): the first by name is used'),
+        plugin_timeout: z.number().positive().max(3600).default(60).describe('seconds one CNI plugin exec may take; then its whole process group is killed and the call fails DeadlineExceeded'),
       })
       .strict()
       .default({}),

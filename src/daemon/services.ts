@@ -158,6 +158,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     confDir: config.cni.conf_dir,
     binDirs: config.cni.bin_dirs,
     cacheDir: join(config.root, 'cni'),
+    pluginTimeoutMs: config.cni.plugin_timeout * 1000,
     logger: log.child({ component: 'cni' }),
   });
 

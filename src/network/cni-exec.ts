@@ -4,7 +4,9 @@
  * Parameters go in CNI_* environment variables, the network configuration on stdin, the
  * result (or a {code, msg, details} error with a non-zero exit) on stdout; stderr is free-form
  * log output that we keep for error messages. Each exec has a timeout after which the plugin
- * is killed, and stdout/stderr are capped.
+ * is killed, and stdout/stderr are capped. A plugin runs in a process group of its own and the
+ * whole group is killed (timeout, output overflow): a plugin's children (an IPAM plugin, a
+ * helper it started) hold its pipes open, and the call ends without waiting for them.
  */
 import { spawn } from 'node:child_process';
 import { access, constants, stat } from 'node:fs/promises';
@@ -124,7 +126,25 @@ export function execPlugin(req: PluginExecRequest): Promise<PluginExecOutput> {
       if (v !== undefined && !k.startsWith('CNI_')) env[k] = v;
     }
     Object.assign(env, req.cniEnv);
-    const child = spawn(req.path, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    // detached: a process group of its own, so that a kill reaches the plugin's children too.
+    const child = spawn(req.path, [], { env, stdio: ['pipe', 'pipe', 'pipe'], detached: true });
+    let settled = false;
+    const killGroup = () => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, 'SIGKILL');
+      } catch {
+        child.kill('SIGKILL');
+      }
+    };
+    // After a kill: end now, whatever still holds the pipes (a child outside the group).
+    const abandon = (err: CniPluginError) => {
+      settled = true;
+      clearTimeout(timer);
+      child.stdout.destroy();
+      child.stderr.destroy();
+      child.stdin.destroy();
+      reject(err);
+    };
     const out: Buffer[] = [];
     let outLen = 0;
     let errText = '';
@@ -134,7 +154,8 @@ export function execPlugin(req: PluginExecRequest): Promise<PluginExecOutput> {
       outLen += d.length;
       if (outLen > STDOUT_CAP) {
         overflow = true;
-        child.kill('SIGKILL');
+        killGroup();
+        abandon(new CniPluginError('Internal', 'cni.plugin_output_too_large', `${describe(req)} printed more than ${STDOUT_CAP} bytes`, req.plugin, req.command));
         return;
       }
       out.push(d);
@@ -147,23 +168,18 @@ export function execPlugin(req: PluginExecRequest): Promise<PluginExecOutput> {
     child.stdin.end(req.stdin);
     const timer = setTimeout(() => {
       timedOut = true;
-      child.kill('SIGKILL');
+      killGroup();
+      abandon(new CniPluginError('DeadlineExceeded', 'cni.plugin_timeout', `${describe(req)} timed out after ${req.timeoutMs} ms (cni.plugin_timeout); its process group was killed`, req.plugin, req.command));
     }, req.timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
+      if (settled) return;
       reject(new CniPluginError('Internal', 'cni.plugin_exec_failed', `${describe(req)}: cannot execute ${req.path}: ${err.message}`, req.plugin, req.command));
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
+      if (settled || timedOut || overflow) return;
       const stdout = Buffer.concat(out).toString('utf8');
-      if (timedOut) {
-        reject(new CniPluginError('DeadlineExceeded', 'cni.plugin_timeout', `${describe(req)} timed out after ${req.timeoutMs} ms`, req.plugin, req.command));
-        return;
-      }
-      if (overflow) {
-        reject(new CniPluginError('Internal', 'cni.plugin_output_too_large', `${describe(req)} printed more than ${STDOUT_CAP} bytes`, req.plugin, req.command));
-        return;
-      }
       if (code !== 0) {
         reject(pluginFailure(req, code === null ? `killed by ${signal}` : `exit status ${code}`, stdout, errText));
         return;

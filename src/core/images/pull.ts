@@ -18,6 +18,7 @@ import type { Credentials, LayerStore, Remote } from './ports.js';
 import { referenceString, type Reference } from './reference.js';
 import { chainIDs } from '../snapshots/chainid.js';
 import { FileSource } from '../unpack/file-source.js';
+import { faultPoint } from '../../fault.js';
 
 export type LayerStatus = 'waiting' | 'downloading' | 'downloaded' | 'unpacking' | 'done' | 'exists';
 
@@ -82,6 +83,7 @@ export async function pullImage(
     leased.push(k);
   };
   try {
+    await faultPoint?.('PullImage.resolve');
     const target = await deps.remote.resolve(ref, creds, signal);
     lease(target.digest);
     let manifestDesc = target;
@@ -95,6 +97,7 @@ export async function pullImage(
     const manifest = parsed.manifest;
 
     const cfgDesc = manifest.config;
+    await faultPoint?.('PullImage.config');
     lease(cfgDesc.digest);
     if (cfgDesc.size > MAX_CONFIG_BYTES) throw errors.invalidArgument('image.config_too_large', `${name}: config is ${cfgDesc.size} bytes (limit ${MAX_CONFIG_BYTES})`);
     let cfgBytes: Buffer;
@@ -124,6 +127,7 @@ export async function pullImage(
       progress.set(first, { status: 'exists', fetched: manifest.layers[first]!.size });
       first++;
     }
+    await faultPoint?.('PullImage.layers');
     if (first < chain.length) await fetchAndUnpack(deps, ref, creds, manifest.layers, diffIDs, chain, first, progress, signal);
     return { target, manifest, manifestDesc, config, configDigest: cfgDesc.digest };
   } finally {

@@ -15,6 +15,7 @@ import type { PlatformMatcher } from './platform.js';
 import type { Credentials, LayerStore, Remote } from './ports.js';
 import { PullProgress, pullImage } from './pull.js';
 import { parseImageSpec, parseReference, referenceString, repository, withDigest, type Reference } from './reference.js';
+import { faultPoint } from '../../fault.js';
 
 /** An image as the CRI sees it. */
 export interface Image {
@@ -99,7 +100,9 @@ export class ImageService {
       signal,
     );
     // Durability point: blobs and layers reach the disk before a record refers to them.
+    await faultPoint?.('PullImage.sync');
     await this.o.content.sync();
+    await faultPoint?.('PullImage.record');
     const names: string[] = [];
     if (ref.tag !== undefined) names.push(`${repository(ref)}:${ref.tag}`);
     names.push(referenceString(withDigest(ref, out.target.digest)));

@@ -208,6 +208,11 @@ export class NameStore {
     }
   }
 
+  /** Every reservation (recovery releases those whose holder has no record). */
+  list(): { namespace: string; name: string; holder: string }[] {
+    return this.db.prepare('SELECT namespace, name, holder FROM names').all() as { namespace: string; name: string; holder: string }[];
+  }
+
   release(ns: string, name: string, holder?: string): void {
     if (holder) this.sql('DELETE FROM names WHERE namespace = ? AND name = ? AND holder = ?').run(ns, name, holder);
     else this.sql('DELETE FROM names WHERE namespace = ? AND name = ?').run(ns, name);

@@ -38,6 +38,7 @@ import { sandboxLockKey } from '../sandbox/stop.js';
 import { Cleanup } from '../../cleanup.js';
 import { decodeMessage, encodeMessage, findSandbox, newId, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
+import { faultable } from '../../fault.js';
 
 
 /** /etc/passwd + /etc/group of recently used images, by top chain id (bounded, oldest out). */
@@ -130,7 +131,7 @@ export const createContainer =
 
     const id = newId();
     const name = containerName(config, sandboxConfig);
-    const step = <T>(what: string, fn: () => Promise<T> | T): Promise<T> => ctx.tracer.span(sb.id, `CreateContainer.${what}`, fn, { container: id, name: config.metadata!.name });
+    const step = <T>(what: string, fn: () => Promise<T> | T): Promise<T> => ctx.tracer.span(sb.id, `CreateContainer.${what}`, faultable(`CreateContainer.${what}`, fn), { container: id, name: config.metadata!.name });
     const cleanup = new Cleanup(ctx.log);
     try {
       await step('reserve_name', () => ctx.names.reserve(ns, name, id));

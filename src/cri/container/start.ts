@@ -1,5 +1,6 @@
 /** RuntimeService/StartContainer: start the task created by CreateContainer. */
 import { errors } from '../../errors.js';
+import { faultable } from '../../fault.js';
 import { containerLockKey, recordContainerExitFlushed } from './lifecycle.js';
 import { findContainer, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
@@ -29,7 +30,7 @@ export const startContainer =
       let pid: number;
       const t0 = nowNanos();
       try {
-        pid = await ctx.tracer.span(cur.sandboxId, 'StartContainer.task_start', () => ctx.tasks.start(ns, c.id), { container: c.id });
+        pid = await ctx.tracer.span(cur.sandboxId, 'StartContainer.task_start', faultable('StartContainer.task_start', () => ctx.tasks.start(ns, c.id)), { container: c.id });
       } catch (err) {
         // As containerd: a container that failed to start is exited with reason StartError.
         ctx.containers.update(ns, c.id, (r) => {

@@ -39,6 +39,7 @@ import { sandboxLockKey } from './stop.js';
 import { killAndDeletePause, portMappingsOf, teardownNetwork } from './teardown.js';
 import { loadLocalhostSeccomp } from '../container/seccomp-profile.js';
 import { mkdir } from 'node:fs/promises';
+import { faultable } from '../../fault.js';
 
 /** cgroup parent for pods that name none (cgroupfs driver). */
 export const DEFAULT_CGROUP_PARENT = '/kubepods/berth';
@@ -141,7 +142,7 @@ async function runSandbox(ctx: RuntimeContext, req: RunRequest, call: RunCall): 
   const config = req.config!;
   const md = config.metadata!;
   const id = newId();
-  const span = <T>(step: string, fn: () => Promise<T> | T) => ctx.tracer.span(id, step, fn);
+  const span = <T>(step: string, fn: () => Promise<T> | T) => ctx.tracer.span(id, step, faultable(`RunPodSandbox.${step}`, fn));
   const cleanup = new Cleanup<LeftoverStep>(ctx.log);
   let pendingCni: Promise<void> | undefined;
   const name = sandboxName(md);

@@ -14,6 +14,7 @@ import type { RuntimeHandlers } from '../server/server.js';
 import { isCreating, sandboxConfigOf } from './common.js';
 import { sandboxPaths } from './files.js';
 import { killAndDeletePause, teardownNetwork, unpinSandbox } from './teardown.js';
+import { faultPoint } from '../../fault.js';
 
 /**
  * Key of the per-sandbox lock (KeyedLock) held by Run/Stop/Remove and the pause exit handler.
@@ -33,16 +34,21 @@ export function findVisibleSandbox(ctx: RuntimeContext, ns: string, id: string):
 /** The stop steps; each is idempotent. Call with the sandbox lock held. */
 export async function stopSandbox(ctx: RuntimeContext, ns: string, rec: SandboxRecord): Promise<void> {
   const id = rec.id;
+  await faultPoint?.('StopPodSandbox.containers');
   for (const c of ctx.containers.bySandbox(ns, id)) {
     if (c.state !== 'exited') await stopContainerTask(ctx, ns, c, 0);
   }
+  await faultPoint?.('StopPodSandbox.pause');
   await killAndDeletePause(ctx, ns, id);
+  await faultPoint?.('StopPodSandbox.record');
   ctx.sandboxes.update(ns, id, (r) => {
     r.state = 'notready';
     delete r.pid;
   });
+  await faultPoint?.('StopPodSandbox.shm');
   await ctx.pods.unmountShm(sandboxPaths(ctx.settings, id).shmPath);
   if (!rec.hostNetwork && !rec.networkDown) {
+    await faultPoint?.('StopPodSandbox.network');
     await teardownNetwork(ctx, { id, netnsPath: rec.netnsPath, config: sandboxConfigOf(rec) });
     ctx.sandboxes.update(ns, id, (r) => {
       r.ips = [];
@@ -50,6 +56,7 @@ export async function stopSandbox(ctx: RuntimeContext, ns: string, rec: SandboxR
     });
   }
   // After CNI DEL (which wants the netns): the IPC, UTS and user namespaces go too.
+  await faultPoint?.('StopPodSandbox.unpin');
   await unpinSandbox(ctx, rec);
   // What a failed RunPodSandbox could not undo is done now, but for what Remove does.
   if (rec.leftover?.length) {
