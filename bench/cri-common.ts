@@ -308,7 +308,9 @@ export async function startRuntime(impl: Impl, o: StartRuntimeOptions): Promise<
     configFile = join(dir, 'berthd.toml');
     // berthd's own default log level is info; the bench adds nothing that logs per request.
     writeFileSync(configFile, `${berthdConfig(dir, o.registryHost)}\n${o.berthExtraToml ?? ''}\n`);
-    argv = [process.execPath, join(o.repoRoot, 'bin', 'berthd'), '--config', configFile];
+    // BENCH_BERTHD_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles berthd.
+    const nodeFlags = (process.env.BENCH_BERTHD_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+    argv = [process.execPath, ...nodeFlags, join(o.repoRoot, 'bin', 'berthd'), '--config', configFile];
     socket = join(dir, 'berth.sock');
   }
   if (o.cpuacctCgroup) {
