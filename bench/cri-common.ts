@@ -318,7 +318,11 @@ export async function startRuntime(impl: Impl, o: StartRuntimeOptions): Promise<
     configFile = join(dir, 'berthd.toml');
     // berthd's own default log level is info; the bench adds nothing that logs per request.
     writeFileSync(configFile, `${o.berthTopToml ?? ''}\n${berthdConfig(dir, o.registryHost)}\n${o.berthExtraToml ?? ''}\n`);
-    argv = [join(o.repoRoot, 'bin', 'berthd'), '--config', configFile];
+    // BENCH_BERTHD_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles berthd: node
+    // then runs the launcher with its shebang's flags plus these; otherwise the launcher runs as is.
+    const launcher = join(o.repoRoot, 'bin', 'berthd');
+    const nodeFlags = (process.env.BENCH_BERTHD_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+    argv = nodeFlags.length ? [process.execPath, ...shebangNodeFlags(launcher), ...nodeFlags, launcher, '--config', configFile] : [launcher, '--config', configFile];
     socket = join(dir, 'berth.sock');
   }
   if (o.cpuacctCgroup) {
@@ -517,3 +521,10 @@ export async function removeCpuacctCgroup(dir: string): Promise<void> {
 }
 
 export const nowUtc = (): string => new Date().toISOString().slice(0, 16).replace('T', ' ');
+
+/** The node flags on a launcher's `#!/usr/bin/env -S node …` line. */
+function shebangNodeFlags(launcher: string): string[] {
+  const first = readFileSync(launcher, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\S*env -S node (.*)$/.exec(first);
+  return m ? m[1]!.split(' ').filter(Boolean) : [];
+}

@@ -14,7 +14,7 @@
  * runtimes are polled at the same time, so drift and other load on the machine hit both; each
  * phase first polls 5 s unmeasured.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -70,6 +70,8 @@ type Call = (typeof STEADY_CALLS)[number];
 interface PhaseStats {
   /** CPU seconds per minute of the daemon's cgroup over the measured window. */
   cpuPerMin: number;
+  /** The part of cpuPerMin spent in the daemon process itself (its own threads, no children). */
+  daemonCpuPerMin: number;
   relists: number;
   windowS: number;
   calls: Partial<Record<Call, number[]>>;
@@ -108,9 +110,20 @@ async function startPods(rt: BenchRuntime, n: number, busybox: string, logRoot: 
   return pods;
 }
 
+/** utime + stime of the process itself (not its children), seconds. */
+function ownCpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // USER_HZ
+  } catch {
+    return NaN;
+  }
+}
+
 /** Polls one runtime for warm-up + window; returns what the window measured. */
 async function pollPhase(rt: BenchRuntime, cgroup: string, pods: Pod[], probesPerS: number, durationS: number, warmupS = 5): Promise<PhaseStats> {
-  const stats: PhaseStats = { cpuPerMin: NaN, relists: 0, windowS: durationS, calls: {}, errors: 0 };
+  const stats: PhaseStats = { cpuPerMin: NaN, daemonCpuPerMin: NaN, relists: 0, windowS: durationS, calls: {}, errors: 0 };
   let measuring = false;
   const inflight = new Set<Promise<unknown>>();
   const timed = <T>(name: Call, fn: () => Promise<T>): Promise<T | undefined> => {
@@ -181,14 +194,17 @@ async function pollPhase(rt: BenchRuntime, cgroup: string, pods: Pod[], probesPe
   const loops = [relist(), statsLoop(), probeLoop()];
   await sleep(warmupS * 1000);
   const cpu0 = cgroupCpuSeconds(cgroup);
+  const own0 = ownCpuSeconds(rt.daemon.pid);
   const t0 = performance.now();
   measuring = true;
   await sleep(durationS * 1000);
   measuring = false;
   const cpu1 = cgroupCpuSeconds(cgroup);
+  const own1 = ownCpuSeconds(rt.daemon.pid);
   const window = (performance.now() - t0) / 1000;
   stats.windowS = window;
   stats.cpuPerMin = ((cpu1 - cpu0) / window) * 60;
+  stats.daemonCpuPerMin = ((own1 - own0) / window) * 60;
   stop = true;
   await Promise.all(loops);
   await Promise.all([...inflight]);
@@ -266,6 +282,7 @@ export function steadyTable(r: SteadyResult): string {
     out.push(`**${ph.probesPerS ? `with ${ph.probesPerS} ExecSync probes/s` : 'polling only'}**`, '');
     out.push('| | containerd | berth | berth / containerd |', '| --- | --- | --- | --- |');
     out.push(`| CPU of the runtime, s per minute | ${cpuCell(c?.cpuPerMin)} | ${cpuCell(b?.cpuPerMin)} | **${fmtRatio(ratio(b?.cpuPerMin, c?.cpuPerMin))}** |`);
+    out.push(`| of which the daemon process itself | ${cpuCell(c?.daemonCpuPerMin)} | ${cpuCell(b?.daemonCpuPerMin)} | ${fmtRatio(ratio(b?.daemonCpuPerMin, c?.daemonCpuPerMin))} |`);
     out.push(`| relists done (of ${r.durationS}) | ${c?.relists ?? 'n/a'} | ${b?.relists ?? 'n/a'} | |`);
     for (const call of STEADY_CALLS) {
       if (call === 'ExecSync' && !ph.probesPerS) continue;
@@ -283,6 +300,26 @@ export function steadyTable(r: SteadyResult): string {
   return out.join('\n').trim();
 }
 
+/** What the profiles and runs said (kept with the section; the figures above are the run's own). */
+const STEADY_NOTES = `Notes on the 100-pod run at ac73b11 (load 16-25 on 2 cores throughout: other helpers' tests; every
+figure is inflated by it, containerd's too — its 12.95 CPU-s/min polling is well above the 5.4
+measured when the issue was filed). Polling only, berth meets the goal (0.40×); before this
+work a 10-pod 20 s run (a977cca, not recorded, load 19) had berth at 1.20× containerd, and the
+issue's 100-pod figure was 10.7×. What changed: one prepared statement per SQL text, one image
+lookup per ListContainers, ImageFsInfo and ContainerStats answering from cached tree walks (at
+most 10 s plus one background pass old), /proc reads in ContainerStatus without the thread
+pool, no mkfifo process per exec. Of berth's 5.13 CPU-s/min, 3.61 is berthd itself (per-call
+plumbing: grpc-js and the CRI socket's authority filter, which moves every byte through a JS
+stream socket) and the rest the one berth-shim answering stats. With 5 probes/s berth misses
+the 0.75× goal (0.92×): per probe, outside the daemons, berth spends ~44 ms (berth-shim spawns
+a conmon, which double-forks and runs runc exec) against containerd's ~24 ms (its shim runs
+runc exec itself); berthd's own share is ~4 ms a probe, containerd's ~3 ms. The relist fell
+behind with probes (153 of 180) and ExecSync p50 is 2.7× containerd's. p50 latencies are
+2-5× containerd's on every call; ImageFsInfo's reply walks nothing (the cache), so its
+~0.5 s is most likely queueing in berthd's one event loop behind the ListContainerStats and
+ListPodSandboxStats issued at the same moment (100 shim stats calls each): not measured
+separately. Goals not met: with-probes CPU, every call's p99 ≤ containerd's.`;
+
 function recordSteady(root: string, r: SteadyResult): string {
   const date = nowUtc();
   const full = r.pods >= 100 && r.durationS >= 180;
@@ -295,7 +332,9 @@ so fewer relists than seconds means the runtime fell behind); every 10 s ListCon
 ListPodSandboxStats and ImageFsInfo; in the second phase ExecSync \`true\` probes at a fixed
 rate. Each daemon runs in its own cgroup v1 cpuacct group with every process it starts
 (shims, conmons, runc, CNI plugins; the container processes move to their own cgroups and
-are not counted): CPU is cpuacct.usage over the measured window, in seconds per minute. Both
+are not counted): CPU is cpuacct.usage over the measured window, in seconds per minute ("of
+which the daemon process itself": its own utime + stime, the rest is shims, monitors, runc,
+plugins). Both
 runtimes are polled at the same time by one client process (its own latency is in every
 figure alike). Goals: polling only ≤ 0.5× containerd's CPU, with probes ≤ 0.75×, every call's
 p99 ≤ containerd's. Every probe is one \`runc exec\` for both runtimes.
@@ -303,7 +342,9 @@ p99 ≤ containerd's. Every probe is one \`runc exec\` for both runtimes.
 Latest: ${date} UTC, commit ${gitCommit(root)}; ${r.pods} pods, ${r.durationS} s per phase${full ? '' : ' (a smaller run than the goal\'s 100 pods × 180 s)'}; ${describeMachine(r.machine, r.loadAtEnd)}.
 Pods started one after another (both runtimes at once): containerd ${r.startS.containerd?.toFixed(1) ?? 'n/a'} s, berth ${r.startS.berth?.toFixed(1) ?? 'n/a'} s.
 
-${steadyTable(r)}`;
+${steadyTable(r)}
+
+${STEADY_NOTES}`;
   const phase = (rate: number) => r.phases.find((x) => x.probesPerS === rate)?.stats;
   const cpuPair = (rate: number): string => {
     const s = phase(rate);

@@ -206,6 +206,18 @@ export function unaryTable(r: UnaryResult): string {
   return ['| call | containerd ms p50 (p99) | berth ms p50 (p99) | berth / containerd (p50) |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }
 
+/** What the profiles said (kept with the section; figures above are the run's own). */
+const UNARY_NOTES = `Notes (cpu profiles of berthd, \`BENCH_BERTHD_NODE_FLAGS="--cpu-prof"\`): before 164a46f every
+store call compiled its SQL (better-sqlite3 prepares on each \`db.prepare\`); before 3ec9e60
+ListContainers looked its image up once per container (a977cca, a 30-round run not
+recorded: 108.8 ms p50 for 200 containers, 16× containerd's, load ~15). RemoveContainer and RemoveImage reply once the record is durably
+gone (dfae62c): the task, rootfs and dirs, and the garbage collection, run after the reply
+and recovery finishes them (test: cri-recovery). What is left of the floor (Version ~2×) is
+per-call plumbing: grpc-js's server call objects and interceptors, and the CRI socket's
+authority filter (h2-authority.ts), which moves every byte through a JS stream socket rather
+than a native one (neither changed here). Under the load these
+runs had (1-minute load ~16-20 on 2 cores, other helpers' tests) p99s are scheduling noise.`;
+
 function recordUnary(root: string, r: UnaryResult): string {
   const date = nowUtc();
   const body = `## Unary floor and removes (CRI, berth vs containerd)
@@ -221,7 +233,9 @@ berth ≤ 1.0× containerd for each.
 
 Latest: ${date} UTC, commit ${gitCommit(root)}; ${describeMachine(r.machine, r.loadAtEnd)}.
 
-${unaryTable(r)}`;
+${unaryTable(r)}
+
+${UNARY_NOTES}`;
   const q = (impl: Impl, call: Call): number | undefined => {
     const xs = r.samples[impl]?.[call];
     return xs?.length ? percentile(xs, 50) : undefined;

@@ -63,8 +63,11 @@ export function bundleAccess(spec: Record<string, unknown>): { mode: number; gid
   return { mode: 0o710, gid: root.hostID };
 }
 
-/** mkfifo(3) through libc (no process on the create path), `mkfifo` where koffi is missing. */
-async function makeFifo(path: string): Promise<void> {
+/**
+ * mkfifo(3) through libc (no process on the create or exec path: a spawn from berthd costs a
+ * fork of its whole heap), `mkfifo` where koffi is missing. Mode 0600.
+ */
+export async function makeFifo(path: string): Promise<void> {
   let fn: ((p: string, mode: number) => number) | undefined;
   try {
     fn = mkfifoFn();

@@ -3,5 +3,5 @@ export { TaskManager, PROCESS_TYPE_URL, RESOURCES_TYPE_URL, type TaskManagerOpti
 export { EventReceiver, dispatchEnvelope } from './events.js';
 export { shimBinaryName, resolveShimBinary, parseShimAddress, runtimeOptions } from './shim-binary.js';
 export { decodeMetrics, type TaskMetrics } from './stats.js';
-export { bundlePaths, checkName } from './bundle.js';
+export { bundlePaths, checkName, makeFifo } from './bundle.js';
 export * from './types.js';

@@ -184,10 +184,17 @@ export abstract class DirSnapshotter implements Snapshotter {
     return this.meta.all().map(toInfo);
   }
 
+  /**
+   * One snapshot's usage: a committed one's from its commit; an active one's from its last
+   * walk when that is at most usageMaxAgeMs old (ListContainerStats asks for every container
+   * every 10 s, as ImageFsInfo does: both share the walks), else from a walk now.
+   */
   async usage(key: string): Promise<SnapshotUsage> {
     const row = this.meta.mustGet(key);
     if (row.kind === 'committed' && row.size !== null && row.inodes !== null) return { size: row.size, inodes: row.inodes };
-    return diskUsage(this.snapDir(row.id));
+    const w = this.walked.get(row.id);
+    if (w && Date.now() - w.at <= this.usageMaxAgeMs) return w.usage;
+    return this.walk(row);
   }
 
   /**

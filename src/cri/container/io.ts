@@ -9,20 +9,17 @@
  *   container's state dir and writes the CRI log format itself (DaemonLogForwarder); their
  *   stdin is a FIFO in the state dir that attach writes into.
  */
-import { execFile } from 'node:child_process';
 import { constants, openSync, closeSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import { CriLogFile, type CriStream } from '../../core/logs/crilog.js';
 import { errors } from '../../errors.js';
-import { BERTH_SHIM_TYPE } from '../../runtime/index.js';
+import { BERTH_SHIM_TYPE, makeFifo } from '../../runtime/index.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 import { attachStdin } from '../../shim-protocol.js';
 import { removeTree } from '../../fsat.js';
 
-const run = promisify(execFile);
 
 /** Persistent per-container directory (image volumes). */
 export function containerRootDir(ctx: RuntimeContext, id: string): string {
@@ -56,7 +53,7 @@ export interface ContainerStdio {
 
 async function mkfifo(path: string): Promise<void> {
   await rm(path, { force: true });
-  await run('mkfifo', ['-m', '0600', path]);
+  await makeFifo(path);
 }
 
 /**

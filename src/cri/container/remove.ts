@@ -1,4 +1,4 @@
-/** RuntimeService/RemoveContainer: kill if running, delete task, snapshot, record, name; idempotent. */
+/** RuntimeService/RemoveContainer: kill if running, retire the record and name (the reply), then task, snapshot and dirs (deferred-remove.ts); idempotent. */
 import { isBerthError } from '../../errors.js';
 import { removeContainerFully } from './lifecycle.js';
 import { findContainer, type RuntimeContext } from '../server/runtime-context.js';

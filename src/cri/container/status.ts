@@ -1,4 +1,5 @@
 /** RuntimeService/ContainerStatus: the record as CRI status; verbose adds pid, sandbox and runtime spec. */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { toJson } from '@bufbuild/protobuf';
@@ -43,11 +44,11 @@ function toInside(id: number, map: IdMap[]): number | undefined {
  */
 export async function processUser(pid: number): Promise<StoredUser | undefined> {
   try {
-    const [st, um, gm] = await Promise.all([
-      readFile(`/proc/${pid}/status`, 'utf8'),
-      readFile(`/proc/${pid}/uid_map`, 'utf8'),
-      readFile(`/proc/${pid}/gid_map`, 'utf8'),
-    ]);
+    // Synchronous: /proc files are made by the kernel on read (never wait on a disk), and the
+    // promise API cost four thread-pool round trips per file on every ContainerStatus.
+    const st = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const um = readFileSync(`/proc/${pid}/uid_map`, 'utf8');
+    const gm = readFileSync(`/proc/${pid}/gid_map`, 'utf8');
     return idsFromProc(st, um, gm);
   } catch {
     return undefined;

@@ -8,20 +8,17 @@
  * shim opened its side. Both shims report an exit only after the output was copied, so once
  * Wait returns berthd drops the keeper and the reader ends when the shim closes its side.
  */
-import { execFile } from 'node:child_process';
 import { constants as C, closeSync, openSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { errors, isBerthError } from '../../errors.js';
-import { bundlePaths } from '../../runtime/index.js';
+import { bundlePaths, makeFifo } from '../../runtime/index.js';
 import type { ExecRequest, ExecResponseSchema } from '../../api/cri/runtime/v1/api_pb.js';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { CallContext } from '../server/instrument.js';
 import { findContainer, newId, type RuntimeContext } from '../server/runtime-context.js';
 
-const run = promisify(execFile);
 
 /**
  * Exec and Attach stream flags (CRI): at least one of stdin, stdout, stderr; with a tty,
@@ -72,7 +69,7 @@ export class ExecFifos {
     const io = new ExecFifos(dir);
     try {
       const names = (['stdin', 'stdout', 'stderr'] as const).filter((n) => want[n]);
-      if (names.length) await run('mkfifo', ['-m', '0600', ...names.map((n) => join(dir, n))]);
+      for (const n of names) await makeFifo(join(dir, n));
       for (const n of names) io.paths[n] = join(dir, n);
       if (io.paths.stdin) {
         // O_RDWR never blocks and never fails for lack of a reader.
