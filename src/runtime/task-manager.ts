@@ -329,7 +329,10 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     // that nothing of the container is left, for recovery to finish (a bundle with no live task).
     const cleanup = new Cleanup(this.log);
     let failure: unknown;
+    // Set when a restarting shim's successor will take the container over from the bundle.
+    let keepBundle = false;
     cleanup.pushBookkeeping('remove bundle', async () => {
+      if (keepBundle) return;
       if (isBerthError(failure, 'AlreadyExists') && (failure as BerthError).code === 'runtime.task_exists') return;
       await removeBundle(paths).catch((e: unknown) => this.log.warn('bundle cleanup failed', { id: o.id, err: e }));
     });
@@ -354,8 +357,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
             throw e;
           }
         } else if (shim.id.restartable) {
-          // Its successor takes the container over from the bundle.
-          throw errors.unavailable('runtime.shim_restarting', `shim of task ${o.id} is restarting`);
+          keepBundle = true;
         }
       });
       const r = await shim.task.create(
