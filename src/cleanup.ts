@@ -1,6 +1,6 @@
 /**
- * The one undo stack for multi-step operations (RunPodSandbox, CreateContainer, the shim's
- * Create): each step pushes its undo as soon as it starts making something, and a failure
+ * The one undo stack for multi-step operations (RunPodSandbox, CreateContainer,
+ * TaskManager.create, the shim's Create): each step pushes its undo as soon as it starts making something, and a failure
  * unwinds them in reverse.
  *
  * Two kinds of undo, because unwinding must never orphan state:

@@ -21,6 +21,7 @@ import { create } from '@bufbuild/protobuf';
 import { AnySchema, timestampDate, type Any } from '@bufbuild/protobuf/wkt';
 import { BerthError, errors, isBerthError } from '../errors.js';
 import { log as rootLog, type Logger } from '../log.js';
+import { Cleanup } from '../cleanup.js';
 import { ensurePrivateDir } from '../ttrpc/index.js';
 import { Status } from '../api/containerd/types/task/task_pb.js';
 import type { StateResponse } from '../api/containerd/runtime/v2/task/shim_pb.js';
@@ -323,13 +324,42 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     const group = o.groupKey ?? annotations[SANDBOX_ID_ANNOTATION] ?? o.id;
     const entry: TaskEntry = { namespace: o.namespace, id: o.id, runtime: o.runtime, paths, shim: undefined, dead: undefined, cleaned: false };
     this.tasks.set(k, entry);
-    let shim: ShimHandle | undefined;
-    let sent = false;
+    // Undone in reverse: the container in the shim, shim membership (and the shim if it hosts
+    // nothing), the bundle. The bundle is bookkeeping: it stays when the shim could not confirm
+    // that nothing of the container is left, for recovery to finish (a bundle with no live task).
+    const cleanup = new Cleanup(this.log);
+    let failure: unknown;
+    // Set when a restarting shim's successor will take the container over from the bundle.
+    let keepBundle = false;
+    cleanup.pushBookkeeping('remove bundle', async () => {
+      if (keepBundle) return;
+      if (isBerthError(failure, 'AlreadyExists') && (failure as BerthError).code === 'runtime.task_exists') return;
+      await removeBundle(paths).catch((e: unknown) => this.log.warn('bundle cleanup failed', { id: o.id, err: e }));
+    });
     try {
       await createBundle(paths, o.spec, { runtime: o.runtime, groupKey: group, createdAt: new Date().toISOString() });
-      shim = await this.shims.forTask(o.runtime, h, o.namespace, o.id, paths.dir, group);
+      const shim = await this.shims.forTask(o.runtime, h, o.namespace, o.id, paths.dir, group);
       entry.shim = shim;
-      sent = true;
+      cleanup.push('release shim', () => this.shims.release(shim, o.id).catch(() => undefined));
+      // Once Create is sent the shim may make the container even though we see an error (it
+      // died and its successor took the container over; our deadline passed while runc still
+      // worked): delete it there.
+      cleanup.push('delete the half-made task', async () => {
+        if (isBerthError(failure, 'AlreadyExists') && (failure as BerthError).code === 'shim.container_exists') return;
+        await new Promise((r) => setImmediate(r));
+        if (shim.verdict) await shim.verdict;
+        if (shim.state === 'ready') {
+          try {
+            await shim.task.delete({ id: o.id, execId: '' }, { timeoutMs: this.slowTimeoutMs });
+          } catch (e) {
+            if (isBerthError(e, 'NotFound')) return;
+            this.log.warn('could not delete a half-made task; its bundle stays for recovery', { id: o.id, err: e });
+            throw e;
+          }
+        } else if (shim.id.restartable) {
+          keepBundle = true;
+        }
+      });
       const r = await shim.task.create(
         {
           id: o.id,
@@ -343,6 +373,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
         },
         { timeoutMs: this.slowTimeoutMs },
       );
+      cleanup.commit();
       if (!shim.pid) {
         // Not every shim writes shim.pid before `start` returns; Connect names it.
         shim.pid = (await shim.task.connect({ id: o.id }).catch(() => undefined))?.shimPid || undefined;
@@ -350,33 +381,9 @@ export class TaskManager extends EventEmitter<TaskEvents> {
       }
       return { pid: r.pid };
     } catch (err) {
-      // Undo in reverse: shim membership (and the shim if it hosts nothing), bundle, record.
+      failure = err;
       this.tasks.delete(k);
-      // Once Create was sent the shim may have made the container even though we saw an error
-      // (it died and its successor took the container over; our deadline passed while runc
-      // still worked). Delete it there; the bundle goes only when the shim confirms nothing of
-      // it is left, else it stays for recovery to finish (a bundle with no live task).
-      let keepBundle = false;
-      if (shim && sent && !(isBerthError(err, 'AlreadyExists') && (err as BerthError).code === 'shim.container_exists')) {
-        await new Promise((r) => setImmediate(r));
-        if (shim.verdict) await shim.verdict;
-        if (shim.state === 'ready') {
-          try {
-            await shim.task.delete({ id: o.id, execId: '' }, { timeoutMs: this.slowTimeoutMs });
-          } catch (e) {
-            if (!isBerthError(e, 'NotFound')) {
-              keepBundle = true;
-              this.log.warn('could not delete a half-made task; its bundle stays for recovery', { id: o.id, err: e });
-            }
-          }
-        } else if (shim.id.restartable) {
-          keepBundle = true;
-        }
-      }
-      if (shim) await this.shims.release(shim, o.id).catch(() => undefined);
-      if (!keepBundle && !(isBerthError(err, 'AlreadyExists') && (err as BerthError).code === 'runtime.task_exists')) {
-        await removeBundle(paths).catch((e: unknown) => this.log.warn('bundle cleanup failed', { id: o.id, err: e }));
-      }
+      await cleanup.unwind();
       throw err;
     }
   }

@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { openMetadata } from '../../../src/core/metadata/db.js';
 import { ContainerStore, NameStore, SandboxStore } from '../../../src/core/metadata/records.js';
 import { ContainerEventBus, KeyedLock, Tracer, type RuntimeContext } from '../../../src/cri/server/runtime-context.js';
-import { errors } from '../../../src/errors.js';
 import type { Logger } from '../../../src/log.js';
 import { tempDir } from '../tar.js';
 import { ManualClock } from './clock.js';
@@ -77,9 +76,9 @@ export async function newTestContext(t: TestContext): Promise<TestRuntime> {
     pods,
     tasks,
     streaming: {
-      getExec: () => Promise.reject(errors.unimplemented('fake.unsupported', 'no streaming in unit tests')),
-      getAttach: () => Promise.reject(errors.unimplemented('fake.unsupported', 'no streaming in unit tests')),
-      getPortForward: () => Promise.reject(errors.unimplemented('fake.unsupported', 'no streaming in unit tests')),
+      getExec: () => Promise.reject(new Error('no streaming in unit tests')),
+      getAttach: () => Promise.reject(new Error('no streaming in unit tests')),
+      getPortForward: () => Promise.reject(new Error('no streaming in unit tests')),
     } as unknown as RuntimeContext['streaming'],
     events: new ContainerEventBus(),
     tracer: new Tracer(),

@@ -113,7 +113,7 @@ export class FakeTasks extends EventEmitter<TaskEvents> implements TaskPort {
   }
 
   private unsupported(what: string): never {
-    throw errors.unimplemented('fake.unsupported', `the fake task layer does not do ${what}`);
+    throw new Error(`the fake task layer does not do ${what}`);
   }
   async exec(): Promise<void> {
     this.unsupported('exec');
