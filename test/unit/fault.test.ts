@@ -47,3 +47,29 @@ test('set, a fail step throws Unavailable fault.injected and a kill step SIGKILL
   assert.equal(r.signal, 'SIGKILL');
   assert.match(r.stderr, /berth fault: kill at StopPodSandbox.network/);
 });
+
+test('a pause step writes its marker with the pid and goes on once the marker is removed', async () => {
+  const { spawn } = await import('node:child_process');
+  const { mkdtempSync, existsSync, readFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const { until } = await import('../helpers/process.js');
+  const dir = mkdtempSync(join(tmpdir(), 'berth-fault-unit-'));
+  const script = `
+    const { faultable } = await import(${JSON.stringify(new URL('../../src/fault.js', import.meta.url).href)});
+    console.log('result', await faultable('PullImage.config', () => 42)());`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+    env: { ...process.env, BERTH_FAULT: 'PullImage.config.done:pause', BERTH_FAULT_DIR: dir },
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => child.on('exit', r));
+  const marker = join(dir, 'PullImage.config.done');
+  await until(() => existsSync(marker), 'the pause marker');
+  assert.equal(readFileSync(marker, 'utf8').trim(), String(child.pid));
+  assert.equal(out, '', 'paused: the step has not returned');
+  rmSync(marker);
+  assert.equal(await exited, 0);
+  assert.equal(out.trim(), 'result 42');
+  rmSync(dir, { recursive: true, force: true });
+});
