@@ -394,7 +394,13 @@ export async function prepareImageVolumes(
  */
 export async function releaseImageVolumes(d: ImageVolumeDeps, ns: string, sandboxId: string, keys?: readonly string[]): Promise<void> {
   await d.locks.run(lockKey(sandboxId), async () => {
-    const candidates = new Set(keys ?? (await podViews(d, sandboxId)));
+    let candidates: Set<string>;
+    try {
+      candidates = new Set(keys ?? (await podViews(d, sandboxId)));
+    } catch (err) {
+      d.log.warn('cannot list the image volume views of a pod; the next start sweeps them', { sandbox: sandboxId, error: err });
+      return;
+    }
     if (candidates.size === 0) return;
     const used = usedViews(d.containers.bySandbox(ns, sandboxId));
     let gc = false;
@@ -402,11 +408,12 @@ export async function releaseImageVolumes(d: ImageVolumeDeps, ns: string, sandbo
       if (used.has(key) || inFlight.has(viewPath(d.settings.state, key))) continue;
       try {
         await removeView(d, key);
-        const img = parseViewKey(key);
-        if (img && !(await d.images.get(ns, img.imageId))) gc = true;
       } catch (err) {
         d.log.warn('cannot remove an image volume view; the next start retries', { view: key, error: err });
+        continue;
       }
+      const img = parseViewKey(key);
+      if (img && !(await d.images.get(ns, img.imageId).catch(() => undefined))) gc = true;
     }
     // The image was removed while the view held its layers: they can go now.
     if (gc) await d.images.gc().catch((err: unknown) => d.log.warn('garbage collection after an image volume failed', { error: err }));
