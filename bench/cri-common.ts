@@ -101,7 +101,8 @@ function cmdline(pid: number): string[] | undefined {
 /**
  * Shim processes of one daemon: processes (other than the daemon) whose argv names a shim
  * binary and mentions the daemon's private dir (its socket is passed as `-address`). Both
- * containerd-shim-runc-v2 and berth-shim (a Node process: argv[1] is the script) match.
+ * containerd-shim-runc-v2 and berth-shim (a Node process: the script is its first argument
+ * after node's own flags) match.
  */
 export function findShimPids(daemonDir: string, daemonPid: number): number[] {
   const out: number[] = [];
@@ -111,7 +112,8 @@ export function findShimPids(daemonDir: string, daemonPid: number): number[] {
     if (pid === daemonPid || pid === process.pid) continue;
     const argv = cmdline(pid);
     if (!argv || !argv.some((a) => a.includes(daemonDir))) continue;
-    if (argv.slice(0, 2).some((a) => /(^|\/)(containerd-shim-[a-z0-9]+-v\d+|berth-shim)$/.test(a))) out.push(pid);
+    const script = argv.slice(1).find((a) => !a.startsWith('-')) ?? '';
+    if ([argv[0] ?? '', script].some((a) => /(^|\/)(containerd-shim-[a-z0-9]+-v\d+|berth-shim)$/.test(a))) out.push(pid);
   }
   return out.sort((a, b) => a - b);
 }
@@ -285,6 +287,12 @@ export interface StartRuntimeOptions {
    * reach their bundles below it (berthd refuses them otherwise).
    */
   traversable?: boolean;
+  /**
+   * A cgroup v1 cpuacct directory (made by the caller) the daemon starts in: it and every
+   * process it starts (shims, monitors, runc, CNI plugins) are charged there, while container
+   * processes move to their own cgroups.
+   */
+  cpuacctCgroup?: string;
 }
 
 /**
@@ -312,6 +320,10 @@ export async function startRuntime(impl: Impl, o: StartRuntimeOptions): Promise<
     writeFileSync(configFile, `${o.berthTopToml ?? ''}\n${berthdConfig(dir, o.registryHost)}\n${o.berthExtraToml ?? ''}\n`);
     argv = [join(o.repoRoot, 'bin', 'berthd'), '--config', configFile];
     socket = join(dir, 'berth.sock');
+  }
+  if (o.cpuacctCgroup) {
+    // The shell joins the cgroup and execs the daemon (same pid): nothing runs outside it.
+    argv = ['/bin/sh', '-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', o.cpuacctCgroup, ...argv];
   }
   const logFile = join(dir, `${impl}.log`);
   const fd = openSync(logFile, 'a');
@@ -388,12 +400,13 @@ export function podConfig(name: string, logDir: string, o: { sharedPid?: boolean
   };
 }
 
-export function sleepContainerConfig(image: string, o: { sharedPid?: boolean } = {}): ContainerConfigInit {
+export function sleepContainerConfig(image: string, o: { sharedPid?: boolean; name?: string } = {}): ContainerConfigInit {
+  const name = o.name ?? 'sleep';
   return {
-    metadata: { name: 'sleep', attempt: 0 },
+    metadata: { name, attempt: 0 },
     image: { image },
     command: SLEEP_COMMAND,
-    logPath: 'sleep.log',
+    logPath: `${name}.log`,
     linux: { securityContext: { namespaceOptions: o.sharedPid ? SHARED_PID_NAMESPACES : KUBELET_NAMESPACES } },
   };
 }
@@ -451,6 +464,56 @@ export function writeSection(root: string, id: string, body: string, historyHead
   text = a >= 0 && b > a ? text.slice(0, a) + section + text.slice(b + end.length) : `${text.trimEnd()}\n\n${section}\n`;
   writeFileSync(file, text);
   return file;
+}
+
+// ------------------------------------------------------------------ CPU accounting (cgroup v1 cpuacct)
+
+/** The cgroup v1 cpuacct mount point, or undefined on a host without one. */
+export function cpuacctRoot(): string | undefined {
+  for (const line of readFileSync('/proc/self/mountinfo', 'utf8').split('\n')) {
+    const f = line.split(' ');
+    const dash = f.indexOf('-');
+    if (dash > 0 && f[dash + 1] === 'cgroup' && (f[dash + 3] ?? '').split(',').includes('cpuacct') && f[4]) return f[4];
+  }
+  return undefined;
+}
+
+/** Creates `<cpuacct root>/<name>` and returns its path. */
+export function makeCpuacctCgroup(name: string): string {
+  const r = cpuacctRoot();
+  if (!r) throw new Error('no cgroup v1 cpuacct hierarchy on this host');
+  const d = join(r, name);
+  mkdirSync(d, { recursive: true });
+  return d;
+}
+
+/** CPU seconds used so far by every process that ran in the cgroup (cpuacct.usage, ns). */
+export function cgroupCpuSeconds(dir: string): number {
+  return Number(readFileSync(join(dir, 'cpuacct.usage'), 'utf8').trim()) / 1e9;
+}
+
+/** SIGKILLs what is left in the cgroup, then removes it once it is empty. */
+export async function removeCpuacctCgroup(dir: string): Promise<void> {
+  try {
+    for (const pid of readFileSync(join(dir, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean)) {
+      try {
+        process.kill(Number(pid), 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+  } catch {
+    return;
+  }
+  for (let i = 0; i < 50; i++) {
+    try {
+      rmdirSync(dir);
+      return;
+    } catch {
+      // killed processes take a moment to leave the cgroup
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
 }
 
 export const nowUtc = (): string => new Date().toISOString().slice(0, 16).replace('T', ' ');

@@ -37,8 +37,14 @@ export interface MemoryBenchOptions {
   pods: number;
   only?: Impl;
   record?: boolean;
-  /** Seconds to let a daemon settle before each sample (default 3). */
+  /** Seconds to let a daemon settle before each sample with pods (default 3). */
   settleS?: number;
+  /**
+   * Seconds between the image pulls and the idle sample (default 12): berthd's unpack workers
+   * (a V8 isolate each, ~11 MiB) exit 10 s after their last layer, and an idle sample that
+   * still holds them makes the growth look smaller by that much.
+   */
+  idleSettleS?: number;
   log?: (line: string) => void;
 }
 
@@ -69,9 +75,17 @@ export interface VariantResult {
   impl: Impl;
   pods: number;
   before?: PssSample;
+  /** With one pod: what the first pod brings. */
+  one?: PssSample;
+  /** Idle again, after the pods were removed (settled as long as the first idle sample). */
+  idleAfter?: PssSample;
+  /** The lower of the two idle samples: what growth is measured from. */
+  idle?: PssSample;
   after?: PssSample;
   /** (after - before) / pods, KiB. */
   perPodKiB?: number;
+  /** (after - one) / (pods - 1), KiB: each pod after the first. */
+  perMorePodKiB?: number;
   error?: string;
 }
 
@@ -112,9 +126,9 @@ async function steadySample(rt: BenchRuntime, n = 3): Promise<PssSample> {
   return xs.sort((a, b) => a.totalKiB - b.totalKiB)[Math.floor(n / 2)] as PssSample;
 }
 
-async function startPods(rt: BenchRuntime, n: number, busybox: string, logRoot: string): Promise<void> {
-  for (let i = 0; i < n; i++) {
-    const config = podConfig(`mem-${rt.impl}-${i}`, join(logRoot, `${rt.impl}-${i}`));
+async function startPods(rt: BenchRuntime, from: number, to: number, busybox: string, logRoot: string, tag = 'mem'): Promise<void> {
+  for (let i = from; i < to; i++) {
+    const config = podConfig(`${tag}-${rt.impl}-${i}`, join(logRoot, `${tag}-${rt.impl}-${i}`));
     const { podSandboxId } = await rt.cri.runtime.runPodSandbox({ config }, CALL);
     const { containerId } = await rt.cri.runtime.createContainer({ podSandboxId, config: sleepContainerConfig(busybox), sandboxConfig: config }, CALL);
     await rt.cri.runtime.startContainer({ containerId }, CALL);
@@ -129,13 +143,28 @@ async function measureVariant(v: Variant, o: MemoryBenchOptions, ctx: { registry
   try {
     rt = await startRuntime(v.impl, { registryHost: ctx.registryHost, repoRoot: ctx.root, label: v.label, berthExtraToml: v.berthExtraToml });
     await prePull(rt.cri, [ctx.pause, ctx.busybox]);
-    await sleep(settleMs);
+    // Idle is a node that has run a pod: one is started and removed first. berth's one
+    // berth-shim starts with the first pod and stays while berthd runs (it is no per-pod cost);
+    // containerd's pod shim goes with its pod.
+    await startPods(rt, 0, 1, ctx.busybox, ctx.logRoot, 'warm');
+    await removeAllPods(rt.cri);
+    await sleep((o.idleSettleS ?? 12) * 1000);
     res.before = await steadySample(rt);
     log(`memory: ${v.label}: idle ${kib(res.before.totalKiB)} (daemon ${kib(res.before.daemonKiB)}, ${res.before.shimsKiB.length} shims, ${res.before.monitorsKiB.length} monitors)`);
-    await startPods(rt, o.pods, ctx.busybox, ctx.logRoot);
+    await startPods(rt, 0, 1, ctx.busybox, ctx.logRoot);
+    await sleep(settleMs);
+    res.one = await steadySample(rt);
+    log(`memory: ${v.label}: 1 pod ${kib(res.one.totalKiB)} (daemon ${kib(res.one.daemonKiB)}, ${res.one.shimsKiB.length} shims, ${res.one.monitorsKiB.length} monitors)`);
+    await startPods(rt, 1, o.pods, ctx.busybox, ctx.logRoot);
     await sleep(settleMs);
     res.after = await steadySample(rt);
-    res.perPodKiB = (res.after.totalKiB - res.before.totalKiB) / o.pods;
+    await removeAllPods(rt.cri);
+    await sleep((o.idleSettleS ?? 12) * 1000);
+    res.idleAfter = await steadySample(rt);
+    log(`memory: ${v.label}: idle after removing the pods ${kib(res.idleAfter.totalKiB)} (daemon ${kib(res.idleAfter.daemonKiB)}, ${res.idleAfter.shimsKiB.length} shims)`);
+    res.idle = res.idleAfter.totalKiB < res.before.totalKiB ? res.idleAfter : res.before;
+    res.perPodKiB = (res.after.totalKiB - res.idle.totalKiB) / o.pods;
+    if (o.pods > 1) res.perMorePodKiB = (res.after.totalKiB - res.one.totalKiB) / (o.pods - 1);
     log(
       `memory: ${v.label}: ${o.pods} pods ${kib(res.after.totalKiB)} (daemon ${kib(res.after.daemonKiB)}, ${res.after.shimsKiB.length} shims, median shim ${kib(median(res.after.shimsKiB))}, ${res.after.monitorsKiB.length} monitors, median ${kib(res.after.monitorsKiB.length ? median(res.after.monitorsKiB) : 0)}) → ${kib(res.perPodKiB)} per pod`,
     );
@@ -183,20 +212,22 @@ const mib = (k: number | undefined): string => (k === undefined || !Number.isFin
 export function memoryTable(r: MemoryBenchResult): string {
   const base = r.results.find((x) => x.impl === 'containerd')?.perPodKiB;
   const rows = r.results.map((x) => {
-    if (x.error) return `| ${x.label} | failed: ${x.error.replace(/\|/g, '/')} | | | | | | | | | |`;
+    if (x.error) return `| ${x.label} | failed: ${x.error.replace(/\|/g, '/')} | | | | | | | | | | | |`;
     const shims = x.after?.shimsKiB ?? [];
     const shimRange = shims.length ? `${mib(median(shims))} (${mib(Math.min(...shims))}–${mib(Math.max(...shims))})` : 'n/a';
     const anon = x.after?.shimsAnonKiB ?? [];
-    const perPod = (f: (s: PssSample) => number): number | undefined => (x.before && x.after ? (f(x.after) - f(x.before)) / x.pods : undefined);
+    const perPod = (f: (s: PssSample) => number): number | undefined => (x.idle && x.after ? (f(x.after) - f(x.idle)) / x.pods : undefined);
     const shimPerPod = perPod((s) => sum(s.shimsKiB));
     const monPerPod = perPod((s) => sum(s.monitorsKiB));
     const daemonPerPod = perPod((s) => s.daemonKiB);
     const mons = x.after?.monitorsKiB ?? [];
-    return `| ${x.label} | ${mib(x.before?.totalKiB)} | ${mib(x.after?.totalKiB)} | ${mib(x.before?.daemonKiB)} → ${mib(x.after?.daemonKiB)} | ${shims.length} | ${shimRange} | ${anon.length ? mib(median(anon)) : 'n/a'} | ${mons.length ? `${mons.length} × ${mib(median(mons))}` : '0'} | ${mib(shimPerPod)} + ${mib(monPerPod)} + ${mib(daemonPerPod)} | **${mib(x.perPodKiB)}** | ${x.impl === 'containerd' ? '1.00×' : fmtRatio(ratio(x.perPodKiB, base))} |`;
+    const first = x.before && x.one ? x.one.totalKiB - x.before.totalKiB : undefined;
+    const baseMore = r.results.find((y) => y.impl === 'containerd')?.perMorePodKiB;
+    return `| ${x.label} | ${mib(x.before?.totalKiB)} / ${mib(x.idleAfter?.totalKiB)} | ${mib(first)} | ${mib(x.after?.totalKiB)} | ${mib(x.idle?.daemonKiB)} → ${mib(x.after?.daemonKiB)} | ${shims.length} | ${shimRange} | ${anon.length ? mib(median(anon)) : 'n/a'} | ${mons.length ? `${mons.length} × ${mib(median(mons))}` : '0'} | ${mib(shimPerPod)} + ${mib(monPerPod)} + ${mib(daemonPerPod)} | **${mib(x.perPodKiB)}** | ${x.impl === 'containerd' ? '1.00×' : fmtRatio(ratio(x.perPodKiB, base))} | ${mib(x.perMorePodKiB)} (${x.impl === 'containerd' ? '1.00×' : fmtRatio(ratio(x.perMorePodKiB, baseMore))}) |`;
   });
   return [
-    '| runtime | idle PSS MiB | PSS with pods MiB | daemon PSS MiB (idle → pods) | shims | PSS per shim MiB median (min–max) | anon PSS per shim MiB (median) | conmon monitors × PSS MiB (median) | per pod: shims + monitors + daemon MiB | MiB per pod | vs containerd |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    '| runtime | idle PSS MiB before / after the pods | first pod adds MiB | PSS with pods MiB | daemon PSS MiB (lower idle → pods) | shims | PSS per shim MiB median (min–max) | anon PSS per shim MiB (median) | conmon monitors × PSS MiB (median) | per pod: shims + monitors + daemon MiB | MiB per pod | vs containerd | MiB per pod after the first (vs containerd) |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
   ].join('\n');
 }
@@ -210,10 +241,20 @@ PSS (sum of \`Pss\` in /proc/PID/smaps_rollup) of the daemon plus all its shim a
 processes (containerd: containerd + containerd-shim-runc-v2 per pod; berth: berthd + the one
 berth-shim + a conmon per container), idle and then with N running pods (one busybox sleep
 container each, kubelet-style namespace options, so berth runs no pause; containerd runs one
-per pod; the container processes themselves are not counted), after 3 s of settling; each
-figure is the median of 3 samples taken 1 s apart. "anon" is the anonymous part of a shim's
-PSS. MiB per pod = (with pods − idle) / N. Runtimes run one after the other in the same bench
-run, each with a private root and its own CNI bridge. Goal: berth ≤ 0.25× containerd per pod.
+per pod; the container processes themselves are not counted). Idle is a node that has run a
+pod: after the pulls one pod is started and removed (since 2026-12-03 15:00: berth's one
+berth-shim starts with a node's first pod and then stays while berthd runs, ~13–15 MiB PSS, so
+before that change its start was counted as growth of the N pods: 1.1–1.4 MiB per pod at 20
+pods, 0.31–0.39×, 0.8 at 100; see History). The idle sample is taken 12 s after that and the
+pulls (berthd's unpack workers, ~11 MiB, exit 10 s after their last layer; until 2026-12-03 the idle sample came after 3 s and often still held them, which made
+berth's growth look up to 11 MiB smaller); the samples with 1 and with N pods after 3 s of
+settling, and idle again 12 s after the pods were removed; growth is measured from the lower
+of the two idle samples (berthd's PSS can fall by up to ~25 MiB between them as V8 and malloc
+give memory back some time after the pulls; from the first idle sample alone berth's growth
+came out negative in two runs); each figure is the median of 3 samples taken 1 s apart. "anon" is the anonymous part
+of a shim's PSS. MiB per pod = (with pods − lower idle) / N, the goal's figure; "first pod adds" is
+the step from idle to one pod; "after the first" = (with pods − one pod) / (N − 1).
+Runtimes run one after the other in the same bench run, each with a private root and its own CNI bridge. Goal: berth ≤ 0.25× containerd per pod.
 
 Latest: ${date} UTC, commit ${gitCommit(root)}; ${describeMachine(r.machine, r.loadAtEnd)}.
 
@@ -221,16 +262,24 @@ ${memoryTable(r)}
 
 Notes: the per-container cost of berth is its conmon (C, ~0.35 MiB anonymous; its PSS is
 mostly the shared libraries, split among all conmons) plus what berthd and the node's one
-berth-shim keep per container. Daemon PSS moves by several MiB between samples (GC), so small
-per-pod figures carry noise that shrinks with more pods: compare the 100-pod rows.
+berth-shim keep per container. Daemon PSS moves by several MiB between samples (GC: V8 grows
+berthd's young generation to 16 MiB while it pulls and shrinks it to 8 MiB some time later,
+seen as berthd "shrinking" with pods: once by 19 MiB between the idle and the 20-pod sample),
+so per-pod figures at 20 pods carry noise of up to ~1 MiB that shrinks with more pods:
+compare the 100-pod rows. The node's
+one berth-shim is a Node process (~13 MiB PSS with \`--lite-mode\`, of which ~9 MiB is what
+any Node 20 process costs here); counted as growth of 20 pods it alone is ~0.65 MiB per pod,
+more than the ~0.5 MiB per pod the goal (0.25 × ~3.7) leaves beside the conmons.
 
 Before the task layer v2 (a Node berth-shim per pod, 20 pods, commit 44ce83e): 12.0 MiB per
 pod, 3.28× containerd's 3.7; with \`[shim] group = "node"\` 0.6 MiB (0.17×) but one process
 held every container's stdio, so a shim crash killed every container on the node.`;
   const per = (label: string): number | undefined => r.results.find((x) => x.label === label)?.perPodKiB;
   const [c, b] = VARIANTS.map((v) => per(v.label));
+  const more = (impl: Impl): number | undefined => r.results.find((x) => x.impl === impl)?.perMorePodKiB;
+  const bMore = more('berth');
   const mon = r.results.find((x) => x.impl === 'berth')?.after?.monitorsKiB ?? [];
-  const row = `| ${date} | ${gitCommit(root)} | ${pods} | ${mib(c)} | ${mib(b)} (${fmtRatio(ratio(b, c))}) | ${mon.length ? mib(median(mon)) : 'n/a'} | ${r.machine.load1.toFixed(1)} |`;
+  const row = `| ${date} | ${gitCommit(root)} | ${pods} | ${mib(c)} | ${mib(b)} (${fmtRatio(ratio(b, c))}${bMore === undefined ? '' : `; after the first pod ${mib(bMore)}, ${fmtRatio(ratio(bMore, more('containerd')))}`}) | ${mon.length ? mib(median(mon)) : 'n/a'} | ${r.machine.load1.toFixed(1)} |`;
   return writeSection(
     root,
     'memory',

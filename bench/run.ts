@@ -1,9 +1,11 @@
 /**
  * `npm run bench` entry: runs the benchmarks and records each in its section of BENCHMARKS.md.
- *   node dist/bench/run.js [pull|pod|pod-shared|burst|memory|userns ...] [--runs N] [--pods N]
- *                          [--only berth|containerd] [--quick] [--no-record]
- * With no names it runs them all. --runs defaults per bench (pull 3, pod 20, burst 3, userns 5);
- * --pods takes a list for memory (default 20,100) and burst sizes with --burst (default 10,30).
+ *   node dist/bench/run.js [pull|pod|pod-shared|burst|memory|userns|unary|steady ...] [--runs N] [--pods N]
+ *                          [--duration S] [--probes R,R] [--only berth|containerd] [--quick] [--no-record]
+ * With no names it runs them all. --runs defaults per bench (pull 3, pod 20, burst 3, userns 5, unary 200);
+ * --pods takes a list for memory (default 20,100) and the pod count for steady (default 100);
+ * burst sizes with --burst (default 10,30); steady polls --duration seconds per phase (default
+ * 180) with each probe rate of --probes (ExecSync/s, default 0,5).
  * --quick shrinks the pull image (for checking the harness, not for figures; never recorded).
  */
 import { parseArgs } from 'node:util';
@@ -12,15 +14,19 @@ import { runPodBench } from './pod.js';
 import { runMemoryBench } from './memory.js';
 import { runBurstBench } from './burst.js';
 import { runUsernsBench } from './userns.js';
+import { runUnaryBench } from './unary.js';
+import { runSteadyBench } from './steady.js';
 import { BIG_DEFAULT } from '../test/helpers/images.js';
 
-const ALL = ['pull', 'pod', 'pod-shared', 'burst', 'memory', 'userns'];
+const ALL = ['pull', 'pod', 'pod-shared', 'burst', 'memory', 'userns', 'unary', 'steady'];
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
   options: {
     runs: { type: 'string' },
-    pods: { type: 'string', default: '20,100' },
+    pods: { type: 'string' },
+    duration: { type: 'string' },
+    probes: { type: 'string' },
     burst: { type: 'string', default: '10,30' },
     only: { type: 'string' },
     quick: { type: 'boolean', default: false },
@@ -66,12 +72,25 @@ for (const name of which) {
       await runBurstBench({ sizes: intList('burst', values.burst), runs: positiveInt('runs', values.runs, 3), only, record });
       break;
     case 'memory':
-      for (const pods of intList('pods', values.pods)) await runMemoryBench({ pods, only, record });
+      for (const pods of intList('pods', values.pods ?? '20,100')) await runMemoryBench({ pods, only, record });
       break;
     case 'userns': {
       // --quick: a small image, for checking the harness (never recorded).
       const spec = values.quick ? { ...BIG_DEFAULT, filesPerSmallLayer: 500, largeFileBytes: 4 * 1024 * 1024 } : BIG_DEFAULT;
       await runUsernsBench({ runs: positiveInt('runs', values.runs, 5), spec, record: record && !values.quick });
+      break;
+    }
+    case 'unary':
+      await runUnaryBench({ runs: positiveInt('runs', values.runs, 200), only, record });
+      break;
+    case 'steady': {
+      const probeRates = (values.probes ?? '0,5').split(',').map((x) => {
+        const n = Number(x.trim());
+        if (!Number.isFinite(n) || n < 0) throw new Error(`--probes takes rates ≥ 0, got ${x}`);
+        return n;
+      });
+      const pods = values.pods === undefined ? 100 : positiveInt('pods', values.pods, 100);
+      await runSteadyBench({ pods, durationS: positiveInt('duration', values.duration, 180), probeRates, only, record });
       break;
     }
   }

@@ -160,6 +160,8 @@ export interface UsernsBenchResult {
   runs: number;
   imageMiB: number;
   layers: number;
+  /** The commit the daemons were started from (read before they start, not when recording). */
+  commit: string;
   stats: Partial<Record<Variant, VariantStats>>;
 }
 
@@ -168,6 +170,7 @@ export async function runUsernsBench(o: UsernsBenchOptions): Promise<UsernsBench
   const root = repoRoot();
   const warmup = o.warmup ?? 1;
   const machine = machineInfo();
+  const commit = gitCommit(root);
   log(`userns: building the big runnable image`);
   const image = await bigRunnableImage(o.spec ?? BIG_DEFAULT);
   const imageMiB = image.layers.reduce((n, l) => n + l.uncompressedSize, 0) / 2 ** 20;
@@ -207,7 +210,7 @@ export async function runUsernsBench(o: UsernsBenchOptions): Promise<UsernsBench
     }
     const stats: Partial<Record<Variant, VariantStats>> = {};
     for (const v of VARIANTS) stats[v] = summarize(samples.get(v)!, failed.get(v)!.n, failed.get(v)!.first);
-    const result: UsernsBenchResult = { machine, loadAtEnd: machineInfo().load1, runs: o.runs, imageMiB, layers: image.layers.length, stats };
+    const result: UsernsBenchResult = { machine, loadAtEnd: machineInfo().load1, runs: o.runs, imageMiB, layers: image.layers.length, commit, stats };
     for (const line of reportLines(result)) log(line);
     if (o.record) log(`userns: recorded in ${recordUserns(root, result)}`);
     return result;
@@ -248,13 +251,13 @@ function recordUserns(root: string, r: UsernsBenchResult): string {
     : `containerd: no sample (${cd?.firstError ?? 'not run'}).`;
   const body = `## Pod start in a user namespace (big image)
 
-\`npm run bench -- userns\` (bench/userns.ts). ${nowUtc()} UTC, commit ${gitCommit(root)}, ${describeMachine(r.machine, r.loadAtEnd)}; ${r.runs} pods per runtime (medians, ms, timed on the client), after 1 warm-up each.
+\`npm run bench -- userns\` (bench/userns.ts). ${nowUtc()} UTC, commit ${r.commit}, ${describeMachine(r.machine, r.loadAtEnd)}; ${r.runs} pods per runtime (medians, ms, timed on the client), after 1 warm-up each.
 Image: busybox + the pull bench's big layers, ${r.imageMiB.toFixed(0)} MiB of layer tar in ${r.layers} layers. Every pod gets its own 65536-id range (as kubelet hands them out), on pod and container.
 berth-idmap: overlay over idmapped image layers; berth-copy: the ownership-shifted copy of the image per mapping (the fallback). ${cdNote}
 Disk per pod: growth of the daemon's root from before RunPodSandbox to after StartContainer (du).
 
 ${reportLines(r).join('\n')}`;
   const head = '| date (UTC) | commit | load | idmap Run+Create | copy Run+Create | containerd Run+Create | copy/idmap | disk idmap / copy (MiB) |\n|---|---|---|---|---|---|---|---|';
-  const row = `| ${nowUtc()} | ${gitCommit(root)} | ${r.machine.load1.toFixed(2)}–${r.loadAtEnd.toFixed(2)} | ${fmtMs(s['berth-idmap']?.runCreate)} | ${fmtMs(s['berth-copy']?.runCreate)} | ${fmtMs(cd?.runCreate)} | ${fmtRatio(ratio(s['berth-copy']?.runCreate, s['berth-idmap']?.runCreate))} | ${s['berth-idmap']?.diskMiB?.toFixed(1) ?? 'n/a'} / ${s['berth-copy']?.diskMiB?.toFixed(1) ?? 'n/a'} |`;
+  const row = `| ${nowUtc()} | ${r.commit} | ${r.machine.load1.toFixed(2)}–${r.loadAtEnd.toFixed(2)} | ${fmtMs(s['berth-idmap']?.runCreate)} | ${fmtMs(s['berth-copy']?.runCreate)} | ${fmtMs(cd?.runCreate)} | ${fmtRatio(ratio(s['berth-copy']?.runCreate, s['berth-idmap']?.runCreate))} | ${s['berth-idmap']?.diskMiB?.toFixed(1) ?? 'n/a'} / ${s['berth-copy']?.diskMiB?.toFixed(1) ?? 'n/a'} |`;
   return writeSection(root, 'userns', body, head, row);
 }

@@ -4,6 +4,8 @@
  * gone comes back as a synthesized stopped task with a reason).
  *
  * - Sandbox still 'creating' (berthd died inside RunPodSandbox): torn down completely.
+ * - Sandbox NOTREADY with a `leftover` (a failed RunPodSandbox could not undo a step): the
+ *   stop steps run again; the record stays NOTREADY for kubelet's RemovePodSandbox.
  * - Sandbox whose pause is alive stays READY; otherwise NOTREADY, the dead pause task is
  *   deleted, and netns/CNI stay for StopPodSandbox (containerd does the same).
  * - Sandbox without a pause (no shared pid namespace): READY while its pinned namespaces and
@@ -13,23 +15,25 @@
  *   that status. Task gone (or its shim died): exited 255, reason "Unknown", a message naming
  *   what happened — never "running". Created with its task still created: stays created.
  * - Tasks no record claims (berthd died between task create and record): killed and deleted.
+ * - First of all, container removals berthd replied to but had not finished (pending_removals):
+ *   task, rootfs snapshot and dirs are removed, then the pending entry.
  *
  * Runs after watchTasks(): exit events arriving meanwhile are applied idempotently by the
  * event handlers, which take the same per-object locks used here.
  */
 import { access, readFile } from 'node:fs/promises';
-import { pinsAlive } from '../network/index.js';
 import { join } from 'node:path';
 import { Annotations } from '../oci/index.js';
 import type { ContainerRecord, SandboxRecord } from '../core/metadata/records.js';
 import { isBerthError } from '../errors.js';
 import type { RecoveredTask } from '../runtime/index.js';
+import { finishPendingRemovals } from './container/deferred-remove.js';
 import { containerLockKey, dateToNanos, recordContainerExit } from './container/lifecycle.js';
 import { nowNanos, type RuntimeContext } from './server/runtime-context.js';
-import { extraOf, hasPause, isCreating } from './sandbox/common.js';
+import { hasPause, isCreating } from './sandbox/common.js';
 import { sandboxPaths } from './sandbox/files.js';
 import { removeSandbox } from './sandbox/remove.js';
-import { sandboxLockKey } from './sandbox/stop.js';
+import { sandboxLockKey, stopSandbox } from './sandbox/stop.js';
 import { killAndDeletePause } from './sandbox/teardown.js';
 
 const key = (ns: string, id: string): string => `${ns}/${id}`;
@@ -52,17 +56,24 @@ async function recoverSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord
     await removeSandbox(ctx, ns, sb);
     return;
   }
+  if (sb.leftover?.length) {
+    // A RunPodSandbox whose unwinding failed: finish the undos; the pod stays NOTREADY for kubelet to remove.
+    ctx.log.info('recovery: finishing the teardown of a pod sandbox that could not be undone', { id: sb.id, leftover: sb.leftover.join(',') });
+    await stopSandbox(ctx, ns, sb);
+    return;
+  }
   if (!hasPause(sb)) {
     await recoverPauselessSandbox(ctx, ns, sb);
     return;
   }
-  if (isAlive(t)) {
+  if (isAlive(t) && sb.state === 'ready') {
     ctx.sandboxes.update(ns, sb.id, (r) => {
-      r.state = 'ready';
       r.pid = t!.state.pid;
     });
     return;
   }
+  // NOTREADY is final: a pause still alive under a NOTREADY record is killed by StopPodSandbox.
+  if (isAlive(t)) return;
   if (sb.state === 'ready') {
     const why = t ? (t.state.reason ?? `pause exited with status ${t.state.exitStatus}`) : 'pause task not found';
     ctx.log.warn('recovery: pod sandbox is no longer ready', { id: sb.id, reason: why });
@@ -70,7 +81,7 @@ async function recoverSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord
   ctx.sandboxes.update(ns, sb.id, (r) => {
     r.state = 'notready';
     delete r.pid;
-    if (t && !t.state.reason) r.extra = { ...r.extra, exitStatus: t.state.exitStatus, exitedAt: t.state.exitedAt?.toISOString() };
+    if (t && !t.state.reason) r.exit = { status: t.state.exitStatus, at: t.state.exitedAt?.toISOString() };
   });
   if (t) await deleteTaskQuiet(ctx, ns, sb.id);
 }
@@ -79,7 +90,7 @@ async function recoverSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord
 async function recoverPauselessSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord): Promise<void> {
   if (sb.state !== 'ready') return;
   const stateDirThere = await access(sandboxPaths(ctx.settings, sb.id).stateDir).then(() => true, () => false);
-  if (stateDirThere && (await pinsAlive(extraOf(sb).pins ?? {}))) return;
+  if (stateDirThere && (await ctx.pods.alive(sb.pins ?? {}))) return;
   ctx.log.warn('recovery: pod sandbox is no longer ready', { id: sb.id, reason: 'its pinned namespaces are gone' });
   ctx.sandboxes.update(ns, sb.id, (r) => {
     r.state = 'notready';
@@ -131,7 +142,8 @@ async function isCriTask(ctx: RuntimeContext, t: RecoveredTask): Promise<boolean
 
 export async function recover(ctx: RuntimeContext, recovered: RecoveredTask[]): Promise<void> {
   const tasks = new Map(recovered.map((t) => [key(t.namespace, t.id), t]));
-  const claimed = new Set<string>();
+  // Removals berthd replied to but did not finish: their task, rootfs and dirs go first.
+  const claimed = await finishPendingRemovals(ctx);
   const containers = ctx.containers.all();
   // SandboxStore lists per namespace: every namespace that has a task or a container, plus the CRI's.
   const namespaces = new Set(['k8s.io', ...recovered.map((t) => t.namespace), ...containers.map((c) => c.namespace)]);

@@ -9,6 +9,26 @@ import { parse as parseToml } from 'smol-toml';
 import { z } from 'zod';
 import { errors } from '../errors.js';
 
+const DURATION_RE = /^(?:(\d+(?:\.\d+)?)(h|ms|m|s))+$/;
+
+/**
+ * A Go-style duration ("4h", "30s", "1h30m", "500ms"; "0" is zero), as containerd's and
+ * kubelet's configs write them. Returns milliseconds; NaN when the text is not one.
+ */
+export function parseDuration(text: string): number {
+  if (text === '0') return 0;
+  if (!DURATION_RE.test(text)) return NaN;
+  const unit: Record<string, number> = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 };
+  let ms = 0;
+  for (const m of text.matchAll(/(\d+(?:\.\d+)?)(h|ms|m|s)/g)) ms += Number(m[1]) * (unit[m[2] as string] as number);
+  return Math.round(ms);
+}
+
+const duration = z
+  .string()
+  .refine((d) => Number.isFinite(parseDuration(d)), { message: 'must be a duration like "4h", "30s", "1h30m" or "0"' })
+  .refine((d) => parseDuration(d) <= 2 ** 31 - 1, { message: 'must be at most 596h (timers hold 2^31-1 ms)' });
+
 const absPath = z.string().min(1).refine((p) => p.startsWith('/'), { message: 'must be an absolute path' });
 const endpoint = z
   .string()
@@ -81,7 +101,22 @@ export const configSchema = z
       .default({}),
     runtimes: z.record(z.string().min(1), runtimeSchema).default({}),
     streaming: z
-      .object({ address: z.string().default('127.0.0.1:0').describe('exec/attach/port-forward server host:port (loopback by default)') })
+      .object({
+        address: z.string().default('127.0.0.1:0').describe('exec/attach/port-forward server host:port (loopback by default)'),
+        idle_timeout: duration.default('4h').describe('a session with no traffic either way this long is closed (kubelet: 4h); "0" never'),
+        stream_creation_timeout: duration
+          .refine((d) => parseDuration(d) > 0, { message: 'must be more than 0' })
+          .default('30s')
+          .describe('how long a client has to open its streams after the upgrade (kubelet: 30s)'),
+        max_connections: z.number().int().min(1).max(65536).default(256).describe('exec/attach/port-forward sessions open at once; more are refused with HTTP 429'),
+        max_streams_per_connection: z
+          .number()
+          .int()
+          .min(8)
+          .max(4096)
+          .default(128)
+          .describe('SPDY streams one session may have open (a forwarded connection takes 2); more are refused'),
+      })
       .strict()
       .default({}),
     cdi: z
@@ -111,6 +146,10 @@ export const RELOADABLE_KEYS = [
   'cni.conf_dir',
   'cni.bin_dirs',
   'streaming.address',
+  'streaming.idle_timeout',
+  'streaming.stream_creation_timeout',
+  'streaming.max_connections',
+  'streaming.max_streams_per_connection',
   'metrics.address',
   'cdi.spec_dirs',
 ] as const;

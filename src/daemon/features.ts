@@ -14,6 +14,10 @@
  *   the handler's OCI runtime lists the user namespace, and an idmapped mount really maps ids
  *   (made at start: a file owned by root seen through a mount idmapped with a throwaway user
  *   namespace must show its mapped owner).
+ * - how userns rootfs are made (not a CRI feature; settings.usernsRootfs, verbose info): over
+ *   idmapped image layers where an overlay over an idmapped lower really works on the
+ *   snapshots' filesystem (probed for real), else the ownership-shifted copy; config
+ *   userns_rootfs forces either. The log says which, and why not idmapped.
  */
 import { execFile, spawn } from 'node:child_process';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';

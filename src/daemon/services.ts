@@ -5,7 +5,7 @@
 import { access, constants, readFile, rm, writeFile } from 'node:fs/promises';
 import { ENV_RUNC_ROOT, ENV_SHIM_STATE_DIR } from '../shim-protocol.js';
 import { join } from 'node:path';
-import type { Config, RegistryCredential } from './config.js';
+import { parseDuration, type Config, type RegistryCredential } from './config.js';
 import type { Logger } from '../log.js';
 import type { DB } from '../core/metadata/db.js';
 import { ImageStore } from '../core/metadata/images.js';
@@ -30,8 +30,10 @@ import { berthPull } from '../cri/image/berth-pull.js';
 import { trimMallocSoon } from './malloc.js';
 import { BERTH_VERSION } from '../version.js';
 import { TaskManager, type RuntimeHandler } from '../runtime/index.js';
-import { StreamingServer } from '../streaming/index.js';
+import { StreamingServer, type StreamingLimits } from '../streaming/index.js';
 import { ContainerEventBus, KeyedLock, Tracer, type RuntimeContext, type RuntimeSettings } from '../cri/server/runtime-context.js';
+import { systemClock } from '../cri/server/ports.js';
+import { hostPods } from '../cri/sandbox/host-pods.js';
 import { sandboxHandlers } from '../cri/server/handlers-sandbox.js';
 import { containerHandlers } from '../cri/server/handlers-container.js';
 import { observeHandlers } from '../cri/server/handlers-observe.js';
@@ -181,8 +183,14 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     restrictOomScoreAdj: await oomScoreAdjFloor(config.restrict_oom_score_adj),
     netnsDir: join(config.state, 'netns'),
   };
+  const cdi = new CdiRegistry(config.cdi.spec_dirs, log.child({ component: 'cdi' }));
   let runtime!: RuntimeContext;
-  const streaming = new StreamingServer({ address: config.streaming.address, backend: createStreamingBackend(() => runtime), log: log.child({ component: 'streaming' }) });
+  const streaming = new StreamingServer({
+    address: config.streaming.address,
+    backend: createStreamingBackend(() => runtime),
+    log: log.child({ component: 'streaming' }),
+    limits: streamingLimits(config),
+  });
   await streaming.start();
   runtime = {
     settings,
@@ -198,7 +206,10 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     events: new ContainerEventBus(),
     tracer: new Tracer(),
     locks: new KeyedLock(),
-    cdi: new CdiRegistry(config.cdi.spec_dirs, log.child({ component: 'cdi' })),
+    cdi,
+    sandboxRuns: new Map(),
+    pods: hostPods(),
+    clock: systemClock,
   };
   const runtimeHandlers: RuntimeHandlers = { ...sandboxHandlers(runtime), ...containerHandlers(runtime), ...observeHandlers(runtime) };
   // Metrics: RPC latency via the CRI server's observer, pulls via the image service, gauges at scrape time.
@@ -213,7 +224,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
   const staleIdmap = sweepIdmapStaging(config.state);
   if (staleIdmap) log.info('detached leftover idmapped staging mounts', { count: staleIdmap });
   // Read the CDI spec files once now (the log names files that cannot be used); never fatal.
-  await runtime.cdi
+  await cdi
     .summary()
     .then((cdi) => log.info('CDI spec directories read', { dirs: cdi.dirs, specs: cdi.specs.length, devices: cdi.specs.reduce((n, s) => n + s.devices.length, 0), unusable: cdi.errors.length }))
     .catch((err: unknown) => log.warn('reading the CDI spec directories failed; berthd goes on', { error: err }));
@@ -249,7 +260,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
         config: JSON.stringify(redactedConfig(current)),
         snapshotter: JSON.stringify({ driver: snapshotter.driver, root: snapshotter.root, fallbackReason }),
         features: JSON.stringify(features),
-        cdi: JSON.stringify(await runtime.cdi.summary()),
+        cdi: JSON.stringify(await cdi.summary()),
       };
     },
   };
@@ -299,8 +310,9 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
         }
       }
       // 2. The rest cannot fail.
+      if ([...keys].some((k) => k.startsWith('streaming.') && k !== 'streaming.address')) streaming.setLimits(streamingLimits(next));
       if (keys.has('registry.mirrors')) remote.setMirrors(next.registry.mirrors);
-      if (keys.has('cdi.spec_dirs')) runtime.cdi.setDirs(next.cdi.spec_dirs);
+      if (keys.has('cdi.spec_dirs')) cdi.setDirs(next.cdi.spec_dirs);
       if (keys.has('cni.conf_dir') || keys.has('cni.bin_dirs')) cni.reconfigure({ confDir: next.cni.conf_dir, binDirs: next.cni.bin_dirs });
       if (keys.has('metrics.address')) {
         const old = metricsEndpoint;
@@ -325,5 +337,15 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       await layers.pool.close();
       snapshotter.close();
     },
+  };
+}
+
+/** The streaming server's limits from the [streaming] section. */
+function streamingLimits(config: Config): StreamingLimits {
+  return {
+    idleTimeoutMs: parseDuration(config.streaming.idle_timeout),
+    streamCreationTimeoutMs: parseDuration(config.streaming.stream_creation_timeout),
+    maxConnections: config.streaming.max_connections,
+    maxStreamsPerConnection: config.streaming.max_streams_per_connection,
   };
 }

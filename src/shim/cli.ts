@@ -78,6 +78,15 @@ function privateDir(dir: string): void {
 }
 
 /**
+ * V8 flags of the long-lived `serve` process. `--lite-mode` (interpreter only, feedback vectors
+ * allocated lazily) keeps the shim's heap 1.5–3 MiB smaller with 20–50 containers (anonymous
+ * PSS, measured with the memory bench) at no measurable CPU cost: the shim's work is spawning
+ * conmon and runc and small ttrpc messages, not hot JS. `--no-expose-wasm` is what lite mode
+ * implies anyway (said here so V8 does not warn about it in the shim's log).
+ */
+export const SERVE_NODE_FLAGS = ['--lite-mode', '--no-expose-wasm'];
+
+/**
  * `start`: find or spawn the group's shim server; returns the address to print.
  * The server is a detached process (own session and process group, stdio not inherited) that
  * writes "ok" on fd 3 once it listens; logs go to <socket>.log.
@@ -98,7 +107,7 @@ export async function startShim(f: ShimFlags, argv0: { execPath: string; execArg
   return withLock(`${sock}.lock`, async () => {
     if (await socketAlive(sock)) return finish(readServerPid(sock));
     const logFd = openSync(`${sock}.log`, 'a', 0o600);
-    const args = [...argv0.execArgv, argv0.script, '-namespace', f.namespace, '-id', f.id, '-socket', sock];
+    const args = [...argv0.execArgv, ...SERVE_NODE_FLAGS, argv0.script, '-namespace', f.namespace, '-id', f.id, '-socket', sock];
     if (f.address) args.push('-address', f.address);
     if (f.publishBinary) args.push('-publish-binary', f.publishBinary);
     if (f.debug) args.push('-debug');

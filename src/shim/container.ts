@@ -15,6 +15,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, sym
 import { join, resolve } from 'node:path';
 import { decode, timestamp, type Any } from '../ttrpc/pb.js';
 import { errors, BerthError } from '../errors.js';
+import { Cleanup } from '../cleanup.js';
 import type { Logger } from '../log.js';
 import {
   CRI_CONTAINER_TYPE_ANNOTATION,
@@ -266,14 +267,15 @@ export class Container {
     });
     const init = new Proc(p.id, '', stdio);
     const c = new Container(p.id, bundle, runc, init, cri, deps, pidNs === undefined || !!pidNs.path);
-    const undo: Array<() => Promise<void> | void> = [];
+    // Every undo runs whatever failed before it (as before: the shim keeps no record of a failed create).
+    const undo = new Cleanup(deps.log);
     try {
       if (p.rootfs.length > 0) {
         const target = join(bundle, 'rootfs');
         mkdirSync(target, { recursive: true });
         await mountAll(p.rootfs, target);
         c.mounted = true;
-        undo.push(() => unmountAll(target));
+        undo.push('unmount rootfs', () => unmountAll(target));
       }
       writeRuncRecord(bundle, runc);
       // conmon resets the runtime's oom_score_adj to 0 before it execs runc (it may not go
@@ -283,17 +285,17 @@ export class Container {
       writeFileSync(join(bundle, TASK_RECORD), JSON.stringify(c.record(stdio)), { mode: 0o600 });
       mkdirSync(join(deps.stateDir, 'tasks', deps.namespace), { recursive: true, mode: 0o700 });
       writeFileSync(c.registryPath, bundle, { mode: 0o600 });
-      undo.push(() => rmSync(c.registryPath, { force: true }));
+      undo.push('remove registry entry', () => rmSync(c.registryPath, { force: true }));
       for (const f of ['exit', EXIT_REASON_FILE, 'exit-reported', 'oom', 'init.pid', 'conmon.pid']) rmSync(join(bundle, f), { force: true });
       const cuuid = conmonCuuid(deps.namespace, p.id);
       const exitDir = join(bundle, 'exits');
       mkdirSync(exitDir, { recursive: true, mode: 0o700 });
       c.linkAttach(cuuid, bundle);
-      undo.push(() => rmSync(join(attachLinkDir(deps.stateDir), cuuid), { force: true }));
+      undo.push('remove attach link', () => rmSync(join(attachLinkDir(deps.stateDir), cuuid), { force: true }));
       // A failed create can leave runc state behind; force-delete it — unless runc refused
       // because the id already exists: that container is someone else's.
       let foreign = false;
-      undo.push(() => (foreign ? undefined : runc.delete(p.id, true).catch(() => undefined)));
+      undo.push('runc delete', () => (foreign ? undefined : runc.delete(p.id, true).catch(() => undefined)));
       const started = await deps.reaper
         .hold(() =>
           conmonCreate({
@@ -338,7 +340,7 @@ export class Container {
       }
       return c;
     } catch (err) {
-      for (const u of undo.reverse()) await Promise.resolve(u()).catch(() => undefined);
+      await undo.unwind();
       throw err;
     }
   }
@@ -500,7 +502,7 @@ export class Container {
     return p;
   }
 
-  /** Start the init (runc start) or an exec (conmon --exec). */
+  /** Start the init (runc start, through its exec fifo) or an exec (conmon --exec). */
   async start(execId: string): Promise<number> {
     const p = this.process(execId);
     p.require('start', 'created');
@@ -511,7 +513,7 @@ export class Container {
     p.startGate = new Promise<void>((r) => (open = r));
     try {
       if (p.isInit) {
-        await this.runc.start(this.id);
+        await this.runc.start(this.id, p.pid);
         p.transition('running');
         this.deps.publisher.publish(Topics.start, Ev.TaskStart, { containerId: this.id, pid: p.pid });
       } else {

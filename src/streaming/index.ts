@@ -1,5 +1,5 @@
 /** Public surface of the streaming server (exec / attach / port-forward over SPDY/3.1 and WebSocket). */
-export { StreamingServer, type StreamingServerOptions } from './server.js';
+export { StreamingServer, DEFAULT_LIMITS, type StreamingLimits, type StreamingServerOptions } from './server.js';
 export type {
   AttachRequest,
   ExecRequest,

@@ -3,12 +3,18 @@
  * connection the client opens a data stream and an error stream sharing `requestID` and
  * `port` headers. When both are there we hand the data stream to the backend; failures are
  * written as text on the error stream.
+ *
+ * A session forwards at most maxForwardedPairs(maxStreams) connections at once (pairs still
+ * waiting for their partner count). A pair beyond that is refused with a message on its error
+ * stream, which kubectl prints; its data stream is reset. The SPDY session's own stream cap
+ * sits two streams above, so that refusal can still be said.
  */
 import type { Logger } from '../log.js';
 import type { SpdyConnection, SpdyStream } from './spdy/connection.js';
 import { RstStatus } from './spdy/frames.js';
 import { HDR_PORT, HDR_REQUEST_ID, HDR_STREAM_TYPE } from './protocol.js';
 import { finishWritable } from './session.js';
+import { MAX_STREAMS } from './spdy/connection.js';
 import type { StreamingBackend } from './types.js';
 
 interface Pair {
@@ -22,8 +28,18 @@ export interface SpdyPortForwardOptions {
   podSandboxId: string;
   backend: StreamingBackend;
   streamCreationTimeoutMs: number;
+  /** The session's SPDY stream cap (default MAX_STREAMS). */
+  maxStreams?: number;
   log: Logger;
 }
+
+/** Forwarded connections a session may hold at once under a SPDY stream cap of `maxStreams`. */
+export function maxForwardedPairs(maxStreams: number): number {
+  return Math.max(1, Math.floor((maxStreams - 2) / 2));
+}
+
+/** Request ids refused recently, so their second stream is reset too (bounded memory). */
+const REFUSED_MEMORY = 256;
 
 export function parsePort(value: string | undefined): number | undefined {
   if (value === undefined || !/^\d{1,5}$/.test(value)) return undefined;
@@ -35,6 +51,10 @@ export function parsePort(value: string | undefined): number | undefined {
 export function servePortForwardSpdy(o: SpdyPortForwardOptions): Promise<void> {
   const { conn, log } = o;
   const pairs = new Map<string, Pair>();
+  const limit = maxForwardedPairs(o.maxStreams ?? MAX_STREAMS);
+  let active = 0;
+  const refused = new Set<string>();
+  let warned = false;
 
   const requestId = (s: SpdyStream, type: string): string => {
     const id = s.headers[HDR_REQUEST_ID];
@@ -53,6 +73,10 @@ export function servePortForwardSpdy(o: SpdyPortForwardOptions): Promise<void> {
     }
     const id = requestId(stream, type);
     let pair = pairs.get(id);
+    if (!pair && (refused.has(id) || pairs.size + active >= limit)) {
+      refuse(id, type, stream);
+      return;
+    }
     if (!pair) {
       const timer = setTimeout(() => {
         pairs.delete(id);
@@ -75,9 +99,28 @@ export function servePortForwardSpdy(o: SpdyPortForwardOptions): Promise<void> {
     if (pair.data && pair.error) {
       clearTimeout(pair.timer);
       pairs.delete(id);
-      void forward(o, port, pair.data, pair.error);
+      active++;
+      void forward(o, port, pair.data, pair.error).finally(() => active--);
     }
   });
+
+  /** Over the limit: the error stream says why and closes; the data stream is reset. */
+  const refuse = (id: string, type: 'data' | 'error', stream: SpdyStream): void => {
+    if (!warned) {
+      warned = true;
+      log.warn('port-forward connection refused: too many in this session', { limit });
+    }
+    if (refused.has(id)) refused.delete(id);
+    else {
+      refused.add(id);
+      if (refused.size > REFUSED_MEMORY) refused.delete(refused.values().next().value as string);
+    }
+    if (type === 'data') {
+      stream.reset(RstStatus.REFUSED_STREAM);
+      return;
+    }
+    stream.refuseWith(`port-forward: ${limit} connections already forwarded in this session, the most it may have (streaming.max_streams_per_connection / 2); close some and retry`);
+  };
 
   return new Promise((resolve) => {
     conn.once('close', () => {

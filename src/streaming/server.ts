@@ -9,7 +9,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, createWebSocketStream, type WebSocket } from 'ws';
 import { errors } from '../errors.js';
 import { log as rootLog, type Logger } from '../log.js';
-import { servePortForwardSpdy, parsePort } from './portforward-spdy.js';
+import { maxForwardedPairs, servePortForwardSpdy, parsePort } from './portforward-spdy.js';
 import {
   HEADER_ACCEPTED_PROTOCOL_VERSIONS,
   HEADER_PROTOCOL_VERSION,
@@ -21,7 +21,8 @@ import {
   negotiate,
 } from './protocol.js';
 import { serveRemoteCommandSpdy } from './remotecommand-spdy.js';
-import { SpdyConnection } from './spdy/connection.js';
+import { IdleWatcher, socketTraffic } from './idle.js';
+import { MAX_STREAMS, SpdyConnection } from './spdy/connection.js';
 import { RequestCache } from './tokens.js';
 import type { AttachRequest, CachedRequest, ExecRequest, PortForwardRequest, StreamingBackend } from './types.js';
 import { WS_PORTFORWARD_PROTOCOLS, WS_REMOTECOMMAND_PROTOCOLS, serveRemoteCommandWs, servePortForwardWs } from './websocket.js';
@@ -32,12 +33,37 @@ export interface StreamingServerOptions {
   backend: StreamingBackend;
   /** How long a returned URL stays valid (kubelet: 1 minute). */
   tokenTtlMs?: number;
-  /** How long the client has to open all its streams after upgrading (kubelet: 30 s). */
+  /** How long the client has to open all its streams after upgrading (kubelet: 30 s); limits.streamCreationTimeoutMs wins. */
   streamCreationTimeoutMs?: number;
   /** Base URL put into returned URLs, e.g. when listening on 0.0.0.0; default derived from the bound address. */
   advertiseUrl?: string;
   log?: Logger;
+  /** Limits applied to sessions opened from now on (setLimits() changes them). */
+  limits?: Partial<StreamingLimits>;
 }
+
+export interface StreamingLimits {
+  /** A session that moved no byte either way this long is closed (kubelet: 4 h); 0 never. */
+  idleTimeoutMs: number;
+  /** How long the client has to open all its streams after upgrading (kubelet: 30 s). */
+  streamCreationTimeoutMs: number;
+  /** Sessions (upgraded connections) open at once; more get HTTP 429. */
+  maxConnections: number;
+  /** SPDY streams one session may have open; more are refused. */
+  maxStreamsPerConnection: number;
+}
+
+export const DEFAULT_LIMITS: StreamingLimits = {
+  idleTimeoutMs: 4 * 3600_000,
+  streamCreationTimeoutMs: 30_000,
+  maxConnections: 256,
+  maxStreamsPerConnection: MAX_STREAMS,
+};
+
+/** TCP connections beyond the session cap that may still be in their HTTP handshake. */
+const HANDSHAKE_HEADROOM = 32;
+/** Largest WebSocket message accepted (Kubernetes clients send stdin and port data in ≤ 32 KiB messages). */
+export const MAX_WS_MESSAGE = 4 * 1024 * 1024;
 
 const PATH_RE = /^\/(exec|attach|portforward)\/([A-Za-z0-9_-]{1,128})$/;
 
@@ -45,7 +71,9 @@ export class StreamingServer {
   private readonly backend: StreamingBackend;
   private readonly cache: RequestCache;
   private readonly log: Logger;
-  private readonly creationTimeoutMs: number;
+  private limits: StreamingLimits;
+  /** Upgraded connections (sessions) open now. */
+  private sessions = 0;
   private http: http.Server;
   /** Listeners replaced by rebind(): closed to new connections, their sessions still running. */
   private readonly retired = new Set<http.Server>();
@@ -54,7 +82,7 @@ export class StreamingServer {
   private readonly wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
-    maxPayload: 16 * 1024 * 1024,
+    maxPayload: MAX_WS_MESSAGE,
     handleProtocols: (_offered, req) => this.chosenProtocol.get(req) || false,
   });
   private readonly sockets = new Set<Duplex>();
@@ -64,8 +92,23 @@ export class StreamingServer {
     this.backend = opts.backend;
     this.cache = new RequestCache(opts.tokenTtlMs ?? 60_000);
     this.log = opts.log ?? rootLog.child({ component: 'streaming' });
-    this.creationTimeoutMs = opts.streamCreationTimeoutMs ?? 30_000;
+    this.limits = { ...DEFAULT_LIMITS, ...(opts.streamCreationTimeoutMs !== undefined ? { streamCreationTimeoutMs: opts.streamCreationTimeoutMs } : {}), ...opts.limits };
     this.http = this.createHttp();
+  }
+
+  /** New limits for sessions opened from now on (config reload); open sessions keep theirs. */
+  setLimits(limits: Partial<StreamingLimits>): void {
+    this.limits = { ...this.limits, ...limits };
+    this.http.maxConnections = this.limits.maxConnections + HANDSHAKE_HEADROOM;
+  }
+
+  /** Sessions open now (upgraded connections). */
+  get sessionCount(): number {
+    return this.sessions;
+  }
+
+  private get creationTimeoutMs(): number {
+    return this.limits.streamCreationTimeoutMs;
   }
 
   private createHttp(): http.Server {
@@ -73,6 +116,9 @@ export class StreamingServer {
     server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => this.onUpgrade(req, socket, head));
     server.on('connection', (socket: Duplex) => this.track(socket));
     server.on('clientError', (_err, socket: Duplex) => writeHttpError(socket, 400, 'bad request'));
+    // A hard ceiling on TCP connections (Node closes those beyond it at once); sessions are
+    // capped below it, with a message, in onUpgrade.
+    server.maxConnections = this.limits.maxConnections + HANDSHAKE_HEADROOM;
     return server;
   }
 
@@ -180,6 +226,12 @@ export class StreamingServer {
 
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     socket.on('error', (err: Error) => this.log.debug('streaming socket error', { err: err.message }));
+    // Checked before the token is consumed: the client may retry the same URL while it is valid.
+    if (this.sessions >= this.limits.maxConnections) {
+      this.log.warn('streaming session refused: too many open', { open: this.sessions, limit: this.limits.maxConnections });
+      writeHttpError(socket, 429, `streaming server busy: ${this.sessions} sessions open, the limit is ${this.limits.maxConnections} (streaming.max_connections); try again later`);
+      return;
+    }
     const found = this.lookup(req.url);
     if ('status' in found) {
       writeHttpError(socket, found.status, found.message);
@@ -196,6 +248,23 @@ export class StreamingServer {
     else writeHttpError(socket, 400, `unable to upgrade: unsupported upgrade protocol ${JSON.stringify(req.headers.upgrade ?? '')}`);
   }
 
+  /**
+   * Counts an upgraded connection as a session until its socket closes, and closes it when it
+   * stays idle (no byte either way) for the idle timeout.
+   */
+  private openSession(socket: Duplex, kind: string, transport: string): void {
+    this.sessions++;
+    const idleMs = this.limits.idleTimeoutMs;
+    const watcher = new IdleWatcher(socketTraffic(socket), idleMs, () => {
+      this.log.info('closing idle streaming session', { kind, transport, idleTimeoutMs: idleMs });
+      socket.destroy();
+    });
+    socket.once('close', () => {
+      this.sessions--;
+      watcher.stop();
+    });
+  }
+
   private upgradeSpdy(req: http.IncomingMessage, socket: Duplex, head: Buffer, cached: CachedRequest): void {
     const offered = headerValues(req.headers[HEADER_PROTOCOL_VERSION.toLowerCase()]);
     if (offered.length === 0) {
@@ -210,11 +279,12 @@ export class StreamingServer {
     }
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${SPDY_UPGRADE}\r\n${HEADER_PROTOCOL_VERSION}: ${protocol}\r\n\r\n`);
     if (head.length > 0) socket.unshift(head);
+    this.openSession(socket, cached.kind, 'spdy');
     const log = this.log.child({ kind: cached.kind, protocol, transport: 'spdy' });
-    const conn = new SpdyConnection(socket, { role: 'server', log });
+    const conn = new SpdyConnection(socket, { role: 'server', log, maxStreams: this.limits.maxStreamsPerConnection });
     const done =
       cached.kind === 'portforward'
-        ? servePortForwardSpdy({ conn, podSandboxId: cached.request.podSandboxId, backend: this.backend, streamCreationTimeoutMs: this.creationTimeoutMs, log })
+        ? servePortForwardSpdy({ conn, podSandboxId: cached.request.podSandboxId, backend: this.backend, streamCreationTimeoutMs: this.creationTimeoutMs, maxStreams: this.limits.maxStreamsPerConnection, log })
         : serveRemoteCommandSpdy({ conn, protocol, request: cached, backend: this.backend, streamCreationTimeoutMs: this.creationTimeoutMs, log });
     done.catch((err: unknown) => {
       log.error('streaming session failed', { err: err instanceof Error ? err.message : String(err) });
@@ -248,10 +318,16 @@ export class StreamingServer {
         writeHttpError(socket, 400, 'at least one port must be specified');
         return;
       }
+      const most = maxForwardedPairs(this.limits.maxStreamsPerConnection);
+      if (ports.length > most) {
+        writeHttpError(socket, 400, `too many ports: ${ports.length}, at most ${most} per session (streaming.max_streams_per_connection / 2)`);
+        return;
+      }
     }
     const log = this.log.child({ kind: cached.kind, protocol, transport: 'websocket' });
     this.chosenProtocol.set(req, protocol);
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      this.openSession(socket, cached.kind, 'websocket');
       const done =
         cached.kind === 'portforward'
           ? servePortForwardWs({ ws, protocol, podSandboxId: cached.request.podSandboxId, ports, backend: this.backend, log })
@@ -274,10 +350,11 @@ export class StreamingServer {
     // subprotocol (handleProtocols), which is what the Go client checks.
     req.headers['sec-websocket-protocol'] = 'spdy-tunnel';
     this.wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      this.openSession(socket, 'portforward', 'websocket');
       const duplex = createWebSocketStream(ws);
       duplex.on('error', (err: Error) => log.debug('tunnel error', { err: err.message }));
-      const conn = new SpdyConnection(duplex, { role: 'server', log });
-      servePortForwardSpdy({ conn, podSandboxId, backend: this.backend, streamCreationTimeoutMs: this.creationTimeoutMs, log }).catch((err: unknown) => {
+      const conn = new SpdyConnection(duplex, { role: 'server', log, maxStreams: this.limits.maxStreamsPerConnection });
+      servePortForwardSpdy({ conn, podSandboxId, backend: this.backend, streamCreationTimeoutMs: this.creationTimeoutMs, maxStreams: this.limits.maxStreamsPerConnection, log }).catch((err: unknown) => {
         log.error('streaming session failed', { err: err instanceof Error ? err.message : String(err) });
         conn.destroy();
       });
@@ -301,7 +378,7 @@ function splitAddress(address: string): { host: string; port: number } {
   return { host: m[1] as string, port: Number(m[2]) };
 }
 
-const REASONS: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found' };
+const REASONS: Record<number, string> = { 400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests' };
 
 /** A plain HTTP error on a socket that was offered for upgrade, then close it. */
 function writeHttpError(socket: Duplex, status: number, message: string, extra: [string, string][] = []): void {

@@ -17,6 +17,7 @@ import type { Logger } from '../log.js';
 import { RC_V1, RC_V4, RC_V5 } from './protocol.js';
 import { ResizeQueue } from './resize.js';
 import { finishWritable, runRemoteCommand, type RemoteCommandRequest } from './session.js';
+import { HOLD_PROBE_MS } from './spdy/connection.js';
 import { encodeStatus } from './status.js';
 import type { StreamingBackend } from './types.js';
 
@@ -89,16 +90,30 @@ function sendOn(ws: WebSocket, channel: number, data: Buffer, base64: boolean): 
  */
 class InboundGate {
   private readonly held = new Set<object>();
+  private probe: NodeJS.Timeout | undefined;
 
-  constructor(private readonly ws: WebSocket) {}
+  constructor(private readonly ws: WebSocket) {
+    ws.once('close', () => clearInterval(this.probe));
+  }
 
   hold(who: object): void {
     this.held.add(who);
     if (!this.ws.isPaused) this.ws.pause();
+    // A socket that is not read would not show that the client went away: a ping to a client
+    // that is gone makes the kernel answer RST, the next write fails and the session closes.
+    if (!this.probe) {
+      this.probe = setInterval(() => {
+        if (this.ws.readyState === this.ws.OPEN) this.ws.ping();
+      }, HOLD_PROBE_MS);
+      this.probe.unref();
+    }
   }
 
   release(who: object): void {
-    if (this.held.delete(who) && this.held.size === 0 && this.ws.isPaused && this.ws.readyState === this.ws.OPEN) this.ws.resume();
+    if (!this.held.delete(who) || this.held.size > 0) return;
+    clearInterval(this.probe);
+    this.probe = undefined;
+    if (this.ws.isPaused && this.ws.readyState === this.ws.OPEN) this.ws.resume();
   }
 }
 

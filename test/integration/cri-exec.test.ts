@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
@@ -13,7 +13,7 @@ import { ContainerState } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, createContainer, runPod, waitForState, type TestPod } from '../helpers/cri-container.js';
 import { wsConnect } from '../helpers/ws-client.js';
-import { spdyExec } from '../helpers/spdy-client.js';
+import { collect, openStream, spdyExec, spdyUpgrade } from '../helpers/spdy-client.js';
 import { cgroupFileOfPid } from '../helpers/cgroup.js';
 
 let env: CriEnv;
@@ -165,6 +165,44 @@ test('PortForward reaches a server on 127.0.0.1 inside the pod network namespace
   assert.match(text(), /hello-from-pod/);
   s.ws.close();
   await s.closed;
+});
+
+test('PortForward over SPDY: 20 connections at once reach the pod, and berthd starts no process for any of them', async () => {
+  const berthdPid = env.berthd.proc.pid as number;
+  const kids = (): string[] =>
+    readdirSync(`/proc/${berthdPid}/task`).flatMap((t) => readFileSync(`/proc/${berthdPid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean));
+  const before = new Set(kids());
+  const { url } = await env.berthd.cri.runtime.portForward({ podSandboxId: pod.id, port: [] });
+  const { conn } = await spdyUpgrade(url, ['portforward.k8s.io']);
+  try {
+    // Open all 20 forwarded connections first; the pod's httpd waits for their requests.
+    const open = await Promise.all(
+      Array.from({ length: 20 }, async (_, i) => {
+        const error = await openStream(conn, { streamtype: 'error', port: '8080', requestid: String(i) });
+        const errorText = collect(error);
+        error.end();
+        const data = await openStream(conn, { streamtype: 'data', port: '8080', requestid: String(i) });
+        return { data, body: collect(data), errorText };
+      }),
+    );
+    // While they are open: berthd forwards them from its worker thread, no nsenter or helper process.
+    const started = kids().filter((k) => !before.has(k) && existsSync(`/proc/${k}/comm`)).map((k) => readFileSync(`/proc/${k}/comm`, 'utf8').trim());
+    assert.ok(!started.includes('nsenter') && !started.includes('node'), `berthd started ${started.join(', ')}`);
+    for (const o of open) o.data.end('GET /index.html HTTP/1.0\r\n\r\n');
+    for (const o of open) {
+      assert.match((await o.body).toString(), /^HTTP\/1\.[01] 200[\s\S]*hello-from-pod/);
+      assert.equal((await o.errorText).toString(), '', 'no error on the error stream');
+    }
+    // A port nothing listens on in the pod: the reason comes back on the error stream.
+    const error = await openStream(conn, { streamtype: 'error', port: '8081', requestid: 'closed' });
+    const errorText = collect(error);
+    error.end();
+    const data = await openStream(conn, { streamtype: 'data', port: '8081', requestid: 'closed' });
+    data.end();
+    assert.match((await errorText).toString(), /port-forward to port 8081 in pod sandbox .*ECONNREFUSED/);
+  } finally {
+    conn.destroy();
+  }
 });
 
 test('CheckpointContainer writes a tar archive where CRIU works here, else fails FailedPrecondition quoting CRIU', async (t) => {

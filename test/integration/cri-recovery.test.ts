@@ -112,13 +112,13 @@ test('a sandbox whose RunPodSandbox was interrupted by a crash is torn down on r
   const id = (await e.berthd.cri.runtime.runPodSandbox({ config: cfg })).podSandboxId;
   const pid = await pausePid(e, id);
   await e.berthd.kill9();
-  // Make the record look like berthd died mid-RunPodSandbox (everything made, phase 'creating').
+  // Make the record look like berthd died mid-RunPodSandbox (everything made, state 'creating').
   const db = new Database(join(e.berthd.root, 'meta.db'));
   try {
     const row = db.prepare('SELECT record FROM sandboxes WHERE id = ?').get(id) as { record: string };
-    const rec = JSON.parse(row.record) as { extra: Record<string, unknown>; state: string };
-    rec.extra.phase = 'creating';
-    rec.state = 'notready';
+    const rec = JSON.parse(row.record) as { version: number; state: string };
+    assert.equal(rec.version, 2);
+    rec.state = 'creating';
     db.prepare('UPDATE sandboxes SET record = ? WHERE id = ?').run(JSON.stringify(rec), id);
   } finally {
     db.close();
@@ -223,4 +223,75 @@ test('containers keep ids and states across a restart (created, running, exited;
   assert.deepEqual((await rt().listContainers({})).containers, []);
   assert.deepEqual(readdirSync(join(e.berthd.state, 'netns')), []);
   assert.deepEqual(readdirSync(join(e.berthd.state, 'tasks', 'k8s.io')), []);
+});
+
+test('a RemoveContainer whose disk work had not finished when berthd died is finished by the next start', { skip }, async () => {
+  assert.ok(env, 'first test set up the environment');
+  const e = env;
+  const rt = () => e.berthd.cri.runtime;
+  await e.berthd.cri.image.pullImage({ image: { image: e.busybox.ref } });
+  const podCfg = podConfig('rec-remove');
+  const pod = (await rt().runPodSandbox({ config: podCfg })).podSandboxId;
+  const { containerId: id } = await rt().createContainer({
+    podSandboxId: pod,
+    sandboxConfig: podCfg,
+    config: {
+      metadata: { name: 'doomed' },
+      image: { image: e.busybox.ref },
+      command: ['sleep', '3600'],
+      linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.CONTAINER } } },
+    },
+  });
+  await rt().startContainer({ containerId: id });
+  // A mount inside the container's rootfs snapshot: removing that tree fails (it never
+  // crosses a mount), so the work after RemoveContainer's reply cannot finish while it is there.
+  const snapRoot = join(e.berthd.root, 'snapshots', 'overlayfs');
+  const db = new Database(join(snapRoot, 'metadata.db'), { readonly: true, fileMustExist: true });
+  let snapId: number;
+  try {
+    snapId = (db.prepare('SELECT id FROM snapshots WHERE key = ?').get(id) as { id: number }).id;
+  } finally {
+    db.close();
+  }
+  const blocker = join(snapRoot, 'snapshots', String(snapId), 'fs', 'blocker');
+  execFileSync('mkdir', ['-p', blocker]);
+  execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', blocker]);
+  const stateDir = join(e.berthd.state, 'containers', id);
+  const pending = (): number => {
+    const m = new Database(join(e.berthd.root, 'meta.db'), { readonly: true, fileMustExist: true });
+    try {
+      return (m.prepare('SELECT count(*) AS n FROM pending_removals').get() as { n: number }).n;
+    } finally {
+      m.close();
+    }
+  };
+  try {
+    await rt().removeContainer({ containerId: id });
+    // The reply came at the durable point: the container is gone for the CRI…
+    assert.ok(!(await rt().listContainers({})).containers.some((c) => c.id === id));
+    await assert.rejects(rt().containerStatus({ containerId: id }), /NOT_FOUND/);
+    // …and its disk work is recorded as pending; it stops at the mount.
+    assert.equal(pending(), 1);
+    await waitFor(async () => readFileSync(e.berthd.logFile, 'utf8').includes('container removal left unfinished'));
+    assert.ok(existsSync(stateDir), 'the container state dir is still there');
+    await e.berthd.kill9();
+  } finally {
+    // The removal renamed the snapshot dir to rm-<id> before it stopped at the mount.
+    const moved = join(snapRoot, 'snapshots', `rm-${snapId}`, 'fs', 'blocker');
+    execFileSync('umount', [existsSync(moved) ? moved : blocker]);
+  }
+  await e.berthd.restart();
+  assert.equal(pending(), 0, 'recovery finished the pending removal');
+  assert.equal(existsSync(stateDir), false, 'container state dir removed');
+  assert.equal(existsSync(join(e.berthd.state, 'tasks', 'k8s.io', id)), false, 'bundle removed');
+  assert.ok(!readdirSync(join(snapRoot, 'snapshots')).some((n) => n === String(snapId) || n === `rm-${snapId}`), 'rootfs snapshot removed');
+  // The name is free again.
+  const again = await rt().createContainer({
+    podSandboxId: pod,
+    sandboxConfig: podCfg,
+    config: { metadata: { name: 'doomed' }, image: { image: e.busybox.ref }, command: ['true'], linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.CONTAINER } } } },
+  });
+  assert.ok(again.containerId);
+  await rt().stopPodSandbox({ podSandboxId: pod });
+  await rt().removePodSandbox({ podSandboxId: pod });
 });

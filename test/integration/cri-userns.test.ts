@@ -294,6 +294,45 @@ test('an idmapped volume maps every id, not only root: host-owned ids show as th
   }
 });
 
+test('every mount carries the pod mappings, as kubelet sends them: a file (termination-log), a dir, a tmpfs emptyDir', { skip: skipRun }, async () => {
+  const pod = await runPod(env, usernsPod());
+  pods.push(pod);
+  const dir = mkdtempSync(join(tmpdir(), 'berth-idmap-kubelet-'));
+  chmodSync(dir, 0o755);
+  const term = join(dir, 'termination-log');
+  writeFileSync(term, '');
+  const data = join(dir, 'data');
+  mkdirSync(data, { mode: 0o755 });
+  writeFileSync(join(data, 'config'), 'from the host\n');
+  const mem = join(dir, 'mem');
+  mkdirSync(mem);
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,mode=0777', 'berth-test-emptydir', mem], { encoding: 'utf8' });
+  assert.equal(mounted.status, 0, mounted.stderr);
+  try {
+    const uids = [{ hostId: HOST_UID, containerId: 0, length: SIZE }];
+    const gids = [{ hostId: HOST_GID, containerId: 0, length: SIZE }];
+    const withMaps = (containerPath: string, hostPath: string) => ({ containerPath, hostPath, uidMappings: uids, gidMappings: gids });
+    const script = 'echo bye > /dev/termination-log; stat -c %u:%g /data/config; cat /data/config; touch /cache/made && stat -c %u /cache/made';
+    const { status: st, log } = await runToExit(
+      env,
+      pod,
+      busyboxConfig(env, 'kubelet-mounts', ['sh', '-c', script], {
+        mounts: [withMaps('/dev/termination-log', term), withMaps('/data', data), withMaps('/cache', mem)],
+      }),
+    );
+    const out = log.map((l) => l.msg).join('\n');
+    assert.equal(st.exitCode, 0, out);
+    assert.deepEqual(out.split('\n'), ['0:0', 'from the host', '0']);
+    assert.equal(readFileSync(term, 'utf8'), 'bye\n', 'the container root wrote the file mount');
+    assert.equal(statSync(join(mem, 'made')).uid, 0, 'a file made in the tmpfs emptyDir is host root\'s');
+    assert.deepEqual(stagingMounts(env), [], 'no staging mount left on the host');
+  } finally {
+    for (const p of pods.splice(pods.indexOf(pod), 1)) await p.remove();
+    spawnSync('umount', ['-l', mem]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a userns pod on the host network (user_namespaces_host_network): host network, root inside, sysfs readable', { skip: skipRun }, async () => {
   // Without and with a pause (pid POD): the pause mounts sysfs too.
   for (const pid of [NamespaceMode.CONTAINER, NamespaceMode.POD]) {
@@ -309,6 +348,32 @@ test('a userns pod on the host network (user_namespaces_host_network): host netw
     assert.notEqual(user, readlinkSync('/proc/self/ns/user'), 'own user namespace');
     assert.equal(sys, 'ro', 'the host /sys is bound read-only');
   }
+});
+
+test('a userns container on idmapped layers survives a berthd crash and restart, and is removed cleanly afterwards', { skip: skipRun }, async () => {
+  const pod = await runPod(env, usernsPod());
+  pods.push(pod);
+  const id = await createContainer(env, pod, busyboxConfig(env, 'survivor', ['sleep', '3600']));
+  await env.berthd.cri.runtime.startContainer({ containerId: id });
+  await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
+  const pid = await containerPid(env, id);
+
+  await env.berthd.kill9();
+  await env.berthd.restart();
+
+  assert.equal((await env.berthd.cri.runtime.containerStatus({ containerId: id })).status?.state, ContainerState.CONTAINER_RUNNING);
+  assert.equal(await containerPid(env, id), pid, 'the same process');
+  assert.equal(statSync(`/proc/${pid}/root/etc/passwd`).uid, HOST_UID, 'its rootfs still shows the image through the idmapped layers');
+  assert.deepEqual(stagingMounts(env), []);
+  // A new container of the pod after the restart gets idmapped layers again.
+  const { status: st, log } = await runToExit(env, pod, busyboxConfig(env, 'after-restart', ['stat', '-c', '%u', '/etc/passwd']));
+  assert.equal(st.exitCode, 0);
+  assert.deepEqual(log.map((l) => l.msg), ['0']);
+  assert.match(env.berthd.log(), /user namespace rootfs: overlay over idmapped image layers/);
+
+  for (const p of pods.splice(pods.indexOf(pod), 1)) await p.remove();
+  assert.equal(rootfsMount(id), undefined, 'the rootfs overlay is unmounted with the container');
+  assert.deepEqual(stagingMounts(env), []);
 });
 
 test('bad user namespace options are refused naming the field', { skip: !isRoot && 'needs root' }, async () => {

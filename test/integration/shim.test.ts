@@ -348,6 +348,14 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     await assert.rejects(task.state({ id: 'unstarted' }), rejectsWith('NotFound'));
   });
 
+  test('Start of a created container whose init was killed fails with FailedPrecondition instead of waiting', T, async (t) => {
+    const { pid } = await run(t, 'deadinit', { args: ['sleep', '1000'] }, false);
+    process.kill(pid, 'SIGKILL');
+    await assert.rejects(task.start({ id: 'deadinit' }), rejectsWith('FailedPrecondition'));
+    assert.equal((await task.wait({ id: 'deadinit' })).exitStatus, 137);
+    await task.delete({ id: 'deadinit' });
+  });
+
   test('runc errors reach the caller verbatim', T, async (t) => {
     const b = h.bundle('badexec', { args: ['/no/such/binary'] });
     await assert.rejects(task.create({ id: 'badexec', bundle: b.dir }), rejectsWith('Internal', /no such file or directory/));

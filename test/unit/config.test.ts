@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { loadConfig, validateConfig } from '../../src/daemon/config.js';
+import { loadConfig, parseDuration, validateConfig } from '../../src/daemon/config.js';
 
 test('config: embedded defaults are a complete config', () => {
   const c = loadConfig();
@@ -62,4 +62,26 @@ test('config: [cdi] spec_dirs defaults to /etc/cdi then /var/run/cdi; entries mu
   assert.throws(() => validateConfig({ cdi: { spec_dirs: ['etc/cdi'] } }), /cdi\.spec_dirs\.0: must be an absolute path/);
   assert.throws(() => validateConfig({ cdi: { dirs: ['/x'] } }), /unknown key "cdi\.dirs"/);
   assert.throws(() => validateConfig({ cdi: { spec_dirs: ['/etc/cdi', '/etc/cdi/'] } }), /cdi\.spec_dirs: lists a directory twice/);
+});
+
+test('config: [streaming] limits default to kubelet\'s timeouts; durations are Go-style and checked by key', () => {
+  const c = validateConfig({});
+  assert.equal(c.streaming.idle_timeout, '4h');
+  assert.equal(c.streaming.stream_creation_timeout, '30s');
+  assert.equal(c.streaming.max_connections, 256);
+  assert.equal(c.streaming.max_streams_per_connection, 128);
+  assert.equal(parseDuration('4h'), 4 * 3600_000);
+  assert.equal(parseDuration('1h30m'), 5400_000);
+  assert.equal(parseDuration('1.5s'), 1500);
+  assert.equal(parseDuration('250ms'), 250);
+  assert.equal(parseDuration('0'), 0);
+  assert.ok(Number.isNaN(parseDuration('4 hours')));
+  assert.ok(Number.isNaN(parseDuration('')));
+  assert.ok(Number.isNaN(parseDuration('10')));
+  assert.throws(() => validateConfig({ streaming: { idle_timeout: '4 hours' } }), /streaming\.idle_timeout: must be a duration/);
+  assert.throws(() => validateConfig({ streaming: { stream_creation_timeout: '0' } }), /streaming\.stream_creation_timeout: must be more than 0/);
+  assert.throws(() => validateConfig({ streaming: { idle_timeout: '1000h' } }), /streaming\.idle_timeout: must be at most 596h/);
+  assert.throws(() => validateConfig({ streaming: { max_connections: 0 } }), /streaming\.max_connections/);
+  assert.throws(() => validateConfig({ streaming: { max_streams_per_connection: 2 } }), /streaming\.max_streams_per_connection/);
+  assert.equal(validateConfig({ streaming: { idle_timeout: '0' } }).streaming.idle_timeout, '0');
 });

@@ -68,6 +68,31 @@ for (const Kind of [OverlaySnapshotter, NativeSnapshotter]) {
     await assert.rejects(sn.remove('L1'), { kind: 'NotFound' });
   });
 
+  test(`${d}: totalUsage keeps container walks for usageMaxAgeMs, walks stale ones again, drops removed ones`, async (t) => {
+    const { sn } = await open(t, Kind);
+    await sn.prepare('tmp1');
+    await writeInto(sn, 'tmp1', 'f1', 'one');
+    await sn.commit('L1', 'tmp1');
+    await sn.prepare('ctr', 'L1');
+    const first = await sn.totalUsage();
+    const both = async () => ({ size: (await sn.usage('L1')).size + (await sn.usage('ctr')).size, inodes: (await sn.usage('L1')).inodes + (await sn.usage('ctr')).inodes });
+    assert.deepEqual(first, await both(), 'a snapshot never walked is walked for the reply');
+    // The container writes 64 KiB: a fresh walk is kept, so the answer stays the cached one.
+    await writeInto(sn, 'ctr', 'big', 'x'.repeat(64 * 1024));
+    assert.deepEqual(await sn.totalUsage(), first);
+    // Once the walk is older than the bound, the reply still uses it and a background pass re-walks.
+    sn.usageMaxAgeMs = -1;
+    assert.deepEqual(await sn.totalUsage(), first);
+    await sn.usageSettled();
+    sn.usageMaxAgeMs = 60_000;
+    const after = await sn.totalUsage();
+    assert.deepEqual(after, await both());
+    assert.ok(after.size >= first.size + 64 * 1024, `the re-walk sees the new file (${first.size} → ${after.size})`);
+    // A removed snapshot leaves the total at once.
+    await sn.remove('ctr');
+    assert.deepEqual(await sn.totalUsage(), await sn.usage('L1'));
+  });
+
   test(`${d}: init removes snapshot dirs that have no record`, async (t) => {
     const { sn, root } = await open(t, Kind);
     await mkdir(join(root, 'snapshots', '999', 'fs'), { recursive: true });

@@ -5,7 +5,7 @@ import zlib from 'node:zlib';
 import { SPDY3_DICTIONARY } from '../../src/streaming/spdy/dictionary.js';
 import { FrameReader, RstStatus, encodeFrame, type Frame } from '../../src/streaming/spdy/frames.js';
 import { HeaderCompressor, HeaderDecompressor, MAX_HEADER_BLOCK, adler32, decodeHeaderBlock, encodeHeaderBlock } from '../../src/streaming/spdy/headers.js';
-import { SpdyConnection, type SpdyStream } from '../../src/streaming/spdy/connection.js';
+import { MAX_SESSION_BUFFERED, SpdyConnection, type SpdyStream } from '../../src/streaming/spdy/connection.js';
 
 const hex = (b: Buffer) => b.toString('hex');
 const inflateAll = (b: Buffer) => zlib.inflateSync(b, { dictionary: SPDY3_DICTIONARY, finishFlush: zlib.constants.Z_SYNC_FLUSH });
@@ -369,6 +369,23 @@ test('session: streams beyond the cap are refused', async () => {
     assert.equal(accepted, 8);
     assert.ok(got.filter((f) => f.type === 'rst_stream').every((f) => (f as { status: number }).status === RstStatus.REFUSED_STREAM));
     assert.equal(server.streamCount, 8);
+  } finally {
+    await cleanup();
+  }
+});
+
+test('session: many streams each under the per-stream mark still stop the socket at the session cap', async () => {
+  const { server, cs, syn, cleanup } = await rawPair();
+  try {
+    const streams: SpdyStream[] = [];
+    server.on('stream', (s) => streams.push(s));
+    // 16 streams × 192 KiB = 3 MiB, each below the 256 KiB per-stream mark; nobody reads.
+    for (let i = 0; i < 16; i++) cs.write(syn(2 * i + 1));
+    const chunk = Buffer.alloc(32 * 1024, 1);
+    for (let k = 0; k < 6; k++) for (let i = 0; i < 16; i++) cs.write(encodeFrame({ type: 'data', streamId: 2 * i + 1, flags: 0, data: chunk }));
+    await until(() => server.readsHeld, 'the server stops reading its socket');
+    assert.ok(server.bufferedTotal() <= MAX_SESSION_BUFFERED + 128 * 1024, `session holds ${server.bufferedTotal()} bytes`);
+    assert.ok(streams.every((s) => s.readableLength <= 256 * 1024));
   } finally {
     await cleanup();
   }

@@ -62,6 +62,7 @@ export class ImageService {
   /** Parsed manifest+config by target digest (content is immutable). */
   private readonly cache = new Map<string, Parsed>();
   private gcRunning: Promise<void> | undefined;
+  private gcNext: Promise<void> | undefined;
 
   constructor(private readonly o: ImageServiceOptions) {}
 
@@ -87,6 +88,9 @@ export class ImageService {
 
   private async doPull(ns: string, ref: Reference, creds: Credentials | undefined, progress: PullProgress, signal?: AbortSignal): Promise<Image> {
     const started = Date.now();
+    // A collection running now (after a RemoveImage) read its roots before this pull leased
+    // anything: the pull would find layers it is about to prune. Start after it.
+    await this.gcSettled();
     const out = await pullImage(
       { content: this.o.content, layers: this.o.layers, remote: this.o.remote, platform: this.o.platform, maxConcurrentDownloads: this.o.maxConcurrentDownloads, lease: this.lease },
       ref,
@@ -229,17 +233,36 @@ export class ImageService {
   async remove(ns: string, spec: string): Promise<void> {
     const img = await this.find(ns, spec);
     if (!img) return;
+    // The durable point: the records are gone (one transaction). Blobs and layers nothing
+    // reaches any more are collected after the caller's reply; if berthd dies first, the
+    // start-up collection removes them (nothing refers to them).
     this.o.images.delete(ns, img.records.map((r) => r.name));
-    await this.gc();
+    void this.gc().catch((err: unknown) => this.o.log.warn('garbage collection after a remove failed; the next one retries', { error: err }));
   }
 
   /**
    * Garbage collection: keep every blob and unpacked layer reachable from any image record
-   * (all namespaces), from pulls in progress, and from extraRoots; remove the rest.
+   * (all namespaces), from pulls in progress, and from extraRoots; remove the rest. A call
+   * while a pass runs gets one more pass after it (the running one read its roots before the
+   * caller's change).
    */
   gc(): Promise<void> {
-    this.gcRunning ??= this.doGc().finally(() => (this.gcRunning = undefined));
-    return this.gcRunning;
+    if (!this.gcRunning) {
+      this.gcRunning = this.doGc().finally(() => (this.gcRunning = undefined));
+      return this.gcRunning;
+    }
+    this.gcNext ??= this.gcRunning
+      .catch(() => undefined)
+      .then(() => {
+        this.gcNext = undefined;
+        return this.gc();
+      });
+    return this.gcNext;
+  }
+
+  /** Resolves once no collection runs or is queued. */
+  async gcSettled(): Promise<void> {
+    while (this.gcRunning || this.gcNext) await (this.gcNext ?? this.gcRunning)!.catch(() => undefined);
   }
 
   private async doGc(): Promise<void> {

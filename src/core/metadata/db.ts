@@ -1,23 +1,41 @@
 /**
  * berth's metadata store: one SQLite database (WAL mode) under the root directory.
  *
- * Schema (version 1) — every table is namespaced like containerd's bolt buckets:
+ * Schema (version 2) — every table is namespaced like containerd's bolt buckets:
  *   namespaces(name PK, labels JSON, created_at)
  *   images(namespace, name, target_media_type, target_digest, target_size, config_digest,
  *          labels JSON, created_at, updated_at; PK(namespace, name))
  *     name is a full reference: "docker.io/library/busybox:latest" (repo tag) or
  *     "docker.io/library/busybox@sha256:…" (repo digest). The CRI image id is config_digest:
  *     all rows sharing it are one CRI image.
- *   sandboxes(namespace, id PK, …, record JSON)   — pod sandboxes (runtime issue)
+ *   sandboxes(namespace, id PK, record JSON) — pod sandboxes; record = SandboxRecord
+ *     (sandbox-record.ts), a JSON document carrying its own `version` (2)
  *   containers(namespace, id PK, sandbox_id, …, record JSON)
  *   names(namespace, name, holder; PK(namespace, name)) — reserved sandbox/container names
- * Writes are transactional; migrations are applied in order at open.
+ *   pending_removals(namespace, kind, id, record JSON; PK(namespace, kind, id)) — objects whose
+ *     record is gone (the CRI no longer sees them) but whose disk work (task, rootfs snapshot,
+ *     dirs) runs after the reply; finished at the next start if berthd died first.
+ * Writes are transactional; migrations are applied in order at open, each in one transaction
+ * with the new PRAGMA user_version:
+ *   1: the tables above but pending_removals.
+ *   2: sandbox records get a version and typed fields (state 'creating', hostNetwork, pause,
+ *      networkDown, exit … instead of untyped `extra` keys): migrateSandboxRecordV1.
+ *   3: pending_removals.
+ * A database whose user_version is higher than this code knows is refused
+ * (metadata.schema_too_new): a newer berthd wrote it. Statements are compiled once per SQL text
+ * (`statements()`): compiling one costs more than running it, and the kubelet's polls run the
+ * same few statements many times a second.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
+import { errors } from '../../errors.js';
+import { migrateSandboxRecordV1 } from './sandbox-record.js';
 
-const migrations: string[] = [
+/** One schema step: SQL, or a function for changes inside the JSON documents. */
+type Migration = string | ((db: Database.Database) => void);
+
+const migrations: Migration[] = [
   `CREATE TABLE namespaces (
      name TEXT PRIMARY KEY,
      labels TEXT NOT NULL DEFAULT '{}',
@@ -56,9 +74,40 @@ const migrations: string[] = [
      holder TEXT NOT NULL,
      PRIMARY KEY (namespace, name)
    );`,
+  (db) => {
+    const rows = db.prepare('SELECT namespace, id, record FROM sandboxes').all() as { namespace: string; id: string; record: string }[];
+    const put = db.prepare('UPDATE sandboxes SET record = ? WHERE namespace = ? AND id = ?');
+    for (const row of rows) put.run(JSON.stringify(migrateSandboxRecordV1(JSON.parse(row.record) as Record<string, unknown>)), row.namespace, row.id);
+  },
+  `CREATE TABLE pending_removals (
+     namespace TEXT NOT NULL,
+     kind TEXT NOT NULL,
+     id TEXT NOT NULL,
+     record TEXT NOT NULL,
+     PRIMARY KEY (namespace, kind, id)
+   );`,
 ];
 
+/** The schema version this code writes. */
+export const SCHEMA_VERSION = migrations.length;
+
 export type DB = Database.Database;
+
+/**
+ * `sql(text)` returns the one prepared statement of `db` for that SQL text, compiled on first
+ * use. Callers pass literal SQL, so the cache holds as many statements as the code has.
+ */
+export function statements(db: DB): (text: string) => Database.Statement {
+  const cache = new Map<string, Database.Statement>();
+  return (text) => {
+    let st = cache.get(text);
+    if (!st) {
+      st = db.prepare(text);
+      cache.set(text, st);
+    }
+    return st;
+  };
+}
 
 export function openMetadata(path: string): DB {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
@@ -68,9 +117,15 @@ export function openMetadata(path: string): DB {
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');
   const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > migrations.length) {
+    db.close();
+    throw errors.failedPrecondition('metadata.schema_too_new', `metadata ${path} has schema version ${current}; this berth understands up to ${migrations.length} (was it written by a newer berthd?)`);
+  }
   for (let v = current; v < migrations.length; v++) {
     db.transaction(() => {
-      db.exec(migrations[v]!);
+      const m = migrations[v]!;
+      if (typeof m === 'string') db.exec(m);
+      else m(db);
       db.pragma(`user_version = ${v + 1}`);
     })();
   }

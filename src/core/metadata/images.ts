@@ -1,5 +1,5 @@
 /** Image records (name → target manifest descriptor + config digest), per namespace. */
-import type { DB } from './db.js';
+import { statements, type DB } from './db.js';
 
 export interface ImageRecord {
   namespace: string;
@@ -36,32 +36,35 @@ const fromRow = (r: Row): ImageRecord => ({
 });
 
 export class ImageStore {
-  constructor(private readonly db: DB) {}
+  private readonly sql: ReturnType<typeof statements>;
+
+  constructor(private readonly db: DB) {
+    this.sql = statements(db);
+  }
 
   get(namespace: string, name: string): ImageRecord | undefined {
-    const r = this.db.prepare('SELECT * FROM images WHERE namespace = ? AND name = ?').get(namespace, name) as Row | undefined;
+    const r = this.sql('SELECT * FROM images WHERE namespace = ? AND name = ?').get(namespace, name) as Row | undefined;
     return r && fromRow(r);
   }
 
   list(namespace: string): ImageRecord[] {
-    return (this.db.prepare('SELECT * FROM images WHERE namespace = ? ORDER BY name').all(namespace) as Row[]).map(fromRow);
+    return (this.sql('SELECT * FROM images WHERE namespace = ? ORDER BY name').all(namespace) as Row[]).map(fromRow);
   }
 
   /** Every image in every namespace (for garbage collection). */
   all(): ImageRecord[] {
-    return (this.db.prepare('SELECT * FROM images').all() as Row[]).map(fromRow);
+    return (this.sql('SELECT * FROM images').all() as Row[]).map(fromRow);
   }
 
   byConfig(namespace: string, configDigest: string): ImageRecord[] {
     return (
-      this.db.prepare('SELECT * FROM images WHERE namespace = ? AND config_digest = ? ORDER BY name').all(namespace, configDigest) as Row[]
+      this.sql('SELECT * FROM images WHERE namespace = ? AND config_digest = ? ORDER BY name').all(namespace, configDigest) as Row[]
     ).map(fromRow);
   }
 
   /** Config digests starting with a prefix (for lookups by truncated id). */
   configsWithPrefix(namespace: string, prefix: string): string[] {
-    const rows = this.db
-      .prepare("SELECT DISTINCT config_digest FROM images WHERE namespace = ? AND substr(config_digest, 1, ?) = ?")
+    const rows = this.sql("SELECT DISTINCT config_digest FROM images WHERE namespace = ? AND substr(config_digest, 1, ?) = ?")
       .all(namespace, prefix.length, prefix) as { config_digest: string }[];
     return rows.map((r) => r.config_digest);
   }
@@ -69,8 +72,8 @@ export class ImageStore {
   /** Create or update a set of names pointing at one image, in one transaction. */
   put(records: Omit<ImageRecord, 'createdAt' | 'updatedAt'>[]): void {
     const now = Date.now();
-    const ensureNs = this.db.prepare('INSERT OR IGNORE INTO namespaces (name, created_at) VALUES (?, ?)');
-    const upsert = this.db.prepare(
+    const ensureNs = this.sql('INSERT OR IGNORE INTO namespaces (name, created_at) VALUES (?, ?)');
+    const upsert = this.sql(
       `INSERT INTO images (namespace, name, target_media_type, target_digest, target_size, config_digest, labels, created_at, updated_at)
        VALUES (@namespace, @name, @mt, @digest, @size, @config, @labels, @now, @now)
        ON CONFLICT (namespace, name) DO UPDATE SET target_media_type = excluded.target_media_type,
@@ -96,7 +99,7 @@ export class ImageStore {
 
   /** Delete names; returns how many existed. */
   delete(namespace: string, names: string[]): number {
-    const del = this.db.prepare('DELETE FROM images WHERE namespace = ? AND name = ?');
+    const del = this.sql('DELETE FROM images WHERE namespace = ? AND name = ?');
     let n = 0;
     this.db.transaction(() => {
       for (const name of names) n += del.run(namespace, name).changes;

@@ -32,6 +32,12 @@ export abstract class DirSnapshotter implements Snapshotter {
 
   /** Snapshots whose directory is being removed: no child may be created on them. */
   private readonly removing = new Set<string>();
+  /** Last walk of each active/view snapshot's tree, by snapshot id (see totalUsage). */
+  private readonly walked = new Map<number, { usage: SnapshotUsage; at: number }>();
+  /** The background re-walk of stale entries, while one runs. */
+  private refreshing: Promise<void> | undefined;
+  /** How old a walk may be before totalUsage starts a new one (kubelet asks every 10 s). */
+  usageMaxAgeMs = 10_000;
 
   /**
    * Opens the metadata and removes snapshot dirs left without a record (interrupted removes,
@@ -186,18 +192,61 @@ export abstract class DirSnapshotter implements Snapshotter {
 
   /**
    * What the store uses: committed snapshots by the size and inodes measured at their commit
-   * (they never change), active and view snapshots by a walk (containers write there). kubelet
-   * asks every 10 s (ImageFsInfo): walking every unpacked layer each time cost seconds.
+   * (they never change), active and view snapshots by walks of their trees (containers write
+   * there). kubelet asks every 10 s (ImageFsInfo), and walking every container's tree on each
+   * call made the reply wait seconds, so, as containerd's CRI does with its periodic snapshot
+   * sync, the walks are cached: a snapshot never walked is walked before the reply (a new
+   * container's tree is nearly empty), one walked more than usageMaxAgeMs ago counts with its
+   * last walk while one background pass walks every stale tree again. Snapshots removed since
+   * drop out at once (the walks are keyed by snapshot id, and only ids with a record count).
+   * So the figure is never older than usageMaxAgeMs plus one pass for a caller asking regularly.
    */
   async totalUsage(): Promise<SnapshotUsage> {
+    const now = Date.now();
     let size = 0;
     let inodes = 0;
+    const live = new Set<number>();
+    const stale: SnapshotRow[] = [];
     for (const row of this.meta.all()) {
-      const u =
-        row.kind === 'committed' && row.size !== null && row.inodes !== null ? { size: row.size, inodes: row.inodes } : await diskUsage(this.snapDir(row.id));
+      let u: SnapshotUsage;
+      if (row.kind === 'committed' && row.size !== null && row.inodes !== null) {
+        u = { size: row.size, inodes: row.inodes };
+      } else {
+        live.add(row.id);
+        const w = this.walked.get(row.id);
+        if (w) {
+          u = w.usage;
+          if (now - w.at > this.usageMaxAgeMs) stale.push(row);
+        } else {
+          u = await this.walk(row);
+        }
+      }
       size += u.size;
       inodes += u.inodes;
     }
+    for (const id of this.walked.keys()) if (!live.has(id)) this.walked.delete(id);
+    if (stale.length > 0 && !this.refreshing) {
+      this.refreshing = (async () => {
+        for (const row of stale) {
+          if (!this.store) return; // closed meanwhile
+          if (this.meta.get(row.key)?.id === row.id) await this.walk(row);
+        }
+      })()
+        .catch((err: unknown) => log.warn('snapshots: usage refresh failed', { error: err }))
+        .finally(() => (this.refreshing = undefined));
+    }
     return { size, inodes };
+  }
+
+  /** Walks one snapshot's tree and keeps the result for totalUsage. */
+  private async walk(row: SnapshotRow): Promise<SnapshotUsage> {
+    const usage = await diskUsage(this.snapDir(row.id));
+    this.walked.set(row.id, { usage, at: Date.now() });
+    return usage;
+  }
+
+  /** Resolves once no background usage walk runs (tests, close). */
+  async usageSettled(): Promise<void> {
+    await this.refreshing;
   }
 }

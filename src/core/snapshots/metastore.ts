@@ -22,6 +22,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { errors } from '../../errors.js';
 import type { SnapshotInfo, SnapshotKind, SnapshotUsage } from './types.js';
+import { statements } from '../metadata/db.js';
 
 export interface SnapshotRow {
   id: number;
@@ -70,12 +71,14 @@ export function validateKey(key: string, what = 'key'): void {
 
 export class MetaStore {
   private readonly db: Database.Database;
+  private readonly sql: ReturnType<typeof statements>;
 
   constructor(root: string) {
     this.db = new Database(join(root, 'metadata.db'));
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
     this.db.exec(SCHEMA);
+    this.sql = statements(this.db);
   }
 
   close(): void {
@@ -83,7 +86,7 @@ export class MetaStore {
   }
 
   get(key: string): SnapshotRow | undefined {
-    return this.db.prepare('SELECT * FROM snapshots WHERE key = ?').get(key) as SnapshotRow | undefined;
+    return this.sql('SELECT * FROM snapshots WHERE key = ?').get(key) as SnapshotRow | undefined;
   }
 
   mustGet(key: string): SnapshotRow {
@@ -93,7 +96,7 @@ export class MetaStore {
   }
 
   all(): SnapshotRow[] {
-    return this.db.prepare('SELECT * FROM snapshots ORDER BY id').all() as SnapshotRow[];
+    return this.sql('SELECT * FROM snapshots ORDER BY id').all() as SnapshotRow[];
   }
 
   /** Ancestors of a committed snapshot, starting with itself (newest first). */
@@ -121,8 +124,7 @@ export class MetaStore {
         }
       }
       const now = Date.now();
-      this.db
-        .prepare('INSERT INTO snapshots (key, parent, kind, created, updated, labels) VALUES (?, ?, ?, ?, ?, ?)')
+      this.sql('INSERT INTO snapshots (key, parent, kind, created, updated, labels) VALUES (?, ?, ?, ?, ?, ?)')
         .run(key, parent ?? null, kind, now, now, JSON.stringify(labels));
       return this.mustGet(key);
     })();
@@ -138,8 +140,7 @@ export class MetaStore {
       }
       if (this.get(name)) throw errors.alreadyExists('snapshot.exists', `snapshot ${JSON.stringify(name)} already exists`);
       const merged = labels === undefined ? row.labels : JSON.stringify({ ...(JSON.parse(row.labels) as object), ...labels });
-      this.db
-        .prepare("UPDATE snapshots SET key = ?, kind = 'committed', updated = ?, labels = ?, size = ?, inodes = ? WHERE id = ?")
+      this.sql("UPDATE snapshots SET key = ?, kind = 'committed', updated = ?, labels = ?, size = ?, inodes = ? WHERE id = ?")
         .run(name, Date.now(), merged, usage.size, usage.inodes, row.id);
     })();
   }
@@ -148,7 +149,7 @@ export class MetaStore {
   /** The row of `key` if it may be removed (it exists and has no child); throws otherwise. */
   removable(key: string): SnapshotRow {
     const row = this.mustGet(key);
-    const child = this.db.prepare('SELECT key FROM snapshots WHERE parent = ? LIMIT 1').get(key) as { key: string } | undefined;
+    const child = this.sql('SELECT key FROM snapshots WHERE parent = ? LIMIT 1').get(key) as { key: string } | undefined;
     if (child) {
       throw errors.failedPrecondition('snapshot.has_children', `snapshot ${JSON.stringify(key)} has child ${JSON.stringify(child.key)}`);
     }
@@ -158,17 +159,17 @@ export class MetaStore {
   remove(key: string): SnapshotRow {
     return this.db.transaction(() => {
       const row = this.removable(key);
-      this.db.prepare('DELETE FROM snapshots WHERE id = ?').run(row.id);
+      this.sql('DELETE FROM snapshots WHERE id = ?').run(row.id);
       return row;
     })();
   }
 
   /** Deletes the row with this id, if any (a removal finished by the start-up sweep). */
   removeId(id: number): void {
-    this.db.prepare('DELETE FROM snapshots WHERE id = ?').run(id);
+    this.sql('DELETE FROM snapshots WHERE id = ?').run(id);
   }
 
   ids(): Set<number> {
-    return new Set((this.db.prepare('SELECT id FROM snapshots').all() as Array<{ id: number }>).map((r) => r.id));
+    return new Set((this.sql('SELECT id FROM snapshots').all() as Array<{ id: number }>).map((r) => r.id));
   }
 }

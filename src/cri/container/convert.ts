@@ -17,7 +17,26 @@ export const nanos = (s: string | undefined): bigint => (s ? BigInt(s) : 0n);
  * gave), image_ref prefers the first repo digest (else the image id).
  */
 export async function imageView(ctx: RuntimeContext, ns: string, c: ContainerRecord): Promise<{ image: string; imageRef: string }> {
-  const img = await ctx.images.find(ns, c.imageId).catch(() => undefined);
-  if (!img) return { image: c.image, imageRef: c.imageRef };
-  return { image: img.repoTags[0] ?? c.image, imageRef: img.repoDigests[0] ?? img.id };
+  return imageViews(ctx, ns)(c);
+}
+
+/**
+ * imageView for many containers (ListContainers): each image id is looked up once per call,
+ * not once per container (200 containers of one image were 200 lookups).
+ */
+export function imageViews(ctx: RuntimeContext, ns: string): (c: ContainerRecord) => Promise<{ image: string; imageRef: string }> {
+  const byId = new Map<string, Promise<{ tag?: string; ref: string } | undefined>>();
+  return async (c) => {
+    let p = byId.get(c.imageId);
+    if (!p) {
+      p = ctx.images.find(ns, c.imageId).then(
+        (img) => img && { tag: img.repoTags[0], ref: img.repoDigests[0] ?? img.id },
+        () => undefined,
+      );
+      byId.set(c.imageId, p);
+    }
+    const v = await p;
+    if (!v) return { image: c.image, imageRef: c.imageRef };
+    return { image: v.tag ?? c.image, imageRef: v.ref };
+  };
 }

@@ -35,7 +35,8 @@ import { prepareIdmapMounts } from './idmap.js';
 import { checkImageMount, prepareImageVolumes } from './image-volume.js';
 import { hasPause, podNamespacePathsOf } from '../sandbox/common.js';
 import { sandboxLockKey } from '../sandbox/stop.js';
-import { Cleanup, decodeMessage, encodeMessage, findSandbox, newId, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
+import { Cleanup } from '../../cleanup.js';
+import { decodeMessage, encodeMessage, findSandbox, newId, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
 
 
@@ -133,6 +134,8 @@ export const createContainer =
     const cleanup = new Cleanup(ctx.log);
     try {
       await step('reserve_name', () => ctx.names.reserve(ns, name, id));
+      // Always released (containerd does too): no record exists before the last step, so a kept
+      // name would point at nothing kubelet could remove.
       cleanup.push('release name', () => ctx.names.release(ns, name, id));
 
       // CDI devices (device plugins, DRA): resolved before anything is made; an unknown or

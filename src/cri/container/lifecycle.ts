@@ -12,10 +12,11 @@ import { isBerthError } from '../../errors.js';
 import type { ExitStatus } from '../../runtime/index.js';
 import { ContainerConfigSchema } from '../../api/cri/runtime/v1/api_pb.js';
 import { stopSignal } from '../../oci/index.js';
-import { finishLogForwarder, removeContainerDirs } from './io.js';
+import { finishRemovalLater } from './deferred-remove.js';
+import { finishLogForwarder } from './io.js';
 import { imageVolumesOf, releaseImageVolumes } from './image-volume.js';
-import { removeRootfsSnapshot } from './userns.js';
 import { decodeMessage, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
+import { sleep, type Clock } from '../server/ports.js';
 
 const SIGKILL = 9;
 const SIGTERM = 15;
@@ -78,16 +79,13 @@ function stopSignalOf(c: ContainerRecord): number {
 }
 
 /** Waits for the init process to exit, at most `ms` (undefined: no limit); undefined on timeout. */
-async function waitExit(ms: number | undefined, waiting: Promise<ExitStatus>): Promise<ExitStatus | undefined> {
+async function waitExit(clock: Clock, ms: number | undefined, waiting: Promise<ExitStatus>): Promise<ExitStatus | undefined> {
   if (ms === undefined) return waiting;
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((r) => {
-    timer = setTimeout(() => r(undefined), ms);
-  });
+  const timer = sleep(clock, ms);
   try {
-    return await Promise.race([waiting, timeout]);
+    return await Promise.race([waiting, timer.done.then(() => undefined)]);
   } finally {
-    clearTimeout(timer);
+    timer.cancel();
   }
 }
 
@@ -115,11 +113,11 @@ export async function stopContainerLocked(ctx: RuntimeContext, ns: string, id: s
   let exit: ExitStatus | undefined;
   if (timeoutSec > 0) {
     await killQuiet(ctx, ns, id, stopSignalOf(c));
-    exit = await waitExit(timeoutSec * 1000, waiting);
+    exit = await waitExit(ctx.clock, timeoutSec * 1000, waiting);
   }
   if (!exit) {
     await killQuiet(ctx, ns, id, SIGKILL);
-    exit = await waitExit(undefined, waiting);
+    exit = await waitExit(ctx.clock, undefined, waiting);
   }
   await recordContainerExitFlushed(ctx, ns, id, exit!);
 }
@@ -129,28 +127,27 @@ export async function stopContainerTask(ctx: RuntimeContext, ns: string, c: Cont
   await ctx.locks.run(containerLockKey(ns, c.id), () => stopContainerLocked(ctx, ns, c.id, timeoutSec));
 }
 
-/** Remove with the caller holding the container lock. */
+/**
+ * Remove with the caller holding the container lock: a running container is killed and its
+ * exit recorded, then the record is retired (deleted with its name, a pending removal kept, one
+ * transaction) and the task, rootfs and dirs go after the caller's reply (deferred-remove.ts).
+ */
 export async function removeContainerLocked(ctx: RuntimeContext, ns: string, id: string): Promise<void> {
   const c = ctx.containers.get(ns, id);
   if (!c) return;
   // A running container is killed right away (containerd: stop with timeout 0).
   await stopContainerLocked(ctx, ns, id, 0);
-  try {
-    await ctx.tasks.delete(ns, id);
-  } catch (err) {
-    if (!isBerthError(err, 'NotFound')) throw err;
-  }
-  await removeRootfsSnapshot(ctx, c.snapshotKey);
-  await removeContainerDirs(ctx, ns, id);
-  ctx.containers.delete(ns, id);
-  // Its image volume views go with the last container of the pod that uses them.
+  ctx.containers.retire(ns, c);
+  // Its image volume views go with the last container of the pod that uses them (the count
+  // comes from the records, which no longer hold this one; the sweep after recovery catches a
+  // release a crash cut short).
   const views = imageVolumesOf(c);
   if (views.length > 0) await releaseImageVolumes(ctx, ns, c.sandboxId, views);
-  ctx.names.release(ns, c.name, id);
   ctx.events.publish({ kind: 'DELETED', namespace: ns, containerId: id, sandboxId: c.sandboxId, createdAt: nowNanos() });
+  finishRemovalLater(ctx, ns, { id, sandboxId: c.sandboxId, snapshotKey: c.snapshotKey });
 }
 
-/** Remove a container (stopping it first): task, rootfs snapshot, dirs, record, name; idempotent. Logs stay. */
+/** Remove a container (stopping it first): record and name now, task, rootfs snapshot and dirs right after; idempotent. Logs stay. */
 export async function removeContainerFully(ctx: RuntimeContext, ns: string, c: ContainerRecord): Promise<void> {
   await ctx.locks.run(containerLockKey(ns, c.id), () => removeContainerLocked(ctx, ns, c.id));
 }

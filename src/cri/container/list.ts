@@ -1,7 +1,7 @@
 /** RuntimeService/ListContainers: filters by id (prefix), state, pod sandbox id (prefix) and labels; StreamContainers. */
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { ContainerSchema } from '../../api/cri/runtime/v1/api_pb.js';
-import { criState, imageView, nanos } from './convert.js';
+import { criState, imageViews, nanos } from './convert.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
 import { writePages } from '../server/stream-pages.js';
@@ -17,8 +17,9 @@ export const listContainers =
     const selector = Object.entries(f?.labelSelector ?? {});
     if (selector.length) records = records.filter((c) => selector.every(([k, v]) => c.labels[k] === v));
     const containers: Array<MessageInitShape<typeof ContainerSchema>> = [];
+    const imageView = imageViews(ctx, ns);
     for (const c of records) {
-      const { image, imageRef } = await imageView(ctx, ns, c);
+      const { image, imageRef } = await imageView(c);
       containers.push({
         id: c.id,
         podSandboxId: c.sandboxId,

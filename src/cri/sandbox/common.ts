@@ -1,41 +1,8 @@
 /** Small facts about pod sandboxes shared by the sandbox handlers, recovery and events. */
 import { NamespaceMode, PodSandboxConfigSchema, type PodSandboxConfig } from '../../api/cri/runtime/v1/api_pb.js';
 import type { SandboxRecord } from '../../core/metadata/records.js';
-import type { PodPins } from '../../network/index.js';
 import { nsPath, pauseNamespacePaths, type PodNamespacePaths } from '../../oci/namespaces.js';
 import { decodeMessage } from '../server/runtime-context.js';
-
-/** Sandbox-specific fields kept in SandboxRecord.extra. */
-export interface SandboxExtra {
-  /**
-   * 'creating' while RunPodSandbox runs: the record is written before any resource is made
-   * so a crash mid-way leaves a record that recovery tears down (and List/Status hide).
-   */
-  phase?: 'creating' | 'created';
-  hostNetwork?: boolean;
-  hostIpc?: boolean;
-  /**
-   * The pod's pinned namespace handles (network, IPC, UTS, user). Absent on records made
-   * before namespaces were pinned: those pods hold everything in their pause process.
-   */
-  pins?: PodPins;
-  /** Whether a pause container runs (pid mode POD); absent = true (older records). */
-  pause?: boolean;
-  /** The pause container's rootfs snapshot key (= the sandbox id). */
-  snapshotKey?: string;
-  /** Sandbox image id and reference. */
-  image?: string;
-  imageRef?: string;
-  /** CNI DEL done and netns removed (StopPodSandbox needs no network work). */
-  networkDown?: boolean;
-  /** Pause exit status once it exited. */
-  exitStatus?: number;
-  exitedAt?: string;
-}
-
-export function extraOf(r: SandboxRecord): SandboxExtra {
-  return r.extra as SandboxExtra;
-}
 
 export function sandboxConfigOf(r: SandboxRecord): PodSandboxConfig {
   return decodeMessage(PodSandboxConfigSchema, r.config);
@@ -56,14 +23,14 @@ export function sandboxName(m: { name: string; namespace: string; uid: string; a
 
 /** True for records RunPodSandbox is still building (invisible to List/Status/Stop). */
 export function isCreating(r: SandboxRecord): boolean {
-  return extraOf(r).phase === 'creating';
+  return r.state === 'creating';
 }
 
 export const SIGKILL = 9;
 
 /** True when the pod has (or had) a pause container. */
 export function hasPause(r: SandboxRecord): boolean {
-  return extraOf(r).pause !== false;
+  return r.pause;
 }
 
 /**
@@ -71,7 +38,7 @@ export function hasPause(r: SandboxRecord): boolean {
  * namespace while it runs; for an older record, everything through the pause's /proc entry.
  */
 export function podNamespacePathsOf(r: SandboxRecord): PodNamespacePaths {
-  const pins = extraOf(r).pins;
+  const pins = r.pins;
   if (!pins) return pauseNamespacePaths(r.pid ?? 0);
   return { ...pins, ...(r.pid ? { pid: nsPath(r.pid, 'pid') } : {}) };
 }

@@ -19,7 +19,7 @@ export async function handlePauseExit(ctx: RuntimeContext, e: ExitEvent): Promis
     ctx.sandboxes.update(ns, rec.id, (r) => {
       r.state = 'notready';
       delete r.pid;
-      r.extra = { ...r.extra, exitStatus: e.exitStatus, exitedAt: e.exitedAt.toISOString() };
+      r.exit = { status: e.exitStatus, at: e.exitedAt.toISOString() };
     });
     try {
       await ctx.tasks.delete(ns, rec.id);

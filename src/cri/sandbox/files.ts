@@ -7,6 +7,7 @@
  * CreateContainer bind-mounts these via src/oci sandboxFileMounts(sandboxFiles(...)).
  */
 import { mountAll, unmount } from '../../core/snapshots/mount.js';
+import type { PodHostPort } from '../server/ports.js';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';
 import { join } from 'node:path';
@@ -96,29 +97,29 @@ export async function isMountPoint(path: string): Promise<boolean> {
 }
 
 /** Mounts the pod's private /dev/shm tmpfs (nosuid,nodev,noexec, mode 1777, 64 MiB). */
-export async function mountShm(p: SandboxPaths): Promise<void> {
-  await mkdir(p.shmPath, { recursive: true, mode: 0o700 });
-  if (await isMountPoint(p.shmPath)) return;
+export async function mountShmTmpfs(shmPath: string): Promise<void> {
+  await mkdir(shmPath, { recursive: true, mode: 0o700 });
+  if (await isMountPoint(shmPath)) return;
   try {
     // mount(2) directly: a `mount` process costs milliseconds on the pod start path.
-    mountAll([{ type: 'tmpfs', source: 'shm', options: ['nosuid', 'nodev', 'noexec', 'mode=1777', `size=${SHM_SIZE}`] }], p.shmPath);
+    mountAll([{ type: 'tmpfs', source: 'shm', options: ['nosuid', 'nodev', 'noexec', 'mode=1777', `size=${SHM_SIZE}`] }], shmPath);
   } catch (err) {
-    throw errors.internal('sandbox.shm_mount', `mount tmpfs on ${p.shmPath}: ${(err as Error).message}`, err);
+    throw errors.internal('sandbox.shm_mount', `mount tmpfs on ${shmPath}: ${(err as Error).message}`, err);
   }
 }
 
 /** Detaches the shm tmpfs (every stacked mount); succeeds when nothing is mounted. */
-export async function unmountShm(p: SandboxPaths): Promise<void> {
+export async function unmountShmTmpfs(shmPath: string): Promise<void> {
   try {
-    unmount(p.shmPath, { detach: true, all: true });
+    unmount(shmPath, { detach: true, all: true });
   } catch (err) {
-    throw errors.internal('sandbox.shm_unmount', `umount ${p.shmPath}: ${(err as Error).message}`, err);
+    throw errors.internal('sandbox.shm_unmount', `umount ${shmPath}: ${(err as Error).message}`, err);
   }
 }
 
-/** Unmounts shm, then removes both sandbox directories; idempotent. */
-export async function removeSandboxDirs(p: SandboxPaths): Promise<void> {
-  await unmountShm(p);
+/** Unmounts shm (through the pod host port), then removes both sandbox directories; idempotent. */
+export async function removeSandboxDirs(pods: Pick<PodHostPort, 'unmountShm'>, p: SandboxPaths): Promise<void> {
+  await pods.unmountShm(p.shmPath);
   await rm(p.stateDir, { recursive: true, force: true });
   await rm(p.rootDir, { recursive: true, force: true });
 }

@@ -5,10 +5,10 @@
  */
 import type { SandboxRecord } from '../../core/metadata/records.js';
 import { isBerthError } from '../../errors.js';
+import { removalsSettled } from '../container/deferred-remove.js';
 import { removeContainerFully } from '../container/lifecycle.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
-import { extraOf } from './common.js';
 import { removeSandboxDirs, sandboxPaths } from './files.js';
 import { findVisibleSandbox, sandboxLockKey, stopSandbox } from './stop.js';
 import { removeRootfsSnapshot } from '../container/userns.js';
@@ -18,10 +18,12 @@ import { releaseImageVolumes } from '../container/image-volume.js';
 export async function removeSandbox(ctx: RuntimeContext, ns: string, rec: SandboxRecord): Promise<void> {
   await stopSandbox(ctx, ns, rec);
   for (const c of ctx.containers.bySandbox(ns, rec.id)) await removeContainerFully(ctx, ns, c);
+  // A pod that is gone leaves nothing on disk: its containers' deferred removals end first.
+  await removalsSettled(ns, rec.id);
   // Any image volume view of the pod still there (a failed removal earlier) goes with it.
   await releaseImageVolumes(ctx, ns, rec.id);
-  await removeRootfsSnapshot(ctx, extraOf(rec).snapshotKey ?? rec.id);
-  await removeSandboxDirs(sandboxPaths(ctx.settings, rec.id));
+  await removeRootfsSnapshot(ctx, rec.snapshotKey ?? rec.id);
+  await removeSandboxDirs(ctx.pods, sandboxPaths(ctx.settings, rec.id));
   ctx.sandboxes.delete(ns, rec.id);
   ctx.names.release(ns, rec.name, rec.id);
   ctx.tracer.drop(rec.id);

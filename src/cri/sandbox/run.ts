@@ -3,7 +3,7 @@
  *
  * validate → reserve name → runtime handler → record ('creating') → pin the pod's namespaces
  * (network, IPC, UTS, and a user namespace owning them; lo up, hostname and sysctls set by
- * the pin process) → CNI ADD (overlapped with the rest) → hostname/hosts/resolv.conf →
+ * the pin process) → CNI ADD (from the moment the pins exist, overlapped with the rest) → hostname/hosts/resolv.conf →
  * /dev/shm → [only when the pod shares a pid namespace: sandbox image → pause rootfs snapshot
  * → OCI spec → pause task create + start] → record READY.
  *
@@ -12,21 +12,29 @@
  *
  * The record is written before any resource exists, with every resource path derived from
  * the sandbox id, so a berthd crash mid-way leaves something recovery can tear down. Each
- * step pushes its undo onto a Cleanup stack; any failure unwinds all of them, leaving no
- * netns, IP, shim, mount, snapshot, record or name behind.
+ * step pushes its undo onto a Cleanup stack (src/cleanup.ts) before it starts making
+ * anything (CNI DEL before the ADD); any failure unwinds all of them, leaving no netns, IP,
+ * shim, mount, snapshot, record or name behind. If a resource undo fails, the record and the
+ * name stay: the record becomes NOTREADY with the failed undos in `leftover`, so kubelet sees a
+ * NOTREADY pod and its StopPodSandbox / RemovePodSandbox (or recovery) finishes the job.
+ *
+ * A RunPodSandbox for a name whose run is still in flight (kubelet retrying after its
+ * deadline) waits for that run and answers with the same sandbox id (ctx.sandboxRuns).
  */
 import type { PodSandboxConfig } from '../../api/cri/runtime/v1/api_pb.js';
-import type { SandboxRecord } from '../../core/metadata/records.js';
+import { SANDBOX_RECORD_VERSION, type SandboxRecord } from '../../core/metadata/sandbox-record.js';
 import { errors } from '../../errors.js';
-import { pinNamespaces, pinPaths, unpinNamespaces, type PinKind } from '../../network/index.js';
+import { pinPaths, type PinKind } from '../../network/index.js';
 import { sandboxSpec, validateSysctls, type ImageConfig as OciImageConfig } from '../../oci/index.js';
 import { podNamespacePlan } from '../../oci/namespaces.js';
 import { NamespaceMode, PodSandboxConfigSchema } from '../../api/cri/runtime/v1/api_pb.js';
 import type { RuntimeHandlers } from '../server/server.js';
-import { Cleanup, encodeMessage, newId, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
+import { encodeMessage, newId, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
+import { Cleanup, type UnwindResult } from '../../cleanup.js';
+import type { LeftoverStep } from '../../core/metadata/sandbox-record.js';
 import { checkUsernsReachable, prepareContainerRootfs, removeRootfsSnapshot } from '../container/userns.js';
-import { isHostIpc, isHostNetwork, MAX_META_LENGTH, sandboxName, type SandboxExtra } from './common.js';
-import { mountShm, removeSandboxDirs, sandboxPaths, validateDns, writeSandboxFiles } from './files.js';
+import { isHostIpc, isHostNetwork, MAX_META_LENGTH, sandboxName } from './common.js';
+import { removeSandboxDirs, sandboxPaths, validateDns, writeSandboxFiles } from './files.js';
 import { sandboxLockKey } from './stop.js';
 import { killAndDeletePause, portMappingsOf, teardownNetwork } from './teardown.js';
 import { loadLocalhostSeccomp } from '../container/seccomp-profile.js';
@@ -86,14 +94,55 @@ export function resolveRuntimeHandler(ctx: RuntimeContext, requested: string): s
   return name;
 }
 
+type RunRequest = Parameters<NonNullable<RuntimeHandlers['runPodSandbox']>>[0];
+type RunCall = Parameters<NonNullable<RuntimeHandlers['runPodSandbox']>>[1];
+
 export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['runPodSandbox']> => async (req, call) => {
+  validateSandboxConfig(req.config);
+  // A retry of a run still in flight (same metadata, same attempt) joins it.
+  const key = `${call.namespace}/${sandboxName(req.config.metadata!)}`;
+  const inflight = ctx.sandboxRuns.get(key);
+  if (inflight) {
+    ctx.log.info('RunPodSandbox retried while the first call runs: waiting for it', { name: sandboxName(req.config.metadata!) });
+    return { podSandboxId: await inflight };
+  }
+  const run = runSandbox(ctx, req, call);
+  ctx.sandboxRuns.set(key, run);
+  try {
+    return { podSandboxId: await run };
+  } finally {
+    if (ctx.sandboxRuns.get(key) === run) ctx.sandboxRuns.delete(key);
+  }
+};
+
+/** After a failed run's unwinding: keep the record (NOTREADY, what is left) if a resource undo failed. */
+function keepLeftover(ctx: RuntimeContext, ns: string, id: string, undone: UnwindResult<LeftoverStep>): void {
+  if (undone.failed.length === 0) return;
+  const leftover = [...new Set(undone.failed.map((f) => f.tag).filter((t): t is LeftoverStep => t !== undefined))];
+  ctx.log.warn('RunPodSandbox could not undo everything: the pod stays NOTREADY for StopPodSandbox/RemovePodSandbox to finish', {
+    sandbox: id,
+    leftover: leftover.join(','),
+  });
+  try {
+    ctx.sandboxes.update(ns, id, (r) => {
+      r.state = 'notready';
+      r.leftover = leftover;
+      r.networkDown = r.hostNetwork || !leftover.includes('cni');
+      r.ips = [];
+      delete r.pid;
+    });
+  } catch (err) {
+    ctx.log.warn('could not mark the half-made pod sandbox', { sandbox: id, error: (err as Error).message });
+  }
+}
+
+async function runSandbox(ctx: RuntimeContext, req: RunRequest, call: RunCall): Promise<string> {
   const ns = call.namespace;
-  const config = req.config;
-  validateSandboxConfig(config);
+  const config = req.config!;
   const md = config.metadata!;
   const id = newId();
   const span = <T>(step: string, fn: () => Promise<T> | T) => ctx.tracer.span(id, step, fn);
-  const cleanup = new Cleanup(ctx.log);
+  const cleanup = new Cleanup<LeftoverStep>(ctx.log);
   let pendingCni: Promise<void> | undefined;
   const name = sandboxName(md);
   const hostNetwork = isHostNetwork(config);
@@ -117,20 +166,19 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
   return ctx.locks.run(sandboxLockKey(id), async () => {
     try {
       await span('reserve-name', () => ctx.names.reserve(ns, name, id));
-      cleanup.push('release name', () => ctx.names.release(ns, name, id));
+      cleanup.pushBookkeeping('release name', () => ctx.names.release(ns, name, id));
 
       const runtime = await span('resolve-runtime', () => resolveRuntimeHandler(ctx, req.runtimeHandler));
       const handler = ctx.settings.runtimes[runtime]!;
 
       // The record names every resource (derived from the id) before any exists: a crash
       // mid-way leaves something recovery can tear down.
-      const extra: SandboxExtra = { phase: 'creating', hostNetwork, hostIpc, pins, pause: plan.pause };
-      if (plan.pause) Object.assign(extra, { snapshotKey: id, imageRef: ctx.settings.sandboxImage });
       const rec: SandboxRecord = {
+        version: SANDBOX_RECORD_VERSION,
         id,
         name,
         meta: { name: md.name, namespace: md.namespace, uid: md.uid, attempt: md.attempt },
-        state: 'notready',
+        state: 'creating',
         createdAt: nowNanos().toString(),
         runtimeHandler: runtime,
         config: encodeMessage(PodSandboxConfigSchema, config),
@@ -140,16 +188,22 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
         ips: [],
         sandboxDir: paths.rootDir,
         cgroupParent: config.linux?.cgroupParent || DEFAULT_CGROUP_PARENT,
-        extra: extra as Record<string, unknown>,
+        hostNetwork,
+        hostIpc,
+        pins,
+        pause: plan.pause,
+        ...(plan.pause ? { snapshotKey: id, imageRef: ctx.settings.sandboxImage } : {}),
+        networkDown: false,
+        extra: {},
       };
       await span('record-create', () => ctx.sandboxes.put(ns, rec));
-      cleanup.push('delete record', () => ctx.sandboxes.delete(ns, id));
+      cleanup.pushBookkeeping('delete record', () => ctx.sandboxes.delete(ns, id));
 
       // The pins, the sandbox files and (with a pause) the pause's image, snapshot and spec do
       // not depend on each other: made at once. CNI and the pause task need the pins.
       const pinned = span('pin', async () => {
-        cleanup.push('unpin namespaces', () => unpinNamespaces(pins));
-        await pinNamespaces({
+        cleanup.push('unpin namespaces', () => ctx.pods.unpin(pins), 'unpin');
+        await ctx.pods.pin({
           id,
           dir: ctx.settings.netnsDir,
           ...plan.pin,
@@ -158,11 +212,11 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
         });
       });
       const files = span('sandbox-files', async () => {
-        cleanup.push('remove sandbox dirs', () => removeSandboxDirs(paths));
+        cleanup.push('remove sandbox dirs', () => removeSandboxDirs(ctx.pods, paths), 'sandbox-dirs');
         await writeSandboxFiles(paths, { hostname: config.hostname, hostNetwork, podIp: undefined, dns: config.dnsConfig });
         // The state dir also tells recovery that this boot made the pod (it lives under /run).
         await mkdir(paths.stateDir, { recursive: true, mode: 0o700 });
-        if (!hostIpc) await mountShm(paths);
+        if (!hostIpc) await ctx.pods.mountShm(paths.shmPath);
       });
       const pausePrepared = plan.pause
         ? (async () => {
@@ -170,14 +224,15 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
               const ref = ctx.settings.sandboxImage;
               return (await ctx.images.find(ns, ref)) ?? (await ctx.images.pull(ns, ref, undefined, undefined, call.signal));
             });
-            extra.image = image.id;
+            rec.image = image.id;
             const rootfs = await span('snapshot', async () => {
               // In a pod user namespace the pause's image files must belong to the mapped ids too
               // (runc creates mount points in it as the pod's root): its layers are idmapped with
               // the pinned user namespace, which must exist first.
               if (plan.pin.userns) await pinned;
+              cleanup.push('remove snapshot', () => removeRootfsSnapshot(ctx, id), 'snapshot');
               const r = await prepareContainerRootfs(ctx, id, image.topChainID, config, { 'berth.io/sandbox': id }, ctx.settings.state, pins.user);
-              cleanup.push('remove snapshot', () => removeRootfsSnapshot(ctx, id));
+              // Staging mounts a crash leaves are swept at the next start (sweepIdmapStaging).
               cleanup.push('release idmapped rootfs layers', () => r.release());
               return r;
             });
@@ -202,44 +257,51 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
             return { rootfs, spec };
           })()
         : undefined;
-      // Every branch settles before a failure unwinds, so each has pushed its undo.
-      const firstWave = await Promise.allSettled([pinned, files, pausePrepared]);
-      for (const r of firstWave) if (r.status === 'rejected') throw r.reason;
-
-      // CNI ADD runs while the pause is created: plugins configure the netns by path and
-      // nothing else needs the network.
+      // CNI ADD needs only the network pin: it starts as soon as that exists and runs while the
+      // sandbox files, the pause's snapshot and spec and the pause task are made (plugins
+      // configure the netns by path and nothing else needs the network).
       let cniDone: Promise<void> | undefined;
       if (pins.net) {
         const netnsPath = pins.net;
         const dns = config.dnsConfig;
-        cniDone = span('cni-add', () =>
-          ctx.cni.setupPod({
-            id,
-            netnsPath,
-            podName: md.name,
-            podNamespace: md.namespace,
-            podUid: md.uid,
-            portMappings: portMappingsOf(config),
-            dns: dns ? { servers: dns.servers, searches: dns.searches, options: dns.options } : undefined,
-          }),
-        ).then((result) => {
-          // A failed ADD was already rolled back (DEL in reverse) by the CNI manager.
-          cleanup.push('cni teardown', () => teardownNetwork(ctx, { id, netnsPath, config }));
-          rec.ips = result.ips;
-          rec.cni = { result: result.raw, portMappings: portMappingsOf(config) };
-        });
+        cniDone = pinned
+          .then(() => {
+            // On the stack before the ADD starts (an ADD cut short may have reserved an IP), and
+            // above the pins' undo, so it unwinds before them.
+            cleanup.push('cni teardown', () => teardownNetwork(ctx, { id, netnsPath, config }), 'cni');
+            return span('cni-add', () =>
+              ctx.cni.setupPod({
+                id,
+                netnsPath,
+                podName: md.name,
+                podNamespace: md.namespace,
+                podUid: md.uid,
+                portMappings: portMappingsOf(config),
+                dns: dns ? { servers: dns.servers, searches: dns.searches, options: dns.options } : undefined,
+              }),
+            );
+          })
+          .then((result) => {
+            rec.ips = result.ips;
+            rec.cni = { result: result.raw, portMappings: portMappingsOf(config) };
+          });
         cniDone.catch(() => undefined);
       }
       pendingCni = cniDone;
+
+      // Every branch settles before a failure unwinds, so each has pushed its undo (the ADD in
+      // flight is awaited by the catch below).
+      const firstWave = await Promise.allSettled([pinned, files, pausePrepared]);
+      for (const r of firstWave) if (r.status === 'rejected') throw r.reason;
 
       let pid: number | undefined;
       const prepared = (firstWave[2] as PromiseFulfilledResult<{ rootfs: Awaited<ReturnType<typeof prepareContainerRootfs>>; spec: unknown } | undefined>).value;
       if (prepared) {
         const { rootfs, spec } = prepared;
         await span('task-create', async () => {
+          cleanup.push('delete pause task', () => killAndDeletePause(ctx, ns, id), 'pause-task');
           // The pause's output is useless: no stdio at all (conmon gets none).
           await ctx.tasks.create({ namespace: ns, id, groupKey: id, runtime, spec: spec as unknown as Record<string, unknown>, rootfs: rootfs.mounts });
-          cleanup.push('delete pause task', () => killAndDeletePause(ctx, ns, id));
           rootfs.release();
         });
         pid = await span('task-start', () => ctx.tasks.start(ns, id));
@@ -252,18 +314,18 @@ export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers[
 
       await span('record-ready', () =>
         ctx.sandboxes.update(ns, id, (r) => {
-          Object.assign(r, rec, { state: 'ready', extra: { ...extra, phase: 'created' } });
+          Object.assign(r, rec, { state: 'ready' });
           if (pid) r.pid = pid;
           else delete r.pid;
         }),
       );
       cleanup.commit();
-      return { podSandboxId: id };
+      return id;
     } catch (err) {
-      // Let an ADD in flight finish, so that its teardown is on the stack before unwinding.
+      // Let an ADD in flight finish before its DEL runs.
       await pendingCni?.catch(() => undefined);
-      await cleanup.unwind();
+      keepLeftover(ctx, ns, id, await cleanup.unwind());
       throw err;
     }
   });
-};
+}

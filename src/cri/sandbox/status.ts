@@ -13,7 +13,7 @@ import type { PodSandboxMetadataSchema } from '../../api/cri/runtime/v1/api_pb.j
 import { nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
 import { podContainerStatuses } from '../container/status.js';
-import { extraOf, sandboxConfigOf } from './common.js';
+import { sandboxConfigOf } from './common.js';
 import { findVisibleSandbox } from './stop.js';
 
 export function criState(r: SandboxRecord): PodSandboxState {
@@ -26,8 +26,7 @@ export function criMetadata(r: SandboxRecord): MessageInitShape<typeof PodSandbo
 
 /** The pod IPs while the network is up: [primary, ...additional]. */
 export function liveIps(r: SandboxRecord): string[] {
-  const x = extraOf(r);
-  if (x.hostNetwork || x.networkDown) return [];
+  if (r.hostNetwork || r.networkDown) return [];
   return r.ips.map((ip) => ip.split('/')[0]!);
 }
 
@@ -46,16 +45,18 @@ export const podSandboxStatus = (ctx: RuntimeContext): NonNullable<RuntimeHandle
   const [ip, ...additional] = liveIps(r);
   const info: Record<string, string> = {};
   if (req.verbose) {
-    const x = extraOf(r);
+    const x = r;
     const handler = ctx.settings.runtimes[r.runtimeHandler];
     info.info = JSON.stringify({
       pid: r.pid ?? 0,
       processStatus: r.state === 'ready' ? 'running' : 'stopped',
       // No pause unless the pod shares a pid namespace; the pinned handles hold the pod.
-      pause: x.pause !== false,
+      pause: x.pause,
       pinnedNamespaces: x.pins ?? {},
       netNamespace: x.hostNetwork ? '' : (r.netnsPath ?? ''),
       netNamespaceClosed: Boolean(x.hostNetwork || x.networkDown),
+      // Undos a failed RunPodSandbox left for StopPodSandbox/RemovePodSandbox.
+      leftover: x.leftover ?? [],
       image: x.imageRef ?? '',
       imageId: x.image ?? '',
       snapshotKey: x.snapshotKey ?? r.id,

@@ -1,7 +1,8 @@
 /**
  * RuntimeService/StopPodSandbox: stop every container of the pod (timeout 0, as containerd),
  * kill + delete the pause task (if any), unmount /dev/shm, CNI DEL and unpin the pod's
- * namespaces; state NOTREADY. Idempotent: a stopped pod, or an id that names no pod (already
+ * namespaces; state NOTREADY. It also finishes what a failed RunPodSandbox could not undo
+ * (the record's `leftover`: every step here is idempotent). Idempotent: a stopped pod, or an id that names no pod (already
  * removed, never created), succeeds, as the CRI asks and containerd 2.x does. An empty or
  * ambiguous id is still InvalidArgument.
  */
@@ -10,8 +11,8 @@ import { errors, isBerthError } from '../../errors.js';
 import { stopContainerTask } from '../container/lifecycle.js';
 import { findSandbox, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
-import { extraOf, isCreating, sandboxConfigOf } from './common.js';
-import { sandboxPaths, unmountShm } from './files.js';
+import { isCreating, sandboxConfigOf } from './common.js';
+import { sandboxPaths } from './files.js';
 import { killAndDeletePause, teardownNetwork, unpinSandbox } from './teardown.js';
 
 /**
@@ -40,17 +41,24 @@ export async function stopSandbox(ctx: RuntimeContext, ns: string, rec: SandboxR
     r.state = 'notready';
     delete r.pid;
   });
-  await unmountShm(sandboxPaths(ctx.settings, id));
-  const extra = extraOf(rec);
-  if (!extra.hostNetwork && !extra.networkDown) {
+  await ctx.pods.unmountShm(sandboxPaths(ctx.settings, id).shmPath);
+  if (!rec.hostNetwork && !rec.networkDown) {
     await teardownNetwork(ctx, { id, netnsPath: rec.netnsPath, config: sandboxConfigOf(rec) });
     ctx.sandboxes.update(ns, id, (r) => {
       r.ips = [];
-      r.extra = { ...r.extra, networkDown: true };
+      r.networkDown = true;
     });
   }
   // After CNI DEL (which wants the netns): the IPC, UTS and user namespaces go too.
-  await unpinSandbox(rec);
+  await unpinSandbox(ctx, rec);
+  // What a failed RunPodSandbox could not undo is done now, but for what Remove does.
+  if (rec.leftover?.length) {
+    ctx.sandboxes.update(ns, id, (r) => {
+      const rest = (r.leftover ?? []).filter((s) => s === 'snapshot' || s === 'sandbox-dirs');
+      if (rest.length > 0) r.leftover = rest;
+      else delete r.leftover;
+    });
+  }
 }
 
 export const stopPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['stopPodSandbox']> => async (req, call) => {

@@ -6,10 +6,11 @@
 import type { PodSandboxConfig } from '../../api/cri/runtime/v1/api_pb.js';
 import { Protocol } from '../../api/cri/runtime/v1/api_pb.js';
 import { isBerthError } from '../../errors.js';
-import { removeNetns, unpinNamespaces, type PortMapping } from '../../network/index.js';
+import type { PortMapping } from '../../network/index.js';
 import type { SandboxRecord } from '../../core/metadata/records.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
-import { extraOf, SIGKILL } from './common.js';
+import { sleep } from '../server/ports.js';
+import { SIGKILL } from './common.js';
 
 /** How long to wait for a SIGKILLed pause process to be reaped before deleting anyway. */
 const KILL_WAIT_MS = 10_000;
@@ -37,12 +38,9 @@ export async function killAndDeletePause(ctx: RuntimeContext, ns: string, id: st
     if (isBerthError(err, 'NotFound')) return;
     ctx.log.debug('pause kill failed (continuing with delete)', { sandbox: id, error: (err as Error).message });
   }
-  let timer: NodeJS.Timeout | undefined;
-  await Promise.race([
-    ctx.tasks.wait(ns, id).catch(() => undefined),
-    new Promise<void>((r) => (timer = setTimeout(r, KILL_WAIT_MS))),
-  ]);
-  clearTimeout(timer);
+  const timer = sleep(ctx.clock, KILL_WAIT_MS);
+  await Promise.race([ctx.tasks.wait(ns, id).catch(() => undefined), timer.done]);
+  timer.cancel();
   try {
     await ctx.tasks.delete(ns, id);
   } catch (err) {
@@ -64,12 +62,12 @@ export async function teardownNetwork(
     podUid: md?.uid,
     portMappings: portMappingsOf(o.config),
   });
-  if (o.netnsPath) await removeNetns(o.netnsPath);
+  if (o.netnsPath) await ctx.pods.removeNetns(o.netnsPath);
 }
 
 
 /** Unpins every namespace handle of the pod (network included); idempotent. */
-export async function unpinSandbox(rec: SandboxRecord): Promise<void> {
-  const pins = extraOf(rec).pins ?? {};
-  await unpinNamespaces(rec.netnsPath ? { ...pins, net: rec.netnsPath } : pins);
+export async function unpinSandbox(ctx: RuntimeContext, rec: SandboxRecord): Promise<void> {
+  const pins = rec.pins ?? {};
+  await ctx.pods.unpin(rec.netnsPath ? { ...pins, net: rec.netnsPath } : pins);
 }

@@ -1,7 +1,7 @@
 /**
- * What every RuntimeService handler gets: the stores, the image service, networking, the task
- * manager, the streaming server, the container event bus and the startup tracer, plus the
- * settings handlers need. daemon/services.ts builds it; handlers never import daemon/.
+ * What every RuntimeService handler gets: the stores, ports (server/ports.ts) to the image
+ * service, networking, the pod's kernel objects, the task manager, snapshots, streaming and
+ * CDI, the container event bus, the startup tracer and a clock, plus the settings handlers need. daemon/services.ts builds it; handlers never import daemon/.
  */
 import { KeyedLock } from '../../keyed-lock.js';
 import { randomBytes } from 'node:crypto';
@@ -9,14 +9,9 @@ import { EventEmitter } from 'node:events';
 import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
 import type { Logger } from '../../log.js';
 import { errors } from '../../errors.js';
-import type { ImageService } from '../../core/images/service.js';
 import type { ContainerRecord, ContainerStore, NameStore, SandboxRecord, SandboxStore } from '../../core/metadata/records.js';
-import type { Snapshotter } from '../../core/snapshots/types.js';
-import type { CniManager } from '../../network/index.js';
-import type { TaskManager } from '../../runtime/index.js';
-import type { StreamingServer } from '../../streaming/index.js';
 import type { RuntimeHandler } from '../../runtime/types.js';
-import type { CdiRegistry } from '../../cdi/index.js';
+import type { CdiPort, Clock, ImagePort, NetworkPort, PodHostPort, SnapshotPort, StreamingPort, TaskPort } from './ports.js';
 
 /** Settings the runtime handlers need (from the daemon config). */
 export interface RuntimeSettings {
@@ -119,22 +114,29 @@ export class Tracer {
 
 export { KeyedLock };
 
+/** What handlers hold: the stores, plus ports (server/ports.ts) for everything outside berthd. */
 export interface RuntimeContext {
   settings: RuntimeSettings;
   log: Logger;
-  images: ImageService;
+  images: ImagePort;
   sandboxes: SandboxStore;
   containers: ContainerStore;
   names: NameStore;
-  snapshotter: Snapshotter;
-  cni: CniManager;
-  tasks: TaskManager;
-  streaming: StreamingServer;
+  snapshotter: SnapshotPort;
+  cni: NetworkPort;
+  /** The pod's pinned namespaces, netns handle and shm (sandbox/host-pods.ts). */
+  pods: PodHostPort;
+  tasks: TaskPort;
+  streaming: StreamingPort;
   events: ContainerEventBus;
   tracer: Tracer;
   locks: KeyedLock;
   /** The node's CDI spec files (CreateContainer resolves CDI_devices through it). */
-  cdi: CdiRegistry;
+  cdi: CdiPort;
+  /** Timers of grace periods and kill waits (systemClock in berthd). */
+  clock: Clock;
+  /** RunPodSandbox calls in flight by `<namespace>/<sandbox name>` → the sandbox id they make. */
+  sandboxRuns: Map<string, Promise<string>>;
 }
 
 /** A new 64-hex id (sandbox / container / exec). */
@@ -173,27 +175,4 @@ export function findContainer(ctx: RuntimeContext, ns: string, id: string, field
   if (ids.length === 1) return ctx.containers.get(ns, ids[0]!)!;
   if (ids.length > 1) throw errors.invalidArgument('container.ambiguous_id', `${field} ${id} matches ${ids.length} containers`);
   throw errors.notFound('container.not_found', `container ${id} not found`);
-}
-
-/** Cleanup stack for multi-step handlers: push undo steps, unwind in reverse on failure. */
-export class Cleanup {
-  private readonly steps: Array<{ what: string; fn: () => Promise<unknown> | unknown }> = [];
-  constructor(private readonly log: Logger) {}
-  push(what: string, fn: () => Promise<unknown> | unknown): void {
-    this.steps.push({ what, fn });
-  }
-  async unwind(): Promise<void> {
-    while (this.steps.length) {
-      const s = this.steps.pop()!;
-      try {
-        await s.fn();
-      } catch (err) {
-        this.log.warn('cleanup step failed', { step: s.what, error: err });
-      }
-    }
-  }
-  /** Forget the steps (the operation succeeded). */
-  commit(): void {
-    this.steps.length = 0;
-  }
 }

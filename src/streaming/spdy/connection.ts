@@ -14,8 +14,11 @@
  * Receiving is bounded whatever the peer does: we advertise the default 64 KiB window per
  * stream and reopen it only as the consumer reads. A peer known to do flow control that sends
  * past the window gets RST_STREAM FLOW_CONTROL_ERROR; a peer that does none (spdystream) is
- * slowed by TCP instead: while any stream holds more than MAX_BUFFERED unread bytes, the
- * socket is not read. A session accepts at most `maxStreams` open streams (REFUSED_STREAM).
+ * slowed by TCP instead: while any stream holds more than MAX_BUFFERED unread bytes, or all
+ * streams together more than MAX_SESSION_BUFFERED, the socket is not read. A session accepts
+ * at most `maxStreams` open streams (REFUSED_STREAM). A socket that is not read would not show
+ * that the peer went away, so while reads are held a PING goes out every HOLD_PROBE_MS: to a
+ * peer that is gone the kernel answers RST, the next write fails and the session closes.
  */
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
@@ -54,6 +57,11 @@ export interface SpdyConnectionOptions {
 export const MAX_STREAMS = 128;
 /** Unread bytes a stream may hold before the session stops reading its socket. */
 export const MAX_BUFFERED = 256 * 1024;
+/** Unread bytes all streams of a session may hold together before the socket is not read. */
+export const MAX_SESSION_BUFFERED = 1024 * 1024;
+
+/** While the socket is not read, a PING probes the peer this often. */
+export const HOLD_PROBE_MS = 2000;
 
 /** Largest DATA payload we send in one frame. */
 const MAX_DATA_CHUNK = 32 * 1024;
@@ -111,6 +119,21 @@ export class SpdyStream extends Duplex {
     this.destroy();
   }
 
+  /**
+   * Refuses the stream with a short text: one final DATA frame written at once, outside flow
+   * control (a few hundred bytes past a window), so the stream's slot frees now and not once a
+   * window opens. A peer that has not closed its side gets RST_STREAM CANCEL after the text.
+   */
+  refuseWith(text: string): void {
+    if (this.destroyed || this.localClosed) return;
+    this.reply({});
+    this.conn.writeFrame({ type: 'data', streamId: this.id, flags: Flag.FIN, data: Buffer.from(text) });
+    this.localClosed = true;
+    if (!this.remoteClosed) this.conn.writeFrame({ type: 'rst_stream', streamId: this.id, status: RstStatus.CANCEL });
+    this.remoteClosed = true;
+    this.destroy();
+  }
+
   // ---- called by the connection ----
 
   onReply(headers: SpdyHeaders, fin: boolean): void {
@@ -136,7 +159,7 @@ export class SpdyStream extends Duplex {
       this.unacked += data.length;
       const more = this.push(data);
       if (more) this.flushWindowUpdate(false);
-      if (this.readableLength > MAX_BUFFERED) this.conn.holdReads(this);
+      if (this.readableLength > MAX_BUFFERED || this.conn.bufferedTotal() > MAX_SESSION_BUFFERED) this.conn.holdReads(this);
     }
     if (fin) this.onRemoteFin();
   }
@@ -263,6 +286,9 @@ export class SpdyConnection extends EventEmitter<SpdyConnectionEvents> {
   private readonly inflater = new HeaderDecompressor();
   private readonly queue: Inbound[] = [];
   private processing = false;
+  /** Bytes of frames read but not yet handled (the queue waits while a header block inflates). */
+  private queuedBytes = 0;
+  private queueHeld = false;
   private nextStreamId: number;
   private nextPingId: number;
   private lastRemoteStreamId = 0;
@@ -279,6 +305,7 @@ export class SpdyConnection extends EventEmitter<SpdyConnectionEvents> {
   private readonly maxStreams: number;
   /** Streams holding more than MAX_BUFFERED unread bytes: the socket is paused while any is. */
   private readonly held = new Set<SpdyStream>();
+  private probeTimer: NodeJS.Timeout | undefined;
   readonly sendsWindowUpdates: boolean;
 
   constructor(
@@ -407,11 +434,28 @@ export class SpdyConnection extends EventEmitter<SpdyConnectionEvents> {
   holdReads(s: SpdyStream): void {
     this.held.add(s);
     this.socket.pause();
+    if (!this.probeTimer) {
+      this.probeTimer = setInterval(() => {
+        const id = this.nextPingId;
+        this.nextPingId += 2;
+        this.writeFrame({ type: 'ping', id });
+      }, HOLD_PROBE_MS);
+      this.probeTimer.unref();
+    }
   }
 
   releaseReads(s: SpdyStream): void {
     if (!this.held.delete(s) || this.held.size > 0 || this.closed) return;
-    this.socket.resume();
+    clearInterval(this.probeTimer);
+    this.probeTimer = undefined;
+    if (!this.queueHeld) this.socket.resume();
+  }
+
+  /** Unread bytes held by all streams of the session. */
+  bufferedTotal(): number {
+    let n = 0;
+    for (const s of this.streams.values()) n += s.readableLength;
+    return n;
   }
 
   /** Whether the socket is not being read because a stream's reader fell behind. */
@@ -454,7 +498,20 @@ export class SpdyConnection extends EventEmitter<SpdyConnectionEvents> {
       this.protocolError(err);
       return;
     }
+    for (const f of frames) this.queuedBytes += frameBytes(f);
     this.enqueue(...frames);
+    // Frames pile up only while a header block inflates; past the mark, stop reading.
+    if (this.queuedBytes > MAX_BUFFERED && !this.queueHeld) {
+      this.queueHeld = true;
+      this.socket.pause();
+    }
+  }
+
+  /** The queue drained below the mark: read again unless a stream still holds reads. */
+  private queueDrained(): void {
+    if (!this.queueHeld || this.queuedBytes > MAX_BUFFERED / 2) return;
+    this.queueHeld = false;
+    if (this.held.size === 0 && !this.closed) this.socket.resume();
   }
 
   private enqueue(...items: Inbound[]): void {
@@ -468,9 +525,16 @@ export class SpdyConnection extends EventEmitter<SpdyConnectionEvents> {
     try {
       while (this.queue.length > 0 && !this.closed) {
         const frame = this.queue.shift() as Inbound;
+        if (frame.type !== 'eof' && frame.type !== 'socket_closed') {
+          this.queuedBytes -= frameBytes(frame);
+          this.queueDrained();
+        }
         if (frame.type === 'eof') {
-          // The peer will send nothing more; streams it left open can never finish.
+          // The peer will send nothing more; streams it left open can never finish. As in
+          // spdystream, the end of the peer's input ends the session: what is queued is still
+          // written (close() lingers), then the socket closes and its sessions see 'close'.
           for (const s of [...this.streams.values()]) s.onRemoteFin();
+          this.close();
         } else if (frame.type === 'socket_closed') {
           this.teardown();
         } else if (frame.type === 'syn_stream' || frame.type === 'syn_reply' || frame.type === 'headers') {
@@ -602,10 +666,18 @@ export class SpdyConnection extends EventEmitter<SpdyConnectionEvents> {
     this.closed = true;
     clearTimeout(this.graceTimer);
     clearTimeout(this.lingerTimer);
+    clearInterval(this.probeTimer);
     for (const s of [...this.streams.values()]) s.destroy();
     this.streams.clear();
     this.inflater.close();
     this.deflater.close();
     this.emit('close');
   }
+}
+
+/** What a read frame holds in memory (its payload). */
+function frameBytes(f: Frame): number {
+  if (f.type === 'data') return f.data.length;
+  if (f.type === 'syn_stream' || f.type === 'syn_reply' || f.type === 'headers') return f.headerBlock.length;
+  return 16;
 }
