@@ -38,6 +38,7 @@ before(async () => {
       { type: 'symlink', path: 'data/up', target: '../../../../../../../../etc' },
       { type: 'symlink', path: 'abs', target: '/etc' },
       { type: 'file', path: 'plain.txt', content: 'plain\n' },
+      { type: 'file', path: 'data/owned.txt', content: 'private\n', mode: 0o600, uid: 1234, gid: 1234 },
     ],
     { compression: 'gzip' },
     `imgvol-l1-${process.pid}`,
@@ -235,42 +236,54 @@ const usernsSkip = (() => {
   return spawnSync('unshare', ['--user', '/bin/true']).status === 0 ? false : 'unshare --user fails here';
 })();
 
-test('in a hostUsers=false pod (mounts carry the pod mappings, as kubelet sends them) the image volume is readable', { skip: usernsSkip }, async () => {
-  const id = await pullVolume();
-  const uids = [{ hostId: 400000, containerId: 0, length: 65536 }];
-  const gids = [{ hostId: 500000, containerId: 0, length: 65536 }];
-  const upod = await runPod(env, {
-    linux: {
-      securityContext: {
-        namespaceOptions: {
-          network: NamespaceMode.POD,
-          ipc: NamespaceMode.POD,
-          pid: NamespaceMode.CONTAINER,
-          usernsOptions: { mode: NamespaceMode.POD, uids, gids },
+test(
+  'in a hostUsers=false pod (mounts carry the pod mappings, as kubelet sends them) the view is idmapped: image ids show as they are',
+  { skip: usernsSkip },
+  async () => {
+    const id = await pullVolume();
+    const uids = [{ hostId: 400000, containerId: 0, length: 65536 }];
+    const gids = [{ hostId: 500000, containerId: 0, length: 65536 }];
+    const upod = await runPod(env, {
+      linux: {
+        securityContext: {
+          namespaceOptions: {
+            network: NamespaceMode.POD,
+            ipc: NamespaceMode.POD,
+            pid: NamespaceMode.CONTAINER,
+            usernsOptions: { mode: NamespaceMode.POD, uids, gids },
+          },
         },
       },
-    },
-  });
-  try {
-    const r = await runToExit(
-      env,
-      upod,
-      ctr(
-        'userns',
-        ['sh', '-c', 'cat /vol/data/hello.txt; (echo x > /vol/x) 2>/dev/null || echo READONLY'],
-        [{ ...imageMount('/vol', id), uidMappings: uids, gidMappings: gids }],
-      ),
-    );
-    assert.deepEqual(
-      r.log.map((l) => l.msg),
-      ['hello from the image', 'READONLY'],
-    );
-    assert.equal(viewMounts(upod.id).length, 1);
-  } finally {
-    await upod.remove();
-  }
-  assert.deepEqual(viewMounts(upod.id), []);
-});
+    });
+    try {
+      const script =
+        'cat /vol/data/hello.txt; (echo x > /vol/x) 2>/dev/null || echo READONLY; stat -c "%u:%g" /vol/data/owned.txt /vol/data/hello.txt; cat /vol/data/owned.txt; ls /vol';
+      const one = [{ ...imageMount('/vol', id), uidMappings: uids, gidMappings: gids }];
+      const r = await runToExit(env, upod, ctr('userns', ['sh', '-c', script], one));
+      // Idmapped with the pod's namespace: the image's ids show as they are, and the container's
+      // root reads a 0600 file of uid 1234 (an unmapped owner would deny it).
+      assert.deepEqual(
+        r.log.map((l) => l.msg),
+        ['hello from the image', 'READONLY', '1234:1234', '0:0', 'private', 'abs', 'data', 'plain.txt'],
+      );
+      // A single-layer image (busybox) too: its binaries belong to root inside.
+      const bb = (await env.berthd.cri.image.imageStatus({ image: { image: env.busybox.ref } })).image!.id;
+      const r2 = await runToExit(
+        env,
+        upod,
+        ctr('userns-bb', ['stat', '-c', '%u', '/tools/bin/busybox'], [{ ...imageMount('/tools', bb), uidMappings: uids, gidMappings: gids }]),
+      );
+      assert.deepEqual(
+        r2.log.map((l) => l.msg),
+        ['0'],
+      );
+      assert.equal(viewMounts(upod.id).length, 2);
+    } finally {
+      await upod.remove();
+    }
+    assert.deepEqual(viewMounts(upod.id), []);
+  },
+);
 
 test('Status advertises mount_options', async () => {
   const st = await env.berthd.cri.runtime.status({});

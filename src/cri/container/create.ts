@@ -164,7 +164,9 @@ export const createContainer =
         await rm(containerRootDir(ctx, id), { recursive: true, force: true });
       });
       // Image volumes (Mount.image): binds of the pod's read-only view of each image.
-      const imageVolumes = await step('image_volumes', () => prepareImageVolumes(ctx, ns, sb.id, config.mounts));
+      const imageVolumes = await step('image_volumes', () =>
+        prepareImageVolumes(ctx, ns, sb.id, config.mounts, { idmapWith: ctx.settings.usernsRootfs?.mode === 'idmap' ? podNamespacePathsOf(sb).user : undefined }),
+      );
       cleanup.push('release image volumes', () => imageVolumes.abandon());
       const resolved = resolveHostMounts(imageVolumes.views.length > 0 ? { ...config, mounts: imageVolumes.mounts } : config);
       // Volumes with uid/gid mappings (kubelet, hostUsers=false): idmapped staging mounts that

@@ -16,12 +16,16 @@
  *   - The view snapshot is a child of the image's layers, so garbage collection keeps them while
  *     the view exists; RemoveImage of an image in use removes its names (as containerd does:
  *     its lease keeps the content) and the view keeps working.
+ *   - In a pod with its own user namespace the view is an overlay over idmapped clones of the
+ *     layers (the pod's pinned user namespace), so files keep their ids inside; where the
+ *     kernel refuses, the plain view is used (logged) and its files show as the overflow ids.
  *   - Who uses a view is read from the container records (`extra.imageVolumes`), plus the
  *     creates in flight in this process; nothing else is counted. A view is removed when the
  *     last container using it is removed, with its pod, and by the sweep after recovery (views
  *     no record names). A view whose mount vanished (a reboot) is mounted again from its
  *     snapshot by the next create that needs it.
  */
+import { createHash } from 'node:crypto';
 import { closeSync, constants as fsc, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { clone } from '@bufbuild/protobuf';
@@ -34,6 +38,7 @@ import { errors, isBerthError } from '../../errors.js';
 import type { KeyedLock } from '../../keyed-lock.js';
 import { libc, type Koffi } from '../../libc.js';
 import type { Logger } from '../../log.js';
+import { idmapBind, idmapRoot, removeStaging } from './idmap.js';
 
 /** Flags of every view and of every bind of one into a container. */
 export const IMAGE_VOLUME_OPTIONS = ['nosuid', 'nodev', 'noexec'] as const;
@@ -202,8 +207,48 @@ function unpin(p: string): void {
 
 const lockKey = (sandboxId: string): string => `imgvol:${sandboxId}`;
 
-/** Mounts the view `key` of `image` unless it is mounted; returns its path. */
-async function ensureView(d: ImageVolumeDeps, key: string, image: Image): Promise<string> {
+/**
+ * The view of a pod with its own user namespace: a read-only overlay over idmapped clones of
+ * the view's layer dirs (as the idmapped rootfs, container/userns.ts), so the image's files
+ * show inside with their own ids. overlayfs wants two lowers without an upper dir: a single
+ * layer gets an empty directory below it. The staging clones are detached once the overlay
+ * holds them.
+ */
+function mountIdmappedView(state: string, key: string, mounts: readonly Mount[], path: string, usernsPath: string): void {
+  const m = mounts[0];
+  let layers: string[];
+  if (mounts.length === 1 && m?.type === 'overlay')
+    layers = (m.options.find((o) => o.startsWith('lowerdir='))?.slice('lowerdir='.length) ?? '').split(':').filter((x) => x !== '');
+  else if (mounts.length === 1 && m?.type === 'bind') layers = [m.source];
+  else throw errors.internal('container.image_volume_mount', `the view is not one overlay or bind mount (${mounts.map((x) => x.type).join(', ') || 'none'})`);
+  if (layers.length === 0) throw errors.internal('container.image_volume_mount', 'the view names no layer');
+  const root = idmapRoot(state);
+  const tag = createHash('sha256').update(key).digest('hex').slice(0, 16);
+  const staged: string[] = [];
+  try {
+    const lowers = layers.map((dir, i) => {
+      const target = join(root, `v${tag}-${i}`);
+      mkdirSync(target, { mode: 0o700 });
+      staged.push(target);
+      idmapBind(dir, target, usernsPath);
+      return target;
+    });
+    if (lowers.length === 1) {
+      const empty = join(viewsRoot(state), '.empty');
+      mkdirSync(empty, { recursive: true, mode: 0o755 });
+      lowers.push(empty);
+    }
+    mountAll([{ type: 'overlay', source: 'overlay', options: [`lowerdir=${lowers.join(':')}`, 'ro', ...IMAGE_VOLUME_OPTIONS] }], path);
+  } finally {
+    removeStaging(staged);
+  }
+}
+
+/**
+ * Mounts the view `key` of `image` unless it is mounted; returns its path. `usernsPath`: the
+ * pod's pinned user namespace, when the view is to be idmapped with it.
+ */
+async function ensureView(d: ImageVolumeDeps, key: string, image: Image, usernsPath: string | undefined): Promise<string> {
   const path = viewPath(d.settings.state, key);
   if (mountPoints().has(path)) return path;
   ensureViewsRoot(d.settings.state);
@@ -218,12 +263,27 @@ async function ensureView(d: ImageVolumeDeps, key: string, image: Image): Promis
   }
   try {
     mkdirSync(path, { recursive: true, mode: 0o755 });
+    let idmapped = false;
+    if (usernsPath) {
+      try {
+        mountIdmappedView(d.settings.state, key, mounts, path, usernsPath);
+        idmapped = true;
+      } catch (err) {
+        unmount(path, { detach: true, all: true });
+        d.log.warn('image volume: idmapped layers refused, the view is not idmapped (its files show as the overflow ids)', {
+          view: key,
+          error: (err as Error).message,
+        });
+      }
+    }
     // A view mount is read-only by itself (ro bind, or an overlay without an upper dir); the
     // flags make it so whatever the mount type, and keep setuid files and devices inert.
-    mountAll(
-      mounts.map((m) => ({ ...m, options: [...m.options.filter((o) => o !== 'rw'), 'ro', ...IMAGE_VOLUME_OPTIONS] })),
-      path,
-    );
+    if (!idmapped) {
+      mountAll(
+        mounts.map((m) => ({ ...m, options: [...m.options.filter((o) => o !== 'rw'), 'ro', ...IMAGE_VOLUME_OPTIONS] })),
+        path,
+      );
+    }
   } catch (err) {
     unmount(path, { detach: true, all: true });
     if (created) await d.snapshotter.remove(key).catch(() => undefined);
@@ -267,7 +327,13 @@ export interface ImageVolumePlan {
  * Turns the image mounts of a container of pod `sandboxId` into binds of their views, making
  * the views as needed. The views stay held by this create until `done` or `abandon`.
  */
-export async function prepareImageVolumes(d: ImageVolumeDeps, ns: string, sandboxId: string, mounts: readonly CriMount[]): Promise<ImageVolumePlan> {
+export async function prepareImageVolumes(
+  d: ImageVolumeDeps,
+  ns: string,
+  sandboxId: string,
+  mounts: readonly CriMount[],
+  opts: { idmapWith?: string } = {},
+): Promise<ImageVolumePlan> {
   const requests = mounts.flatMap((m, i) => (m.image !== undefined && (m.image.image !== '' || m.hostPath === '') ? [checkImageMount(m, i)] : []));
   if (requests.length === 0) return { mounts: [...mounts], views: [], done: () => undefined, abandon: async () => undefined };
   const out = [...mounts];
@@ -295,7 +361,7 @@ export async function prepareImageVolumes(d: ImageVolumeDeps, ns: string, sandbo
         );
       const key = viewKey(sandboxId, image.id);
       const path = await d.locks.run(lockKey(sandboxId), async () => {
-        const p = await ensureView(d, key, image);
+        const p = await ensureView(d, key, image, opts.idmapWith);
         pin(p);
         held.push(p);
         return p;
@@ -306,8 +372,8 @@ export async function prepareImageVolumes(d: ImageVolumeDeps, ns: string, sandbo
       m.hostPath = hostPath;
       m.image = undefined;
       m.imageSubPath = '';
-      // The view is not idmapped: in a pod user namespace its files show as the overflow ids,
-      // readable where their mode lets "other" read (berth cannot idmap an overlay).
+      // The view itself is idmapped (with the pod's user namespace) or not at all: runc must
+      // not try to idmap the bind.
       m.uidMappings = [];
       m.gidMappings = [];
       m.mountOptions = [...new Set([...m.mountOptions, ...IMAGE_VOLUME_OPTIONS])];
@@ -328,7 +394,13 @@ export async function prepareImageVolumes(d: ImageVolumeDeps, ns: string, sandbo
  */
 export async function releaseImageVolumes(d: ImageVolumeDeps, ns: string, sandboxId: string, keys?: readonly string[]): Promise<void> {
   await d.locks.run(lockKey(sandboxId), async () => {
-    const candidates = new Set(keys ?? (await podViews(d, sandboxId)));
+    let candidates: Set<string>;
+    try {
+      candidates = new Set(keys ?? (await podViews(d, sandboxId)));
+    } catch (err) {
+      d.log.warn('cannot list the image volume views of a pod; the next start sweeps them', { sandbox: sandboxId, error: err });
+      return;
+    }
     if (candidates.size === 0) return;
     const used = usedViews(d.containers.bySandbox(ns, sandboxId));
     let gc = false;
@@ -336,11 +408,12 @@ export async function releaseImageVolumes(d: ImageVolumeDeps, ns: string, sandbo
       if (used.has(key) || inFlight.has(viewPath(d.settings.state, key))) continue;
       try {
         await removeView(d, key);
-        const img = parseViewKey(key);
-        if (img && !(await d.images.get(ns, img.imageId))) gc = true;
       } catch (err) {
         d.log.warn('cannot remove an image volume view; the next start retries', { view: key, error: err });
+        continue;
       }
+      const img = parseViewKey(key);
+      if (img && !(await d.images.get(ns, img.imageId).catch(() => undefined))) gc = true;
     }
     // The image was removed while the view held its layers: they can go now.
     if (gc) await d.images.gc().catch((err: unknown) => d.log.warn('garbage collection after an image volume failed', { error: err }));
@@ -373,6 +446,7 @@ export async function sweepImageVolumes(d: ImageVolumeDeps): Promise<number> {
     /* none yet */
   }
   for (const sb of sandboxes) {
+    if (sb === '.empty') continue;
     let hexes: string[];
     try {
       hexes = readdirSync(join(root, sb));
