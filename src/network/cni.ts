@@ -17,7 +17,7 @@
  * value so callers can trace the pod start path.
  */
 import { stat } from 'node:fs/promises';
-import { errors, isBerthError } from '../errors.js';
+import { errors, hasCode } from '../errors.js';
 import { log as rootLog, type Logger } from '../log.js';
 import { buildCniArgs, podArgs, pluginStdin, toCniPortMappings, type BandwidthConfig, type DnsConfig, type PortMapping } from './cni-args.js';
 import { checkCacheKey, ResultCache, type CacheEntry } from './cni-cache.js';
@@ -326,7 +326,7 @@ export class CniManager {
       ok = true;
       return output;
     } catch (err) {
-      if (isBerthError(err) && err.code === 'cni.plugin_not_found') {
+      if (hasCode(err, 'cni.plugin_not_found')) {
         throw err.wrap(`network ${net.name} ${command}`);
       }
       throw err;

@@ -19,7 +19,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { AnySchema, timestampDate, type Any } from '@bufbuild/protobuf/wkt';
-import { BerthError, errors, isBerthError } from '../errors.js';
+import { errors, hasCode, isBerthError } from '../errors.js';
 import { log as rootLog, type Logger } from '../log.js';
 import { ensurePrivateDir } from '../ttrpc/index.js';
 import { Status } from '../api/containerd/types/task/task_pb.js';
@@ -357,7 +357,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
       // still worked). Delete it there; the bundle goes only when the shim confirms nothing of
       // it is left, else it stays for recovery to finish (a bundle with no live task).
       let keepBundle = false;
-      if (shim && sent && !(isBerthError(err, 'AlreadyExists') && (err as BerthError).code === 'shim.container_exists')) {
+      if (shim && sent && !hasCode(err, 'shim.container_exists')) {
         await new Promise((r) => setImmediate(r));
         if (shim.verdict) await shim.verdict;
         if (shim.state === 'ready') {
@@ -374,7 +374,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
         }
       }
       if (shim) await this.shims.release(shim, o.id).catch(() => undefined);
-      if (!keepBundle && !(isBerthError(err, 'AlreadyExists') && (err as BerthError).code === 'runtime.task_exists')) {
+      if (!keepBundle && !hasCode(err, 'runtime.task_exists')) {
         await removeBundle(paths).catch((e: unknown) => this.log.warn('bundle cleanup failed', { id: o.id, err: e }));
       }
       throw err;
