@@ -14,7 +14,7 @@
  *   what happened — never "running". Created with its task still created: stays created.
  * - Tasks no record claims (berthd died between task create and record): killed and deleted.
  *
- * Runs after watchTasks(): exit events arriving meanwhile are applied idempotently by the
+ * Runs after watchTaskEvents(): exit events arriving meanwhile are applied idempotently by the
  * event handlers, which take the same per-object locks used here.
  */
 import { access, readFile } from 'node:fs/promises';

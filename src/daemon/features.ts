@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import type { Logger } from '../log.js';
 import { checkUsernsReachable } from '../cri/container/userns.js';
 import { idmapBind, idmapRoot } from '../cri/container/idmap.js';
-import { unmount } from '../core/snapshots/mount.js';
+import { unmount } from '../mount.js';
 import { mkdirSync, readlinkSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 
 export interface HandlerFeatures {

@@ -30,13 +30,14 @@ import { berthPull } from '../cri/image/berth-pull.js';
 import { BERTH_VERSION } from '../version.js';
 import { TaskManager, type RuntimeHandler } from '../runtime/index.js';
 import { StreamingServer } from '../streaming/index.js';
-import { ContainerEventBus, KeyedLock, Tracer, type RuntimeContext, type RuntimeSettings } from '../cri/server/runtime-context.js';
+import { ContainerEventBus, Tracer, type RuntimeContext, type RuntimeSettings } from '../cri/server/runtime-context.js';
+import { KeyedLock } from '../keyed-lock.js';
 import { sandboxHandlers } from '../cri/server/handlers-sandbox.js';
 import { containerHandlers } from '../cri/server/handlers-container.js';
 import { observeHandlers } from '../cri/server/handlers-observe.js';
 import { createStreamingBackend } from '../cri/stream/backend.js';
 import { recover } from '../cri/recover.js';
-import { watchTasks } from '../cri/container/task-events.js';
+import { watchTaskEvents } from '../cri/task-events.js';
 import { berthdMetrics, observePulls, serveMetrics, startMetricsEndpoint, METRICS_ADDRESS_FILE, type MetricsEndpoint } from '../metrics/index.js';
 import { metricSources } from '../cri/observe/metrics-sources.js';
 import { recordPullSpan, trace } from '../cri/observe/berth-trace.js';
@@ -214,7 +215,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     .summary()
     .then((cdi) => log.info('CDI spec directories read', { dirs: cdi.dirs, specs: cdi.specs.length, devices: cdi.specs.reduce((n, s) => n + s.devices.length, 0), unusable: cdi.errors.length }))
     .catch((err: unknown) => log.warn('reading the CDI spec directories failed; berthd goes on', { error: err }));
-  watchTasks(runtime);
+  watchTaskEvents(runtime);
   await recover(runtime, await tasks.init());
 
   const features = await probeFeatures({

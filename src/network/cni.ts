@@ -18,6 +18,7 @@
  */
 import { stat } from 'node:fs/promises';
 import { errors, hasCode } from '../errors.js';
+import { KeyedLock } from '../keyed-lock.js';
 import { log as rootLog, type Logger } from '../log.js';
 import { buildCniArgs, podArgs, pluginStdin, toCniPortMappings, type BandwidthConfig, type DnsConfig, type PortMapping } from './cni-args.js';
 import { checkCacheKey, ResultCache, type CacheEntry } from './cni-cache.js';
@@ -104,7 +105,7 @@ export class CniManager {
   private readonly ifName: string;
   private readonly timeoutMs: number;
   /** Serializes setup/teardown of one sandbox id (a Stop racing a slow Run). */
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
 
   constructor(opts: CniManagerOptions) {
     this.confDir = opts.confDir;
@@ -336,14 +337,7 @@ export class CniManager {
   }
 
   private serialize<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(id) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => undefined);
-    this.locks.set(id, tail);
-    void tail.then(() => {
-      if (this.locks.get(id) === tail) this.locks.delete(id);
-    });
-    return next;
+    return this.locks.run(id, fn);
   }
 }
 

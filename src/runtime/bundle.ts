@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { errors } from '../errors.js';
-import { unmount } from '../core/snapshots/mount.js';
+import { unmount } from '../mount.js';
 import { libc } from '../libc.js';
 
 const run = promisify(execFile);

@@ -3,7 +3,7 @@
  * manager, the streaming server, the container event bus and the startup tracer, plus the
  * settings handlers need. daemon/services.ts builds it; handlers never import daemon/.
  */
-import { KeyedLock } from '../../keyed-lock.js';
+import type { KeyedLock } from '../../keyed-lock.js';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
@@ -109,8 +109,6 @@ export class Tracer {
     this.traces.delete(key);
   }
 }
-
-export { KeyedLock };
 
 export interface RuntimeContext {
   settings: RuntimeSettings;

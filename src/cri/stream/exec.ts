@@ -16,10 +16,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { errors, isBerthError } from '../../errors.js';
 import { bundlePaths } from '../../runtime/index.js';
-import type { ExecRequest, ExecResponseSchema } from '../../api/cri/runtime/v1/api_pb.js';
-import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { CallContext } from '../server/instrument.js';
 import { findContainer, newId, type RuntimeContext } from '../server/runtime-context.js';
+import type { RuntimeHandlers } from '../server/server.js';
 
 const run = promisify(execFile);
 
@@ -222,12 +220,10 @@ export class ExecProcess {
 }
 
 /** Exec RPC: check the container runs, then hand out a streaming URL. */
-export function exec(ctx: RuntimeContext) {
-  return async (req: ExecRequest, call: CallContext): Promise<MessageInitShape<typeof ExecResponseSchema>> => {
-    if (req.cmd.length === 0 || req.cmd[0] === '') throw errors.invalidArgument('exec.empty_cmd', 'cmd is required');
-    checkStreams(req);
-    const c = runningContainer(ctx, call.namespace, req.containerId);
-    const url = ctx.streaming.getExec({ containerId: c.id, cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr });
-    return { url };
-  };
-}
+export const exec = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['exec']> => async (req, call) => {
+  if (req.cmd.length === 0 || req.cmd[0] === '') throw errors.invalidArgument('exec.empty_cmd', 'cmd is required');
+  checkStreams(req);
+  const c = runningContainer(ctx, call.namespace, req.containerId);
+  const url = ctx.streaming.getExec({ containerId: c.id, cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr });
+  return { url };
+};

@@ -9,11 +9,9 @@
  */
 import { spawn } from 'node:child_process';
 import type { Duplex } from 'node:stream';
-import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { PortForwardRequest, PortForwardResponseSchema } from '../../api/cri/runtime/v1/api_pb.js';
 import { errors } from '../../errors.js';
-import type { CallContext } from '../server/instrument.js';
 import { findSandbox, type RuntimeContext } from '../server/runtime-context.js';
+import type { RuntimeHandlers } from '../server/server.js';
 
 /** The helper's program (CommonJS under `node -e`; argv[1] is the port). */
 export const BRIDGE_SCRIPT = [
@@ -58,9 +56,7 @@ export async function forwardIntoSandbox(ctx: RuntimeContext, ns: string, sandbo
 }
 
 /** PortForward RPC: the sandbox must exist and be ready; returns a streaming URL. */
-export function portForward(ctx: RuntimeContext) {
-  return async (req: PortForwardRequest, call: CallContext): Promise<MessageInitShape<typeof PortForwardResponseSchema>> => {
-    const sb = readySandbox(ctx, call.namespace, req.podSandboxId);
-    return { url: ctx.streaming.getPortForward({ podSandboxId: sb.id, port: req.port }) };
-  };
-}
+export const portForward = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['portForward']> => async (req, call) => {
+  const sb = readySandbox(ctx, call.namespace, req.podSandboxId);
+  return { url: ctx.streaming.getPortForward({ podSandboxId: sb.id, port: req.port }) };
+};
