@@ -21,6 +21,7 @@ import { access, readFile } from 'node:fs/promises';
 import { pinsAlive } from '../network/index.js';
 import { join } from 'node:path';
 import { Annotations } from '../oci/index.js';
+import { CRI_NAMESPACE } from './server/instrument.js';
 import type { ContainerRecord, SandboxRecord } from '../core/metadata/records.js';
 import { isBerthError } from '../errors.js';
 import type { RecoveredTask } from '../runtime/index.js';
@@ -134,7 +135,7 @@ export async function recover(ctx: RuntimeContext, recovered: RecoveredTask[]): 
   const claimed = new Set<string>();
   const containers = ctx.containers.all();
   // SandboxStore lists per namespace: every namespace that has a task or a container, plus the CRI's.
-  const namespaces = new Set(['k8s.io', ...recovered.map((t) => t.namespace), ...containers.map((c) => c.namespace)]);
+  const namespaces = new Set([CRI_NAMESPACE, ...recovered.map((t) => t.namespace), ...containers.map((c) => c.namespace)]);
 
   for (const { namespace: ns, record: c } of containers) {
     claimed.add(key(ns, c.id));

@@ -59,8 +59,6 @@ export function isCreating(r: SandboxRecord): boolean {
   return extraOf(r).phase === 'creating';
 }
 
-export const SIGKILL = 9;
-
 /** True when the pod has (or had) a pause container. */
 export function hasPause(r: SandboxRecord): boolean {
   return extraOf(r).pause !== false;

@@ -12,6 +12,7 @@ import { execFile } from 'node:child_process';
 import { constants as C, closeSync, openSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { errors, isBerthError } from '../../errors.js';
@@ -198,7 +199,7 @@ export class ExecProcess {
         }
       }
     }
-    await this.ctx.tasks.kill(this.ns, this.containerId, 9, { execId: this.execId }).catch((err: unknown) => {
+    await this.ctx.tasks.kill(this.ns, this.containerId, osConstants.signals.SIGKILL, { execId: this.execId }).catch((err: unknown) => {
       if (!isBerthError(err, 'NotFound') && !isBerthError(err, 'FailedPrecondition')) throw err;
     });
   }
