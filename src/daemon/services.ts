@@ -200,9 +200,9 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     cdi: new CdiRegistry(config.cdi.spec_dirs, log.child({ component: 'cdi' })),
   };
   const runtimeHandlers: RuntimeHandlers = { ...sandboxHandlers(runtime), ...containerHandlers(runtime), ...observeHandlers(runtime) };
-  // Metrics: RPC latency via the CRI server's observer, pulls via the image service, gauges at scrape time.
+  // Metrics: RPC latency via the CRI server's observer, pulls via the image service's diagnostics channel, gauges at scrape time.
   const metrics = berthdMetrics(metricSources(runtime));
-  observePulls(images, (o) => {
+  const stopObservingPulls = observePulls(images, (o) => {
     metrics.pulled(o.ok, o.bytes, o.durationMs / 1000);
     recordPullSpan(runtime.tracer, o.ref, o.startMs, o.durationMs, { bytes: o.bytes }, o.error);
   });
@@ -308,6 +308,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       current = next;
     },
     async close() {
+      stopObservingPulls();
       await metricsEndpoint?.close();
       await streaming.stop();
       await tasks.close();
