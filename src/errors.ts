@@ -1,10 +1,14 @@
 /**
- * The one error catalogue of berth.
+ * berth's one error type.
  *
  * Library code throws BerthError with a kind (which becomes a gRPC / ttrpc status code at the
- * edge, in exactly one place per transport) and a stable machine-readable code. Context is
- * added at the edges; the message names the field or object that is wrong.
+ * edge, in exactly one place per transport) and a stable machine-readable code from the
+ * catalogue in error-codes.ts (the factories accept only a code of the matching kind). Context
+ * is added at the edges; the message names the field or object that is wrong.
  */
+import { type CodeOf, type ErrorCode, type KindOf, isErrorCode, kindOf } from './error-codes.js';
+
+export type { ErrorCode } from './error-codes.js';
 
 export type ErrorKind =
   | 'Canceled'
@@ -48,12 +52,18 @@ const kindByCode = new Map<number, ErrorKind>(
     .map(([k, v]) => [v, k as ErrorKind]),
 );
 
+/** The constructor's arguments: one tuple per code, with that code's kind. */
+export type BerthErrorArgs = {
+  [C in ErrorCode]: [kind: KindOf<C>, code: C, message: string, options?: { cause?: unknown }];
+}[ErrorCode];
+
 export class BerthError extends Error {
   readonly kind: ErrorKind;
-  /** Stable code, e.g. "image.not_found", "ttrpc.frame_too_large". */
-  readonly code: string;
+  /** Stable code from error-codes.ts, e.g. "image.not_found", "ttrpc.message_too_large". */
+  readonly code: ErrorCode;
 
-  constructor(kind: ErrorKind, code: string, message: string, options?: { cause?: unknown }) {
+  /** `new BerthError(kind, code, …)` compiles only with the kind the catalogue gives the code. */
+  constructor(...[kind, code, message, options]: BerthErrorArgs) {
     super(message, options);
     this.name = 'BerthError';
     this.kind = kind;
@@ -67,27 +77,37 @@ export class BerthError extends Error {
 
   /** Same error kind and code, message prefixed with context. */
   wrap(context: string): BerthError {
-    return new BerthError(this.kind, this.code, `${context}: ${this.message}`, { cause: this });
+    return berthError(this.code, `${context}: ${this.message}`, this);
   }
 }
 
 export const errors = {
-  invalidArgument: (code: string, msg: string, cause?: unknown) => new BerthError('InvalidArgument', code, msg, { cause }),
-  notFound: (code: string, msg: string, cause?: unknown) => new BerthError('NotFound', code, msg, { cause }),
-  alreadyExists: (code: string, msg: string, cause?: unknown) => new BerthError('AlreadyExists', code, msg, { cause }),
-  failedPrecondition: (code: string, msg: string, cause?: unknown) => new BerthError('FailedPrecondition', code, msg, { cause }),
-  unavailable: (code: string, msg: string, cause?: unknown) => new BerthError('Unavailable', code, msg, { cause }),
-  deadlineExceeded: (code: string, msg: string, cause?: unknown) => new BerthError('DeadlineExceeded', code, msg, { cause }),
-  internal: (code: string, msg: string, cause?: unknown) => new BerthError('Internal', code, msg, { cause }),
-  unimplemented: (code: string, msg: string, cause?: unknown) => new BerthError('Unimplemented', code, msg, { cause }),
-  unauthenticated: (code: string, msg: string, cause?: unknown) => new BerthError('Unauthenticated', code, msg, { cause }),
-  permissionDenied: (code: string, msg: string, cause?: unknown) => new BerthError('PermissionDenied', code, msg, { cause }),
-  resourceExhausted: (code: string, msg: string, cause?: unknown) => new BerthError('ResourceExhausted', code, msg, { cause }),
-  canceled: (code: string, msg: string, cause?: unknown) => new BerthError('Canceled', code, msg, { cause }),
+  invalidArgument: (code: CodeOf<'InvalidArgument'>, msg: string, cause?: unknown): BerthError => berthError(code, msg, cause),
+  notFound: (code: CodeOf<'NotFound'>, msg: string, cause?: unknown): BerthError => berthError(code, msg, cause),
+  alreadyExists: (code: CodeOf<'AlreadyExists'>, msg: string, cause?: unknown): BerthError => berthError(code, msg, cause),
+  failedPrecondition: (code: CodeOf<'FailedPrecondition'>, msg: string, cause?: unknown): BerthError => berthError(code, msg, cause),
+  unavailable: (code: CodeOf<'Unavailable'>, msg: string, cause?: unknown): BerthError => berthError(code, msg, cause),
+  deadlineExceeded: (code: CodeOf<'DeadlineExceeded'>, msg: string, cause?: unknown): BerthError => berthError(code, msg, cause),
+  internal: (code: CodeOf<'Internal'>, msg: string, cause?: unknown): BerthError => berthError(code, msg, cause),
+  unimplemented: (code: CodeOf<'Unimplemented'>, msg: string, cause?: unknown): BerthError => berthError(code, msg, cause),
+  unauthenticated: (code: CodeOf<'Unauthenticated'>, msg: string, cause?: unknown): BerthError => berthError(code, msg, cause),
+  permissionDenied: (code: CodeOf<'PermissionDenied'>, msg: string, cause?: unknown): BerthError => berthError(code, msg, cause),
+  resourceExhausted: (code: CodeOf<'ResourceExhausted'>, msg: string, cause?: unknown): BerthError => berthError(code, msg, cause),
+  canceled: (code: CodeOf<'Canceled'>, msg: string, cause?: unknown): BerthError => berthError(code, msg, cause),
 };
+
+/** A BerthError of `code`, its kind taken from the catalogue (for codes chosen at run time). */
+export function berthError(code: ErrorCode, msg: string, cause?: unknown): BerthError {
+  return new BerthError(...([kindOf(code), code, msg, cause === undefined ? undefined : { cause }] as BerthErrorArgs));
+}
 
 export function isBerthError(err: unknown, kind?: ErrorKind): err is BerthError {
   return err instanceof BerthError && (kind === undefined || err.kind === kind);
+}
+
+/** True when `err` is a BerthError with this code: the one way to test for a code. */
+export function hasCode<C extends ErrorCode>(err: unknown, code: C): err is BerthError & { readonly code: C } {
+  return err instanceof BerthError && err.code === code;
 }
 
 /** Any thrown value → BerthError (unknown errors become Internal, keeping the cause). */
@@ -98,12 +118,35 @@ export function toBerthError(err: unknown): BerthError {
   if (err instanceof Error && (errno === 'ENOSPC' || errno === 'EDQUOT')) {
     return new BerthError('ResourceExhausted', 'storage.no_space', `no space left on device (${errno}): ${err.message}`, { cause: err });
   }
-  if (err instanceof Error) return new BerthError('Internal', 'internal', err.message, { cause: err });
-  return new BerthError('Internal', 'internal', String(err));
+  if (err instanceof Error) return new BerthError('Internal', 'internal.unexpected', err.message, { cause: err });
+  return new BerthError('Internal', 'internal.unexpected', String(err));
 }
 
-/** Status code number received from a peer (gRPC/ttrpc) → BerthError. */
-export function fromStatus(code: number, message: string): BerthError {
-  const kind = kindByCode.get(code) ?? 'Internal';
-  return new BerthError(kind, `status.${kind}`, message);
+/** The code used for a peer's status that carries no berth code (or one this build does not know). */
+const PEER_STATUS_CODES: Record<ErrorKind, ErrorCode> = {
+  Canceled: 'status.canceled',
+  InvalidArgument: 'status.invalid_argument',
+  DeadlineExceeded: 'status.deadline_exceeded',
+  NotFound: 'status.not_found',
+  AlreadyExists: 'status.already_exists',
+  PermissionDenied: 'status.permission_denied',
+  ResourceExhausted: 'status.resource_exhausted',
+  FailedPrecondition: 'status.failed_precondition',
+  Aborted: 'status.aborted',
+  OutOfRange: 'status.out_of_range',
+  Unimplemented: 'status.unimplemented',
+  Internal: 'status.internal',
+  Unavailable: 'status.unavailable',
+  Unauthenticated: 'status.unauthenticated',
+};
+
+/**
+ * Status received from a peer (gRPC/ttrpc) → BerthError. `code` is the berth code the peer sent
+ * with it (ErrorInfo reason), if any: kept when this build knows it with the same kind, so an
+ * error keeps its code across berth-shim → berthd → CRI client.
+ */
+export function fromStatus(status: number, message: string, code?: string): BerthError {
+  const kind = kindByCode.get(status) ?? 'Internal';
+  if (code !== undefined && isErrorCode(code) && kindOf(code) === kind) return berthError(code, message);
+  return berthError(PEER_STATUS_CODES[kind], message);
 }

@@ -1,4 +1,8 @@
-/** Serialises async operations per key (a sandbox id, a shim group): one runs at a time per key. */
+/**
+ * Serialises async operations per key: one runs at a time per key, in call order; a failed one
+ * does not block the next. The one keyed lock of berth (sandbox and container locks in cri/,
+ * shim groups in runtime/, CNI setup/teardown per sandbox in network/). Not re-entrant.
+ */
 export class KeyedLock {
   private readonly tails = new Map<string, Promise<unknown>>();
 

@@ -5,6 +5,7 @@
  * Each user declares its own functions on `lib`; both are shared process-wide.
  */
 import { createRequire } from 'node:module';
+import { constants as osConstants } from 'node:os';
 import { dirname, join } from 'node:path';
 
 export type Koffi = typeof import('koffi');
@@ -34,4 +35,22 @@ export function libc(): { koffi: Koffi; lib: LibC } {
     loaded = { koffi, lib: koffi.load('libc.so.6') };
   }
   return loaded;
+}
+
+const errnoNames = new Map<number, string>(Object.entries(osConstants.errno).map(([name, num]) => [num as number, name]));
+
+/** The name of an errno value (`ENOENT`), or undefined for one Node does not know. */
+export function errnoName(errno: number): string | undefined {
+  return errnoNames.get(errno);
+}
+
+/** Builds an fs-style error (`code`, `errno`, `syscall`, `path`) from an errno a libc call left. */
+export function errnoError(op: string, path: string, errno: number): NodeJS.ErrnoException {
+  const code = errnoNames.get(errno) ?? `E${errno}`;
+  const e = new Error(`${code}: ${op} '${path}' failed (errno ${errno})`) as NodeJS.ErrnoException;
+  e.code = code;
+  e.errno = -errno;
+  e.syscall = op;
+  e.path = path;
+  return e;
 }

@@ -11,6 +11,7 @@ import { AnyS, schema, TimestampS } from "../ttrpc/pb.js";
 //   cgroups/stats/v1/metrics.proto
 //   cgroups/cgroup2/stats/metrics.proto
 //   ttrpc/ttrpc.proto
+//   google/rpc/error_details.proto
 // Do not edit: change the .proto files and run `npm run gen`.
 
 /** From containerd/types/mount.proto. */
@@ -1410,6 +1411,34 @@ export namespace ttrpc {
   }
   export const StringListS: Schema = schema("ttrpc.StringList", [
     [1, "list", "string", "repeated"],
+  ]);
+}
+
+/** From google/rpc/error_details.proto. */
+export namespace google.rpc {
+  /**
+   * Why a call failed, in a form a program can match on.
+   *
+   * @generated from message google.rpc.ErrorInfo
+   */
+  export interface ErrorInfo {
+    /**
+     * The error's code within domain, e.g. "image.not_found".
+     */
+    reason: string;
+    /**
+     * Who defines the reasons: "berth.io" for berth's codes.
+     */
+    domain: string;
+    /**
+     * Extra facts about the error; berth sends none today.
+     */
+    metadata: Record<string, string>;
+  }
+  export const ErrorInfoS: Schema = schema("google.rpc.ErrorInfo", [
+    [1, "reason", "string"],
+    [2, "domain", "string"],
+    [3, "metadata", "string", "map"],
   ]);
 }
 

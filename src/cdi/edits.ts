@@ -22,7 +22,7 @@
  * Host facts come in through `CdiHost`; nothing here touches the filesystem itself.
  */
 import { posix } from 'node:path';
-import { errors, type BerthError } from '../errors.js';
+import { berthError, type ErrorCode } from '../errors.js';
 import type { StatDevice } from '../oci/devices.js';
 import type { Hook, LinuxDevice, Mount, Spec } from '../oci/spec.js';
 import type { ResolvedDevice } from './registry.js';
@@ -56,12 +56,12 @@ export function applyCdiEdits(spec: Spec, resolved: readonly ResolvedDevice[], h
     }
     steps.push({ edits: r.device.containerEdits, where: `${r.spec.path}: device ${JSON.stringify(r.device.name)} containerEdits` });
     for (const { edits, where } of steps) {
-      const fail = (make: (code: string, msg: string) => BerthError, code: string, what: string): never => {
-        throw make(code, `CDI device ${JSON.stringify(r.name)} (${where}): ${what}`);
+      const fail = (code: ErrorCode, what: string): never => {
+        throw berthError(code, `CDI device ${JSON.stringify(r.name)} (${where}): ${what}`);
       };
-      if (edits.netDevices?.length) fail(errors.invalidArgument, 'cdi.unsupported', 'netDevices cannot be applied: runc 1.1 does not move network interfaces');
+      if (edits.netDevices?.length) fail('cdi.unsupported', 'netDevices cannot be applied: runc 1.1 does not move network interfaces');
       if (edits.intelRdt && (edits.intelRdt.schemata !== undefined || edits.intelRdt.enableMonitoring)) {
-        fail(errors.invalidArgument, 'cdi.unsupported', 'intelRdt schemata/enableMonitoring cannot be applied: runc 1.1 does not support them');
+        fail('cdi.unsupported', 'intelRdt schemata/enableMonitoring cannot be applied: runc 1.1 does not support them');
       }
 
       for (const e of edits.env ?? []) {
@@ -72,7 +72,7 @@ export function applyCdiEdits(spec: Spec, resolved: readonly ResolvedDevice[], h
       }
 
       (edits.deviceNodes ?? []).forEach((dn, i) => {
-        const dev = deviceFromNode(dn, host, (what) => fail(errors.notFound, 'cdi.host_device', `deviceNodes[${i}]: ${what}`), (what) => fail(errors.invalidArgument, 'cdi.invalid_device', `deviceNodes[${i}]: ${what}`));
+        const dev = deviceFromNode(dn, host, (what) => fail('cdi.host_device', `deviceNodes[${i}]: ${what}`), (what) => fail('cdi.invalid_device', `deviceNodes[${i}]: ${what}`));
         const user = spec.process?.user;
         if (dev.uid === undefined && user && user.uid > 0) dev.uid = user.uid;
         if (dev.gid === undefined && user && user.gid > 0) dev.gid = user.gid;
@@ -85,7 +85,7 @@ export function applyCdiEdits(spec: Spec, resolved: readonly ResolvedDevice[], h
           // In a user namespace runc cannot mknod and binds the host node at the *container*
           // path instead; a node whose host path differs is bound from its host path here.
           const real = host.realpath(hostPath);
-          if (real === undefined) fail(errors.notFound, 'cdi.host_device', `deviceNodes[${i}]: host device ${JSON.stringify(hostPath)} does not exist`);
+          if (real === undefined) fail('cdi.host_device', `deviceNodes[${i}]: host device ${JSON.stringify(hostPath)} does not exist`);
           const mounts = (spec.mounts ??= []);
           const mat = mounts.findIndex((x) => x.destination === dn.path);
           if (mat >= 0) mounts.splice(mat, 1);
@@ -93,7 +93,7 @@ export function applyCdiEdits(spec: Spec, resolved: readonly ResolvedDevice[], h
           mountsChanged = true;
         } else {
           if (userns && dev.type !== 'p' && host.statDevice(hostPath) === undefined) {
-            fail(errors.notFound, 'cdi.host_device', `deviceNodes[${i}]: host device ${JSON.stringify(hostPath)} does not exist (in a user namespace runc binds device nodes from the host)`);
+            fail('cdi.host_device', `deviceNodes[${i}]: host device ${JSON.stringify(hostPath)} does not exist (in a user namespace runc binds device nodes from the host)`);
           }
           devices.push(dev);
         }
@@ -109,9 +109,9 @@ export function applyCdiEdits(spec: Spec, resolved: readonly ResolvedDevice[], h
         const bind = options.includes('bind') || options.includes('rbind') || m.type === 'bind';
         let source = m.hostPath;
         if (bind) {
-          if (!m.hostPath.startsWith('/')) fail(errors.invalidArgument, 'cdi.invalid_mount', `mounts[${i}]: bind source ${JSON.stringify(m.hostPath)} must be an absolute path`);
+          if (!m.hostPath.startsWith('/')) fail('cdi.invalid_mount', `mounts[${i}]: bind source ${JSON.stringify(m.hostPath)} must be an absolute path`);
           const real = host.realpath(m.hostPath);
-          if (real === undefined) fail(errors.notFound, 'cdi.host_path', `mounts[${i}]: host path ${JSON.stringify(m.hostPath)} does not exist`);
+          if (real === undefined) fail('cdi.host_path', `mounts[${i}]: host path ${JSON.stringify(m.hostPath)} does not exist`);
           source = real!;
         }
         const type = m.type !== undefined && m.type !== '' ? m.type : bind ? 'bind' : undefined;

@@ -1,5 +1,6 @@
 /** Shared CLI plumbing: global flags, the CRI connection, output formats. */
 import { connectCri, type CriClient } from '../cri/server/client.js';
+import { ERROR_CODE_TRAILER } from '../error-codes.js';
 
 export interface CliContext {
   socket: string;
@@ -84,13 +85,18 @@ export function shortId(id: string): string {
   return id.replace(/^sha256:/, '').slice(0, 13);
 }
 
-/** gRPC errors → one readable line. */
+/**
+ * gRPC errors → one readable line, ending with berthd's error code in brackets when the
+ * status carried one (the `berth-error-code` trailer, error-codes.ts).
+ */
 export function describeError(err: unknown): string {
-  const e = err as { code?: number; details?: string; message?: string };
+  const e = err as { code?: number; details?: string; message?: string; metadata?: { get(key: string): unknown[] } };
   const names: Record<number, string> = { 3: 'InvalidArgument', 5: 'NotFound', 6: 'AlreadyExists', 9: 'FailedPrecondition', 12: 'Unimplemented', 13: 'Internal', 14: 'Unavailable', 16: 'Unauthenticated', 4: 'DeadlineExceeded', 7: 'PermissionDenied' };
   if (typeof e?.code === 'number' && e.details !== undefined) {
-    if (e.code === 14) return `cannot reach berthd: ${e.details}`;
-    return `${names[e.code] ?? `code ${e.code}`}: ${e.details}`;
+    const code = typeof e.metadata?.get === 'function' ? e.metadata.get(ERROR_CODE_TRAILER)[0] : undefined;
+    const tag = typeof code === 'string' && code !== '' ? ` [${code}]` : '';
+    if (e.code === 14) return `cannot reach berthd: ${e.details}${tag}`;
+    return `${names[e.code] ?? `code ${e.code}`}: ${e.details}${tag}`;
   }
   return e?.message ?? String(err);
 }

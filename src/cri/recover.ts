@@ -21,7 +21,7 @@
  *   names reserved for an id no record has, rootfs snapshots labelled for a container or pod
  *   that has no record, and containers/<id> dirs under root and state without a record.
  *
- * Runs after watchTasks(): exit events arriving meanwhile are applied idempotently by the
+ * Runs after watchTaskEvents(): exit events arriving meanwhile are applied idempotently by the
  * event handlers, which take the same per-object locks used here.
  */
 import { access, readdir, readFile, rm } from 'node:fs/promises';
@@ -31,6 +31,7 @@ import { removeRootfsSnapshot } from './container/userns.js';
 import { pinsAlive } from '../network/index.js';
 import { join } from 'node:path';
 import { Annotations } from '../oci/index.js';
+import { CRI_NAMESPACE } from './server/instrument.js';
 import type { ContainerRecord, SandboxRecord } from '../core/metadata/records.js';
 import { isBerthError } from '../errors.js';
 import type { RecoveredTask } from '../runtime/index.js';
@@ -153,7 +154,7 @@ export async function recover(ctx: RuntimeContext, recovered: RecoveredTask[]): 
   const claimed = await finishPendingRemovals(ctx);
   const containers = ctx.containers.all();
   // SandboxStore lists per namespace: every namespace that has a task or a container, plus the CRI's.
-  const namespaces = new Set(['k8s.io', ...recovered.map((t) => t.namespace), ...containers.map((c) => c.namespace)]);
+  const namespaces = new Set([CRI_NAMESPACE, ...recovered.map((t) => t.namespace), ...containers.map((c) => c.namespace)]);
 
   for (const { namespace: ns, record: c } of containers) {
     claimed.add(key(ns, c.id));

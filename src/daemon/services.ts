@@ -31,7 +31,8 @@ import { trimMallocSoon } from './malloc.js';
 import { BERTH_VERSION } from '../version.js';
 import { TaskManager, type RuntimeHandler } from '../runtime/index.js';
 import { StreamingServer, type StreamingLimits } from '../streaming/index.js';
-import { ContainerEventBus, KeyedLock, Tracer, type RuntimeContext, type RuntimeSettings } from '../cri/server/runtime-context.js';
+import { ContainerEventBus, Tracer, type RuntimeContext, type RuntimeSettings } from '../cri/server/runtime-context.js';
+import { KeyedLock } from '../keyed-lock.js';
 import { systemClock } from '../cri/server/ports.js';
 import { hostPods } from '../cri/sandbox/host-pods.js';
 import { sandboxHandlers } from '../cri/server/handlers-sandbox.js';
@@ -39,7 +40,7 @@ import { containerHandlers } from '../cri/server/handlers-container.js';
 import { observeHandlers } from '../cri/server/handlers-observe.js';
 import { createStreamingBackend } from '../cri/stream/backend.js';
 import { recover } from '../cri/recover.js';
-import { watchTasks } from '../cri/container/task-events.js';
+import { watchTaskEvents } from '../cri/task-events.js';
 import { berthdMetrics, observePulls, serveMetrics, startMetricsEndpoint, METRICS_ADDRESS_FILE, type MetricsEndpoint } from '../metrics/index.js';
 import { metricSources } from '../cri/observe/metrics-sources.js';
 import { recordPullSpan, trace } from '../cri/observe/berth-trace.js';
@@ -213,9 +214,9 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     clock: systemClock,
   };
   const runtimeHandlers: RuntimeHandlers = { ...sandboxHandlers(runtime), ...containerHandlers(runtime), ...observeHandlers(runtime) };
-  // Metrics: RPC latency via the CRI server's observer, pulls via the image service, gauges at scrape time.
+  // Metrics: RPC latency via the CRI server's observer, pulls via the image service's diagnostics channel, gauges at scrape time.
   const metrics = berthdMetrics(metricSources(runtime));
-  observePulls(images, (o) => {
+  const stopObservingPulls = observePulls(images, (o) => {
     metrics.pulled(o.ok, o.bytes, o.durationMs / 1000);
     recordPullSpan(runtime.tracer, o.ref, o.startMs, o.durationMs, { bytes: o.bytes }, o.error);
     trimMallocSoon();
@@ -229,7 +230,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     .summary()
     .then((cdi) => log.info('CDI spec directories read', { dirs: cdi.dirs, specs: cdi.specs.length, devices: cdi.specs.reduce((n, s) => n + s.devices.length, 0), unusable: cdi.errors.length }))
     .catch((err: unknown) => log.warn('reading the CDI spec directories failed; berthd goes on', { error: err }));
-  watchTasks(runtime);
+  watchTaskEvents(runtime);
   await recover(runtime, await tasks.init());
   // Image volume views no container record names any more (a berthd that died mid-create or
   // mid-remove) are unmounted and removed; never fatal.
@@ -331,6 +332,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       current = next;
     },
     async close() {
+      stopObservingPulls();
       await metricsEndpoint?.close();
       await streaming.stop();
       await tasks.close();

@@ -1,41 +1,24 @@
-/** Observing image pulls without touching the image service: its pull() is wrapped once. */
-import type { ImageService } from '../core/images/service.js';
+/**
+ * Observing image pulls without touching the image service: a subscriber of its diagnostics
+ * channel (core/images/service.ts `pullChannel`), for one service.
+ */
+import { pullChannel, type ImageService, type PullObservation } from '../core/images/service.js';
 
-export interface PullObservation {
-  ref: string;
-  ok: boolean;
-  /** Image size (manifest + config + compressed layers) on success, else 0. */
-  bytes: number;
-  /** Unix milliseconds (fractional). */
-  startMs: number;
-  durationMs: number;
-  error?: string;
-}
+export type { PullObservation };
 
-const wrapped = new WeakSet<ImageService>();
-
-export function observePulls(images: ImageService, fn: (o: PullObservation) => void): void {
-  if (wrapped.has(images)) throw new Error('image pulls are already observed');
-  wrapped.add(images);
-  const pull = images.pull.bind(images);
-  images.pull = async (...args: Parameters<ImageService['pull']>) => {
-    const startMs = performance.timeOrigin + performance.now();
-    const t0 = performance.now();
+/** Calls `fn` for every pull() of `images` once it settles; returns the unsubscribe. */
+export function observePulls(images: ImageService, fn: (o: PullObservation) => void): () => void {
+  const onMessage = (msg: unknown): void => {
+    const o = msg as PullObservation;
+    if (o.service !== images) return;
     try {
-      const img = await pull(...args);
-      safe(fn, { ref: args[1], ok: true, bytes: img.size, startMs, durationMs: performance.now() - t0 });
-      return img;
-    } catch (err) {
-      safe(fn, { ref: args[1], ok: false, bytes: 0, startMs, durationMs: performance.now() - t0, error: (err as Error).message });
-      throw err;
+      fn(o);
+    } catch {
+      // An observer must never fail a pull.
     }
   };
-}
-
-function safe(fn: (o: PullObservation) => void, o: PullObservation): void {
-  try {
-    fn(o);
-  } catch {
-    // An observer must never fail a pull.
-  }
+  pullChannel.subscribe(onMessage);
+  return () => {
+    pullChannel.unsubscribe(onMessage);
+  };
 }

@@ -11,7 +11,8 @@
 import { spawn } from 'node:child_process';
 import { access, constants, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { BerthError, errors } from '../errors.js';
+import { BerthError, errors, type BerthErrorArgs, type ErrorCode } from '../errors.js';
+import { kindOf } from '../error-codes.js';
 
 export type CniCommand = 'ADD' | 'DEL' | 'CHECK' | 'STATUS' | 'VERSION' | 'GC';
 
@@ -32,15 +33,14 @@ export const CniErrorCode = {
 /** A plugin exec that failed; carries what the plugin said. */
 export class CniPluginError extends BerthError {
   constructor(
-    kind: BerthError['kind'],
-    code: string,
+    code: Extract<ErrorCode, `cni.plugin_${string}`>,
     message: string,
     readonly plugin: string,
     readonly command: CniCommand,
     readonly cniCode?: number,
     readonly details?: string,
   ) {
-    super(kind, code, message);
+    super(...([kindOf(code), code, message] as BerthErrorArgs));
     this.name = 'CniPluginError';
   }
 }
@@ -89,10 +89,10 @@ function describe(req: PluginExecRequest): string {
 }
 
 /** Maps a plugin's structured error to a BerthError kind: retryable ones are Unavailable. */
-function kindFor(cniCode: number | undefined): BerthError['kind'] {
-  if (cniCode === CniErrorCode.TryAgainLater || cniCode === CniErrorCode.PluginNotAvailable) return 'Unavailable';
-  if (cniCode === CniErrorCode.IncompatibleVersion || cniCode === CniErrorCode.InvalidNetworkConfig) return 'FailedPrecondition';
-  return 'Internal';
+function codeFor(cniCode: number | undefined): 'cni.plugin_unavailable' | 'cni.plugin_incompatible' | 'cni.plugin_failed' {
+  if (cniCode === CniErrorCode.TryAgainLater || cniCode === CniErrorCode.PluginNotAvailable) return 'cni.plugin_unavailable';
+  if (cniCode === CniErrorCode.IncompatibleVersion || cniCode === CniErrorCode.InvalidNetworkConfig) return 'cni.plugin_incompatible';
+  return 'cni.plugin_failed';
 }
 
 /** Builds the error for a non-zero exit from what the plugin printed. Exported for tests. */
@@ -114,7 +114,7 @@ export function pluginFailure(req: PluginExecRequest, exit: string, stdout: stri
   const said = msg !== undefined
     ? `${msg}${details ? `: ${details}` : ''}${cniCode !== undefined ? ` (code ${cniCode})` : ''}`
     : (stderr.trim() || stdout.trim() || exit).slice(0, 2048);
-  return new CniPluginError(kindFor(cniCode), 'cni.plugin_failed', `${describe(req)} failed: ${said}`, req.plugin, req.command, cniCode, details);
+  return new CniPluginError(codeFor(cniCode), `${describe(req)} failed: ${said}`, req.plugin, req.command, cniCode, details);
 }
 
 /** Runs the plugin once. Resolves with its parsed stdout, or rejects with CniPluginError. */
@@ -155,7 +155,7 @@ export function execPlugin(req: PluginExecRequest): Promise<PluginExecOutput> {
       if (outLen > STDOUT_CAP) {
         overflow = true;
         killGroup();
-        abandon(new CniPluginError('Internal', 'cni.plugin_output_too_large', `${describe(req)} printed more than ${STDOUT_CAP} bytes`, req.plugin, req.command));
+        abandon(new CniPluginError('cni.plugin_output_too_large', `${describe(req)} printed more than ${STDOUT_CAP} bytes`, req.plugin, req.command));
         return;
       }
       out.push(d);
@@ -169,12 +169,12 @@ export function execPlugin(req: PluginExecRequest): Promise<PluginExecOutput> {
     const timer = setTimeout(() => {
       timedOut = true;
       killGroup();
-      abandon(new CniPluginError('DeadlineExceeded', 'cni.plugin_timeout', `${describe(req)} timed out after ${req.timeoutMs} ms (cni.plugin_timeout); its process group was killed`, req.plugin, req.command));
+      abandon(new CniPluginError('cni.plugin_timeout', `${describe(req)} timed out after ${req.timeoutMs} ms (cni.plugin_timeout); its process group was killed`, req.plugin, req.command));
     }, req.timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);
       if (settled) return;
-      reject(new CniPluginError('Internal', 'cni.plugin_exec_failed', `${describe(req)}: cannot execute ${req.path}: ${err.message}`, req.plugin, req.command));
+      reject(new CniPluginError('cni.plugin_exec_failed', `${describe(req)}: cannot execute ${req.path}: ${err.message}`, req.plugin, req.command));
     });
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -191,7 +191,7 @@ export function execPlugin(req: PluginExecRequest): Promise<PluginExecOutput> {
       try {
         resolve({ output: JSON.parse(stdout) as unknown, stderr: errText });
       } catch (err) {
-        reject(new CniPluginError('Internal', 'cni.plugin_bad_output', `${describe(req)} printed invalid JSON: ${(err as Error).message}`, req.plugin, req.command));
+        reject(new CniPluginError('cni.plugin_bad_output', `${describe(req)} printed invalid JSON: ${(err as Error).message}`, req.plugin, req.command));
       }
     });
   });

@@ -17,7 +17,8 @@
  * value so callers can trace the pod start path.
  */
 import { stat } from 'node:fs/promises';
-import { errors, isBerthError } from '../errors.js';
+import { errors, hasCode } from '../errors.js';
+import { KeyedLock } from '../keyed-lock.js';
 import { log as rootLog, type Logger } from '../log.js';
 import { buildCniArgs, podArgs, pluginStdin, toCniPortMappings, type BandwidthConfig, type DnsConfig, type PortMapping } from './cni-args.js';
 import { checkCacheKey, ResultCache, type CacheEntry } from './cni-cache.js';
@@ -104,7 +105,7 @@ export class CniManager {
   private readonly ifName: string;
   private readonly timeoutMs: number;
   /** Serializes setup/teardown of one sandbox id (a Stop racing a slow Run). */
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedLock();
 
   constructor(opts: CniManagerOptions) {
     this.confDir = opts.confDir;
@@ -326,7 +327,7 @@ export class CniManager {
       ok = true;
       return output;
     } catch (err) {
-      if (isBerthError(err) && err.code === 'cni.plugin_not_found') {
+      if (hasCode(err, 'cni.plugin_not_found')) {
         throw err.wrap(`network ${net.name} ${command}`);
       }
       throw err;
@@ -336,14 +337,7 @@ export class CniManager {
   }
 
   private serialize<T>(id: string, fn: () => Promise<T>): Promise<T> {
-    const prev = this.locks.get(id) ?? Promise.resolve();
-    const next = prev.then(fn, fn);
-    const tail = next.catch(() => undefined);
-    this.locks.set(id, tail);
-    void tail.then(() => {
-      if (this.locks.get(id) === tail) this.locks.delete(id);
-    });
-    return next;
+    return this.locks.run(id, fn);
   }
 }
 

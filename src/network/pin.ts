@@ -33,7 +33,7 @@
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import { resolve, join, dirname } from 'node:path';
-import { mountAll, unmount } from '../core/snapshots/mount.js';
+import { mountAll, unmount } from '../mount.js';
 import { errors, isBerthError } from '../errors.js';
 import { ensureNetnsDir, parseMountInfo } from './netns.js';
 

@@ -5,6 +5,7 @@
  */
 import { spawn } from 'node:child_process';
 import { errors } from '../errors.js';
+import type { CodeOf } from '../error-codes.js';
 
 export interface RunResult {
   code: number | null;
@@ -47,7 +48,7 @@ export function runCommand(file: string, args: readonly string[], timeoutMs = 10
 }
 
 /** Runs a command and throws an Internal error with its stderr unless it exits 0. */
-export async function runChecked(file: string, args: readonly string[], code: string, timeoutMs?: number): Promise<RunResult> {
+export async function runChecked(file: string, args: readonly string[], code: CodeOf<'Internal'>, timeoutMs?: number): Promise<RunResult> {
   const r = await runCommand(file, args, timeoutMs);
   if (r.code !== 0) {
     const why = r.stderr.trim() || r.stdout.trim() || `exit ${r.code ?? r.signal}`;

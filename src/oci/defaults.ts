@@ -3,6 +3,7 @@
  * filesystem mounts (without containerd's /run tmpfs, which the CRI plugin removes), masked
  * and read-only /proc paths, the default device rules and PATH.
  */
+import { CRI_CONTAINER_TYPE_ANNOTATION, SANDBOX_ID_ANNOTATION } from '../shim-protocol.js';
 import type { LinuxDevice, LinuxDeviceCgroup, Mount } from './spec.js';
 
 export const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -84,12 +85,15 @@ export const SANDBOX_OOM_SCORE_ADJ = -998;
 /** CPU shares of the pause container. */
 export const SANDBOX_CPU_SHARES = 2;
 
-/** Annotation keys (io.kubernetes.cri.*), as set by containerd's CRI plugin. */
+/**
+ * Annotation keys (io.kubernetes.cri.*), as set by containerd's CRI plugin. The two berth-shim
+ * reads are defined once, in shim-protocol.ts.
+ */
 export const Annotations = {
-  ContainerType: 'io.kubernetes.cri.container-type',
+  ContainerType: CRI_CONTAINER_TYPE_ANNOTATION,
   ContainerTypeSandbox: 'sandbox',
   ContainerTypeContainer: 'container',
-  SandboxID: 'io.kubernetes.cri.sandbox-id',
+  SandboxID: SANDBOX_ID_ANNOTATION,
   SandboxName: 'io.kubernetes.cri.sandbox-name',
   SandboxNamespace: 'io.kubernetes.cri.sandbox-namespace',
   SandboxUID: 'io.kubernetes.cri.sandbox-uid',

@@ -4,11 +4,12 @@
  */
 import { posix } from 'node:path';
 import { BerthError, errors } from '../errors.js';
+import type { CodeOf } from '../error-codes.js';
 
 export const MAX_UINT32 = 4294967295;
 
 /** InvalidArgument naming the field: `"<field>: <problem>"`. */
-export function invalid(field: string, problem: string, code = 'oci.invalid_argument'): BerthError {
+export function invalid(field: string, problem: string, code: CodeOf<'InvalidArgument'> = 'oci.invalid_argument'): BerthError {
   return errors.invalidArgument(code, `${field}: ${problem}`);
 }
 

@@ -233,20 +233,20 @@ export class Authorizer {
     }
     if (res.status !== 200) {
       await discard(res.body);
-      throw errors.unavailable('registry.auth_failed', `token service ${realm.host} for registry ${host} answered HTTP ${res.status}`);
+      throw errors.unavailable('registry.token_service_failed', `token service ${realm.host} for registry ${host} answered HTTP ${res.status}`);
     }
     const raw = await readCapped(res.body, TOKEN_BODY_MAX, () =>
-      errors.unavailable('registry.auth_failed', `token service ${realm.host} for registry ${host} sent an oversized response`),
+      errors.unavailable('registry.token_service_failed', `token service ${realm.host} for registry ${host} sent an oversized response`),
     );
     let parsed: { token?: unknown; access_token?: unknown; expires_in?: unknown };
     try {
       parsed = JSON.parse(raw.toString('utf8')) as typeof parsed;
     } catch (cause) {
-      throw errors.unavailable('registry.auth_failed', `token service ${realm.host} for registry ${host} sent invalid JSON`, cause);
+      throw errors.unavailable('registry.token_service_failed', `token service ${realm.host} for registry ${host} sent invalid JSON`, cause);
     }
     const token = typeof parsed.access_token === 'string' && parsed.access_token ? parsed.access_token : parsed.token;
     if (typeof token !== 'string' || token === '') {
-      throw errors.unavailable('registry.auth_failed', `token service ${realm.host} for registry ${host} sent no token`);
+      throw errors.unavailable('registry.token_service_failed', `token service ${realm.host} for registry ${host} sent no token`);
     }
     const ttl = typeof parsed.expires_in === 'number' && parsed.expires_in > 0 ? parsed.expires_in : DEFAULT_TOKEN_TTL_S;
     return { token, ttlSeconds: ttl };

@@ -16,7 +16,8 @@ import { isValidDigest } from '../core/images/descriptor.js';
 import { MediaType, baseMediaType, isManifestOrIndex, isSchema1, manifestAccept } from '../core/images/mediatypes.js';
 import type { Remote } from '../core/images/ports.js';
 import { manifestReference, referenceString, type Reference } from '../core/images/reference.js';
-import { BerthError, errors, toBerthError } from '../errors.js';
+import { BerthError, berthError, errors, hasCode, toBerthError } from '../errors.js';
+import type { CodeOf } from '../error-codes.js';
 import { log, type Logger } from '../log.js';
 import { Authorizer, credentialsForEndpoint, type Credentials } from './auth.js';
 import { RegistryHosts, endpointUrl, type Endpoint, type MirrorsConfig } from './hosts.js';
@@ -204,7 +205,7 @@ export class RegistryClient implements Remote {
     }
     if (!last) throw errors.internal('registry.no_endpoints', `no endpoints for registry ${ref.domain}`);
     if (earlier.length === 0) throw last;
-    return Promise.reject(new BerthError(last.kind, last.code, `${last.message} (also tried: ${earlier.join('; ')})`, { cause: last }));
+    return Promise.reject(berthError(last.code, `${last.message} (also tried: ${earlier.join('; ')})`, last));
   }
 
   /** Send with authentication: cached auth up front, one renewal after a 401 challenge. */
@@ -244,7 +245,7 @@ export class RegistryClient implements Remote {
     }
   }
 
-  private ctx(ep: Endpoint, ref: Reference, what: string, notFoundCode: string, authenticated: boolean) {
+  private ctx(ep: Endpoint, ref: Reference, what: string, notFoundCode: CodeOf<'NotFound'>, authenticated: boolean) {
     return { host: ep.host, repository: ref.path, what, notFoundCode, authenticated };
   }
 
@@ -335,7 +336,7 @@ export class RegistryClient implements Remote {
     }
     // Reading one byte past the expected size is enough to tell "too big" apart.
     const data = await this.readManifestBody(ep, ref, res, Math.min(this.maxManifestBytes, desc.size), what).catch((err: unknown) => {
-      if (err instanceof BerthError && err.code === 'registry.manifest_too_large' && desc.size < this.maxManifestBytes) {
+      if (hasCode(err, 'registry.manifest_too_large') && desc.size < this.maxManifestBytes) {
         throw sizeMismatch(what, ep.host, `more than the ${desc.size} bytes the descriptor says`);
       }
       throw err;

@@ -4,6 +4,7 @@
  * short and never include request headers.
  */
 import { BerthError, errors } from '../errors.js';
+import type { CodeOf } from '../error-codes.js';
 import { discard, readCapped, type HttpResponse } from './transport.js';
 
 const ERROR_BODY_MAX = 64 * 1024;
@@ -50,7 +51,7 @@ export interface FailureContext {
   /** What was asked for, for the message: `manifest docker.io/library/x:1`, `blob sha256:…`. */
   what: string;
   /** Stable code for NotFound: `image.not_found` or `image.blob_not_found`. */
-  notFoundCode: string;
+  notFoundCode: CodeOf<'NotFound'>;
   /** Whether credentials were presented (changes the 401 message). */
   authenticated: boolean;
 }

@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { errors } from '../errors.js';
-import { unmount } from '../core/snapshots/mount.js';
+import { unmount } from '../mount.js';
 import { libc } from '../libc.js';
 
 const run = promisify(execFile);
@@ -31,7 +31,7 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /** Namespace and id become path components: refuse anything that could escape the root. */
 export function checkName(kind: 'namespace' | 'id', v: string): void {
   if (!NAME.test(v)) {
-    throw errors.invalidArgument(`runtime.bad_${kind}`, `${kind} ${JSON.stringify(v)} is not valid (letters, digits, '_', '.', '-'; at most 128)`);
+    throw errors.invalidArgument(kind === 'namespace' ? 'runtime.bad_namespace' : 'runtime.bad_id', `${kind} ${JSON.stringify(v)} is not valid (letters, digits, '_', '.', '-'; at most 128)`);
   }
 }
 

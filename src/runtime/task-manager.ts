@@ -19,7 +19,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { AnySchema, timestampDate, type Any } from '@bufbuild/protobuf/wkt';
-import { BerthError, errors, isBerthError } from '../errors.js';
+import { errors, hasCode, isBerthError } from '../errors.js';
 import { log as rootLog, type Logger } from '../log.js';
 import { Cleanup } from '../cleanup.js';
 import { ensurePrivateDir } from '../ttrpc/index.js';
@@ -333,7 +333,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     let keepBundle = false;
     cleanup.pushBookkeeping('remove bundle', async () => {
       if (keepBundle) return;
-      if (isBerthError(failure, 'AlreadyExists') && (failure as BerthError).code === 'runtime.task_exists') return;
+      if (hasCode(failure, 'runtime.task_exists')) return;
       await removeBundle(paths).catch((e: unknown) => this.log.warn('bundle cleanup failed', { id: o.id, err: e }));
     });
     try {
@@ -345,7 +345,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
       // died and its successor took the container over; our deadline passed while runc still
       // worked): delete it there.
       cleanup.push('delete the half-made task', async () => {
-        if (isBerthError(failure, 'AlreadyExists') && (failure as BerthError).code === 'shim.container_exists') return;
+        if (hasCode(failure, 'shim.container_exists')) return;
         await new Promise((r) => setImmediate(r));
         if (shim.verdict) await shim.verdict;
         if (shim.state === 'ready') {

@@ -15,7 +15,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
 import { BerthError, errors } from '../errors.js';
-import { classifyRuncError, readErrorsSince, type Runc } from './runc.js';
+import { readErrorsSince, runcFailure, type Runc } from './runc.js';
 import { spawnTracked } from './spawn.js';
 
 export interface ConmonCommon {
@@ -165,7 +165,7 @@ export interface StartedConmon {
 function failure(o: ConmonCommon, verb: string, logOffset: number, m: SyncMessage | undefined, stderr: string): BerthError {
   const fromLog = readErrorsSince(o.runc.logFile, logOffset);
   const text = fromLog || m?.message?.trim() || stderr.trim() || `conmon exited before reporting a pid`;
-  return new BerthError(classifyRuncError(text), `runc.${verb}_failed`, `runc ${verb}: ${text}`);
+  return runcFailure(verb, text);
 }
 
 interface Spawned {

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { errors } from '../errors.js';
-import { mountAll as sysMountAll, unmount } from '../core/snapshots/mount.js';
+import { mountAll as sysMountAll, unmount } from '../mount.js';
 
 export interface RootfsMount {
   type: string;

@@ -10,7 +10,7 @@ import { openSync, closeSync, fstatSync, readSync, readFileSync, writeFileSync, 
 import { open, unlink } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import type { SpawnOptions } from 'node:child_process';
-import { BerthError, errors } from '../errors.js';
+import { BerthError, berthError, errors } from '../errors.js';
 import { runTracked } from './spawn.js';
 
 export interface RuncOptions {
@@ -73,6 +73,19 @@ export function classifyRuncError(text: string): BerthError['kind'] {
   return 'Internal';
 }
 
+const RUNC_CODES = {
+  NotFound: 'runc.not_found',
+  AlreadyExists: 'runc.already_exists',
+  FailedPrecondition: 'runc.wrong_state',
+  Internal: 'runc.failed',
+} as const;
+
+/** The error for a failed runc verb: runc's own text, kind and code from what it says. */
+export function runcFailure(verb: string, text: string): BerthError {
+  const kind = classifyRuncError(text);
+  return berthError(RUNC_CODES[kind as keyof typeof RUNC_CODES] ?? 'runc.failed', `runc ${verb}: ${text}`);
+}
+
 export class Runc {
   readonly binary: string;
   readonly root: string;
@@ -122,8 +135,7 @@ export class Runc {
     if (r.code === 0) return r.stdout;
     const fromLog = readErrorsSince(this.logFile, offset);
     const text = fromLog || r.stderr.trim() || `runc ${verb} exited with status ${r.code}`;
-    const kind = classifyRuncError(text);
-    throw new BerthError(kind, `runc.${verb}_failed`, `runc ${verb}: ${text}`);
+    throw runcFailure(verb, text);
   }
 
   async create(id: string, o: CreateOpts): Promise<number> {

@@ -10,7 +10,9 @@ import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { decodeResponse, encodeRequest } from './envelope.js';
-import { BerthError, errors, fromStatus } from '../errors.js';
+import { BerthError, errors, fromStatus, hasCode } from '../errors.js';
+import type { Any } from './pb.js';
+import { codeFromDetails } from './status-details.js';
 import { encodeFrame, FrameDecoder, MessageType, tooLargeError, type FrameHeader } from './frame.js';
 import { metadataToWire, type MetadataInit } from './metadata.js';
 import { FrameWriter } from './writer.js';
@@ -161,7 +163,7 @@ export class TtrpcClient extends EventEmitter<TtrpcClientEvents> {
 
   private onFrame(h: FrameHeader, payload: Buffer): void {
     if (h.type === MessageType.Response) {
-      let status: { code: number; message: string } | undefined;
+      let status: { code: number; message: string; details: Any[] } | undefined;
       let body: Uint8Array;
       try {
         const res = decodeResponse(payload);
@@ -171,7 +173,7 @@ export class TtrpcClient extends EventEmitter<TtrpcClientEvents> {
         this.decoder.fail(errors.internal('ttrpc.bad_response', `ttrpc: undecodable response on stream ${h.streamId}: ${String(err)}`, err));
         return;
       }
-      if (status && status.code !== 0) this.settle(h.streamId, undefined, fromStatus(status.code, status.message));
+      if (status && status.code !== 0) this.settle(h.streamId, undefined, fromStatus(status.code, status.message, codeFromDetails(status.details)));
       else this.settle(h.streamId, body);
       return;
     }
@@ -194,7 +196,7 @@ export class TtrpcClient extends EventEmitter<TtrpcClientEvents> {
     this.isClosed = true;
     this.closeReason = err ?? errors.unavailable('ttrpc.closed', 'ttrpc: client closed');
     this.decoder.fail();
-    const failure = err && err.code === 'ttrpc.closed' ? err : errors.unavailable('ttrpc.closed', `ttrpc: connection closed${err ? `: ${err.message}` : ''}`, err);
+    const failure = err && hasCode(err, 'ttrpc.closed') ? err : errors.unavailable('ttrpc.closed', `ttrpc: connection closed${err ? `: ${err.message}` : ''}`, err);
     for (const p of [...this.pending.values()]) p.reject(failure);
     this.pending.clear();
     this.socket.destroy();

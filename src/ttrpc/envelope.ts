@@ -19,7 +19,7 @@ export function decodeRequest(b: Uint8Array): Request {
   return decode(ttrpc.RequestS, b) as unknown as Request;
 }
 
-export function encodeResponse(r: { status?: { code: number; message: string }; payload?: Uint8Array }): Uint8Array {
+export function encodeResponse(r: { status?: { code: number; message: string; details?: ttrpc.Status['details'] }; payload?: Uint8Array }): Uint8Array {
   return encode(ttrpc.ResponseS, r);
 }
 

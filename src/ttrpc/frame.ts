@@ -117,7 +117,7 @@ export class FrameDecoder {
         if (len >= RESERVED_LIMIT) {
           // The reserved first byte is set: garbage, not an oversized message. Skipping up to
           // 4 GiB would stall the connection, so give up on it instead.
-          this.fail(errors.invalidArgument('ttrpc.bad_frame', `ttrpc: invalid frame header (announced length ${len}, reserved byte set)`));
+          this.fail(errors.invalidArgument('ttrpc.bad_frame_header', `ttrpc: invalid frame header (announced length ${len}, reserved byte set)`));
           return;
         }
         if (len > MESSAGE_LENGTH_MAX) {

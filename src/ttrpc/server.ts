@@ -20,7 +20,8 @@
 import { lstat, mkdir, chmod, unlink, stat } from 'node:fs/promises';
 import net from 'node:net';
 import { decodeRequest, encodeResponse, type Request } from './envelope.js';
-import { BerthError, errors, StatusCode } from '../errors.js';
+import { BerthError, errors, StatusCode, toBerthError, type ErrorCode } from '../errors.js';
+import { errorInfoDetails } from './status-details.js';
 import { log as rootLog, type Logger } from '../log.js';
 import { encodeFrame, FrameDecoder, MESSAGE_LENGTH_MAX, MessageType, type FrameHeader } from './frame.js';
 import { metadataFromWire, type Metadata } from './metadata.js';
@@ -265,8 +266,8 @@ export class TtrpcServer {
       frame = responseFrame(id, 0, '', out);
     } catch (err) {
       const st = toStatus(err, ac.signal);
-      if (st.code === StatusCode.Internal) this.log.warn('ttrpc handler failed', { service: req.service, method: req.method, err: st.message });
-      frame = responseFrame(id, st.code, st.message, undefined);
+      if (st.code === StatusCode.Internal) this.log.warn('ttrpc handler failed', { service: req.service, method: req.method, code: st.berthCode, err: st.message });
+      frame = responseFrame(id, st.code, st.message, undefined, st.berthCode);
     } finally {
       if (timer) clearTimeout(timer);
     }
@@ -280,25 +281,29 @@ export class TtrpcServer {
   }
 }
 
-/** Encodes a Response frame; a too large success payload becomes a ResourceExhausted status. */
-function responseFrame(id: number, code: number, message: string, payload: Uint8Array | undefined): Buffer {
-  const body = encodeResponse({ status: { code, message }, ...(payload ? { payload } : {}) });
+/**
+ * Encodes a Response frame; a too large success payload becomes a ResourceExhausted status. A
+ * failure carries its BerthError code as an ErrorInfo detail (status-details.ts).
+ */
+function responseFrame(id: number, code: number, message: string, payload: Uint8Array | undefined, berthCode?: ErrorCode): Buffer {
+  const details = berthCode === undefined ? [] : errorInfoDetails(berthCode);
+  const body = encodeResponse({ status: { code, message, details }, ...(payload ? { payload } : {}) });
   if (body.length > MESSAGE_LENGTH_MAX) {
-    return responseFrame(id, StatusCode.ResourceExhausted, `message length ${body.length} exceed maximum message size of ${MESSAGE_LENGTH_MAX}`, undefined);
+    return responseFrame(id, StatusCode.ResourceExhausted, `message length ${body.length} exceed maximum message size of ${MESSAGE_LENGTH_MAX}`, undefined, 'ttrpc.message_too_large');
   }
   return encodeFrame(id, MessageType.Response, 0, body);
 }
 
 /** Error thrown by a handler → status. Errors caused by our own abort carry the abort reason. */
-function toStatus(err: unknown, signal: AbortSignal): { code: number; message: string } {
-  if (err instanceof BerthError) return { code: err.status, message: err.message };
+function toStatus(err: unknown, signal: AbortSignal): { code: number; message: string; berthCode: ErrorCode } {
+  if (err instanceof BerthError) return { code: err.status, message: err.message, berthCode: err.code };
   // A handler that gives up because we aborted it (deadline, shutdown) usually throws a plain
   // AbortError; report why it was aborted instead.
   if (signal.aborted && signal.reason instanceof BerthError) {
-    return { code: signal.reason.status, message: signal.reason.message };
+    return { code: signal.reason.status, message: signal.reason.message, berthCode: signal.reason.code };
   }
-  const message = err instanceof Error ? err.message : String(err);
-  return { code: StatusCode.Internal, message };
+  const e = toBerthError(err);
+  return { code: e.status, message: e.message, berthCode: e.code };
 }
 
 /** `{ fd }` is Node's listen(handle) form: an inherited, already bound socket. */

@@ -40,3 +40,14 @@ test('the metrics endpoint serves valid exposition text with RPC latency by meth
   assert.match(text, /^berth_containers\{state="running"\} 0$/m);
   assert.match(text, /^berth_shims \d+$/m);
 });
+
+test('a pull berthd refuses is counted as a failed pull (the image service reports pulls on its diagnostics channel)', async () => {
+  const address = readFileSync(join(d.state, 'metrics.addr'), 'utf8').trim();
+  const failures = async (): Promise<number> => {
+    const m = /^berth_image_pulls_total\{result="failure"\} (\d+)$/m.exec(await (await fetch(`http://${address}/metrics`)).text());
+    return m ? Number(m[1]) : 0;
+  };
+  const before = await failures();
+  await assert.rejects(d.cri.image.pullImage({ image: { image: 'Bad:Ref!' } }), (e: { code?: number }) => e.code === 3);
+  assert.equal(await failures(), before + 1);
+});

@@ -21,6 +21,7 @@ import * as TtrpcPb from '../../src/api/ttrpc/ttrpc_pb.js';
 import * as EventsSvcPb from '../../src/api/containerd/services/ttrpc/events/v1/events_pb.js';
 import * as MountPb from '../../src/api/containerd/types/mount_pb.js';
 import * as TaskTypesPb from '../../src/api/containerd/types/task/task_pb.js';
+import * as ErrorDetailsPb from '../../src/api/google/rpc/error_details_pb.js';
 
 const { containerd, io, ttrpc } = Lean;
 
@@ -35,6 +36,7 @@ const PAIRS: ReadonlyArray<readonly [name: string, pb: object, lean: object]> = 
   ['events ttrpc', EventsSvcPb, containerd.services.events.ttrpc.v1],
   ['types/mount', MountPb, containerd.types],
   ['types/task', TaskTypesPb, containerd.v1.types],
+  ['google.rpc error details', ErrorDetailsPb, Lean.google.rpc],
 ];
 
 /** Every table anywhere in the generated module (namespaces are plain objects at run time). */

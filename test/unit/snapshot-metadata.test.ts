@@ -6,7 +6,7 @@ import { NativeSnapshotter } from '../../src/core/snapshots/native.js';
 import { OverlaySnapshotter } from '../../src/core/snapshots/overlay.js';
 import type { Snapshotter } from '../../src/core/snapshots/types.js';
 import { chainIDs } from '../../src/core/snapshots/chainid.js';
-import { parseMountOptions } from '../../src/core/snapshots/mount.js';
+import { parseMountOptions } from '../../src/mount.js';
 import { sha256, tempDir } from '../helpers/tar.js';
 
 async function open(t: import('node:test').TestContext, Kind: typeof OverlaySnapshotter | typeof NativeSnapshotter) {

@@ -80,15 +80,15 @@ test('typed service: methods left out of the implementation answer Unimplemented
   await assert.rejects(client.getAll({}), (e: unknown) => isBerthError(e, 'Unimplemented') && /berth\.test\.Store.*GetAll/.test(e.message));
 });
 
-test('typed service: thrown BerthErrors keep their kind across the wire', async (t) => {
+test('typed service: thrown BerthErrors keep their kind and code across the wire', async (t) => {
   const server = new TtrpcServer();
   registerService(server, StoreService, {
     put: (req) => {
-      throw errors.invalidArgument('store.empty_key', `key must not be empty (value ${req.value})`);
+      throw errors.invalidArgument('snapshot.invalid_key', `key must not be empty (value ${req.value})`);
     },
   });
   const client = createClient(StoreService, await serve(t, server));
-  await assert.rejects(client.put({ value: 'x' }), (e: unknown) => isBerthError(e, 'InvalidArgument') && e.message === 'key must not be empty (value x)');
+  await assert.rejects(client.put({ value: 'x' }), (e: unknown) => isBerthError(e, 'InvalidArgument') && e.code === 'snapshot.invalid_key' && e.message === 'key must not be empty (value x)');
 });
 
 test('typed service: a payload that is not the declared message answers Internal, connection stays up', async (t) => {

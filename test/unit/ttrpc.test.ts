@@ -185,10 +185,10 @@ test('handler errors arrive as BerthErrors of the same kind; other throws become
       throw errors.notFound('container.not_found', 'container abc not found');
     },
     Exists: async () => {
-      throw errors.alreadyExists('x', 'already there');
+      throw errors.alreadyExists('shim.container_exists', 'already there');
     },
     Precondition: () => {
-      throw errors.failedPrecondition('x', 'not running');
+      throw errors.failedPrecondition('shim.bad_state', 'not running');
     },
     Boom: () => {
       throw new TypeError('kaput');

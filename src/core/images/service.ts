@@ -3,6 +3,7 @@
  * Images are grouped as the CRI sees them: one image per config digest (its id), carrying
  * every name (repo tag / repo digest) recorded for it in the metadata store.
  */
+import diagnostics_channel from 'node:diagnostics_channel';
 import { errors } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { ContentStore } from '../content/store.js';
@@ -16,6 +17,26 @@ import type { Credentials, LayerStore, Remote } from './ports.js';
 import { PullProgress, pullImage } from './pull.js';
 import { parseImageSpec, parseReference, referenceString, repository, withDigest, type Reference } from './reference.js';
 import { faultPoint } from '../../fault.js';
+
+/** What `pullChannel` publishes when a pull() call settles (one per call, joined pulls too). */
+export interface PullObservation {
+  /** The service that pulled (subscribers of one daemon filter on it). */
+  service: ImageService;
+  ref: string;
+  ok: boolean;
+  /** Image size (manifest + config + compressed layers) on success, else 0. */
+  bytes: number;
+  /** Unix milliseconds (fractional). */
+  startMs: number;
+  durationMs: number;
+  error?: string;
+}
+
+/**
+ * Pull observations (metrics, traces) go out on a diagnostics channel: observers subscribe
+ * without wrapping the service, and nothing is published when nobody listens.
+ */
+export const pullChannel = diagnostics_channel.channel('berth:image:pull');
 
 /** An image as the CRI sees it. */
 export interface Image {
@@ -67,8 +88,37 @@ export class ImageService {
 
   constructor(private readonly o: ImageServiceOptions) {}
 
-  /** Pull `refText` (CRI image spec) into namespace `ns`; returns the image. */
+  /**
+   * Pull `refText` (CRI image spec) into namespace `ns`; returns the image. Every call, also one
+   * that joins a pull in progress or is refused at once, is published on `pullChannel`.
+   */
   pull(ns: string, refText: string, creds?: Credentials, onProgress?: (p: PullProgress) => void, signal?: AbortSignal): Promise<Image> {
+    const startMs = performance.timeOrigin + performance.now();
+    const t0 = performance.now();
+    const publish = (ok: boolean, bytes: number, error?: string): void => {
+      if (!pullChannel.hasSubscribers) return;
+      const o: PullObservation = { service: this, ref: refText, ok, bytes, startMs, durationMs: performance.now() - t0, ...(error !== undefined ? { error } : {}) };
+      pullChannel.publish(o);
+    };
+    let result: Promise<Image>;
+    try {
+      result = this.pullShared(ns, refText, creds, onProgress, signal);
+    } catch (err) {
+      result = Promise.reject(err);
+    }
+    return result.then(
+      (img) => {
+        publish(true, img.size);
+        return img;
+      },
+      (err: unknown) => {
+        publish(false, 0, (err as Error).message);
+        throw err;
+      },
+    );
+  }
+
+  private pullShared(ns: string, refText: string, creds?: Credentials, onProgress?: (p: PullProgress) => void, signal?: AbortSignal): Promise<Image> {
     if (!refText) throw errors.invalidArgument('image.empty_reference', 'image.image: an image reference is required');
     const ref = parseReference(refText);
     const key = `${ns}\u0000${referenceString(ref)}`;

@@ -12,7 +12,7 @@ import type { DriverName, Snapshotter } from './types.js';
 export type { ApplyTarget, DriverName, Mount, SnapshotInfo, SnapshotKind, SnapshotUsage, Snapshotter } from './types.js';
 export { OverlaySnapshotter, checkOverlaySupport } from './overlay.js';
 export { NativeSnapshotter } from './native.js';
-export { mountAll, unmount, parseMountOptions } from './mount.js';
+export { mountAll, unmount, parseMountOptions } from '../../mount.js';
 export { chainID, chainIDs } from './chainid.js';
 
 export interface CreateSnapshotterOptions {

@@ -11,7 +11,7 @@ import { mkdir, mkdtemp, rename, rm, rmdir, writeFile, readFile } from 'node:fs/
 import { join } from 'node:path';
 import { DirSnapshotter } from './base.js';
 import type { SnapshotRow } from './metastore.js';
-import { mountAll, parseMountOptions, unmount } from './mount.js';
+import { mountAll, parseMountOptions, unmount } from '../../mount.js';
 import type { ApplyTarget, Mount } from './types.js';
 
 export class OverlaySnapshotter extends DirSnapshotter {

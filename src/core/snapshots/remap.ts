@@ -19,7 +19,7 @@ import { lstat, lchown, chmod, mkdtemp, readdir, rmdir } from 'node:fs/promises'
 import { join } from 'node:path';
 import { errors, isBerthError } from '../../errors.js';
 import { lgetxattr, lsetxattr } from '../unpack/sys.js';
-import { mountAll, unmount } from './mount.js';
+import { mountAll, unmount } from '../../mount.js';
 import type { Mount, Snapshotter } from './types.js';
 
 /** One contiguous id range: container ids [containerID, containerID+size) ↔ host ids. */

@@ -1,13 +1,9 @@
 /** Snapshotter interface (containerd-like) shared by the overlayfs and native drivers. */
 
 /** Same shape as containerd.types.Mount. */
-export interface Mount {
-  type: string;
-  source: string;
-  /** Optional sub-path below the mount target (containerd 2 semantics). */
-  target?: string;
-  options: string[];
-}
+import type { Mount } from '../../mount.js';
+
+export type { Mount };
 
 export type SnapshotKind = 'active' | 'view' | 'committed';
 

@@ -5,8 +5,7 @@
  * All calls are synchronous; each is a single cheap syscall. Errors come back as Node-style
  * errors carrying `code` (e.g. "EPERM") and `errno`, so callers can branch like on fs errors.
  */
-import { constants as osConstants } from 'node:os';
-import { libc as loadLibc } from '../../libc.js';
+import { errnoError, errnoName, libc as loadLibc } from '../../libc.js';
 
 type KoffiModule = import('../../libc.js').Koffi;
 
@@ -54,20 +53,8 @@ function lib(op: string): LibcFns {
   return l;
 }
 
-const errnoNames = new Map<number, string>(
-  Object.entries(osConstants.errno).map(([name, num]) => [num as number, name]),
-);
 
-/** Builds an fs-style error from the current errno. */
-export function errnoError(op: string, path: string, errno: number): NodeJS.ErrnoException {
-  const code = errnoNames.get(errno) ?? `E${errno}`;
-  const e = new Error(`${code}: ${op} '${path}' failed (errno ${errno})`) as NodeJS.ErrnoException;
-  e.code = code;
-  e.errno = -errno;
-  e.syscall = op;
-  e.path = path;
-  return e;
-}
+export { errnoError };
 
 /** glibc's makedev encoding of a 64-bit dev_t. */
 export function makedev(major: number, minor: number): bigint {
@@ -99,7 +86,7 @@ export function lgetxattr(path: string, name: string): Buffer | null {
     const size = l.lgetxattr(path, name, null, 0);
     if (size < 0) {
       const errno = l.koffi.errno();
-      if (errnoNames.get(errno) === 'ENODATA') return null;
+      if (errnoName(errno) === 'ENODATA') return null;
       throw errnoError('lgetxattr', path, errno);
     }
     const buf = Buffer.alloc(size);
@@ -107,7 +94,7 @@ export function lgetxattr(path: string, name: string): Buffer | null {
     if (n >= 0) return buf.subarray(0, n);
     const errno = l.koffi.errno();
     // ERANGE: the value grew between the two calls; ask again.
-    if (errnoNames.get(errno) !== 'ERANGE') throw errnoError('lgetxattr', path, errno);
+    if (errnoName(errno) !== 'ERANGE') throw errnoError('lgetxattr', path, errno);
   }
 }
 
@@ -118,7 +105,7 @@ export function llistxattr(path: string): string[] {
     const size = l.llistxattr(path, null, 0);
     if (size < 0) {
       const errno = l.koffi.errno();
-      if (errnoNames.get(errno) === 'ENOTSUP') return [];
+      if (errnoName(errno) === 'ENOTSUP') return [];
       throw errnoError('llistxattr', path, errno);
     }
     if (size === 0) return [];
@@ -126,6 +113,6 @@ export function llistxattr(path: string): string[] {
     const n = l.llistxattr(path, buf, size);
     if (n >= 0) return buf.subarray(0, n).toString('utf8').split('\0').filter((s) => s.length > 0);
     const errno = l.koffi.errno();
-    if (errnoNames.get(errno) !== 'ERANGE') throw errnoError('llistxattr', path, errno);
+    if (errnoName(errno) !== 'ERANGE') throw errnoError('llistxattr', path, errno);
   }
 }

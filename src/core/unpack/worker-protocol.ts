@@ -5,7 +5,8 @@
  * layer turns out to need them; it always finishes with exactly one `done` or `error`, also
  * after an `abort`, so the caller knows it has stopped writing before cleaning up.
  */
-import { BerthError, type ErrorKind } from '../../errors.js';
+import { BerthError, berthError, type ErrorKind } from '../../errors.js';
+import { isErrorCode, kindOf } from '../../error-codes.js';
 import type { Compression } from './decompress.js';
 import type { WhiteoutMode } from './apply.js';
 import type { SnapshotUsage } from '../snapshots/types.js';
@@ -60,7 +61,7 @@ export function serializeError(err: unknown): SerializedError {
 
 /** Rebuilds an error thrown on the other side: same class of error, kind and code. */
 export function deserializeError(s: SerializedError): Error {
-  if (s.kind !== undefined && s.code !== undefined) return new BerthError(s.kind, s.code, s.message);
+  if (s.kind !== undefined && s.code !== undefined && isErrorCode(s.code) && kindOf(s.code) === s.kind) return berthError(s.code, s.message);
   const e = new Error(s.message) as NodeJS.ErrnoException;
   if (s.code !== undefined) e.code = s.code;
   if (s.errno !== undefined) e.errno = s.errno;

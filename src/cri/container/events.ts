@@ -5,11 +5,12 @@
  * event carries exactly what those RPCs would answer. Events are sent in publish order.
  */
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { ContainerEventType, type ContainerEventResponseSchema, type GetEventsRequest } from '../../api/cri/runtime/v1/api_pb.js';
+import { ContainerEventType, type ContainerEventResponseSchema } from '../../api/cri/runtime/v1/api_pb.js';
 import type { CallContext } from '../server/instrument.js';
 import type { ContainerEvent, ContainerEventKind, RuntimeContext } from '../server/runtime-context.js';
 import { podSandboxStatus } from '../sandbox/status.js';
 import { podContainerStatuses } from './status.js';
+import type { RuntimeHandlers } from '../server/server.js';
 
 type EventInit = MessageInitShape<typeof ContainerEventResponseSchema>;
 
@@ -30,25 +31,23 @@ export async function buildContainerEvent(ctx: RuntimeContext, e: ContainerEvent
   return { containerId: e.containerId, containerEventType: KIND[e.kind], createdAt: e.createdAt, podSandboxStatus: pod, containersStatuses: statuses };
 }
 
-export function getContainerEvents(ctx: RuntimeContext) {
-  return async (_req: GetEventsRequest, write: (msg: EventInit) => boolean, call: CallContext): Promise<void> => {
-    if (call.signal.aborted) return;
-    let chain = Promise.resolve();
-    const unsubscribe = ctx.events.subscribe((e) => {
-      if (e.namespace !== call.namespace) return;
-      chain = chain.then(async () => {
-        if (call.signal.aborted) return;
-        try {
-          write(await buildContainerEvent(ctx, e, call.signal));
-        } catch (err) {
-          ctx.log.warn('container event not delivered', { container: e.containerId, error: err });
-        }
-      });
+export const getContainerEvents = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['getContainerEvents']> => async (_req, write, call) => {
+  if (call.signal.aborted) return;
+  let chain = Promise.resolve();
+  const unsubscribe = ctx.events.subscribe((e) => {
+    if (e.namespace !== call.namespace) return;
+    chain = chain.then(async () => {
+      if (call.signal.aborted) return;
+      try {
+        write(await buildContainerEvent(ctx, e, call.signal));
+      } catch (err) {
+        ctx.log.warn('container event not delivered', { container: e.containerId, error: err });
+      }
     });
-    try {
-      await new Promise<void>((resolve) => call.signal.addEventListener('abort', () => resolve(), { once: true }));
-    } finally {
-      unsubscribe();
-    }
-  };
-}
+  });
+  try {
+    await new Promise<void>((resolve) => call.signal.addEventListener('abort', () => resolve(), { once: true }));
+  } finally {
+    unsubscribe();
+  }
+};

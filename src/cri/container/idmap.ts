@@ -19,7 +19,7 @@ import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, r
 import { join } from 'node:path';
 import type { IDMapping, Mount as CriMount, NamespaceOption } from '../../api/cri/runtime/v1/api_pb.js';
 import { NamespaceMode } from '../../api/cri/runtime/v1/api_pb.js';
-import { unmount } from '../../core/snapshots/mount.js';
+import { unmount } from '../../mount.js';
 import { errors } from '../../errors.js';
 import { libc, type Koffi } from '../../libc.js';
 

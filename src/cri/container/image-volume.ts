@@ -32,7 +32,7 @@ import { clone } from '@bufbuild/protobuf';
 import { MountSchema, type Mount as CriMount } from '../../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord } from '../../core/metadata/records.js';
 import type { Image } from '../../core/images/service.js';
-import { mountAll, unmount } from '../../core/snapshots/mount.js';
+import { mountAll, unmount } from '../../mount.js';
 import type { Mount, Snapshotter } from '../../core/snapshots/types.js';
 import { errors, isBerthError } from '../../errors.js';
 import type { KeyedLock } from '../../keyed-lock.js';
@@ -150,16 +150,16 @@ export function resolveBeneath(root: string, subPath: string, field: string, wha
     if (fd < 0) {
       const e = l.koffi.errno();
       const shown = `${field} ${JSON.stringify(subPath)}`;
-      if (e === ENOENT) throw errors.notFound('container.image_volume_sub_path', `${shown} does not exist in ${what}`);
+      if (e === ENOENT) throw errors.notFound('container.image_volume_sub_path_not_found', `${shown} does not exist in ${what}`);
       if (e === ENOTDIR)
         throw errors.invalidArgument('container.image_volume_sub_path', `${shown} is not a directory in ${what} (only directories can be mounted)`);
       if (e === EXDEV || e === ELOOP) throw errors.invalidArgument('container.image_volume_sub_path', `${shown} leads out of ${what} (through a symlink)`);
-      throw errors.internal('container.image_volume_sub_path', `${shown}: openat2 in ${what} failed with errno ${e}`);
+      throw errors.internal('container.image_volume_sub_path_failed', `${shown}: openat2 in ${what} failed with errno ${e}`);
     }
     try {
       const p = readlinkSync(`/proc/self/fd/${fd}`);
       // The view is read-only and its content immutable: the path stays what was resolved.
-      if (p !== root && !p.startsWith(`${root}/`)) throw errors.internal('container.image_volume_sub_path', `${field}: resolved outside the view (${p})`);
+      if (p !== root && !p.startsWith(`${root}/`)) throw errors.internal('container.image_volume_sub_path_failed', `${field}: resolved outside the view (${p})`);
       return p;
     } finally {
       closeSync(fd);

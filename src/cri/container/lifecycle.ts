@@ -7,6 +7,7 @@
  * Locking: the exported entry points take the container's KeyedLock; the *Locked variants
  * expect the caller to hold it (KeyedLock is not re-entrant).
  */
+import { constants as osConstants } from 'node:os';
 import type { ContainerRecord } from '../../core/metadata/records.js';
 import { isBerthError } from '../../errors.js';
 import type { ExitStatus } from '../../runtime/index.js';
@@ -18,7 +19,7 @@ import { imageVolumesOf, releaseImageVolumes } from './image-volume.js';
 import { decodeMessage, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 import { sleep, type Clock } from '../server/ports.js';
 
-const SIGKILL = 9;
+const { SIGKILL } = osConstants.signals;
 const SIGTERM = 15;
 
 /** Lock key of a container (namespaced: ids are only unique per namespace). */

@@ -4,6 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { errors } from '../../errors.js';
+import type { CodeOf } from '../../error-codes.js';
 import type { LinuxSeccomp } from '../../oci/spec.js';
 import { seccompChoice, validateSeccompProfile, type SeccompSource } from '../../oci/seccomp.js';
 
@@ -13,7 +14,7 @@ const MAX_SECCOMP_PROFILE_BYTES = 1024 * 1024;
  * The profile a security context names when it asks for Localhost; undefined otherwise.
  * `field` names the security context in errors (e.g. `config.linux.security_context`).
  */
-export async function loadLocalhostSeccomp(sc: SeccompSource | undefined, field: string, code: string): Promise<LinuxSeccomp | undefined> {
+export async function loadLocalhostSeccomp(sc: SeccompSource | undefined, field: string, code: CodeOf<'InvalidArgument'>): Promise<LinuxSeccomp | undefined> {
   const choice = seccompChoice(sc, field);
   if (choice.kind !== 'localhost') return undefined;
   let text: string;

@@ -1,15 +1,18 @@
 /**
- * Task events (exit, OOM) → container records; registered before recovery. Pause (sandbox)
- * exits are handled by sandbox/events.ts.
- * Every update is idempotent: an exit also arrives through Wait (StopContainer, the exit
- * monitor), and the shim may repeat events after a reconnect.
+ * Task events (exit, OOM) → container records, called by the one task event monitor
+ * (cri/task-events.ts). Every update is idempotent: an exit also arrives through Wait
+ * (StopContainer, the exit monitor), and the shim may repeat events after a reconnect.
  */
 import type { ExitEvent, TaskRef } from '../../runtime/index.js';
 import { containerLockKey, recordContainerExitFlushed } from './lifecycle.js';
 import { startLogForwarder } from './io.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 
-function onOom(ctx: RuntimeContext, e: TaskRef): void {
+/**
+ * An OOM kill of a container's task. No container lock here: a StopContainer holding it must
+ * not delay the OOM mark.
+ */
+export function handleContainerOom(ctx: RuntimeContext, e: TaskRef): void {
   const c = ctx.containers.get(e.namespace, e.containerId);
   if (!c || c.extra.oomKilled === true) return;
   // Kept in the record so the exit that follows gets reason OOMKilled (even across restarts);
@@ -20,10 +23,13 @@ function onOom(ctx: RuntimeContext, e: TaskRef): void {
   });
 }
 
-async function onExit(ctx: RuntimeContext, e: ExitEvent): Promise<void> {
-  if (e.id !== '') return; // exec processes are ExecSync's / exec's business
-  if (!ctx.containers.get(e.namespace, e.containerId)) return;
-  await recordContainerExitFlushed(ctx, e.namespace, e.containerId, { exitStatus: e.exitStatus, exitedAt: e.exitedAt, reason: e.reason });
+/** The exit of a container's init process (exec exits are ExecSync's / exec's business). */
+export async function handleContainerExit(ctx: RuntimeContext, e: ExitEvent): Promise<void> {
+  if (e.id !== '' || !ctx.containers.get(e.namespace, e.containerId)) return;
+  await ctx.locks.run(containerLockKey(e.namespace, e.containerId), async () => {
+    if (!ctx.containers.get(e.namespace, e.containerId)) return;
+    await recordContainerExitFlushed(ctx, e.namespace, e.containerId, { exitStatus: e.exitStatus, exitedAt: e.exitedAt, reason: e.reason });
+  });
 }
 
 /**
@@ -31,27 +37,9 @@ async function onExit(ctx: RuntimeContext, e: ExitEvent): Promise<void> {
  * again: the FIFOs outlived berthd, and the shim blocks once their buffers fill. Records that
  * recovery then finds dead are closed by recordContainerExit / removal as usual.
  */
-async function resumeLogForwarders(ctx: RuntimeContext): Promise<void> {
+export async function resumeLogForwarders(ctx: RuntimeContext): Promise<void> {
   for (const { namespace, record: c } of ctx.containers.all()) {
     if (c.extra.daemonLog !== true || c.logPath === '' || (c.state !== 'created' && c.state !== 'running')) continue;
     await startLogForwarder(ctx, namespace, c.id, c.logPath).catch((err: unknown) => ctx.log.warn('could not resume a container log', { id: c.id, error: err }));
   }
-}
-
-export function watchTasks(ctx: RuntimeContext): void {
-  void resumeLogForwarders(ctx);
-  // No container lock here: a StopContainer holding it must not delay the OOM mark.
-  ctx.tasks.on('oom', (e) => {
-    try {
-      onOom(ctx, e);
-    } catch (err) {
-      ctx.log.warn('recording an OOM event failed', { id: e.containerId, error: err });
-    }
-  });
-  ctx.tasks.on('exit', (e) => {
-    if (e.id !== '' || !ctx.containers.get(e.namespace, e.containerId)) return;
-    void ctx.locks
-      .run(containerLockKey(e.namespace, e.containerId), () => onExit(ctx, e))
-      .catch((err: unknown) => ctx.log.warn('recording a task exit failed', { id: e.containerId, error: err }));
-  });
 }

@@ -4,10 +4,10 @@
  * images its containers use (recorded under `pull:<reference>`), ordered by start.
  */
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { SpanSchema, TraceRequest, TraceResponseSchema } from '../../api/berth/v1/berth_pb.js';
+import type { SpanSchema } from '../../api/berth/v1/berth_pb.js';
 import { errors, isBerthError } from '../../errors.js';
-import type { CallContext } from '../server/instrument.js';
 import { findSandbox, type RuntimeContext, type TraceSpan, type Tracer } from '../server/runtime-context.js';
+import type { BerthHandlers } from '../server/server.js';
 
 type SpanInit = MessageInitShape<typeof SpanSchema>;
 
@@ -31,23 +31,21 @@ export function toSpan(s: TraceSpan): SpanInit {
   return { name: s.name, startUnixNano: msToNanos(s.start), durationNano: msToNanos(Math.max(0, s.durationMs)), attrs, error: s.error ?? '' };
 }
 
-export function trace(ctx: RuntimeContext) {
-  return async (req: TraceRequest, call: CallContext): Promise<MessageInitShape<typeof TraceResponseSchema>> => {
-    if (!req.podSandboxId) throw errors.invalidArgument('trace.empty_id', 'pod_sandbox_id is required');
-    let id = req.podSandboxId;
-    const images = new Set<string>();
-    try {
-      const sb = findSandbox(ctx, call.namespace, req.podSandboxId);
-      id = sb.id;
-      for (const c of ctx.containers.list(call.namespace)) if (c.sandboxId === sb.id) images.add(c.image);
-    } catch (err) {
-      // A removed pod may still have spans in memory: fall back to the id as given.
-      if (!isBerthError(err, 'NotFound')) throw err;
-    }
-    const spans: TraceSpan[] = [...ctx.tracer.get(id)];
-    for (const ref of images) spans.push(...ctx.tracer.get(pullTraceKey(ref)));
-    if (spans.length === 0) throw errors.notFound('trace.not_found', `no trace recorded for pod sandbox ${req.podSandboxId}`);
-    spans.sort((a, b) => a.start - b.start);
-    return { spans: spans.map(toSpan) };
-  };
-}
+export const trace = (ctx: RuntimeContext): NonNullable<BerthHandlers['trace']> => async (req, call) => {
+  if (!req.podSandboxId) throw errors.invalidArgument('trace.empty_id', 'pod_sandbox_id is required');
+  let id = req.podSandboxId;
+  const images = new Set<string>();
+  try {
+    const sb = findSandbox(ctx, call.namespace, req.podSandboxId);
+    id = sb.id;
+    for (const c of ctx.containers.list(call.namespace)) if (c.sandboxId === sb.id) images.add(c.image);
+  } catch (err) {
+    // A removed pod may still have spans in memory: fall back to the id as given.
+    if (!isBerthError(err, 'NotFound')) throw err;
+  }
+  const spans: TraceSpan[] = [...ctx.tracer.get(id)];
+  for (const ref of images) spans.push(...ctx.tracer.get(pullTraceKey(ref)));
+  if (spans.length === 0) throw errors.notFound('trace.not_found', `no trace recorded for pod sandbox ${req.podSandboxId}`);
+  spans.sort((a, b) => a.start - b.start);
+  return { spans: spans.map(toSpan) };
+};

@@ -8,19 +8,13 @@ import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import {
   ContainerStatsSchema,
   type ContainerStats,
-  type ContainerStatsRequest,
-  type ContainerStatsResponseSchema,
   type ContainerStatsFilter,
-  type ListContainerStatsRequest,
-  type ListContainerStatsResponseSchema,
-  type StreamContainerStatsRequest,
-  type StreamContainerStatsResponseSchema,
 } from '../../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord } from '../../core/metadata/records.js';
 import type { TaskMetrics } from '../../runtime/index.js';
-import type { CallContext } from '../server/instrument.js';
 import { findContainer, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 import { writePages } from '../server/stream-pages.js';
+import type { RuntimeHandlers } from '../server/server.js';
 
 /** One cgroup reading, hierarchy-independent. Bytes, nanoseconds, counts. */
 export interface CgroupSample {
@@ -171,26 +165,22 @@ export function filterContainers(list: ContainerRecord[], f: ContainerStatsFilte
   return list.filter((c) => (!f.id || c.id.startsWith(f.id)) && (!f.podSandboxId || c.sandboxId.startsWith(f.podSandboxId)) && matchesLabels(c.labels, f.labelSelector));
 }
 
-export function containerStats(ctx: RuntimeContext) {
-  return async (req: ContainerStatsRequest, call: CallContext): Promise<MessageInitShape<typeof ContainerStatsResponseSchema>> => {
-    const c = findContainer(ctx, call.namespace, req.containerId);
-    return { stats: (await collectContainerStats(ctx, call.namespace, c)).stats };
-  };
-}
+export const containerStats = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['containerStats']> => async (req, call) => {
+  const c = findContainer(ctx, call.namespace, req.containerId);
+  return { stats: (await collectContainerStats(ctx, call.namespace, c)).stats };
+};
 
-export function listContainerStats(ctx: RuntimeContext) {
-  return async (req: ListContainerStatsRequest, call: CallContext): Promise<MessageInitShape<typeof ListContainerStatsResponseSchema>> => {
-    const list = filterContainers(ctx.containers.list(call.namespace), req.filter);
-    const stats = await Promise.all(list.map(async (c) => (await collectContainerStats(ctx, call.namespace, c)).stats));
-    return { stats };
-  };
-}
+export const listContainerStats = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listContainerStats']> => async (req, call) => {
+  const list = filterContainers(ctx.containers.list(call.namespace), req.filter);
+  const stats = await Promise.all(list.map(async (c) => (await collectContainerStats(ctx, call.namespace, c)).stats));
+  return { stats };
+};
 
 /** RuntimeService/StreamContainerStats: ListContainerStats' stats and filter, in pages. */
-export function streamContainerStats(ctx: RuntimeContext) {
+export const streamContainerStats = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['streamContainerStats']> => {
   const list = listContainerStats(ctx);
-  return async (req: StreamContainerStatsRequest, write: (m: MessageInitShape<typeof StreamContainerStatsResponseSchema>) => boolean, call: CallContext): Promise<void> => {
+  return async (req, write, call) => {
     const { stats } = await list({ $typeName: 'runtime.v1.ListContainerStatsRequest', filter: req.filter }, call);
     await writePages(stats ?? [], (containerStats) => ({ containerStats }), write, call);
   };
-}
+};

@@ -7,16 +7,13 @@
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import {
   MetricType,
-  type ListMetricDescriptorsResponseSchema,
-  type ListPodSandboxMetricsResponseSchema,
   type MetricSchema,
-  type StreamPodSandboxMetricsResponseSchema,
 } from '../../api/cri/runtime/v1/api_pb.js';
-import type { CallContext } from '../server/instrument.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 import type { CgroupSample } from './container-stats.js';
 import { collectSandboxStats } from './sandbox-stats.js';
 import { writePages } from '../server/stream-pages.js';
+import type { RuntimeHandlers } from '../server/server.js';
 
 type MetricInit = MessageInitShape<typeof MetricSchema>;
 
@@ -49,51 +46,47 @@ const NETWORK_METRICS: Descriptor[] = [
 
 export const METRIC_DESCRIPTORS: Descriptor[] = [...CONTAINER_METRICS, ...NETWORK_METRICS];
 
-export function listMetricDescriptors(_ctx: RuntimeContext) {
-  return async (): Promise<MessageInitShape<typeof ListMetricDescriptorsResponseSchema>> => ({
-    descriptors: METRIC_DESCRIPTORS.map((d) => ({ name: d.name, help: d.help, labelKeys: d.labelKeys })),
-  });
-}
+export const listMetricDescriptors = (_ctx: RuntimeContext): NonNullable<RuntimeHandlers['listMetricDescriptors']> => async () => ({
+  descriptors: METRIC_DESCRIPTORS.map((d) => ({ name: d.name, help: d.help, labelKeys: d.labelKeys })),
+});
 
 export function containerMetrics(s: CgroupSample, labels: string[]): MetricInit[] {
   return CONTAINER_METRICS.map((d) => ({ name: d.name, timestamp: s.timestamp, metricType: d.type, labelValues: labels, value: { value: d.value(s) } }));
 }
 
-export function listPodSandboxMetrics(ctx: RuntimeContext) {
-  return async (_req: unknown, call: CallContext): Promise<MessageInitShape<typeof ListPodSandboxMetricsResponseSchema>> => {
-    const podMetrics = [];
-    for (const sb of ctx.sandboxes.list(call.namespace)) {
-      if (sb.state !== 'ready') continue;
-      const { sample, net, containers } = await collectSandboxStats(ctx, call.namespace, sb);
-      const metrics: MetricInit[] = [];
-      // The pod-level series carry container="" as cAdvisor's pod cgroup does.
-      if (sample) metrics.push(...containerMetrics(sample, ['', sb.meta.name, sb.meta.namespace]));
-      for (const i of net ?? []) {
-        const labels = [i.name, sb.meta.name, sb.meta.namespace];
-        const ts = sample?.timestamp ?? 0n;
-        const vals: Array<[string, bigint]> = [
-          ['container_network_receive_bytes_total', i.rxBytes],
-          ['container_network_transmit_bytes_total', i.txBytes],
-          ['container_network_receive_errors_total', i.rxErrors],
-          ['container_network_transmit_errors_total', i.txErrors],
-        ];
-        for (const [name, value] of vals) metrics.push({ name, timestamp: ts, metricType: MetricType.COUNTER, labelValues: labels, value: { value } });
-      }
-      const containerMetricsList = [];
-      for (const { record: c, sample: cs } of containers) {
-        if (cs) containerMetricsList.push({ containerId: c.id, metrics: containerMetrics(cs, [c.meta.name, sb.meta.name, sb.meta.namespace]) });
-      }
-      podMetrics.push({ podSandboxId: sb.id, metrics, containerMetrics: containerMetricsList });
+export const listPodSandboxMetrics = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listPodSandboxMetrics']> => async (_req, call) => {
+  const podMetrics = [];
+  for (const sb of ctx.sandboxes.list(call.namespace)) {
+    if (sb.state !== 'ready') continue;
+    const { sample, net, containers } = await collectSandboxStats(ctx, call.namespace, sb);
+    const metrics: MetricInit[] = [];
+    // The pod-level series carry container="" as cAdvisor's pod cgroup does.
+    if (sample) metrics.push(...containerMetrics(sample, ['', sb.meta.name, sb.meta.namespace]));
+    for (const i of net ?? []) {
+      const labels = [i.name, sb.meta.name, sb.meta.namespace];
+      const ts = sample?.timestamp ?? 0n;
+      const vals: Array<[string, bigint]> = [
+        ['container_network_receive_bytes_total', i.rxBytes],
+        ['container_network_transmit_bytes_total', i.txBytes],
+        ['container_network_receive_errors_total', i.rxErrors],
+        ['container_network_transmit_errors_total', i.txErrors],
+      ];
+      for (const [name, value] of vals) metrics.push({ name, timestamp: ts, metricType: MetricType.COUNTER, labelValues: labels, value: { value } });
     }
-    return { podMetrics };
-  };
-}
+    const containerMetricsList = [];
+    for (const { record: c, sample: cs } of containers) {
+      if (cs) containerMetricsList.push({ containerId: c.id, metrics: containerMetrics(cs, [c.meta.name, sb.meta.name, sb.meta.namespace]) });
+    }
+    podMetrics.push({ podSandboxId: sb.id, metrics, containerMetrics: containerMetricsList });
+  }
+  return { podMetrics };
+};
 
 /** RuntimeService/StreamPodSandboxMetrics: ListPodSandboxMetrics' items, in pages. */
-export function streamPodSandboxMetrics(ctx: RuntimeContext) {
+export const streamPodSandboxMetrics = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['streamPodSandboxMetrics']> => {
   const list = listPodSandboxMetrics(ctx);
-  return async (_req: unknown, write: (m: MessageInitShape<typeof StreamPodSandboxMetricsResponseSchema>) => boolean, call: CallContext): Promise<void> => {
-    const { podMetrics } = await list(undefined, call);
+  return async (_req, write, call) => {
+    const { podMetrics } = await list({ $typeName: 'runtime.v1.ListPodSandboxMetricsRequest' }, call);
     await writePages(podMetrics ?? [], (podSandboxMetrics) => ({ podSandboxMetrics }), write, call);
   };
-}
+};

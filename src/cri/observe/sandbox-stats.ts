@@ -11,19 +11,13 @@ import { promisify } from 'node:util';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import {
   PodSandboxStatsSchema,
-  type ListPodSandboxStatsRequest,
-  type ListPodSandboxStatsResponseSchema,
   type PodSandboxStats,
-  type PodSandboxStatsRequest,
-  type PodSandboxStatsResponseSchema,
-  type StreamPodSandboxStatsRequest,
-  type StreamPodSandboxStatsResponseSchema,
 } from '../../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord, SandboxRecord } from '../../core/metadata/records.js';
-import type { CallContext } from '../server/instrument.js';
 import { findSandbox, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 import { collectContainerStats, cpuAndMemory, cpuRates, matchesLabels, sampleTask, sumSamples, type CgroupSample } from './container-stats.js';
 import { writePages } from '../server/stream-pages.js';
+import type { RuntimeHandlers } from '../server/server.js';
 
 const run = promisify(execFile);
 
@@ -100,27 +94,23 @@ export async function collectSandboxStats(ctx: RuntimeContext, ns: string, sb: S
   return { stats, sample, net, containers: containers.map((record, i) => ({ record, sample: per[i]!.sample })) };
 }
 
-export function podSandboxStats(ctx: RuntimeContext) {
-  return async (req: PodSandboxStatsRequest, call: CallContext): Promise<MessageInitShape<typeof PodSandboxStatsResponseSchema>> => {
-    const sb = findSandbox(ctx, call.namespace, req.podSandboxId);
-    return { stats: (await collectSandboxStats(ctx, call.namespace, sb)).stats };
-  };
-}
+export const podSandboxStats = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['podSandboxStats']> => async (req, call) => {
+  const sb = findSandbox(ctx, call.namespace, req.podSandboxId);
+  return { stats: (await collectSandboxStats(ctx, call.namespace, sb)).stats };
+};
 
-export function listPodSandboxStats(ctx: RuntimeContext) {
-  return async (req: ListPodSandboxStatsRequest, call: CallContext): Promise<MessageInitShape<typeof ListPodSandboxStatsResponseSchema>> => {
-    const f = req.filter;
-    const list = ctx.sandboxes.list(call.namespace).filter((s) => (!f?.id || s.id.startsWith(f.id)) && matchesLabels(s.labels, f?.labelSelector));
-    const stats = await Promise.all(list.map(async (s) => (await collectSandboxStats(ctx, call.namespace, s)).stats));
-    return { stats };
-  };
-}
+export const listPodSandboxStats = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listPodSandboxStats']> => async (req, call) => {
+  const f = req.filter;
+  const list = ctx.sandboxes.list(call.namespace).filter((s) => (!f?.id || s.id.startsWith(f.id)) && matchesLabels(s.labels, f?.labelSelector));
+  const stats = await Promise.all(list.map(async (s) => (await collectSandboxStats(ctx, call.namespace, s)).stats));
+  return { stats };
+};
 
 /** RuntimeService/StreamPodSandboxStats: ListPodSandboxStats' stats and filter, in pages. */
-export function streamPodSandboxStats(ctx: RuntimeContext) {
+export const streamPodSandboxStats = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['streamPodSandboxStats']> => {
   const list = listPodSandboxStats(ctx);
-  return async (req: StreamPodSandboxStatsRequest, write: (m: MessageInitShape<typeof StreamPodSandboxStatsResponseSchema>) => boolean, call: CallContext): Promise<void> => {
+  return async (req, write, call) => {
     const { stats } = await list({ $typeName: 'runtime.v1.ListPodSandboxStatsRequest', filter: req.filter }, call);
     await writePages(stats ?? [], (podSandboxStats) => ({ podSandboxStats }), write, call);
   };
-}
+};

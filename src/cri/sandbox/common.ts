@@ -26,8 +26,6 @@ export function isCreating(r: SandboxRecord): boolean {
   return r.state === 'creating';
 }
 
-export const SIGKILL = 9;
-
 /** True when the pod has (or had) a pause container. */
 export function hasPause(r: SandboxRecord): boolean {
   return r.pause;

@@ -1,6 +1,7 @@
 /**
  * Pause exits → sandbox records: the pod becomes NOTREADY and the dead pause task is deleted
- * (containerd's sandbox exit handling). The network stays until StopPodSandbox.
+ * (containerd's sandbox exit handling). The network stays until StopPodSandbox. Called by the
+ * one task event monitor (cri/task-events.ts).
  */
 import { isBerthError } from '../../errors.js';
 import type { ExitEvent } from '../../runtime/index.js';
@@ -26,12 +27,5 @@ export async function handlePauseExit(ctx: RuntimeContext, e: ExitEvent): Promis
     } catch (err) {
       if (!isBerthError(err, 'NotFound')) ctx.log.warn('could not delete exited pause task', { sandbox: rec.id, error: (err as Error).message });
     }
-  });
-}
-
-/** Subscribe once per context (sandboxHandlers does, before tasks.init()). */
-export function watchPauseExits(ctx: RuntimeContext): void {
-  ctx.tasks.on('exit', (e) => {
-    handlePauseExit(ctx, e).catch((err: unknown) => ctx.log.warn('pause exit handling failed', { sandbox: e.containerId, error: (err as Error).message }));
   });
 }

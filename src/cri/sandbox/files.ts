@@ -6,7 +6,7 @@
  *
  * CreateContainer bind-mounts these via src/oci sandboxFileMounts(sandboxFiles(...)).
  */
-import { mountAll, unmount } from '../../core/snapshots/mount.js';
+import { mountAll, unmount } from '../../mount.js';
 import type { PodHostPort } from '../server/ports.js';
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname as osHostname } from 'node:os';

@@ -10,7 +10,7 @@ import type { PortMapping } from '../../network/index.js';
 import type { SandboxRecord } from '../../core/metadata/records.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 import { sleep } from '../server/ports.js';
-import { SIGKILL } from './common.js';
+import { constants as osConstants } from 'node:os';
 
 /** How long to wait for a SIGKILLed pause process to be reaped before deleting anyway. */
 const KILL_WAIT_MS = 10_000;
@@ -32,7 +32,7 @@ export async function killAndDeletePause(ctx: RuntimeContext, ns: string, id: st
   const known = ctx.tasks.list().some((t) => t.namespace === ns && t.id === id);
   if (!known) return;
   try {
-    await ctx.tasks.kill(ns, id, SIGKILL);
+    await ctx.tasks.kill(ns, id, osConstants.signals.SIGKILL);
   } catch (err) {
     // Already stopped (or never started) tasks refuse signals; deletion below still works.
     if (isBerthError(err, 'NotFound')) return;

@@ -7,11 +7,9 @@ import { removePodSandbox } from '../sandbox/remove.js';
 import { podSandboxStatus } from '../sandbox/status.js';
 import { listPodSandbox, streamPodSandboxes } from '../sandbox/list.js';
 import { updatePodSandboxResources } from '../sandbox/update-resources.js';
-import { watchPauseExits } from '../sandbox/events.js';
 import { runtimeConfig, updateRuntimeConfig } from '../runtime-config.js';
 
 export function sandboxHandlers(ctx: RuntimeContext): RuntimeHandlers {
-  watchPauseExits(ctx);
   return {
     runPodSandbox: runPodSandbox(ctx),
     stopPodSandbox: stopPodSandbox(ctx),

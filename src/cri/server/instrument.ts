@@ -2,10 +2,14 @@
  * The one place where errors become gRPC statuses. Every CRI handler runs inside `instrument`:
  * it logs the call, records its latency, and maps a thrown BerthError to its status code and
  * message (unknown errors become INTERNAL with their message; the daemon never crashes on a
- * handler's failure).
+ * handler's failure). The error's code (error-codes.ts) goes to the client twice: as a
+ * google.rpc.ErrorInfo in the status details (`grpc-status-details-bin`, what grpc-go's
+ * status.Details() reads) and as the plain `berth-error-code` trailer; the message is unchanged.
  */
 import * as grpc from '@grpc/grpc-js';
-import { errors, toBerthError } from '../../errors.js';
+import { errors, toBerthError, type ErrorCode } from '../../errors.js';
+import { ERROR_CODE_TRAILER } from '../../error-codes.js';
+import { encodeRpcStatus } from '../../ttrpc/status-details.js';
 import type { Logger } from '../../log.js';
 
 export interface RpcObserver {
@@ -49,9 +53,16 @@ export function capDetails(s: string): string {
   return `${s.slice(0, MAX_STATUS_DETAILS - 40)}… (${s.length} characters, cut)`;
 }
 
-function statusOf(err: unknown): { code: number; details: string } {
+/** The trailer holding the google.rpc.Status (with its details) of a failed call. */
+export const STATUS_DETAILS_TRAILER = 'grpc-status-details-bin';
+
+function statusOf(err: unknown): { code: number; details: string; errorCode: ErrorCode; metadata: grpc.Metadata } {
   const e = toBerthError(err);
-  return { code: e.status, details: capDetails(e.message) };
+  const details = capDetails(e.message);
+  const metadata = new grpc.Metadata();
+  metadata.set(ERROR_CODE_TRAILER, e.code);
+  metadata.set(STATUS_DETAILS_TRAILER, Buffer.from(encodeRpcStatus(e.status, details, e.code)));
+  return { code: e.status, details, errorCode: e.code, metadata };
 }
 
 export function instrumentUnary(
@@ -79,9 +90,9 @@ export function instrumentUnary(
         const st = statusOf(err);
         observer?.observe(method, st.code, secs);
         const level = st.code === grpc.status.INTERNAL || st.code === grpc.status.UNKNOWN ? 'error' : 'info';
-        log[level]('rpc failed', { method, code: grpc.status[st.code], error: st.details });
+        log[level]('rpc failed', { method, code: grpc.status[st.code], error_code: st.errorCode, error: st.details });
         if (level === 'error' && err instanceof Error && err.stack) log.debug('stack', { stack: err.stack });
-        callback({ code: st.code, details: st.details, metadata: new grpc.Metadata() } as grpc.ServiceError, null);
+        callback({ code: st.code, details: st.details, metadata: st.metadata } as grpc.ServiceError, null);
       },
     );
   };
@@ -108,8 +119,8 @@ export function instrumentServerStream(
       (err: unknown) => {
         const st = statusOf(err);
         observer?.observe(method, st.code, Number(process.hrtime.bigint() - started) / 1e9);
-        log.info('rpc stream failed', { method, code: grpc.status[st.code], error: st.details });
-        call.emit('error', Object.assign(new Error(st.details), { code: st.code, details: st.details, metadata: new grpc.Metadata() }));
+        log.info('rpc stream failed', { method, code: grpc.status[st.code], error_code: st.errorCode, error: st.details });
+        call.emit('error', Object.assign(new Error(st.details), { code: st.code, details: st.details, metadata: st.metadata }));
       },
     );
   };

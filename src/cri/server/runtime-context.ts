@@ -3,7 +3,7 @@
  * service, networking, the pod's kernel objects, the task manager, snapshots, streaming and
  * CDI, the container event bus, the startup tracer and a clock, plus the settings handlers need. daemon/services.ts builds it; handlers never import daemon/.
  */
-import { KeyedLock } from '../../keyed-lock.js';
+import type { KeyedLock } from '../../keyed-lock.js';
 import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { create, fromBinary, toBinary, type DescMessage, type MessageShape } from '@bufbuild/protobuf';
@@ -111,8 +111,6 @@ export class Tracer {
     this.traces.delete(key);
   }
 }
-
-export { KeyedLock };
 
 /** What handlers hold: the stores, plus ports (server/ports.ts) for everything outside berthd. */
 export interface RuntimeContext {

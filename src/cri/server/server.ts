@@ -21,6 +21,13 @@ import { instrumentServerStream, instrumentUnary, type CallContext, type RpcObse
 type Req<M extends GenServiceMethods[string]> = MessageShape<M['input'] & DescMessage>;
 type Res<M extends GenServiceMethods[string]> = MessageInitShape<M['output'] & DescMessage>;
 
+/**
+ * The handlers of a service, typed from its descriptor. There is one way to declare a handler,
+ * in the file named after its RPC: `export const podSandboxStatus = (ctx: RuntimeContext):
+ * NonNullable<RuntimeHandlers['podSandboxStatus']> => async (req, call) => …` (a block body
+ * when the handler keeps something across calls), so request, response and stream types come
+ * from the service, never written by hand. The handler tables (handlers-*.ts) only list them.
+ */
 export type Handlers<S extends GenServiceMethods> = {
   [K in keyof S]?: S[K]['methodKind'] extends 'unary'
     ? (req: Req<S[K]>, ctx: CallContext) => Promise<Res<S[K]>>

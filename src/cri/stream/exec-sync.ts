@@ -3,13 +3,11 @@
  * Each output is capped (the rest is read and discarded so the process never blocks on a full
  * pipe); a timeout kills the process tree and fails with DeadlineExceeded.
  */
-import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { Readable } from 'node:stream';
-import type { ExecSyncRequest, ExecSyncResponseSchema } from '../../api/cri/runtime/v1/api_pb.js';
 import { errors } from '../../errors.js';
-import type { CallContext } from '../server/instrument.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 import { ExecProcess, runningContainer } from './exec.js';
+import type { RuntimeHandlers } from '../server/server.js';
 
 /** Per-stream cap of ExecSync output. */
 export const EXEC_SYNC_OUTPUT_CAP = 16 * 1024 * 1024;
@@ -27,34 +25,32 @@ export function cappedCollector(s: Readable | undefined, cap = EXEC_SYNC_OUTPUT_
   return () => Buffer.concat(chunks, size);
 }
 
-export function execSync(ctx: RuntimeContext) {
-  return async (req: ExecSyncRequest, call: CallContext): Promise<MessageInitShape<typeof ExecSyncResponseSchema>> => {
-    // Arguments first: a bad request is InvalidArgument whatever state the container is in.
-    if (req.cmd.length === 0 || req.cmd[0] === '') throw errors.invalidArgument('exec.empty_cmd', 'cmd is required');
-    if (req.timeout < 0n) throw errors.invalidArgument('exec.bad_timeout', `timeout must not be negative (got ${req.timeout})`);
-    const c = runningContainer(ctx, call.namespace, req.containerId);
-    const p = await ExecProcess.start(ctx, { ns: call.namespace, containerId: c.id, cmd: req.cmd, tty: false, stdin: false, stdout: true, stderr: true });
-    const out = cappedCollector(p.io.stdout);
-    const err = cappedCollector(p.io.stderr);
-    let timer: NodeJS.Timeout | undefined;
-    let onAbort: (() => void) | undefined;
-    try {
-      const stop = new Promise<'timeout' | 'cancelled'>((resolve) => {
-        if (req.timeout > 0n) timer = setTimeout(() => resolve('timeout'), Number(req.timeout) * 1000);
-        onAbort = () => resolve('cancelled');
-        call.signal.addEventListener('abort', onAbort, { once: true });
-      });
-      const exited = p.wait();
-      const r = await Promise.race([exited, stop]);
-      if (typeof r === 'number') return { stdout: out(), stderr: err(), exitCode: r };
-      await p.killTree();
-      await exited.catch(() => undefined);
-      if (r === 'cancelled') throw errors.canceled('exec.cancelled', `exec in container ${c.id} cancelled by the client`);
-      throw errors.deadlineExceeded('exec.timeout', `command ${JSON.stringify(req.cmd)} in container ${c.id} timed out after ${req.timeout}s`);
-    } finally {
-      clearTimeout(timer);
-      if (onAbort) call.signal.removeEventListener('abort', onAbort);
-      await p.cleanup();
-    }
-  };
-}
+export const execSync = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['execSync']> => async (req, call) => {
+  // Arguments first: a bad request is InvalidArgument whatever state the container is in.
+  if (req.cmd.length === 0 || req.cmd[0] === '') throw errors.invalidArgument('exec.empty_cmd', 'cmd is required');
+  if (req.timeout < 0n) throw errors.invalidArgument('exec.bad_timeout', `timeout must not be negative (got ${req.timeout})`);
+  const c = runningContainer(ctx, call.namespace, req.containerId);
+  const p = await ExecProcess.start(ctx, { ns: call.namespace, containerId: c.id, cmd: req.cmd, tty: false, stdin: false, stdout: true, stderr: true });
+  const out = cappedCollector(p.io.stdout);
+  const err = cappedCollector(p.io.stderr);
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    const stop = new Promise<'timeout' | 'cancelled'>((resolve) => {
+      if (req.timeout > 0n) timer = setTimeout(() => resolve('timeout'), Number(req.timeout) * 1000);
+      onAbort = () => resolve('cancelled');
+      call.signal.addEventListener('abort', onAbort, { once: true });
+    });
+    const exited = p.wait();
+    const r = await Promise.race([exited, stop]);
+    if (typeof r === 'number') return { stdout: out(), stderr: err(), exitCode: r };
+    await p.killTree();
+    await exited.catch(() => undefined);
+    if (r === 'cancelled') throw errors.canceled('exec.cancelled', `exec in container ${c.id} cancelled by the client`);
+    throw errors.deadlineExceeded('exec.timeout', `command ${JSON.stringify(req.cmd)} in container ${c.id} timed out after ${req.timeout}s`);
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) call.signal.removeEventListener('abort', onAbort);
+    await p.cleanup();
+  }
+};

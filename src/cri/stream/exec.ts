@@ -11,6 +11,7 @@
 import { constants as C, closeSync, openSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import net from 'node:net';
+import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { errors, isBerthError } from '../../errors.js';
 import { bundlePaths, makeFifo } from '../../runtime/index.js';
@@ -18,6 +19,7 @@ import type { ExecRequest, ExecResponseSchema } from '../../api/cri/runtime/v1/a
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { CallContext } from '../server/instrument.js';
 import { findContainer, newId, type RuntimeContext } from '../server/runtime-context.js';
+import type { RuntimeHandlers } from '../server/server.js';
 
 
 /**
@@ -197,7 +199,7 @@ export class ExecProcess {
         }
       }
     }
-    await this.ctx.tasks.kill(this.ns, this.containerId, 9, { execId: this.execId }).catch((err: unknown) => {
+    await this.ctx.tasks.kill(this.ns, this.containerId, osConstants.signals.SIGKILL, { execId: this.execId }).catch((err: unknown) => {
       if (!isBerthError(err, 'NotFound') && !isBerthError(err, 'FailedPrecondition')) throw err;
     });
   }
@@ -219,12 +221,10 @@ export class ExecProcess {
 }
 
 /** Exec RPC: check the container runs, then hand out a streaming URL. */
-export function exec(ctx: RuntimeContext) {
-  return async (req: ExecRequest, call: CallContext): Promise<MessageInitShape<typeof ExecResponseSchema>> => {
-    if (req.cmd.length === 0 || req.cmd[0] === '') throw errors.invalidArgument('exec.empty_cmd', 'cmd is required');
-    checkStreams(req);
-    const c = runningContainer(ctx, call.namespace, req.containerId);
-    const url = ctx.streaming.getExec({ containerId: c.id, cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr });
-    return { url };
-  };
-}
+export const exec = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['exec']> => async (req, call) => {
+  if (req.cmd.length === 0 || req.cmd[0] === '') throw errors.invalidArgument('exec.empty_cmd', 'cmd is required');
+  checkStreams(req);
+  const c = runningContainer(ctx, call.namespace, req.containerId);
+  const url = ctx.streaming.getExec({ containerId: c.id, cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr });
+  return { url };
+};

@@ -12,15 +12,13 @@
 import { spawn } from 'node:child_process';
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { PortForwardRequest, PortForwardResponseSchema } from '../../api/cri/runtime/v1/api_pb.js';
 import { errors } from '../../errors.js';
-import type { CallContext } from '../server/instrument.js';
 import { findSandbox, type RuntimeContext } from '../server/runtime-context.js';
 import { NetnsDialer } from '../../network/netns-dial.js';
 
 /** One per process: its worker thread serves every pod. */
 const dialer = new NetnsDialer();
+import type { RuntimeHandlers } from '../server/server.js';
 
 /** The helper's program (CommonJS under `node -e`; argv[1] is the port). */
 export const BRIDGE_SCRIPT = [
@@ -102,9 +100,7 @@ async function forwardWithHelper(sandboxId: string, nsPath: string, port: number
 }
 
 /** PortForward RPC: the sandbox must exist and be ready; returns a streaming URL. */
-export function portForward(ctx: RuntimeContext) {
-  return async (req: PortForwardRequest, call: CallContext): Promise<MessageInitShape<typeof PortForwardResponseSchema>> => {
-    const sb = readySandbox(ctx, call.namespace, req.podSandboxId);
-    return { url: ctx.streaming.getPortForward({ podSandboxId: sb.id, port: req.port }) };
-  };
-}
+export const portForward = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['portForward']> => async (req, call) => {
+  const sb = readySandbox(ctx, call.namespace, req.podSandboxId);
+  return { url: ctx.streaming.getPortForward({ podSandboxId: sb.id, port: req.port }) };
+};

@@ -1,5 +1,6 @@
 /**
- * mount(2)/umount2(2) through koffi (no spawning of mount(8)).
+ * mount(2)/umount2(2) through koffi (no spawning of mount(8)). Lives below every layer: snapshots,
+ * network (pinned namespaces), runtime (bundles), the shim (rootfs) and cri/ (shm, idmap) use it.
  *
  * Options of a Mount are split into mount flags (ro, nosuid, bind, rbind, propagation, …) and
  * the filesystem data string (overlay's lowerdir=…,upperdir=…,workdir=…). Bind mounts ignore
@@ -8,13 +9,20 @@
  *
  * The data string is limited to one page (4096 bytes incl. the NUL) by the kernel.
  */
-import { libc as loadLibc } from '../../libc.js';
 import { join } from 'node:path';
-import { errors } from '../../errors.js';
-import { errnoError } from '../unpack/sys.js';
-import type { Mount } from './types.js';
+import { errors } from './errors.js';
+import { errnoError, libc as loadLibc } from './libc.js';
 
-type KoffiModule = import('../../libc.js').Koffi;
+type KoffiModule = import('./libc.js').Koffi;
+
+/** A mount to make: containerd's Mount (type, source, options; target a sub-path below the mount point). */
+export interface Mount {
+  type: string;
+  source: string;
+  /** Optional sub-path below the mount target (containerd 2 semantics). */
+  target?: string;
+  options: string[];
+}
 
 const MS_RDONLY = 0x1;
 const MS_NOSUID = 0x2;
