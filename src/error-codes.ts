@@ -143,12 +143,14 @@ export const ERROR_CODES = {
   // Catch-all
   'internal.unexpected': { kind: 'Internal', meaning: 'an error that is not a BerthError (a bug or an unclassified library failure)' },
 
-  // mount(2) (src/mount.ts)
-  'mount.options_too_long': { kind: 'InvalidArgument', meaning: 'mount options are longer than the kernel accepts (one page)' },
-
   // Metadata store (src/core/metadata)
   'metadata.record_too_new': { kind: 'FailedPrecondition', meaning: 'a metadata record was written by a newer berthd than this one' },
   'metadata.schema_too_new': { kind: 'FailedPrecondition', meaning: 'the metadata database was written by a newer berthd than this one' },
+
+  // mount(2) (src/mount.ts)
+  'mount.options_too_long': { kind: 'InvalidArgument', meaning: 'mount options are longer than the kernel accepts (one page)' },
+
+  // Names and namespaces (src/core/metadata)
   'name.reserved': { kind: 'AlreadyExists', meaning: 'the pod or container name is already taken by another object' },
   'namespace.invalid': { kind: 'InvalidArgument', meaning: 'the berth-namespace request metadata is not a valid namespace name' },
 

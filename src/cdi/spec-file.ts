@@ -168,7 +168,7 @@ function issuePath(path: (string | number)[]): string {
  * blocks only that kind's devices rather than every CDI device of the node.
  */
 function kindInText(text: string): string | undefined {
-  const m = /^\s{0,8}"?kind"?\s*:\s*"?([A-Za-z0-9_.\-]+\/[A-Za-z0-9_.\-]+)"?\s*,?\s*$/m.exec(text);
+  const m = /^\s{0,8}"?kind"?\s*:\s*"?([A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+)"?\s*,?\s*$/m.exec(text);
   return m && kindProblem(m[1]!) === undefined ? m[1] : undefined;
 }
 

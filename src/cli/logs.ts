@@ -35,7 +35,7 @@ export const logs: Verb = {
     try {
       read = readLog(st.logPath);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !flags.follow) throw new Error(`cannot read log file ${st.logPath}: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !flags.follow) throw new Error(`cannot read log file ${st.logPath}: ${(err as Error).message}`, { cause: err });
       read = { lines: [], size: 0, asm: new CriLogAssembler() };
     }
     for (const l of lastLines(read.lines, tail)) print(l);

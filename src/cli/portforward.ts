@@ -73,7 +73,7 @@ export const portForward: Verb = {
       }
     } catch (err) {
       for (const s of servers) s.close();
-      throw new Error(`cannot listen on ${address}: ${(err as Error).message}`);
+      throw new Error(`cannot listen on ${address}: ${(err as Error).message}`, { cause: err });
     }
     await new Promise<void>((resolve) => {
       const stop = (): void => {

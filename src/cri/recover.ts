@@ -28,7 +28,6 @@ import { access, readdir, readFile, rm } from 'node:fs/promises';
 import { removeTree } from '../fsat.js';
 import { containerRootDir, containerStateDir } from './container/io.js';
 import { removeRootfsSnapshot } from './container/userns.js';
-import { pinsAlive } from '../network/index.js';
 import { join } from 'node:path';
 import { Annotations } from '../oci/index.js';
 import { CRI_NAMESPACE } from './server/instrument.js';
@@ -206,7 +205,7 @@ async function sweepOrphans(ctx: RuntimeContext): Promise<void> {
   const containers = ctx.containers.all();
   const containerIds = new Set(containers.map((c) => c.record.id));
   const names = ctx.names.list();
-  const namespaces = new Set(['k8s.io', ...containers.map((c) => c.namespace), ...names.map((n) => n.namespace)]);
+  const namespaces = new Set([CRI_NAMESPACE, ...containers.map((c) => c.namespace), ...names.map((n) => n.namespace)]);
   const sandboxIds = new Set([...namespaces].flatMap((ns) => ctx.sandboxes.list(ns).map((sb) => sb.id)));
   const owned = (id: string) => containerIds.has(id) || sandboxIds.has(id);
   for (const n of names) {

@@ -26,7 +26,7 @@ import type { Logger } from '../log.js';
 import { checkUsernsReachable } from '../cri/container/userns.js';
 import { idmapBind, idmapRoot, removeStaging } from '../cri/container/idmap.js';
 import { mountAll, unmount } from '../mount.js';
-import { mkdirSync, readFileSync, readlinkSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, readlinkSync, statSync, writeFileSync } from 'node:fs';
 
 export interface HandlerFeatures {
   recursiveReadOnlyMounts: boolean;

@@ -300,7 +300,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
         try {
           newMetrics = await serveMetrics(metrics.registry, next.metrics.address);
         } catch (err) {
-          throw new Error(`metrics.address ${JSON.stringify(next.metrics.address)}: ${(err as Error).message}`);
+          throw new Error(`metrics.address ${JSON.stringify(next.metrics.address)}: ${(err as Error).message}`, { cause: err });
         }
       }
       if (keys.has('streaming.address')) {
@@ -308,7 +308,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
           await streaming.rebind(next.streaming.address);
         } catch (err) {
           await newMetrics?.close();
-          throw new Error(`streaming.address ${JSON.stringify(next.streaming.address)}: ${(err as Error).message}`);
+          throw new Error(`streaming.address ${JSON.stringify(next.streaming.address)}: ${(err as Error).message}`, { cause: err });
         }
       }
       // 2. The rest cannot fail.

@@ -61,7 +61,7 @@ async function withLock<T>(path: string, fn: () => Promise<T>): Promise<T> {
       } catch {
         // vanished meanwhile: retry
       }
-      if (Date.now() > deadline) throw new Error(`timed out waiting for lock ${path}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for lock ${path}`, { cause: err });
       await new Promise((r) => setTimeout(r, 20));
     }
   }

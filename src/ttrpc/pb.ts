@@ -275,7 +275,7 @@ function defaultOf(kind: ScalarKind | Schema, card: FieldSpec[3]): unknown {
 
 function readScalar(r: Reader, kind: ScalarKind): unknown {
   switch (kind) {
-    case 'string':
+    case 'string': {
       const bytes = r.lengthDelimited();
       try {
         return utf8d.decode(bytes);
@@ -283,6 +283,7 @@ function readScalar(r: Reader, kind: ScalarKind): unknown {
         // TextDecoder's TypeError is not one of this decoder's errors (found by fuzzing).
         throw new Error('invalid UTF-8 in a string field');
       }
+    }
     case 'bytes':
       return r.lengthDelimited().slice();
     case 'bool':

@@ -156,7 +156,12 @@ export function inventory(env: CriEnv, extra: { pluginDirs?: string[] } = {}): I
   }
   for (let grew = true; grew; ) {
     grew = false;
-    for (const p of all) if (!mine.has(p.pid) && mine.has(p.ppid) && p.pid !== berthdPid) (mine.add(p.pid), (grew = true));
+    for (const p of all) {
+      if (!mine.has(p.pid) && mine.has(p.ppid) && p.pid !== berthdPid) {
+        mine.add(p.pid);
+        grew = true;
+      }
+    }
   }
   // berth-shim gives runc a root per namespace: <state>/runc/<namespace>.
   const runc = ls(join(state, 'runc')).flatMap((ns) =>

@@ -179,7 +179,7 @@ test('kill -9 of berthd at every step: after restart the records tell the truth 
       try {
         await awaitCrashAndRecover(e, faultEnv);
       } catch (x) {
-        throw new Error(`${step}: ${(x as Error).message}; the call failed with ${err.message}; berthd log:\n${e.berthd.log().split('\n').slice(-15).join('\n')}`);
+        throw new Error(`${step}: ${(x as Error).message}; the call failed with ${err.message}; berthd log:\n${e.berthd.log().split('\n').slice(-15).join('\n')}`, { cause: x });
       }
       process.stdout.write(`# ${step}: berthd killed and restarted\n`);
       injected++;

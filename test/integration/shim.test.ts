@@ -5,7 +5,7 @@
  */
 import { test, describe, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { constants as fsConstants, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
@@ -356,7 +356,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     await task.delete({ id: 'deadinit' });
   });
 
-  test('runc errors reach the caller verbatim', T, async (t) => {
+  test('runc errors reach the caller verbatim', T, async () => {
     const b = h.bundle('badexec', { args: ['/no/such/binary'] });
     await assert.rejects(task.create({ id: 'badexec', bundle: b.dir }), rejectsWith('Internal', /no such file or directory/));
     await assert.rejects(task.state({ id: 'badexec' }), rejectsWith('NotFound'));
@@ -629,7 +629,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     await assert.rejects(task.state({ id: 'binlog' }), rejectsWith('NotFound'));
   });
 
-  test('Connect reports the shim pid', T, async (t) => {
+  test('Connect reports the shim pid', T, async () => {
     const r = await task.connect({ id: 'none' });
     assert.ok(h.shimPids.has(r.shimPid));
   });
@@ -644,7 +644,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     await (await h.task(other)).shutdown({ id: '' });
   });
 
-  test('delete command cleans up a container whose shim is gone', T, async (t) => {
+  test('delete command cleans up a container whose shim is gone', T, async () => {
     const b = h.bundle('orphan', { args: ['sleep', '1000'] });
     const orphanNs = `${h.ns}-orphan`;
     const s = h.start(b, {}, [], orphanNs);

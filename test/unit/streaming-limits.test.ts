@@ -18,7 +18,6 @@ import type { StreamIO, StreamingBackend } from '../../src/streaming/types.js';
 import { HttpError, spdyExec, spdyUpgrade } from '../helpers/spdy-client.js';
 import { until } from '../helpers/process.js';
 
-const PF_PROTOCOLS = ['portforward.k8s.io'];
 const RC_PROTOCOLS = ['v4.channel.k8s.io'];
 
 /** exec echoes its command name or waits until the client leaves; port-forward dials an echo server. */

@@ -32,7 +32,6 @@ const AT_FDCWD = -100;
 const MOUNT_ATTR_IDMAP = 0x00100000;
 const MS_PRIVATE = 1 << 18;
 const MS_BIND = 4096;
-const MS_REC = 16384;
 const MOVE_MOUNT_F_EMPTY_PATH = 0x4;
 
 interface Fns {

@@ -15,9 +15,6 @@ import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { errors, isBerthError } from '../../errors.js';
 import { bundlePaths, makeFifo } from '../../runtime/index.js';
-import type { ExecRequest, ExecResponseSchema } from '../../api/cri/runtime/v1/api_pb.js';
-import type { MessageInitShape } from '@bufbuild/protobuf';
-import type { CallContext } from '../server/instrument.js';
 import { findContainer, newId, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
 
@@ -132,7 +129,12 @@ export async function descendants(pid: number): Promise<number[]> {
   const queue = [pid];
   while (queue.length) {
     const p = queue.shift()!;
-    for (const [child, pp] of parent) if (pp === p) (out.push(child), queue.push(child));
+    for (const [child, pp] of parent) {
+      if (pp === p) {
+        out.push(child);
+        queue.push(child);
+      }
+    }
   }
   return out;
 }
