@@ -145,7 +145,9 @@ for 10 pods.
 Latest: ${date} UTC, commit ${gitCommit(root)}; ${describeMachine(r.machine, r.loadAtEnd)}.${r.failures.length ? `\nFailures: ${r.failures.join('; ')}` : ''}
 
 ${burstTable(r)}`;
-  const cells = [...r.medians.entries()].map(([n, m]) => `${n}: ${fmtMs(m.containerd)} / ${fmtMs(m.berth)} (${fmtRatio(ratio(m.berth, m.containerd))})`).join('; ');
+  const cells = [...r.medians.entries()]
+    .map(([n, m]) => `${n}: ${fmtMs(m.containerd)} / ${fmtMs(m.berth)} (${fmtRatio(ratio(m.berth, m.containerd))})`)
+    .join('; ');
   const row = `| ${date} | ${gitCommit(root)} | ${r.runs} | ${cells} | ${r.machine.load1.toFixed(1)} |`;
   return writeSection(root, 'burst', body, `| date (UTC) | commit | runs | pods: containerd / berth ms (ratio) | load |\n| --- | --- | --- | --- | --- |`, row);
 }

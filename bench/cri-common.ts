@@ -92,7 +92,9 @@ export function pssOf(pid: number): SmapsRollup | undefined {
 /** argv of a process (NUL-separated cmdline), or undefined when it is gone. */
 function cmdline(pid: number): string[] | undefined {
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((s) => s !== '');
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+      .split('\0')
+      .filter((s) => s !== '');
   } catch {
     return undefined;
   }
@@ -246,7 +248,9 @@ export function removeCgroupParent(name: string): void {
   const rmTree = (d: string): void => {
     let kids: string[] = [];
     try {
-      kids = readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(d, e.name));
+      kids = readdirSync(d, { withFileTypes: true })
+        .filter((e) => e.isDirectory())
+        .map((e) => join(d, e.name));
     } catch {
       return;
     }
@@ -322,7 +326,9 @@ export async function startRuntime(impl: Impl, o: StartRuntimeOptions): Promise<
     // then runs the launcher with its shebang's flags plus these; otherwise the launcher runs as is.
     const launcher = join(o.repoRoot, 'bin', 'berthd');
     const nodeFlags = (process.env.BENCH_BERTHD_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-    argv = nodeFlags.length ? [process.execPath, ...shebangNodeFlags(launcher), ...nodeFlags, launcher, '--config', configFile] : [launcher, '--config', configFile];
+    argv = nodeFlags.length
+      ? [process.execPath, ...shebangNodeFlags(launcher), ...nodeFlags, launcher, '--config', configFile]
+      : [launcher, '--config', configFile];
     socket = join(dir, 'berth.sock');
   }
   if (o.cpuacctCgroup) {

@@ -135,7 +135,11 @@ async function startPods(rt: BenchRuntime, from: number, to: number, busybox: st
   }
 }
 
-async function measureVariant(v: Variant, o: MemoryBenchOptions, ctx: { registryHost: string; root: string; busybox: string; pause: string; logRoot: string }): Promise<VariantResult> {
+async function measureVariant(
+  v: Variant,
+  o: MemoryBenchOptions,
+  ctx: { registryHost: string; root: string; busybox: string; pause: string; logRoot: string },
+): Promise<VariantResult> {
   const log = o.log ?? ((l: string) => console.log(l));
   const settleMs = (o.settleS ?? 3) * 1000;
   const res: VariantResult = { label: v.label, impl: v.impl, pods: o.pods };
@@ -150,18 +154,24 @@ async function measureVariant(v: Variant, o: MemoryBenchOptions, ctx: { registry
     await removeAllPods(rt.cri);
     await sleep((o.idleSettleS ?? 12) * 1000);
     res.before = await steadySample(rt);
-    log(`memory: ${v.label}: idle ${kib(res.before.totalKiB)} (daemon ${kib(res.before.daemonKiB)}, ${res.before.shimsKiB.length} shims, ${res.before.monitorsKiB.length} monitors)`);
+    log(
+      `memory: ${v.label}: idle ${kib(res.before.totalKiB)} (daemon ${kib(res.before.daemonKiB)}, ${res.before.shimsKiB.length} shims, ${res.before.monitorsKiB.length} monitors)`,
+    );
     await startPods(rt, 0, 1, ctx.busybox, ctx.logRoot);
     await sleep(settleMs);
     res.one = await steadySample(rt);
-    log(`memory: ${v.label}: 1 pod ${kib(res.one.totalKiB)} (daemon ${kib(res.one.daemonKiB)}, ${res.one.shimsKiB.length} shims, ${res.one.monitorsKiB.length} monitors)`);
+    log(
+      `memory: ${v.label}: 1 pod ${kib(res.one.totalKiB)} (daemon ${kib(res.one.daemonKiB)}, ${res.one.shimsKiB.length} shims, ${res.one.monitorsKiB.length} monitors)`,
+    );
     await startPods(rt, 1, o.pods, ctx.busybox, ctx.logRoot);
     await sleep(settleMs);
     res.after = await steadySample(rt);
     await removeAllPods(rt.cri);
     await sleep((o.idleSettleS ?? 12) * 1000);
     res.idleAfter = await steadySample(rt);
-    log(`memory: ${v.label}: idle after removing the pods ${kib(res.idleAfter.totalKiB)} (daemon ${kib(res.idleAfter.daemonKiB)}, ${res.idleAfter.shimsKiB.length} shims)`);
+    log(
+      `memory: ${v.label}: idle after removing the pods ${kib(res.idleAfter.totalKiB)} (daemon ${kib(res.idleAfter.daemonKiB)}, ${res.idleAfter.shimsKiB.length} shims)`,
+    );
     res.idle = res.idleAfter.totalKiB < res.before.totalKiB ? res.idleAfter : res.before;
     res.perPodKiB = (res.after.totalKiB - res.idle.totalKiB) / o.pods;
     if (o.pods > 1) res.perMorePodKiB = (res.after.totalKiB - res.one.totalKiB) / (o.pods - 1);

@@ -101,7 +101,9 @@ async function cycle(rt: BenchRuntime, name: string, busybox: string, logRoot: s
     podId = (await timed('RunPodSandbox', () => rpc.runPodSandbox({ config }, CALL))).podSandboxId;
     const pid = podId;
     const containerId = (
-      await timed('CreateContainer', () => rpc.createContainer({ podSandboxId: pid, config: sleepContainerConfig(busybox, { sharedPid }), sandboxConfig: config }, CALL))
+      await timed('CreateContainer', () =>
+        rpc.createContainer({ podSandboxId: pid, config: sleepContainerConfig(busybox, { sharedPid }), sandboxConfig: config }, CALL),
+      )
     ).containerId;
     await timed('StartContainer', () => rpc.startContainer({ containerId }, CALL));
     await timed('StopContainer', () => rpc.stopContainer({ containerId, timeout: 2n }, CALL));
@@ -174,7 +176,9 @@ export async function runPodBench(opts: PodBenchOptions): Promise<PodBenchResult
           const c = await cycle(rt, name, fx.busybox.ref, logRoot, opts.sharedPid);
           if (run >= 1) cycles.get(impl)!.push(c);
           const start = START_PATH.reduce((n, s) => n + c[s], 0);
-          log(`pod: ${impl} ${run >= 1 ? `run ${run}` : 'warm-up'}: start path ${start.toFixed(0)} ms (${POD_STEPS.map((s) => `${s} ${c[s].toFixed(0)}`).join(', ')})`);
+          log(
+            `pod: ${impl} ${run >= 1 ? `run ${run}` : 'warm-up'}: start path ${start.toFixed(0)} ms (${POD_STEPS.map((s) => `${s} ${c[s].toFixed(0)}`).join(', ')})`,
+          );
         } catch (err) {
           const f = failures.get(impl)!;
           f.n++;
@@ -215,7 +219,9 @@ export function podTable(r: PodBenchResult): string {
   const c = r.stats.containerd;
   const b = r.stats.berth;
   const rows = POD_STEPS.map((s) => `| ${s} | ${cell(c?.steps[s])} | ${cell(b?.steps[s])} | ${fmtRatio(ratio(b?.steps[s]?.median, c?.steps[s]?.median))} |`);
-  rows.push(`| **start path** (Run + Create + Start) | ${cell(c?.startPath)} | ${cell(b?.startPath)} | **${fmtRatio(ratio(b?.startPath?.median, c?.startPath?.median))}** |`);
+  rows.push(
+    `| **start path** (Run + Create + Start) | ${cell(c?.startPath)} | ${cell(b?.startPath)} | **${fmtRatio(ratio(b?.startPath?.median, c?.startPath?.median))}** |`,
+  );
   rows.push(`| whole lifecycle | ${cell(c?.total)} | ${cell(b?.total)} | ${fmtRatio(ratio(b?.total?.median, c?.total?.median))} |`);
   return ['| step | containerd ms median (p90) | berth ms median (p90) | berth / containerd |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }
@@ -223,7 +229,8 @@ export function podTable(r: PodBenchResult): string {
 function recordPod(root: string, r: PodBenchResult): string {
   const c = r.stats.containerd;
   const b = r.stats.berth;
-  const counts = (s: ImplStats | undefined): string => (s ? `${s.cycles} cycles${s.failures ? `, ${s.failures} failed: ${s.firstError ?? ''}` : ''}` : 'not run');
+  const counts = (s: ImplStats | undefined): string =>
+    s ? `${s.cycles} cycles${s.failures ? `, ${s.failures} failed: ${s.firstError ?? ''}` : ''}` : 'not run';
   const date = nowUtc();
   const body = `## Pod lifecycle latency (CRI, berth vs containerd)${r.sharedPid ? ', pods sharing a pid namespace' : ''}
 
@@ -231,7 +238,7 @@ Each cycle: RunPodSandbox (CNI bridge + host-local; pause fixture as sandbox ima
 \`sh -c 'trap "exit 0" TERM; sleep 3600 & wait'\`), StartContainer, StopContainer (timeout 2 s; the
 process exits on SIGTERM), RemoveContainer, StopPodSandbox, RemovePodSandbox, timed at the
 client. Both daemons run at the same time, each with a private root, its own bridge and a
-198.18.x.0/24; ${r.sharedPid ? 'the CRI\'s default namespace options (network, ipc and pid: POD; berth then runs a pause like containerd)' : 'namespace options as the kubelet sends them (pid: CONTAINER, network and ipc: POD)'}; cycles alternate between them (the first flips each run); images are pulled
+198.18.x.0/24; ${r.sharedPid ? "the CRI's default namespace options (network, ipc and pid: POD; berth then runs a pause like containerd)" : 'namespace options as the kubelet sends them (pid: CONTAINER, network and ipc: POD)'}; cycles alternate between them (the first flips each run); images are pulled
 first; ${r.runs} measured cycles per runtime after 2 warm-up cycles. containerd is Debian's 1.6
 (CRI plugin, containerd-shim-runc-v2, runc 1.1); berth uses its one berth-shim for the node
 and a conmon per container. Lower is better; the goal for the start path is berth /

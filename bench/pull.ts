@@ -132,7 +132,11 @@ export async function runPullBench(opts: PullBenchOptions): Promise<PullBenchRes
       for (const impl of order) {
         const s = await onePull(impl, run, registry.host, pushed.ref, root);
         result.samples.push(s);
-        log(s.error ? `pull: ${impl} run ${run}: FAILED ${s.error}` : `pull: ${impl} run ${run}: ${s.ms.toFixed(0)} ms, ${s.cpuS.toFixed(1)} CPU s, peak RSS ${(s.peakRssKiB / 1024).toFixed(0)} MiB`);
+        log(
+          s.error
+            ? `pull: ${impl} run ${run}: FAILED ${s.error}`
+            : `pull: ${impl} run ${run}: ${s.ms.toFixed(0)} ms, ${s.cpuS.toFixed(1)} CPU s, peak RSS ${(s.peakRssKiB / 1024).toFixed(0)} MiB`,
+        );
       }
     }
     for (const impl of impls) {

@@ -51,7 +51,11 @@ export function appendBenchmarkRow(root: string, id: string, title: string, intr
     rows = lines.filter((l) => l.startsWith('|')).slice(2); // header + separator
     // Prose written under the table (notes about the rows) stays across re-records.
     const lastRow = lines.map((l) => l.startsWith('|')).lastIndexOf(true);
-    if (lastRow >= 0) notes = lines.slice(lastRow + 1).join('\n').trim();
+    if (lastRow >= 0)
+      notes = lines
+        .slice(lastRow + 1)
+        .join('\n')
+        .trim();
   }
   rows.push(row);
   rows = rows.slice(-keep);

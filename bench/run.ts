@@ -56,9 +56,7 @@ for (const name of which) if (!ALL.includes(name)) throw new Error(`unknown benc
 for (const name of which) {
   switch (name) {
     case 'pull': {
-      const spec = values.quick
-        ? { ...BIG_DEFAULT, filesPerSmallLayer: 500, largeFileBytes: 4 * 1024 * 1024 }
-        : BIG_DEFAULT;
+      const spec = values.quick ? { ...BIG_DEFAULT, filesPerSmallLayer: 500, largeFileBytes: 4 * 1024 * 1024 } : BIG_DEFAULT;
       await runPullBench({ runs: positiveInt('runs', values.runs, 3), only, spec, record: record && !values.quick });
       break;
     }

@@ -251,7 +251,10 @@ export async function runSteadyBench(o: SteadyBenchOptions): Promise<SteadyResul
       result.phases.push({ probesPerS: rate, stats });
       for (const impl of impls) {
         const s = stats[impl];
-        if (s) log(`steady: ${impl} probes ${rate}/s: ${s.cpuPerMin.toFixed(2)} CPU-s/min, ${s.relists} relists in ${s.windowS.toFixed(0)} s, ${s.errors} errors${s.firstError ? ` (${s.firstError})` : ''}`);
+        if (s)
+          log(
+            `steady: ${impl} probes ${rate}/s: ${s.cpuPerMin.toFixed(2)} CPU-s/min, ${s.relists} relists in ${s.windowS.toFixed(0)} s, ${s.errors} errors${s.firstError ? ` (${s.firstError})` : ''}`,
+          );
       }
     }
   } finally {
@@ -282,7 +285,9 @@ export function steadyTable(r: SteadyResult): string {
     out.push(`**${ph.probesPerS ? `with ${ph.probesPerS} ExecSync probes/s` : 'polling only'}**`, '');
     out.push('| | containerd | berth | berth / containerd |', '| --- | --- | --- | --- |');
     out.push(`| CPU of the runtime, s per minute | ${cpuCell(c?.cpuPerMin)} | ${cpuCell(b?.cpuPerMin)} | **${fmtRatio(ratio(b?.cpuPerMin, c?.cpuPerMin))}** |`);
-    out.push(`| of which the daemon process itself | ${cpuCell(c?.daemonCpuPerMin)} | ${cpuCell(b?.daemonCpuPerMin)} | ${fmtRatio(ratio(b?.daemonCpuPerMin, c?.daemonCpuPerMin))} |`);
+    out.push(
+      `| of which the daemon process itself | ${cpuCell(c?.daemonCpuPerMin)} | ${cpuCell(b?.daemonCpuPerMin)} | ${fmtRatio(ratio(b?.daemonCpuPerMin, c?.daemonCpuPerMin))} |`,
+    );
     out.push(`| relists done (of ${r.durationS}) | ${c?.relists ?? 'n/a'} | ${b?.relists ?? 'n/a'} | |`);
     for (const call of STEADY_CALLS) {
       if (call === 'ExecSync' && !ph.probesPerS) continue;
@@ -339,7 +344,7 @@ runtimes are polled at the same time by one client process (its own latency is i
 figure alike). Goals: polling only ≤ 0.5× containerd's CPU, with probes ≤ 0.75×, every call's
 p99 ≤ containerd's. Every probe is one \`runc exec\` for both runtimes.
 
-Latest: ${date} UTC, commit ${gitCommit(root)}; ${r.pods} pods, ${r.durationS} s per phase${full ? '' : ' (a smaller run than the goal\'s 100 pods × 180 s)'}; ${describeMachine(r.machine, r.loadAtEnd)}.
+Latest: ${date} UTC, commit ${gitCommit(root)}; ${r.pods} pods, ${r.durationS} s per phase${full ? '' : " (a smaller run than the goal's 100 pods × 180 s)"}; ${describeMachine(r.machine, r.loadAtEnd)}.
 Pods started one after another (both runtimes at once): containerd ${r.startS.containerd?.toFixed(1) ?? 'n/a'} s, berth ${r.startS.berth?.toFixed(1) ?? 'n/a'} s.
 
 ${steadyTable(r)}

@@ -31,7 +31,9 @@ async function main(): Promise<void> {
   const med = (xs: number[]): number => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
   const direct = med(results.map((r) => r.direct));
   const traced = med(results.map((r) => r.traced));
-  console.log(JSON.stringify({ calls: N, directNsPerCall: Math.round(direct), tracedNsPerCall: Math.round(traced), overheadNsPerSpan: Math.round(traced - direct) }));
+  console.log(
+    JSON.stringify({ calls: N, directNsPerCall: Math.round(direct), tracedNsPerCall: Math.round(traced), overheadNsPerSpan: Math.round(traced - direct) }),
+  );
 }
 
 void main();

@@ -109,14 +109,16 @@ async function oneStart(rt: BenchRuntime, name: string, image: string, range: nu
   try {
     podId = (await timed('RunPodSandbox', () => rpc.runPodSandbox({ config }, CALL))).podSandboxId;
     const pid = podId;
-    const containerId = (await timed('CreateContainer', () => rpc.createContainer({ podSandboxId: pid, config: cconfig, sandboxConfig: config }, CALL))).containerId;
+    const containerId = (await timed('CreateContainer', () => rpc.createContainer({ podSandboxId: pid, config: cconfig, sandboxConfig: config }, CALL)))
+      .containerId;
     await timed('StartContainer', () => rpc.startContainer({ containerId }, CALL));
     const diskBytes = du(root) - before;
     const info = (await rpc.containerStatus({ containerId, verbose: true }, CALL)).info.info;
     const cpid = Number((JSON.parse(info ?? '{}') as { pid?: number }).pid);
     if (!(cpid > 0)) throw new Error(`${rt.label}: no container pid in verbose info`);
     const ownUserns = readlinkSync(`/proc/${cpid}/ns/user`) !== readlinkSync('/proc/self/ns/user');
-    if (ownUserns && !readFileSync(`/proc/${cpid}/uid_map`, 'utf8').includes(String(range * RANGE))) throw new Error(`${rt.label}: the container's uid_map is not the pod's`);
+    if (ownUserns && !readFileSync(`/proc/${cpid}/uid_map`, 'utf8').includes(String(range * RANGE)))
+      throw new Error(`${rt.label}: the container's uid_map is not the pod's`);
     return { ms: ms as Record<Step, number>, diskBytes, ownUserns };
   } finally {
     if (podId !== undefined) {
@@ -198,7 +200,9 @@ export async function runUsernsBench(o: UsernsBenchOptions): Promise<UsernsBench
         try {
           const s = await oneStart(rt, `userns-${v}-${run}`, pushed.ref, range++, logRoot);
           if (run >= warmup) samples.get(v)!.push(s);
-          log(`userns: ${v} run ${run + 1}${run < warmup ? ' (warm-up)' : ''}: ${STEPS.map((st) => `${st} ${fmtMs(s.ms[st])}`).join(', ')} ms; +${(s.diskBytes / 2 ** 20).toFixed(1)} MiB; own userns ${s.ownUserns}`);
+          log(
+            `userns: ${v} run ${run + 1}${run < warmup ? ' (warm-up)' : ''}: ${STEPS.map((st) => `${st} ${fmtMs(s.ms[st])}`).join(', ')} ms; +${(s.diskBytes / 2 ** 20).toFixed(1)} MiB; own userns ${s.ownUserns}`,
+          );
         } catch (err) {
           const f = failed.get(v)!;
           f.n++;
@@ -257,7 +261,8 @@ berth-idmap: overlay over idmapped image layers; berth-copy: the ownership-shift
 Disk per pod: growth of the daemon's root from before RunPodSandbox to after StartContainer (du).
 
 ${reportLines(r).join('\n')}`;
-  const head = '| date (UTC) | commit | load | idmap Run+Create | copy Run+Create | containerd Run+Create | copy/idmap | disk idmap / copy (MiB) |\n|---|---|---|---|---|---|---|---|';
+  const head =
+    '| date (UTC) | commit | load | idmap Run+Create | copy Run+Create | containerd Run+Create | copy/idmap | disk idmap / copy (MiB) |\n|---|---|---|---|---|---|---|---|';
   const row = `| ${nowUtc()} | ${r.commit} | ${r.machine.load1.toFixed(2)}–${r.loadAtEnd.toFixed(2)} | ${fmtMs(s['berth-idmap']?.runCreate)} | ${fmtMs(s['berth-copy']?.runCreate)} | ${fmtMs(cd?.runCreate)} | ${fmtRatio(ratio(s['berth-copy']?.runCreate, s['berth-idmap']?.runCreate))} | ${s['berth-idmap']?.diskMiB?.toFixed(1) ?? 'n/a'} / ${s['berth-copy']?.diskMiB?.toFixed(1) ?? 'n/a'} |`;
   return writeSection(root, 'userns', body, head, row);
 }

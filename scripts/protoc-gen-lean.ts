@@ -22,7 +22,16 @@
  *
  * Run by `npm run gen` through buf: `local: [node, --import, tsx, scripts/protoc-gen-lean.ts]`.
  */
-import { createEcmaScriptPlugin, getComments, runNodeJs, safeIdentifier, type GeneratedFile, type ImportSymbol, type Printable, type Schema } from '@bufbuild/protoplugin';
+import {
+  createEcmaScriptPlugin,
+  getComments,
+  runNodeJs,
+  safeIdentifier,
+  type GeneratedFile,
+  type ImportSymbol,
+  type Printable,
+  type Schema,
+} from '@bufbuild/protoplugin';
 
 // Descriptor types as protoplugin hands them out. protoplugin pins its own copy of
 // @bufbuild/protobuf, so importing the types (or the ScalarType enum) from the top-level copy
@@ -33,7 +42,13 @@ type DescEnum = DescFile['enums'][number];
 type DescField = DescMessage['fields'][number];
 
 /** google.protobuf.FieldDescriptorProto.Type numbers (= protobuf-es ScalarType values). */
-const T_INT64 = 3, T_UINT64 = 4, T_INT32 = 5, T_BOOL = 8, T_STRING = 9, T_BYTES = 12, T_UINT32 = 13;
+const T_INT64 = 3,
+  T_UINT64 = 4,
+  T_INT32 = 5,
+  T_BOOL = 8,
+  T_STRING = 9,
+  T_BYTES = 12,
+  T_UINT32 = 13;
 /** google.protobuf.FeatureSet.FieldPresence.IMPLICIT: proto3's "no has-bit" fields, all pb.ts knows. */
 const IMPLICIT = 2;
 

@@ -141,7 +141,7 @@ export function readDirFd(fd: number): Dirent[] {
     const n = l.getdents64(fd, direntBuf, direntBuf.length);
     if (n < 0) throw fail('getdents64', `fd ${fd}`, l.errno());
     if (n === 0) return out;
-    for (let off = 0; off < n; ) {
+    for (let off = 0; off < n;) {
       const reclen = direntBuf.readUInt16LE(off + 16);
       const type = direntBuf.readUInt8(off + 18);
       const end = direntBuf.indexOf(0, off + 19);

@@ -10,7 +10,11 @@ const roots = which ? [`dist/test/${which}`] : ['dist/test/unit', 'dist/test/int
 const files = [];
 const walk = (dir) => {
   let entries;
-  try { entries = readdirSync(dir); } catch { return; }
+  try {
+    entries = readdirSync(dir);
+  } catch {
+    return;
+  }
   for (const e of entries.sort()) {
     const p = join(dir, e);
     if (statSync(p).isDirectory()) walk(p);

@@ -72,7 +72,12 @@ export function applyCdiEdits(spec: Spec, resolved: readonly ResolvedDevice[], h
       }
 
       (edits.deviceNodes ?? []).forEach((dn, i) => {
-        const dev = deviceFromNode(dn, host, (what) => fail('cdi.host_device', `deviceNodes[${i}]: ${what}`), (what) => fail('cdi.invalid_device', `deviceNodes[${i}]: ${what}`));
+        const dev = deviceFromNode(
+          dn,
+          host,
+          (what) => fail('cdi.host_device', `deviceNodes[${i}]: ${what}`),
+          (what) => fail('cdi.invalid_device', `deviceNodes[${i}]: ${what}`),
+        );
         const user = spec.process?.user;
         if (dev.uid === undefined && user && user.uid > 0) dev.uid = user.uid;
         if (dev.gid === undefined && user && user.gid > 0) dev.gid = user.gid;
@@ -93,14 +98,23 @@ export function applyCdiEdits(spec: Spec, resolved: readonly ResolvedDevice[], h
           mountsChanged = true;
         } else {
           if (userns && dev.type !== 'p' && host.statDevice(hostPath) === undefined) {
-            fail('cdi.host_device', `deviceNodes[${i}]: host device ${JSON.stringify(hostPath)} does not exist (in a user namespace runc binds device nodes from the host)`);
+            fail(
+              'cdi.host_device',
+              `deviceNodes[${i}]: host device ${JSON.stringify(hostPath)} does not exist (in a user namespace runc binds device nodes from the host)`,
+            );
           }
           devices.push(dev);
         }
         const perms = dn.permissions ?? '';
         if (dev.type !== 'p' && perms !== 'none') {
           const resources = (linux.resources ??= {});
-          (resources.devices ??= []).push({ allow: true, type: dev.type === 'b' ? 'b' : 'c', major: dev.major, minor: dev.minor, access: perms === '' ? 'rwm' : normalizeAccess(perms) });
+          (resources.devices ??= []).push({
+            allow: true,
+            type: dev.type === 'b' ? 'b' : 'c',
+            major: dev.major,
+            minor: dev.minor,
+            access: perms === '' ? 'rwm' : normalizeAccess(perms),
+          });
         }
       });
 
@@ -148,7 +162,10 @@ export function applyCdiEdits(spec: Spec, resolved: readonly ResolvedDevice[], h
   if (spec.process && env.length > 0) spec.process.env = env;
   if (mountsChanged && spec.mounts) {
     // Stable: mounts of equal depth keep their order, parents come before children.
-    spec.mounts = spec.mounts.map((m, i) => ({ m, i, d: depth(m.destination) })).sort((a, b) => a.d - b.d || a.i - b.i).map((x) => x.m);
+    spec.mounts = spec.mounts
+      .map((m, i) => ({ m, i, d: depth(m.destination) }))
+      .sort((a, b) => a.d - b.d || a.i - b.i)
+      .map((x) => x.m);
   }
 }
 

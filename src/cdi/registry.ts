@@ -144,7 +144,11 @@ export class CdiRegistry {
   }
 
   /** What the spec directories hold now (rescanned): for the log at start and `berth info`. */
-  async summary(): Promise<{ dirs: string[]; specs: { path: string; kind: string; version: string; devices: string[] }[]; errors: { path: string; error: string }[] }> {
+  async summary(): Promise<{
+    dirs: string[];
+    specs: { path: string; kind: string; version: string; devices: string[] }[];
+    errors: { path: string; error: string }[];
+  }> {
     const idx = await this.refresh();
     return {
       dirs: [...this.dirs],
@@ -179,10 +183,7 @@ export class CdiRegistry {
       // directory would win over it anyway.
       const blocker = idx.broken.find((b) => b.priority >= prio && (b.kind === undefined || b.kind === kind));
       if (blocker) {
-        throw errors.invalidArgument(
-          'cdi.invalid_spec',
-          `CDI device ${JSON.stringify(name)}: spec file ${blocker.path} cannot be used: ${blocker.message}`,
-        );
+        throw errors.invalidArgument('cdi.invalid_spec', `CDI device ${JSON.stringify(name)}: spec file ${blocker.path} cannot be used: ${blocker.message}`);
       }
       if (!defs) {
         const same = idx.specs.filter((s) => s.kind === kind);

@@ -186,8 +186,9 @@ export function parseSpecText(text: string, path: string, priority: number): Cdi
     if (doc.errors.length > 0) throw new SpecFileError(path, priority, `not valid YAML: ${doc.errors[0]!.message.split('\n')[0]}`, kindInText(text));
     raw = doc.toJS({ maxAliasCount: 100 });
   }
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) throw new SpecFileError(path, priority, 'not a CDI spec (expected an object with cdiVersion, kind and devices)');
-  const declaredKind = typeof (raw as { kind?: unknown }).kind === 'string' ? ((raw as { kind: string }).kind) : undefined;
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw))
+    throw new SpecFileError(path, priority, 'not a CDI spec (expected an object with cdiVersion, kind and devices)');
+  const declaredKind = typeof (raw as { kind?: unknown }).kind === 'string' ? (raw as { kind: string }).kind : undefined;
   const kindOk = declaredKind !== undefined && kindProblem(declaredKind) === undefined ? declaredKind : undefined;
   const fail = (msg: string): never => {
     throw new SpecFileError(path, priority, msg, kindOk);
@@ -195,18 +196,23 @@ export function parseSpecText(text: string, path: string, priority: number): Cdi
   const r = specSchema.safeParse(raw);
   if (!r.success) {
     const problems = r.error.issues.slice(0, 5).map((i) => {
-      if (i.code === 'unrecognized_keys') return `${issuePath(i.path)}: unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => JSON.stringify(k)).join(', ')}`;
+      if (i.code === 'unrecognized_keys')
+        return `${issuePath(i.path)}: unknown field${i.keys.length > 1 ? 's' : ''} ${i.keys.map((k) => JSON.stringify(k)).join(', ')}`;
       return `${issuePath(i.path)}: ${i.message}`;
     });
     fail(problems.join('; '));
   }
   const data = r.data!;
   const version = data.cdiVersion.replace(/^v/, '');
-  if (!(CDI_VERSIONS as readonly string[]).includes(version)) fail(`cdiVersion: ${JSON.stringify(data.cdiVersion)} is not a CDI spec version berth knows (${CDI_VERSIONS[0]} to ${CDI_VERSIONS[CDI_VERSIONS.length - 1]})`);
+  if (!(CDI_VERSIONS as readonly string[]).includes(version))
+    fail(
+      `cdiVersion: ${JSON.stringify(data.cdiVersion)} is not a CDI spec version berth knows (${CDI_VERSIONS[0]} to ${CDI_VERSIONS[CDI_VERSIONS.length - 1]})`,
+    );
   const kp = kindProblem(data.kind);
   if (kp) fail(`kind: ${kp}`);
   const need = requiredVersion(data);
-  if (CDI_VERSIONS.indexOf(need) > CDI_VERSIONS.indexOf(version as CdiVersion)) fail(`cdiVersion: the fields used need at least ${need}, the file declares ${data.cdiVersion}`);
+  if (CDI_VERSIONS.indexOf(need) > CDI_VERSIONS.indexOf(version as CdiVersion))
+    fail(`cdiVersion: the fields used need at least ${need}, the file declares ${data.cdiVersion}`);
   const devices = new Map<string, CdiDevice>();
   data.devices.forEach((d, i) => {
     const p = deviceNameProblem(d.name);
@@ -217,5 +223,14 @@ export function parseSpecText(text: string, path: string, priority: number): Cdi
   });
   if (devices.size === 0) fail('devices: a spec must define at least one device');
   const k = splitKind(data.kind)!;
-  return { path, priority, kind: data.kind, vendor: k.vendor, class: k.class, version: version as CdiVersion, containerEdits: data.containerEdits ?? {}, devices };
+  return {
+    path,
+    priority,
+    kind: data.kind,
+    vendor: k.vendor,
+    class: k.class,
+    version: version as CdiVersion,
+    containerEdits: data.containerEdits ?? {},
+    devices,
+  };
 }

@@ -28,7 +28,7 @@ export const attach: Verb = {
     '  -i, --interactive   send standard input (the container must have been created with stdin)',
     '  -t, --tty           the container has a terminal: raw mode here, resize follows the window',
     '',
-    'Exits with the container\'s exit code when the container ends the session.',
+    "Exits with the container's exit code when the container ends the session.",
   ].join('\n'),
   rawArgs: true,
   async run(args, ctx) {

@@ -91,7 +91,18 @@ export function shortId(id: string): string {
  */
 export function describeError(err: unknown): string {
   const e = err as { code?: number; details?: string; message?: string; metadata?: { get(key: string): unknown[] } };
-  const names: Record<number, string> = { 3: 'InvalidArgument', 5: 'NotFound', 6: 'AlreadyExists', 9: 'FailedPrecondition', 12: 'Unimplemented', 13: 'Internal', 14: 'Unavailable', 16: 'Unauthenticated', 4: 'DeadlineExceeded', 7: 'PermissionDenied' };
+  const names: Record<number, string> = {
+    3: 'InvalidArgument',
+    5: 'NotFound',
+    6: 'AlreadyExists',
+    9: 'FailedPrecondition',
+    12: 'Unimplemented',
+    13: 'Internal',
+    14: 'Unavailable',
+    16: 'Unauthenticated',
+    4: 'DeadlineExceeded',
+    7: 'PermissionDenied',
+  };
   if (typeof e?.code === 'number' && e.details !== undefined) {
     const code = typeof e.metadata?.get === 'function' ? e.metadata.get(ERROR_CODE_TRAILER)[0] : undefined;
     const tag = typeof code === 'string' && code !== '' ? ` [${code}]` : '';

@@ -42,7 +42,9 @@ export function podConfigFromText(text: string, source: string): PodSandboxConfi
 function envValuesAsBytes(obj: JsonValue): JsonValue {
   if (obj === null || typeof obj !== 'object' || Array.isArray(obj) || !Array.isArray(obj.envs)) return obj;
   const envs = obj.envs.map((e) =>
-    e !== null && typeof e === 'object' && !Array.isArray(e) && typeof e.value === 'string' ? { ...e, value: Buffer.from(e.value, 'utf8').toString('base64') } : e,
+    e !== null && typeof e === 'object' && !Array.isArray(e) && typeof e.value === 'string'
+      ? { ...e, value: Buffer.from(e.value, 'utf8').toString('base64') }
+      : e,
   );
   return { ...obj, envs };
 }

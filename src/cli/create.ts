@@ -10,7 +10,7 @@ export const create: Verb = {
   usage: [
     'berth create [--no-pull] POD CONTAINER.json|yaml POD.json|yaml',
     '',
-    'POD is the pod\'s id, id prefix or name; POD.json is the config the pod was run with (the',
+    "POD is the pod's id, id prefix or name; POD.json is the config the pod was run with (the",
     'CRI wants it again). The image is pulled first unless present (--no-pull: never). Prints',
     'the container id.',
   ].join('\n'),

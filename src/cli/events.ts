@@ -20,13 +20,20 @@ export function eventLine(e: ContainerEventResponse): string {
   if (c?.metadata?.name) parts.push(`name=${c.metadata.name}`);
   if (c) parts.push(`state=${containerStateName(c.state)}`);
   if (c && e.containerEventType === ContainerEventType.CONTAINER_STOPPED_EVENT) parts.push(`exit=${c.exitCode}${c.reason ? ` reason=${c.reason}` : ''}`);
-  if (pod) parts.push(`pod=${truncId(pod.id)}`, ...(pod.metadata?.name ? [`pod-name=${pod.metadata.namespace}/${pod.metadata.name}`] : []), `pod-state=${podStateName(pod.state)}`);
+  if (pod)
+    parts.push(
+      `pod=${truncId(pod.id)}`,
+      ...(pod.metadata?.name ? [`pod-name=${pod.metadata.namespace}/${pod.metadata.name}`] : []),
+      `pod-state=${podStateName(pod.state)}`,
+    );
   return parts.join(' ');
 }
 
 /** JSON lines: compact, bigints as numbers. */
 export function eventJson(e: ContainerEventResponse): string {
-  return JSON.stringify(e, (k, v: unknown) => (k === '$typeName' ? undefined : typeof v === 'bigint' ? Number(v) : v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v));
+  return JSON.stringify(e, (k, v: unknown) =>
+    k === '$typeName' ? undefined : typeof v === 'bigint' ? Number(v) : v instanceof Uint8Array ? Buffer.from(v).toString('base64') : v,
+  );
 }
 
 export const events: Verb = {

@@ -39,7 +39,12 @@ export const exec: Verb = {
   ].join('\n'),
   rawArgs: true,
   async run(args, ctx) {
-    const { flags, positionals } = verbArgs(args, { interactive: { type: 'boolean', short: 'i' }, tty: { type: 'boolean', short: 't' }, timeout: { type: 'string' } }, ctx, { stopAtPositional: true });
+    const { flags, positionals } = verbArgs(
+      args,
+      { interactive: { type: 'boolean', short: 'i' }, tty: { type: 'boolean', short: 't' }, timeout: { type: 'string' } },
+      ctx,
+      { stopAtPositional: true },
+    );
     if (positionals.length < 2) throw new UsageError('exec takes CONTAINER CMD [ARGS...]');
     const [ref, ...cmd] = positionals as [string, ...string[]];
     const containerId = await resolveContainerId(ctx, ref);

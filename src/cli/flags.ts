@@ -112,7 +112,8 @@ export function parseFlags<S extends FlagSpec>(args: readonly string[], spec: S,
       break;
     }
   }
-  if (output !== undefined && !['table', 'json', 'yaml'].includes(output)) throw new UsageError(`-o: unknown output format ${JSON.stringify(output)} (table, json, yaml)`);
+  if (output !== undefined && !['table', 'json', 'yaml'].includes(output))
+    throw new UsageError(`-o: unknown output format ${JSON.stringify(output)} (table, json, yaml)`);
   return { flags: values as FlagValues<S>, positionals, output };
 }
 

@@ -32,13 +32,21 @@ export function podStateName(s: PodSandboxState): string {
 /** Parses a --state filter for containers (created, running, exited, unknown; any case). */
 export function parseContainerState(s: string): ContainerState | undefined {
   const k = s.toLowerCase().replace(/^container_/, '');
-  const m: Record<string, ContainerState> = { created: ContainerState.CONTAINER_CREATED, running: ContainerState.CONTAINER_RUNNING, exited: ContainerState.CONTAINER_EXITED, unknown: ContainerState.CONTAINER_UNKNOWN };
+  const m: Record<string, ContainerState> = {
+    created: ContainerState.CONTAINER_CREATED,
+    running: ContainerState.CONTAINER_RUNNING,
+    exited: ContainerState.CONTAINER_EXITED,
+    unknown: ContainerState.CONTAINER_UNKNOWN,
+  };
   return m[k];
 }
 
 /** Parses a --state filter for pods (ready, notready; any case). */
 export function parsePodState(s: string): PodSandboxState | undefined {
-  const k = s.toLowerCase().replace(/^sandbox_/, '').replace(/[-_]/g, '');
+  const k = s
+    .toLowerCase()
+    .replace(/^sandbox_/, '')
+    .replace(/[-_]/g, '');
   if (k === 'ready') return PodSandboxState.SANDBOX_READY;
   if (k === 'notready') return PodSandboxState.SANDBOX_NOTREADY;
   return undefined;

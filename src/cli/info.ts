@@ -18,14 +18,23 @@ export const info: Verb = {
       ctx.out(toJson({ status: res.status, cgroupDriver: driver, runtimeHandlers: res.runtimeHandlers, features: res.features, info }));
       return 0;
     }
-    ctx.out(table(['CONDITION', 'STATUS', 'REASON', 'MESSAGE'], (res.status?.conditions ?? []).map((c) => [c.type, String(c.status), c.reason, c.message])));
+    ctx.out(
+      table(
+        ['CONDITION', 'STATUS', 'REASON', 'MESSAGE'],
+        (res.status?.conditions ?? []).map((c) => [c.type, String(c.status), c.reason, c.message]),
+      ),
+    );
     ctx.out(`cgroup driver: ${driver} (RuntimeConfig; kubelet's cgroupDriver must match)`);
     if (res.runtimeHandlers.length > 0) {
       ctx.out('');
       ctx.out(
         table(
           ['HANDLER', 'RECURSIVE_READ_ONLY', 'USER_NAMESPACES'],
-          res.runtimeHandlers.map((h) => [h.name === '' ? '(default)' : h.name, String(h.features?.recursiveReadOnlyMounts ?? false), String(h.features?.userNamespaces ?? false)]),
+          res.runtimeHandlers.map((h) => [
+            h.name === '' ? '(default)' : h.name,
+            String(h.features?.recursiveReadOnlyMounts ?? false),
+            String(h.features?.userNamespaces ?? false),
+          ]),
         ),
       );
     }

@@ -7,7 +7,7 @@ import { resolveContainerId } from './resolve.js';
 import { verbArgs } from './verb-args.js';
 
 export const logs: Verb = {
-  summary: 'Print (and follow) a container\'s logs',
+  summary: "Print (and follow) a container's logs",
   usage: [
     'berth logs [-f] [--tail N] [-t|--timestamps] CONTAINER',
     '',
@@ -15,12 +15,16 @@ export const logs: Verb = {
     '      --tail N       only the last N lines',
     '  -t, --timestamps   prefix each line with its RFC3339Nano time',
     '',
-    'stdout lines go to stdout, stderr lines to stderr. Reads the file named by the container\'s',
+    "stdout lines go to stdout, stderr lines to stderr. Reads the file named by the container's",
     'log path, so run it on the node, as root.',
   ].join('\n'),
   rawArgs: true,
   async run(args, ctx) {
-    const { flags, positionals } = verbArgs(args, { follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' }, timestamps: { type: 'boolean', short: 't' } }, ctx);
+    const { flags, positionals } = verbArgs(
+      args,
+      { follow: { type: 'boolean', short: 'f' }, tail: { type: 'string' }, timestamps: { type: 'boolean', short: 't' } },
+      ctx,
+    );
     if (positionals.length !== 1) throw new UsageError('logs takes exactly one CONTAINER');
     const tail = flags.tail === undefined || flags.tail === '-1' ? undefined : intFlag(flags.tail, '--tail', 0);
     const id = await resolveContainerId(ctx, positionals[0]!);
@@ -35,7 +39,8 @@ export const logs: Verb = {
     try {
       read = readLog(st.logPath);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !flags.follow) throw new Error(`cannot read log file ${st.logPath}: ${(err as Error).message}`, { cause: err });
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || !flags.follow)
+        throw new Error(`cannot read log file ${st.logPath}: ${(err as Error).message}`, { cause: err });
       read = { lines: [], size: 0, asm: new CriLogAssembler() };
     }
     for (const l of lastLines(read.lines, tail)) print(l);

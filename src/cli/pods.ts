@@ -25,7 +25,15 @@ export function filterPods(items: readonly PodSandbox[], f: PodFilter): PodSandb
 export function podsTable(items: readonly PodSandbox[], nowMs: number = Date.now()): string {
   return table(
     ['POD ID', 'CREATED', 'STATE', 'NAME', 'NAMESPACE', 'ATTEMPT', 'RUNTIME'],
-    items.map((p) => [truncId(p.id), ago(p.createdAt, nowMs), podStateName(p.state), p.metadata?.name ?? '', p.metadata?.namespace ?? '', String(p.metadata?.attempt ?? 0), p.runtimeHandler || '(default)']),
+    items.map((p) => [
+      truncId(p.id),
+      ago(p.createdAt, nowMs),
+      podStateName(p.state),
+      p.metadata?.name ?? '',
+      p.metadata?.namespace ?? '',
+      String(p.metadata?.attempt ?? 0),
+      p.runtimeHandler || '(default)',
+    ]),
   );
 }
 
@@ -45,7 +53,14 @@ export const pods: Verb = {
   async run(args, ctx) {
     const { flags, positionals } = verbArgs(
       args,
-      { name: { type: 'string' }, namespace: { type: 'string' }, state: { type: 'string' }, label: { type: 'strings', short: 'l' }, id: { type: 'string' }, quiet: { type: 'boolean', short: 'q' } },
+      {
+        name: { type: 'string' },
+        namespace: { type: 'string' },
+        state: { type: 'string' },
+        label: { type: 'strings', short: 'l' },
+        id: { type: 'string' },
+        quiet: { type: 'boolean', short: 'q' },
+      },
       ctx,
     );
     if (positionals.length > 0) throw new UsageError(`pods takes no arguments (got ${JSON.stringify(positionals[0])})`);

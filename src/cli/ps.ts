@@ -27,7 +27,15 @@ export function filterContainers(items: readonly Container[], f: ContainerListFi
 export function containersTable(items: readonly Container[], nowMs: number = Date.now()): string {
   return table(
     ['CONTAINER', 'IMAGE', 'CREATED', 'STATE', 'NAME', 'ATTEMPT', 'POD ID'],
-    items.map((c) => [truncId(c.id), shortImage(c.image?.image || c.imageRef), ago(c.createdAt, nowMs), containerStateName(c.state), c.metadata?.name ?? '', String(c.metadata?.attempt ?? 0), truncId(c.podSandboxId)]),
+    items.map((c) => [
+      truncId(c.id),
+      shortImage(c.image?.image || c.imageRef),
+      ago(c.createdAt, nowMs),
+      containerStateName(c.state),
+      c.metadata?.name ?? '',
+      String(c.metadata?.attempt ?? 0),
+      truncId(c.podSandboxId),
+    ]),
   );
 }
 

@@ -65,7 +65,9 @@ export const pull: Verb = {
     const secs = Number(last.elapsedMs) / 1000;
     const fetched = last.layers.filter((l) => l.status !== 'exists').reduce((a, l) => a + Number(l.size), 0);
     if (!values.quiet) {
-      ctx.out(`pulled ${image}: ${last.layers.length} layers, ${humanBytes(total)} (${humanBytes(fetched)} fetched) in ${secs.toFixed(2)}s${secs > 0 ? `, ${humanBytes(fetched / secs)}/s` : ''}`);
+      ctx.out(
+        `pulled ${image}: ${last.layers.length} layers, ${humanBytes(total)} (${humanBytes(fetched)} fetched) in ${secs.toFixed(2)}s${secs > 0 ? `, ${humanBytes(fetched / secs)}/s` : ''}`,
+      );
     }
     ctx.out(`Image is up to date for ${last.imageId}`);
     return 0;

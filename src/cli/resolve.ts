@@ -20,7 +20,8 @@ export function pickByRef<T extends Named>(items: readonly T[], ref: string, wha
   if (exact) return exact;
   const byPrefix = items.filter((i) => i.id.startsWith(ref));
   if (byPrefix.length === 1) return byPrefix[0]!;
-  if (byPrefix.length > 1) throw new AmbiguousRefError(`${what} id prefix ${JSON.stringify(ref)} is ambiguous: ${byPrefix.map((i) => i.id.slice(0, 13)).join(', ')}`);
+  if (byPrefix.length > 1)
+    throw new AmbiguousRefError(`${what} id prefix ${JSON.stringify(ref)} is ambiguous: ${byPrefix.map((i) => i.id.slice(0, 13)).join(', ')}`);
   const byName = items.filter((i) => i.metadata?.name === ref).sort((a, b) => (b.createdAt > a.createdAt ? 1 : b.createdAt < a.createdAt ? -1 : 0));
   return byName[0];
 }

@@ -50,7 +50,10 @@ export function parsePortFlag(spec: string): PortMapping {
   if (!m) throw new UsageError(`--port ${spec}: expected HOST_PORT:CONTAINER_PORT[/tcp|udp], optionally prefixed with IP:`);
   const hostPort = Number(m[2]);
   const containerPort = Number(m[3]);
-  for (const [p, what] of [[hostPort, 'host port'], [containerPort, 'container port']] as const) {
+  for (const [p, what] of [
+    [hostPort, 'host port'],
+    [containerPort, 'container port'],
+  ] as const) {
     if (p < 1 || p > 65535) throw new UsageError(`--port ${spec}: ${what} ${p} is out of range 1-65535`);
   }
   return create(PortMappingSchema, { protocol, hostPort, containerPort, hostIp: m[1]?.replace(/^\[|\]$/g, '') ?? '' });
@@ -65,7 +68,8 @@ export function parseEnvFlag(kv: string): { key: string; value: string } {
 }
 
 export function buildRunConfigs(o: RunOptions): { pod: PodSandboxConfig; container: ContainerConfig } {
-  if (!DNS_LABEL.test(o.name)) throw new UsageError(`--name ${JSON.stringify(o.name)}: must be a DNS label (lowercase letters, digits, '-', at most 63 characters)`);
+  if (!DNS_LABEL.test(o.name))
+    throw new UsageError(`--name ${JSON.stringify(o.name)}: must be a DNS label (lowercase letters, digits, '-', at most 63 characters)`);
   if (!DNS_LABEL.test(o.namespace)) throw new UsageError(`--namespace ${JSON.stringify(o.namespace)}: must be a DNS label`);
   if (!o.image) throw new UsageError('run needs an IMAGE');
   const uid = o.uid ?? randomUUID();
@@ -77,7 +81,9 @@ export function buildRunConfigs(o: RunOptions): { pod: PodSandboxConfig; contain
     portMappings,
     labels: { ...o.labels, 'io.berth.run': 'true' },
     linux: {
-      securityContext: { namespaceOptions: { network: o.hostNetwork ? NamespaceMode.NODE : NamespaceMode.POD, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD } },
+      securityContext: {
+        namespaceOptions: { network: o.hostNetwork ? NamespaceMode.NODE : NamespaceMode.POD, pid: NamespaceMode.CONTAINER, ipc: NamespaceMode.POD },
+      },
     },
   });
   const container = create(ContainerConfigSchema, {

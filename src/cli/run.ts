@@ -31,7 +31,12 @@ const FLAGS = {
   tty: { type: 'boolean', short: 't' },
 } as const;
 
-async function runBoth(ctx: CliContext, pod: PodSandboxConfig, container: ContainerConfig, o: { runtime?: string; noPull: boolean }): Promise<{ podId: string; containerId: string }> {
+async function runBoth(
+  ctx: CliContext,
+  pod: PodSandboxConfig,
+  container: ContainerConfig,
+  o: { runtime?: string; noPull: boolean },
+): Promise<{ podId: string; containerId: string }> {
   const rt = ctx.cri().runtime;
   const image = container.image?.image;
   if (!image) throw new UsageError('the container config has no image.image');
@@ -60,9 +65,9 @@ export const run: Verb = {
     '  --name NAME         pod and container name (a DNS label)',
     '  --namespace NS      the pod\'s Kubernetes namespace (default "default")',
     '  -p, --port SPEC     publish a container port on the node (repeatable)',
-    '  -e, --env K=V       environment variable (repeatable; K alone takes berth\'s own value)',
-    '  --host-network      share the node\'s network namespace',
-    '  --entrypoint CMD    replace the image\'s entrypoint; ARGS replace its command',
+    "  -e, --env K=V       environment variable (repeatable; K alone takes berth's own value)",
+    "  --host-network      share the node's network namespace",
+    "  --entrypoint CMD    replace the image's entrypoint; ARGS replace its command",
     '  --log-dir DIR       pod log directory (default /var/log/pods/NS_NAME_UID)',
     '  --no-pull           do not pull the image when it is absent',
     '  -i, -t              keep stdin open / allocate a terminal, and attach after starting',

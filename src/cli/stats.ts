@@ -75,10 +75,15 @@ export const stats: Verb = {
   ].join('\n'),
   rawArgs: true,
   async run(args, ctx) {
-    const { flags, positionals } = verbArgs(args, { pods: { type: 'boolean' }, pod: { type: 'string', short: 'p' }, label: { type: 'strings', short: 'l' }, interval: { type: 'string' } }, ctx);
+    const { flags, positionals } = verbArgs(
+      args,
+      { pods: { type: 'boolean' }, pod: { type: 'string', short: 'p' }, label: { type: 'strings', short: 'l' }, interval: { type: 'string' } },
+      ctx,
+    );
     if (positionals.length > 1) throw new UsageError('stats takes at most one CONTAINER (or POD with --pods)');
     const interval = flags.interval === undefined ? 1 : Number(flags.interval);
-    if (!Number.isFinite(interval) || interval <= 0 || interval > 60) throw new UsageError(`--interval ${JSON.stringify(flags.interval)}: expected seconds in (0, 60]`);
+    if (!Number.isFinite(interval) || interval <= 0 || interval > 60)
+      throw new UsageError(`--interval ${JSON.stringify(flags.interval)}: expected seconds in (0, 60]`);
     const labelSelector = keyValues(flags.label, '--label');
     const rt = ctx.cri().runtime;
     const sleep = () => new Promise((r) => setTimeout(r, interval * 1000));

@@ -16,7 +16,7 @@ export function toView(s: Pick<Span, 'name' | 'startUnixNano' | 'durationNano' |
 }
 
 export const trace: Verb = {
-  summary: 'Show a pod\'s startup as a waterfall',
+  summary: "Show a pod's startup as a waterfall",
   usage: [
     'berth trace [-w|--width N] [-o json] POD',
     '',
@@ -32,7 +32,10 @@ export const trace: Verb = {
     const res = await client.trace({ podSandboxId });
     const spans = res.spans.map(toView);
     if (wantsDocument(ctx)) {
-      emitDocument(ctx, { podSandboxId, spans: spans.map((s) => ({ name: s.name, startUnixNano: s.startNs.toString(), durationNano: s.durationNs.toString(), error: s.error, attrs: s.attrs })) });
+      emitDocument(ctx, {
+        podSandboxId,
+        spans: spans.map((s) => ({ name: s.name, startUnixNano: s.startNs.toString(), durationNano: s.durationNs.toString(), error: s.error, attrs: s.attrs })),
+      });
       return 0;
     }
     const width = flags.width ? Number(flags.width) : (process.stdout.columns ?? 100);

@@ -8,7 +8,10 @@ export const version: Verb = {
   async run(_args, ctx) {
     const v = await ctx.cri().runtime.version({});
     if (ctx.output === 'json') ctx.out(toJson({ client: BERTH_VERSION, runtime: v }));
-    else ctx.out(`Client:          berth ${BERTH_VERSION}\nRuntimeName:     ${v.runtimeName}\nRuntimeVersion:  ${v.runtimeVersion}\nRuntimeApiVersion: ${v.runtimeApiVersion}`);
+    else
+      ctx.out(
+        `Client:          berth ${BERTH_VERSION}\nRuntimeName:     ${v.runtimeName}\nRuntimeVersion:  ${v.runtimeVersion}\nRuntimeApiVersion: ${v.runtimeApiVersion}`,
+      );
     return 0;
   },
 };

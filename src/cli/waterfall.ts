@@ -23,7 +23,9 @@ export function formatDuration(ns: bigint | number): string {
 
 /** Parents (longer, earlier) before their children; otherwise by start. */
 export function sortSpans(spans: readonly TraceSpanView[]): TraceSpanView[] {
-  return [...spans].sort((a, b) => (a.startNs !== b.startNs ? (a.startNs < b.startNs ? -1 : 1) : a.durationNs > b.durationNs ? -1 : a.durationNs < b.durationNs ? 1 : 0));
+  return [...spans].sort((a, b) =>
+    a.startNs !== b.startNs ? (a.startNs < b.startNs ? -1 : 1) : a.durationNs > b.durationNs ? -1 : a.durationNs < b.durationNs ? 1 : 0,
+  );
 }
 
 const MIN_BAR = 10;

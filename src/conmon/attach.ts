@@ -67,7 +67,9 @@ function connectSeqpacket(path: string): net.Socket {
   if (s.connect(fd, addr, addr.length) !== 0) {
     const e = s.errno();
     s.close(fd);
-    const err = new Error(`attach socket ${path}: connect: errno ${e}${e === 2 ? ' (no such socket)' : e === 111 ? ' (connection refused)' : ''}`) as NodeJS.ErrnoException;
+    const err = new Error(
+      `attach socket ${path}: connect: errno ${e}${e === 2 ? ' (no such socket)' : e === 111 ? ' (connection refused)' : ''}`,
+    ) as NodeJS.ErrnoException;
     err.errno = e;
     throw err;
   }
@@ -110,7 +112,6 @@ export class AttachSession {
     });
     sock.on('close', finish);
     sock.on('error', finish);
-
   }
 
   /** Connects (a local unix socket: immediate, or an error naming the path). */

@@ -96,7 +96,10 @@ async function recoverSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord
 /** A pod held only by pinned namespaces stays READY while they (and its state dir) exist. */
 async function recoverPauselessSandbox(ctx: RuntimeContext, ns: string, sb: SandboxRecord): Promise<void> {
   if (sb.state !== 'ready') return;
-  const stateDirThere = await access(sandboxPaths(ctx.settings, sb.id).stateDir).then(() => true, () => false);
+  const stateDirThere = await access(sandboxPaths(ctx.settings, sb.id).stateDir).then(
+    () => true,
+    () => false,
+  );
   if (stateDirThere && (await ctx.pods.alive(sb.pins ?? {}))) return;
   ctx.log.warn('recovery: pod sandbox is no longer ready', { id: sb.id, reason: 'its pinned namespaces are gone' });
   ctx.sandboxes.update(ns, sb.id, (r) => {
@@ -218,7 +221,9 @@ async function sweepOrphans(ctx: RuntimeContext): Promise<void> {
     const owner = SNAPSHOT_OWNER_LABELS.map((l) => info.labels?.[l]).find((v) => v !== undefined);
     if (owner === undefined || owned(owner)) continue;
     ctx.log.warn('recovery: removing a rootfs snapshot no record claims', { key: info.key, owner });
-    await removeRootfsSnapshot(ctx, info.key).catch((err: unknown) => ctx.log.warn('recovery: orphan snapshot removal failed', { key: info.key, error: (err as Error).message }));
+    await removeRootfsSnapshot(ctx, info.key).catch((err: unknown) =>
+      ctx.log.warn('recovery: orphan snapshot removal failed', { key: info.key, error: (err as Error).message }),
+    );
   }
   for (const [dir, remove] of [
     [containerStateDir(ctx, ''), (p: string) => rm(p, { recursive: true, force: true })],
@@ -228,7 +233,9 @@ async function sweepOrphans(ctx: RuntimeContext): Promise<void> {
     for (const id of entries) {
       if (containerIds.has(id) || !/^[0-9a-f]{64}$/.test(id)) continue;
       ctx.log.warn('recovery: removing the dir of a container that has no record', { path: join(dir, id) });
-      await remove(join(dir, id)).catch((err: unknown) => ctx.log.warn('recovery: orphan dir removal failed', { path: join(dir, id), error: (err as Error).message }));
+      await remove(join(dir, id)).catch((err: unknown) =>
+        ctx.log.warn('recovery: orphan dir removal failed', { path: join(dir, id), error: (err as Error).message }),
+      );
     }
   }
 }

@@ -33,21 +33,32 @@ export interface StatusDeps {
 }
 
 export function runtimeHandlerList(f: StatusFeatures): Array<{ name: string; features: HandlerFeatureView }> {
-  const view = (h: HandlerFeatureView | undefined) => ({ recursiveReadOnlyMounts: h?.recursiveReadOnlyMounts ?? false, userNamespaces: h?.userNamespaces ?? false });
+  const view = (h: HandlerFeatureView | undefined) => ({
+    recursiveReadOnlyMounts: h?.recursiveReadOnlyMounts ?? false,
+    userNamespaces: h?.userNamespaces ?? false,
+  });
   const named = Object.keys(f.handlers)
     .sort()
     .map((name) => ({ name, features: view(f.handlers[name]) }));
   return [{ name: '', features: view(f.handlers[f.defaultHandler]) }, ...named];
 }
 
-export const status = (deps: StatusDeps): NonNullable<RuntimeHandlers['status']> => async (req) => {
-  const [rt, net] = await Promise.all([deps.runtimeCondition(), deps.networkCondition()]);
-  const cond = (type: string, c: Condition) => ({ type, status: c.ready, reason: c.reason ?? '', message: c.message ?? '' });
-  const f = deps.features;
-  return {
-    status: { conditions: [cond('RuntimeReady', rt), cond('NetworkReady', net)] },
-    info: req.verbose && deps.info ? await deps.info() : {},
-    runtimeHandlers: f ? runtimeHandlerList(f) : [],
-    features: f ? { supplementalGroupsPolicy: f.supplementalGroupsPolicy, userNamespacesHostNetwork: f.userNamespacesHostNetwork, mountOptions: f.mountOptions ?? false } : undefined,
+export const status =
+  (deps: StatusDeps): NonNullable<RuntimeHandlers['status']> =>
+  async (req) => {
+    const [rt, net] = await Promise.all([deps.runtimeCondition(), deps.networkCondition()]);
+    const cond = (type: string, c: Condition) => ({ type, status: c.ready, reason: c.reason ?? '', message: c.message ?? '' });
+    const f = deps.features;
+    return {
+      status: { conditions: [cond('RuntimeReady', rt), cond('NetworkReady', net)] },
+      info: req.verbose && deps.info ? await deps.info() : {},
+      runtimeHandlers: f ? runtimeHandlerList(f) : [],
+      features: f
+        ? {
+            supplementalGroupsPolicy: f.supplementalGroupsPolicy,
+            userNamespacesHostNetwork: f.userNamespacesHostNetwork,
+            mountOptions: f.mountOptions ?? false,
+          }
+        : undefined,
+    };
   };
-};

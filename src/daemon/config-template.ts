@@ -85,7 +85,7 @@ export function renderDefaultConfig(): string {
     '# Runtime handlers (Kubernetes RuntimeClass handler names). "berth" always exists:',
     '# [runtimes.berth]',
     '# type = "io.containerd.berth.v1"      # berth-shim',
-    '# Another handler, run by Debian\'s containerd-shim-runc-v2:',
+    "# Another handler, run by Debian's containerd-shim-runc-v2:",
     '# [runtimes.runc]',
     '# type = "io.containerd.runc.v2"',
     '# binary = "/usr/bin/runc"             # the OCI runtime the shim runs',

@@ -29,7 +29,10 @@ const duration = z
   .refine((d) => Number.isFinite(parseDuration(d)), { message: 'must be a duration like "4h", "30s", "1h30m" or "0"' })
   .refine((d) => parseDuration(d) <= 2 ** 31 - 1, { message: 'must be at most 596h (timers hold 2^31-1 ms)' });
 
-const absPath = z.string().min(1).refine((p) => p.startsWith('/'), { message: 'must be an absolute path' });
+const absPath = z
+  .string()
+  .min(1)
+  .refine((p) => p.startsWith('/'), { message: 'must be an absolute path' });
 const endpoint = z
   .string()
   .url()
@@ -37,11 +40,23 @@ const endpoint = z
 
 const runtimeSchema = z
   .object({
-    type: z.string().default('io.containerd.berth.v1').describe('shim v2 runtime type: io.containerd.berth.v1 (berth-shim) or io.containerd.runc.v2 (containerd-shim-runc-v2)'),
+    type: z
+      .string()
+      .default('io.containerd.berth.v1')
+      .describe('shim v2 runtime type: io.containerd.berth.v1 (berth-shim) or io.containerd.runc.v2 (containerd-shim-runc-v2)'),
     binary: z.string().min(1).optional().describe('OCI runtime binary the shim runs (default runc)'),
-    shim: z.string().min(1).optional().describe('shim binary (default: berth-shim beside berthd for io.containerd.berth.v1, else derived from type and looked up on PATH)'),
+    shim: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('shim binary (default: berth-shim beside berthd for io.containerd.berth.v1, else derived from type and looked up on PATH)'),
     pod_annotations: z.array(z.string()).default([]).describe('annotations (prefixes) pods and containers may pass through to the OCI spec'),
-    container_annotations: z.array(z.string()).default([]).describe("container annotations ('*' globs) passed through to the container's OCI spec; no other container annotation is (runc acts on some, e.g. org.systemd.property.*)"),
+    container_annotations: z
+      .array(z.string())
+      .default([])
+      .describe(
+        "container annotations ('*' globs) passed through to the container's OCI spec; no other container annotation is (runc acts on some, e.g. org.systemd.property.*)",
+      ),
   })
   .strict();
 
@@ -76,13 +91,20 @@ export const configSchema = z
     userns_rootfs: z
       .enum(['auto', 'idmap', 'copy'])
       .default('auto')
-      .describe('rootfs of pods with a user namespace: idmap (overlay over idmapped image layers), copy (ownership-shifted image copy per mapping), auto (idmap where the start probe passes, else copy; a container the kernel refuses falls back to copy)'),
+      .describe(
+        'rootfs of pods with a user namespace: idmap (overlay over idmapped image layers), copy (ownership-shifted image copy per mapping), auto (idmap where the start probe passes, else copy; a container the kernel refuses falls back to copy)',
+      ),
     max_concurrent_downloads: z.number().int().min(1).max(64).default(4).describe('layer downloads in parallel per pull'),
     cni: z
       .object({
         bin_dirs: z.array(absPath).min(1).default(['/usr/lib/cni', '/opt/cni/bin']).describe('where CNI plugin binaries are looked up, in order'),
         conf_dir: absPath.default('/etc/cni/net.d').describe('CNI network configs (*.conflist, *.conf, *.json): the first by name is used'),
-        plugin_timeout: z.number().positive().max(3600).default(60).describe('seconds one CNI plugin exec may take; then its whole process group is killed and the call fails DeadlineExceeded'),
+        plugin_timeout: z
+          .number()
+          .positive()
+          .max(3600)
+          .default(60)
+          .describe('seconds one CNI plugin exec may take; then its whole process group is killed and the call fails DeadlineExceeded'),
       })
       .strict()
       .default({}),
@@ -96,7 +118,10 @@ export const configSchema = z
       .default({}),
     shim: z
       .object({
-        group: z.enum(['pod', 'node']).default('pod').describe('ignored (accepted so older config files still load): berth-shim is one process per node, conmon monitors each container'),
+        group: z
+          .enum(['pod', 'node'])
+          .default('pod')
+          .describe('ignored (accepted so older config files still load): berth-shim is one process per node, conmon monitors each container'),
       })
       .strict()
       .default({}),
@@ -109,7 +134,13 @@ export const configSchema = z
           .refine((d) => parseDuration(d) > 0, { message: 'must be more than 0' })
           .default('30s')
           .describe('how long a client has to open its streams after the upgrade (kubelet: 30s)'),
-        max_connections: z.number().int().min(1).max(65536).default(256).describe('exec/attach/port-forward sessions open at once; more are refused with HTTP 429'),
+        max_connections: z
+          .number()
+          .int()
+          .min(1)
+          .max(65536)
+          .default(256)
+          .describe('exec/attach/port-forward sessions open at once; more are refused with HTTP 429'),
         max_streams_per_connection: z
           .number()
           .int()

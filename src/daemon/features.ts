@@ -162,7 +162,9 @@ export async function probeIdmap(stateDir: string): Promise<true | string> {
     mkdirSync(target, { mode: 0o700 });
     idmapBind(src, target, userns.path);
     const st = statSync(join(target, 'f'));
-    return st.uid === PROBE_HOST_ID && st.gid === PROBE_HOST_ID ? true : `idmap probe: a root-owned file showed ${st.uid}:${st.gid} through the idmapped mount, not ${PROBE_HOST_ID}`;
+    return st.uid === PROBE_HOST_ID && st.gid === PROBE_HOST_ID
+      ? true
+      : `idmap probe: a root-owned file showed ${st.uid}:${st.gid} through the idmapped mount, not ${PROBE_HOST_ID}`;
   } catch (err) {
     return `idmapped mounts: ${(err as Error).message}`;
   } finally {
@@ -192,7 +194,10 @@ export async function probeIdmappedOverlay(layersDir: string, stateDir: string):
     writeFileSync(join(dir, 'lower', 'f'), 'lower');
     mkdirSync(staging, { mode: 0o700 });
     idmapBind(join(dir, 'lower'), staging, userns.path);
-    mountAll([{ type: 'overlay', source: 'overlay', options: [`lowerdir=${staging}`, `upperdir=${join(dir, 'upper')}`, `workdir=${join(dir, 'work')}`] }], merged);
+    mountAll(
+      [{ type: 'overlay', source: 'overlay', options: [`lowerdir=${staging}`, `upperdir=${join(dir, 'upper')}`, `workdir=${join(dir, 'work')}`] }],
+      merged,
+    );
     mounted = true;
     removeStaging([staging]);
     const st = statSync(join(merged, 'f'));
@@ -222,7 +227,12 @@ async function usernsConditions(stateDir: string): Promise<string | undefined> {
 }
 
 /** The userns rootfs way for config value `setting`, probing overlay over idmapped layers in `layersDir` unless `copy`. */
-async function usernsRootfsMode(setting: UsernsRootfsSetting, layersDir: string | undefined, stateDir: string, usernsRefused: string | undefined): Promise<FeatureReport['usernsRootfs']> {
+async function usernsRootfsMode(
+  setting: UsernsRootfsSetting,
+  layersDir: string | undefined,
+  stateDir: string,
+  usernsRefused: string | undefined,
+): Promise<FeatureReport['usernsRootfs']> {
   if (setting === 'copy') return { mode: 'copy', fallback: false, reason: 'userns_rootfs = "copy" in the config' };
   const probe = usernsRefused ?? (layersDir === undefined ? 'the snapshotter is not overlayfs' : await probeIdmappedOverlay(layersDir, stateDir));
   if (probe === true) return { mode: 'idmap', fallback: setting === 'auto' };
@@ -267,9 +277,17 @@ export async function probeFeatures(o: {
   // the host /sys instead of mounting sysfs (oci/mounts.ts); it needs what user namespaces need.
   const usernsRootfs = await usernsRootfsMode(o.usernsRootfs ?? 'auto', o.layersDir, o.stateDir, userns);
   const report: FeatureReport = { handlers, supplementalGroupsPolicy: true, userNamespacesHostNetwork: !userns, mountOptions: true, usernsRootfs };
-  o.log.info('runtime handler features', { handlers: Object.fromEntries(Object.entries(handlers).map(([k, v]) => [k, { rro: v.recursiveReadOnlyMounts, userns: v.userNamespaces, reasons: v.reasons }])) });
-  const rootfsLine = usernsRootfs.mode === 'idmap' ? 'user namespace rootfs: overlay over idmapped image layers' : 'user namespace rootfs: ownership-shifted image copy per (image, mapping)';
-  if (usernsRootfs.mode === 'idmap' && usernsRootfs.reason) o.log.error(`${rootfsLine} (userns_rootfs = "idmap"), but the probe failed: userns containers will fail`, { reason: usernsRootfs.reason });
+  o.log.info('runtime handler features', {
+    handlers: Object.fromEntries(
+      Object.entries(handlers).map(([k, v]) => [k, { rro: v.recursiveReadOnlyMounts, userns: v.userNamespaces, reasons: v.reasons }]),
+    ),
+  });
+  const rootfsLine =
+    usernsRootfs.mode === 'idmap'
+      ? 'user namespace rootfs: overlay over idmapped image layers'
+      : 'user namespace rootfs: ownership-shifted image copy per (image, mapping)';
+  if (usernsRootfs.mode === 'idmap' && usernsRootfs.reason)
+    o.log.error(`${rootfsLine} (userns_rootfs = "idmap"), but the probe failed: userns containers will fail`, { reason: usernsRootfs.reason });
   else o.log.info(rootfsLine, usernsRootfs.reason ? { reason: usernsRootfs.reason } : {});
   return report;
 }

@@ -17,7 +17,13 @@ const isPlainObject = (v: unknown): v is Record<string, unknown> => typeof v ===
 /** JSON with sorted object keys, so TOML key order is no change. */
 function canonical(v: unknown): string {
   return JSON.stringify(v, (_k, val: unknown) =>
-    isPlainObject(val) ? Object.fromEntries(Object.keys(val).sort().map((k) => [k, val[k]])) : val,
+    isPlainObject(val)
+      ? Object.fromEntries(
+          Object.keys(val)
+            .sort()
+            .map((k) => [k, val[k]]),
+        )
+      : val,
   );
 }
 

@@ -228,7 +228,14 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
   // Read the CDI spec files once now (the log names files that cannot be used); never fatal.
   await cdi
     .summary()
-    .then((cdi) => log.info('CDI spec directories read', { dirs: cdi.dirs, specs: cdi.specs.length, devices: cdi.specs.reduce((n, s) => n + s.devices.length, 0), unusable: cdi.errors.length }))
+    .then((cdi) =>
+      log.info('CDI spec directories read', {
+        dirs: cdi.dirs,
+        specs: cdi.specs.length,
+        devices: cdi.specs.reduce((n, s) => n + s.devices.length, 0),
+        unusable: cdi.errors.length,
+      }),
+    )
     .catch((err: unknown) => log.warn('reading the CDI spec directories failed; berthd goes on', { error: err }));
   watchTaskEvents(runtime);
   await recover(runtime, await tasks.init());

@@ -103,15 +103,14 @@ export function runtimeConfigFor(plugin: PluginConfig, capabilityArgs: Record<st
  * The stdin document for one plugin of a list: its own config with the list's name and
  * cniVersion, runtimeConfig for declared capabilities, and prevResult when there is one.
  */
-export function pluginStdin(
-  list: NetworkConfigList,
-  plugin: PluginConfig,
-  capabilityArgs: Record<string, unknown>,
-  prevResult: unknown,
-): string {
+export function pluginStdin(list: NetworkConfigList, plugin: PluginConfig, capabilityArgs: Record<string, unknown>, prevResult: unknown): string {
   const doc: Record<string, unknown> = { ...plugin, name: list.name, cniVersion: list.cniVersion };
   const rc = runtimeConfigFor(plugin, capabilityArgs);
-  if (rc) doc['runtimeConfig'] = { ...(typeof plugin['runtimeConfig'] === 'object' && plugin['runtimeConfig'] !== null ? (plugin['runtimeConfig'] as Record<string, unknown>) : {}), ...rc };
+  if (rc)
+    doc['runtimeConfig'] = {
+      ...(typeof plugin['runtimeConfig'] === 'object' && plugin['runtimeConfig'] !== null ? (plugin['runtimeConfig'] as Record<string, unknown>) : {}),
+      ...rc,
+    };
   if (prevResult !== undefined) doc['prevResult'] = prevResult;
   else delete doc['prevResult'];
   return JSON.stringify(doc);

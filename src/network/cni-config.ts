@@ -37,7 +37,10 @@ export interface NetworkConfigList {
 }
 
 export class ConfigError extends Error {
-  constructor(readonly source: string, reason: string) {
+  constructor(
+    readonly source: string,
+    reason: string,
+  ) {
     super(`${source}: ${reason}`);
     this.name = 'ConfigError';
   }

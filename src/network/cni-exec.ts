@@ -111,9 +111,10 @@ export function pluginFailure(req: PluginExecRequest, exit: string, stdout: stri
   } catch {
     // Not the spec's error JSON: fall back to the raw output below.
   }
-  const said = msg !== undefined
-    ? `${msg}${details ? `: ${details}` : ''}${cniCode !== undefined ? ` (code ${cniCode})` : ''}`
-    : (stderr.trim() || stdout.trim() || exit).slice(0, 2048);
+  const said =
+    msg !== undefined
+      ? `${msg}${details ? `: ${details}` : ''}${cniCode !== undefined ? ` (code ${cniCode})` : ''}`
+      : (stderr.trim() || stdout.trim() || exit).slice(0, 2048);
   return new CniPluginError(codeFor(cniCode), `${describe(req)} failed: ${said}`, req.plugin, req.command, cniCode, details);
 }
 
@@ -169,7 +170,14 @@ export function execPlugin(req: PluginExecRequest): Promise<PluginExecOutput> {
     const timer = setTimeout(() => {
       timedOut = true;
       killGroup();
-      abandon(new CniPluginError('cni.plugin_timeout', `${describe(req)} timed out after ${req.timeoutMs} ms (cni.plugin_timeout); its process group was killed`, req.plugin, req.command));
+      abandon(
+        new CniPluginError(
+          'cni.plugin_timeout',
+          `${describe(req)} timed out after ${req.timeoutMs} ms (cni.plugin_timeout); its process group was killed`,
+          req.plugin,
+          req.command,
+        ),
+      );
     }, req.timeoutMs);
     child.on('error', (err) => {
       clearTimeout(timer);

@@ -264,7 +264,19 @@ export class CniManager {
       }
       const capabilityArgs = this.capabilityArgs({ portMappings: req.portMappings ?? [] });
       const cniArgs = [...podArgs({ id: req.id, podName: req.podName ?? '', podNamespace: req.podNamespace ?? '', podUid: req.podUid ?? '' })];
-      entries = [{ kind: 'berthCniCacheV1', containerId: req.id, ifName: this.ifName, networkName: network.name, netnsPath: req.netnsPath ?? '', config: network, cniArgs, capabilityArgs, result: undefined }];
+      entries = [
+        {
+          kind: 'berthCniCacheV1',
+          containerId: req.id,
+          ifName: this.ifName,
+          networkName: network.name,
+          netnsPath: req.netnsPath ?? '',
+          config: network,
+          cniArgs,
+          capabilityArgs,
+          result: undefined,
+        },
+      ];
     }
     for (const e of entries) {
       const netns = await usableNetns(req.netnsPath ?? e.netnsPath);

@@ -52,7 +52,7 @@ function make(req: SocketRequest): SocketReply {
     if (setns(home, CLONE_NEWNET) !== 0) {
       // Never go on in a pod's namespace: say so and end this thread.
       if (fd >= 0) closeSync(fd);
-      return { id: req.id, error: 'setns back to berthd\'s network namespace', errno: errno(), fatal: true };
+      return { id: req.id, error: "setns back to berthd's network namespace", errno: errno(), fatal: true };
     }
     return fd < 0 ? { id: req.id, error: 'socket', errno: e } : { id: req.id, fd };
   } finally {

@@ -86,7 +86,7 @@ export function containerSpec(inp: ContainerSpecInput): Spec {
   const hostIpc = nsOpts?.ipc === NamespaceMode.NODE;
   const readonlyRootfs = sc?.readonlyRootfs ?? false;
 
-  const hostname = sandboxConfig.hostname !== '' ? sandboxConfig.hostname : inp.nodeHostname ?? '';
+  const hostname = sandboxConfig.hostname !== '' ? sandboxConfig.hostname : (inp.nodeHostname ?? '');
   const user = resolveProcessUser({
     runAsUser: sc?.runAsUser,
     runAsGroup: sc?.runAsGroup,
@@ -102,10 +102,22 @@ export function containerSpec(inp: ContainerSpecInput): Spec {
   const allCaps = opts.allCapabilities ?? ALL_CAPABILITIES;
   const caps = privileged
     ? [...allCaps]
-    : applyCapabilityChanges(DEFAULT_CAPABILITIES, sc?.capabilities?.addCapabilities ?? [], sc?.capabilities?.dropCapabilities ?? [], allCaps, `${scField}.capabilities`);
+    : applyCapabilityChanges(
+        DEFAULT_CAPABILITIES,
+        sc?.capabilities?.addCapabilities ?? [],
+        sc?.capabilities?.dropCapabilities ?? [],
+        allCaps,
+        `${scField}.capabilities`,
+      );
 
   const extra = [...sandboxFileMounts(inp.sandboxFiles, config.mounts, readonlyRootfs, hostIpc), ...(inp.extraMounts ?? [])];
-  const mountPlan = planMounts({ criMounts: config.mounts, extraMounts: extra, privileged, lookupPropagation: inp.lookupPropagation, field: `${FIELD}: mounts` });
+  const mountPlan = planMounts({
+    criMounts: config.mounts,
+    extraMounts: extra,
+    privileged,
+    lookupPropagation: inp.lookupPropagation,
+    field: `${FIELD}: mounts`,
+  });
 
   const devicePlan = privileged
     ? { devices: [...(opts.hostDevices ?? [])].map((d) => ({ ...d })), rules: allDevicesAllowed() }

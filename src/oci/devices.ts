@@ -38,7 +38,8 @@ export function planDevices(devices: readonly Device[], statDevice: StatDevice |
     const f = `${field}[${i}]`;
     const hostPath = absPath(d.hostPath, `${f}.host_path`);
     const containerPath = d.containerPath === '' ? hostPath : absPath(d.containerPath, `${f}.container_path`);
-    if (!PERMS_RE.test(d.permissions)) throw invalid(`${f}.permissions`, `${JSON.stringify(d.permissions)} is not a combination of r, w and m`, 'oci.invalid_device');
+    if (!PERMS_RE.test(d.permissions))
+      throw invalid(`${f}.permissions`, `${JSON.stringify(d.permissions)} is not a combination of r, w and m`, 'oci.invalid_device');
     if (!statDevice) throw invalid(f, 'devices cannot be resolved here (no device lookup)', 'oci.invalid_device');
     const info = statDevice(hostPath);
     if (!info) throw invalid(`${f}.host_path`, `${JSON.stringify(hostPath)} is not a device node`, 'oci.device_not_found');

@@ -6,7 +6,19 @@ export { containerSpec, type ContainerSpecInput } from './container-spec.js';
 export type { SpecOptions } from './options.js';
 export type * from './spec.js';
 export { OCI_VERSION } from './spec.js';
-export { loadUserDb, parsePasswd, parseGroup, resolveUserString, imageGroupsOf, MAX_USER_DB_BYTES, MAX_USER_DB_LINES, type UserDb, type PasswdEntry, type GroupEntry, type ResolvedUser } from './passwd.js';
+export {
+  loadUserDb,
+  parsePasswd,
+  parseGroup,
+  resolveUserString,
+  imageGroupsOf,
+  MAX_USER_DB_BYTES,
+  MAX_USER_DB_LINES,
+  type UserDb,
+  type PasswdEntry,
+  type GroupEntry,
+  type ResolvedUser,
+} from './passwd.js';
 export { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, capabilitiesUpTo, applyCapabilityChanges } from './capabilities.js';
 export { defaultSeccompProfile, hostSeccompArch, type SeccompArch } from './seccomp-default.js';
 export { seccompChoice, validateSeccompProfile, type SeccompChoice } from './seccomp.js';

@@ -72,7 +72,11 @@ export const MAX_IMAGE_VOLUMES = 128;
  * directory under `<containerRootDir>/volumes/`, named after a hash of its destination so the
  * result is deterministic. The caller creates the host directories.
  */
-export function imageVolumeMounts(volumes: Record<string, unknown> | null | undefined, criMounts: readonly CriMount[], containerRootDir: string): BindRequest[] {
+export function imageVolumeMounts(
+  volumes: Record<string, unknown> | null | undefined,
+  criMounts: readonly CriMount[],
+  containerRootDir: string,
+): BindRequest[] {
   if (!volumes) return [];
   const n = Object.keys(volumes).length;
   // Each is a directory and a bind mount: an image must not make a container with 1e5 of them.
@@ -97,13 +101,18 @@ function criToBind(m: CriMount, field: string): BindRequest {
     // As kubelet and containerd: only a read-only, private bind can be made read-only recursively.
     if (!m.readonly) throw invalid(`${field}.readonly`, 'recursive_read_only needs readonly to be true', 'oci.invalid_mount');
     if (m.propagation !== MountPropagation.PROPAGATION_PRIVATE) {
-      throw invalid(`${field}.propagation`, `recursive_read_only needs propagation PROPAGATION_PRIVATE, not ${MountPropagation[m.propagation] ?? m.propagation}`, 'oci.invalid_mount');
+      throw invalid(
+        `${field}.propagation`,
+        `recursive_read_only needs propagation PROPAGATION_PRIVATE, not ${MountPropagation[m.propagation] ?? m.propagation}`,
+        'oci.invalid_mount',
+      );
     }
   }
   // The caller (cri/container/image-volume.ts) turns image mounts into binds of their views.
   if (m.image !== undefined && m.image.image !== '') throw invalid(`${field}.image`, 'an image volume reached the spec unresolved', 'oci.invalid_mount');
   m.mountOptions.forEach((o, j) => {
-    if (!MOUNT_OPTIONS.includes(o)) throw invalid(`${field}.mount_options[${j}]`, `${JSON.stringify(o)} is not one of ${MOUNT_OPTIONS.join(', ')}`, 'oci.invalid_mount');
+    if (!MOUNT_OPTIONS.includes(o))
+      throw invalid(`${field}.mount_options[${j}]`, `${JSON.stringify(o)} is not one of ${MOUNT_OPTIONS.join(', ')}`, 'oci.invalid_mount');
   });
   return {
     containerPath: absPath(m.containerPath, `${field}.container_path`),
@@ -202,7 +211,12 @@ function errorNotShared(hostPath: string, need: string) {
 export function bindSysfsForHostNetworkUserns(mounts: readonly Mount[]): Mount[] {
   return mounts.map((m) =>
     m.type === 'sysfs'
-      ? { destination: m.destination, type: 'bind', source: '/sys', options: ['rbind', 'nosuid', 'noexec', 'nodev', (m.options ?? []).includes('rw') ? 'rw' : 'ro'] }
+      ? {
+          destination: m.destination,
+          type: 'bind',
+          source: '/sys',
+          options: ['rbind', 'nosuid', 'noexec', 'nodev', (m.options ?? []).includes('rw') ? 'rw' : 'ro'],
+        }
       : m,
   );
 }

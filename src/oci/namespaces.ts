@@ -28,14 +28,23 @@ function mappings(list: readonly IDMapping[], field: string): LinuxIDMapping[] {
   if (list.length > 1) throw invalid(field, `${list.length} mappings given, a pod user namespace takes exactly one (as kubelet sends)`, 'oci.invalid_userns');
   return list.map((m, i) => {
     const f = `${field}[${i}]`;
-    for (const [k, v] of [['host_id', m.hostId], ['container_id', m.containerId], ['length', m.length]] as const) {
+    for (const [k, v] of [
+      ['host_id', m.hostId],
+      ['container_id', m.containerId],
+      ['length', m.length],
+    ] as const) {
       if (!Number.isInteger(v) || v < 0 || v > MAX_UINT32) throw invalid(`${f}.${k}`, `${v} is not an unsigned 32-bit value`, 'oci.invalid_userns');
     }
     if (m.length === 0) throw invalid(`${f}.length`, 'must be positive', 'oci.invalid_userns');
     if (m.hostId + m.length > MAX_UINT32 + 1 || m.containerId + m.length > MAX_UINT32 + 1) {
       throw invalid(f, 'mapping runs past the 32-bit id space', 'oci.invalid_userns');
     }
-    if (m.containerId !== 0) throw invalid(`${f}.container_id`, `${m.containerId}: container id 0 (root) is left unmapped; the mapping must start at container id 0`, 'oci.invalid_userns');
+    if (m.containerId !== 0)
+      throw invalid(
+        `${f}.container_id`,
+        `${m.containerId}: container id 0 (root) is left unmapped; the mapping must start at container id 0`,
+        'oci.invalid_userns',
+      );
     return { containerID: m.containerId, hostID: m.hostId, size: m.length };
   });
 }
@@ -55,11 +64,16 @@ export function userNamespacePlan(opts: NamespaceOption | undefined, field: stri
   if (u === undefined) return undefined;
   if (u.mode === NamespaceMode.NODE) {
     if (u.uids.length > 0 || u.gids.length > 0) {
-      throw invalid(`${field}.userns_options`, `mode NODE (the host's user namespace) takes no mappings, got ${u.uids.length} uid and ${u.gids.length} gid mapping(s)`, 'oci.invalid_userns');
+      throw invalid(
+        `${field}.userns_options`,
+        `mode NODE (the host's user namespace) takes no mappings, got ${u.uids.length} uid and ${u.gids.length} gid mapping(s)`,
+        'oci.invalid_userns',
+      );
     }
     return undefined;
   }
-  if (u.mode !== NamespaceMode.POD) throw invalid(`${field}.userns_options.mode`, `unsupported mode ${NamespaceMode[u.mode] ?? u.mode} (only POD and NODE)`, 'oci.invalid_userns');
+  if (u.mode !== NamespaceMode.POD)
+    throw invalid(`${field}.userns_options.mode`, `unsupported mode ${NamespaceMode[u.mode] ?? u.mode} (only POD and NODE)`, 'oci.invalid_userns');
   return { uidMappings: mappings(u.uids, `${field}.userns_options.uids`), gidMappings: mappings(u.gids, `${field}.userns_options.gids`) };
 }
 
@@ -144,7 +158,12 @@ export function effectiveNamespaceOptions(container: NamespaceOption | undefined
   const ipc = follow(container?.ipc, pod.ipc);
   const pid = follow(container?.pid, pod.pid);
   if (network === container?.network && ipc === container?.ipc && pid === container?.pid) return container;
-  return { ...(container ?? create(NamespaceOptionSchema)), network: network ?? NamespaceMode.POD, ipc: ipc ?? NamespaceMode.POD, pid: pid ?? NamespaceMode.POD };
+  return {
+    ...(container ?? create(NamespaceOptionSchema)),
+    network: network ?? NamespaceMode.POD,
+    ipc: ipc ?? NamespaceMode.POD,
+    pid: pid ?? NamespaceMode.POD,
+  };
 }
 
 export interface ContainerNamespaceInputs {

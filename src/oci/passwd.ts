@@ -89,7 +89,10 @@ export function parseGroup(text: string): GroupEntry[] {
     if (f.length < 3 || f[0] === '') continue;
     const gid = strictId(f[2]!);
     if (gid === undefined) continue;
-    const members = (f[3] ?? '').split(',').map((m) => m.trim()).filter((m) => m !== '');
+    const members = (f[3] ?? '')
+      .split(',')
+      .map((m) => m.trim())
+      .filter((m) => m !== '');
     out.push({ name: f[0]!, gid, members });
   }
   return out;

@@ -56,7 +56,8 @@ export function mergeEnv(base: readonly string[], overrides: readonly string[]):
 /** Image Env entries, checked (they come from an untrusted image config). */
 function imageEnv(image: ImageConfig): string[] {
   return (image.Env ?? []).map((e, i) => {
-    if (typeof e !== 'string' || e === '' || e.startsWith('=')) throw invalid(`image config Env[${i}]`, `invalid entry ${JSON.stringify(e)}`, 'oci.invalid_env');
+    if (typeof e !== 'string' || e === '' || e.startsWith('='))
+      throw invalid(`image config Env[${i}]`, `invalid entry ${JSON.stringify(e)}`, 'oci.invalid_env');
     return noNul(e, `image config Env[${i}]`);
   });
 }
@@ -71,7 +72,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
  */
 function configEnv(envs: readonly KeyValue[], field: string): string[] {
   return envs.map((kv, i) => {
-    if (kv.key === '' || kv.key.includes('=')) throw invalid(`${field}[${i}].key`, `invalid environment variable name ${JSON.stringify(kv.key)}`, 'oci.invalid_env');
+    if (kv.key === '' || kv.key.includes('='))
+      throw invalid(`${field}[${i}].key`, `invalid environment variable name ${JSON.stringify(kv.key)}`, 'oci.invalid_env');
     noNul(kv.key, `${field}[${i}].key`);
     const value = utf8.decode(kv.value);
     noNul(value, `${field}[${i}].value`);
@@ -108,10 +110,39 @@ export function workingDir(configDir: string, image: ImageConfig, field: string)
 }
 
 const SIGNAL_NUMBERS: Record<string, number> = {
-  SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGILL: 4, SIGTRAP: 5, SIGABRT: 6, SIGIOT: 6, SIGBUS: 7, SIGFPE: 8,
-  SIGKILL: 9, SIGUSR1: 10, SIGSEGV: 11, SIGUSR2: 12, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15, SIGSTKFLT: 16,
-  SIGCHLD: 17, SIGCLD: 17, SIGCONT: 18, SIGSTOP: 19, SIGTSTP: 20, SIGTTIN: 21, SIGTTOU: 22, SIGURG: 23,
-  SIGXCPU: 24, SIGXFSZ: 25, SIGVTALRM: 26, SIGPROF: 27, SIGWINCH: 28, SIGIO: 29, SIGPOLL: 29, SIGPWR: 30,
+  SIGHUP: 1,
+  SIGINT: 2,
+  SIGQUIT: 3,
+  SIGILL: 4,
+  SIGTRAP: 5,
+  SIGABRT: 6,
+  SIGIOT: 6,
+  SIGBUS: 7,
+  SIGFPE: 8,
+  SIGKILL: 9,
+  SIGUSR1: 10,
+  SIGSEGV: 11,
+  SIGUSR2: 12,
+  SIGPIPE: 13,
+  SIGALRM: 14,
+  SIGTERM: 15,
+  SIGSTKFLT: 16,
+  SIGCHLD: 17,
+  SIGCLD: 17,
+  SIGCONT: 18,
+  SIGSTOP: 19,
+  SIGTSTP: 20,
+  SIGTTIN: 21,
+  SIGTTOU: 22,
+  SIGURG: 23,
+  SIGXCPU: 24,
+  SIGXFSZ: 25,
+  SIGVTALRM: 26,
+  SIGPROF: 27,
+  SIGWINCH: 28,
+  SIGIO: 29,
+  SIGPOLL: 29,
+  SIGPWR: 30,
   SIGSYS: 31,
 };
 const SIGRTMIN = 34;

@@ -6,7 +6,15 @@ import { NamespaceMode } from '../api/cri/runtime/v1/api_pb.js';
 import { podAnnotations } from './annotations.js';
 import { capabilitySets, DEFAULT_CAPABILITIES } from './capabilities.js';
 import { cgroupsPath } from './cgroups.js';
-import { Annotations, DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS, defaultDeviceRules, defaultMounts, SANDBOX_CPU_SHARES, SANDBOX_OOM_SCORE_ADJ } from './defaults.js';
+import {
+  Annotations,
+  DEFAULT_MASKED_PATHS,
+  DEFAULT_READONLY_PATHS,
+  defaultDeviceRules,
+  defaultMounts,
+  SANDBOX_CPU_SHARES,
+  SANDBOX_OOM_SCORE_ADJ,
+} from './defaults.js';
 import { bindSysfsForHostNetworkUserns, DEV_SHM, RESOLV_CONF } from './mounts.js';
 import type { SpecOptions } from './options.js';
 import type { UserDb } from './passwd.js';
@@ -82,8 +90,18 @@ export function sandboxSpec(inp: SandboxSpecInput): Spec {
   // them, and in a user namespace a read-only remount that would clear them is refused.
   const kernelMounts = defaultMounts().filter((m) => m.destination !== DEV_SHM);
   const mounts: Mount[] = hostNetwork && ns.userns ? bindSysfsForHostNetworkUserns(kernelMounts) : kernelMounts;
-  mounts.push({ destination: DEV_SHM, type: 'bind', source: hostIpc ? DEV_SHM : absPath(inp.shmPath, 'sandbox shm path'), options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
-  mounts.push({ destination: RESOLV_CONF, type: 'bind', source: absPath(inp.resolvConfPath, 'sandbox resolv.conf path'), options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
+  mounts.push({
+    destination: DEV_SHM,
+    type: 'bind',
+    source: hostIpc ? DEV_SHM : absPath(inp.shmPath, 'sandbox shm path'),
+    options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'],
+  });
+  mounts.push({
+    destination: RESOLV_CONF,
+    type: 'bind',
+    source: absPath(inp.resolvConfPath, 'sandbox resolv.conf path'),
+    options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'],
+  });
 
   const spec: Spec = {
     ociVersion: OCI_VERSION,

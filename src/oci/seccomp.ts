@@ -123,7 +123,8 @@ export function validateSeccompProfile(v: unknown, field = 'seccomp profile'): L
           if (!isObj(a) || !isUint(a.index) || !isUint(a.value) || (a.valueTwo !== undefined && !isUint(a.valueTwo))) {
             throw invalid(fa, 'needs unsigned integer index, value and valueTwo', 'oci.invalid_seccomp');
           }
-          if (typeof a.op !== 'string' || !OPS.has(a.op as SeccompOperator)) throw invalid(`${fa}.op`, `unknown operator ${JSON.stringify(a.op)}`, 'oci.invalid_seccomp');
+          if (typeof a.op !== 'string' || !OPS.has(a.op as SeccompOperator))
+            throw invalid(`${fa}.op`, `unknown operator ${JSON.stringify(a.op)}`, 'oci.invalid_seccomp');
           return a.valueTwo === undefined
             ? { index: a.index, value: a.value, op: a.op as SeccompOperator }
             : { index: a.index, value: a.value, valueTwo: a.valueTwo as number, op: a.op as SeccompOperator };

@@ -26,7 +26,8 @@ function primaryUser(inp: UserInputs): ResolvedUser {
   const gid = inp.runAsGroup === undefined ? undefined : idFromInt64(inp.runAsGroup.value, `${f}.run_as_group.value`);
   const username = inp.runAsUsername ?? '';
   if (username !== '') {
-    if (username.includes(':') || username.includes('\0')) throw invalid(`${f}.run_as_username`, `invalid user name ${JSON.stringify(username)}`, 'oci.invalid_user');
+    if (username.includes(':') || username.includes('\0'))
+      throw invalid(`${f}.run_as_username`, `invalid user name ${JSON.stringify(username)}`, 'oci.invalid_user');
     const u = resolveUserString(username, inp.db, `${f}.run_as_username`);
     return gid === undefined ? u : { ...u, gid };
   }

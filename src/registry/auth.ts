@@ -173,7 +173,11 @@ export class Authorizer {
   }
 
   private tokenKey(host: string, ch: Challenge, scope: string, creds: Credentials | undefined): string {
-    const id = creds ? createHash('sha256').update(JSON.stringify([creds.username, creds.password, creds.auth, creds.identityToken])).digest('hex') : 'anonymous';
+    const id = creds
+      ? createHash('sha256')
+          .update(JSON.stringify([creds.username, creds.password, creds.auth, creds.identityToken]))
+          .digest('hex')
+      : 'anonymous';
     return [host, ch.params['realm'] ?? '', ch.params['service'] ?? '', scopesFor(ch, scope).join(' '), id].join('\n');
   }
 
@@ -192,7 +196,13 @@ export class Authorizer {
     return p;
   }
 
-  private async requestToken(host: string, ch: Challenge, scope: string, creds: Credentials | undefined, signal?: AbortSignal): Promise<{ token: string; ttlSeconds: number }> {
+  private async requestToken(
+    host: string,
+    ch: Challenge,
+    scope: string,
+    creds: Credentials | undefined,
+    signal?: AbortSignal,
+  ): Promise<{ token: string; ttlSeconds: number }> {
     const realmRaw = ch.params['realm'];
     if (!realmRaw) throw errors.unauthenticated('registry.auth_failed', `registry ${host} sent a Bearer challenge without a realm`);
     let realm: URL;

@@ -160,7 +160,10 @@ export class RegistryClient implements Remote {
   async fetchManifest(ref: Reference, desc: Descriptor, creds?: Credentials, signal?: AbortSignal): Promise<Buffer> {
     this.checkDescriptor(ref, desc);
     if (desc.size > this.maxManifestBytes) {
-      throw errors.resourceExhausted('registry.manifest_too_large', `manifest ${desc.digest} of ${referenceString(ref)} is ${desc.size} bytes, over the ${this.maxManifestBytes}-byte limit`);
+      throw errors.resourceExhausted(
+        'registry.manifest_too_large',
+        `manifest ${desc.digest} of ${referenceString(ref)} is ${desc.size} bytes, over the ${this.maxManifestBytes}-byte limit`,
+      );
     }
     return this.tryEndpoints(ref, signal, (ep) => this.fetchManifestOn(ep, ref, desc, creds, signal));
   }
@@ -276,7 +279,10 @@ export class RegistryClient implements Remote {
       throw errors.failedPrecondition('registry.digest_mismatch', `registry ${ep.host} served ${name} with digest ${digest}`);
     }
     if (claimed && algorithmOf(claimed) === algorithm && claimed !== digest) {
-      throw errors.failedPrecondition('registry.digest_mismatch', `registry ${ep.host} claims digest ${claimed} for ${name} but the content hashes to ${digest}`);
+      throw errors.failedPrecondition(
+        'registry.digest_mismatch',
+        `registry ${ep.host} claims digest ${claimed} for ${name} but the content hashes to ${digest}`,
+      );
     }
     const ct = baseMediaType(header(got.res.headers, 'content-type') ?? '');
     const mediaType = isManifestOrIndex(ct) ? ct : (mediaTypeFromBody(data) ?? ct);
@@ -299,7 +305,10 @@ export class RegistryClient implements Remote {
     const digest = ref.digest ?? claimed;
     if (digest === undefined) return undefined;
     if (size > this.maxManifestBytes) {
-      throw errors.resourceExhausted('registry.manifest_too_large', `manifest of ${name} on registry ${ep.host} is ${size} bytes, over the ${this.maxManifestBytes}-byte limit`);
+      throw errors.resourceExhausted(
+        'registry.manifest_too_large',
+        `manifest of ${name} on registry ${ep.host} is ${size} bytes, over the ${this.maxManifestBytes}-byte limit`,
+      );
     }
     return { mediaType, digest, size };
   }
@@ -324,7 +333,13 @@ export class RegistryClient implements Remote {
     return readCapped(res.body, cap, tooLarge);
   }
 
-  private async fetchManifestOn(ep: Endpoint, ref: Reference, desc: Descriptor, creds: Credentials | undefined, signal: AbortSignal | undefined): Promise<Buffer> {
+  private async fetchManifestOn(
+    ep: Endpoint,
+    ref: Reference,
+    desc: Descriptor,
+    creds: Credentials | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Buffer> {
     const what = `manifest ${desc.digest} of ${referenceString(ref)}`;
     const url = endpointUrl(ep, `${ref.path}/manifests/${desc.digest}`);
     const { res, authenticated } = await this.authedSend(ep, ref, 'GET', url, { accept: manifestAccept }, creds, signal);
@@ -349,7 +364,13 @@ export class RegistryClient implements Remote {
     return data;
   }
 
-  private async fetchBlobOn(ep: Endpoint, ref: Reference, desc: Descriptor, creds: Credentials | undefined, signal: AbortSignal | undefined): Promise<Readable> {
+  private async fetchBlobOn(
+    ep: Endpoint,
+    ref: Reference,
+    desc: Descriptor,
+    creds: Credentials | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<Readable> {
     const what = `blob ${desc.digest} of ${referenceString(ref)}`;
     const url = endpointUrl(ep, `${ref.path}/blobs/${desc.digest}`);
     const open = async (offset: number): Promise<HttpResponse> => {
@@ -411,14 +432,22 @@ export class RegistryClient implements Remote {
         if (signal?.aborted) throw errors.canceled('registry.canceled', `download of ${what} canceled`, err);
         const code = errorCode(err);
         if (!isRetryableNetworkError(err) && code !== 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' && code !== 'ERR_STREAM_PREMATURE_CLOSE') {
-          throw errors.unavailable('registry.unavailable', `download of ${what} from registry ${ep.host} failed: ${err instanceof Error ? err.message : String(err)}`, err);
+          throw errors.unavailable(
+            'registry.unavailable',
+            `download of ${what} from registry ${ep.host} failed: ${err instanceof Error ? err.message : String(err)}`,
+            err,
+          );
         }
         broken = err;
       }
       if (received === size && skip === 0) return;
       if (resumes >= this.blobResumes) {
         if (broken !== undefined) {
-          throw errors.unavailable('registry.unavailable', `download of ${what} from registry ${ep.host} broke at byte ${received} of ${size} after ${resumes} resumes`, broken);
+          throw errors.unavailable(
+            'registry.unavailable',
+            `download of ${what} from registry ${ep.host} broke at byte ${received} of ${size} after ${resumes} resumes`,
+            broken,
+          );
         }
         throw sizeMismatch(what, ep.host, `ended after ${received} of ${size} bytes (too few bytes)`);
       }
@@ -434,7 +463,10 @@ export class RegistryClient implements Remote {
         const range = /^bytes (\d+)-/.exec(header(res.headers, 'content-range') ?? '');
         if (!range || Number(range[1]) !== received) {
           abandon(res.body);
-          throw errors.unavailable('registry.bad_range', `registry ${ep.host} answered a resume of ${what} at byte ${received} with range "${header(res.headers, 'content-range') ?? ''}"`);
+          throw errors.unavailable(
+            'registry.bad_range',
+            `registry ${ep.host} answered a resume of ${what} at byte ${received} with range "${header(res.headers, 'content-range') ?? ''}"`,
+          );
         }
         skip = 0;
       } else {

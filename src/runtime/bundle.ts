@@ -31,7 +31,10 @@ const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 /** Namespace and id become path components: refuse anything that could escape the root. */
 export function checkName(kind: 'namespace' | 'id', v: string): void {
   if (!NAME.test(v)) {
-    throw errors.invalidArgument(kind === 'namespace' ? 'runtime.bad_namespace' : 'runtime.bad_id', `${kind} ${JSON.stringify(v)} is not valid (letters, digits, '_', '.', '-'; at most 128)`);
+    throw errors.invalidArgument(
+      kind === 'namespace' ? 'runtime.bad_namespace' : 'runtime.bad_id',
+      `${kind} ${JSON.stringify(v)} is not valid (letters, digits, '_', '.', '-'; at most 128)`,
+    );
   }
 }
 
@@ -54,11 +57,15 @@ export function bundlePaths(stateDir: string, rootDir: string, ns: string, id: s
  * that maps no gid 0 has no group to give the dir to: refused, never opened to everyone (0711).
  */
 export function bundleAccess(spec: Record<string, unknown>): { mode: number; gid?: number } {
-  const linux = spec.linux as { namespaces?: Array<{ type?: string }>; gidMappings?: Array<{ containerID?: number; hostID?: number; size?: number }> } | undefined;
+  const linux = spec.linux as
+    { namespaces?: Array<{ type?: string }>; gidMappings?: Array<{ containerID?: number; hostID?: number; size?: number }> } | undefined;
   if (!linux?.namespaces?.some((n) => n.type === 'user')) return { mode: 0o700 };
   const root = linux.gidMappings?.find((m) => (m.containerID ?? -1) <= 0 && 0 < (m.containerID ?? 0) + (m.size ?? 0));
   if (root?.hostID === undefined) {
-    throw errors.invalidArgument('runtime.userns_no_root_gid', 'linux.gidMappings: a user namespace must map container gid 0 (the bundle is reachable only by the host group it maps to)');
+    throw errors.invalidArgument(
+      'runtime.userns_no_root_gid',
+      'linux.gidMappings: a user namespace must map container gid 0 (the bundle is reachable only by the host group it maps to)',
+    );
   }
   return { mode: 0o710, gid: root.hostID };
 }

@@ -232,7 +232,8 @@ export class TaskManager extends EventEmitter<TaskEvents> {
   private async shimDead(sh: ShimHandle): Promise<void> {
     for (const id of [...sh.tasks]) {
       const e = this.tasks.get(taskKey(sh.id.namespace, id));
-      if (e && e.shim === sh) await this.markDead(e, SHIM_DIED, !sh.id.restartable).catch((err: unknown) => this.log.warn('cleanup after dead shim failed', { id, err }));
+      if (e && e.shim === sh)
+        await this.markDead(e, SHIM_DIED, !sh.id.restartable).catch((err: unknown) => this.log.warn('cleanup after dead shim failed', { id, err }));
     }
   }
 
@@ -249,7 +250,15 @@ export class TaskManager extends EventEmitter<TaskEvents> {
         const st = toTaskState(await sh.task.state({ id }, { timeoutMs: this.rpcTimeoutMs }));
         if (st.status !== 'stopped') continue;
         const reason = this.monitorReason(e.namespace, id);
-        this.emit('exit', { namespace: e.namespace, containerId: id, id, pid: st.pid, exitStatus: st.exitStatus, exitedAt: st.exitedAt ?? new Date(), ...(reason ? { reason } : {}) });
+        this.emit('exit', {
+          namespace: e.namespace,
+          containerId: id,
+          id,
+          pid: st.pid,
+          exitStatus: st.exitStatus,
+          exitedAt: st.exitedAt ?? new Date(),
+          ...(reason ? { reason } : {}),
+        });
       } catch (err) {
         if (isBerthError(err, 'NotFound')) await this.markDead(e, 'task unknown to its shim').catch(() => undefined);
         else this.log.warn('state after shim restart failed', { id, err });
@@ -523,7 +532,15 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     if (!execId) throw errors.invalidArgument('runtime.exec_id', 'exec id must not be empty');
     await this.rpc(ns, id, (s) =>
       s.task.exec(
-        { id, execId, terminal: io.terminal ?? false, stdin: io.stdin ?? '', stdout: io.stdout ?? '', stderr: io.stderr ?? '', spec: jsonAny(PROCESS_TYPE_URL, processSpec) },
+        {
+          id,
+          execId,
+          terminal: io.terminal ?? false,
+          stdin: io.stdin ?? '',
+          stdout: io.stdout ?? '',
+          stderr: io.stderr ?? '',
+          spec: jsonAny(PROCESS_TYPE_URL, processSpec),
+        },
         { timeoutMs: this.slowTimeoutMs },
       ),
     );

@@ -24,7 +24,6 @@ export interface RuntimeHandler {
   systemdCgroup?: boolean;
 }
 
-
 export interface CreateTaskOptions {
   namespace: string;
   id: string;

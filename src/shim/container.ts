@@ -11,7 +11,20 @@
  * writing it (kill -9 of conmon) takes its process down: the shim kills the process and
  * records exit 255 with a reason naming the monitor (<procdir>/exit-reason).
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync, openSync, closeSync, writeSync, constants as C } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+  openSync,
+  closeSync,
+  writeSync,
+  constants as C,
+} from 'node:fs';
 import { join, resolve } from 'node:path';
 import { decode, timestamp, type Any } from '../ttrpc/pb.js';
 import { errors, BerthError } from '../errors.js';
@@ -422,7 +435,9 @@ export class Container {
         continue;
       }
       if (needsBridge(mon.proc.stdio) && (!this.cri || !mon.proc.isInit)) {
-        mon.bridge = await Bridge.open(attachSocketPath(this.deps.stateDir, this.deps.namespace, this.id, mon.proc.execId), mon.proc.stdio).catch(() => undefined);
+        mon.bridge = await Bridge.open(attachSocketPath(this.deps.stateDir, this.deps.namespace, this.id, mon.proc.execId), mon.proc.stdio).catch(
+          () => undefined,
+        );
       }
     }
   }
@@ -643,7 +658,13 @@ export class Container {
     }
     p.transition('deleted');
     const exit = p.exit ?? { status: 137, exitedAt: new Date() };
-    this.deps.publisher.publish(Topics.delete, Ev.TaskDelete, { containerId: this.id, id: this.id, pid: p.pid, exitStatus: exit.status, exitedAt: timestamp(exit.exitedAt) });
+    this.deps.publisher.publish(Topics.delete, Ev.TaskDelete, {
+      containerId: this.id,
+      id: this.id,
+      pid: p.pid,
+      exitStatus: exit.status,
+      exitedAt: timestamp(exit.exitedAt),
+    });
     return { pid: p.pid, ...exit };
   }
 
@@ -672,7 +693,22 @@ export class Container {
     rmSync(this.registryPath, { force: true });
     rmSync(join(this.bundle, 'x'), { recursive: true, force: true });
     rmSync(join(this.bundle, 'exits'), { recursive: true, force: true });
-    for (const f of ['init.pid', 'init.pid.start', 'conmon.pid', 'conmon.pid.start', 'cgroup', TASK_RECORD, RUNC_RECORD, 'exit', EXIT_REASON_FILE, 'exit-reported', 'oom', 'attach', 'ctl', 'winsz']) {
+    for (const f of [
+      'init.pid',
+      'init.pid.start',
+      'conmon.pid',
+      'conmon.pid.start',
+      'cgroup',
+      TASK_RECORD,
+      RUNC_RECORD,
+      'exit',
+      EXIT_REASON_FILE,
+      'exit-reported',
+      'oom',
+      'attach',
+      'ctl',
+      'winsz',
+    ]) {
       rmSync(join(this.bundle, f), { force: true });
     }
   }
@@ -796,7 +832,8 @@ function stdioPlan(s: StdioSpec, cri: boolean): { logPath?: string; stdin: boole
   if (cri) {
     const out = parseStdioUri(s.stdout);
     const logPath = out.kind === 'file' ? out.path : undefined;
-    if (!attach && s.stdin) throw errors.invalidArgument('shim.bad_stdin', `CRI container stdin must be ${JSON.stringify('attach://stdin')}, got ${JSON.stringify(s.stdin)}`);
+    if (!attach && s.stdin)
+      throw errors.invalidArgument('shim.bad_stdin', `CRI container stdin must be ${JSON.stringify('attach://stdin')}, got ${JSON.stringify(s.stdin)}`);
     if (out.kind === 'fifo' || (s.stderr && s.stderr !== s.stdout)) {
       throw errors.invalidArgument('shim.bad_stdio', 'CRI container output must be one file:// log path for stdout and stderr');
     }

@@ -55,4 +55,3 @@ export function parseFlags(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     version: bools.has('v') || bools.has('version'),
   };
 }
-

@@ -337,7 +337,10 @@ function readCriuLogTail(file: string): string {
       const len = Math.min(size, 4096);
       const buf = Buffer.alloc(len);
       readSync(fd, buf, 0, len, size - len);
-      const lines = buf.toString('utf8').split('\n').filter((l) => /Error|error|fail/.test(l));
+      const lines = buf
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => /Error|error|fail/.test(l));
       return lines.slice(-3).join(' | ').trim();
     } finally {
       closeSync(fd);
@@ -386,11 +389,7 @@ export function hasCapSysResource(statusText: string): boolean {
  * process.oomScoreAdj in the bundle's config.json to the shim's own value. Returns the value
  * written, or undefined when nothing changed.
  */
-export function clampOomScoreAdj(
-  config: { process?: { oomScoreAdj?: number } },
-  own: number,
-  canLower: boolean,
-): number | undefined {
+export function clampOomScoreAdj(config: { process?: { oomScoreAdj?: number } }, own: number, canLower: boolean): number | undefined {
   const want = config.process?.oomScoreAdj;
   if (canLower || want === undefined || !config.process || want >= own) return undefined;
   config.process.oomScoreAdj = own;

@@ -92,4 +92,3 @@ export async function serve(o: ServeOptions, log: Logger = logger({ component: '
   }
   return { service, publisher, server, reaper, done, stop };
 }
-

@@ -163,18 +163,14 @@ export class TaskService {
             this.opts,
           );
           this.containers.set(req.id, c);
-          this.opts.publisher.publish(
-            Topics.create,
-            T.Ev.TaskCreate,
-            {
-              containerId: req.id,
-              bundle: c.bundle,
-              rootfs: req.rootfs,
-              io: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
-              checkpoint: req.checkpoint,
-              pid: c.init.pid,
-            },
-          );
+          this.opts.publisher.publish(Topics.create, T.Ev.TaskCreate, {
+            containerId: req.id,
+            bundle: c.bundle,
+            rootfs: req.rootfs,
+            io: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal },
+            checkpoint: req.checkpoint,
+            pid: c.init.pid,
+          });
           return { pid: c.init.pid };
         } finally {
           this.creating.delete(req.id);
@@ -196,9 +192,7 @@ export class TaskService {
         return {
           processes: list.map(({ pid, execId }) => ({
             pid,
-            info: execId
-              ? packAny(T.ProcessDetailsS, { execId })
-              : undefined,
+            info: execId ? packAny(T.ProcessDetailsS, { execId }) : undefined,
           })),
         };
       }),

@@ -119,7 +119,9 @@ export function servePortForwardSpdy(o: SpdyPortForwardOptions): Promise<void> {
       stream.reset(RstStatus.REFUSED_STREAM);
       return;
     }
-    stream.refuseWith(`port-forward: ${limit} connections already forwarded in this session, the most it may have (streaming.max_streams_per_connection / 2); close some and retry`);
+    stream.refuseWith(
+      `port-forward: ${limit} connections already forwarded in this session, the most it may have (streaming.max_streams_per_connection / 2); close some and retry`,
+    );
   };
 
   return new Promise((resolve) => {

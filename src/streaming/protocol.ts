@@ -28,7 +28,10 @@ export type StreamType = 'error' | 'stdin' | 'stdout' | 'stderr' | 'resize' | 'd
  * order that the server supports. Header values may also be comma-separated lists.
  */
 export function negotiate(clientProtocols: string[], serverProtocols: string[]): string | undefined {
-  const offered = clientProtocols.flatMap((v) => v.split(',')).map((v) => v.trim()).filter((v) => v.length > 0);
+  const offered = clientProtocols
+    .flatMap((v) => v.split(','))
+    .map((v) => v.trim())
+    .filter((v) => v.length > 0);
   return offered.find((p) => serverProtocols.includes(p));
 }
 

@@ -48,14 +48,19 @@ export async function serveRemoteCommandSpdy(o: SpdyRemoteCommandOptions): Promi
   const abort = new AbortController();
   conn.once('close', () => abort.abort());
 
-  const status = await runRemoteCommand(o.backend, request, {
-    stdin: streams.stdin,
-    stdout: streams.stdout,
-    stderr: streams.stderr,
-    tty: want.tty,
-    resize,
-    signal: abort.signal,
-  }, log);
+  const status = await runRemoteCommand(
+    o.backend,
+    request,
+    {
+      stdin: streams.stdin,
+      stdout: streams.stdout,
+      stderr: streams.stderr,
+      tty: want.tty,
+      resize,
+      signal: abort.signal,
+    },
+    log,
+  );
   resize.end();
   await Promise.all([finishWritable(streams.stdout), finishWritable(streams.stderr)]);
   const bytes = encodeStatus(protocol, status);
@@ -66,7 +71,12 @@ export async function serveRemoteCommandSpdy(o: SpdyRemoteCommandOptions): Promi
   conn.close();
 }
 
-async function collectStreams(conn: SpdyConnection, expected: Set<Role>, timeoutMs: number, log: Logger): Promise<Partial<Record<Role, SpdyStream>> | undefined> {
+async function collectStreams(
+  conn: SpdyConnection,
+  expected: Set<Role>,
+  timeoutMs: number,
+  log: Logger,
+): Promise<Partial<Record<Role, SpdyStream>> | undefined> {
   const got: Partial<Record<Role, SpdyStream>> = {};
   return new Promise((resolve) => {
     const finish = (ok: boolean) => {

@@ -92,7 +92,11 @@ export class StreamingServer {
     this.backend = opts.backend;
     this.cache = new RequestCache(opts.tokenTtlMs ?? 60_000);
     this.log = opts.log ?? rootLog.child({ component: 'streaming' });
-    this.limits = { ...DEFAULT_LIMITS, ...(opts.streamCreationTimeoutMs !== undefined ? { streamCreationTimeoutMs: opts.streamCreationTimeoutMs } : {}), ...opts.limits };
+    this.limits = {
+      ...DEFAULT_LIMITS,
+      ...(opts.streamCreationTimeoutMs !== undefined ? { streamCreationTimeoutMs: opts.streamCreationTimeoutMs } : {}),
+      ...opts.limits,
+    };
     this.http = this.createHttp();
   }
 
@@ -229,7 +233,11 @@ export class StreamingServer {
     // Checked before the token is consumed: the client may retry the same URL while it is valid.
     if (this.sessions >= this.limits.maxConnections) {
       this.log.warn('streaming session refused: too many open', { open: this.sessions, limit: this.limits.maxConnections });
-      writeHttpError(socket, 429, `streaming server busy: ${this.sessions} sessions open, the limit is ${this.limits.maxConnections} (streaming.max_connections); try again later`);
+      writeHttpError(
+        socket,
+        429,
+        `streaming server busy: ${this.sessions} sessions open, the limit is ${this.limits.maxConnections} (streaming.max_connections); try again later`,
+      );
       return;
     }
     const found = this.lookup(req.url);
@@ -274,7 +282,12 @@ export class StreamingServer {
     const supported = cached.kind === 'portforward' ? SPDY_PORTFORWARD_PROTOCOLS : SPDY_REMOTECOMMAND_PROTOCOLS;
     const protocol = negotiate(offered, supported);
     if (!protocol) {
-      writeHttpError(socket, 403, `unable to upgrade: unable to negotiate protocol: client supports ${JSON.stringify(offered)}, server accepts ${JSON.stringify(supported)}`, supported.map((p) => [HEADER_ACCEPTED_PROTOCOL_VERSIONS, p]));
+      writeHttpError(
+        socket,
+        403,
+        `unable to upgrade: unable to negotiate protocol: client supports ${JSON.stringify(offered)}, server accepts ${JSON.stringify(supported)}`,
+        supported.map((p) => [HEADER_ACCEPTED_PROTOCOL_VERSIONS, p]),
+      );
       return;
     }
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ${SPDY_UPGRADE}\r\n${HEADER_PROTOCOL_VERSION}: ${protocol}\r\n\r\n`);
@@ -284,7 +297,14 @@ export class StreamingServer {
     const conn = new SpdyConnection(socket, { role: 'server', log, maxStreams: this.limits.maxStreamsPerConnection });
     const done =
       cached.kind === 'portforward'
-        ? servePortForwardSpdy({ conn, podSandboxId: cached.request.podSandboxId, backend: this.backend, streamCreationTimeoutMs: this.creationTimeoutMs, maxStreams: this.limits.maxStreamsPerConnection, log })
+        ? servePortForwardSpdy({
+            conn,
+            podSandboxId: cached.request.podSandboxId,
+            backend: this.backend,
+            streamCreationTimeoutMs: this.creationTimeoutMs,
+            maxStreams: this.limits.maxStreamsPerConnection,
+            log,
+          })
         : serveRemoteCommandSpdy({ conn, protocol, request: cached, backend: this.backend, streamCreationTimeoutMs: this.creationTimeoutMs, log });
     done.catch((err: unknown) => {
       log.error('streaming session failed', { err: err instanceof Error ? err.message : String(err) });
@@ -302,12 +322,19 @@ export class StreamingServer {
     // No subprotocol at all means the oldest binary protocol, as in wsstream.
     const protocol = offered.length === 0 ? (cached.kind === 'portforward' ? '' : RC_V1) : negotiate(offered, supported);
     if (protocol === undefined) {
-      writeHttpError(socket, 400, `unable to upgrade: requested protocol(s) ${JSON.stringify(offered)} are not supported; supports ${JSON.stringify(supported)}`);
+      writeHttpError(
+        socket,
+        400,
+        `unable to upgrade: requested protocol(s) ${JSON.stringify(offered)} are not supported; supports ${JSON.stringify(supported)}`,
+      );
       return;
     }
     let ports: number[] = [];
     if (cached.kind === 'portforward') {
-      const fromQuery = query.getAll('ports').flatMap((v) => v.split(',')).filter((v) => v.trim() !== '');
+      const fromQuery = query
+        .getAll('ports')
+        .flatMap((v) => v.split(','))
+        .filter((v) => v.trim() !== '');
       const parsed = fromQuery.map((v) => parsePort(v.trim()));
       if (parsed.some((p) => p === undefined)) {
         writeHttpError(socket, 400, `invalid ports ${JSON.stringify(fromQuery)}`);
@@ -354,7 +381,14 @@ export class StreamingServer {
       const duplex = createWebSocketStream(ws);
       duplex.on('error', (err: Error) => log.debug('tunnel error', { err: err.message }));
       const conn = new SpdyConnection(duplex, { role: 'server', log, maxStreams: this.limits.maxStreamsPerConnection });
-      servePortForwardSpdy({ conn, podSandboxId, backend: this.backend, streamCreationTimeoutMs: this.creationTimeoutMs, maxStreams: this.limits.maxStreamsPerConnection, log }).catch((err: unknown) => {
+      servePortForwardSpdy({
+        conn,
+        podSandboxId,
+        backend: this.backend,
+        streamCreationTimeoutMs: this.creationTimeoutMs,
+        maxStreams: this.limits.maxStreamsPerConnection,
+        log,
+      }).catch((err: unknown) => {
         log.error('streaming session failed', { err: err instanceof Error ? err.message : String(err) });
         conn.destroy();
       });
@@ -369,7 +403,10 @@ function validateStreams(what: string, req: { tty: boolean; stdin: boolean; stdo
 
 function headerValues(v: string | string[] | undefined): string[] {
   const list = v === undefined ? [] : Array.isArray(v) ? v : [v];
-  return list.flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s.length > 0);
+  return list
+    .flatMap((s) => s.split(','))
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
 }
 
 function splitAddress(address: string): { host: string; port: number } {

@@ -61,6 +61,4 @@ export interface PortForwardRequest {
 }
 
 export type CachedRequest =
-  | { kind: 'exec'; request: ExecRequest }
-  | { kind: 'attach'; request: AttachRequest }
-  | { kind: 'portforward'; request: PortForwardRequest };
+  { kind: 'exec'; request: ExecRequest } | { kind: 'attach'; request: AttachRequest } | { kind: 'portforward'; request: PortForwardRequest };

@@ -44,7 +44,7 @@ export function encodeChannelMessage(channel: number, data: Buffer, base64: bool
 export function decodeChannelMessage(message: Buffer, base64: boolean): { channel: number; data: Buffer } | undefined {
   if (message.length === 0) return undefined;
   if (base64) {
-    const channel = message[0] as number - 0x30;
+    const channel = (message[0] as number) - 0x30;
     if (channel < 0 || channel > 9) return undefined;
     return { channel, data: Buffer.from(message.subarray(1).toString('latin1'), 'base64') };
   }

@@ -196,7 +196,8 @@ export class TtrpcClient extends EventEmitter<TtrpcClientEvents> {
     this.isClosed = true;
     this.closeReason = err ?? errors.unavailable('ttrpc.closed', 'ttrpc: client closed');
     this.decoder.fail();
-    const failure = err && hasCode(err, 'ttrpc.closed') ? err : errors.unavailable('ttrpc.closed', `ttrpc: connection closed${err ? `: ${err.message}` : ''}`, err);
+    const failure =
+      err && hasCode(err, 'ttrpc.closed') ? err : errors.unavailable('ttrpc.closed', `ttrpc: connection closed${err ? `: ${err.message}` : ''}`, err);
     for (const p of [...this.pending.values()]) p.reject(failure);
     this.pending.clear();
     this.socket.destroy();

@@ -58,10 +58,7 @@ export function readHeader(buf: Buffer, offset = 0): FrameHeader {
 }
 
 export function tooLargeError(length: number): BerthError {
-  return errors.resourceExhausted(
-    'ttrpc.message_too_large',
-    `message length ${length} exceed maximum message size of ${MESSAGE_LENGTH_MAX}`,
-  );
+  return errors.resourceExhausted('ttrpc.message_too_large', `message length ${length} exceed maximum message size of ${MESSAGE_LENGTH_MAX}`);
 }
 
 /**

@@ -51,11 +51,7 @@ export interface ServerOptions {
   logger?: Logger;
 }
 
-export type ListenTarget =
-  | string
-  | { path: string; mode?: number }
-  | { fd: number }
-  | net.Server;
+export type ListenTarget = string | { path: string; mode?: number } | { fd: number } | net.Server;
 
 interface Conn {
   socket: net.Socket;
@@ -266,7 +262,8 @@ export class TtrpcServer {
       frame = responseFrame(id, 0, '', out);
     } catch (err) {
       const st = toStatus(err, ac.signal);
-      if (st.code === StatusCode.Internal) this.log.warn('ttrpc handler failed', { service: req.service, method: req.method, code: st.berthCode, err: st.message });
+      if (st.code === StatusCode.Internal)
+        this.log.warn('ttrpc handler failed', { service: req.service, method: req.method, code: st.berthCode, err: st.message });
       frame = responseFrame(id, st.code, st.message, undefined, st.berthCode);
     } finally {
       if (timer) clearTimeout(timer);
@@ -289,7 +286,13 @@ function responseFrame(id: number, code: number, message: string, payload: Uint8
   const details = berthCode === undefined ? [] : errorInfoDetails(berthCode);
   const body = encodeResponse({ status: { code, message, details }, ...(payload ? { payload } : {}) });
   if (body.length > MESSAGE_LENGTH_MAX) {
-    return responseFrame(id, StatusCode.ResourceExhausted, `message length ${body.length} exceed maximum message size of ${MESSAGE_LENGTH_MAX}`, undefined, 'ttrpc.message_too_large');
+    return responseFrame(
+      id,
+      StatusCode.ResourceExhausted,
+      `message length ${body.length} exceed maximum message size of ${MESSAGE_LENGTH_MAX}`,
+      undefined,
+      'ttrpc.message_too_large',
+    );
   }
   return encodeFrame(id, MessageType.Response, 0, body);
 }

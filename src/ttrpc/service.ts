@@ -16,10 +16,7 @@ type Output<M> = M extends { output: infer O extends DescMessage } ? O : never;
 
 /** What a service implementation provides: one async method per RPC, by local name. */
 export type ServiceImpl<S extends GenServiceMethods> = {
-  [K in keyof S]: (
-    req: MessageShape<Input<S[K]>>,
-    ctx: CallContext,
-  ) => Promise<MessageInitShape<Output<S[K]>>> | MessageInitShape<Output<S[K]>>;
+  [K in keyof S]: (req: MessageShape<Input<S[K]>>, ctx: CallContext) => Promise<MessageInitShape<Output<S[K]>>> | MessageInitShape<Output<S[K]>>;
 };
 
 /** A typed client: one method per RPC taking a request (init object OK), resolving the decoded response. */
@@ -31,11 +28,7 @@ export type ServiceClient<S extends GenServiceMethods> = {
  * Registers `impl` for every unary method of `desc`. Methods missing from `impl` are left
  * unregistered, so callers get Unimplemented. Streaming methods are not supported.
  */
-export function registerService<S extends GenServiceMethods>(
-  server: TtrpcServer,
-  desc: GenService<S>,
-  impl: Partial<ServiceImpl<S>>,
-): void {
+export function registerService<S extends GenServiceMethods>(server: TtrpcServer, desc: GenService<S>, impl: Partial<ServiceImpl<S>>): void {
   const table: Record<string, MethodHandler> = {};
   for (const m of Object.values(desc.method)) {
     const fn = (impl as Record<string, ((req: unknown, ctx: CallContext) => unknown) | undefined>)[m.localName];

@@ -47,7 +47,33 @@ export class Rng {
   }
   /** Integers that break parsers: edges of 8/16/32/53/64 bits, negatives, small. */
   interesting(): number {
-    return this.pick([0, 1, -1, 2, 7, 8, 127, 128, 255, 256, 511, 512, 4096, 65535, 65536, 0x7fffffff, 0x80000000, 0xffffffff, 2 ** 32, 2 ** 53 - 1, 2 ** 53, -(2 ** 31), 1e21, 0.5, NaN]);
+    return this.pick([
+      0,
+      1,
+      -1,
+      2,
+      7,
+      8,
+      127,
+      128,
+      255,
+      256,
+      511,
+      512,
+      4096,
+      65535,
+      65536,
+      0x7fffffff,
+      0x80000000,
+      0xffffffff,
+      2 ** 32,
+      2 ** 53 - 1,
+      2 ** 53,
+      -(2 ** 31),
+      1e21,
+      0.5,
+      NaN,
+    ]);
   }
   str(max = 16): string {
     const alphabet = ['a', 'b', 'Z', '0', '9', '/', '.', '..', '-', '_', ':', '@', '\0', ' ', '%', '\u00e9', '\ud800', '\u{1f600}', '\n', '"', '\\'];
@@ -203,7 +229,8 @@ export async function runTarget<I>(t: Target<I>, o: RunOptions): Promise<RunResu
       if (took > capMs && findings.at(-1)?.iteration !== i) finding('hang', `input took ${took} ms (cap ${capMs} ms)`);
       const problem = await t.after?.(input);
       if (problem) finding('check', problem);
-      if (i % 64 === 0 && process.memoryUsage().heapUsed > maxHeap) finding('memory', `heap ${Math.round(process.memoryUsage().heapUsed / 2 ** 20)} MiB > ${o.maxHeapMb ?? 512} MiB`);
+      if (i % 64 === 0 && process.memoryUsage().heapUsed > maxHeap)
+        finding('memory', `heap ${Math.round(process.memoryUsage().heapUsed / 2 ** 20)} MiB > ${o.maxHeapMb ?? 512} MiB`);
       if (findings.length > 0 && o.stopOnFinding !== false) break;
     }
   } finally {

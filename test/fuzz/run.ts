@@ -37,7 +37,13 @@ async function inWorker(job: Job): Promise<RunResult> {
       } else if (Date.now() - since > job.capMs * 3 + 5000) {
         clearInterval(watchdog);
         void w.terminate();
-        const f: Finding = { target: job.target, seed: job.seed, iteration: now, kind: 'hang', message: `no progress for ${Date.now() - since} ms (worker terminated)` };
+        const f: Finding = {
+          target: job.target,
+          seed: job.seed,
+          iteration: now,
+          kind: 'hang',
+          message: `no progress for ${Date.now() - since} ms (worker terminated)`,
+        };
         resolve({ target: job.target, execs: now, expectedErrors: 0, findings: [f], ms: job.seconds * 1000 });
       }
     }, 500);
@@ -48,7 +54,15 @@ async function inWorker(job: Job): Promise<RunResult> {
     w.once('error', (err) => {
       clearInterval(watchdog);
       const i = Atomics.load(progress, 0);
-      resolve({ target: job.target, execs: i, expectedErrors: 0, findings: [{ target: job.target, seed: job.seed, iteration: i, kind: /heap|memory/i.test(err.message) ? 'memory' : 'crash', message: String(err.stack ?? err) }], ms: 0 });
+      resolve({
+        target: job.target,
+        execs: i,
+        expectedErrors: 0,
+        findings: [
+          { target: job.target, seed: job.seed, iteration: i, kind: /heap|memory/i.test(err.message) ? 'memory' : 'crash', message: String(err.stack ?? err) },
+        ],
+        ms: 0,
+      });
     });
   });
 }
@@ -56,7 +70,13 @@ async function inWorker(job: Job): Promise<RunResult> {
 if (!isMainThread) {
   const job = workerData as Job;
   const t = targets.find((x) => x.name === job.target)!;
-  const r = await runTarget(t, { seed: job.seed, budgetMs: job.seconds * 1000, capMs: job.capMs, progress: new Int32Array(job.progress), stopOnFinding: false });
+  const r = await runTarget(t, {
+    seed: job.seed,
+    budgetMs: job.seconds * 1000,
+    capMs: job.capMs,
+    progress: new Int32Array(job.progress),
+    stopOnFinding: false,
+  });
   parentPort!.postMessage(r);
 } else {
   const seconds = Number(arg('seconds', '10'));

@@ -37,7 +37,15 @@ export interface RawEntry {
 }
 
 function octal(b: Buffer, off: number, len: number, v: number): void {
-  b.write(v.toString(8).padStart(len - 1, '0').slice(-(len - 1)) + '\0', off, len, 'latin1');
+  b.write(
+    v
+      .toString(8)
+      .padStart(len - 1, '0')
+      .slice(-(len - 1)) + '\0',
+    off,
+    len,
+    'latin1',
+  );
 }
 
 function header(e: RawEntry): Buffer {
@@ -150,7 +158,8 @@ function boxState(): string {
     const p = join(box, e);
     const st = statSync(p);
     rows.push(`${e}:${st.isDirectory() ? 'd' : 'f'}:${st.mtimeMs}:${st.mode}`);
-    if (st.isDirectory()) for (const f of readdirSync(p).sort()) rows.push(`${e}/${f}:${statSync(join(p, f)).mtimeMs}:${readFileSync(join(p, f)).toString('hex')}`);
+    if (st.isDirectory())
+      for (const f of readdirSync(p).sort()) rows.push(`${e}/${f}:${statSync(join(p, f)).mtimeMs}:${readFileSync(join(p, f)).toString('hex')}`);
   }
   return rows.join('\n');
 }
@@ -224,7 +233,9 @@ function jsonValue(rng: Rng, depth = 0): unknown {
       return Array.from({ length: rng.int(4) }, () => jsonValue(rng, depth + 1));
     default: {
       const o: Record<string, unknown> = {};
-      for (let i = rng.int(4); i > 0; i--) o[rng.pick(['mediaType', 'digest', 'size', 'platform', 'architecture', 'os', 'variant', 'annotations', '__proto__', 'constructor', rng.str(5)])] = jsonValue(rng, depth + 1);
+      for (let i = rng.int(4); i > 0; i--)
+        o[rng.pick(['mediaType', 'digest', 'size', 'platform', 'architecture', 'os', 'variant', 'annotations', '__proto__', 'constructor', rng.str(5)])] =
+          jsonValue(rng, depth + 1);
       return o;
     }
   }
@@ -236,7 +247,10 @@ function descriptor(rng: Rng): unknown {
     digest: rng.bool(0.8) ? `sha256:${rng.bytes(32).toString('hex')}` : jsonValue(rng),
     size: rng.bool(0.8) ? rng.int(100000) : jsonValue(rng),
   };
-  if (rng.bool(0.5)) d.platform = rng.bool(0.6) ? { architecture: rng.pick(['amd64', 'arm64', 'arm', 'x86_64', '']), os: rng.pick(['linux', 'windows', '']), variant: rng.pick(['v7', 'v8', '']) } : jsonValue(rng);
+  if (rng.bool(0.5))
+    d.platform = rng.bool(0.6)
+      ? { architecture: rng.pick(['amd64', 'arm64', 'arm', 'x86_64', '']), os: rng.pick(['linux', 'windows', '']), variant: rng.pick(['v7', 'v8', '']) }
+      : jsonValue(rng);
   if (rng.bool(0.3)) d.annotations = jsonValue(rng);
   if (rng.bool(0.2)) d.urls = jsonValue(rng);
   if (rng.bool(0.1)) return jsonValue(rng);
@@ -273,7 +287,18 @@ export const manifestTarget: Target<{ doc: Buffer; media: string; config: Buffer
     if (rng.bool(0.5)) cfg.rootfs = { type: 'layers', diff_ids: rng.bool(0.8) ? [`sha256:${rng.bytes(32).toString('hex')}`] : jsonValue(rng) };
     let config: Buffer = Buffer.from(JSON.stringify(cfg));
     if (rng.bool(0.3)) config = mutate(rng, config);
-    const refs = ['busybox', 'docker.io/library/busybox:1.36', 'localhost:5000/a/b@sha256:' + 'a'.repeat(64), 'UPPER/x', 'a:b:c', ':', '@', 'x@sha256:zz', 'a'.repeat(300), 'h:99999/x'];
+    const refs = [
+      'busybox',
+      'docker.io/library/busybox:1.36',
+      'localhost:5000/a/b@sha256:' + 'a'.repeat(64),
+      'UPPER/x',
+      'a:b:c',
+      ':',
+      '@',
+      'x@sha256:zz',
+      'a'.repeat(300),
+      'h:99999/x',
+    ];
     let ref = rng.pick(refs);
     if (rng.bool(0.5)) ref = mutate(rng, Buffer.from(ref)).toString('utf8');
     return { doc, media: rng.pick(MEDIA), config, ref };
@@ -391,18 +416,31 @@ export const ttrpcFrameTarget: Target<{ chunks: Buffer[] }> = {
 // --- SPDY frames and header blocks --------------------------------------------------------------
 
 function spdyFrame(rng: Rng, hc: HeaderCompressor): Frame {
-  const block = () => hc.compress({ streamtype: rng.pick(['stdin', 'stdout', 'error', 'data', rng.str(5)]), port: String(rng.interesting()), [rng.str(6)]: rng.str(10) });
+  const block = () =>
+    hc.compress({ streamtype: rng.pick(['stdin', 'stdout', 'error', 'data', rng.str(5)]), port: String(rng.interesting()), [rng.str(6)]: rng.str(10) });
   switch (rng.int(9)) {
     case 0:
       return { type: 'data', streamId: rng.int(100), flags: rng.int(4), data: rng.bytes(rng.int(100)) };
     case 1:
-      return { type: 'syn_stream', streamId: 1 + 2 * rng.int(50), associatedStreamId: 0, priority: rng.int(8), slot: 0, flags: rng.int(4), headerBlock: block() };
+      return {
+        type: 'syn_stream',
+        streamId: 1 + 2 * rng.int(50),
+        associatedStreamId: 0,
+        priority: rng.int(8),
+        slot: 0,
+        flags: rng.int(4),
+        headerBlock: block(),
+      };
     case 2:
       return { type: 'syn_reply', streamId: rng.int(100), flags: rng.int(2), headerBlock: block() };
     case 3:
       return { type: 'rst_stream', streamId: rng.int(100), status: rng.int(12) };
     case 4:
-      return { type: 'settings', flags: 0, entries: Array.from({ length: rng.int(4) }, () => ({ id: rng.int(9), flags: rng.int(3), value: rng.interesting() >>> 0 })) };
+      return {
+        type: 'settings',
+        flags: 0,
+        entries: Array.from({ length: rng.int(4) }, () => ({ id: rng.int(9), flags: rng.int(3), value: rng.interesting() >>> 0 })),
+      };
     case 5:
       return { type: 'ping', id: rng.u32() };
     case 6:
@@ -496,4 +534,13 @@ export const wsChannelTarget: Target<{ msg: Buffer; base64: boolean }> = {
   expected: () => false,
 };
 
-export const targets: Target<any>[] = [tarReaderTarget, unpackTarget, manifestTarget, pbTarget, ttrpcFrameTarget, spdyFrameTarget, spdyHeaderTarget, wsChannelTarget];
+export const targets: Target<any>[] = [
+  tarReaderTarget,
+  unpackTarget,
+  manifestTarget,
+  pbTarget,
+  ttrpcFrameTarget,
+  spdyFrameTarget,
+  spdyHeaderTarget,
+  wsChannelTarget,
+];

@@ -27,7 +27,9 @@ export function rootfsTemplate(): string {
   for (const d of ['bin', 'proc', 'dev', 'sys', 'tmp', 'etc', 'root']) mkdirSync(join(dir, d));
   copyFileSync(BUSYBOX, join(dir, 'bin/busybox'));
   chmodSync(join(dir, 'bin/busybox'), 0o755);
-  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).split('\n').filter((a) => a && a !== 'busybox');
+  const applets = execFileSync(BUSYBOX, ['--list'], { encoding: 'utf8' })
+    .split('\n')
+    .filter((a) => a && a !== 'busybox');
   for (const a of applets) symlinkSync('busybox', join(dir, 'bin', a));
   writeFileSync(join(dir, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\n');
   writeFileSync(join(dir, 'etc/group'), 'root:x:0:\n');
@@ -91,7 +93,13 @@ export function ociConfig(id: string, o: BundleOptions): Record<string, unknown>
     linux: {
       cgroupsPath: `${o.cgroupParent}/${id}`,
       resources,
-      namespaces: [o.pidNsPath ? { type: 'pid', path: o.pidNsPath } : { type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'network' }],
+      namespaces: [
+        o.pidNsPath ? { type: 'pid', path: o.pidNsPath } : { type: 'pid' },
+        { type: 'ipc' },
+        { type: 'uts' },
+        { type: 'mount' },
+        { type: 'network' },
+      ],
       maskedPaths: ['/proc/kcore', '/proc/keys', '/proc/timer_list'],
       readonlyPaths: ['/proc/sys', '/proc/sysrq-trigger'],
     },
@@ -129,7 +137,9 @@ export function removeCgroupTree(parent: string): void {
     const rmTree = (d: string): void => {
       let entries: string[] = [];
       try {
-        entries = readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => e.name);
+        entries = readdirSync(d, { withFileTypes: true })
+          .filter((e) => e.isDirectory())
+          .map((e) => e.name);
       } catch {
         return;
       }

@@ -57,7 +57,11 @@ export class RuntimeHarness {
   }
 
   /** A spec plus a bind-mounted private rootfs copy. */
-  container(id: string, args: string[], annotations: Record<string, string> = {}): { spec: Record<string, unknown>; rootfs: Array<{ type: string; source: string; options: string[] }> } {
+  container(
+    id: string,
+    args: string[],
+    annotations: Record<string, string> = {},
+  ): { spec: Record<string, unknown>; rootfs: Array<{ type: string; source: string; options: string[] }> } {
     const src = join(this.tmp, 'rootfs', id);
     cpSync(rootfsTemplate(), src, { recursive: true, verbatimSymlinks: true });
     return { spec: ociConfig(id, { args, annotations, cgroupParent: this.cgroupParent }), rootfs: [{ type: 'bind', source: src, options: ['rbind', 'rw'] }] };
@@ -121,7 +125,6 @@ export function processesMentioning(needle: string): number[] {
   }
   return out;
 }
-
 
 /** A real containerd (Debian's) on temp paths, CRI and unavailable plugins disabled. */
 export class Containerd {

@@ -115,7 +115,12 @@ export function logText(path: string): string {
 }
 
 /** Create, start, wait for exit; returns the id, the final status and the log lines. */
-export async function runToExit(env: CriEnv, pod: TestPod, config: ContainerConfigInit, timeoutMs = 20_000): Promise<{ id: string; status: ContainerStatus; log: LogLine[] }> {
+export async function runToExit(
+  env: CriEnv,
+  pod: TestPod,
+  config: ContainerConfigInit,
+  timeoutMs = 20_000,
+): Promise<{ id: string; status: ContainerStatus; log: LogLine[] }> {
   const id = await createContainer(env, pod, config);
   await env.berthd.cri.runtime.startContainer({ containerId: id });
   const s = await waitForState(env, id, ContainerState.CONTAINER_EXITED, timeoutMs);

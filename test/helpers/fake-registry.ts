@@ -116,7 +116,11 @@ export class FakeRegistry {
   }
 
   /** A one-layer OCI image; returns the manifest, config and layer descriptors. */
-  addImage(repo: string, tag: string, layer: Buffer = Buffer.from('layer-bytes')): { manifest: Descriptor; config: Descriptor; layer: Descriptor; manifestBytes: Buffer } {
+  addImage(
+    repo: string,
+    tag: string,
+    layer: Buffer = Buffer.from('layer-bytes'),
+  ): { manifest: Descriptor; config: Descriptor; layer: Descriptor; manifestBytes: Buffer } {
     const layerDesc = this.addBlob(layer, 'application/vnd.oci.image.layer.v1.tar');
     const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [layerDesc.digest] } }));
     const configDesc = this.addBlob(config, 'application/vnd.oci.image.config.v1+json');
@@ -156,10 +160,7 @@ export class FakeRegistry {
       if (a.staticTokens?.includes(token)) return true;
       const scopes = this.issued.get(token);
       if (scopes?.includes(`repository:${repo}:pull`)) return true;
-      res.setHeader(
-        'www-authenticate',
-        `Bearer realm="${this.url}/token",service="fake-registry",scope="repository:${repo}:pull"`,
-      );
+      res.setHeader('www-authenticate', `Bearer realm="${this.url}/token",service="fake-registry",scope="repository:${repo}:pull"`);
     }
     this.json(res, 401, { errors: [{ code: 'UNAUTHORIZED', message: 'authentication required' }] });
     return false;

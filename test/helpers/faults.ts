@@ -131,12 +131,19 @@ export function inventory(env: CriEnv, extra: { pluginDirs?: string[] } = {}): I
     const rec = JSON.parse(r.record) as { state: string; extra?: { phase?: string } };
     return `${r.id} ${rec.state}${rec.extra?.phase === 'creating' ? ' creating' : ''}`;
   });
-  const containers = dbRows<{ id: string; record: string }>(meta, 'SELECT id, record FROM containers').map((r) => `${r.id} ${(JSON.parse(r.record) as { state: string }).state}`);
-  const names = dbRows<{ namespace: string; name: string; holder: string }>(meta, 'SELECT namespace, name, holder FROM names').map((r) => `${r.namespace}/${r.name} ${r.holder}`);
+  const containers = dbRows<{ id: string; record: string }>(meta, 'SELECT id, record FROM containers').map(
+    (r) => `${r.id} ${(JSON.parse(r.record) as { state: string }).state}`,
+  );
+  const names = dbRows<{ namespace: string; name: string; holder: string }>(meta, 'SELECT namespace, name, holder FROM names').map(
+    (r) => `${r.namespace}/${r.name} ${r.holder}`,
+  );
   const snapRoot = snapshotterRoot(env);
   const rows = dbRows<{ id: number; key: string; kind: string }>(join(snapRoot, 'metadata.db'), 'SELECT id, key, kind FROM snapshots');
   const rowIds = new Set(rows.map((r) => String(r.id)));
-  const activeSnapshots = rows.filter((r) => r.kind !== 'committed').map((r) => r.key).sort();
+  const activeSnapshots = rows
+    .filter((r) => r.kind !== 'committed')
+    .map((r) => r.key)
+    .sort();
   const orphanSnapshotDirs = ls(join(snapRoot, 'snapshots')).filter((d) => !rowIds.has(d));
 
   // This berthd's processes: named by its dirs (conmon's bundle args, runc --root, a plugin
@@ -152,9 +159,14 @@ export function inventory(env: CriEnv, extra: { pluginDirs?: string[] } = {}): I
   const mine = new Set<number>();
   for (const p of all) {
     if (p.pid === berthdPid || p.environ.split('\0').includes(shimMark)) continue;
-    if (p.cmdline.some((a) => marks.some((m) => a.includes(m))) || p.environ.includes(`CNI_NETNS=${join(state, 'netns')}`) || [...ids].some((id) => p.cgroup.includes(id))) mine.add(p.pid);
+    if (
+      p.cmdline.some((a) => marks.some((m) => a.includes(m))) ||
+      p.environ.includes(`CNI_NETNS=${join(state, 'netns')}`) ||
+      [...ids].some((id) => p.cgroup.includes(id))
+    )
+      mine.add(p.pid);
   }
-  for (let grew = true; grew; ) {
+  for (let grew = true; grew;) {
     grew = false;
     for (const p of all) {
       if (!mine.has(p.pid) && mine.has(p.ppid) && p.pid !== berthdPid) {
@@ -165,7 +177,10 @@ export function inventory(env: CriEnv, extra: { pluginDirs?: string[] } = {}): I
   }
   // berth-shim gives runc a root per namespace: <state>/runc/<namespace>.
   const runc = ls(join(state, 'runc')).flatMap((ns) =>
-    spawnSync('runc', ['--root', join(state, 'runc', ns), 'list', '-q'], { encoding: 'utf8' }).stdout.split('\n').filter(Boolean).map((id) => `${ns}/${id}`),
+    spawnSync('runc', ['--root', join(state, 'runc', ns), 'list', '-q'], { encoding: 'utf8' })
+      .stdout.split('\n')
+      .filter(Boolean)
+      .map((id) => `${ns}/${id}`),
   );
 
   return {
@@ -176,7 +191,10 @@ export function inventory(env: CriEnv, extra: { pluginDirs?: string[] } = {}): I
     orphanSnapshotDirs,
     bundles: ls(join(state, 'tasks')).flatMap((ns) => ls(join(state, 'tasks', ns)).map((id) => `${ns}/${id}`)),
     runc: runc.sort(),
-    processes: all.filter((p) => mine.has(p.pid)).map((p) => `${p.comm}[${p.pid}]`).sort(),
+    processes: all
+      .filter((p) => mine.has(p.pid))
+      .map((p) => `${p.comm}[${p.pid}]`)
+      .sort(),
     shims: all.filter((p) => p.environ.split('\0').includes(shimMark)).length,
     names: names.sort(),
     sandboxes: sandboxes.sort(),

@@ -259,11 +259,7 @@ function layerMediaType(compression: Compression, format: ManifestFormat): strin
 const layerCache = new Map<string, Promise<LayerBlob>>();
 
 /** Builds a layer blob from entries; with `cacheKey` the same layer is built once per process. */
-export function buildLayer(
-  entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>,
-  opts: LayerOptions,
-  cacheKey?: string,
-): Promise<LayerBlob> {
+export function buildLayer(entries: Iterable<LayerEntry> | AsyncIterable<LayerEntry>, opts: LayerOptions, cacheKey?: string): Promise<LayerBlob> {
   if (cacheKey === undefined) return buildLayerNow(entries, opts);
   const key = `${cacheKey}|${opts.compression}|${opts.level ?? 6}|${opts.format ?? 'oci'}`;
   let p = layerCache.get(key);
@@ -338,8 +334,7 @@ export interface ImageOptions {
   hostile?: HostileExpectation;
 }
 
-const toSet = (xs: string[] | undefined): Record<string, Record<string, never>> | undefined =>
-  xs ? Object.fromEntries(xs.map((x) => [x, {}])) : undefined;
+const toSet = (xs: string[] | undefined): Record<string, Record<string, never>> | undefined => (xs ? Object.fromEntries(xs.map((x) => [x, {}])) : undefined);
 
 export function buildImage(layers: LayerBlob[], opts: ImageOptions = {}): FixtureManifest {
   const format = opts.format ?? 'oci';
@@ -406,23 +401,17 @@ export function buildIndex(manifests: FixtureManifest[], format: ManifestFormat 
 
 // ---------------------------------------------------------------- fixture content
 
-export const PASSWD = [
-  'root:x:0:0:root:/root:/bin/sh',
-  'daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin',
-  'www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin',
-  'app:x:1002:1002:app user:/home/app:/bin/sh',
-  'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
-].join('\n') + '\n';
+export const PASSWD =
+  [
+    'root:x:0:0:root:/root:/bin/sh',
+    'daemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin',
+    'www-data:x:33:33:www-data:/var/www:/usr/sbin/nologin',
+    'app:x:1002:1002:app user:/home/app:/bin/sh',
+    'nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin',
+  ].join('\n') + '\n';
 
-export const GROUP = [
-  'root:x:0:',
-  'daemon:x:1:',
-  'www-data:x:33:',
-  'users:x:100:www-data,app',
-  'app:x:1002:',
-  'extra:x:1005:www-data',
-  'nogroup:x:65534:',
-].join('\n') + '\n';
+export const GROUP =
+  ['root:x:0:', 'daemon:x:1:', 'www-data:x:33:', 'users:x:100:www-data,app', 'app:x:1002:', 'extra:x:1005:www-data', 'nogroup:x:65534:'].join('\n') + '\n';
 
 function baseEntries(): LayerEntry[] {
   return [
@@ -468,17 +457,20 @@ function twoLayers(compression: Compression): Promise<LayerBlob[]> {
       { compression },
       'two-a',
     ),
-    buildLayer([{ type: 'dir', path: 'opt/' }, { type: 'file', path: 'opt/two.txt', content: 'layer two\n'.repeat(200) }], { compression }, 'two-b'),
+    buildLayer(
+      [
+        { type: 'dir', path: 'opt/' },
+        { type: 'file', path: 'opt/two.txt', content: 'layer two\n'.repeat(200) },
+      ],
+      { compression },
+      'two-b',
+    ),
   ]);
 }
 
 function archLayer(p: Platform, format: ManifestFormat): Promise<LayerBlob> {
   const arch = p.variant ? `${p.architecture}/${p.variant}` : p.architecture;
-  return buildLayer(
-    [...baseEntries(), { type: 'file', path: 'arch', content: `${arch}\n` }],
-    { compression: 'gzip', format },
-    `arch-${arch}`,
-  );
+  return buildLayer([...baseEntries(), { type: 'file', path: 'arch', content: `${arch}\n` }], { compression: 'gzip', format }, `arch-${arch}`);
 }
 
 const PLATFORMS: Platform[] = [
@@ -529,7 +521,13 @@ async function whiteouts(): Promise<FixtureManifest> {
 
 async function usersImage(user: string): Promise<FixtureManifest> {
   const layer = await buildLayer(
-    [...baseEntries(), { type: 'dir', path: 'var/' }, { type: 'dir', path: 'var/www/', uid: 33, gid: 33 }, { type: 'dir', path: 'home/' }, { type: 'dir', path: 'home/app/', uid: 1002, gid: 1002 }],
+    [
+      ...baseEntries(),
+      { type: 'dir', path: 'var/' },
+      { type: 'dir', path: 'var/www/', uid: 33, gid: 33 },
+      { type: 'dir', path: 'home/' },
+      { type: 'dir', path: 'home/app/', uid: 1002, gid: 1002 },
+    ],
     { compression: 'gzip' },
     'users',
   );
@@ -556,10 +554,20 @@ const base = (p: string): string => p.slice('/tmp/'.length);
 
 const hostileBuilders = {
   'evil-dotdot': () =>
-    hostile('evil-dotdot', [[...baseEntries(), { type: 'file', path: `${UP}${target('dotdot')}`, content: 'pwned\n' }, { type: 'file', path: `etc/${UP}${target('dotdot2')}`, content: 'pwned\n' }]], {
-      mustNotExist: [target('dotdot'), target('dotdot2')],
-      mustNotLink: [],
-    }),
+    hostile(
+      'evil-dotdot',
+      [
+        [
+          ...baseEntries(),
+          { type: 'file', path: `${UP}${target('dotdot')}`, content: 'pwned\n' },
+          { type: 'file', path: `etc/${UP}${target('dotdot2')}`, content: 'pwned\n' },
+        ],
+      ],
+      {
+        mustNotExist: [target('dotdot'), target('dotdot2')],
+        mustNotLink: [],
+      },
+    ),
   'evil-absolute': () =>
     hostile('evil-absolute', [[...baseEntries(), { type: 'file', path: target('abs'), content: 'pwned\n' }]], {
       mustNotExist: [target('abs')],
@@ -567,15 +575,23 @@ const hostileBuilders = {
     }),
   // A symlink to /tmp planted inside the rootfs, then a file written "through" it.
   'evil-symlink': () =>
-    hostile('evil-symlink', [[...baseEntries(), { type: 'symlink', path: 'link', target: '/tmp' }, { type: 'file', path: `link/${base(target('sym'))}`, content: 'pwned\n' }]], {
-      mustNotExist: [target('sym')],
-      mustNotLink: [],
-    }),
+    hostile(
+      'evil-symlink',
+      [[...baseEntries(), { type: 'symlink', path: 'link', target: '/tmp' }, { type: 'file', path: `link/${base(target('sym'))}`, content: 'pwned\n' }]],
+      {
+        mustNotExist: [target('sym')],
+        mustNotLink: [],
+      },
+    ),
   'evil-symlink-relative': () =>
-    hostile('evil-symlink-relative', [[...baseEntries(), { type: 'symlink', path: 'up', target: `${UP}/tmp` }, { type: 'file', path: `up/${base(target('symrel'))}`, content: 'pwned\n' }]], {
-      mustNotExist: [target('symrel')],
-      mustNotLink: [],
-    }),
+    hostile(
+      'evil-symlink-relative',
+      [[...baseEntries(), { type: 'symlink', path: 'up', target: `${UP}/tmp` }, { type: 'file', path: `up/${base(target('symrel'))}`, content: 'pwned\n' }]],
+      {
+        mustNotExist: [target('symrel')],
+        mustNotLink: [],
+      },
+    ),
   // The link comes from one layer, the write through it from the next.
   'evil-symlink-layers': () =>
     hostile(
@@ -588,14 +604,29 @@ const hostileBuilders = {
     ),
   // A symlink named "." must not redirect later entries.
   'evil-symlink-dot': () =>
-    hostile('evil-symlink-dot', [[{ type: 'symlink', path: '.', target: '/tmp' }, { type: 'file', path: base(target('symdot')), content: 'pwned\n' }]], {
-      mustNotExist: [target('symdot')],
-      mustNotLink: [],
-    }),
+    hostile(
+      'evil-symlink-dot',
+      [
+        [
+          { type: 'symlink', path: '.', target: '/tmp' },
+          { type: 'file', path: base(target('symdot')), content: 'pwned\n' },
+        ],
+      ],
+      {
+        mustNotExist: [target('symdot')],
+        mustNotLink: [],
+      },
+    ),
   'evil-hardlink': () =>
     hostile(
       'evil-hardlink',
-      [[...baseEntries(), { type: 'hardlink', path: 'passwd-abs', target: '/etc/passwd' }, { type: 'hardlink', path: 'passwd-rel', target: `${UP}/etc/passwd` }]],
+      [
+        [
+          ...baseEntries(),
+          { type: 'hardlink', path: 'passwd-abs', target: '/etc/passwd' },
+          { type: 'hardlink', path: 'passwd-rel', target: `${UP}/etc/passwd` },
+        ],
+      ],
       { mustNotExist: [], mustNotLink: ['/etc/passwd'] },
     ),
 } satisfies Record<string, () => Promise<FixtureManifest>>;
@@ -668,7 +699,10 @@ function* smallFiles(layer: number, count: number): Generator<LayerEntry> {
     if (i % perDir === 0) yield { type: 'dir', path: `l${layer}/d${String(d).padStart(3, '0')}/` };
     const size = 1024 + rng.int(7 * 1024 + 1);
     // Hex text compresses about 2:1, like source files and configs do.
-    const content = rng.next(Math.ceil(size / 2)).toString('hex').slice(0, size);
+    const content = rng
+      .next(Math.ceil(size / 2))
+      .toString('hex')
+      .slice(0, size);
     yield { type: 'file', path: `l${layer}/d${String(d).padStart(3, '0')}/f${String(i).padStart(5, '0')}.txt`, content };
   }
 }

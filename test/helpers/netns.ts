@@ -71,7 +71,9 @@ export function splitRule(line: string): string[] {
 
 /** `iptables -t nat -S` lines that mention `token`. */
 export function natRulesMentioning(token: string): string[] {
-  return run('iptables', ['-w', '-t', 'nat', '-S']).stdout.split('\n').filter((l) => l.includes(token));
+  return run('iptables', ['-w', '-t', 'nat', '-S'])
+    .stdout.split('\n')
+    .filter((l) => l.includes(token));
 }
 
 /** Removes every NAT rule mentioning `token` and the per-container chains they jump to. */
@@ -104,7 +106,8 @@ export function dnatChains(): string[] {
  * Resolves once it listens. The caller kills it (child.kill()).
  */
 export async function startTcpServer(netnsPath: string, host: string, port: number, reply: string): Promise<ChildProcess> {
-  const code = `const s=require('net').createServer(c=>{c.end(${JSON.stringify(reply)})});` +
+  const code =
+    `const s=require('net').createServer(c=>{c.end(${JSON.stringify(reply)})});` +
     `s.listen(${port},${JSON.stringify(host)},()=>console.log('listening'));` +
     `setTimeout(()=>process.exit(0),60000).unref();process.stdin.on('end',()=>process.exit(0));process.stdin.resume();`;
   const child = spawn('nsenter', [`--net=${netnsPath}`, process.execPath, '-e', code], { stdio: ['pipe', 'pipe', 'pipe'] });
@@ -150,7 +153,8 @@ export async function tcpRead(host: string, port: number, timeoutMs = 3000): Pro
 
 /** Like tcpRead, but the client runs inside the netns (pod-to-pod traffic). */
 export function tcpReadFromNetns(netnsPath: string, host: string, port: number, timeoutMs = 3000): { code: number | null; stdout: string; stderr: string } {
-  const code = `const s=require('net').connect({host:${JSON.stringify(host)},port:${port}});let d='';` +
+  const code =
+    `const s=require('net').connect({host:${JSON.stringify(host)},port:${port}});let d='';` +
     `s.on('data',x=>d+=x);s.on('end',()=>{process.stdout.write(d);process.exit(0)});` +
     `s.on('error',e=>{console.error(e.message);process.exit(1)});setTimeout(()=>{console.error('timeout');process.exit(2)},${timeoutMs});`;
   return inNetns(netnsPath, process.execPath, ['-e', code], timeoutMs + 5000);
@@ -238,7 +242,10 @@ export interface FakeCall {
 export async function readCalls(binDir: string): Promise<FakeCall[]> {
   try {
     const text = await readFile(join(binDir, 'calls.jsonl'), 'utf8');
-    return text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as FakeCall);
+    return text
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as FakeCall);
   } catch {
     return [];
   }

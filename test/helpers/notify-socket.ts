@@ -26,7 +26,12 @@ export function bindNotifySocket(path: string): NotifySocket {
   const { koffi, lib } = libc();
   const socket = lib.func('int socket(int, int, int)') as (d: number, t: number, p: number) => number;
   const bind = lib.func('int bind(int, const void *addr, uint32_t addrlen)') as (fd: number, addr: Buffer, len: number) => number;
-  const recv = lib.func('intptr_t recv(int, _Out_ void *buf, size_t len, int flags)') as (fd: number, buf: Buffer, len: number, flags: number) => number | bigint;
+  const recv = lib.func('intptr_t recv(int, _Out_ void *buf, size_t len, int flags)') as (
+    fd: number,
+    buf: Buffer,
+    len: number,
+    flags: number,
+  ) => number | bigint;
   const close = lib.func('int close(int)') as (fd: number) => number;
 
   const fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);

@@ -103,13 +103,7 @@ function requirePath(blob: PushBlob): string {
 }
 
 /** Pushes a manifest (or index) under a tag or digest; returns the digest the registry reports. */
-export async function pushManifest(
-  target: PushTarget,
-  repo: string,
-  reference: string,
-  mediaType: string,
-  bytes: Buffer,
-): Promise<string> {
+export async function pushManifest(target: PushTarget, repo: string, reference: string, mediaType: string, bytes: Buffer): Promise<string> {
   const res = await request(`${target.url}/v2/${repo}/manifests/${reference}`, {
     method: 'PUT',
     headers: headers(target, { 'content-type': mediaType, 'content-length': String(bytes.length) }),

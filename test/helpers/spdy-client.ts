@@ -97,7 +97,9 @@ export interface SpdyExecResult {
 
 /** Runs one exec/attach session against a URL from StreamingServer. */
 export async function spdyExec(url: string, o: SpdyExecOptions = {}): Promise<SpdyExecResult> {
-  const { conn, protocol } = await spdyUpgrade(url, o.protocols ?? ['v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'], { sendWindowUpdates: o.sendWindowUpdates });
+  const { conn, protocol } = await spdyUpgrade(url, o.protocols ?? ['v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'], {
+    sendWindowUpdates: o.sendWindowUpdates,
+  });
   try {
     const error = await openStream(conn, { streamtype: 'error' });
     const errorOut = collect(error);

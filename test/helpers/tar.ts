@@ -49,10 +49,10 @@ export async function buildTar(entries: TarEntry[]): Promise<Buffer> {
       devmajor: e.devmajor,
       devminor: e.devminor,
       pax: e.pax,
-      size: type === 'file' ? content?.length ?? 0 : 0,
+      size: type === 'file' ? (content?.length ?? 0) : 0,
     };
     await new Promise<void>((resolve, reject) => {
-      pack.entry(header, type === 'file' ? content ?? Buffer.alloc(0) : undefined as unknown as string, (err) => (err ? reject(err) : resolve()));
+      pack.entry(header, type === 'file' ? (content ?? Buffer.alloc(0)) : (undefined as unknown as string), (err) => (err ? reject(err) : resolve()));
     });
   }
   pack.finalize();

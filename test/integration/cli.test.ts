@@ -85,7 +85,21 @@ async function eventually<T>(f: () => Promise<T | undefined>, what: string): Pro
 }
 
 test('run (flag form) then ps, pods, logs, exec, inspect, stop, rm, stopp, rmp', async () => {
-  const id = (await ok(['run', '--name', 'web', '--log-dir', join(dir, 'web'), '-e', 'GREETING=hi', env.busybox.ref, 'sh', '-c', 'echo $GREETING; echo oops >&2; sleep 100'])).trim();
+  const id = (
+    await ok([
+      'run',
+      '--name',
+      'web',
+      '--log-dir',
+      join(dir, 'web'),
+      '-e',
+      'GREETING=hi',
+      env.busybox.ref,
+      'sh',
+      '-c',
+      'echo $GREETING; echo oops >&2; sleep 100',
+    ])
+  ).trim();
   assert.match(id, /^[0-9a-f]{64}$/);
 
   const ps = await ok(['ps']);
@@ -144,7 +158,12 @@ test('run (flag form) then ps, pods, logs, exec, inspect, stop, rm, stopp, rmp',
 
 test('runp, create and start from crictl-style YAML and JSON files', async () => {
   const podYaml = join(dir, 'pod.yaml');
-  writeFileSync(podYaml, ['metadata:', '  name: files', '  namespace: default', '  uid: files-uid-1', '  attempt: 0', `log_directory: ${join(dir, 'files')}`, 'linux: {}', ''].join('\n'));
+  writeFileSync(
+    podYaml,
+    ['metadata:', '  name: files', '  namespace: default', '  uid: files-uid-1', '  attempt: 0', `log_directory: ${join(dir, 'files')}`, 'linux: {}', ''].join(
+      '\n',
+    ),
+  );
   const ctrJson = join(dir, 'ctr.json');
   writeFileSync(ctrJson, JSON.stringify({ metadata: { name: 'box' }, image: { image: env.busybox.ref }, command: ['sleep', '100'], log_path: 'box.log' }));
   const podId = (await ok(['runp', podYaml])).trim();
@@ -172,7 +191,10 @@ test('run (file form) and logs -f follows until the container exits', async () =
   const pod = join(dir, 'pod2.json');
   writeFileSync(pod, JSON.stringify({ metadata: { name: 'follow', namespace: 'default', uid: 'follow-uid' }, logDirectory: join(dir, 'follow') }));
   const ctr = join(dir, 'ctr2.yaml');
-  writeFileSync(ctr, `metadata:\n  name: ticker\nimage:\n  image: ${env.busybox.ref}\ncommand: [sh, -c, 'for i in 1 2 3; do echo tick $i; sleep 0.3; done']\nlogPath: ticker.log\n`);
+  writeFileSync(
+    ctr,
+    `metadata:\n  name: ticker\nimage:\n  image: ${env.busybox.ref}\ncommand: [sh, -c, 'for i in 1 2 3; do echo tick $i; sleep 0.3; done']\nlogPath: ticker.log\n`,
+  );
   const cid = (await ok(['run', ctr, pod])).trim();
   const f = spawnBerth(['logs', '-f', cid]);
   const code = await new Promise<number | null>((resolve) => f.child.once('exit', (c) => resolve(c)));
@@ -230,7 +252,11 @@ test('events streams one JSON line per container event', async () => {
   await ev.waitFor(new RegExp(`"containerId":"${id}".*"containerEventType":1|"containerEventType":1.*"containerId":"${id}"`));
   ev.child.kill('SIGINT');
   await new Promise((r) => ev.child.once('exit', r));
-  const lines = ev.out().trim().split('\n').map((l) => JSON.parse(l) as { containerId: string });
+  const lines = ev
+    .out()
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as { containerId: string });
   assert.ok(lines.some((l) => l.containerId === id));
   await ok(['rmp', '-f', 'ev']);
 });
@@ -263,7 +289,10 @@ test('info shows the conditions and every runtime handler with its probed featur
   assert.match(out, /^\(default\)\s+true\s+(true|false)$/m);
   assert.match(out, /^berth\s+true\s+(true|false)$/m);
   const j = JSON.parse(await ok(['info', '-o', 'json'])) as { runtimeHandlers: Array<{ name: string }>; features: { supplementalGroupsPolicy: boolean } };
-  assert.deepEqual(j.runtimeHandlers.map((h) => h.name), ['', 'berth']);
+  assert.deepEqual(
+    j.runtimeHandlers.map((h) => h.name),
+    ['', 'berth'],
+  );
   assert.equal(j.features.supplementalGroupsPolicy, true);
 });
 

@@ -19,29 +19,96 @@ for (const runtime of ['io.containerd.runc.v2', 'io.containerd.berth.v1']) {
     after(() => c.stop());
 
     test('ctr run --rm prints the container output', () => {
-      const r = c.ctr(['run', '--rm', '--runtime', runtime, '--fifo-dir', `${c.tmp}/fifo`, '--env', 'PATH=/bin', '--rootfs', c.rootfs('hi'), 'hi', 'echo', 'hi']);
+      const r = c.ctr([
+        'run',
+        '--rm',
+        '--runtime',
+        runtime,
+        '--fifo-dir',
+        `${c.tmp}/fifo`,
+        '--env',
+        'PATH=/bin',
+        '--rootfs',
+        c.rootfs('hi'),
+        'hi',
+        'echo',
+        'hi',
+      ]);
       assert.equal(r.code, 0, `ctr failed: ${r.stderr}\n${c.log.slice(-3000)}`);
       assert.equal(r.stdout, 'hi\n');
     });
 
     test('ctr run returns the container exit code 7', () => {
-      const r = c.ctr(['run', '--rm', '--runtime', runtime, '--fifo-dir', `${c.tmp}/fifo`, '--env', 'PATH=/bin', '--rootfs', c.rootfs('seven'), 'seven', 'sh', '-c', 'exit 7']);
+      const r = c.ctr([
+        'run',
+        '--rm',
+        '--runtime',
+        runtime,
+        '--fifo-dir',
+        `${c.tmp}/fifo`,
+        '--env',
+        'PATH=/bin',
+        '--rootfs',
+        c.rootfs('seven'),
+        'seven',
+        'sh',
+        '-c',
+        'exit 7',
+      ]);
       assert.equal(r.code, 7, `ctr: ${r.stderr}\n${c.log.slice(-3000)}`);
     });
 
     test('ctr run -t runs on a terminal, interactively (input typed on the pty reaches the shell)', () => {
       // `script` gives ctr a real pty as its stdin/stdout, as a person at a terminal would.
-      const cmd = ['ctr', '--address', c.address, '-n', c.ns, 'run', '-t', '--rm', '--runtime', runtime, '--fifo-dir', `${c.tmp}/fifo`, '--env', 'PATH=/bin', '--rootfs', c.rootfs('tty'), 'tty', 'sh']
+      const cmd = [
+        'ctr',
+        '--address',
+        c.address,
+        '-n',
+        c.ns,
+        'run',
+        '-t',
+        '--rm',
+        '--runtime',
+        runtime,
+        '--fifo-dir',
+        `${c.tmp}/fifo`,
+        '--env',
+        'PATH=/bin',
+        '--rootfs',
+        c.rootfs('tty'),
+        'tty',
+        'sh',
+      ]
         .map((a) => `'${a}'`)
         .join(' ');
-      const r = spawnSync('script', ['-qec', cmd, '/dev/null'], { env: c.env, encoding: 'utf8', timeout: 60_000, input: 'tty; echo answer-$((6*7)); exit 5\n' });
+      const r = spawnSync('script', ['-qec', cmd, '/dev/null'], {
+        env: c.env,
+        encoding: 'utf8',
+        timeout: 60_000,
+        input: 'tty; echo answer-$((6*7)); exit 5\n',
+      });
       assert.equal(r.status, 5, `script/ctr: ${r.stderr}\n${r.stdout}\n${c.log.slice(-3000)}`);
       assert.match(r.stdout, /\/dev\/pts\/\d+/, 'the shell runs on a terminal');
       assert.match(r.stdout, /answer-42/, 'typed input reached the shell and its output came back');
     });
 
-    test('a detached task can be exec\'d into, killed and deleted; containerd\'s own event stream carries the TaskExit', async () => {
-      const run = c.ctr(['run', '-d', '--runtime', runtime, '--fifo-dir', `${c.tmp}/fifo`, '--env', 'PATH=/bin', '--rootfs', c.rootfs('bg'), 'bg', 'sleep', '1000']);
+    test("a detached task can be exec'd into, killed and deleted; containerd's own event stream carries the TaskExit", async () => {
+      const run = c.ctr([
+        'run',
+        '-d',
+        '--runtime',
+        runtime,
+        '--fifo-dir',
+        `${c.tmp}/fifo`,
+        '--env',
+        'PATH=/bin',
+        '--rootfs',
+        c.rootfs('bg'),
+        'bg',
+        'sleep',
+        '1000',
+      ]);
       assert.equal(run.code, 0, run.stderr);
       const ex = c.ctr(['tasks', 'exec', '--fifo-dir', `${c.tmp}/fifo`, '--exec-id', 'x1', 'bg', '/bin/sh', '-c', 'echo in-exec; exit 3']);
       assert.equal(ex.code, 3, ex.stderr);

@@ -85,7 +85,13 @@ before(async () => {
         { name: 'null', containerEdits: { env: ['WHICH=high'], deviceNodes: [{ path: '/dev/cdi-null', hostPath: join(devDir, 'nullish') }] } },
         { name: 'null666', containerEdits: { deviceNodes: [{ path: '/dev/cdi-null666', hostPath: join(devDir, 'nullish-666') }] } },
         { name: 'fakehost', containerEdits: { deviceNodes: [{ path: '/dev/cdi-fakehost', hostPath: join(devDir, 'fake-host'), permissions: 'r' }] } },
-        { name: 'fake', containerEdits: { deviceNodes: [{ path: '/dev/cdi-fake', type: 'c', major: fakeMajor, minor: 7, fileMode: 0o620, permissions: 'rw', gid: 4343 }], additionalGids: [4343] } },
+        {
+          name: 'fake',
+          containerEdits: {
+            deviceNodes: [{ path: '/dev/cdi-fake', type: 'c', major: fakeMajor, minor: 7, fileMode: 0o620, permissions: 'rw', gid: 4343 }],
+            additionalGids: [4343],
+          },
+        },
       ],
     }),
   );
@@ -108,7 +114,13 @@ async function run(script: string, extra: Partial<ContainerConfigInit>, inPod: T
   return { id, out };
 }
 
-const lines = (out: string): Record<string, string> => Object.fromEntries(out.split('\n').filter((l) => l.includes('=')).map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+const lines = (out: string): Record<string, string> =>
+  Object.fromEntries(
+    out
+      .split('\n')
+      .filter((l) => l.includes('='))
+      .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+  );
 
 test('CDI_devices: device nodes, cgroup rules, env, mounts, hooks and additional gids inside the container', async () => {
   const script = [
@@ -132,7 +144,9 @@ test('CDI_devices: device nodes, cgroup rules, env, mounts, hooks and additional
     'echo ro=$(touch /opt/cdi/x 2>&1 | grep -o "Read-only file system")',
     'echo groups=$(grep ^Groups: /proc/self/status | cut -f2)',
   ].join('; ');
-  const { id, out } = await run(script, { CDIDevices: [{ name: 'berth.test/dev=null' }, { name: 'berth.test/dev=fake' }, { name: 'berth.test/dev=fakehost' }] });
+  const { id, out } = await run(script, {
+    CDIDevices: [{ name: 'berth.test/dev=null' }, { name: 'berth.test/dev=fake' }, { name: 'berth.test/dev=fakehost' }],
+  });
   const v = lines(out);
   assert.equal(v.null_stat, '1:3 640 character special file', out);
   assert.equal(v.fake_stat, `${fakeMajor.toString(16)}:7 620 character special file 4343`, out);
@@ -174,36 +188,80 @@ test('unknown, ambiguous and broken: CreateContainer fails naming device and fil
     return true;
   };
   const create = (name: string, devices: string[]) =>
-    rt.createContainer({ podSandboxId: pod.id, config: busyboxConfig(env, name, ['true'], { CDIDevices: devices.map((d) => ({ name: d })) }), sandboxConfig: pod.config });
+    rt.createContainer({
+      podSandboxId: pod.id,
+      config: busyboxConfig(env, name, ['true'], { CDIDevices: devices.map((d) => ({ name: d })) }),
+      sandboxConfig: pod.config,
+    });
   const before = (await rt.listContainers({})).containers.length;
 
-  await assert.rejects(create('unknown', ['berth.test/dev=gpu7']), is(grpcStatus.NOT_FOUND, /CDI device "berth\.test\/dev=gpu7" not found; spec files of kind berth\.test\/dev: .*berth-test\.json \(null, null666, fakehost, fake\)/));
-  await assert.rejects(create('badname', ['gpu0']), is(grpcStatus.INVALID_ARGUMENT, /config\.CDI_devices\[0\]\.name: "gpu0" is not a fully qualified CDI device name/));
+  await assert.rejects(
+    create('unknown', ['berth.test/dev=gpu7']),
+    is(
+      grpcStatus.NOT_FOUND,
+      /CDI device "berth\.test\/dev=gpu7" not found; spec files of kind berth\.test\/dev: .*berth-test\.json \(null, null666, fakehost, fake\)/,
+    ),
+  );
+  await assert.rejects(
+    create('badname', ['gpu0']),
+    is(grpcStatus.INVALID_ARGUMENT, /config\.CDI_devices\[0\]\.name: "gpu0" is not a fully qualified CDI device name/),
+  );
 
   // Written while berthd runs: seen by the next CreateContainer.
   const amb1 = join(high, 'amb-1.json');
   const amb2 = join(high, 'amb-2.yaml');
   writeFileSync(amb1, JSON.stringify({ cdiVersion: '0.3.0', kind: 'berth.test/amb', devices: [{ name: 'x', containerEdits: { env: ['A=1'] } }] }));
   writeFileSync(amb2, 'cdiVersion: 0.3.0\nkind: berth.test/amb\ndevices: [{name: x, containerEdits: {env: [A=2]}}]\n');
-  await assert.rejects(create('ambiguous', ['berth.test/amb=x']), is(grpcStatus.INVALID_ARGUMENT, new RegExp(`"berth\\.test/amb=x" is ambiguous: defined by ${amb1} and ${amb2}`)));
+  await assert.rejects(
+    create('ambiguous', ['berth.test/amb=x']),
+    is(grpcStatus.INVALID_ARGUMENT, new RegExp(`"berth\\.test/amb=x" is ambiguous: defined by ${amb1} and ${amb2}`)),
+  );
   unlinkSync(amb2);
   assert.equal((await run('echo a=$A', { CDIDevices: [{ name: 'berth.test/amb=x' }] })).out, 'a=1');
   unlinkSync(amb1);
 
   const broken = join(high, 'broken.json');
   writeFileSync(broken, '{"cdiVersion": "0.3.0", "kind": "berth.test/dev", ');
-  await assert.rejects(create('broken', ['berth.test/dev=null']), is(grpcStatus.INVALID_ARGUMENT, new RegExp(`CDI device "berth\\.test/dev=null": spec file ${broken} cannot be used: not valid JSON`)));
+  await assert.rejects(
+    create('broken', ['berth.test/dev=null']),
+    is(grpcStatus.INVALID_ARGUMENT, new RegExp(`CDI device "berth\\.test/dev=null": spec file ${broken} cannot be used: not valid JSON`)),
+  );
   // Status verbose (berth info) lists the spec files and the one that cannot be used.
-  const info = JSON.parse((await rt.status({ verbose: true })).info.cdi!) as { dirs: string[]; specs: { path: string; devices: string[] }[]; errors: { path: string; error: string }[] };
+  const info = JSON.parse((await rt.status({ verbose: true })).info.cdi!) as {
+    dirs: string[];
+    specs: { path: string; devices: string[] }[];
+    errors: { path: string; error: string }[];
+  };
   assert.deepEqual(info.dirs, [low, high]);
-  assert.deepEqual(info.specs.map((x) => [x.path, x.devices]), [
-    [join(low, 'berth-test.yaml'), ['null', 'lowonly']],
-    [join(high, 'berth-test.json'), ['null', 'null666', 'fakehost', 'fake']],
-  ]);
-  assert.deepEqual(info.errors.map((x) => x.path), [broken]);
-  writeFileSync(broken, JSON.stringify({ cdiVersion: '0.3.0', kind: 'berth.test/other', devices: [{ name: 'y', containerEdits: { deviceNodes: [{ path: '/dev/cdi-missing' }] } }] }));
+  assert.deepEqual(
+    info.specs.map((x) => [x.path, x.devices]),
+    [
+      [join(low, 'berth-test.yaml'), ['null', 'lowonly']],
+      [join(high, 'berth-test.json'), ['null', 'null666', 'fakehost', 'fake']],
+    ],
+  );
+  assert.deepEqual(
+    info.errors.map((x) => x.path),
+    [broken],
+  );
+  writeFileSync(
+    broken,
+    JSON.stringify({
+      cdiVersion: '0.3.0',
+      kind: 'berth.test/other',
+      devices: [{ name: 'y', containerEdits: { deviceNodes: [{ path: '/dev/cdi-missing' }] } }],
+    }),
+  );
   // Valid now, but its device names a host node that does not exist.
-  await assert.rejects(create('nohost', ['berth.test/other=y']), is(grpcStatus.NOT_FOUND, new RegExp(`CDI device "berth\\.test/other=y" \\(${broken}: device "y" containerEdits\\): deviceNodes\\[0\\]: host device "/dev/cdi-missing" is not a device node`)));
+  await assert.rejects(
+    create('nohost', ['berth.test/other=y']),
+    is(
+      grpcStatus.NOT_FOUND,
+      new RegExp(
+        `CDI device "berth\\.test/other=y" \\(${broken}: device "y" containerEdits\\): deviceNodes\\[0\\]: host device "/dev/cdi-missing" is not a device node`,
+      ),
+    ),
+  );
   unlinkSync(broken);
 
   assert.equal((await rt.listContainers({})).containers.length, before, 'failed creates left no container');
@@ -218,13 +276,21 @@ test('in a pod user namespace a CDI node with another host path is bound from th
           network: NamespaceMode.POD,
           ipc: NamespaceMode.POD,
           pid: NamespaceMode.CONTAINER,
-          usernsOptions: { mode: NamespaceMode.POD, uids: [{ hostId: 600000, containerId: 0, length: 65536 }], gids: [{ hostId: 600000, containerId: 0, length: 65536 }] },
+          usernsOptions: {
+            mode: NamespaceMode.POD,
+            uids: [{ hostId: 600000, containerId: 0, length: 65536 }],
+            gids: [{ hostId: 600000, containerId: 0, length: 65536 }],
+          },
         },
       },
     },
   });
   try {
-    const { out } = await run('echo stat=$(stat -c "%t:%T" /dev/cdi-null666); echo hi > /dev/cdi-null666 && echo write=ok; echo uid_map=$(cat /proc/self/uid_map | tr -s " ")', { CDIDevices: [{ name: 'berth.test/dev=null666' }] }, upod);
+    const { out } = await run(
+      'echo stat=$(stat -c "%t:%T" /dev/cdi-null666); echo hi > /dev/cdi-null666 && echo write=ok; echo uid_map=$(cat /proc/self/uid_map | tr -s " ")',
+      { CDIDevices: [{ name: 'berth.test/dev=null666' }] },
+      upod,
+    );
     const v = lines(out);
     assert.equal(v.stat, '1:3', out);
     assert.equal(v.write, 'ok', out);
@@ -239,7 +305,11 @@ test('SIGHUP with other cdi.spec_dirs: the next CreateContainer resolves in the 
   const d = env.berthd;
   const original = readFileSync(d.configFile, 'utf8');
   const reload = async (text: string): Promise<void> => {
-    const count = () => d.log().split('\n').filter((l) => /msg="config reloaded"/.test(l)).length;
+    const count = () =>
+      d
+        .log()
+        .split('\n')
+        .filter((l) => /msg="config reloaded"/.test(l)).length;
     const seen = count();
     writeFileSync(d.configFile, text);
     d.proc.kill('SIGHUP');
@@ -255,7 +325,11 @@ test('SIGHUP with other cdi.spec_dirs: the next CreateContainer resolves in the 
   try {
     assert.equal((await run('echo which=$WHICH', { CDIDevices: [{ name: 'berth.test/dev=null' }] })).out, 'which=low');
     await assert.rejects(
-      env.berthd.cri.runtime.createContainer({ podSandboxId: pod.id, config: busyboxConfig(env, 'gone', ['true'], { CDIDevices: [{ name: 'berth.test/dev=fake' }] }), sandboxConfig: pod.config }),
+      env.berthd.cri.runtime.createContainer({
+        podSandboxId: pod.id,
+        config: busyboxConfig(env, 'gone', ['true'], { CDIDevices: [{ name: 'berth.test/dev=fake' }] }),
+        sandboxConfig: pod.config,
+      }),
       (e: { code: number; details: string }) => e.code === grpcStatus.NOT_FOUND && /"berth\.test\/dev=fake" not found/.test(e.details),
     );
   } finally {

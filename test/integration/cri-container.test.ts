@@ -97,7 +97,11 @@ test('list filters by state, sandbox, id prefix and labels; status reports image
 
 test('StopContainer escalates to SIGKILL when the process ignores SIGTERM', async () => {
   // The shell notes SIGTERM and carries on: SIGKILL must follow when the timeout runs out.
-  const id = await createContainer(env, pod, busyboxConfig(env, 'stubborn', ['sh', '-c', "trap 'echo got-term' TERM; echo ready; while :; do sleep 0.1; done"]));
+  const id = await createContainer(
+    env,
+    pod,
+    busyboxConfig(env, 'stubborn', ['sh', '-c', "trap 'echo got-term' TERM; echo ready; while :; do sleep 0.1; done"]),
+  );
   try {
     await env.berthd.cri.runtime.startContainer({ containerId: id });
     await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
@@ -200,7 +204,10 @@ test('bad input answers INVALID_ARGUMENT / NOT_FOUND naming what is wrong and le
   const rt = env.berthd.cri.runtime;
   const before = (await rt.listContainers({})).containers.length;
   const is = (code: number, text: RegExp) => (e: { code: number; details: string }) => e.code === code && text.test(e.details);
-  await assert.rejects(rt.createContainer({ podSandboxId: pod.id, config: { image: { image: env.busybox.ref } } }), is(grpcStatus.INVALID_ARGUMENT, /metadata\.name/));
+  await assert.rejects(
+    rt.createContainer({ podSandboxId: pod.id, config: { image: { image: env.busybox.ref } } }),
+    is(grpcStatus.INVALID_ARGUMENT, /metadata\.name/),
+  );
   await assert.rejects(rt.createContainer({ podSandboxId: pod.id }), is(grpcStatus.INVALID_ARGUMENT, /config/));
   await assert.rejects(rt.createContainer({ podSandboxId: pod.id, config: { metadata: { name: 'x' } } }), is(grpcStatus.INVALID_ARGUMENT, /image/));
   await assert.rejects(rt.createContainer({ podSandboxId: 'a'.repeat(64), config: busyboxConfig(env, 'x', ['true']) }), is(grpcStatus.NOT_FOUND, /a{64}/));
@@ -233,13 +240,21 @@ test('a create that fails in the runtime leaves no container, name or snapshot b
   assert.ok(!(await rt.listContainers({})).containers.some((c) => c.metadata?.name === 'broken'));
   // No new snapshot (earlier tests' removed containers may still be leaving: only fewer).
   const now = snapshotDirs();
-  assert.deepEqual(now.filter((d) => !snapshotsBefore.includes(d)), [], 'no snapshot left by the failed create');
+  assert.deepEqual(
+    now.filter((d) => !snapshotsBefore.includes(d)),
+    [],
+    'no snapshot left by the failed create',
+  );
   const id = await createContainer(env, pod, busyboxConfig(env, 'broken', ['true']));
   await rt.removeContainer({ containerId: id });
 });
 
 test('devices from the config appear in the container', async () => {
-  const { id, status: s, log } = await runToExit(
+  const {
+    id,
+    status: s,
+    log,
+  } = await runToExit(
     env,
     pod,
     busyboxConfig(env, 'dev', ['sh', '-c', 'ls -l /dev/mynull | cut -c1; echo x > /dev/mynull && echo wrote'], {
@@ -248,7 +263,10 @@ test('devices from the config appear in the container', async () => {
   );
   await env.berthd.cri.runtime.removeContainer({ containerId: id });
   assert.equal(s.exitCode, 0);
-  assert.deepEqual(log.map((l) => l.msg), ['c', 'wrote']);
+  assert.deepEqual(
+    log.map((l) => l.msg),
+    ['c', 'wrote'],
+  );
 });
 
 test('a tty container runs on a terminal and its output reaches the log', async () => {
@@ -296,8 +314,14 @@ test('image volumes get a fresh directory seeded with the image content, shared 
   const first = await runToExit(env, pod, cfg('vol1', 'cat /data/seed.txt; stat -c %u /data/seed.txt; echo changed > /data/seed.txt'));
   const second = await runToExit(env, pod, cfg('vol2', 'cat /data/seed.txt'));
   for (const c of [first, second]) await env.berthd.cri.runtime.removeContainer({ containerId: c.id });
-  assert.deepEqual(first.log.map((l) => l.msg), ['from-image', '1002']);
+  assert.deepEqual(
+    first.log.map((l) => l.msg),
+    ['from-image', '1002'],
+  );
   // Each container has its own volume: the second sees the image content, not the first's write.
-  assert.deepEqual(second.log.map((l) => l.msg), ['from-image']);
+  assert.deepEqual(
+    second.log.map((l) => l.msg),
+    ['from-image'],
+  );
   await until(() => !existsSync(join(env.berthd.root, 'containers', first.id)), 'volume dir removed with the container');
 });

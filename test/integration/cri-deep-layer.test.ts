@@ -34,7 +34,8 @@ function snapshotDirs(): string[] {
 test('a 2100-level tree in a writable layer: ImageFsInfo answers, RemoveContainer removes it, berthd restarts', async () => {
   const before = snapshotDirs();
   // Wrap the tree in a new parent 2100 times: every path the shell uses stays short.
-  const script = 'cd /tmp && mkdir x && echo x > x/bottom && i=0; while [ $i -lt 2100 ]; do mkdir w && mv x w/x && mv w x || exit 1; i=$((i+1)); done; echo deep';
+  const script =
+    'cd /tmp && mkdir x && echo x > x/bottom && i=0; while [ $i -lt 2100 ]; do mkdir w && mv x w/x && mv w x || exit 1; i=$((i+1)); done; echo deep';
   const { id, status, log } = await runToExit(env, pod, busyboxConfig(env, 'deep', ['sh', '-c', script]), 60_000);
   assert.equal(status.exitCode, 0, log.map((l) => l.msg).join('\n'));
   assert.ok(log.some((l) => l.msg === 'deep'));

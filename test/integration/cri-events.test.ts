@@ -84,7 +84,11 @@ test('two subscribers both receive CREATED, STARTED, STOPPED and DELETED with st
       const created = got[0]!.containersStatuses.find((s) => s.id === id);
       assert.ok(created, 'the container status is part of its CREATED event');
       assert.equal(got[1]!.containersStatuses.find((s) => s.id === id)?.state, ContainerState.CONTAINER_RUNNING);
-      assert.equal(got[3]!.containersStatuses.find((s) => s.id === id), undefined, 'a deleted container has no status');
+      assert.equal(
+        got[3]!.containersStatuses.find((s) => s.id === id),
+        undefined,
+        'a deleted container has no status',
+      );
     }
   } finally {
     a.cancel();

@@ -92,7 +92,13 @@ test('ExecSync, Exec and Attach refuse unknown and non-running containers; PortF
 });
 
 test('Exec over WebSocket: stdin reaches the process and its close is EOF; exit code on the error channel', async () => {
-  const { url } = await env.berthd.cri.runtime.exec({ containerId: box, cmd: ['sh', '-c', 'cat; echo err >&2; exit 3'], stdin: true, stdout: true, stderr: true });
+  const { url } = await env.berthd.cri.runtime.exec({
+    containerId: box,
+    cmd: ['sh', '-c', 'cat; echo err >&2; exit 3'],
+    stdin: true,
+    stdout: true,
+    stderr: true,
+  });
   const s = await wsConnect(url, ['v5.channel.k8s.io']);
   s.send(0, 'through stdin\n');
   s.send(255, Buffer.from([0]));
@@ -132,24 +138,38 @@ test('Attach streams the container output (followed from its log) until the clie
 
 for (const withLog of [true, false]) {
   for (const tty of [false, true]) {
-    test(`Attach with stdin to sh (${withLog ? 'with' : 'without'} log_path, ${tty ? 'tty' : 'no tty'}): input runs, output comes back, stdin_once ends the stream`, { timeout: 90_000 }, async () => {
-      const name = `att-${withLog ? 'log' : 'nolog'}-${tty ? 'tty' : 'pipe'}`;
-      const id = await createContainer(env, pod, busyboxConfig(env, name, ['sh'], { stdin: true, stdinOnce: true, tty, logPath: withLog ? `${name}.log` : '' }));
-      try {
-        await env.berthd.cri.runtime.startContainer({ containerId: id });
-        await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
-        const { url } = await env.berthd.cri.runtime.attach({ containerId: id, stdin: true, stdout: true, stderr: !tty, tty });
-        // With a tty the shell never sees EOF from a closed stdin (the pty stays open): it exits itself.
-        const r = await spdyExec(url, { protocols: ['v4.channel.k8s.io'], stdin: tty ? 'echo hello; exit\n' : 'echo hello\n', stdout: true, stderr: !tty, tty });
-        assert.match(r.stdout, /(^|\n)hello\r?\n/);
-        // stdin_once: the container's stdin was closed when the attach ended, so sh exited.
-        const st = await waitForState(env, id, ContainerState.CONTAINER_EXITED);
-        assert.equal(st.exitCode, 0);
-      } finally {
-        await env.berthd.cri.runtime.stopContainer({ containerId: id, timeout: 0n }).catch(() => undefined);
-        await env.berthd.cri.runtime.removeContainer({ containerId: id }).catch(() => undefined);
-      }
-    });
+    test(
+      `Attach with stdin to sh (${withLog ? 'with' : 'without'} log_path, ${tty ? 'tty' : 'no tty'}): input runs, output comes back, stdin_once ends the stream`,
+      { timeout: 90_000 },
+      async () => {
+        const name = `att-${withLog ? 'log' : 'nolog'}-${tty ? 'tty' : 'pipe'}`;
+        const id = await createContainer(
+          env,
+          pod,
+          busyboxConfig(env, name, ['sh'], { stdin: true, stdinOnce: true, tty, logPath: withLog ? `${name}.log` : '' }),
+        );
+        try {
+          await env.berthd.cri.runtime.startContainer({ containerId: id });
+          await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
+          const { url } = await env.berthd.cri.runtime.attach({ containerId: id, stdin: true, stdout: true, stderr: !tty, tty });
+          // With a tty the shell never sees EOF from a closed stdin (the pty stays open): it exits itself.
+          const r = await spdyExec(url, {
+            protocols: ['v4.channel.k8s.io'],
+            stdin: tty ? 'echo hello; exit\n' : 'echo hello\n',
+            stdout: true,
+            stderr: !tty,
+            tty,
+          });
+          assert.match(r.stdout, /(^|\n)hello\r?\n/);
+          // stdin_once: the container's stdin was closed when the attach ended, so sh exited.
+          const st = await waitForState(env, id, ContainerState.CONTAINER_EXITED);
+          assert.equal(st.exitCode, 0);
+        } finally {
+          await env.berthd.cri.runtime.stopContainer({ containerId: id, timeout: 0n }).catch(() => undefined);
+          await env.berthd.cri.runtime.removeContainer({ containerId: id }).catch(() => undefined);
+        }
+      },
+    );
   }
 }
 
@@ -186,7 +206,9 @@ test('PortForward over SPDY: 20 connections at once reach the pod, and berthd st
       }),
     );
     // While they are open: berthd forwards them from its worker thread, no nsenter or helper process.
-    const started = kids().filter((k) => !before.has(k) && existsSync(`/proc/${k}/comm`)).map((k) => readFileSync(`/proc/${k}/comm`, 'utf8').trim());
+    const started = kids()
+      .filter((k) => !before.has(k) && existsSync(`/proc/${k}/comm`))
+      .map((k) => readFileSync(`/proc/${k}/comm`, 'utf8').trim());
     assert.ok(!started.includes('nsenter') && !started.includes('node'), `berthd started ${started.join(', ')}`);
     for (const o of open) o.data.end('GET /index.html HTTP/1.0\r\n\r\n');
     for (const o of open) {

@@ -112,9 +112,15 @@ for (const [label, authority] of [
         assert.ok(v.runtimeVersion.length > 0);
       }
       // A different RPC and a header that grows the block past what fits the static table.
-      const l = await rawCall(session, '/runtime.v1.RuntimeService/ListPodSandbox', authority, toBinary(ListPodSandboxRequestSchema, create(ListPodSandboxRequestSchema, {})), {
-        'x-padding': 'p'.repeat(20_000),
-      });
+      const l = await rawCall(
+        session,
+        '/runtime.v1.RuntimeService/ListPodSandbox',
+        authority,
+        toBinary(ListPodSandboxRequestSchema, create(ListPodSandboxRequestSchema, {})),
+        {
+          'x-padding': 'p'.repeat(20_000),
+        },
+      );
       assert.equal(l.grpcStatus, '0', `ListPodSandbox: ${l.grpcStatus} ${l.grpcMessage ?? ''}`);
       assert.deepEqual(fromBinary(ListPodSandboxResponseSchema, unframe(l.body)).items, []);
       // An error answer still arrives as a gRPC status, not a reset.

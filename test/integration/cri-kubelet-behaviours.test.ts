@@ -51,9 +51,15 @@ test('a pause that dies while berthd runs makes its pod NOTREADY; its containers
   const pausePid = (JSON.parse(s.info.info!) as { pid: number }).pid;
   assert.ok(pausePid > 0, 'the pod has a pause process');
   process.kill(pausePid, 'SIGKILL');
-  await waitUntil('pod NOTREADY', async () => (await e.berthd.cri.runtime.podSandboxStatus({ podSandboxId: pod.id })).status?.state === PodSandboxState.SANDBOX_NOTREADY);
+  await waitUntil(
+    'pod NOTREADY',
+    async () => (await e.berthd.cri.runtime.podSandboxStatus({ podSandboxId: pod.id })).status?.state === PodSandboxState.SANDBOX_NOTREADY,
+  );
   const listed = (await e.berthd.cri.runtime.listContainers({ filter: { podSandboxId: pod.id } })).containers;
-  assert.deepEqual(listed.map((c) => c.id), [id]);
+  assert.deepEqual(
+    listed.map((c) => c.id),
+    [id],
+  );
   await pod.remove();
 });
 

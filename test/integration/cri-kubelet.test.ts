@@ -23,7 +23,9 @@ before(async () => {
   dir = mkdtempSync(join(tmpdir(), 'berth-kubelet-'));
   // A second handler (containerd's runc shim) and one whose OCI runtime cannot answer
   // `features`: Status must list all three, with what was probed for each.
-  env = await startCriEnv({ extraToml: `[runtimes.runcv2]\ntype = "io.containerd.runc.v2"\n[runtimes.nofeatures]\ntype = "io.containerd.berth.v1"\nbinary = "/bin/false"\n` });
+  env = await startCriEnv({
+    extraToml: `[runtimes.runcv2]\ntype = "io.containerd.runc.v2"\n[runtimes.nofeatures]\ntype = "io.containerd.berth.v1"\nbinary = "/bin/false"\n`,
+  });
   await env.berthd.cri.image.pullImage({ image: { image: env.busybox.ref } });
 });
 
@@ -58,7 +60,9 @@ test('a container of a host-network pod that leaves namespace_options.network at
     assert.equal(net, hostNet, 'the container is in the host network namespace');
     assert.equal(host, hostname(), 'and in the host UTS namespace');
     // Explicit NODE still works as before.
-    const n = await run(pod, 'readlink /proc/self/ns/net', { linux: { securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.CONTAINER } } } });
+    const n = await run(pod, 'readlink /proc/self/ns/net', {
+      linux: { securityContext: { namespaceOptions: { network: NamespaceMode.NODE, pid: NamespaceMode.CONTAINER } } },
+    });
     assert.equal(n.out, hostNet);
   });
 });
@@ -86,7 +90,10 @@ test('seccomp Localhost given for the sandbox and the container (profile without
     assert.equal(free.out, '400', 'a container without the profile may chmod');
   });
   // A sandbox naming a profile that does not exist is refused up front, naming the file.
-  await assert.rejects(runPod(env, { linux: { securityContext: { seccomp: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: join(dir, 'missing.json') } } } }), (e: { code: number; details: string }) => e.code === 3 && e.details.includes('missing.json'));
+  await assert.rejects(
+    runPod(env, { linux: { securityContext: { seccomp: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: join(dir, 'missing.json') } } } }),
+    (e: { code: number; details: string }) => e.code === 3 && e.details.includes('missing.json'),
+  );
 });
 
 test('Status lists every configured handler, the default also under the empty name, with probed features', { skip }, async () => {
@@ -118,8 +125,11 @@ test('recursive read-only mounts (reported true): a submount of the bind is read
   assert.equal(mnt.status, 0, mnt.stderr);
   try {
     await withPod({}, async (pod) => {
-      const probe = 'if touch /data/sub/f 2>/dev/null; then echo sub-writable; else echo sub-ro; fi; if touch /data/f 2>/dev/null; then echo top-writable; else echo top-ro; fi';
-      const rro = await run(pod, probe, { mounts: [{ containerPath: '/data', hostPath: host, readonly: true, recursiveReadOnly: true, propagation: MountPropagation.PROPAGATION_PRIVATE }] });
+      const probe =
+        'if touch /data/sub/f 2>/dev/null; then echo sub-writable; else echo sub-ro; fi; if touch /data/f 2>/dev/null; then echo top-writable; else echo top-ro; fi';
+      const rro = await run(pod, probe, {
+        mounts: [{ containerPath: '/data', hostPath: host, readonly: true, recursiveReadOnly: true, propagation: MountPropagation.PROPAGATION_PRIVATE }],
+      });
       assert.deepEqual(rro.out.split('\n'), ['sub-ro', 'top-ro']);
       const ro = await run(pod, probe, { mounts: [{ containerPath: '/data', hostPath: host, readonly: true }] });
       assert.deepEqual(ro.out.split('\n'), ['sub-writable', 'top-ro'], 'plain readonly leaves submounts writable (what rro is for)');
@@ -156,11 +166,22 @@ test('SupplementalGroupsPolicy Merge and Strict as kubelet sends them; Container
           groups = logText(s.logPath);
           if (groups === '') await new Promise((r) => setTimeout(r, 50));
         }
-        assert.deepEqual(groups.split(' ').map(Number).sort((a, b) => a - b), [...expected].sort((a, b) => a - b), `${SupplementalGroupsPolicy[policy]}: id -G`);
+        assert.deepEqual(
+          groups
+            .split(' ')
+            .map(Number)
+            .sort((a, b) => a - b),
+          [...expected].sort((a, b) => a - b),
+          `${SupplementalGroupsPolicy[policy]}: id -G`,
+        );
         const u = (await env.berthd.cri.runtime.containerStatus({ containerId: id })).status?.user?.linux;
         assert.equal(u?.uid, 1002n);
         assert.equal(u?.gid, 1002n);
-        assert.deepEqual(u?.supplementalGroups.map(Number).sort((a, b) => a - b), [...expected].sort((a, b) => a - b), `${SupplementalGroupsPolicy[policy]}: ContainerStatus.user`);
+        assert.deepEqual(
+          u?.supplementalGroups.map(Number).sort((a, b) => a - b),
+          [...expected].sort((a, b) => a - b),
+          `${SupplementalGroupsPolicy[policy]}: ContainerStatus.user`,
+        );
       } finally {
         await env.berthd.cri.runtime.stopContainer({ containerId: id, timeout: 0n }).catch(() => undefined);
         await env.berthd.cri.runtime.removeContainer({ containerId: id }).catch(() => undefined);
@@ -223,13 +244,22 @@ test('streaming list RPCs answer what their unary twins answer, with the same fi
     assert.deepEqual(sort(streamed.map((p) => p.id)), sort((await rt.listPodSandbox({ filter: pf })).items.map((p) => p.id)));
     assert.equal(streamed.length, 2);
     const one = (await collect(rt.streamPodSandboxes({ filter: { labelSelector: { grp: tag, n: '2' } } }))).flatMap((m) => m.podSandboxes);
-    assert.deepEqual(one.map((p) => p.id), [pods[1]!.id]);
+    assert.deepEqual(
+      one.map((p) => p.id),
+      [pods[1]!.id],
+    );
     assert.deepEqual(await collect(rt.streamPodSandboxes({ filter: { id: 'f'.repeat(64) } })), [], 'no items: no page, the stream just ends');
 
     const cs = (await collect(rt.streamContainers({ filter: { labelSelector: { grp: tag } } }))).flatMap((m) => m.containers);
-    assert.deepEqual(cs.map((x) => x.id), [c]);
+    assert.deepEqual(
+      cs.map((x) => x.id),
+      [c],
+    );
     const stats = (await collect(rt.streamContainerStats({ filter: { id: c } }))).flatMap((m) => m.containerStats);
-    assert.deepEqual(stats.map((s) => s.attributes?.id), [c]);
+    assert.deepEqual(
+      stats.map((s) => s.attributes?.id),
+      [c],
+    );
     const pstats = (await collect(rt.streamPodSandboxStats({ filter: { labelSelector: { grp: tag } } }))).flatMap((m) => m.podSandboxStats);
     assert.deepEqual(sort(pstats.map((s) => s.attributes?.id ?? '')), sort(pods.map((p) => p.id)));
     const metrics = (await collect(rt.streamPodSandboxMetrics({}))).flatMap((m) => m.podSandboxMetrics);

@@ -144,11 +144,11 @@ test('containers keep ids and states across a restart (created, running, exited;
         podSandboxId: podId,
         sandboxConfig: pod,
         config: {
-        metadata: { name },
-        image: { image: e.busybox.ref },
-        command: ['/bin/sh', '-c'],
-        args,
-        linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.CONTAINER } } },
+          metadata: { name },
+          image: { image: e.busybox.ref },
+          command: ['/bin/sh', '-c'],
+          args,
+          linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.CONTAINER } } },
         },
       })
     ).containerId;
@@ -289,7 +289,12 @@ test('a RemoveContainer whose disk work had not finished when berthd died is fin
   const again = await rt().createContainer({
     podSandboxId: pod,
     sandboxConfig: podCfg,
-    config: { metadata: { name: 'doomed' }, image: { image: e.busybox.ref }, command: ['true'], linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.CONTAINER } } } },
+    config: {
+      metadata: { name: 'doomed' },
+      image: { image: e.busybox.ref },
+      command: ['true'],
+      linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.CONTAINER } } },
+    },
   });
   assert.ok(again.containerId);
   await rt().stopPodSandbox({ podSandboxId: pod });

@@ -122,7 +122,7 @@ test('a failing CNI plugin leaves nothing behind and frees the name', { skip }, 
   await assert.rejects(env.berthd.cri.runtime.runPodSandbox({ config: cfg }), (e) => grpcCode(e) !== 6 && details(e).includes('injected ADD failure'));
 });
 
-test('failures after CNI ADD (the pause\'s runtime fails) unwind network, mounts, snapshot, shim and name', { skip }, async () => {
+test("failures after CNI ADD (the pause's runtime fails) unwind network, mounts, snapshot, shim and name", { skip }, async () => {
   const bin = mkdtempSync(join(tmpdir(), 'berth-fake-cni-'));
   tmp.push(bin);
   // A pass-through plugin in the chain records every ADD and DEL it sees.
@@ -138,13 +138,19 @@ test('failures after CNI ADD (the pause\'s runtime fails) unwind network, mounts
 
   // A host-wide sysctl is refused before anything is made (nothing to unwind).
   const cfg = podConfig('late-fail');
-  await assert.rejects(rt.runPodSandbox({ config: { ...cfg, linux: { sysctls: { 'kernel.core_pattern': '|/bin/evil' } } } }), (e) => grpcCode(e) === 3 && details(e).includes('kernel.core_pattern'));
+  await assert.rejects(
+    rt.runPodSandbox({ config: { ...cfg, linux: { sysctls: { 'kernel.core_pattern': '|/bin/evil' } } } }),
+    (e) => grpcCode(e) === 3 && details(e).includes('kernel.core_pattern'),
+  );
   assert.deepEqual(await readCalls(bin), [], 'refused before CNI');
   await assertNothingLeft(env);
 
   // The OCI runtime fails while CNI ADD runs (the pause is created beside it): everything made
   // so far is undone, the network included — the plugin saw an ADD and then a DEL.
-  await assert.rejects(rt.runPodSandbox({ config: cfg, runtimeHandler: 'broken' }), (e) => grpcCode(e) !== 0 && grpcCode(e) !== 6 && /false|runc|exit/i.test(details(e)));
+  await assert.rejects(
+    rt.runPodSandbox({ config: cfg, runtimeHandler: 'broken' }),
+    (e) => grpcCode(e) !== 0 && grpcCode(e) !== 6 && /false|runc|exit/i.test(details(e)),
+  );
   const cmds = (await readCalls(bin)).map((c) => c.env.CNI_COMMAND);
   assert.ok(cmds.indexOf('ADD') >= 0 && cmds.lastIndexOf('DEL') > cmds.indexOf('ADD'), `CNI ADD then DEL: ${cmds.join(',')}`);
   await assertNothingLeft(env);

@@ -58,7 +58,10 @@ async function startSleeper(pod: TestPod, name: string, seconds: number, pid: Na
 }
 
 const nsOf = (pid: number | 'self', kind: string): string => readlinkSync(`/proc/${pid}/ns/${kind}`);
-const pinMounts = (dir: string): string[] => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(dir));
+const pinMounts = (dir: string): string[] =>
+  readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(dir));
 
 test('a kubelet-style pod runs without a pause; its containers share the pinned net, ipc and uts namespaces', { skip }, async () => {
   const pod = await runPod(env, {

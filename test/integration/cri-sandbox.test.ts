@@ -7,7 +7,14 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MessageInitShape } from '@bufbuild/protobuf';
-import { NamespaceMode, PodSandboxState, Protocol, CgroupDriver, type PodSandboxConfigSchema, type PodSandboxFilterSchema } from '../../src/api/cri/runtime/v1/api_pb.js';
+import {
+  NamespaceMode,
+  PodSandboxState,
+  Protocol,
+  CgroupDriver,
+  type PodSandboxConfigSchema,
+  type PodSandboxFilterSchema,
+} from '../../src/api/cri/runtime/v1/api_pb.js';
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { inNetns, isRoot, run, startTcpServer, tcpRead, tcpReadFromNetns, uniqueTag } from '../helpers/netns.js';
 
@@ -26,7 +33,12 @@ after(async () => {
 });
 
 function podConfig(name: string, extra: Omit<PodConfig, 'metadata'> = {}): PodConfig {
-  return { metadata: { name, namespace: 'default', uid: `uid-${name}-${uniqueTag()}`, attempt: 0 }, hostname: name, labels: { app: name }, ...extra } as PodConfig;
+  return {
+    metadata: { name, namespace: 'default', uid: `uid-${name}-${uniqueTag()}`, attempt: 0 },
+    hostname: name,
+    labels: { app: name },
+    ...extra,
+  } as PodConfig;
 }
 
 interface VerboseInfo {
@@ -118,7 +130,9 @@ test('a host-network pod has no netns and sees the host interfaces', { skip }, a
 });
 
 test('DNS config lands in the sandbox resolv.conf', { skip }, async () => {
-  const cfg = podConfig('dns', { dnsConfig: { servers: ['198.18.0.53'], searches: ['svc.cluster.local', 'cluster.local'], options: ['ndots:5', 'timeout:2'] } });
+  const cfg = podConfig('dns', {
+    dnsConfig: { servers: ['198.18.0.53'], searches: ['svc.cluster.local', 'cluster.local'], options: ['ndots:5', 'timeout:2'] },
+  });
   const { podSandboxId: id } = await env.berthd.cri.runtime.runPodSandbox({ config: cfg });
   try {
     const i = await info(id);
@@ -169,9 +183,18 @@ test('bad input answers INVALID_ARGUMENT / NOT_FOUND naming the field', { skip }
   const rt = env.berthd.cri.runtime;
   await assert.rejects(rt.runPodSandbox({}), (e) => grpcCode(e) === 3 && details(e).includes('config'));
   await assert.rejects(rt.runPodSandbox({ config: { hostname: 'x' } }), (e) => grpcCode(e) === 3 && details(e).includes('config.metadata'));
-  await assert.rejects(rt.runPodSandbox({ config: { metadata: { name: 'n', namespace: 'ns' } } }), (e) => grpcCode(e) === 3 && details(e).includes('config.metadata.uid'));
-  await assert.rejects(rt.runPodSandbox({ config: { metadata: { namespace: 'ns', uid: 'u' } } }), (e) => grpcCode(e) === 3 && details(e).includes('config.metadata.name'));
-  await assert.rejects(rt.runPodSandbox({ config: podConfig('badrt'), runtimeHandler: 'no-such-handler' }), (e) => grpcCode(e) === 3 && details(e).includes('no-such-handler'));
+  await assert.rejects(
+    rt.runPodSandbox({ config: { metadata: { name: 'n', namespace: 'ns' } } }),
+    (e) => grpcCode(e) === 3 && details(e).includes('config.metadata.uid'),
+  );
+  await assert.rejects(
+    rt.runPodSandbox({ config: { metadata: { namespace: 'ns', uid: 'u' } } }),
+    (e) => grpcCode(e) === 3 && details(e).includes('config.metadata.name'),
+  );
+  await assert.rejects(
+    rt.runPodSandbox({ config: podConfig('badrt'), runtimeHandler: 'no-such-handler' }),
+    (e) => grpcCode(e) === 3 && details(e).includes('no-such-handler'),
+  );
   // The failed attempt released its name.
   const ok = (await rt.runPodSandbox({ config: podConfig('badrt') })).podSandboxId;
   await removePod(ok);

@@ -44,14 +44,26 @@ test('run_as_user with supplemental groups: uid, primary gid from the image, ima
   assert.equal(uid, '1002');
   assert.equal(gid, '1002');
   // app is a member of "users" (100) in the image's /etc/group.
-  assert.deepEqual(groups!.split(' ').map(Number).sort((a, b) => a - b), [100, 1002, 3000]);
+  assert.deepEqual(
+    groups!
+      .split(' ')
+      .map(Number)
+      .sort((a, b) => a - b),
+    [100, 1002, 3000],
+  );
 });
 
 test('run_as_username is resolved through the image /etc/passwd with its groups', async () => {
   const out = await run('id -u; id -G', sc({ runAsUsername: 'www-data' }));
   const [uid, groups] = out.split('\n');
   assert.equal(uid, '33');
-  assert.deepEqual(groups!.split(' ').map(Number).sort((a, b) => a - b), [33, 100, 1005]);
+  assert.deepEqual(
+    groups!
+      .split(' ')
+      .map(Number)
+      .sort((a, b) => a - b),
+    [33, 100, 1005],
+  );
 });
 
 test('run_as_group overrides the primary group', async () => {
@@ -85,7 +97,19 @@ const REFERENCE_DEFAULT_CAPS: Record<string, number> = {
 };
 // containerd's default masked and read-only paths (plus powercap, masked since the RAPL
 // side channel, CVE-2020-8694).
-const REFERENCE_MASKED = ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware', '/sys/devices/virtual/powercap'];
+const REFERENCE_MASKED = [
+  '/proc/acpi',
+  '/proc/asound',
+  '/proc/kcore',
+  '/proc/keys',
+  '/proc/latency_stats',
+  '/proc/timer_list',
+  '/proc/timer_stats',
+  '/proc/sched_debug',
+  '/proc/scsi',
+  '/sys/firmware',
+  '/sys/devices/virtual/powercap',
+];
 const REFERENCE_READONLY = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
 test('the default capabilities are exactly the containerd/moby default set (effective and bounding), observed inside', async () => {
@@ -95,7 +119,9 @@ test('the default capabilities are exactly the containerd/moby default set (effe
     const hex = new RegExp(`^${name}:\\s+([0-9a-f]+)$`, 'm').exec(out)?.[1];
     assert.ok(hex, `${name} line in ${out}`);
     const got = BigInt(`0x${hex}`);
-    const extra = Object.entries({ ...Object.fromEntries(Array.from({ length: 41 }, (_, i) => [`bit${i}`, i])) }).filter(([, b]) => ((got >> BigInt(b)) & 1n) === 1n && ((want >> BigInt(b)) & 1n) === 0n);
+    const extra = Object.entries({ ...Object.fromEntries(Array.from({ length: 41 }, (_, i) => [`bit${i}`, i])) }).filter(
+      ([, b]) => ((got >> BigInt(b)) & 1n) === 1n && ((want >> BigInt(b)) & 1n) === 0n,
+    );
     assert.equal(got, want, `${name}: got ${hex}, want ${want.toString(16).padStart(16, '0')} (extra bits: ${extra.map(([, b]) => b).join(',')})`);
   }
 });
@@ -103,9 +129,13 @@ test('the default capabilities are exactly the containerd/moby default set (effe
 test('every default masked path is unreadable and every read-only path is read-only, observed inside', async () => {
   // A masked file reads as empty (bound /dev/null); a masked dir is an empty tmpfs; absent paths are fine.
   const probe = REFERENCE_MASKED.map(
-    (p) => `if [ -d ${p} ]; then n=$(ls -A ${p} | wc -l); echo "${p} dir $n"; elif [ -e ${p} ]; then n=$(head -c 4096 ${p} 2>/dev/null | wc -c); echo "${p} file $n"; else echo "${p} absent 0"; fi`,
+    (p) =>
+      `if [ -d ${p} ]; then n=$(ls -A ${p} | wc -l); echo "${p} dir $n"; elif [ -e ${p} ]; then n=$(head -c 4096 ${p} 2>/dev/null | wc -c); echo "${p} file $n"; else echo "${p} absent 0"; fi`,
   );
-  const ro = REFERENCE_READONLY.map((p) => `if [ ! -e ${p} ]; then echo "${p} absent"; elif grep -q " ${p} " /proc/self/mountinfo && grep " ${p} " /proc/self/mountinfo | tail -1 | awk '{print $6}' | grep -qE '(^|,)ro(,|$)'; then echo "${p} ro"; else echo "${p} rw"; fi`);
+  const ro = REFERENCE_READONLY.map(
+    (p) =>
+      `if [ ! -e ${p} ]; then echo "${p} absent"; elif grep -q " ${p} " /proc/self/mountinfo && grep " ${p} " /proc/self/mountinfo | tail -1 | awk '{print $6}' | grep -qE '(^|,)ro(,|$)'; then echo "${p} ro"; else echo "${p} rw"; fi`,
+  );
   const out = await run([...probe, ...ro].join('; '));
   const lines = out.split('\n').map((l) => l.trim());
   for (const p of REFERENCE_MASKED) {
@@ -114,7 +144,8 @@ test('every default masked path is unreadable and every read-only path is read-o
     assert.match(l, / 0$/, `${p} must be masked (empty): ${l}`);
   }
   // (A path this kernel lacks, e.g. /proc/sysrq-trigger without CONFIG_MAGIC_SYSRQ, is absent.)
-  for (const p of REFERENCE_READONLY) assert.ok(lines.includes(`${p} ro`) || lines.includes(`${p} absent`), `${p} must be a read-only mount: ${lines.find((x) => x.startsWith(`${p} `))}`);
+  for (const p of REFERENCE_READONLY)
+    assert.ok(lines.includes(`${p} ro`) || lines.includes(`${p} absent`), `${p} must be a read-only mount: ${lines.find((x) => x.startsWith(`${p} `))}`);
   assert.ok(lines.includes('/proc/sys ro'), '/proc/sys exists everywhere and must be read-only');
 });
 
@@ -131,7 +162,10 @@ test('no_new_privs sets NoNewPrivs; it is off by default', async () => {
 });
 
 test('a read-only rootfs refuses writes; /dev/shm stays writable', async () => {
-  const out = await run('if touch /newfile 2>/dev/null; then echo wrote; else echo refused; fi; touch /dev/shm/ok && echo shm-ok', sc({ readonlyRootfs: true }));
+  const out = await run(
+    'if touch /newfile 2>/dev/null; then echo wrote; else echo refused; fi; touch /dev/shm/ok && echo shm-ok',
+    sc({ readonlyRootfs: true }),
+  );
   assert.deepEqual(out.split('\n'), ['refused', 'shm-ok']);
   const rw = await run('if touch /newfile 2>/dev/null; then echo wrote; else echo refused; fi');
   assert.equal(rw, 'wrote');
@@ -139,7 +173,10 @@ test('a read-only rootfs refuses writes; /dev/shm stays writable', async () => {
 
 test('masked paths read as empty (/proc/timer_list) and /proc/sys is read-only', async () => {
   const out = await run('wc -c < /proc/timer_list; if { echo 1 > /proc/sys/vm/drop_caches; } 2>/dev/null; then echo sys-writable; else echo sys-ro; fi');
-  assert.deepEqual(out.split('\n').map((s) => s.trim()), ['0', 'sys-ro']);
+  assert.deepEqual(
+    out.split('\n').map((s) => s.trim()),
+    ['0', 'sys-ro'],
+  );
 });
 
 test('a privileged container gets every capability the node has and unmasked /proc', async () => {
@@ -171,10 +208,16 @@ test('env: image env plus config env, the config winning; working dir; hostname'
 test('command and args: args alone replace the image Cmd; command replaces the entrypoint', async () => {
   const argsOnly = await runToExit(env, pod, { ...busyboxConfig(env, `sec${++seq}`, []), args: ['echo', 'args-only'] });
   await env.berthd.cri.runtime.removeContainer({ containerId: argsOnly.id });
-  assert.deepEqual(argsOnly.log.map((l) => l.msg), ['args-only']);
+  assert.deepEqual(
+    argsOnly.log.map((l) => l.msg),
+    ['args-only'],
+  );
   const both = await runToExit(env, pod, { ...busyboxConfig(env, `sec${++seq}`, ['echo', 'cmd']), args: ['and', 'args'] });
   await env.berthd.cri.runtime.removeContainer({ containerId: both.id });
-  assert.deepEqual(both.log.map((l) => l.msg), ['cmd and args']);
+  assert.deepEqual(
+    both.log.map((l) => l.msg),
+    ['cmd and args'],
+  );
 });
 
 test('bind mounts: read-only mounts refuse writes, writable mounts reach the host, symlinked host paths resolve', async () => {
@@ -184,13 +227,16 @@ test('bind mounts: read-only mounts refuse writes, writable mounts reach the hos
     mkdirSync(join(dir, 'rw'));
     writeFileSync(join(dir, 'ro', 'f'), 'host-data\n');
     spawnSync('ln', ['-s', join(dir, 'ro'), join(dir, 'link')]);
-    const out = await run('cat /ro/f; if touch /ro/g 2>/dev/null; then echo ro-writable; else echo ro-refused; fi; echo from-container > /rw/out; cat /viaLink/f', {
-      mounts: [
-        { containerPath: '/ro', hostPath: join(dir, 'ro'), readonly: true },
-        { containerPath: '/rw', hostPath: join(dir, 'rw') },
-        { containerPath: '/viaLink', hostPath: join(dir, 'link'), readonly: true },
-      ],
-    });
+    const out = await run(
+      'cat /ro/f; if touch /ro/g 2>/dev/null; then echo ro-writable; else echo ro-refused; fi; echo from-container > /rw/out; cat /viaLink/f',
+      {
+        mounts: [
+          { containerPath: '/ro', hostPath: join(dir, 'ro'), readonly: true },
+          { containerPath: '/rw', hostPath: join(dir, 'rw') },
+          { containerPath: '/viaLink', hostPath: join(dir, 'link'), readonly: true },
+        ],
+      },
+    );
     assert.deepEqual(out.split('\n'), ['host-data', 'ro-refused', 'host-data']);
     assert.equal(readFileSync(join(dir, 'rw', 'out'), 'utf8'), 'from-container\n');
   } finally {
@@ -242,12 +288,27 @@ test('a Localhost seccomp profile is loaded from the node and enforced; a missin
       profile,
       JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 1 }] }),
     );
-    const out = await run(`${statusLine('Seccomp')}; if mkdir /tmp/d 2>/dev/null; then echo made; else echo refused; fi; touch /tmp/f && echo touched`, sc({
-      seccomp: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: profile },
-    }));
-    assert.deepEqual(out.split('\n').map((s) => s.replace(/\s+/g, ' ')), ['Seccomp: 2', 'refused', 'touched']);
+    const out = await run(
+      `${statusLine('Seccomp')}; if mkdir /tmp/d 2>/dev/null; then echo made; else echo refused; fi; touch /tmp/f && echo touched`,
+      sc({
+        seccomp: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: profile },
+      }),
+    );
+    assert.deepEqual(
+      out.split('\n').map((s) => s.replace(/\s+/g, ' ')),
+      ['Seccomp: 2', 'refused', 'touched'],
+    );
     await assert.rejects(
-      createContainer(env, pod, busyboxConfig(env, `sec${++seq}`, ['true'], sc({ seccomp: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: join(dir, 'missing.json') } }))),
+      createContainer(
+        env,
+        pod,
+        busyboxConfig(
+          env,
+          `sec${++seq}`,
+          ['true'],
+          sc({ seccomp: { profileType: SecurityProfile_ProfileType.Localhost, localhostRef: join(dir, 'missing.json') } }),
+        ),
+      ),
       (e: { code: number; details: string }) => e.code === 3 && e.details.includes('missing.json'),
     );
   } finally {

@@ -24,7 +24,9 @@ before(async () => {
   burner = await createContainer(
     env,
     pod,
-    busyboxConfig(env, 'burner', ['sh', '-c', 'while :; do :; done & x=$(head -c 40000000 /dev/zero | tr "\\0" a); sleep 1000; echo ${#x}'], { labels: { role: 'burn' } }),
+    busyboxConfig(env, 'burner', ['sh', '-c', 'while :; do :; done & x=$(head -c 40000000 /dev/zero | tr "\\0" a); sleep 1000; echo ${#x}'], {
+      labels: { role: 'burn' },
+    }),
   );
   await env.berthd.cri.runtime.startContainer({ containerId: burner });
   await waitForState(env, burner, ContainerState.CONTAINER_RUNNING);
@@ -78,7 +80,10 @@ test('ContainerStats: CPU time grows at about a core, memory shows the held byte
 test('ListContainerStats filters by pod, id prefix and labels', async () => {
   const rt = env.berthd.cri.runtime;
   const byPod = await rt.listContainerStats({ filter: { podSandboxId: pod.id } });
-  assert.deepEqual(byPod.stats.map((s) => s.attributes?.id), [burner]);
+  assert.deepEqual(
+    byPod.stats.map((s) => s.attributes?.id),
+    [burner],
+  );
   assert.equal((await rt.listContainerStats({ filter: { id: burner.slice(0, 10) } })).stats.length, 1);
   assert.equal((await rt.listContainerStats({ filter: { labelSelector: { role: 'other' } } })).stats.length, 0);
 });
@@ -95,9 +100,15 @@ test('PodSandboxStats: pod CPU, memory, process count, eth0 counters and its con
   assert.ok(l.process!.processCount!.value >= 4n, `process count ${l.process?.processCount?.value}`);
   assert.equal(l.network?.defaultInterface?.name, 'eth0');
   assert.ok(l.network!.interfaces.every((i) => i.name !== 'lo'));
-  assert.deepEqual(l.containers.map((c) => c.attributes?.id), [burner]);
+  assert.deepEqual(
+    l.containers.map((c) => c.attributes?.id),
+    [burner],
+  );
   const list = await rt.listPodSandboxStats({ filter: { labelSelector: { app: 'stats' } } });
-  assert.deepEqual(list.stats.map((x) => x.attributes?.id), [pod.id]);
+  assert.deepEqual(
+    list.stats.map((x) => x.attributes?.id),
+    [pod.id],
+  );
   assert.equal((await rt.listPodSandboxStats({ filter: { labelSelector: { app: 'none' } } })).stats.length, 0);
 });
 
@@ -125,7 +136,8 @@ test('ListMetricDescriptors and ListPodSandboxMetrics expose cAdvisor-named seri
   const rt = env.berthd.cri.runtime;
   const d = await rt.listMetricDescriptors({});
   const names = d.descriptors.map((x) => x.name);
-  for (const n of ['container_cpu_usage_seconds_total', 'container_memory_working_set_bytes', 'container_network_receive_bytes_total', 'container_processes']) assert.ok(names.includes(n), n);
+  for (const n of ['container_cpu_usage_seconds_total', 'container_memory_working_set_bytes', 'container_network_receive_bytes_total', 'container_processes'])
+    assert.ok(names.includes(n), n);
   const m = await rt.listPodSandboxMetrics({});
   const mine = m.podMetrics.find((p) => p.podSandboxId === pod.id);
   assert.ok(mine, 'pod present');
@@ -144,7 +156,10 @@ test('Trace returns the RunPodSandbox and container steps of the pod, in start o
     const r = await berth.trace({ podSandboxId: pod.id.slice(0, 12) });
     const names = r.spans.map((s) => s.name);
     for (const n of ['reserve-name', 'task-start']) assert.ok(names.includes(n), `${n} in ${names.join(',')}`);
-    assert.ok(names.some((n) => n.startsWith('CreateContainer.')), names.join(','));
+    assert.ok(
+      names.some((n) => n.startsWith('CreateContainer.')),
+      names.join(','),
+    );
     for (let i = 1; i < r.spans.length; i++) assert.ok(r.spans[i]!.startUnixNano >= r.spans[i - 1]!.startUnixNano);
     assert.ok(r.spans.every((s) => s.durationNano >= 0n && s.startUnixNano > 1_600_000_000_000_000_000n));
     await assert.rejects(berth.trace({ podSandboxId: 'f'.repeat(64) }), (e: unknown) => (e as { code?: number }).code === 5);

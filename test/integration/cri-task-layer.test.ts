@@ -112,73 +112,93 @@ test('one berth-shim for the node, a conmon per container; pods survive each oth
   await rt().stopContainer({ containerId: b, timeout: 10n });
   assert.equal((await waitForState(e, b, ContainerState.CONTAINER_EXITED)).exitCode, 0);
   const n = numbers(podB, 'b');
-  assert.deepEqual(n, n.map((_, i) => i), 'every line once, in order');
+  assert.deepEqual(
+    n,
+    n.map((_, i) => i),
+    'every line once, in order',
+  );
   await podB.remove();
 });
 
-test('kill -9 of berthd and of the shim: five containers in three pods lose no line; an exit meanwhile keeps its code and time', { skip, timeout: 180_000 }, async () => {
-  const e = await ensureEnv();
-  const rt = (): CriEnv['berthd']['cri']['runtime'] => e.berthd.cri.runtime;
-  const pods = [await runPod(e), await runPod(e), await runPod(e)];
-  const counters: Array<{ pod: TestPod; name: string; id: string }> = [];
-  for (const [i, pod] of pods.entries()) {
-    for (let j = 0; j < (i === 0 ? 1 : 2); j++) {
-      const name = `n${i}-${j}`;
-      counters.push({ pod, name, id: await createContainer(e, pod, busyboxConfig(e, name, COUNTER)) });
+test(
+  'kill -9 of berthd and of the shim: five containers in three pods lose no line; an exit meanwhile keeps its code and time',
+  { skip, timeout: 180_000 },
+  async () => {
+    const e = await ensureEnv();
+    const rt = (): CriEnv['berthd']['cri']['runtime'] => e.berthd.cri.runtime;
+    const pods = [await runPod(e), await runPod(e), await runPod(e)];
+    const counters: Array<{ pod: TestPod; name: string; id: string }> = [];
+    for (const [i, pod] of pods.entries()) {
+      for (let j = 0; j < (i === 0 ? 1 : 2); j++) {
+        const name = `n${i}-${j}`;
+        counters.push({ pod, name, id: await createContainer(e, pod, busyboxConfig(e, name, COUNTER)) });
+      }
     }
-  }
-  const gate = join(pods[0]!.logDir, 'gate');
-  const quitter = await createContainer(
-    e,
-    pods[0]!,
-    busyboxConfig(e, 'quitter', ['sh', '-c', 'while [ ! -e /gate/go ]; do sleep 0.05; done; exit 5'], { mounts: [{ containerPath: '/gate', hostPath: pods[0]!.logDir }] }),
-  );
-  for (const c of [...counters.map((c) => c.id), quitter]) await rt().startContainer({ containerId: c });
-  const pids = new Map<string, number>();
-  for (const c of counters) pids.set(c.id, await containerPid(e, c.id));
-  await waitUntil('every counter logged 5 lines', () => counters.every((c) => numbers(c.pod, c.name).length >= 5));
+    const gate = join(pods[0]!.logDir, 'gate');
+    const quitter = await createContainer(
+      e,
+      pods[0]!,
+      busyboxConfig(e, 'quitter', ['sh', '-c', 'while [ ! -e /gate/go ]; do sleep 0.05; done; exit 5'], {
+        mounts: [{ containerPath: '/gate', hostPath: pods[0]!.logDir }],
+      }),
+    );
+    for (const c of [...counters.map((c) => c.id), quitter]) await rt().startContainer({ containerId: c });
+    const pids = new Map<string, number>();
+    for (const c of counters) pids.set(c.id, await containerPid(e, c.id));
+    await waitUntil('every counter logged 5 lines', () => counters.every((c) => numbers(c.pod, c.name).length >= 5));
 
-  // Both berthd and the shim die; the quitter exits while neither runs.
-  const shim = shimPid(e);
-  await e.berthd.kill9();
-  process.kill(shim, 'SIGKILL');
-  const downAt = Date.now();
-  (await import('node:fs')).writeFileSync(gate.replace(/gate$/, 'go'), '');
-  await waitUntil('quitter exited', () => existsSync(join(e.berthd.state, 'tasks', 'k8s.io', quitter, 'exit')));
-  const gapStart = new Map(counters.map((c) => [c.id, numbers(c.pod, c.name).length]));
-  await waitUntil('every counter logged 5 more lines while neither berthd nor the shim ran', () => counters.every((c) => numbers(c.pod, c.name).length >= gapStart.get(c.id)! + 5));
-  await e.berthd.restart();
-  const upAt = Date.now();
-  assert.notEqual(shimPid(e), shim, 'a new shim serves the node');
+    // Both berthd and the shim die; the quitter exits while neither runs.
+    const shim = shimPid(e);
+    await e.berthd.kill9();
+    process.kill(shim, 'SIGKILL');
+    const downAt = Date.now();
+    (await import('node:fs')).writeFileSync(gate.replace(/gate$/, 'go'), '');
+    await waitUntil('quitter exited', () => existsSync(join(e.berthd.state, 'tasks', 'k8s.io', quitter, 'exit')));
+    const gapStart = new Map(counters.map((c) => [c.id, numbers(c.pod, c.name).length]));
+    await waitUntil('every counter logged 5 more lines while neither berthd nor the shim ran', () =>
+      counters.every((c) => numbers(c.pod, c.name).length >= gapStart.get(c.id)! + 5),
+    );
+    await e.berthd.restart();
+    const upAt = Date.now();
+    assert.notEqual(shimPid(e), shim, 'a new shim serves the node');
 
-  for (const c of counters) {
-    const st = (await rt().containerStatus({ containerId: c.id })).status!;
-    assert.equal(st.state, ContainerState.CONTAINER_RUNNING, `${c.name} still runs`);
-    assert.equal(await containerPid(e, c.id), pids.get(c.id), `${c.name} is the same process`);
-  }
-  const q = await waitForState(e, quitter, ContainerState.CONTAINER_EXITED);
-  assert.equal(q.exitCode, 5);
-  const finished = Number(q.finishedAt / 1_000_000n);
-  assert.ok(finished >= downAt - 1000 && finished <= upAt, `finished ${new Date(finished).toISOString()} lies in the gap`);
+    for (const c of counters) {
+      const st = (await rt().containerStatus({ containerId: c.id })).status!;
+      assert.equal(st.state, ContainerState.CONTAINER_RUNNING, `${c.name} still runs`);
+      assert.equal(await containerPid(e, c.id), pids.get(c.id), `${c.name} is the same process`);
+    }
+    const q = await waitForState(e, quitter, ContainerState.CONTAINER_EXITED);
+    assert.equal(q.exitCode, 5);
+    const finished = Number(q.finishedAt / 1_000_000n);
+    assert.ok(finished >= downAt - 1000 && finished <= upAt, `finished ${new Date(finished).toISOString()} lies in the gap`);
 
-  // Exec, stop and remove work afterwards.
-  const ex = await rt().execSync({ containerId: counters[0]!.id, cmd: ['echo', 'still-here'], timeout: 10n });
-  assert.equal(Buffer.from(ex.stdout).toString(), 'still-here\n');
-  for (const c of counters) await rt().stopContainer({ containerId: c.id, timeout: 10n });
-  for (const c of counters) {
-    const n = numbers(c.pod, c.name);
-    assert.ok(n.length > 10, `${c.name} logged ${n.length} lines`);
-    assert.deepEqual(n, n.map((_, i) => i), `${c.name}: every line once, in order, across both kills`);
-  }
-  for (const p of pods) await p.remove();
-});
+    // Exec, stop and remove work afterwards.
+    const ex = await rt().execSync({ containerId: counters[0]!.id, cmd: ['echo', 'still-here'], timeout: 10n });
+    assert.equal(Buffer.from(ex.stdout).toString(), 'still-here\n');
+    for (const c of counters) await rt().stopContainer({ containerId: c.id, timeout: 10n });
+    for (const c of counters) {
+      const n = numbers(c.pod, c.name);
+      assert.ok(n.length > 10, `${c.name} logged ${n.length} lines`);
+      assert.deepEqual(
+        n,
+        n.map((_, i) => i),
+        `${c.name}: every line once, in order, across both kills`,
+      );
+    }
+    for (const p of pods) await p.remove();
+  },
+);
 
 test('the shim killed in the middle of StopContainer: the stop completes and the exit is true', { skip, timeout: 120_000 }, async () => {
   const e = await ensureEnv();
   const rt = (): CriEnv['berthd']['cri']['runtime'] => e.berthd.cri.runtime;
   const pod = await runPod(e);
   // Takes its time to stop: SIGTERM makes it exit 3 after a second.
-  const id = await createContainer(e, pod, busyboxConfig(e, 'slowstop', ['sh', '-c', 'trap "echo stopping; sleep 1; exit 3" TERM; echo trapped; while true; do sleep 0.05; done']));
+  const id = await createContainer(
+    e,
+    pod,
+    busyboxConfig(e, 'slowstop', ['sh', '-c', 'trap "echo stopping; sleep 1; exit 3" TERM; echo trapped; while true; do sleep 0.05; done']),
+  );
   await rt().startContainer({ containerId: id });
   const log = join(pod.logDir, 'slowstop.log');
   await waitUntil('the TERM trap is installed', () => existsSync(log) && readFileSync(log, 'utf8').includes('trapped'));
@@ -192,38 +212,50 @@ test('the shim killed in the middle of StopContainer: the stop completes and the
   await pod.remove();
 });
 
-test('the shim killed in the middle of CreateContainer: the create either fails leaving nothing, or yields a working container', { skip, timeout: 120_000 }, async () => {
-  const e = await ensureEnv();
-  const rt = (): CriEnv['berthd']['cri']['runtime'] => e.berthd.cri.runtime;
-  const pod = await runPod(e);
-  for (const delay of [0, 15, 40]) {
-    const create = createContainer(e, pod, busyboxConfig(e, `mid-${delay}`, ['sleep', '3600'])).then(
-      (id) => ({ id }),
-      (err: unknown) => ({ err }),
-    );
-    await new Promise((r) => setTimeout(r, delay));
-    process.kill(shimPid(e), 'SIGKILL');
-    const r = await create;
-    if ('id' in r) {
-      await rt().startContainer({ containerId: r.id });
-      await waitForState(e, r.id, ContainerState.CONTAINER_RUNNING);
-      await rt().stopContainer({ containerId: r.id, timeout: 0n });
-      await rt().removeContainer({ containerId: r.id });
+test(
+  'the shim killed in the middle of CreateContainer: the create either fails leaving nothing, or yields a working container',
+  { skip, timeout: 120_000 },
+  async () => {
+    const e = await ensureEnv();
+    const rt = (): CriEnv['berthd']['cri']['runtime'] => e.berthd.cri.runtime;
+    const pod = await runPod(e);
+    for (const delay of [0, 15, 40]) {
+      const create = createContainer(e, pod, busyboxConfig(e, `mid-${delay}`, ['sleep', '3600'])).then(
+        (id) => ({ id }),
+        (err: unknown) => ({ err }),
+      );
+      await new Promise((r) => setTimeout(r, delay));
+      process.kill(shimPid(e), 'SIGKILL');
+      const r = await create;
+      if ('id' in r) {
+        await rt().startContainer({ containerId: r.id });
+        await waitForState(e, r.id, ContainerState.CONTAINER_RUNNING);
+        await rt().stopContainer({ containerId: r.id, timeout: 0n });
+        await rt().removeContainer({ containerId: r.id });
+      }
+      const listed = (await rt().listContainers({})).containers.filter((c) => c.metadata?.name === `mid-${delay}`);
+      // And no monitor of a container nobody knows: only the pause's conmon.
+      await waitUntil('only the pause is monitored', () => monitors(e).length === 1);
+      assert.deepEqual(listed, [], 'nothing half-made is listed');
+      // Only the pod's own (its pause: the CRI default shares a pid namespace) may remain.
+      await waitUntil(
+        `no container bundle left (delay ${delay}, create ${'id' in r ? 'succeeded' : `failed: ${String(r.err)}`})`,
+        () => readdirSync(join(e.berthd.state, 'tasks', 'k8s.io')).filter((b) => b !== pod.id).length === 0,
+      ).catch((err: unknown) => {
+        const dir = join(e.berthd.state, 'tasks', 'k8s.io');
+        const left = readdirSync(dir).filter((b) => b !== pod.id);
+        const log = e.berthd
+          .log()
+          .split('\n')
+          .filter((l) => left.some((b) => l.includes(b.slice(0, 12))) || /shim/.test(l))
+          .slice(-30)
+          .join('\n');
+        throw new Error(`${(err as Error).message}: ${left.map((b) => `${b}: ${readdirSync(join(dir, b)).join(',')}`).join('; ')}\n${log}`);
+      });
     }
-    const listed = (await rt().listContainers({})).containers.filter((c) => c.metadata?.name === `mid-${delay}`);
-    // And no monitor of a container nobody knows: only the pause's conmon.
-    await waitUntil('only the pause is monitored', () => monitors(e).length === 1);
-    assert.deepEqual(listed, [], 'nothing half-made is listed');
-    // Only the pod's own (its pause: the CRI default shares a pid namespace) may remain.
-    await waitUntil(`no container bundle left (delay ${delay}, create ${'id' in r ? 'succeeded' : `failed: ${String(r.err)}`})`, () => readdirSync(join(e.berthd.state, 'tasks', 'k8s.io')).filter((b) => b !== pod.id).length === 0).catch((err: unknown) => {
-      const dir = join(e.berthd.state, 'tasks', 'k8s.io');
-      const left = readdirSync(dir).filter((b) => b !== pod.id);
-      const log = e.berthd.log().split('\n').filter((l) => left.some((b) => l.includes(b.slice(0, 12))) || /shim/.test(l)).slice(-30).join('\n');
-      throw new Error(`${(err as Error).message}: ${left.map((b) => `${b}: ${readdirSync(join(dir, b)).join(',')}`).join('; ')}\n${log}`);
-    });
-  }
-  await pod.remove();
-});
+    await pod.remove();
+  },
+);
 
 test('stopping berthd leaves no idle shim; a shim hosting containers keeps running', { skip, timeout: 120_000 }, async () => {
   const e = await ensureEnv();

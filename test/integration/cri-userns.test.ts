@@ -27,7 +27,7 @@ function usernsRefusal(): string | undefined {
   const rootMode = statSync('/').mode & 0o777;
   if ((rootMode & 0o001) === 0) return `/ is mode ${rootMode.toString(8)}: not searchable from a user namespace`;
   const r = spawnSync('unshare', ['--user', '/bin/true'], { encoding: 'utf8', timeout: 10_000 });
-  return r.status === 0 ? undefined : (r.stderr.trim() || `unshare exited ${r.status}`);
+  return r.status === 0 ? undefined : r.stderr.trim() || `unshare exited ${r.status}`;
 }
 const refusal = usernsRefusal();
 const canRun = isRoot && refusal === undefined;
@@ -174,31 +174,49 @@ test('a hostUsers=false pod runs its containers as root inside, as the mapped id
   assert.deepEqual(remaps(env), [], 'no ownership-shifted image copy was made');
 });
 
-test('a hostUsers=true pod as kubelet sends it (userns_options mode NODE, no mappings) is in the host user namespace, rootfs as is', { skip: skipRun }, async () => {
-  const pod = await runPod(env, {
-    linux: { securityContext: { namespaceOptions: { network: NamespaceMode.POD, ipc: NamespaceMode.POD, pid: NamespaceMode.CONTAINER, usernsOptions: { mode: NamespaceMode.NODE } } } },
-  });
-  pods.push(pod);
-  const id = await createContainer(env, pod, busyboxConfig(env, 'hostusers', ['sh', '-c', 'cat /proc/self/uid_map; exec sleep 3600']));
-  await env.berthd.cri.runtime.startContainer({ containerId: id });
-  await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
-  const pid = await containerPid(env, id);
-  assert.equal(readlinkSync(`/proc/${pid}/ns/user`), readlinkSync('/proc/self/ns/user'), 'the host user namespace');
-  assert.deepEqual(hostIds(pid), { uid: 0, gid: 0 });
-  assert.match(readFileSync(`/proc/${pid}/uid_map`, 'utf8'), /^\s*0\s+0\s+4294967295$/m);
-  assert.equal(statSync(`/proc/${pid}/root/etc/passwd`).uid, 0);
-  assert.doesNotMatch(rootfsMount(id)?.superOptions ?? '', /\/idmap\//, 'image layers not idmapped');
-});
+test(
+  'a hostUsers=true pod as kubelet sends it (userns_options mode NODE, no mappings) is in the host user namespace, rootfs as is',
+  { skip: skipRun },
+  async () => {
+    const pod = await runPod(env, {
+      linux: {
+        securityContext: {
+          namespaceOptions: { network: NamespaceMode.POD, ipc: NamespaceMode.POD, pid: NamespaceMode.CONTAINER, usernsOptions: { mode: NamespaceMode.NODE } },
+        },
+      },
+    });
+    pods.push(pod);
+    const id = await createContainer(env, pod, busyboxConfig(env, 'hostusers', ['sh', '-c', 'cat /proc/self/uid_map; exec sleep 3600']));
+    await env.berthd.cri.runtime.startContainer({ containerId: id });
+    await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
+    const pid = await containerPid(env, id);
+    assert.equal(readlinkSync(`/proc/${pid}/ns/user`), readlinkSync('/proc/self/ns/user'), 'the host user namespace');
+    assert.deepEqual(hostIds(pid), { uid: 0, gid: 0 });
+    assert.match(readFileSync(`/proc/${pid}/uid_map`, 'utf8'), /^\s*0\s+0\s+4294967295$/m);
+    assert.equal(statSync(`/proc/${pid}/root/etc/passwd`).uid, 0);
+    assert.doesNotMatch(rootfsMount(id)?.superOptions ?? '', /\/idmap\//, 'image layers not idmapped');
+  },
+);
 
-test('procMount Unmasked as kubelet sends it (empty masked/readonly lists, userns pod): nothing masked; Default lists keep /proc masked', { skip: skipRun }, async () => {
-  const pod = await runPod(env, usernsPod());
-  pods.push(pod);
-  const probe = ['sh', '-c', 'grep -c -E " /proc/(timer_list|kcore|sys|keys) " /proc/self/mounts || true'];
-  const unmasked = await runToExit(env, pod, busyboxConfig(env, 'unmasked', probe, { linux: { securityContext: { maskedPaths: [], readonlyPaths: [] } } }));
-  assert.equal(logText(unmasked.status.logPath), '0');
-  const masked = await runToExit(env, pod, busyboxConfig(env, 'masked', probe, { linux: { securityContext: { maskedPaths: ['/proc/timer_list', '/proc/kcore', '/proc/keys'], readonlyPaths: ['/proc/sys'] } } }));
-  assert.notEqual(logText(masked.status.logPath), '0', 'the Default lists mask and protect /proc');
-});
+test(
+  'procMount Unmasked as kubelet sends it (empty masked/readonly lists, userns pod): nothing masked; Default lists keep /proc masked',
+  { skip: skipRun },
+  async () => {
+    const pod = await runPod(env, usernsPod());
+    pods.push(pod);
+    const probe = ['sh', '-c', 'grep -c -E " /proc/(timer_list|kcore|sys|keys) " /proc/self/mounts || true'];
+    const unmasked = await runToExit(env, pod, busyboxConfig(env, 'unmasked', probe, { linux: { securityContext: { maskedPaths: [], readonlyPaths: [] } } }));
+    assert.equal(logText(unmasked.status.logPath), '0');
+    const masked = await runToExit(
+      env,
+      pod,
+      busyboxConfig(env, 'masked', probe, {
+        linux: { securityContext: { maskedPaths: ['/proc/timer_list', '/proc/kcore', '/proc/keys'], readonlyPaths: ['/proc/sys'] } },
+      }),
+    );
+    assert.notEqual(logText(masked.status.logPath), '0', 'the Default lists mask and protect /proc');
+  },
+);
 
 test('containers of one userns pod share its user, network and IPC namespaces', { skip: skipRun }, async () => {
   const pod = await runPod(env, usernsPod());
@@ -221,78 +239,96 @@ test('a shared-pid userns pod (with a pause process) works too', { skip: skipRun
   assert.equal(log[0]?.msg, '0');
 });
 
-test('a volume with the pod mappings (as kubelet sends it) is idmapped: host root files are the container root\'s, and writes land as host root', { skip: skipRun }, async () => {
-  const pod = await runPod(env, usernsPod());
-  pods.push(pod);
-  const vol = mkdtempSync(join(tmpdir(), 'berth-idmap-'));
-  chmodSync(vol, 0o755);
-  writeFileSync(join(vol, 'f'), 'from the host\n');
-  try {
-    const uids = [{ hostId: HOST_UID, containerId: 0, length: SIZE }];
-    const gids = [{ hostId: HOST_GID, containerId: 0, length: SIZE }];
-    const script = 'stat -c %u:%g /vol/f; cat /vol/f; touch /vol/new && echo wrote; stat -c %u /plain/f';
-    const { status: st, log } = await runToExit(
-      env,
-      pod,
-      busyboxConfig(env, 'idmap', ['sh', '-c', script], {
-        mounts: [
-          { containerPath: '/vol', hostPath: vol, uidMappings: uids, gidMappings: gids },
-          { containerPath: '/plain', hostPath: vol, readonly: true },
-        ],
-      }),
-    );
-    const out = log.map((l) => l.msg).join('\n');
-    assert.equal(st.exitCode, 0, out);
-    assert.deepEqual(out.split('\n'), ['0:0', 'from the host', 'wrote', '65534'], 'idmapped: root inside; the plain bind of the same dir: nobody');
-    assert.equal(statSync(join(vol, 'new')).uid, 0, 'a write by the container root is host root on disk');
-    assert.deepEqual(stagingMounts(env), [], 'no staging mount left on the host');
-    await assert.rejects(
-      createContainer(env, pod, busyboxConfig(env, 'idmap-bad', ['true'], { mounts: [{ containerPath: '/vol', hostPath: vol, uidMappings: [{ hostId: 1, containerId: 0, length: 1 }], gidMappings: gids }] })),
-      (e: { code: number; details: string }) => e.code === 3 && e.details.includes('config.mounts[0]') && e.details.includes('mappings'),
-    );
-  } finally {
-    rmSync(vol, { recursive: true, force: true });
-  }
-});
+test(
+  "a volume with the pod mappings (as kubelet sends it) is idmapped: host root files are the container root's, and writes land as host root",
+  { skip: skipRun },
+  async () => {
+    const pod = await runPod(env, usernsPod());
+    pods.push(pod);
+    const vol = mkdtempSync(join(tmpdir(), 'berth-idmap-'));
+    chmodSync(vol, 0o755);
+    writeFileSync(join(vol, 'f'), 'from the host\n');
+    try {
+      const uids = [{ hostId: HOST_UID, containerId: 0, length: SIZE }];
+      const gids = [{ hostId: HOST_GID, containerId: 0, length: SIZE }];
+      const script = 'stat -c %u:%g /vol/f; cat /vol/f; touch /vol/new && echo wrote; stat -c %u /plain/f';
+      const { status: st, log } = await runToExit(
+        env,
+        pod,
+        busyboxConfig(env, 'idmap', ['sh', '-c', script], {
+          mounts: [
+            { containerPath: '/vol', hostPath: vol, uidMappings: uids, gidMappings: gids },
+            { containerPath: '/plain', hostPath: vol, readonly: true },
+          ],
+        }),
+      );
+      const out = log.map((l) => l.msg).join('\n');
+      assert.equal(st.exitCode, 0, out);
+      assert.deepEqual(out.split('\n'), ['0:0', 'from the host', 'wrote', '65534'], 'idmapped: root inside; the plain bind of the same dir: nobody');
+      assert.equal(statSync(join(vol, 'new')).uid, 0, 'a write by the container root is host root on disk');
+      assert.deepEqual(stagingMounts(env), [], 'no staging mount left on the host');
+      await assert.rejects(
+        createContainer(
+          env,
+          pod,
+          busyboxConfig(env, 'idmap-bad', ['true'], {
+            mounts: [{ containerPath: '/vol', hostPath: vol, uidMappings: [{ hostId: 1, containerId: 0, length: 1 }], gidMappings: gids }],
+          }),
+        ),
+        (e: { code: number; details: string }) => e.code === 3 && e.details.includes('config.mounts[0]') && e.details.includes('mappings'),
+      );
+    } finally {
+      rmSync(vol, { recursive: true, force: true });
+    }
+  },
+);
 
-test('an idmapped volume maps every id, not only root: host-owned ids show as the same ids inside, a non-root container writes as its own id', { skip: skipRun }, async () => {
-  const pod = await runPod(env, usernsPod());
-  pods.push(pod);
-  const vol = mkdtempSync(join(tmpdir(), 'berth-idmap-ids-'));
-  chmodSync(vol, 0o755);
-  writeFileSync(join(vol, 'owned'), 'x');
-  chownSync(join(vol, 'owned'), 1234, 2345);
-  mkdirSync(join(vol, 'w'), { mode: 0o755 });
-  chownSync(join(vol, 'w'), 1000, 1000);
-  try {
-    const uids = [{ hostId: HOST_UID, containerId: 0, length: SIZE }];
-    const gids = [{ hostId: HOST_GID, containerId: 0, length: SIZE }];
-    const script = 'id -u; stat -c %u:%g /vol/owned; touch /vol/w/new && echo wrote; stat -c %u:%g /plain/owned; exec sleep 3600';
-    const id = await createContainer(
-      env,
-      pod,
-      busyboxConfig(env, 'ids', ['sh', '-c', script], {
-        linux: { securityContext: { runAsUser: { value: 1000n }, runAsGroup: { value: 1000n } } },
-        mounts: [
-          { containerPath: '/vol', hostPath: vol, uidMappings: uids, gidMappings: gids },
-          { containerPath: '/plain', hostPath: vol, readonly: true },
-        ],
-      }),
-    );
-    await env.berthd.cri.runtime.startContainer({ containerId: id });
-    const st = await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
-    const pid = await containerPid(env, id);
-    assert.deepEqual(hostIds(pid), { uid: HOST_UID + 1000, gid: HOST_GID + 1000 }, 'container uid 1000 is host uid HOST_UID+1000');
-    await until(() => logText(st.logPath).split('\n').length >= 4, 'the script printed its four lines');
-    assert.deepEqual(logText(st.logPath).split('\n'), ['1000', '1234:2345', 'wrote', '65534:65534'], 'idmapped: the host ids inside; the plain bind: unmapped (nobody)');
-    const made = statSync(join(vol, 'w', 'new'));
-    assert.deepEqual([made.uid, made.gid], [1000, 1000], 'a write by container uid 1000 is host uid 1000 on disk');
-  } finally {
-    for (const p of pods.splice(pods.indexOf(pod), 1)) await p.remove();
-    assert.deepEqual(stagingMounts(env), []);
-    rmSync(vol, { recursive: true, force: true });
-  }
-});
+test(
+  'an idmapped volume maps every id, not only root: host-owned ids show as the same ids inside, a non-root container writes as its own id',
+  { skip: skipRun },
+  async () => {
+    const pod = await runPod(env, usernsPod());
+    pods.push(pod);
+    const vol = mkdtempSync(join(tmpdir(), 'berth-idmap-ids-'));
+    chmodSync(vol, 0o755);
+    writeFileSync(join(vol, 'owned'), 'x');
+    chownSync(join(vol, 'owned'), 1234, 2345);
+    mkdirSync(join(vol, 'w'), { mode: 0o755 });
+    chownSync(join(vol, 'w'), 1000, 1000);
+    try {
+      const uids = [{ hostId: HOST_UID, containerId: 0, length: SIZE }];
+      const gids = [{ hostId: HOST_GID, containerId: 0, length: SIZE }];
+      const script = 'id -u; stat -c %u:%g /vol/owned; touch /vol/w/new && echo wrote; stat -c %u:%g /plain/owned; exec sleep 3600';
+      const id = await createContainer(
+        env,
+        pod,
+        busyboxConfig(env, 'ids', ['sh', '-c', script], {
+          linux: { securityContext: { runAsUser: { value: 1000n }, runAsGroup: { value: 1000n } } },
+          mounts: [
+            { containerPath: '/vol', hostPath: vol, uidMappings: uids, gidMappings: gids },
+            { containerPath: '/plain', hostPath: vol, readonly: true },
+          ],
+        }),
+      );
+      await env.berthd.cri.runtime.startContainer({ containerId: id });
+      const st = await waitForState(env, id, ContainerState.CONTAINER_RUNNING);
+      const pid = await containerPid(env, id);
+      assert.deepEqual(hostIds(pid), { uid: HOST_UID + 1000, gid: HOST_GID + 1000 }, 'container uid 1000 is host uid HOST_UID+1000');
+      await until(() => logText(st.logPath).split('\n').length >= 4, 'the script printed its four lines');
+      assert.deepEqual(
+        logText(st.logPath).split('\n'),
+        ['1000', '1234:2345', 'wrote', '65534:65534'],
+        'idmapped: the host ids inside; the plain bind: unmapped (nobody)',
+      );
+      const made = statSync(join(vol, 'w', 'new'));
+      assert.deepEqual([made.uid, made.gid], [1000, 1000], 'a write by container uid 1000 is host uid 1000 on disk');
+    } finally {
+      for (const p of pods.splice(pods.indexOf(pod), 1)) await p.remove();
+      assert.deepEqual(stagingMounts(env), []);
+      rmSync(vol, { recursive: true, force: true });
+    }
+  },
+);
 
 test('every mount carries the pod mappings, as kubelet sends them: a file (termination-log), a dir, a tmpfs emptyDir', { skip: skipRun }, async () => {
   const pod = await runPod(env, usernsPod());
@@ -324,7 +360,7 @@ test('every mount carries the pod mappings, as kubelet sends them: a file (termi
     assert.equal(st.exitCode, 0, out);
     assert.deepEqual(out.split('\n'), ['0:0', 'from the host', '0']);
     assert.equal(readFileSync(term, 'utf8'), 'bye\n', 'the container root wrote the file mount');
-    assert.equal(statSync(join(mem, 'made')).uid, 0, 'a file made in the tmpfs emptyDir is host root\'s');
+    assert.equal(statSync(join(mem, 'made')).uid, 0, "a file made in the tmpfs emptyDir is host root's");
     assert.deepEqual(stagingMounts(env), [], 'no staging mount left on the host');
   } finally {
     for (const p of pods.splice(pods.indexOf(pod), 1)) await p.remove();
@@ -338,7 +374,15 @@ test('a userns pod on the host network (user_namespaces_host_network): host netw
   for (const pid of [NamespaceMode.CONTAINER, NamespaceMode.POD]) {
     const pod = await runPod(env, usernsPod({ network: NamespaceMode.NODE, pid }));
     pods.push(pod);
-    const { status: st, log } = await runToExit(env, pod, busyboxConfig(env, 'hostnet', ['sh', '-c', 'readlink /proc/self/ns/net; id -u; ls /sys/class/net | grep -c . ; readlink /proc/self/ns/user; grep " /sys " /proc/self/mounts | head -1 | cut -d" " -f4 | cut -d, -f1']));
+    const { status: st, log } = await runToExit(
+      env,
+      pod,
+      busyboxConfig(env, 'hostnet', [
+        'sh',
+        '-c',
+        'readlink /proc/self/ns/net; id -u; ls /sys/class/net | grep -c . ; readlink /proc/self/ns/user; grep " /sys " /proc/self/mounts | head -1 | cut -d" " -f4 | cut -d, -f1',
+      ]),
+    );
     const out = log.map((l) => l.msg).join('\n');
     assert.equal(st.exitCode, 0, out);
     const [net, uid, links, user, sys] = out.split('\n');
@@ -368,7 +412,10 @@ test('a userns container on idmapped layers survives a berthd crash and restart,
   // A new container of the pod after the restart gets idmapped layers again.
   const { status: st, log } = await runToExit(env, pod, busyboxConfig(env, 'after-restart', ['stat', '-c', '%u', '/etc/passwd']));
   assert.equal(st.exitCode, 0);
-  assert.deepEqual(log.map((l) => l.msg), ['0']);
+  assert.deepEqual(
+    log.map((l) => l.msg),
+    ['0'],
+  );
   assert.match(env.berthd.log(), /user namespace rootfs: overlay over idmapped image layers/);
 
   for (const p of pods.splice(pods.indexOf(pod), 1)) await p.remove();
@@ -413,9 +460,16 @@ test('with userns_rootfs = "copy" the rootfs is the ownership-shifted image copy
     await copyEnv.berthd.cri.image.pullImage({ image: { image: copyEnv.busybox.ref } });
     const pod = await runPod(copyEnv, usernsPod());
     try {
-      const { id, status: st, log } = await runToExit(copyEnv, pod, busyboxConfig(copyEnv, 'copy', ['sh', '-c', 'stat -c %u:%g /etc/passwd; touch /t && echo touch=ok']));
+      const {
+        id,
+        status: st,
+        log,
+      } = await runToExit(copyEnv, pod, busyboxConfig(copyEnv, 'copy', ['sh', '-c', 'stat -c %u:%g /etc/passwd; touch /t && echo touch=ok']));
       assert.equal(st.exitCode, 0, log.map((l) => l.msg).join('\n'));
-      assert.deepEqual(log.map((l) => l.msg), ['0:0', 'touch=ok']);
+      assert.deepEqual(
+        log.map((l) => l.msg),
+        ['0:0', 'touch=ok'],
+      );
       assert.doesNotMatch(rootfsMount(id)?.superOptions ?? '', /\/idmap\//, 'not over idmapped layers');
       assert.equal(remaps(copyEnv).length, 1, 'one remapped copy for (busybox, the pod mapping)');
       assert.match(copyEnv.berthd.log(), /user namespace rootfs: ownership-shifted image copy.*userns_rootfs = \\?"copy\\?" in the config/);
@@ -436,7 +490,10 @@ test('where the snapshotter cannot give idmapped layers (native), auto mode logs
     try {
       const { status: st, log } = await runToExit(nativeEnv, pod, busyboxConfig(nativeEnv, 'native', ['sh', '-c', 'stat -c %u:%g /etc/passwd; id -u']));
       assert.equal(st.exitCode, 0, log.map((l) => l.msg).join('\n'));
-      assert.deepEqual(log.map((l) => l.msg), ['0:0', '0']);
+      assert.deepEqual(
+        log.map((l) => l.msg),
+        ['0:0', '0'],
+      );
     } finally {
       await pod.remove();
     }
@@ -446,32 +503,36 @@ test('where the snapshotter cannot give idmapped layers (native), auto mode logs
   }
 });
 
-test('where user namespaces cannot work, a userns pod fails with a clear error and leaves nothing', { skip: canRun || !isRoot ? 'user namespaces work here (or not root)' : false }, async () => {
-  const before = (await env.berthd.cri.runtime.listPodSandbox({})).items.length;
-  let err: unknown;
-  try {
-    const pod = await runPod(env, usernsPod());
-    pods.push(pod);
-    // The sandbox may come up without a process (no pause when pid is per container): the
-    // first container is then what the kernel refuses.
-    await runToExit(env, pod, busyboxConfig(env, 'probe', ['true']));
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof Error, 'a userns pod cannot run here');
-  if ((statSync('/').mode & 0o001) === 0) {
-    // berth names the directory rather than leaving the operator with runc's EACCES.
-    assert.match(err.message, /FAILED_PRECONDITION.*userns_options: \/ is mode 0\d{3}, not searchable by others/);
-  } else {
-    assert.match(err.message, /permission denied/i);
-  }
-  for (const p of pods.splice(0)) await p.remove();
-  assert.equal((await env.berthd.cri.runtime.listPodSandbox({})).items.length, before);
-  // The netns dir itself is a (shared) bind mount; nothing may be mounted below it or elsewhere
-  // under the state dir (netns, pinned namespaces, /dev/shm, rootfs).
-  const left = readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((m) => m.startsWith(`${env.berthd.state}/`) && m !== `${env.berthd.state}/netns`);
-  assert.deepEqual(left, []);
-});
+test(
+  'where user namespaces cannot work, a userns pod fails with a clear error and leaves nothing',
+  { skip: canRun || !isRoot ? 'user namespaces work here (or not root)' : false },
+  async () => {
+    const before = (await env.berthd.cri.runtime.listPodSandbox({})).items.length;
+    let err: unknown;
+    try {
+      const pod = await runPod(env, usernsPod());
+      pods.push(pod);
+      // The sandbox may come up without a process (no pause when pid is per container): the
+      // first container is then what the kernel refuses.
+      await runToExit(env, pod, busyboxConfig(env, 'probe', ['true']));
+    } catch (e) {
+      err = e;
+    }
+    assert.ok(err instanceof Error, 'a userns pod cannot run here');
+    if ((statSync('/').mode & 0o001) === 0) {
+      // berth names the directory rather than leaving the operator with runc's EACCES.
+      assert.match(err.message, /FAILED_PRECONDITION.*userns_options: \/ is mode 0\d{3}, not searchable by others/);
+    } else {
+      assert.match(err.message, /permission denied/i);
+    }
+    for (const p of pods.splice(0)) await p.remove();
+    assert.equal((await env.berthd.cri.runtime.listPodSandbox({})).items.length, before);
+    // The netns dir itself is a (shared) bind mount; nothing may be mounted below it or elsewhere
+    // under the state dir (netns, pinned namespaces, /dev/shm, rootfs).
+    const left = readFileSync('/proc/self/mountinfo', 'utf8')
+      .split('\n')
+      .map((l) => l.split(' ')[4] ?? '')
+      .filter((m) => m.startsWith(`${env.berthd.state}/`) && m !== `${env.berthd.state}/netns`);
+    assert.deepEqual(left, []);
+  },
+);

@@ -191,15 +191,23 @@ test('the streaming address moves on reload, and back', { skip }, async () => {
   const cfg = { mirror: regB, credentials: true, metrics: '127.0.0.2:0' };
   let lines = await reload(toml({ ...cfg, streaming: '127.0.0.2:0' }));
   assert.deepEqual(applied(lines), ['streaming.address'], lines.join('\n'));
-  assert.ok(lines.some((l) => /msg="streaming server listening" .*url=http:\/\/127\.0\.0\.2:\d+/.test(l)), lines.join('\n'));
+  assert.ok(
+    lines.some((l) => /msg="streaming server listening" .*url=http:\/\/127\.0\.0\.2:\d+/.test(l)),
+    lines.join('\n'),
+  );
   lines = await reload(toml(cfg));
   assert.deepEqual(applied(lines), ['streaming.address'], lines.join('\n'));
-  assert.ok(lines.some((l) => /msg="streaming server listening" .*url=http:\/\/127\.0\.0\.1:\d+/.test(l)), lines.join('\n'));
+  assert.ok(
+    lines.some((l) => /msg="streaming server listening" .*url=http:\/\/127\.0\.0\.1:\d+/.test(l)),
+    lines.join('\n'),
+  );
 });
 
 test('changes that need a restart are named, not applied; the reloadable ones in the same file are', { skip }, async () => {
   const lines = await reload(
-    toml({ mirror: regA, metrics: '127.0.0.2:0', credentials: true, extra: `sandbox_image = "${regA.host}/app:v1"\nsnapshotter = "native"\n` }).replace(`root = "${d.root}"`, `root = "${d.root}-elsewhere"`).replace(`socket = "${d.socket}"`, `socket = "${d.socket}.new"`),
+    toml({ mirror: regA, metrics: '127.0.0.2:0', credentials: true, extra: `sandbox_image = "${regA.host}/app:v1"\nsnapshotter = "native"\n` })
+      .replace(`root = "${d.root}"`, `root = "${d.root}-elsewhere"`)
+      .replace(`socket = "${d.socket}"`, `socket = "${d.socket}.new"`),
   );
   const warn = lines.find((l) => /level=warn msg="config reload: these changes need a restart of berthd and are not applied"/.test(l));
   assert.ok(warn, lines.join('\n'));
@@ -222,9 +230,14 @@ test('cni.conf_dir and cni.bin_dirs change on reload: NetworkReady follows the n
   // Never used for a pod here: only its presence and its plugins' binaries are checked.
   writeFileSync(
     join(full, '10-reload.conflist'),
-    JSON.stringify({ cniVersion: '1.0.0', name: 'reload-test', plugins: [{ type: 'bridge', bridge: 'brreload0', ipam: { type: 'host-local', ranges: [[{ subnet: '198.19.250.0/24' }]] } }] }),
+    JSON.stringify({
+      cniVersion: '1.0.0',
+      name: 'reload-test',
+      plugins: [{ type: 'bridge', bridge: 'brreload0', ipam: { type: 'host-local', ranges: [[{ subnet: '198.19.250.0/24' }]] } }],
+    }),
   );
-  const base = (dir: string, bins = '"/usr/lib/cni"') => toml({ mirror: regA, metrics: '127.0.0.2:0', credentials: true, extra: `[cni]\nconf_dir = "${dir}"\nbin_dirs = [${bins}]\n` });
+  const base = (dir: string, bins = '"/usr/lib/cni"') =>
+    toml({ mirror: regA, metrics: '127.0.0.2:0', credentials: true, extra: `[cni]\nconf_dir = "${dir}"\nbin_dirs = [${bins}]\n` });
   let lines = await reload(base(empty));
   assert.ok(applied(lines)?.includes('cni.conf_dir'), lines.join('\n'));
   let c = await networkReady();
@@ -232,7 +245,10 @@ test('cni.conf_dir and cni.bin_dirs change on reload: NetworkReady follows the n
   assert.match(c?.message ?? '', new RegExp(`no network config found in ${empty}`));
 
   lines = await reload(base(full));
-  assert.ok(lines.some((l) => /msg="CNI after reload" .*ready=true network=reload-test/.test(l)), lines.join('\n'));
+  assert.ok(
+    lines.some((l) => /msg="CNI after reload" .*ready=true network=reload-test/.test(l)),
+    lines.join('\n'),
+  );
   c = await networkReady();
   assert.equal(c?.status, true, c?.message);
 

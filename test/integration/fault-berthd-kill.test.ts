@@ -57,7 +57,11 @@ async function assertTruthful(e: CriEnv, step: string): Promise<void> {
     if (c.state === ContainerState.CONTAINER_EXITED) assert.notEqual(s.status?.reason, '', `${step}: exited container ${c.id} says why`);
   }
   const db = inventory(e);
-  assert.deepEqual(db.sandboxes.filter((s) => s.endsWith('creating')), [], `${step}: no half-made pod record`);
+  assert.deepEqual(
+    db.sandboxes.filter((s) => s.endsWith('creating')),
+    [],
+    `${step}: no half-made pod record`,
+  );
 }
 
 async function removeAll(): Promise<void> {
@@ -88,7 +92,24 @@ const podOf = async () => {
 const CASES: Case[] = [
   {
     rpc: 'RunPodSandbox',
-    steps: ['reserve-name.done', 'resolve-runtime.done', 'record-create.done', 'pin', 'pin.done', 'sandbox-files.done', 'ensure-image.done', 'snapshot.done', 'spec.done', 'cni-add', 'cni-add.done', 'task-create', 'task-create.done', 'task-start.done', 'hosts.done', 'record-ready.done'],
+    steps: [
+      'reserve-name.done',
+      'resolve-runtime.done',
+      'record-create.done',
+      'pin',
+      'pin.done',
+      'sandbox-files.done',
+      'ensure-image.done',
+      'snapshot.done',
+      'spec.done',
+      'cni-add',
+      'cni-add.done',
+      'task-create',
+      'task-create.done',
+      'task-start.done',
+      'hosts.done',
+      'record-ready.done',
+    ],
     call: async (_p, retry) => {
       const name = `fault-run-${podSeq}`;
       // Killed after the record said READY: the pod exists, and a retry would be a duplicate.
@@ -100,7 +121,18 @@ const CASES: Case[] = [
   },
   {
     rpc: 'CreateContainer',
-    steps: ['reserve_name.done', 'resolve_image.done', 'snapshot.done', 'idmap_mounts.done', 'read_image_files.done', 'spec.done', 'stdio.done', 'task_create', 'task_create.done', 'record.done'],
+    steps: [
+      'reserve_name.done',
+      'resolve_image.done',
+      'snapshot.done',
+      'idmap_mounts.done',
+      'read_image_files.done',
+      'spec.done',
+      'stdio.done',
+      'task_create',
+      'task_create.done',
+      'record.done',
+    ],
     prepare: async () => ({ pod: await podOf() }),
     call: async ({ pod }, retry) => {
       // Killed after the record was written: the container exists (kubelet finds it by listing).
@@ -113,7 +145,8 @@ const CASES: Case[] = [
     steps: ['task_start', 'task_start.done'],
     prepare: async () => {
       const pod = await podOf();
-      const container = (await rt().createContainer({ podSandboxId: pod.id, config: busyboxConfig(env!, 'c', ['sleep', '3600']), sandboxConfig: pod.config })).containerId;
+      const container = (await rt().createContainer({ podSandboxId: pod.id, config: busyboxConfig(env!, 'c', ['sleep', '3600']), sandboxConfig: pod.config }))
+        .containerId;
       return { pod, container };
     },
     call: async ({ container }, retry) => {
@@ -121,7 +154,12 @@ const CASES: Case[] = [
       // After recovery: running (started before the crash) or still created (then it starts now).
       const c = (await rt().containerStatus({ containerId: container! })).status!;
       if (c.state === ContainerState.CONTAINER_CREATED) await rt().startContainer({ containerId: container! });
-      else assert.equal(c.state, ContainerState.CONTAINER_RUNNING, `container after a crash in StartContainer: ${ContainerState[c.state]} (${c.reason} ${c.message})`);
+      else
+        assert.equal(
+          c.state,
+          ContainerState.CONTAINER_RUNNING,
+          `container after a crash in StartContainer: ${ContainerState[c.state]} (${c.reason} ${c.message})`,
+        );
     },
   },
   {
@@ -129,7 +167,8 @@ const CASES: Case[] = [
     steps: ['containers', 'pause', 'record', 'shm', 'network', 'unpin'],
     prepare: async () => {
       const pod = await podOf();
-      const container = (await rt().createContainer({ podSandboxId: pod.id, config: busyboxConfig(env!, 'c', ['sleep', '3600']), sandboxConfig: pod.config })).containerId;
+      const container = (await rt().createContainer({ podSandboxId: pod.id, config: busyboxConfig(env!, 'c', ['sleep', '3600']), sandboxConfig: pod.config }))
+        .containerId;
       await rt().startContainer({ containerId: container });
       return { pod, container };
     },
@@ -174,12 +213,18 @@ test('kill -9 of berthd at every step: after restart the records tell the truth 
       if (process.env['BERTH_FAULT_STEPS'] && !new RegExp(process.env['BERTH_FAULT_STEPS']).test(step)) continue;
       await restartWithFaults(e, faultEnv, `${step}:kill`);
       const prep = (await c.prepare?.()) ?? {};
-      const err = await Promise.resolve(c.call(prep, false)).then(() => undefined, (x: unknown) => x as Error);
+      const err = await Promise.resolve(c.call(prep, false)).then(
+        () => undefined,
+        (x: unknown) => x as Error,
+      );
       assert.ok(err, `${step}: the call fails as berthd dies`);
       try {
         await awaitCrashAndRecover(e, faultEnv);
       } catch (x) {
-        throw new Error(`${step}: ${(x as Error).message}; the call failed with ${err.message}; berthd log:\n${e.berthd.log().split('\n').slice(-15).join('\n')}`, { cause: x });
+        throw new Error(
+          `${step}: ${(x as Error).message}; the call failed with ${err.message}; berthd log:\n${e.berthd.log().split('\n').slice(-15).join('\n')}`,
+          { cause: x },
+        );
       }
       process.stdout.write(`# ${step}: berthd killed and restarted\n`);
       injected++;

@@ -100,13 +100,27 @@ test('a CNI plugin that fails on DEL: the pod stays NOTREADY with its network, r
   const mid = inventory(env!);
   assert.deepEqual(mid.ips, held.ips, 'IP still reserved');
   assert.ok(existsSync(join(env!.berthd.state, 'netns', id)), 'netns kept for the retry');
-  assert.ok(mid.sandboxes.some((x) => x.startsWith(id)), 'record kept');
+  assert.ok(
+    mid.sandboxes.some((x) => x.startsWith(id)),
+    'record kept',
+  );
   await assert.rejects(rt().removePodSandbox({ podSandboxId: id }), (e) => details(e).includes('injected DEL failure'));
   assert.equal((await rt().listPodSandbox({})).items.find((p) => p.id === id)?.state, PodSandboxState.SANDBOX_NOTREADY, 'still listed after a failed remove');
-  const dels = readFileSync(join(bin, 'calls'), 'utf8').split('\n').filter((c) => c === 'DEL').length;
+  const dels = readFileSync(join(bin, 'calls'), 'utf8')
+    .split('\n')
+    .filter((c) => c === 'DEL').length;
   rmSync(join(bin, 'fail-del'));
   await rt().removePodSandbox({ podSandboxId: id });
-  assert.equal(readFileSync(join(bin, 'calls'), 'utf8').split('\n').filter((c) => c === 'DEL').length, dels + 1, 'remove ran DEL again');
-  assert.deepEqual((await rt().listPodSandbox({})).items.filter((p) => p.id === id), []);
+  assert.equal(
+    readFileSync(join(bin, 'calls'), 'utf8')
+      .split('\n')
+      .filter((c) => c === 'DEL').length,
+    dels + 1,
+    'remove ran DEL again',
+  );
+  assert.deepEqual(
+    (await rt().listPodSandbox({})).items.filter((p) => p.id === id),
+    [],
+  );
   assert.deepEqual(await settledLeaks(env!, baseline, { pluginDirs: [bin] }), []);
 });

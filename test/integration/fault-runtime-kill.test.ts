@@ -97,7 +97,10 @@ for (const kind of ['runc', 'conmon', 'berth-shim'] as const) {
       process.kill(pid, 'SIGKILL');
       await until(() => ended(pid), `${kind} ${pid} dead`);
       rmSync(hold, { force: true });
-      const outcome = await created.then((r) => r.containerId, (e: unknown) => e as Error);
+      const outcome = await created.then(
+        (r) => r.containerId,
+        (e: unknown) => e as Error,
+      );
       if (outcome instanceof Error) {
         assert.ok(!/^13 INTERNAL: *$/.test(details(outcome)) && details(outcome).length > 0, `a clear error: ${details(outcome)}`);
         assert.notEqual((outcome as { code?: number }).code, 1, 'not CANCELLED');
@@ -127,34 +130,45 @@ for (const kind of ['runc', 'conmon', 'berth-shim'] as const) {
 }
 
 for (const kind of ['runc', 'conmon', 'berth-shim'] as const) {
-  test(`kill -9 of ${kind} during the pause's runc create (RunPodSandbox): a clear error, the name is free, nothing leaks`, { skip, timeout: 180_000 }, async () => {
-    const name = `pause-${kind}`;
-    const config = { metadata: { name, namespace: 'default', uid: `uid-${name}`, attempt: 0 }, hostname: name };
-    rmSync(pidFile, { force: true });
-    writeFileSync(hold, '');
-    let id: string | Error;
-    try {
-      const run = rt().runPodSandbox({ config, runtimeHandler: 'held' }, { timeoutMs: 120_000 });
-      run.catch(() => undefined);
-      await until(() => existsSync(pidFile), 'the pause runc create held', 60_000);
-      const pid = victim(kind, Number(readFileSync(pidFile, 'utf8')));
-      process.kill(pid, 'SIGKILL');
-      await until(() => ended(pid), `${kind} ${pid} dead`);
-      rmSync(hold, { force: true });
-      id = await run.then((r) => r.podSandboxId, (e: unknown) => e as Error);
-    } finally {
-      rmSync(hold, { force: true });
-    }
-    if (id instanceof Error) {
-      assert.ok(details(id).length > 0 && (id as { code?: number }).code !== 1, `a clear error: ${details(id)}`);
-      assert.deepEqual((await rt().listPodSandbox({})).items.filter((p) => p.metadata?.name === name), [], 'no half-made pod listed');
-      id = (await rt().runPodSandbox({ config, runtimeHandler: 'held' })).podSandboxId;
-    }
-    const info = JSON.parse((await rt().podSandboxStatus({ podSandboxId: id, verbose: true })).info.info ?? '{}') as { pid?: number };
-    assert.ok(info.pid && alive(info.pid), 'the READY pod has a live pause');
-    process.stdout.write(`# pause/${kind}: done\n`);
-    await rt().stopPodSandbox({ podSandboxId: id });
-    await rt().removePodSandbox({ podSandboxId: id });
-    assert.deepEqual(await settledLeaks(env!, baseline, {}, 40_000), []);
-  });
+  test(
+    `kill -9 of ${kind} during the pause's runc create (RunPodSandbox): a clear error, the name is free, nothing leaks`,
+    { skip, timeout: 180_000 },
+    async () => {
+      const name = `pause-${kind}`;
+      const config = { metadata: { name, namespace: 'default', uid: `uid-${name}`, attempt: 0 }, hostname: name };
+      rmSync(pidFile, { force: true });
+      writeFileSync(hold, '');
+      let id: string | Error;
+      try {
+        const run = rt().runPodSandbox({ config, runtimeHandler: 'held' }, { timeoutMs: 120_000 });
+        run.catch(() => undefined);
+        await until(() => existsSync(pidFile), 'the pause runc create held', 60_000);
+        const pid = victim(kind, Number(readFileSync(pidFile, 'utf8')));
+        process.kill(pid, 'SIGKILL');
+        await until(() => ended(pid), `${kind} ${pid} dead`);
+        rmSync(hold, { force: true });
+        id = await run.then(
+          (r) => r.podSandboxId,
+          (e: unknown) => e as Error,
+        );
+      } finally {
+        rmSync(hold, { force: true });
+      }
+      if (id instanceof Error) {
+        assert.ok(details(id).length > 0 && (id as { code?: number }).code !== 1, `a clear error: ${details(id)}`);
+        assert.deepEqual(
+          (await rt().listPodSandbox({})).items.filter((p) => p.metadata?.name === name),
+          [],
+          'no half-made pod listed',
+        );
+        id = (await rt().runPodSandbox({ config, runtimeHandler: 'held' })).podSandboxId;
+      }
+      const info = JSON.parse((await rt().podSandboxStatus({ podSandboxId: id, verbose: true })).info.info ?? '{}') as { pid?: number };
+      assert.ok(info.pid && alive(info.pid), 'the READY pod has a live pause');
+      process.stdout.write(`# pause/${kind}: done\n`);
+      await rt().stopPodSandbox({ podSandboxId: id });
+      await rt().removePodSandbox({ podSandboxId: id });
+      assert.deepEqual(await settledLeaks(env!, baseline, {}, 40_000), []);
+    },
+  );
 }

@@ -81,7 +81,11 @@ describe('fixtures in a plain registry', () => {
       assert.equal(info.Digest, p.manifestDigest, `${name}: digest`);
       assert.equal(info.Os, 'linux');
       assert.equal(info.Architecture, 'amd64', `${name}: amd64 chosen`);
-      assert.deepEqual(info.Layers, p.layers.map((l) => l.digest), `${name}: layers`);
+      assert.deepEqual(
+        info.Layers,
+        p.layers.map((l) => l.digest),
+        `${name}: layers`,
+      );
     }
   });
 
@@ -114,7 +118,10 @@ describe('fixtures in a plain registry', () => {
       assert.notDeepEqual(arm64.diffIds, amd64.diffIds);
       const info = await inspect(p.ref, ['--override-arch', 'arm64', '--override-variant', 'v8']);
       assert.equal(info.Architecture, 'arm64');
-      assert.deepEqual(info.Layers, arm64.layers.map((l) => l.digest));
+      assert.deepEqual(
+        info.Layers,
+        arm64.layers.map((l) => l.digest),
+      );
       const arm = await inspect(p.ref, ['--override-arch', 'arm', '--override-variant', 'v7']);
       assert.equal(arm.Architecture, 'arm');
       // Children are also reachable by digest.
@@ -130,8 +137,14 @@ describe('fixtures in a plain registry', () => {
     assert.deepEqual(g.diffIds, z.diffIds);
     assert.deepEqual(g.diffIds, n.diffIds);
     // Uncompressed layers: digest == diff id.
-    assert.deepEqual(n.layers.map((l) => l.digest), n.diffIds);
-    assert.notDeepEqual(g.layers.map((l) => l.digest), z.layers.map((l) => l.digest));
+    assert.deepEqual(
+      n.layers.map((l) => l.digest),
+      n.diffIds,
+    );
+    assert.notDeepEqual(
+      g.layers.map((l) => l.digest),
+      z.layers.map((l) => l.digest),
+    );
   });
 
   test('umoci unpacks tiny and applies the whiteouts fixture as intended', async () => {
@@ -181,7 +194,10 @@ describe('fixtures in a plain registry', () => {
     assert.ok(busyboxAvailable(), 'CI installs busybox-static');
     const pause = get(pushed, 'pause');
     const busybox = get(pushed, 'busybox');
-    assert.deepEqual(pause.layers.map((l) => l.digest), busybox.layers.map((l) => l.digest));
+    assert.deepEqual(
+      pause.layers.map((l) => l.digest),
+      busybox.layers.map((l) => l.digest),
+    );
     const info = await inspect(pause.ref);
     assert.equal(info.Layers.length, 1);
   });
@@ -206,8 +222,13 @@ describe('fixtures in a registry with basic auth', () => {
 
   test('skopeo without credentials fails and with them reads the image', async () => {
     await assert.rejects(skopeo(['inspect', '--tls-verify=false', '--no-creds', `docker://${pushed.ref}`]), /unauthorized|authentication required|401/i);
-    await assert.rejects(skopeo(['inspect', '--tls-verify=false', '--creds', 'berth:wrong', `docker://${pushed.ref}`]), /unauthorized|authentication required|401/i);
-    const out = JSON.parse(await skopeo(['inspect', '--tls-verify=false', '--creds', `${auth.username}:${auth.password}`, `docker://${pushed.ref}`])) as SkopeoInspect;
+    await assert.rejects(
+      skopeo(['inspect', '--tls-verify=false', '--creds', 'berth:wrong', `docker://${pushed.ref}`]),
+      /unauthorized|authentication required|401/i,
+    );
+    const out = JSON.parse(
+      await skopeo(['inspect', '--tls-verify=false', '--creds', `${auth.username}:${auth.password}`, `docker://${pushed.ref}`]),
+    ) as SkopeoInspect;
     assert.equal(out.Digest, pushed.manifestDigest);
   });
 });

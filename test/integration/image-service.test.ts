@@ -26,7 +26,21 @@ before(async () => {
   if (skip) return;
   reg = await startRegistry();
   authReg = await startRegistry({ auth: { username: 'alice', password: 's3cret' } });
-  const names: FixtureName[] = ['tiny', 'tiny-docker', 'multiarch', 'multiarch-docker', 'layers-gzip', 'layers-zstd', 'layers-plain', 'whiteouts', 'users-uid', 'users-name', 'users-uid-gid', 'users-name-group', ...HOSTILE_FIXTURES];
+  const names: FixtureName[] = [
+    'tiny',
+    'tiny-docker',
+    'multiarch',
+    'multiarch-docker',
+    'layers-gzip',
+    'layers-zstd',
+    'layers-plain',
+    'whiteouts',
+    'users-uid',
+    'users-name',
+    'users-uid-gid',
+    'users-name-group',
+    ...HOSTILE_FIXTURES,
+  ];
   fx = await pushAllFixtures(reg, { names });
   await pushFixture(authReg.url, 'private/tiny', 'v1', await fixture('tiny'), { username: 'alice', password: 's3cret' });
   d = await startBerthd({ extraToml: `sandbox_image = "${reg.host}/tiny:latest"\n` });
@@ -61,7 +75,10 @@ test('PullImage returns the image id (config digest); ListImages and ImageStatus
   assert.equal((await d.cri.image.imageStatus({ image: { image: f.digestRef } })).image?.id, f.configDigest);
   // Filter.
   const filtered = await d.cri.image.listImages({ filter: { image: { image: f.ref } } });
-  assert.deepEqual(filtered.images.map((i) => i.id), [f.configDigest]);
+  assert.deepEqual(
+    filtered.images.map((i) => i.id),
+    [f.configDigest],
+  );
 });
 
 test('zstd, uncompressed and Docker schema 2 images pull', { skip }, async () => {
@@ -103,13 +120,19 @@ test('image User becomes uid or username as the CRI defines', { skip }, async ()
 test('ImageStatus of an unknown image is an empty response; bad references are INVALID_ARGUMENT', { skip }, async () => {
   const st = await d.cri.image.imageStatus({ image: { image: `${reg.host}/nope:latest` } });
   assert.equal(st.image, undefined);
-  await assert.rejects(d.cri.image.pullImage({ image: { image: 'UPPER/Case:bad tag' } }), (e) => grpcCode(e) === 3 && details(e).includes('UPPER/Case:bad tag'));
+  await assert.rejects(
+    d.cri.image.pullImage({ image: { image: 'UPPER/Case:bad tag' } }),
+    (e) => grpcCode(e) === 3 && details(e).includes('UPPER/Case:bad tag'),
+  );
   await assert.rejects(d.cri.image.pullImage({ image: { image: '' } }), (e) => grpcCode(e) === 3 && details(e).includes('image'));
   await assert.rejects(d.cri.image.imageStatus({}), (e) => grpcCode(e) === 3);
 });
 
 test('unknown repository or tag is NOT_FOUND naming the registry', { skip }, async () => {
-  await assert.rejects(d.cri.image.pullImage({ image: { image: `${reg.host}/does-not-exist:latest` } }), (e) => grpcCode(e) === 5 && details(e).includes(reg.host));
+  await assert.rejects(
+    d.cri.image.pullImage({ image: { image: `${reg.host}/does-not-exist:latest` } }),
+    (e) => grpcCode(e) === 5 && details(e).includes(reg.host),
+  );
   await assert.rejects(d.cri.image.pullImage({ image: { image: `${reg.host}/tiny:no-such-tag` } }), (e) => grpcCode(e) === 5 && details(e).includes(reg.host));
 });
 
@@ -160,7 +183,9 @@ test('a blob whose bytes do not match its digest fails the pull and nothing is k
   writeFileSync(data, buf);
   // The layer streams into the unpacker while it downloads: whichever check trips first (the
   // digest at the end, or the gzip/tar decoder on the flipped byte) fails the pull.
-  await assert.rejects(d.cri.image.pullImage({ image: { image: pushed.ref } }), (e) => /digest|mismatch|invalid layer tar|gzip|incorrect|check/i.test(details(e)));
+  await assert.rejects(d.cri.image.pullImage({ image: { image: pushed.ref } }), (e) =>
+    /digest|mismatch|invalid layer tar|gzip|incorrect|check/i.test(details(e)),
+  );
   assert.equal((await d.cri.image.imageStatus({ image: { image: pushed.ref } })).image, undefined);
   const blob = join(d.root, 'content', 'blobs', 'sha256', hex);
   assert.equal(existsSync(blob), false, 'unverified blob is not in the content store');
@@ -178,29 +203,36 @@ test('concurrent PullImage calls for one image share one pull', { skip }, async 
   assert.equal(blobGets.length, 1, `layer fetched once, saw:\n${blobGets.join('\n')}`);
 });
 
-test('RemoveImage: by one tag removes the image with all its tags (other repositories too); idempotent; unreferenced content and layers are collected', { skip }, async () => {
-  const layer = await buildLayer([{ type: 'file', path: 'only-here', content: 'remove me\n' }], { compression: 'gzip' }, 'remove-test');
-  const image = buildImage([layer], { config: { Cmd: ['/none'] } });
-  const f = await pushFixture(reg.url, 'removable', 'latest', image);
-  await d.cri.image.pullImage({ image: { image: f.ref } });
-  const second = await pushFixture(reg.url, 'removable', 'second', image);
-  await d.cri.image.pullImage({ image: { image: second.ref } });
-  const other = await pushFixture(reg.url, 'another-repo', 'v1', image);
-  await d.cri.image.pullImage({ image: { image: other.ref } });
-  const img = (await d.cri.image.imageStatus({ image: { image: f.ref } })).image!;
-  assert.deepEqual([...img.repoTags].sort(), [f.ref, second.ref, other.ref].sort());
-  // The CRI contract (cri-api, late 2025): removing by a single tag removes every tag.
-  await d.cri.image.removeImage({ image: { image: second.ref } });
-  for (const r of [f.ref, second.ref, other.ref, f.digestRef]) assert.equal((await d.cri.image.imageStatus({ image: { image: r } })).image, undefined, r);
-  assert.equal((await d.cri.image.listImages({})).images.some((i) => i.id === f.configDigest), false);
-  await d.cri.image.removeImage({ image: { image: f.configDigest } });
-  await d.cri.image.removeImage({ image: { image: second.ref } });
-  await d.cri.image.removeImage({ image: { image: `${reg.host}/never-pulled:1` } });
-  // Blobs nothing refers to are collected after the reply.
-  const blob = (digest: string): string => join(d.root, 'content', 'blobs', 'sha256', digest.slice(7));
-  for (const l of f.layers) await until(() => !existsSync(blob(l.digest)), `layer blob ${l.digest} collected`);
-  await until(() => !existsSync(blob(f.configDigest)), 'config collected');
-});
+test(
+  'RemoveImage: by one tag removes the image with all its tags (other repositories too); idempotent; unreferenced content and layers are collected',
+  { skip },
+  async () => {
+    const layer = await buildLayer([{ type: 'file', path: 'only-here', content: 'remove me\n' }], { compression: 'gzip' }, 'remove-test');
+    const image = buildImage([layer], { config: { Cmd: ['/none'] } });
+    const f = await pushFixture(reg.url, 'removable', 'latest', image);
+    await d.cri.image.pullImage({ image: { image: f.ref } });
+    const second = await pushFixture(reg.url, 'removable', 'second', image);
+    await d.cri.image.pullImage({ image: { image: second.ref } });
+    const other = await pushFixture(reg.url, 'another-repo', 'v1', image);
+    await d.cri.image.pullImage({ image: { image: other.ref } });
+    const img = (await d.cri.image.imageStatus({ image: { image: f.ref } })).image!;
+    assert.deepEqual([...img.repoTags].sort(), [f.ref, second.ref, other.ref].sort());
+    // The CRI contract (cri-api, late 2025): removing by a single tag removes every tag.
+    await d.cri.image.removeImage({ image: { image: second.ref } });
+    for (const r of [f.ref, second.ref, other.ref, f.digestRef]) assert.equal((await d.cri.image.imageStatus({ image: { image: r } })).image, undefined, r);
+    assert.equal(
+      (await d.cri.image.listImages({})).images.some((i) => i.id === f.configDigest),
+      false,
+    );
+    await d.cri.image.removeImage({ image: { image: f.configDigest } });
+    await d.cri.image.removeImage({ image: { image: second.ref } });
+    await d.cri.image.removeImage({ image: { image: `${reg.host}/never-pulled:1` } });
+    // Blobs nothing refers to are collected after the reply.
+    const blob = (digest: string): string => join(d.root, 'content', 'blobs', 'sha256', digest.slice(7));
+    for (const l of f.layers) await until(() => !existsSync(blob(l.digest)), `layer blob ${l.digest} collected`);
+    await until(() => !existsSync(blob(f.configDigest)), 'config collected');
+  },
+);
 
 test('ImageFsInfo reports bytes and inodes of the snapshot store', { skip }, async () => {
   const res = await d.cri.image.imageFsInfo({});
@@ -241,7 +273,10 @@ test('berthd killed mid-pull: the next start cleans up and the next pull succeed
   // on disk for the next start to clean up.
   const outcome = await pull;
   assert.ok(outcome instanceof Error, `the interrupted pull failed (got ${JSON.stringify(outcome)})`);
-  assert.ok(readdirSync(ingest).some((n) => partial.includes(n)), 'the partial download was left behind by the crash');
+  assert.ok(
+    readdirSync(ingest).some((n) => partial.includes(n)),
+    'the partial download was left behind by the crash',
+  );
   await d.restart();
   assert.deepEqual(readdirSync(ingest), [], 'ingest leftovers removed at start');
   const res = await d.cri.image.pullImage({ image: { image: pushed.ref } });
@@ -265,8 +300,11 @@ test('berth CLI: pull, images -o json, inspecti, rmi', { skip }, async () => {
   const f = fx.get('layers-gzip')!;
   const cli = (...args: string[]) =>
     new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
-      execFile(process.execPath, [join(repoRoot(), 'bin', 'berth'), '--socket', d.socket, ...args], { encoding: 'utf8', timeout: 60_000 }, (err, stdout, stderr) =>
-        resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      execFile(
+        process.execPath,
+        [join(repoRoot(), 'bin', 'berth'), '--socket', d.socket, ...args],
+        { encoding: 'utf8', timeout: 60_000 },
+        (err, stdout, stderr) => resolve({ status: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
       );
     });
   const p = await cli('pull', f.ref);

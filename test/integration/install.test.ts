@@ -30,7 +30,13 @@ interface Layout {
 
 function layout(): Layout {
   const top = mkdtempSync(join(tmpdir(), 'berth-install-'));
-  return { top, prefix: join(top, 'opt', 'berth'), bindir: join(top, 'usr', 'local', 'bin'), config: join(top, 'etc', 'berth', 'berth.toml'), unitdir: join(top, 'etc', 'systemd', 'system') };
+  return {
+    top,
+    prefix: join(top, 'opt', 'berth'),
+    bindir: join(top, 'usr', 'local', 'bin'),
+    config: join(top, 'etc', 'berth', 'berth.toml'),
+    unitdir: join(top, 'etc', 'systemd', 'system'),
+  };
 }
 
 function run(script: string, args: string[]): { status: number | null; out: string } {
@@ -84,7 +90,8 @@ test('install → run the installed berthd → upgrade → uninstall leaves the 
     // Production dependencies only, with their native addons.
     assert.ok(existsSync(join(tree1, 'node_modules', 'better-sqlite3')));
     assert.ok(existsSync(join(tree1, 'node_modules', 'koffi')));
-    for (const dev of ['typescript', 'tsx', '@bufbuild/buf', '@bufbuild/protoplugin']) assert.ok(!existsSync(join(tree1, 'node_modules', dev)), `dev dependency ${dev} installed`);
+    for (const dev of ['typescript', 'tsx', '@bufbuild/buf', '@bufbuild/protoplugin'])
+      assert.ok(!existsSync(join(tree1, 'node_modules', dev)), `dev dependency ${dev} installed`);
 
     // The config: the commented embedded defaults, root-only, parsing to exactly the defaults.
     const cfgText = readFileSync(l.config, 'utf8');
@@ -95,7 +102,8 @@ test('install → run the installed berthd → upgrade → uninstall leaves the 
     // The unit names the installed tree and config, and keeps the production settings.
     const unit = readFileSync(join(l.unitdir, 'berthd.service'), 'utf8');
     assert.match(unit, new RegExp(`^ExecStart=${current}/bin/berthd --config ${l.config}$`, 'm'));
-    for (const line of ['Type=notify', 'KillMode=process', 'Delegate=yes', 'Restart=always', 'Before=kubelet.service']) assert.match(unit, new RegExp(`^${line}$`, 'm'));
+    for (const line of ['Type=notify', 'KillMode=process', 'Delegate=yes', 'Restart=always', 'Before=kubelet.service'])
+      assert.match(unit, new RegExp(`^${line}$`, 'm'));
     assert.match(unit, /^LimitNOFILE=\d+$/m);
     assert.doesNotMatch(unit, /^OOMScoreAdjust=/m);
 
@@ -179,135 +187,152 @@ test('an existing config is never overwritten, and uninstall keeps it', { skip, 
   }
 });
 
-test('a config the operator edited after install is kept by uninstall; a command name taken by another file stops the install', { skip, timeout: 300_000 }, async () => {
-  const l = layout();
-  try {
-    const r = install(l);
-    assert.equal(r.status, 0, r.out);
-    writeFileSync(l.config, readFileSync(l.config, 'utf8') + 'log_level = "warn"\n');
-    const u = uninstall(l);
-    assert.equal(u.status, 0, u.out);
-    assert.match(u.out, /keeping .*berth\.toml: changed since it was installed/);
-    assert.ok(existsSync(l.config));
-    assert.ok(!existsSync(l.prefix));
-    assert.ok(!existsSync(join(l.bindir, 'berthd')));
+test(
+  'a config the operator edited after install is kept by uninstall; a command name taken by another file stops the install',
+  { skip, timeout: 300_000 },
+  async () => {
+    const l = layout();
+    try {
+      const r = install(l);
+      assert.equal(r.status, 0, r.out);
+      writeFileSync(l.config, readFileSync(l.config, 'utf8') + 'log_level = "warn"\n');
+      const u = uninstall(l);
+      assert.equal(u.status, 0, u.out);
+      assert.match(u.out, /keeping .*berth\.toml: changed since it was installed/);
+      assert.ok(existsSync(l.config));
+      assert.ok(!existsSync(l.prefix));
+      assert.ok(!existsSync(join(l.bindir, 'berthd')));
 
-    mkdirSync(l.bindir, { recursive: true });
-    writeFileSync(join(l.bindir, 'berth'), '#!/bin/sh\n', { mode: 0o755 });
-    const taken = install(l);
-    assert.notEqual(taken.status, 0);
-    assert.match(taken.out, /berth exists and was not installed here/);
-    assert.ok(!existsSync(l.prefix), 'nothing installed');
-  } finally {
-    rmSync(l.top, { recursive: true, force: true });
-  }
-});
-
-test('the installed unit passes systemd-analyze verify', { skip: skip || (!systemdAnalyze && 'systemd-analyze not installed (apt-get install systemd; .ci/run does)'), timeout: 300_000 }, async () => {
-  const l = layout();
-  try {
-    const r = install(l);
-    assert.equal(r.status, 0, r.out);
-    const v = spawnSync('systemd-analyze', ['verify', '--man=no', join(l.unitdir, 'berthd.service')], { encoding: 'utf8' });
-    assert.equal(v.status, 0, `${v.stdout}${v.stderr}`);
-    // Anything verify prints about this unit is a defect (it exits 0 on some warnings).
-    assert.equal(`${v.stdout}${v.stderr}`.split('\n').filter((x) => x.includes('berthd.service')).join('\n'), '');
-    // And it does fail on a broken unit: the check is real.
-    const broken = join(l.unitdir, 'berthd.service');
-    writeFileSync(broken, readFileSync(broken, 'utf8').replace(/^ExecStart=\S+/m, 'ExecStart=/nonexistent/berthd'));
-    const bad = spawnSync('systemd-analyze', ['verify', '--man=no', broken], { encoding: 'utf8' });
-    assert.notEqual(bad.status, 0);
-    assert.match(`${bad.stdout}${bad.stderr}`, /nonexistent/);
-    assert.equal(uninstall(l).status, 0);
-  } finally {
-    rmSync(l.top, { recursive: true, force: true });
-  }
-});
-
-
-
-test('upgrade with running pods: install A, run pods, install B, restart berthd: every pod and container is as it was, A\'s shim and monitors serve on; B\'s shim takes over when A\'s goes', { skip, timeout: 600_000 }, async () => {
-  const l = layout();
-  const { startCriEnv } = await import('../helpers/cri-env.js');
-  const { busyboxConfig, createContainer, runPod } = await import('../helpers/cri-container.js');
-  const { ContainerState, PodSandboxState } = await import('../../src/api/cri/runtime/v1/api_pb.js');
-  let env: Awaited<ReturnType<typeof startCriEnv>> | undefined;
-  try {
-    const r1 = install(l);
-    assert.equal(r1.status, 0, r1.out);
-    const treeA = realpathSync(join(l.prefix, readlinkSync(join(l.prefix, 'current'))));
-    env = await startCriEnv({ bin: join(l.bindir, 'berthd'), logLevel: 'info' });
-    const e = env;
-    const rt = () => e.berthd.cri.runtime;
-    await e.berthd.cri.image.pullImage({ image: { image: e.busybox.ref } });
-    const pods = [await runPod(e), await runPod(e)];
-    const ids: string[] = [];
-    for (const [i, p] of pods.entries()) {
-      const id = await createContainer(e, p, busyboxConfig(e, `up-${i}`, ['sh', '-c', 'i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done']));
-      await rt().startContainer({ containerId: id });
-      ids.push(id);
+      mkdirSync(l.bindir, { recursive: true });
+      writeFileSync(join(l.bindir, 'berth'), '#!/bin/sh\n', { mode: 0o755 });
+      const taken = install(l);
+      assert.notEqual(taken.status, 0);
+      assert.match(taken.out, /berth exists and was not installed here/);
+      assert.ok(!existsSync(l.prefix), 'nothing installed');
+    } finally {
+      rmSync(l.top, { recursive: true, force: true });
     }
-    const shimPidFile = join(e.berthd.state, 's', 'k8s.io.sock.pid');
-    const shim = Number(readFileSync(shimPidFile, 'utf8'));
-    assert.ok(readFileSync(`/proc/${shim}/cmdline`, 'utf8').includes(`${treeA}/`), 'the shim runs from build A');
-    const pidsBefore = new Map<string, number>();
-    for (const id of ids) pidsBefore.set(id, (JSON.parse((await rt().containerStatus({ containerId: id, verbose: true })).info.info!) as { pid: number }).pid);
-    const logSize = (p: (typeof pods)[number], i: number) => statSync(join(p.logDir, `up-${i}.log`)).size;
-    const sizesBefore = pods.map(logSize);
+  },
+);
 
-    // Build B beside A, then berthd restarts from the new current. Install ids have a
-    // one-second resolution: the wait makes B's id a later one (not a synchronisation).
-    await new Promise((r) => setTimeout(r, 1100));
-    const r2 = install(l);
-    assert.equal(r2.status, 0, r2.out);
-    const treeB = realpathSync(join(l.prefix, readlinkSync(join(l.prefix, 'current'))));
-    assert.notEqual(treeB, treeA);
-    await e.berthd.stop();
-    assert.ok(readFileSync(`/proc/${shim}/cmdline`, 'utf8').length > 0, 'the shim hosting containers outlives berthd');
-    await e.berthd.restart();
-    assert.ok(readFileSync(`/proc/${e.berthd.proc.pid}/maps`, 'utf8').includes(`${treeB}/node_modules/`), 'berthd runs build B');
-
-    // Everything as it was; build A's shim still serves.
-    const listed = new Map((await rt().listPodSandbox({})).items.map((p) => [p.id, p.state]));
-    for (const p of pods) assert.equal(listed.get(p.id), PodSandboxState.SANDBOX_READY);
-    for (const id of ids) {
-      const st = await rt().containerStatus({ containerId: id, verbose: true });
-      assert.equal(st.status?.state, ContainerState.CONTAINER_RUNNING);
-      assert.equal((JSON.parse(st.info.info!) as { pid: number }).pid, pidsBefore.get(id), 'the same process');
+test(
+  'the installed unit passes systemd-analyze verify',
+  { skip: skip || (!systemdAnalyze && 'systemd-analyze not installed (apt-get install systemd; .ci/run does)'), timeout: 300_000 },
+  async () => {
+    const l = layout();
+    try {
+      const r = install(l);
+      assert.equal(r.status, 0, r.out);
+      const v = spawnSync('systemd-analyze', ['verify', '--man=no', join(l.unitdir, 'berthd.service')], { encoding: 'utf8' });
+      assert.equal(v.status, 0, `${v.stdout}${v.stderr}`);
+      // Anything verify prints about this unit is a defect (it exits 0 on some warnings).
+      assert.equal(
+        `${v.stdout}${v.stderr}`
+          .split('\n')
+          .filter((x) => x.includes('berthd.service'))
+          .join('\n'),
+        '',
+      );
+      // And it does fail on a broken unit: the check is real.
+      const broken = join(l.unitdir, 'berthd.service');
+      writeFileSync(broken, readFileSync(broken, 'utf8').replace(/^ExecStart=\S+/m, 'ExecStart=/nonexistent/berthd'));
+      const bad = spawnSync('systemd-analyze', ['verify', '--man=no', broken], { encoding: 'utf8' });
+      assert.notEqual(bad.status, 0);
+      assert.match(`${bad.stdout}${bad.stderr}`, /nonexistent/);
+      assert.equal(uninstall(l).status, 0);
+    } finally {
+      rmSync(l.top, { recursive: true, force: true });
     }
-    assert.equal(Number(readFileSync(shimPidFile, 'utf8')), shim, 'build A\'s shim serves the containers');
-    const ex = await rt().execSync({ containerId: ids[0]!, cmd: ['echo', 'after-upgrade'], timeout: 10n });
-    assert.equal(Buffer.from(ex.stdout).toString(), 'after-upgrade\n');
-    const grown = () => pods.every((p, i) => logSize(p, i) > (sizesBefore[i] ?? 0));
-    for (const deadline = Date.now() + 10_000; !grown() && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
-    pods.forEach((p, i) => assert.ok(logSize(p, i) > (sizesBefore[i] ?? 0), `log ${i} still grows`));
+  },
+);
 
-    // Replace A's shim by B's (kill it): B's berthd starts its own shim, which takes the
-    // running containers over from disk without restarting any of them.
-    const gone = (pid: number) => !existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    process.kill(shim, 'SIGKILL');
-    const until = Date.now() + 15_000;
-    const newShim = () => Number(existsSync(shimPidFile) ? readFileSync(shimPidFile, 'utf8') : 0);
-    while ((newShim() === shim || !newShim()) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-    const shimB = newShim();
-    assert.ok(shimB && shimB !== shim && !gone(shimB), 'a new shim runs');
-    assert.ok(readFileSync(`/proc/${shimB}/cmdline`, 'utf8').includes(`${treeB}/`), 'the new shim is build B\'s');
-    for (const id of ids) {
-      const st = await rt().containerStatus({ containerId: id, verbose: true });
-      assert.equal(st.status?.state, ContainerState.CONTAINER_RUNNING);
-      assert.equal((JSON.parse(st.info.info!) as { pid: number }).pid, pidsBefore.get(id), 'not restarted by the takeover');
+test(
+  "upgrade with running pods: install A, run pods, install B, restart berthd: every pod and container is as it was, A's shim and monitors serve on; B's shim takes over when A's goes",
+  { skip, timeout: 600_000 },
+  async () => {
+    const l = layout();
+    const { startCriEnv } = await import('../helpers/cri-env.js');
+    const { busyboxConfig, createContainer, runPod } = await import('../helpers/cri-container.js');
+    const { ContainerState, PodSandboxState } = await import('../../src/api/cri/runtime/v1/api_pb.js');
+    let env: Awaited<ReturnType<typeof startCriEnv>> | undefined;
+    try {
+      const r1 = install(l);
+      assert.equal(r1.status, 0, r1.out);
+      const treeA = realpathSync(join(l.prefix, readlinkSync(join(l.prefix, 'current'))));
+      env = await startCriEnv({ bin: join(l.bindir, 'berthd'), logLevel: 'info' });
+      const e = env;
+      const rt = () => e.berthd.cri.runtime;
+      await e.berthd.cri.image.pullImage({ image: { image: e.busybox.ref } });
+      const pods = [await runPod(e), await runPod(e)];
+      const ids: string[] = [];
+      for (const [i, p] of pods.entries()) {
+        const id = await createContainer(e, p, busyboxConfig(e, `up-${i}`, ['sh', '-c', 'i=0; while true; do echo $i; i=$((i+1)); sleep 0.05; done']));
+        await rt().startContainer({ containerId: id });
+        ids.push(id);
+      }
+      const shimPidFile = join(e.berthd.state, 's', 'k8s.io.sock.pid');
+      const shim = Number(readFileSync(shimPidFile, 'utf8'));
+      assert.ok(readFileSync(`/proc/${shim}/cmdline`, 'utf8').includes(`${treeA}/`), 'the shim runs from build A');
+      const pidsBefore = new Map<string, number>();
+      for (const id of ids)
+        pidsBefore.set(id, (JSON.parse((await rt().containerStatus({ containerId: id, verbose: true })).info.info!) as { pid: number }).pid);
+      const logSize = (p: (typeof pods)[number], i: number) => statSync(join(p.logDir, `up-${i}.log`)).size;
+      const sizesBefore = pods.map(logSize);
+
+      // Build B beside A, then berthd restarts from the new current. Install ids have a
+      // one-second resolution: the wait makes B's id a later one (not a synchronisation).
+      await new Promise((r) => setTimeout(r, 1100));
+      const r2 = install(l);
+      assert.equal(r2.status, 0, r2.out);
+      const treeB = realpathSync(join(l.prefix, readlinkSync(join(l.prefix, 'current'))));
+      assert.notEqual(treeB, treeA);
+      await e.berthd.stop();
+      assert.ok(readFileSync(`/proc/${shim}/cmdline`, 'utf8').length > 0, 'the shim hosting containers outlives berthd');
+      await e.berthd.restart();
+      assert.ok(readFileSync(`/proc/${e.berthd.proc.pid}/maps`, 'utf8').includes(`${treeB}/node_modules/`), 'berthd runs build B');
+
+      // Everything as it was; build A's shim still serves.
+      const listed = new Map((await rt().listPodSandbox({})).items.map((p) => [p.id, p.state]));
+      for (const p of pods) assert.equal(listed.get(p.id), PodSandboxState.SANDBOX_READY);
+      for (const id of ids) {
+        const st = await rt().containerStatus({ containerId: id, verbose: true });
+        assert.equal(st.status?.state, ContainerState.CONTAINER_RUNNING);
+        assert.equal((JSON.parse(st.info.info!) as { pid: number }).pid, pidsBefore.get(id), 'the same process');
+      }
+      assert.equal(Number(readFileSync(shimPidFile, 'utf8')), shim, "build A's shim serves the containers");
+      const ex = await rt().execSync({ containerId: ids[0]!, cmd: ['echo', 'after-upgrade'], timeout: 10n });
+      assert.equal(Buffer.from(ex.stdout).toString(), 'after-upgrade\n');
+      const grown = () => pods.every((p, i) => logSize(p, i) > (sizesBefore[i] ?? 0));
+      for (const deadline = Date.now() + 10_000; !grown() && Date.now() < deadline;) await new Promise((r) => setTimeout(r, 20));
+      pods.forEach((p, i) => assert.ok(logSize(p, i) > (sizesBefore[i] ?? 0), `log ${i} still grows`));
+
+      // Replace A's shim by B's (kill it): B's berthd starts its own shim, which takes the
+      // running containers over from disk without restarting any of them.
+      const gone = (pid: number) => !existsSync(`/proc/${pid}`) || /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'));
+      process.kill(shim, 'SIGKILL');
+      const until = Date.now() + 15_000;
+      const newShim = () => Number(existsSync(shimPidFile) ? readFileSync(shimPidFile, 'utf8') : 0);
+      while ((newShim() === shim || !newShim()) && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      const shimB = newShim();
+      assert.ok(shimB && shimB !== shim && !gone(shimB), 'a new shim runs');
+      assert.ok(readFileSync(`/proc/${shimB}/cmdline`, 'utf8').includes(`${treeB}/`), "the new shim is build B's");
+      for (const id of ids) {
+        const st = await rt().containerStatus({ containerId: id, verbose: true });
+        assert.equal(st.status?.state, ContainerState.CONTAINER_RUNNING);
+        assert.equal((JSON.parse(st.info.info!) as { pid: number }).pid, pidsBefore.get(id), 'not restarted by the takeover');
+      }
+      const ex2 = await rt().execSync({ containerId: ids[1]!, cmd: ['echo', 'served-by-b'], timeout: 10n });
+      assert.equal(Buffer.from(ex2.stdout).toString(), 'served-by-b\n');
+      for (const p of pods) await p.remove();
+      // With nothing left to serve, the shim ends when berthd stops.
+      await e.berthd.stop();
+      const end = Date.now() + 10_000;
+      while (!gone(shimB) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(gone(shimB), 'the idle shim exited with berthd');
+    } finally {
+      await env?.cleanup();
+      uninstall(l, '--force');
+      rmSync(l.top, { recursive: true, force: true });
     }
-    const ex2 = await rt().execSync({ containerId: ids[1]!, cmd: ['echo', 'served-by-b'], timeout: 10n });
-    assert.equal(Buffer.from(ex2.stdout).toString(), 'served-by-b\n');
-    for (const p of pods) await p.remove();
-    // With nothing left to serve, the shim ends when berthd stops.
-    await e.berthd.stop();
-    const end = Date.now() + 10_000;
-    while (!gone(shimB) && Date.now() < end) await new Promise((r) => setTimeout(r, 50));
-    assert.ok(gone(shimB), 'the idle shim exited with berthd');
-  } finally {
-    await env?.cleanup();
-    uninstall(l, '--force');
-    rmSync(l.top, { recursive: true, force: true });
-  }
-});
+  },
+);

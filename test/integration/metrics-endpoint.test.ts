@@ -22,7 +22,9 @@ test('the metrics endpoint serves valid exposition text with RPC latency by meth
   assert.match(address, /^127\.0\.0\.1:\d+$/);
   // The harness's readiness probe already called Version: count from what is there now.
   const versionCount = async (): Promise<number> => {
-    const m = /^berth_rpc_duration_seconds_count\{method="runtime\.v1\.RuntimeService\/Version",code="OK"\} (\d+)$/m.exec(await (await fetch(`http://${address}/metrics`)).text());
+    const m = /^berth_rpc_duration_seconds_count\{method="runtime\.v1\.RuntimeService\/Version",code="OK"\} (\d+)$/m.exec(
+      await (await fetch(`http://${address}/metrics`)).text(),
+    );
     return m ? Number(m[1]) : 0;
   };
   const before = await versionCount();

@@ -16,8 +16,19 @@ import type { ChildProcess } from 'node:child_process';
 import { CniManager, CniPluginError, createNetns, listNetns, removeNetns } from '../../src/network/index.js';
 import { logger } from '../../src/log.js';
 import {
-  cleanupNat, deleteLink, isRoot, linkExists, natChainExists, natRulesMentioning, removeSharedPortmapChains, run,
-  startTcpServer, tcpRead, tcpReadFromNetns, testSubnet, uniqueTag,
+  cleanupNat,
+  deleteLink,
+  isRoot,
+  linkExists,
+  natChainExists,
+  natRulesMentioning,
+  removeSharedPortmapChains,
+  run,
+  startTcpServer,
+  tcpRead,
+  tcpReadFromNetns,
+  testSubnet,
+  uniqueTag,
 } from '../helpers/netns.js';
 
 const CNI_BIN = '/usr/lib/cni';
@@ -62,7 +73,10 @@ async function fixture(opts: { middle?: object[]; fakePlugins?: Record<string, s
     name: network,
     plugins: [
       {
-        type: 'bridge', bridge, isGateway: true, ipMasq: false,
+        type: 'bridge',
+        bridge,
+        isGateway: true,
+        ipMasq: false,
         ipam: { type: 'host-local', ranges: [[{ subnet, gateway }]], dataDir },
       },
       ...(opts.middle ?? []),
@@ -73,7 +87,14 @@ async function fixture(opts: { middle?: object[]; fakePlugins?: Record<string, s
   await writeFile(join(confDir, '10-berth-test.conflist'), JSON.stringify(conf));
   const mgr = new CniManager({ confDir, binDirs: [binDir, CNI_BIN], cacheDir, logger: logger({ test: tag }), pluginTimeoutMs: 20_000 });
   return {
-    tag, network, bridge, prefix, netnsDir, dataDir, cacheDir, mgr,
+    tag,
+    network,
+    bridge,
+    prefix,
+    netnsDir,
+    dataDir,
+    cacheDir,
+    mgr,
     newNetns: () => createNetns(`it-${tag}-${randomInt(1e9)}`, { dir: netnsDir }),
     async reservedIps() {
       try {
@@ -102,7 +123,11 @@ test('two pods get distinct IPs on the bridge subnet, reach each other, and tear
     const ns2 = await f.newNetns();
     const hostPort = 20000 + randomInt(20000);
     const r1 = await f.mgr.setupPod({
-      id: `pod1${f.tag}`, netnsPath: ns1, podName: 'one', podNamespace: 'default', podUid: 'uid-1',
+      id: `pod1${f.tag}`,
+      netnsPath: ns1,
+      podName: 'one',
+      podNamespace: 'default',
+      podUid: 'uid-1',
       portMappings: [
         { protocol: 'TCP', containerPort: 8080, hostPort, hostIp: '127.0.0.1' },
         { protocol: 'TCP', containerPort: 9090, hostPort: 0 },
@@ -120,7 +145,10 @@ test('two pods get distinct IPs on the bridge subnet, reach each other, and tear
     assert.notEqual(ip1, ip2);
     assert.deepEqual(await f.reservedIps(), [ip1, ip2].sort());
     assert.ok(r1.interfaces.some((i) => i.name === 'eth0' && i.sandbox === ns1));
-    assert.deepEqual(r1.spans.map((s) => `${s.plugin}:${s.command}:${s.ok}`), ['bridge:ADD:true', 'portmap:ADD:true', 'loopback:ADD:true']);
+    assert.deepEqual(
+      r1.spans.map((s) => `${s.plugin}:${s.command}:${s.ok}`),
+      ['bridge:ADD:true', 'portmap:ADD:true', 'loopback:ADD:true'],
+    );
     assert.ok(r1.spans.every((s) => s.durationMs > 0 && s.start > 0));
     assert.ok(linkExists(f.bridge));
 
@@ -163,8 +191,14 @@ exit 0
     const ns = await f.newNetns();
     const before = run('ip', ['-o', 'link']).stdout.split('\n').length;
     await assert.rejects(
-      f.mgr.setupPod({ id: `bad${f.tag}`, netnsPath: ns, podName: 'bad', podNamespace: 'default', podUid: 'u',
-        portMappings: [{ protocol: 'TCP', containerPort: 80, hostPort: 20000 + randomInt(20000) }] }),
+      f.mgr.setupPod({
+        id: `bad${f.tag}`,
+        netnsPath: ns,
+        podName: 'bad',
+        podNamespace: 'default',
+        podUid: 'u',
+        portMappings: [{ protocol: 'TCP', containerPort: 80, hostPort: 20000 + randomInt(20000) }],
+      }),
       (e: unknown) => {
         assert.ok(e instanceof CniPluginError);
         assert.equal(e.plugin, 'failer');
@@ -189,8 +223,14 @@ test('teardown after the netns is already gone still releases the IP and rules',
   try {
     const ns = await f.newNetns();
     const id = `gone${f.tag}`;
-    const r = await f.mgr.setupPod({ id, netnsPath: ns, podName: 'gone', podNamespace: 'default', podUid: 'u',
-      portMappings: [{ protocol: 'UDP', containerPort: 53, hostPort: 20000 + randomInt(20000) }] });
+    const r = await f.mgr.setupPod({
+      id,
+      netnsPath: ns,
+      podName: 'gone',
+      podNamespace: 'default',
+      podUid: 'u',
+      portMappings: [{ protocol: 'UDP', containerPort: 53, hostPort: 20000 + randomInt(20000) }],
+    });
     assert.deepEqual(await f.reservedIps(), r.ips);
     await removeNetns(ns);
     await f.mgr.teardownPod({ id, netnsPath: ns });

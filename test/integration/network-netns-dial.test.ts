@@ -74,14 +74,18 @@ test('a socket made by the worker thread connects inside the namespace, over IPv
   await assert.rejects(dialer.connect('/etc/hostname', '127.0.0.1', 8080), /setns \/etc\/hostname: errno 22/);
 });
 
-test('200 connections start no process, and every thread stays in berthd\'s own namespace', { skip }, async () => {
+test("200 connections start no process, and every thread stays in berthd's own namespace", { skip }, async () => {
   const ns = await makeNetns();
   await serveIn(ns, '127.0.0.1', 9090, 'x');
   const home = readlinkSync('/proc/self/ns/net');
   const before = new Set(children());
   const conns = await Promise.all(Array.from({ length: 200 }, () => dialer.connect(ns, '127.0.0.1', 9090)));
   assert.ok(dialer.running, 'the worker thread serves the connections');
-  assert.deepEqual(children().filter((c) => !before.has(c)), [], 'no process started for any connection');
+  assert.deepEqual(
+    children().filter((c) => !before.has(c)),
+    [],
+    'no process started for any connection',
+  );
   assert.deepEqual([...threadNamespaces()], [home], 'every thread is in the host namespace');
   for (const c of conns) c.destroy();
   // The pod's namespace is not the host's: the same port on the host's loopback is not served.

@@ -31,12 +31,23 @@ function tempDir(): string {
   return d;
 }
 
-const mountsUnder = (d: string): string[] => readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(`${d}/`));
+const mountsUnder = (d: string): string[] =>
+  readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .filter((l) => l.includes(`${d}/`));
 const inNs = (args: string[], cmd: string[]): string => execFileSync('nsenter', [...args, ...cmd], { encoding: 'utf8' }).trim();
 
 test('pins net, ipc and uts with lo up, the hostname and sysctls; unpin removes everything', { skip }, async () => {
   const dir = tempDir();
-  const pins = await pinNamespaces({ id: 'p1', dir, net: true, ipc: true, uts: true, hostname: 'pinned', sysctls: { 'net.ipv4.ip_unprivileged_port_start': '81', 'kernel.shm_rmid_forced': '1' } });
+  const pins = await pinNamespaces({
+    id: 'p1',
+    dir,
+    net: true,
+    ipc: true,
+    uts: true,
+    hostname: 'pinned',
+    sysctls: { 'net.ipv4.ip_unprivileged_port_start': '81', 'kernel.shm_rmid_forced': '1' },
+  });
   assert.ok(await pinsAlive(pins));
   const args = [`--net=${pins.net}`, `--ipc=${pins.ipc}`, `--uts=${pins.uts}`];
   assert.equal(inNs(args, ['hostname']), 'pinned');
@@ -54,12 +65,25 @@ test('pins net, ipc and uts with lo up, the hostname and sysctls; unpin removes 
 test('a user namespace pin owns the others and carries the id mappings', { skip }, async () => {
   const dir = tempDir();
   const map = [{ containerID: 0, hostID: 300000, size: 65536 }];
-  const pins = await pinNamespaces({ id: 'u1', dir, net: true, ipc: true, uts: true, hostname: 'uns', userns: { uidMappings: map, gidMappings: map }, sysctls: { 'kernel.shm_rmid_forced': '1' } });
+  const pins = await pinNamespaces({
+    id: 'u1',
+    dir,
+    net: true,
+    ipc: true,
+    uts: true,
+    hostname: 'uns',
+    userns: { uidMappings: map, gidMappings: map },
+    sysctls: { 'kernel.shm_rmid_forced': '1' },
+  });
   try {
     assert.deepEqual(Object.keys(pins).sort(), ['ipc', 'net', 'user', 'uts']);
     assert.ok(await pinsAlive(pins));
     // NS_GET_USERNS on the pinned netns yields the pinned user namespace: it owns the netns.
-    const owner = execFileSync('perl', ['-e', 'open(my $f, "<", $ARGV[0]) or die; my $fd = ioctl($f, 0xb701, 0) or die "$!"; print((stat("/proc/self/fd/" . ($fd + 0)))[1]);', pins.net!], { encoding: 'utf8' });
+    const owner = execFileSync(
+      'perl',
+      ['-e', 'open(my $f, "<", $ARGV[0]) or die; my $fd = ioctl($f, 0xb701, 0) or die "$!"; print((stat("/proc/self/fd/" . ($fd + 0)))[1]);', pins.net!],
+      { encoding: 'utf8' },
+    );
     assert.equal(owner, execFileSync('stat', ['-L', '-c', '%i', pins.user!], { encoding: 'utf8' }).trim());
     assert.equal(inNs([`--uts=${pins.uts}`], ['hostname']), 'uns');
     assert.equal(inNs([`--ipc=${pins.ipc}`], ['cat', '/proc/sys/kernel/shm_rmid_forced']), '1');
@@ -72,7 +96,10 @@ test('a user namespace pin owns the others and carries the id mappings', { skip 
 
 test('a failing pin (bad sysctl) leaves no file or mount; an existing pin is AlreadyExists', { skip }, async () => {
   const dir = tempDir();
-  await assert.rejects(pinNamespaces({ id: 'f1', dir, net: true, ipc: true, uts: true, sysctls: { 'net.no.such.sysctl': '1' } }), (e) => isBerthError(e, 'Internal') && e.message.includes('net.no.such.sysctl'));
+  await assert.rejects(
+    pinNamespaces({ id: 'f1', dir, net: true, ipc: true, uts: true, sysctls: { 'net.no.such.sysctl': '1' } }),
+    (e) => isBerthError(e, 'Internal') && e.message.includes('net.no.such.sysctl'),
+  );
   assert.deepEqual(readdirSync(dir), []);
   assert.deepEqual(mountsUnder(dir), []);
   const pins = await pinNamespaces({ id: 'f2', dir, net: true, ipc: false, uts: false });

@@ -6,7 +6,19 @@
 import { test, describe, before, after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { constants as fsConstants, cpSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  constants as fsConstants,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -300,7 +312,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     await assert.rejects(task.state({ id: 'echo' }), rejectsWith('NotFound'));
   });
 
-  test('in a shared pid namespace, the exit of init kills the container\'s other processes', T, async (t) => {
+  test("in a shared pid namespace, the exit of init kills the container's other processes", T, async (t) => {
     const { pid: podPid } = await run(t, 'pidpod', { args: ['sleep', '1000'] });
     const { b } = await run(t, 'pidjoin', { args: ['sh', '-c', 'sleep 1000 & exit 3'], pidNsPath: `/proc/${podPid}/ns/pid` });
     assert.equal((await task.wait({ id: 'pidjoin' })).exitStatus, 3);
@@ -399,7 +411,10 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
   test('pause and resume change State and publish events; Pids lists the init pid', T, async (t) => {
     const { pid } = await run(t, 'pausebox', { args: ['sleep', '1000'] });
     const pids = await task.pids({ id: 'pausebox' });
-    assert.ok(pids.processes.some((p) => p.pid === pid), `init pid ${pid} missing from ${pids.processes.map((p) => p.pid).join(',')}`);
+    assert.ok(
+      pids.processes.some((p) => p.pid === pid),
+      `init pid ${pid} missing from ${pids.processes.map((p) => p.pid).join(',')}`,
+    );
     await task.pause({ id: 'pausebox' });
     assert.equal((await task.state({ id: 'pausebox' })).status, Status.PAUSED);
     await h.event('/tasks/paused', Ev.TaskPausedSchema, (m) => m.containerId === 'pausebox');
@@ -475,14 +490,23 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
       assert.ok(m, `bad CRI line ${JSON.stringify(l.slice(0, 80))}`);
       return { stream: m[2], tag: m[3], msg: m[4] ?? '' };
     });
-    assert.deepEqual(recs.find((r) => r.msg === 'out-line'), { stream: 'stdout', tag: 'F', msg: 'out-line' });
-    assert.deepEqual(recs.find((r) => r.msg === 'err-line'), { stream: 'stderr', tag: 'F', msg: 'err-line' });
+    assert.deepEqual(
+      recs.find((r) => r.msg === 'out-line'),
+      { stream: 'stdout', tag: 'F', msg: 'out-line' },
+    );
+    assert.deepEqual(
+      recs.find((r) => r.msg === 'err-line'),
+      { stream: 'stderr', tag: 'F', msg: 'err-line' },
+    );
     // A long line is split into P records ending with one F record (maybe empty), nothing lost.
     const first = recs.findIndex((r) => /^x+$/.test(r.msg));
     const end = recs.findIndex((r, i) => i >= first && r.stream === 'stdout' && r.tag === 'F');
     const xs = recs.slice(first, end + 1).filter((r) => r.stream === 'stdout');
     assert.ok(first >= 0 && xs.length >= 2, 'the 20000-byte line is split');
-    assert.deepEqual(xs.map((r) => r.tag), [...xs.slice(0, -1).map(() => 'P'), 'F']);
+    assert.deepEqual(
+      xs.map((r) => r.tag),
+      [...xs.slice(0, -1).map(() => 'P'), 'F'],
+    );
     assert.equal(xs.map((r) => r.msg).join(''), 'x'.repeat(20000));
     // An unterminated tail stays a P record (conmon, as with CRI-O); its text is all there.
     assert.deepEqual({ ...recs.at(-1), tag: undefined }, { stream: 'stdout', tag: undefined, msg: 'tail-no-newline' });
@@ -522,7 +546,10 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     const image = join(h.tmp, 'ckpt-image');
     if (criuWorks) {
       await task.checkpoint({ id: 'ckpt', path: image });
-      assert.ok(readdirSync(image).some((f) => f.endsWith('.img')), 'CRIU wrote its image files');
+      assert.ok(
+        readdirSync(image).some((f) => f.endsWith('.img')),
+        'CRIU wrote its image files',
+      );
     } else {
       await assert.rejects(task.checkpoint({ id: 'ckpt', path: image }), (e: unknown) => {
         assert.ok(isBerthError(e));
@@ -687,7 +714,6 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     assert.throws(() => process.kill(c.shimPid, 0), 'shim still running');
     assert.equal(existsSync(sock), false);
   });
-
 });
 
 describe('berth-shim can die: conmon keeps every container, log line and exit', { skip: !isRoot && 'needs root' }, () => {
@@ -714,7 +740,10 @@ describe('berth-shim can die: conmon keeps every container, log line and exit', 
   test('kill -9 of the shim: no container dies, no log line is lost, an exit meanwhile is reported with its code and time', { timeout: 60_000 }, async () => {
     const ids = ['c1', 'c2', 'c3'];
     const bundles = ids.map((id) => h.bundle(id, { args: counter, annotations: { 'io.kubernetes.cri.container-type': 'container' } }));
-    const quitter = h.bundle('quitter', { args: ['sh', '-c', 'while [ ! -e /gate ]; do sleep 0.05; done; exit 7'], annotations: { 'io.kubernetes.cri.container-type': 'container' } });
+    const quitter = h.bundle('quitter', {
+      args: ['sh', '-c', 'while [ ! -e /gate ]; do sleep 0.05; done; exit 7'],
+      annotations: { 'io.kubernetes.cri.container-type': 'container' },
+    });
     let sock = h.start(quitter);
     let task = await h.task(sock);
     const pids = new Map<string, number>();
@@ -769,7 +798,11 @@ describe('berth-shim can die: conmon keeps every container, log line and exit', 
     for (const id of ids) {
       const n = numbers(join(h.tmp, `${id}.log`));
       assert.ok(n.length > 20, `${id} logged ${n.length} lines`);
-      assert.deepEqual(n, n.map((_, i) => i), `${id}: every line once, in order`);
+      assert.deepEqual(
+        n,
+        n.map((_, i) => i),
+        `${id}: every line once, in order`,
+      );
       await task.delete({ id });
     }
     await task.delete({ id: 'quitter' });
@@ -785,7 +818,9 @@ describe('berth-shim can die: conmon keeps every container, log line and exit', 
       await task.start({ id: x.id });
     }
     const conmon = Number(readFileSync(join(a.dir, 'conmon.pid'), 'utf8'));
-    assert.ok(readFileSync(`/proc/${conmon}/cmdline`, 'utf8').startsWith('/usr/bin/conmon') || readFileSync(`/proc/${conmon}/comm`, 'utf8').trim() === 'conmon');
+    assert.ok(
+      readFileSync(`/proc/${conmon}/cmdline`, 'utf8').startsWith('/usr/bin/conmon') || readFileSync(`/proc/${conmon}/comm`, 'utf8').trim() === 'conmon',
+    );
     process.kill(conmon, 'SIGKILL');
     const ev = await h.event('/tasks/exit', Ev.TaskExitSchema, (m) => m.containerId === 'mon-a');
     assert.equal(ev.exitStatus, 255);

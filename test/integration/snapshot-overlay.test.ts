@@ -49,7 +49,10 @@ test('three overlay layers stack into the expected merged view', { skip: !isRoot
       { name: 'var/cache/.wh..wh..opq' },
       { name: 'var/cache/fresh', content: 'f' },
     ]),
-    await buildTar([{ name: 'etc/added', content: 'top' }, { name: 'usr/lib/', type: 'directory' }]),
+    await buildTar([
+      { name: 'etc/added', content: 'top' },
+      { name: 'usr/lib/', type: 'directory' },
+    ]),
   ];
   const diffIDs = layers.map((l) => sha256(l));
   const chain = chainIDs(diffIDs);

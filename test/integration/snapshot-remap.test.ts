@@ -85,7 +85,10 @@ test('containers with the same mapping share one remapped parent, pruned when un
   await sn.remove('c1');
   await sn.remove('c2');
   assert.deepEqual(await pruneRemapped(sn), [name]);
-  assert.deepEqual((await sn.list()).map((s) => s.key), [CHAIN]);
+  assert.deepEqual(
+    (await sn.list()).map((s) => s.key),
+    [CHAIN],
+  );
 });
 
 test('an image file owned by an id outside the mapping fails the prepare and leaves nothing', { skip: !isRoot && 'needs root' }, async (t) => {
@@ -98,7 +101,10 @@ test('an image file owned by an id outside the mapping fails the prepare and lea
     assert.match(err.message, /"\/etc\/odd" is owned by uid 70000/);
     return true;
   });
-  assert.deepEqual((await sn.list()).map((s) => s.key), [CHAIN]);
+  assert.deepEqual(
+    (await sn.list()).map((s) => s.key),
+    [CHAIN],
+  );
   const mountinfo = await readFile('/proc/self/mountinfo', 'utf8');
   assert.ok(!mountinfo.includes(dir), 'no mount left behind');
 });

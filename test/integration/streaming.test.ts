@@ -126,7 +126,14 @@ test('spdy v1 protocol reports a failed exit as plain text on the error stream',
 });
 
 test('spdy exec with a TTY runs on a terminal and delivers resize events to the backend', async () => {
-  const url = server.getExec({ containerId: 'tty-spdy', cmd: ['sh', '-c', 'sleep 0.3; test -t 1 && echo is-a-tty'], tty: true, stdin: false, stdout: true, stderr: false });
+  const url = server.getExec({
+    containerId: 'tty-spdy',
+    cmd: ['sh', '-c', 'sleep 0.3; test -t 1 && echo is-a-tty'],
+    tty: true,
+    stdin: false,
+    stdout: true,
+    stderr: false,
+  });
   const r = await spdyExec(url, { tty: true, resize: [{ Width: 100, Height: 40 }] });
   assert.match(r.stdout, /is-a-tty/);
   assert.equal(JSON.parse(r.error).status, 'Success');
@@ -156,7 +163,10 @@ test('a used token, an expired token and an unknown token answer 404', async () 
   const url = exec(['true']);
   await spdyExec(url, { stderr: true });
   await assert.rejects(spdyUpgrade(url, ['v4.channel.k8s.io']), (e: unknown) => e instanceof HttpError && e.status === 404);
-  await assert.rejects(spdyUpgrade(`${server.url}/exec/AAAAAAAAAAAAAAAAAAAAAA`, ['v4.channel.k8s.io']), (e: unknown) => e instanceof HttpError && e.status === 404);
+  await assert.rejects(
+    spdyUpgrade(`${server.url}/exec/AAAAAAAAAAAAAAAAAAAAAA`, ['v4.channel.k8s.io']),
+    (e: unknown) => e instanceof HttpError && e.status === 404,
+  );
   const short = new StreamingServer({ address: '127.0.0.1:0', backend, tokenTtlMs: 30 });
   await short.start();
   try {
@@ -169,7 +179,10 @@ test('a used token, an expired token and an unknown token answer 404', async () 
 });
 
 test('a garbage upgrade answers 400 and the server keeps serving', async () => {
-  await assert.rejects(spdyUpgrade(exec(['true']), ['v4.channel.k8s.io'], { upgradeHeader: 'h2c-garbage' }), (e: unknown) => e instanceof HttpError && e.status === 400);
+  await assert.rejects(
+    spdyUpgrade(exec(['true']), ['v4.channel.k8s.io'], { upgradeHeader: 'h2c-garbage' }),
+    (e: unknown) => e instanceof HttpError && e.status === 400,
+  );
   await assert.rejects(spdyUpgrade(exec(['true']), []), (e: unknown) => e instanceof HttpError && e.status === 400);
   await assert.rejects(
     spdyUpgrade(exec(['true']), ['v99.channel.k8s.io']),
@@ -290,7 +303,6 @@ async function waitFor(cond: () => boolean, timeoutMs = 5000): Promise<void> {
     await new Promise((r) => setTimeout(r, 10));
   }
 }
-
 
 // ---------------- kubectl (a real Kubernetes client) ----------------
 //
@@ -413,7 +425,12 @@ async function startFakeApiServer(): Promise<FakeApiServer> {
   return fake;
 }
 
-function runKubectl(api: FakeApiServer, args: string[], env: Record<string, string>, input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
+function runKubectl(
+  api: FakeApiServer,
+  args: string[],
+  env: Record<string, string>,
+  input?: string,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn('kubectl', ['--kubeconfig', api.kubeconfig, '--cache-dir', `${api.dir}/cache`, ...args], {
       env: { ...process.env, ...env, HOME: api.dir },
@@ -451,7 +468,14 @@ for (const [transport, env] of [
       assert.equal(i.stdout, 'piped input\nclosed\n');
       // kubectl falls back to SPDY when a WebSocket upgrade fails: check what it really used.
       const want = transport === 'SPDY' ? 'spdy/3.1' : 'websocket';
-      assert.ok(upgrades.split('\n').filter(Boolean).length >= 2 && upgrades.split('\n').filter(Boolean).every((u) => u === want), `every session upgraded to ${want}; saw:\n${upgrades}`);
+      assert.ok(
+        upgrades.split('\n').filter(Boolean).length >= 2 &&
+          upgrades
+            .split('\n')
+            .filter(Boolean)
+            .every((u) => u === want),
+        `every session upgraded to ${want}; saw:\n${upgrades}`,
+      );
     } finally {
       await api.close();
     }
@@ -462,49 +486,53 @@ for (const [transport, websockets] of [
   ['SPDY', 'false'],
   ['SPDY tunnelled in WebSocket', 'true'],
 ] as const) {
-test(`kubectl port-forward over ${transport} reaches a TCP echo server`, { skip: !kubectl && 'kubectl not installed' }, async () => {
-  const api = await startFakeApiServer();
-  let upgrades = '';
-  api.onUpgrade = (h) => (upgrades += h + '\n');
-  const child = spawn('kubectl', ['--kubeconfig', api.kubeconfig, '--cache-dir', `${api.dir}/cache`, 'port-forward', '--address', '127.0.0.1', 'pod/p1', `:${echoPort}`], {
-    env: { ...process.env, HOME: api.dir, KUBECTL_PORT_FORWARD_WEBSOCKETS: websockets },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  try {
-    let out = '';
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    const localPort = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`kubectl did not start forwarding: ${out}`)), 15_000);
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolve(Number(m[1]));
-        }
-      });
-    });
-    for (const msg of ['first connection', 'second connection']) {
-      const echoed = await new Promise<string>((resolve, reject) => {
-        const s = net.connect(localPort, '127.0.0.1', () => s.write(msg));
-        let got = '';
-        s.on('data', (d: Buffer) => {
-          got += d.toString();
-          if (got.length >= msg.length) {
-            s.end();
-            resolve(got);
+  test(`kubectl port-forward over ${transport} reaches a TCP echo server`, { skip: !kubectl && 'kubectl not installed' }, async () => {
+    const api = await startFakeApiServer();
+    let upgrades = '';
+    api.onUpgrade = (h) => (upgrades += h + '\n');
+    const child = spawn(
+      'kubectl',
+      ['--kubeconfig', api.kubeconfig, '--cache-dir', `${api.dir}/cache`, 'port-forward', '--address', '127.0.0.1', 'pod/p1', `:${echoPort}`],
+      {
+        env: { ...process.env, HOME: api.dir, KUBECTL_PORT_FORWARD_WEBSOCKETS: websockets },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    try {
+      let out = '';
+      child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+      const localPort = await new Promise<number>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`kubectl did not start forwarding: ${out}`)), 15_000);
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          const m = /Forwarding from 127\.0\.0\.1:(\d+)/.exec(out);
+          if (m) {
+            clearTimeout(timer);
+            resolve(Number(m[1]));
           }
         });
-        s.on('error', reject);
       });
-      assert.equal(echoed, msg);
+      for (const msg of ['first connection', 'second connection']) {
+        const echoed = await new Promise<string>((resolve, reject) => {
+          const s = net.connect(localPort, '127.0.0.1', () => s.write(msg));
+          let got = '';
+          s.on('data', (d: Buffer) => {
+            got += d.toString();
+            if (got.length >= msg.length) {
+              s.end();
+              resolve(got);
+            }
+          });
+          s.on('error', reject);
+        });
+        assert.equal(echoed, msg);
+      }
+      // No fallback: the transport under test is the one kubectl used.
+      assert.equal(upgrades.trim(), websockets === 'true' ? 'websocket' : 'SPDY/3.1');
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('close', r));
+      await api.close();
     }
-    // No fallback: the transport under test is the one kubectl used.
-    assert.equal(upgrades.trim(), websockets === 'true' ? 'websocket' : 'SPDY/3.1');
-  } finally {
-    child.kill('SIGTERM');
-    await new Promise((r) => child.once('close', r));
-    await api.close();
-  }
-});
+  });
 }

@@ -40,7 +40,13 @@ async function startGoShim(t: TestContext): Promise<{ path: string; child: Child
     await exited;
   });
   for (let i = 0; i < 100; i++) {
-    if (await stat(path).then((s) => s.isSocket(), () => false)) return { path, child };
+    if (
+      await stat(path).then(
+        (s) => s.isSocket(),
+        () => false,
+      )
+    )
+      return { path, child };
     await sleep(20);
   }
   throw new Error('Go shim did not create its socket');
@@ -76,7 +82,9 @@ test('our client gets Go ttrpc status codes from containerd-shim-runc-v2', { ski
   const kinds = Array.from({ length: 50 }, (_, i) => (i * 7) % 3 === 0);
   const many = await Promise.allSettled(
     kinds.map((isConnect, i) =>
-      isConnect ? c.call(TASK, 'Connect', new Uint8Array(0), md) : c.call(TASK, 'State', Uint8Array.from([0x0a, 6, ...Buffer.from(`nope${String(i).padStart(2, '0')}`)]), md),
+      isConnect
+        ? c.call(TASK, 'Connect', new Uint8Array(0), md)
+        : c.call(TASK, 'State', Uint8Array.from([0x0a, 6, ...Buffer.from(`nope${String(i).padStart(2, '0')}`)]), md),
     ),
   );
   many.forEach((r, i) => {

@@ -32,12 +32,7 @@ import {
   Signal,
   file_cri_runtime_v1_api,
 } from '../../src/api/cri/runtime/v1/api_pb.js';
-import {
-  CreateTaskRequestSchema,
-  StatsResponseSchema,
-  Task,
-  file_containerd_runtime_v2_task_shim,
-} from '../../src/api/containerd/runtime/v2/task/shim_pb.js';
+import { CreateTaskRequestSchema, StatsResponseSchema, Task, file_containerd_runtime_v2_task_shim } from '../../src/api/containerd/runtime/v2/task/shim_pb.js';
 import { file_containerd_types_mount } from '../../src/api/containerd/types/mount_pb.js';
 import { file_containerd_types_task_task } from '../../src/api/containerd/types/task/task_pb.js';
 import { OptionsSchema, file_containerd_runc_options_oci } from '../../src/api/containerd/runc/options/oci_pb.js';
@@ -67,7 +62,10 @@ test('ttrpc Request encodes fields 1-5 with the tags ttrpc peers expect', () => 
   const back = fromBinary(RequestSchema, bytes);
   assert.equal(back.service, 's');
   assert.equal(back.timeoutNano, 5n);
-  assert.deepEqual(back.metadata.map((kv) => [kv.key, kv.value]), [['k', 'v']]);
+  assert.deepEqual(
+    back.metadata.map((kv) => [kv.key, kv.value]),
+    [['k', 'v']],
+  );
 });
 
 test('ttrpc Response carries a google.rpc.Status-shaped status in field 1', () => {
@@ -258,5 +256,8 @@ test('our descriptors match the containerd binary field by field', { skip: !exis
   // The CRI in containerd 1.6 predates ours; the only field upstream since redefined is
   // ContainerEventResponse.pod_sandbox_status (formerly pod_sandbox_metadata).
   const cri = mismatches(file_cri_runtime_v1_api, find('runtime.v1', 'api.proto'));
-  assert.deepEqual(cri.filter((p) => !p.startsWith('field ContainerEventResponse.4:')), []);
+  assert.deepEqual(
+    cri.filter((p) => !p.startsWith('field ContainerEventResponse.4:')),
+    [],
+  );
 });

@@ -9,12 +9,27 @@ import { mkdtempSync, mkdirSync, rmSync, writeFileSync, renameSync, unlinkSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isBerthError, type BerthError } from '../../src/errors.js';
-import { applyCdiEdits, CdiRegistry, parseQualifiedName, parseSpecText, requestedCdiDevices, requiredVersion, SpecFileError, type CdiHost, type ResolvedDevice } from '../../src/cdi/index.js';
+import {
+  applyCdiEdits,
+  CdiRegistry,
+  parseQualifiedName,
+  parseSpecText,
+  requestedCdiDevices,
+  requiredVersion,
+  SpecFileError,
+  type CdiHost,
+  type ResolvedDevice,
+} from '../../src/cdi/index.js';
 import type { HostDeviceInfo } from '../../src/oci/devices.js';
 import type { Spec } from '../../src/oci/spec.js';
 
 const json = (o: unknown): string => JSON.stringify(o);
-const minimal = (extra: object = {}) => ({ cdiVersion: '0.3.0', kind: 'vendor.com/gpu', devices: [{ name: 'gpu0', containerEdits: { env: ['A=1'] } }], ...extra });
+const minimal = (extra: object = {}) => ({
+  cdiVersion: '0.3.0',
+  kind: 'vendor.com/gpu',
+  devices: [{ name: 'gpu0', containerEdits: { env: ['A=1'] } }],
+  ...extra,
+});
 
 function specErr(fn: () => unknown, re: RegExp): void {
   assert.throws(fn, (e: unknown) => {
@@ -28,15 +43,38 @@ test('qualified names: vendor/class=name, validated as the spec says', () => {
   assert.deepEqual(parseQualifiedName('vendor.com/gpu=0'), { vendor: 'vendor.com', class: 'gpu', name: '0', kind: 'vendor.com/gpu' });
   assert.deepEqual(parseQualifiedName('nvidia.com/gpu=all'), { vendor: 'nvidia.com', class: 'gpu', name: 'all', kind: 'nvidia.com/gpu' });
   assert.equal(typeof parseQualifiedName('foo.bar.baz/foo-bar123.B_az=x:1'), 'object');
-  for (const bad of ['', 'gpu0', 'vendor.com/gpu', 'vendor.com/gpu=', '/gpu=0', 'vendor.com/=0', '1vendor.com/gpu=0', 'vendor.com/gpu-=0', 'vendor.com/a/b=0', 'vendor.com/gpu=-x', 'vendor.com/gpu=x:', 'vendor.com/gpu=a b', 'ven dor/gpu=0', '/dev/nvidia0']) {
+  for (const bad of [
+    '',
+    'gpu0',
+    'vendor.com/gpu',
+    'vendor.com/gpu=',
+    '/gpu=0',
+    'vendor.com/=0',
+    '1vendor.com/gpu=0',
+    'vendor.com/gpu-=0',
+    'vendor.com/a/b=0',
+    'vendor.com/gpu=-x',
+    'vendor.com/gpu=x:',
+    'vendor.com/gpu=a b',
+    'ven dor/gpu=0',
+    '/dev/nvidia0',
+  ]) {
     assert.equal(typeof parseQualifiedName(bad), 'string', bad);
   }
   assert.match(parseQualifiedName('vendor.com/gpu=a$b') as string, /invalid character "\$"/);
 });
 
 test('spec files: JSON and YAML (1.1: 0666 is octal) parse to the same spec', () => {
-  const j = parseSpecText(json({ cdiVersion: '0.5.0', kind: 'vendor.com/gpu', devices: [{ name: 'gpu0', containerEdits: { deviceNodes: [{ path: '/dev/gpu0', fileMode: 438 }] } }] }), '/x/a.json', 0);
-  const y = parseSpecText('cdiVersion: "0.5.0"\nkind: vendor.com/gpu\ndevices:\n  - name: gpu0\n    containerEdits:\n      deviceNodes:\n        - path: /dev/gpu0\n          fileMode: 0666\n', '/x/a.yaml', 0);
+  const j = parseSpecText(
+    json({ cdiVersion: '0.5.0', kind: 'vendor.com/gpu', devices: [{ name: 'gpu0', containerEdits: { deviceNodes: [{ path: '/dev/gpu0', fileMode: 438 }] } }] }),
+    '/x/a.json',
+    0,
+  );
+  const y = parseSpecText(
+    'cdiVersion: "0.5.0"\nkind: vendor.com/gpu\ndevices:\n  - name: gpu0\n    containerEdits:\n      deviceNodes:\n        - path: /dev/gpu0\n          fileMode: 0666\n',
+    '/x/a.yaml',
+    0,
+  );
   assert.deepEqual(j.devices.get('gpu0'), y.devices.get('gpu0'));
   assert.equal(j.vendor, 'vendor.com');
   assert.equal(j.class, 'gpu');
@@ -49,25 +87,57 @@ test('spec files that do not parse or validate name the problem', () => {
   specErr(() => parseSpecText('a: 1\na: 2\n', '/x/a.yaml', 0), /not valid YAML/);
   specErr(() => parseSpecText('[]', '/x/a.json', 0), /not a CDI spec/);
   specErr(() => parseSpecText(json({ ...minimal(), extra: 1 }), '/x/a.json', 0), /unknown field "extra"/);
-  specErr(() => parseSpecText(json({ ...minimal(), devices: [{ name: 'a', containerEdits: { env: ['A=1'], devicenodes: [] } }] }), '/x/a.json', 0), /devices\[0\]\.containerEdits: unknown field "devicenodes"/);
+  specErr(
+    () => parseSpecText(json({ ...minimal(), devices: [{ name: 'a', containerEdits: { env: ['A=1'], devicenodes: [] } }] }), '/x/a.json', 0),
+    /devices\[0\]\.containerEdits: unknown field "devicenodes"/,
+  );
   specErr(() => parseSpecText(json({ ...minimal(), cdiVersion: '2.0.0' }), '/x/a.json', 0), /cdiVersion: "2\.0\.0" is not a CDI spec version/);
   specErr(() => parseSpecText(json({ ...minimal(), kind: 'gpu' }), '/x/a.json', 0), /kind: kind "gpu" is not of the form/);
   specErr(() => parseSpecText(json({ ...minimal(), kind: 'vendor.com/gpu/x' }), '/x/a.json', 0), /invalid character "\/"/);
   specErr(() => parseSpecText(json({ ...minimal(), devices: [] }), '/x/a.json', 0), /at least one device/);
   specErr(() => parseSpecText(json({ ...minimal(), devices: [{ name: 'a', containerEdits: {} }] }), '/x/a.json', 0), /containerEdits must not be empty/);
-  specErr(() => parseSpecText(json({ ...minimal(), devices: [{ name: 'a', containerEdits: { env: ['A=1'] } }, { name: 'a', containerEdits: { env: ['B=1'] } }] }), '/x/a.json', 0), /defined twice/);
+  specErr(
+    () =>
+      parseSpecText(
+        json({
+          ...minimal(),
+          devices: [
+            { name: 'a', containerEdits: { env: ['A=1'] } },
+            { name: 'a', containerEdits: { env: ['B=1'] } },
+          ],
+        }),
+        '/x/a.json',
+        0,
+      ),
+    /defined twice/,
+  );
   specErr(() => parseSpecText(json({ ...minimal(), devices: [{ name: 'a-', containerEdits: { env: ['A=1'] } }] }), '/x/a.json', 0), /devices\[0\]\.name/);
   specErr(() => parseSpecText(json({ ...minimal(), containerEdits: { env: ['NOEQUALS'] } }), '/x/a.json', 0), /containerEdits\.env\[0\]: must be NAME=VALUE/);
   specErr(() => parseSpecText(json({ ...minimal(), containerEdits: { env: ['=x'] } }), '/x/a.json', 0), /NAME=VALUE/);
-  specErr(() => parseSpecText(json({ ...minimal(), containerEdits: { deviceNodes: [{ path: '/dev/x', type: 'x' }] } }), '/x/a.json', 0), /deviceNodes\[0\]\.type/);
-  specErr(() => parseSpecText(json({ ...minimal(), containerEdits: { deviceNodes: [{ path: '/dev/x', permissions: 'rwx' }] } }), '/x/a.json', 0), /permissions: must be a combination/);
+  specErr(
+    () => parseSpecText(json({ ...minimal(), containerEdits: { deviceNodes: [{ path: '/dev/x', type: 'x' }] } }), '/x/a.json', 0),
+    /deviceNodes\[0\]\.type/,
+  );
+  specErr(
+    () => parseSpecText(json({ ...minimal(), containerEdits: { deviceNodes: [{ path: '/dev/x', permissions: 'rwx' }] } }), '/x/a.json', 0),
+    /permissions: must be a combination/,
+  );
   specErr(() => parseSpecText(json({ ...minimal(), containerEdits: { deviceNodes: [{ path: 'dev/x' }] } }), '/x/a.json', 0), /path: must be an absolute path/);
   specErr(() => parseSpecText(json({ ...minimal(), containerEdits: { deviceNodes: [{ path: '/dev/x', uid: -1 }] } }), '/x/a.json', 0), /uid/);
   specErr(() => parseSpecText(json({ ...minimal(), containerEdits: { deviceNodes: [{ path: '/dev/x', gid: 4294967296 }] } }), '/x/a.json', 0), /gid/);
-  specErr(() => parseSpecText(json({ ...minimal(), containerEdits: { deviceNodes: [{ path: '/dev/x', fileMode: 0o10666 }] } }), '/x/a.json', 0), /fileMode: must be permission bits/);
+  specErr(
+    () => parseSpecText(json({ ...minimal(), containerEdits: { deviceNodes: [{ path: '/dev/x', fileMode: 0o10666 }] } }), '/x/a.json', 0),
+    /fileMode: must be permission bits/,
+  );
   specErr(() => parseSpecText(json({ ...minimal(), containerEdits: { hooks: [{ hookName: 'preStart', path: '/bin/true' }] } }), '/x/a.json', 0), /hookName/);
-  specErr(() => parseSpecText(json({ ...minimal(), containerEdits: { hooks: [{ hookName: 'poststop', path: 'true' }] } }), '/x/a.json', 0), /hooks\[0\]\.path: must be an absolute path/);
-  specErr(() => parseSpecText(json({ ...minimal(), containerEdits: { hooks: [{ hookName: 'poststop', path: '/bin/true', timeout: 0 }] } }), '/x/a.json', 0), /timeout: must be greater than zero/);
+  specErr(
+    () => parseSpecText(json({ ...minimal(), containerEdits: { hooks: [{ hookName: 'poststop', path: 'true' }] } }), '/x/a.json', 0),
+    /hooks\[0\]\.path: must be an absolute path/,
+  );
+  specErr(
+    () => parseSpecText(json({ ...minimal(), containerEdits: { hooks: [{ hookName: 'poststop', path: '/bin/true', timeout: 0 }] } }), '/x/a.json', 0),
+    /timeout: must be greater than zero/,
+  );
   specErr(() => parseSpecText(json({ ...minimal(), containerEdits: { mounts: [{ hostPath: '/a' }] } }), '/x/a.json', 0), /containerPath/);
   specErr(() => parseSpecText(json({ ...minimal(), containerEdits: { additionalGids: [1.5] } }), '/x/a.json', 0), /additionalGids\[0\]/);
 });
@@ -110,16 +180,32 @@ test('resolve: a device of a later directory wins; one defined twice in a direct
   const t = tmpDirs(2);
   try {
     const [d0, d1] = t.dirs as [string, string];
-    writeFileSync(join(d0, 'a.json'), json({ ...minimal(), devices: [{ name: 'gpu0', containerEdits: { env: ['FROM=d0'] } }, { name: 'gpu1', containerEdits: { env: ['FROM=d0'] } }] }));
+    writeFileSync(
+      join(d0, 'a.json'),
+      json({
+        ...minimal(),
+        devices: [
+          { name: 'gpu0', containerEdits: { env: ['FROM=d0'] } },
+          { name: 'gpu1', containerEdits: { env: ['FROM=d0'] } },
+        ],
+      }),
+    );
     writeFileSync(join(d1, 'b.yaml'), 'cdiVersion: 0.3.0\nkind: vendor.com/gpu\ndevices:\n  - name: gpu0\n    containerEdits:\n      env: [FROM=d1]\n');
     const reg = new CdiRegistry(t.dirs);
     const r = await reg.resolve(req('vendor.com/gpu=gpu0', 'vendor.com/gpu=gpu1', 'vendor.com/gpu=gpu0'));
-    assert.deepEqual(r.map((x) => [x.name, x.spec.path, x.device.containerEdits.env]), [
-      ['vendor.com/gpu=gpu0', join(d1, 'b.yaml'), ['FROM=d1']],
-      ['vendor.com/gpu=gpu1', join(d0, 'a.json'), ['FROM=d0']],
-    ]);
+    assert.deepEqual(
+      r.map((x) => [x.name, x.spec.path, x.device.containerEdits.env]),
+      [
+        ['vendor.com/gpu=gpu0', join(d1, 'b.yaml'), ['FROM=d1']],
+        ['vendor.com/gpu=gpu1', join(d0, 'a.json'), ['FROM=d0']],
+      ],
+    );
     writeFileSync(join(d1, 'c.json'), json({ ...minimal(), devices: [{ name: 'gpu0', containerEdits: { env: ['FROM=c'] } }] }));
-    await rejects(reg.resolve(req('vendor.com/gpu=gpu0')), 'InvalidArgument', new RegExp(`"vendor.com/gpu=gpu0" is ambiguous: defined by ${join(d1, 'b.yaml')} and ${join(d1, 'c.json')}`));
+    await rejects(
+      reg.resolve(req('vendor.com/gpu=gpu0')),
+      'InvalidArgument',
+      new RegExp(`"vendor.com/gpu=gpu0" is ambiguous: defined by ${join(d1, 'b.yaml')} and ${join(d1, 'c.json')}`),
+    );
     // gpu1 is still only in d0.
     assert.equal((await reg.resolve(req('vendor.com/gpu=gpu1')))[0]!.spec.path, join(d0, 'a.json'));
   } finally {
@@ -133,20 +219,36 @@ test('resolve: unknown devices, bad names and broken files fail naming the devic
     const [d0, d1] = t.dirs as [string, string];
     writeFileSync(join(d0, 'a.json'), json(minimal()));
     const reg = new CdiRegistry(t.dirs);
-    await rejects(reg.resolve(req('vendor.com/gpu=gpu9')), 'NotFound', new RegExp(`CDI device "vendor.com/gpu=gpu9" not found; spec files of kind vendor.com/gpu: ${join(d0, 'a.json')} \\(gpu0\\)`));
+    await rejects(
+      reg.resolve(req('vendor.com/gpu=gpu9')),
+      'NotFound',
+      new RegExp(`CDI device "vendor.com/gpu=gpu9" not found; spec files of kind vendor.com/gpu: ${join(d0, 'a.json')} \\(gpu0\\)`),
+    );
     await rejects(reg.resolve(req('other.com/x=y')), 'NotFound', /"other.com\/x=y" not found; no spec file of kind other.com\/x in/);
     await rejects(reg.resolve(req('vendor.com/gpu=all')), 'NotFound', /no implicit "all"/);
-    await rejects(reg.resolve(req('vendor.com/gpu=gpu0', 'gpu0')), 'InvalidArgument', /config\.CDI_devices\[1\]\.name: "gpu0" is not a fully qualified CDI device name/);
+    await rejects(
+      reg.resolve(req('vendor.com/gpu=gpu0', 'gpu0')),
+      'InvalidArgument',
+      /config\.CDI_devices\[1\]\.name: "gpu0" is not a fully qualified CDI device name/,
+    );
     // A broken file of the same kind in the same (or a later) directory might define it.
     writeFileSync(join(d0, 'broken.yaml'), 'cdiVersion: 0.3.0\nkind: vendor.com/gpu\ndevices:\n  - name: gpu0\n    containerEdits: {env: [A=1], bogus: 1}\n');
-    await rejects(reg.resolve(req('vendor.com/gpu=gpu0')), 'InvalidArgument', new RegExp(`CDI device "vendor.com/gpu=gpu0": spec file ${join(d0, 'broken.yaml')} cannot be used: .*unknown field "bogus"`));
+    await rejects(
+      reg.resolve(req('vendor.com/gpu=gpu0')),
+      'InvalidArgument',
+      new RegExp(`CDI device "vendor.com/gpu=gpu0": spec file ${join(d0, 'broken.yaml')} cannot be used: .*unknown field "bogus"`),
+    );
     // ... but not another kind's devices.
     writeFileSync(join(d0, 'other.json'), json({ ...minimal(), kind: 'other.com/x' }));
     assert.equal((await reg.resolve(req('other.com/x=gpu0'))).length, 1);
     // A file that does not parse but shows its kind blocks only that kind ...
     writeFileSync(join(d1, 'half.json'), '{\n  "cdiVersion": "0.3.0",\n  "kind": "third.com/x",\n  "devices": [');
     assert.equal((await reg.resolve(req('other.com/x=gpu0'))).length, 1);
-    await rejects(reg.resolve(req('third.com/x=a')), 'InvalidArgument', new RegExp(`"third.com/x=a": spec file ${join(d1, 'half.json')} cannot be used: not valid JSON`));
+    await rejects(
+      reg.resolve(req('third.com/x=a')),
+      'InvalidArgument',
+      new RegExp(`"third.com/x=a": spec file ${join(d1, 'half.json')} cannot be used: not valid JSON`),
+    );
     unlinkSync(join(d1, 'half.json'));
     // ... and one that does not even show a kind could hold any.
     writeFileSync(join(d1, 'garbage.json'), '{"cdiVersion": ');
@@ -257,7 +359,15 @@ function resolvedFrom(specText: object, names: string[], path = '/etc/cdi/v.json
 test('edits: env replaces or appends; spec-level edits once per file, before the device edits', () => {
   const spec = baseSpec();
   const r = resolvedFrom(
-    { cdiVersion: '0.3.0', kind: 'v.com/c', containerEdits: { env: ['SPEC=1', 'KEEP=2'] }, devices: [{ name: 'a', containerEdits: { env: ['DEV=a', 'SPEC=from-a'] } }, { name: 'b', containerEdits: { env: ['DEV=b'] } }] },
+    {
+      cdiVersion: '0.3.0',
+      kind: 'v.com/c',
+      containerEdits: { env: ['SPEC=1', 'KEEP=2'] },
+      devices: [
+        { name: 'a', containerEdits: { env: ['DEV=a', 'SPEC=from-a'] } },
+        { name: 'b', containerEdits: { env: ['DEV=b'] } },
+      ],
+    },
     ['a', 'b'],
   );
   applyCdiEdits(spec, r, host);
@@ -317,7 +427,11 @@ test('edits: a missing or mismatched host device fails naming device and file', 
       (e: unknown) => isBerthError(e) && e.kind === kind && re.test(e.message),
     );
   };
-  bad({ path: '/dev/nvidia0' }, /CDI device "v\.com\/c=a" \(\/etc\/cdi\/v\.json: device "a" containerEdits\): deviceNodes\[0\]: host device "\/dev\/nvidia0" is not a device node/, 'NotFound');
+  bad(
+    { path: '/dev/nvidia0' },
+    /CDI device "v\.com\/c=a" \(\/etc\/cdi\/v\.json: device "a" containerEdits\): deviceNodes\[0\]: host device "\/dev\/nvidia0" is not a device node/,
+    'NotFound',
+  );
   bad({ path: '/dev/x', type: 'c' }, /host device "\/dev\/x" is not a device node/, 'NotFound');
   bad({ path: '/dev/x', hostPath: '/dev/sda', type: 'c' }, /type "c" does not match the host device "\/dev\/sda" \(type "b"\)/, 'InvalidArgument');
 });
@@ -355,10 +469,30 @@ test('edits: mounts replace the same destination, bind sources resolved, order b
       ['/usr/lib/vendor', 'bind', '/opt/real/lib', ['ro', 'nosuid', 'rbind']],
     ],
   );
-  const missing = resolvedFrom({ cdiVersion: '0.3.0', kind: 'v.com/c', devices: [{ name: 'a', containerEdits: { mounts: [{ hostPath: '/missing', containerPath: '/m', options: ['bind'] }] } }] }, ['a']);
-  assert.throws(() => applyCdiEdits(baseSpec(), missing, host), (e: unknown) => isBerthError(e) && e.kind === 'NotFound' && /mounts\[0\]: host path "\/missing" does not exist/.test(e.message));
-  const relative = resolvedFrom({ cdiVersion: '0.3.0', kind: 'v.com/c', devices: [{ name: 'a', containerEdits: { mounts: [{ hostPath: 'lib', containerPath: '/m', options: ['rbind'] }] } }] }, ['a']);
-  assert.throws(() => applyCdiEdits(baseSpec(), relative, host), (e: unknown) => isBerthError(e) && e.kind === 'InvalidArgument' && /bind source "lib" must be an absolute path/.test(e.message));
+  const missing = resolvedFrom(
+    {
+      cdiVersion: '0.3.0',
+      kind: 'v.com/c',
+      devices: [{ name: 'a', containerEdits: { mounts: [{ hostPath: '/missing', containerPath: '/m', options: ['bind'] }] } }],
+    },
+    ['a'],
+  );
+  assert.throws(
+    () => applyCdiEdits(baseSpec(), missing, host),
+    (e: unknown) => isBerthError(e) && e.kind === 'NotFound' && /mounts\[0\]: host path "\/missing" does not exist/.test(e.message),
+  );
+  const relative = resolvedFrom(
+    {
+      cdiVersion: '0.3.0',
+      kind: 'v.com/c',
+      devices: [{ name: 'a', containerEdits: { mounts: [{ hostPath: 'lib', containerPath: '/m', options: ['rbind'] }] } }],
+    },
+    ['a'],
+  );
+  assert.throws(
+    () => applyCdiEdits(baseSpec(), relative, host),
+    (e: unknown) => isBerthError(e) && e.kind === 'InvalidArgument' && /bind source "lib" must be an absolute path/.test(e.message),
+  );
 });
 
 test('edits: hooks appended by name, additionalGids added once (0 ignored), intelRdt set', () => {
@@ -368,9 +502,22 @@ test('edits: hooks appended by name, additionalGids added once (0 ignored), inte
     {
       cdiVersion: '0.7.0',
       kind: 'v.com/c',
-      containerEdits: { additionalGids: [44, 0, 10], hooks: [{ hookName: 'createContainer', path: '/usr/bin/vendor-hook', args: ['vendor-hook', 'x'], env: ['K=V'], timeout: 5 }] },
+      containerEdits: {
+        additionalGids: [44, 0, 10],
+        hooks: [{ hookName: 'createContainer', path: '/usr/bin/vendor-hook', args: ['vendor-hook', 'x'], env: ['K=V'], timeout: 5 }],
+      },
       devices: [
-        { name: 'a', containerEdits: { additionalGids: [44, 45], hooks: [{ hookName: 'poststop', path: '/bin/cleanup' }, { hookName: 'prestart', path: '/bin/pre' }], intelRdt: { closID: 'gold', l3CacheSchema: 'L3:0=ff' } } },
+        {
+          name: 'a',
+          containerEdits: {
+            additionalGids: [44, 45],
+            hooks: [
+              { hookName: 'poststop', path: '/bin/cleanup' },
+              { hookName: 'prestart', path: '/bin/pre' },
+            ],
+            intelRdt: { closID: 'gold', l3CacheSchema: 'L3:0=ff' },
+          },
+        },
       ],
     },
     ['a'],
@@ -386,7 +533,10 @@ test('edits: hooks appended by name, additionalGids added once (0 ignored), inte
 });
 
 test('edits: what runc 1.1 cannot do is refused, not dropped', () => {
-  const net = resolvedFrom({ cdiVersion: '1.1.0', kind: 'v.com/c', devices: [{ name: 'a', containerEdits: { netDevices: [{ hostInterfaceName: 'eth9', name: 'net1' }] } }] }, ['a']);
+  const net = resolvedFrom(
+    { cdiVersion: '1.1.0', kind: 'v.com/c', devices: [{ name: 'a', containerEdits: { netDevices: [{ hostInterfaceName: 'eth9', name: 'net1' }] } }] },
+    ['a'],
+  );
   assert.throws(() => applyCdiEdits(baseSpec(), net, host), /CDI device "v\.com\/c=a" .*netDevices cannot be applied/);
   const rdt = resolvedFrom({ cdiVersion: '1.1.0', kind: 'v.com/c', devices: [{ name: 'a', containerEdits: { intelRdt: { schemata: ['L3:0=f'] } } }] }, ['a']);
   assert.throws(() => applyCdiEdits(baseSpec(), rdt, host), /intelRdt schemata\/enableMonitoring cannot be applied/);
@@ -395,20 +545,36 @@ test('edits: what runc 1.1 cannot do is refused, not dropped', () => {
 test('edits: in a user namespace a node with another host path is bound from it (runc binds from the container path)', () => {
   const spec = baseSpec();
   spec.linux!.namespaces = [{ type: 'user', path: '/run/x/user' }];
-  const r = resolvedFrom({ cdiVersion: '0.5.0', kind: 'v.com/c', devices: [{ name: 'a', containerEdits: { deviceNodes: [{ path: '/dev/mynull', hostPath: '/dev/null' }, { path: '/dev/null' }] } }] }, ['a']);
+  const r = resolvedFrom(
+    {
+      cdiVersion: '0.5.0',
+      kind: 'v.com/c',
+      devices: [{ name: 'a', containerEdits: { deviceNodes: [{ path: '/dev/mynull', hostPath: '/dev/null' }, { path: '/dev/null' }] } }],
+    },
+    ['a'],
+  );
   applyCdiEdits(spec, r, host);
   assert.deepEqual(spec.linux!.devices, [
     { path: '/dev/fuse', type: 'c', major: 10, minor: 229 },
     { path: '/dev/null', type: 'c', major: 1, minor: 3, fileMode: 0o666 },
   ]);
-  assert.deepEqual(spec.mounts!.find((m) => m.destination === '/dev/mynull'), { destination: '/dev/mynull', type: 'bind', source: '/dev/null', options: ['bind', 'nosuid', 'noexec'] });
+  assert.deepEqual(
+    spec.mounts!.find((m) => m.destination === '/dev/mynull'),
+    { destination: '/dev/mynull', type: 'bind', source: '/dev/null', options: ['bind', 'nosuid', 'noexec'] },
+  );
   assert.deepEqual(spec.linux!.resources!.devices!.slice(1), [
     { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' },
     { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' },
   ]);
   // A node given only by its numbers cannot be bound there: refused up front.
-  const fake = resolvedFrom({ cdiVersion: '0.3.0', kind: 'v.com/c', devices: [{ name: 'f', containerEdits: { deviceNodes: [{ path: '/dev/fake', type: 'c', major: 240 }] } }] }, ['f']);
+  const fake = resolvedFrom(
+    { cdiVersion: '0.3.0', kind: 'v.com/c', devices: [{ name: 'f', containerEdits: { deviceNodes: [{ path: '/dev/fake', type: 'c', major: 240 }] } }] },
+    ['f'],
+  );
   const u = baseSpec();
   u.linux!.namespaces = [{ type: 'user' }];
-  assert.throws(() => applyCdiEdits(u, fake, host), (e: unknown) => isBerthError(e) && e.kind === 'NotFound' && /host device "\/dev\/fake" does not exist \(in a user namespace/.test(e.message));
+  assert.throws(
+    () => applyCdiEdits(u, fake, host),
+    (e: unknown) => isBerthError(e) && e.kind === 'NotFound' && /host device "\/dev\/fake" does not exist \(in a user namespace/.test(e.message),
+  );
 });

@@ -47,7 +47,10 @@ test('multi-byte characters split across chunks survive', () => {
 
 test('tail keeps the last N lines; timestamps prefix the time', () => {
   const lines: LogLine[] = ['a', 'b', 'c'].map((text) => ({ time: T, stream: 'stdout', text }));
-  assert.deepEqual(lastLines(lines, 2).map((l) => l.text), ['b', 'c']);
+  assert.deepEqual(
+    lastLines(lines, 2).map((l) => l.text),
+    ['b', 'c'],
+  );
   assert.deepEqual(lastLines(lines, 0), []);
   assert.equal(lastLines(lines, undefined).length, 3);
   assert.equal(formatLogLine(lines[0]!, true), `${T} a`);
@@ -60,7 +63,10 @@ test('following a log continues across rotation and stops when told', async (t) 
   const path = join(dir, '0.log');
   writeFileSync(path, `${T} stdout F one\n`);
   const first = readLog(path);
-  assert.deepEqual(first.lines.map((l) => l.text), ['one']);
+  assert.deepEqual(
+    first.lines.map((l) => l.text),
+    ['one'],
+  );
   const seen: string[] = [];
   let stop = false;
   const done = followLog(path, first.size, { onLine: (l) => seen.push(l.text), shouldStop: () => stop, pollMs: 20 }, first.asm);

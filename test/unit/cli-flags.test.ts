@@ -3,7 +3,13 @@ import assert from 'node:assert/strict';
 import { HelpRequested, keyValues, parseFlags } from '../../src/cli/flags.js';
 import { UsageError } from '../../src/cli/common.js';
 
-const spec = { all: { type: 'boolean', short: 'a' }, tail: { type: 'string' }, label: { type: 'strings', short: 'l' }, tty: { type: 'boolean', short: 't' }, interactive: { type: 'boolean', short: 'i' } } as const;
+const spec = {
+  all: { type: 'boolean', short: 'a' },
+  tail: { type: 'string' },
+  label: { type: 'strings', short: 'l' },
+  tty: { type: 'boolean', short: 't' },
+  interactive: { type: 'boolean', short: 'i' },
+} as const;
 
 test('flags parse long, short, inline and repeated forms', () => {
   const p = parseFlags(['-a', '--tail', '5', '-l', 'a=b', '--label=c=d', 'x', 'y'], spec);
@@ -33,9 +39,18 @@ test('-- ends flag parsing', () => {
 });
 
 test('unknown flags and missing values are usage errors naming the flag', () => {
-  assert.throws(() => parseFlags(['--bogus'], spec), (e: unknown) => e instanceof UsageError && /--bogus/.test(e.message));
-  assert.throws(() => parseFlags(['-z'], spec), (e: unknown) => e instanceof UsageError && /-z/.test(e.message));
-  assert.throws(() => parseFlags(['--tail'], spec), (e: unknown) => e instanceof UsageError && /--tail needs a value/.test(e.message));
+  assert.throws(
+    () => parseFlags(['--bogus'], spec),
+    (e: unknown) => e instanceof UsageError && /--bogus/.test(e.message),
+  );
+  assert.throws(
+    () => parseFlags(['-z'], spec),
+    (e: unknown) => e instanceof UsageError && /-z/.test(e.message),
+  );
+  assert.throws(
+    () => parseFlags(['--tail'], spec),
+    (e: unknown) => e instanceof UsageError && /--tail needs a value/.test(e.message),
+  );
   assert.throws(() => parseFlags(['--all=maybe'], spec), UsageError);
 });
 

@@ -6,27 +6,56 @@ import { buildRunConfigs, parsePortFlag, type RunOptions } from '../../src/cli/r
 import { UsageError } from '../../src/cli/common.js';
 import { containerConfigFromText, podConfigFromText, ConfigFileError } from '../../src/cli/config-file.js';
 
-const opts = (o: Partial<RunOptions> = {}): RunOptions => ({ name: 'web', namespace: 'default', image: 'busybox:1', args: [], ports: [], env: [], labels: {}, hostNetwork: false, tty: false, stdin: false, uid: 'u1', ...o });
+const opts = (o: Partial<RunOptions> = {}): RunOptions => ({
+  name: 'web',
+  namespace: 'default',
+  image: 'busybox:1',
+  args: [],
+  ports: [],
+  env: [],
+  labels: {},
+  hostNetwork: false,
+  tty: false,
+  stdin: false,
+  uid: 'u1',
+  ...o,
+});
 
 test('run flags build a pod and a container config', () => {
-  const { pod, container } = buildRunConfigs(opts({ args: ['sh', '-c', 'echo hi'], env: ['A=1', 'B=x=y'], ports: ['8080:80', '127.0.0.1:5353:53/udp'], labels: { app: 'w' } }));
+  const { pod, container } = buildRunConfigs(
+    opts({ args: ['sh', '-c', 'echo hi'], env: ['A=1', 'B=x=y'], ports: ['8080:80', '127.0.0.1:5353:53/udp'], labels: { app: 'w' } }),
+  );
   assert.deepEqual({ ...pod.metadata, $typeName: undefined }, { $typeName: undefined, name: 'web', namespace: 'default', uid: 'u1', attempt: 0 });
   assert.equal(pod.logDirectory, '/var/log/pods/default_web_u1');
   assert.equal(pod.hostname, 'web');
   assert.equal(pod.labels.app, 'w');
   assert.equal(pod.linux?.securityContext?.namespaceOptions?.network, NamespaceMode.POD);
-  assert.deepEqual(pod.portMappings.map((p) => [p.protocol, p.hostIp, p.hostPort, p.containerPort]), [[Protocol.TCP, '', 8080, 80], [Protocol.UDP, '127.0.0.1', 5353, 53]]);
+  assert.deepEqual(
+    pod.portMappings.map((p) => [p.protocol, p.hostIp, p.hostPort, p.containerPort]),
+    [
+      [Protocol.TCP, '', 8080, 80],
+      [Protocol.UDP, '127.0.0.1', 5353, 53],
+    ],
+  );
   assert.equal(container.metadata?.name, 'web');
   assert.equal(container.image?.image, 'busybox:1');
   assert.deepEqual(container.command, []);
   assert.deepEqual(container.args, ['sh', '-c', 'echo hi']);
-  assert.deepEqual(container.envs.map((e) => [e.key, new TextDecoder().decode(e.value)]), [['A', '1'], ['B', 'x=y']]);
+  assert.deepEqual(
+    container.envs.map((e) => [e.key, new TextDecoder().decode(e.value)]),
+    [
+      ['A', '1'],
+      ['B', 'x=y'],
+    ],
+  );
   assert.equal(container.logPath, 'web/0.log');
   assert.equal(container.labels.app, 'w');
 });
 
 test('--host-network, --entrypoint, -i -t and --log-dir map onto the configs', () => {
-  const { pod, container } = buildRunConfigs(opts({ hostNetwork: true, entrypoint: '/bin/sh', args: ['-c', 'x'], tty: true, stdin: true, logDir: '/tmp/logs' }));
+  const { pod, container } = buildRunConfigs(
+    opts({ hostNetwork: true, entrypoint: '/bin/sh', args: ['-c', 'x'], tty: true, stdin: true, logDir: '/tmp/logs' }),
+  );
   assert.equal(pod.linux?.securityContext?.namespaceOptions?.network, NamespaceMode.NODE);
   assert.equal(pod.hostname, '');
   assert.equal(pod.logDirectory, '/tmp/logs');
@@ -38,7 +67,10 @@ test('--host-network, --entrypoint, -i -t and --log-dir map onto the configs', (
 });
 
 test('bad names, ports and env are usage errors naming the flag', () => {
-  assert.throws(() => buildRunConfigs(opts({ name: 'Web_1' })), (e: unknown) => e instanceof UsageError && /--name/.test(e.message));
+  assert.throws(
+    () => buildRunConfigs(opts({ name: 'Web_1' })),
+    (e: unknown) => e instanceof UsageError && /--name/.test(e.message),
+  );
   assert.throws(() => buildRunConfigs(opts({ namespace: '' })), /--namespace/);
   assert.throws(() => parsePortFlag('80'), /--port 80/);
   assert.throws(() => parsePortFlag('0:80'), /host port 0 is out of range/);
@@ -62,13 +94,17 @@ test('built configs survive a protobuf JSON round trip (what a config file would
 });
 
 test('config files: YAML and JSON, snake_case or camelCase names', () => {
-  const yaml = 'metadata:\n  name: nginx-sandbox\n  namespace: default\n  uid: hdishd83djaidwnduwk28bcsb\n  attempt: 1\nlog_directory: /tmp\nlinux:\n  security_context:\n    namespace_options:\n      network: NODE\n';
+  const yaml =
+    'metadata:\n  name: nginx-sandbox\n  namespace: default\n  uid: hdishd83djaidwnduwk28bcsb\n  attempt: 1\nlog_directory: /tmp\nlinux:\n  security_context:\n    namespace_options:\n      network: NODE\n';
   const pod = podConfigFromText(yaml, 'pod.yaml');
   assert.equal(pod.metadata?.name, 'nginx-sandbox');
   assert.equal(pod.metadata?.attempt, 1);
   assert.equal(pod.logDirectory, '/tmp');
   assert.equal(pod.linux?.securityContext?.namespaceOptions?.network, NamespaceMode.NODE);
-  const c = containerConfigFromText('{"metadata":{"name":"b"},"image":{"image":"busybox"},"command":["top"],"logPath":"b.log","envs":[{"key":"A","value":"1"}]}', 'c.json');
+  const c = containerConfigFromText(
+    '{"metadata":{"name":"b"},"image":{"image":"busybox"},"command":["top"],"logPath":"b.log","envs":[{"key":"A","value":"1"}]}',
+    'c.json',
+  );
   assert.deepEqual(c.command, ['top']);
   assert.equal(new TextDecoder().decode(c.envs[0]?.value), '1');
 });
@@ -78,7 +114,10 @@ test('a typo in a config file is an error naming the file and the field', () => 
     () => podConfigFromText('metdata:\n  name: x\n', 'pod.yaml'),
     (e: unknown) => e instanceof ConfigFileError && /pod\.yaml/.test(e.message) && /metdata/.test(e.message),
   );
-  assert.throws(() => containerConfigFromText('{"image": {"image": 5}}', 'c.json'), (e: unknown) => e instanceof ConfigFileError && /c\.json/.test(e.message));
+  assert.throws(
+    () => containerConfigFromText('{"image": {"image": 5}}', 'c.json'),
+    (e: unknown) => e instanceof ConfigFileError && /c\.json/.test(e.message),
+  );
   assert.throws(() => podConfigFromText('- a\n- b\n', 'list.yaml'), /expected an object/);
   assert.throws(() => podConfigFromText('{bad', 'bad.json'), /not valid YAML or JSON/);
 });

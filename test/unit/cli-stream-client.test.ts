@@ -117,7 +117,15 @@ test('port-forward bridges a local connection, also when the client half-closes'
 test('exit codes come from the status document; other failures are errors', () => {
   assert.equal(exitCodeFromStatus(undefined), 0);
   assert.equal(exitCodeFromStatus(Buffer.from('{"status":"Success"}')), 0);
-  assert.equal(exitCodeFromStatus(Buffer.from(JSON.stringify({ status: 'Failure', reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: '42' }] } }))), 42);
-  assert.throws(() => exitCodeFromStatus(Buffer.from(JSON.stringify({ status: 'Failure', reason: 'InternalError', message: 'boom' }))), (e: unknown) => e instanceof RemoteCommandError && e.message === 'boom');
+  assert.equal(
+    exitCodeFromStatus(
+      Buffer.from(JSON.stringify({ status: 'Failure', reason: 'NonZeroExitCode', details: { causes: [{ reason: 'ExitCode', message: '42' }] } })),
+    ),
+    42,
+  );
+  assert.throws(
+    () => exitCodeFromStatus(Buffer.from(JSON.stringify({ status: 'Failure', reason: 'InternalError', message: 'boom' }))),
+    (e: unknown) => e instanceof RemoteCommandError && e.message === 'boom',
+  );
   assert.throws(() => exitCodeFromStatus(Buffer.from('plain text failure')), /plain text failure/);
 });

@@ -45,22 +45,45 @@ const pod = (id: string, name: string, ns: string, state: PodSandboxState, creat
   create(PodSandboxSchema, { id, metadata: { name, namespace: ns, uid: 'u', attempt: 1 }, state, createdAt: nanosAgo(createdMsAgo), runtimeHandler: '' });
 
 test('pods table: columns, truncated ids, newest first, client-side filters', () => {
-  const items = filterPods([pod(ID1, 'web', 'default', PodSandboxState.SANDBOX_READY, 60_000), pod(ID2, 'db', 'prod', PodSandboxState.SANDBOX_NOTREADY, 1000)], {});
+  const items = filterPods(
+    [pod(ID1, 'web', 'default', PodSandboxState.SANDBOX_READY, 60_000), pod(ID2, 'db', 'prod', PodSandboxState.SANDBOX_NOTREADY, 1000)],
+    {},
+  );
   const lines = podsTable(items, NOW).split('\n');
   assert.match(lines[0]!, /^POD ID\s+CREATED\s+STATE\s+NAME\s+NAMESPACE\s+ATTEMPT\s+RUNTIME$/);
   assert.match(lines[1]!, /^a1ffffffffff0\s+1 second ago\s+NotReady\s+db\s+prod\s+1\s+\(default\)$/);
   assert.match(lines[2]!, /^a1b2c3d4e5f60\s+1 minute ago\s+Ready\s+web\s+default\s+1\s+\(default\)$/);
-  assert.deepEqual(filterPods(items, { namespace: 'prod' }).map((p) => p.metadata?.name), ['db']);
-  assert.deepEqual(filterPods(items, { name: 'we' }).map((p) => p.metadata?.name), ['web']);
-  assert.deepEqual(filterPods(items, { idPrefix: 'a1b' }).map((p) => p.metadata?.name), ['web']);
+  assert.deepEqual(
+    filterPods(items, { namespace: 'prod' }).map((p) => p.metadata?.name),
+    ['db'],
+  );
+  assert.deepEqual(
+    filterPods(items, { name: 'we' }).map((p) => p.metadata?.name),
+    ['web'],
+  );
+  assert.deepEqual(
+    filterPods(items, { idPrefix: 'a1b' }).map((p) => p.metadata?.name),
+    ['web'],
+  );
 });
 
 const ctr = (id: string, name: string, state: ContainerState) =>
-  create(ContainerSchema, { id, podSandboxId: ID2, metadata: { name, attempt: 0 }, image: { image: 'registry.local/busybox:1' }, imageRef: 'sha256:' + 'f'.repeat(64), state, createdAt: nanosAgo(2000) });
+  create(ContainerSchema, {
+    id,
+    podSandboxId: ID2,
+    metadata: { name, attempt: 0 },
+    image: { image: 'registry.local/busybox:1' },
+    imageRef: 'sha256:' + 'f'.repeat(64),
+    state,
+    createdAt: nanosAgo(2000),
+  });
 
 test('ps shows running containers unless -a or a state filter is given', () => {
   const all = [ctr(ID1, 'web', ContainerState.CONTAINER_RUNNING), ctr(ID2, 'old', ContainerState.CONTAINER_EXITED)];
-  assert.deepEqual(filterContainers(all, { all: false, stateGiven: false }).map((c) => c.metadata?.name), ['web']);
+  assert.deepEqual(
+    filterContainers(all, { all: false, stateGiven: false }).map((c) => c.metadata?.name),
+    ['web'],
+  );
   assert.equal(filterContainers(all, { all: true, stateGiven: false }).length, 2);
   assert.equal(filterContainers(all, { all: false, stateGiven: true }).length, 2);
   const lines = containersTable(all, NOW).split('\n');
@@ -102,7 +125,10 @@ test('events print one readable line, or one JSON line', () => {
     podSandboxStatus: { id: ID2, metadata: { name: 'p', namespace: 'default' }, state: PodSandboxState.SANDBOX_READY },
     containersStatuses: [{ id: ID1, metadata: { name: 'web' }, state: ContainerState.CONTAINER_EXITED, exitCode: 3, reason: 'Error' }],
   });
-  assert.equal(eventLine(e), `${new Date(NOW).toISOString()} stopped container=a1b2c3d4e5f60 name=web state=Exited exit=3 reason=Error pod=a1ffffffffff0 pod-name=default/p pod-state=Ready`);
+  assert.equal(
+    eventLine(e),
+    `${new Date(NOW).toISOString()} stopped container=a1b2c3d4e5f60 name=web state=Exited exit=3 reason=Error pod=a1ffffffffff0 pod-name=default/p pod-state=Ready`,
+  );
   const j = JSON.parse(eventJson(e)) as { containerId: string; createdAt: number; $typeName?: string };
   assert.equal(j.containerId, ID1);
   assert.equal(j.createdAt, NOW * 1_000_000);

@@ -5,7 +5,12 @@ import { toView } from '../../src/cli/trace.js';
 
 const ms = (n: number) => BigInt(Math.round(n * 1e6));
 const base = 1_700_000_000_000_000_000n;
-const span = (name: string, startMs: number, durMs: number, error?: string): TraceSpanView => ({ name, startNs: base + ms(startMs), durationNs: ms(durMs), error });
+const span = (name: string, startMs: number, durMs: number, error?: string): TraceSpanView => ({
+  name,
+  startNs: base + ms(startMs),
+  durationNs: ms(durMs),
+  error,
+});
 
 test('durations read as ms or s with sensible precision', () => {
   assert.equal(formatDuration(ms(0.5)), '0.50ms');
@@ -47,7 +52,10 @@ test('failed spans are marked and show their error; the total counts them', () =
 
 test('spans sort by start, a parent before the child that starts with it', () => {
   const lines = renderWaterfall([span('child', 0, 5), span('late', 8, 1), span('parent', 0, 10)], 80);
-  assert.deepEqual(lines.slice(2).map((l) => l.trim().split(/\s+/)[0]), ['parent', 'child', 'late']);
+  assert.deepEqual(
+    lines.slice(2).map((l) => l.trim().split(/\s+/)[0]),
+    ['parent', 'child', 'late'],
+  );
 });
 
 test('no spans, zero-length spans and narrow terminals still render', () => {

@@ -11,9 +11,15 @@ test('CNI_ARGS carries IgnoreUnknown and the Kubernetes pod identity in order', 
 
 test('a CNI_ARGS value cannot smuggle in another key', () => {
   for (const v of ['x;IP=198.18.0.9', 'a=b', 'line\nbreak']) {
-    assert.throws(() => buildCniArgs([['K8S_POD_NAME', v]]), (e: unknown) => isBerthError(e, 'InvalidArgument'));
+    assert.throws(
+      () => buildCniArgs([['K8S_POD_NAME', v]]),
+      (e: unknown) => isBerthError(e, 'InvalidArgument'),
+    );
   }
-  assert.throws(() => buildCniArgs([['BAD KEY', 'v']]), (e: unknown) => isBerthError(e, 'InvalidArgument'));
+  assert.throws(
+    () => buildCniArgs([['BAD KEY', 'v']]),
+    (e: unknown) => isBerthError(e, 'InvalidArgument'),
+  );
 });
 
 test('only port mappings with a host port reach portmap, protocol lower-cased, hostIP only when set', () => {
@@ -38,7 +44,9 @@ test('only port mappings with a host port reach portmap, protocol lower-cased, h
 test('runtimeConfig holds only the capabilities a plugin declares as true', () => {
   const args = { portMappings: [{ hostPort: 1, containerPort: 1, protocol: 'tcp' }], bandwidth: { ingressRate: 1 }, dns: undefined };
   assert.equal(runtimeConfigFor({ type: 'bridge' }, args), undefined);
-  assert.deepEqual(runtimeConfigFor({ type: 'portmap', capabilities: { portMappings: true, bandwidth: false, dns: true } }, args), { portMappings: args.portMappings });
+  assert.deepEqual(runtimeConfigFor({ type: 'portmap', capabilities: { portMappings: true, bandwidth: false, dns: true } }, args), {
+    portMappings: args.portMappings,
+  });
 });
 
 test('plugin stdin takes name and cniVersion from the list and adds prevResult only when given', () => {

@@ -33,7 +33,13 @@ async function withEnv(fn: (env: Env) => Promise<void>, opts: { timeoutMs?: numb
   // A second bin dir that is searched first but lacks the plugins: lookup must fall through.
   const emptyBin = join(base, 'empty-bin');
   await mkdir(emptyBin);
-  env.mgr = new CniManager({ confDir: env.confDir, binDirs: [emptyBin, env.binDir], cacheDir: env.cacheDir, logger: logger(), pluginTimeoutMs: opts.timeoutMs ?? 10_000 });
+  env.mgr = new CniManager({
+    confDir: env.confDir,
+    binDirs: [emptyBin, env.binDir],
+    cacheDir: env.cacheDir,
+    logger: logger(),
+    pluginTimeoutMs: opts.timeoutMs ?? 10_000,
+  });
   try {
     await fn(env);
   } finally {
@@ -53,15 +59,27 @@ test('ADD runs the chain in order with env, prevResult chaining and capability-g
     process.env['CNI_COMMAND'] = 'LEAK';
     let r;
     try {
-      r = await e.mgr.setupPod({ ...pod, portMappings: [{ protocol: 'TCP', containerPort: 80, hostPort: 8080 }, { protocol: 'TCP', containerPort: 81, hostPort: 0 }] });
+      r = await e.mgr.setupPod({
+        ...pod,
+        portMappings: [
+          { protocol: 'TCP', containerPort: 80, hostPort: 8080 },
+          { protocol: 'TCP', containerPort: 81, hostPort: 0 },
+        ],
+      });
     } finally {
       delete process.env['CNI_COMMAND'];
     }
     assert.deepEqual(r.ips, ['198.18.0.5']);
     assert.equal(r.network, 'testnet');
-    assert.deepEqual(r.spans.map((s) => `${s.plugin}:${s.command}`), ['alpha:ADD', 'beta:ADD', 'gamma:ADD']);
+    assert.deepEqual(
+      r.spans.map((s) => `${s.plugin}:${s.command}`),
+      ['alpha:ADD', 'beta:ADD', 'gamma:ADD'],
+    );
     const calls = await readCalls(e.binDir);
-    assert.deepEqual(calls.map((c) => c.plugin), ['alpha', 'beta', 'gamma']);
+    assert.deepEqual(
+      calls.map((c) => c.plugin),
+      ['alpha', 'beta', 'gamma'],
+    );
     const [a, b, g] = calls;
     assert.deepEqual(a?.env, {
       CNI_COMMAND: 'ADD',
@@ -84,14 +102,23 @@ test('ADD runs the chain in order with env, prevResult chaining and capability-g
 
 test('DEL runs in reverse with the cached result and config, even after conf_dir changed', async () => {
   await withEnv(async (e) => {
-    await e.writeList([{ type: 'alpha', fake: { result: { cniVersion: '1.0.0', ips: [{ address: '198.18.7.7/24' }] } } }, { type: 'beta', capabilities: { portMappings: true } }]);
+    await e.writeList([
+      { type: 'alpha', fake: { result: { cniVersion: '1.0.0', ips: [{ address: '198.18.7.7/24' }] } } },
+      { type: 'beta', capabilities: { portMappings: true } },
+    ]);
     await e.mgr.setupPod({ ...pod, portMappings: [{ protocol: 'UDP', containerPort: 53, hostPort: 5353 }] });
     await rm(join(e.confDir, '10-test.conflist'));
     await clearCalls(e.binDir);
     const { spans } = await e.mgr.teardownPod({ id: pod.id, netnsPath: pod.netnsPath });
-    assert.deepEqual(spans.map((s) => `${s.plugin}:${s.command}:${s.ok}`), ['beta:DEL:true', 'alpha:DEL:true']);
+    assert.deepEqual(
+      spans.map((s) => `${s.plugin}:${s.command}:${s.ok}`),
+      ['beta:DEL:true', 'alpha:DEL:true'],
+    );
     const calls = await readCalls(e.binDir);
-    assert.deepEqual(calls.map((c) => c.plugin), ['beta', 'alpha']);
+    assert.deepEqual(
+      calls.map((c) => c.plugin),
+      ['beta', 'alpha'],
+    );
     for (const c of calls) {
       assert.equal(c.env['CNI_COMMAND'], 'DEL');
       // The netns path does not exist any more: plugins get an empty CNI_NETNS.
@@ -109,7 +136,11 @@ test('DEL runs in reverse with the cached result and config, even after conf_dir
 
 test('a failed ADD rolls back with DEL on every plugin in reverse, including ones never reached', async () => {
   await withEnv(async (e) => {
-    await e.writeList([{ type: 'alpha' }, { type: 'beta', fake: { failOn: 'ADD', error: { code: 11, msg: 'try later', details: 'ipam busy' } } }, { type: 'gamma' }]);
+    await e.writeList([
+      { type: 'alpha' },
+      { type: 'beta', fake: { failOn: 'ADD', error: { code: 11, msg: 'try later', details: 'ipam busy' } } },
+      { type: 'gamma' },
+    ]);
     await assert.rejects(e.mgr.setupPod(pod), (err: unknown) => {
       assert.ok(err instanceof CniPluginError);
       assert.equal(err.kind, 'Unavailable');
@@ -117,7 +148,10 @@ test('a failed ADD rolls back with DEL on every plugin in reverse, including one
       return true;
     });
     const calls = await readCalls(e.binDir);
-    assert.deepEqual(calls.map((c) => `${c.plugin}:${c.env['CNI_COMMAND']}`), ['alpha:ADD', 'beta:ADD', 'gamma:DEL', 'beta:DEL', 'alpha:DEL']);
+    assert.deepEqual(
+      calls.map((c) => `${c.plugin}:${c.env['CNI_COMMAND']}`),
+      ['alpha:ADD', 'beta:ADD', 'gamma:DEL', 'beta:DEL', 'alpha:DEL'],
+    );
     assert.deepEqual(await cached(e), [], 'nothing cached for a failed ADD');
   });
 });
@@ -128,25 +162,34 @@ test('DEL stops at the first failing plugin and keeps the cache so a retry repea
     await e.mgr.setupPod(pod);
     await clearCalls(e.binDir);
     await assert.rejects(e.mgr.teardownPod({ id: pod.id, netnsPath: pod.netnsPath }), /beta \(network testnet\) DEL failed: fake stderr from beta/);
-    assert.deepEqual((await readCalls(e.binDir)).map((c) => c.plugin), ['gamma', 'beta']);
+    assert.deepEqual(
+      (await readCalls(e.binDir)).map((c) => c.plugin),
+      ['gamma', 'beta'],
+    );
     assert.deepEqual(await readdir(join(e.cacheDir, 'results')), ['testnet-sandbox1-eth0']);
   });
 });
 
 test('a plugin that hangs is killed after the timeout with DeadlineExceeded', async () => {
-  await withEnv(async (e) => {
-    await e.writeList([{ type: 'alpha', fake: { sleepMs: 30_000 } }]);
-    const t0 = Date.now();
-    await assert.rejects(e.mgr.setupPod(pod), (err: unknown) => isBerthError(err, 'DeadlineExceeded') && /alpha.*timed out after 300 ms/.test(err.message));
-    assert.ok(Date.now() - t0 < 10_000);
-  }, { timeoutMs: 300 });
+  await withEnv(
+    async (e) => {
+      await e.writeList([{ type: 'alpha', fake: { sleepMs: 30_000 } }]);
+      const t0 = Date.now();
+      await assert.rejects(e.mgr.setupPod(pod), (err: unknown) => isBerthError(err, 'DeadlineExceeded') && /alpha.*timed out after 300 ms/.test(err.message));
+      assert.ok(Date.now() - t0 < 10_000);
+    },
+    { timeoutMs: 300 },
+  );
 });
 
 test('ADD output that is not a result fails and rolls back', async () => {
   await withEnv(async (e) => {
     await e.writeList([{ type: 'alpha', fake: { result: { cniVersion: '1.0.0', ips: [{ address: '198.18.0.2/24', interface: 4 }] } } }]);
     await assert.rejects(e.mgr.setupPod(pod), /invalid CNI result: ip 198\.18\.0\.2\/24 names interface index 4/);
-    assert.deepEqual((await readCalls(e.binDir)).map((c) => c.env['CNI_COMMAND']), ['ADD', 'DEL']);
+    assert.deepEqual(
+      (await readCalls(e.binDir)).map((c) => c.env['CNI_COMMAND']),
+      ['ADD', 'DEL'],
+    );
   });
 });
 
@@ -176,11 +219,16 @@ test('status is NetworkPluginNotReady until a valid config appears, and names a 
 
 test('for cniVersion 1.1.0 status asks each plugin with STATUS and reports its error', async () => {
   await withEnv(async (e) => {
-    await e.writeList([{ type: 'alpha' }, { type: 'beta', fake: { failOn: 'STATUS', error: { code: 50, msg: 'plugin not available' } } }], { cniVersion: '1.1.0' });
+    await e.writeList([{ type: 'alpha' }, { type: 'beta', fake: { failOn: 'STATUS', error: { code: 50, msg: 'plugin not available' } } }], {
+      cniVersion: '1.1.0',
+    });
     const st = await e.mgr.status();
     assert.equal(st.ready, false);
     assert.match(st.message ?? '', /beta .* STATUS failed: plugin not available \(code 50\)/);
-    assert.deepEqual((await readCalls(e.binDir)).map((c) => `${c.plugin}:${c.env['CNI_COMMAND']}`), ['alpha:STATUS', 'beta:STATUS']);
+    assert.deepEqual(
+      (await readCalls(e.binDir)).map((c) => `${c.plugin}:${c.env['CNI_COMMAND']}`),
+      ['alpha:STATUS', 'beta:STATUS'],
+    );
   });
 });
 
@@ -191,7 +239,10 @@ test('CHECK passes the cached result to each plugin in order', async () => {
     await clearCalls(e.binDir);
     await e.mgr.checkPod({ id: pod.id, netnsPath: pod.netnsPath });
     const calls = await readCalls(e.binDir);
-    assert.deepEqual(calls.map((c) => `${c.plugin}:${c.env['CNI_COMMAND']}`), ['alpha:CHECK', 'beta:CHECK']);
+    assert.deepEqual(
+      calls.map((c) => `${c.plugin}:${c.env['CNI_COMMAND']}`),
+      ['alpha:CHECK', 'beta:CHECK'],
+    );
     assert.ok(calls.every((c) => c.conf['prevResult'] !== undefined));
     await assert.rejects(e.mgr.checkPod({ id: 'other', netnsPath: pod.netnsPath }), (err: unknown) => isBerthError(err, 'NotFound'));
   });

@@ -25,7 +25,9 @@ test('default config file: parses to exactly the embedded defaults and shows eve
   assert.ok(leaves.length >= 14);
   for (const [k, v] of leaves) assert.ok(text.includes(`# ${stringify({ [k]: v }).trim()}\n`), `${k} shown with its default`);
   // Uncommenting every "# key = value" line still gives the defaults (the shown values are the real ones).
-  const uncommented = text.replace(/^# ([a-z_]+ = .*)$/gm, (line, kv: string) => (/^(type|binary|pod_annotations|endpoints|username|password) =/.test(kv) ? line : kv));
+  const uncommented = text.replace(/^# ([a-z_]+ = .*)$/gm, (line, kv: string) =>
+    /^(type|binary|pod_annotations|endpoints|username|password) =/.test(kv) ? line : kv,
+  );
   assert.deepEqual(validateConfig(parseToml(uncommented)), defaults());
   assert.match(text, /SIGHUP/);
   for (const k of RELOADABLE_KEYS) assert.ok(text.includes(k), `reloadable key ${k} listed`);
@@ -35,7 +37,12 @@ test('changedKeys: sections by key, maps as one key, runtimes per handler, TOML 
   const a = cfg({ registry: { mirrors: { 'docker.io': { endpoints: ['https://a.example'] }, 'quay.io': { endpoints: ['https://q.example'] } } } });
   const b = cfg({ registry: { mirrors: { 'quay.io': { endpoints: ['https://q.example'] }, 'docker.io': { endpoints: ['https://a.example'] } } } });
   assert.deepEqual(changedKeys(a, b), []);
-  const c = cfg({ root: '/x', cni: { conf_dir: '/y' }, runtimes: { runc: { type: 'io.containerd.runc.v2' } }, registry: { mirrors: { 'docker.io': { endpoints: ['https://b.example'] } } } });
+  const c = cfg({
+    root: '/x',
+    cni: { conf_dir: '/y' },
+    runtimes: { runc: { type: 'io.containerd.runc.v2' } },
+    registry: { mirrors: { 'docker.io': { endpoints: ['https://b.example'] } } },
+  });
   assert.deepEqual(changedKeys(a, c), ['cni.conf_dir', 'registry.mirrors', 'root', 'runtimes.runc']);
 });
 
@@ -76,7 +83,7 @@ test('registry.credentials: validated by key; redacted in what berth info shows'
   assert.equal(c.registry.credentials['r.example']?.password, 'hunter2', 'the running config keeps them');
 });
 
-test('a TOML syntax error names file, line and column, but never echoes the file\'s lines (they may hold a password)', () => {
+test("a TOML syntax error names file, line and column, but never echoes the file's lines (they may hold a password)", () => {
   const dir = mkdtempSync(join(tmpdir(), 'berth-cfg-'));
   try {
     const f = join(dir, 'berth.toml');
@@ -86,7 +93,10 @@ test('a TOML syntax error names file, line and column, but never echoes the file
       (e: Error) => e.message.startsWith(`${f}: line 3, column `) && !e.message.includes('hunter2') && !e.message.includes('\n'),
     );
     writeFileSync(f, 'password = hunter2\n');
-    assert.throws(() => loadConfig(f), (e: Error) => /line 1, column \d+: invalid value$/.test(e.message) && !e.message.includes('hunter2'));
+    assert.throws(
+      () => loadConfig(f),
+      (e: Error) => /line 1, column \d+: invalid value$/.test(e.message) && !e.message.includes('hunter2'),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -50,7 +50,10 @@ test('config: a TOML syntax error names the file', () => {
   try {
     const f = join(dir, 'bad.toml');
     writeFileSync(f, 'root = \n');
-    assert.throws(() => loadConfig(f), (e: Error) => e.message.includes(f));
+    assert.throws(
+      () => loadConfig(f),
+      (e: Error) => e.message.includes(f),
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -64,7 +67,7 @@ test('config: [cdi] spec_dirs defaults to /etc/cdi then /var/run/cdi; entries mu
   assert.throws(() => validateConfig({ cdi: { spec_dirs: ['/etc/cdi', '/etc/cdi/'] } }), /cdi\.spec_dirs: lists a directory twice/);
 });
 
-test('config: [streaming] limits default to kubelet\'s timeouts; durations are Go-style and checked by key', () => {
+test("config: [streaming] limits default to kubelet's timeouts; durations are Go-style and checked by key", () => {
   const c = validateConfig({});
   assert.equal(c.streaming.idle_timeout, '4h');
   assert.equal(c.streaming.stream_creation_timeout, '30s');

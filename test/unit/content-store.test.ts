@@ -36,12 +36,15 @@ test('a digest mismatch is rejected and nothing becomes visible', async (t) => {
   const store = await newStore(t);
   const data = Buffer.from('real bytes');
   const wrong = sha256('other bytes');
-  await assert.rejects(store.ingest({ mediaType: mt, digest: wrong, size: data.length }, Readable.from([data])), (err: Error & { code?: string; kind?: string }) => {
-    assert.equal(err.code, 'content.digest_mismatch');
-    assert.equal(err.kind, 'FailedPrecondition');
-    assert.match(err.message, new RegExp(`expected ${wrong}, got ${sha256(data)}`));
-    return true;
-  });
+  await assert.rejects(
+    store.ingest({ mediaType: mt, digest: wrong, size: data.length }, Readable.from([data])),
+    (err: Error & { code?: string; kind?: string }) => {
+      assert.equal(err.code, 'content.digest_mismatch');
+      assert.equal(err.kind, 'FailedPrecondition');
+      assert.match(err.message, new RegExp(`expected ${wrong}, got ${sha256(data)}`));
+      return true;
+    },
+  );
   assert.equal(await store.has(wrong), false);
   assert.deepEqual(await readdir(join(store.root, 'ingest')), []);
   assert.deepEqual(await store.list(), []);
@@ -94,13 +97,31 @@ test('ingestStream tees the bytes and ends the copy only after the digest was ve
   const data = Buffer.alloc(200_000, 9);
   const good = store.ingestStream({ mediaType: mt, digest: sha256(data), size: data.length }, chunked(data));
   const seen: Buffer[] = [];
-  await pipeline(good.stream, new Writable({ write(c: Buffer, _e, cb) { seen.push(c); cb(); } }));
+  await pipeline(
+    good.stream,
+    new Writable({
+      write(c: Buffer, _e, cb) {
+        seen.push(c);
+        cb();
+      },
+    }),
+  );
   assert.deepEqual(Buffer.concat(seen), data);
   assert.ok(await store.has(sha256(data)), 'committed before the tee ended');
   await good.done;
 
   const bad = store.ingestStream({ mediaType: mt, digest: sha256('x'), size: data.length }, chunked(data));
-  await assert.rejects(pipeline(bad.stream, new Writable({ write(_c, _e, cb) { cb(); } })), { code: 'content.digest_mismatch' });
+  await assert.rejects(
+    pipeline(
+      bad.stream,
+      new Writable({
+        write(_c, _e, cb) {
+          cb();
+        },
+      }),
+    ),
+    { code: 'content.digest_mismatch' },
+  );
   await assert.rejects(bad.done, { code: 'content.digest_mismatch' });
 });
 
@@ -121,5 +142,5 @@ test('malformed digests never become paths', async (t) => {
   for (const d of ['sha256:../../etc/passwd', 'md5:abcd', 'sha256:' + 'A'.repeat(64), 'sha256:abc', 'nodigest']) {
     assert.throws(() => store.blobPath(d), { code: 'content.invalid_digest' }, d);
   }
-  assert.equal((await readFile(store.blobPath(sha256('')), 'utf8').catch(() => 'absent')), 'absent');
+  assert.equal(await readFile(store.blobPath(sha256('')), 'utf8').catch(() => 'absent'), 'absent');
 });

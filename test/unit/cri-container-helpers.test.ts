@@ -51,7 +51,11 @@ test('propagation lookup finds the mount holding a path, as /proc/self/mountinfo
       return { point: f[4]!, kind: opt.some((o) => o.startsWith('shared:')) ? 'shared' : opt.some((o) => o.startsWith('master:')) ? 'slave' : 'private' };
     });
   // Stacked mounts at one point: the last one listed is the one a path resolves through.
-  const expect = (path: string): string => [...mounts].reverse().filter((m) => path === m.point || path.startsWith(m.point === '/' ? '/' : `${m.point}/`)).sort((a, b) => b.point.length - a.point.length)[0]!.kind;
+  const expect = (path: string): string =>
+    [...mounts]
+      .reverse()
+      .filter((m) => path === m.point || path.startsWith(m.point === '/' ? '/' : `${m.point}/`))
+      .sort((a, b) => b.point.length - a.point.length)[0]!.kind;
   for (const p of ['/', '/proc', '/sys', '/tmp', '/dev/shm']) assert.equal(lookupPropagation(p), expect(p), p);
 });
 
@@ -82,7 +86,10 @@ test('the daemon log forwarder turns FIFO output into CRI records, including an 
     }
     await new Promise((r) => setTimeout(r, 50));
     await f.finish();
-    const lines = readFileSync(log, 'utf8').trim().split('\n').map((l) => l.split(' ').slice(1).join(' '));
+    const lines = readFileSync(log, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => l.split(' ').slice(1).join(' '));
     assert.deepEqual(lines.sort(), ['stderr F e1', 'stdout F a', 'stdout F b']);
     await f.finish(); // idempotent
   } finally {
@@ -98,7 +105,13 @@ test('a TARGET pid namespace must be a running container of the same pod', () =>
   const ctx = { containers: { get: (_ns: string, id: string) => records[id] } } as unknown as Parameters<typeof targetPid>[0];
   const cfg = (targetId: string) => create(ContainerConfigSchema, { linux: { securityContext: { namespaceOptions: { targetId } } } });
   assert.equal(targetPid(ctx, 'k8s.io', cfg('mine'), 'pod-a'), 4242);
-  assert.throws(() => targetPid(ctx, 'k8s.io', cfg('theirs'), 'pod-a'), (e) => isBerthError(e, 'InvalidArgument') && /target_id: container theirs belongs to another pod/.test(e.message));
-  assert.throws(() => targetPid(ctx, 'k8s.io', cfg('gone'), 'pod-a'), (e) => isBerthError(e, 'NotFound'));
+  assert.throws(
+    () => targetPid(ctx, 'k8s.io', cfg('theirs'), 'pod-a'),
+    (e) => isBerthError(e, 'InvalidArgument') && /target_id: container theirs belongs to another pod/.test(e.message),
+  );
+  assert.throws(
+    () => targetPid(ctx, 'k8s.io', cfg('gone'), 'pod-a'),
+    (e) => isBerthError(e, 'NotFound'),
+  );
   assert.equal(targetPid(ctx, 'k8s.io', cfg(''), 'pod-a'), undefined);
 });

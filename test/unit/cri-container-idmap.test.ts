@@ -17,8 +17,11 @@ test('mounts without mappings are passed as they are; nothing is staged', () => 
   plan.release();
 });
 
-test('mappings without a pod user namespace, or other than the pod\'s, are INVALID_ARGUMENT naming the mount', () => {
-  const m = (uids: typeof maps) => [create(MountSchema, { containerPath: '/a', hostPath: '/h/a' }), create(MountSchema, { containerPath: '/b', hostPath: '/h/b', uidMappings: uids, gidMappings: maps })];
+test("mappings without a pod user namespace, or other than the pod's, are INVALID_ARGUMENT naming the mount", () => {
+  const m = (uids: typeof maps) => [
+    create(MountSchema, { containerPath: '/a', hostPath: '/h/a' }),
+    create(MountSchema, { containerPath: '/b', hostPath: '/h/b', uidMappings: uids, gidMappings: maps }),
+  ];
   assert.throws(
     () => prepareIdmapMounts({ ...base, mounts: m(maps), podNamespaces: undefined }),
     (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('config.mounts[1].uid_mappings') && e.message.includes('user namespace'),

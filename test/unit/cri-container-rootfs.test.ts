@@ -71,7 +71,10 @@ test('readUserDb parses the image passwd and group; missing files give empty par
   try {
     writeFileSync(join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\napp:x:1002:1002::/home/app:/bin/sh\n');
     const db = await readUserDb(root);
-    assert.deepEqual(db.passwd?.map((p) => p.uid), [0, 1002]);
+    assert.deepEqual(
+      db.passwd?.map((p) => p.uid),
+      [0, 1002],
+    );
     assert.equal(db.group, undefined);
   } finally {
     rmSync(base, { recursive: true, force: true });

@@ -8,7 +8,11 @@ const status = (uid: string, gid: string, groups: string) => `Name:\tsh\nUid:\t$
 test('host ids map back through the user namespace maps; unmapped ids give no answer', () => {
   const um = '         0     165536      65536\n';
   const gm = '         0     165536      65536\n';
-  assert.deepEqual(idsFromProc(status('166538\t166538\t166538\t166538', '166538\t166538\t166538\t166538', '166538 165636 168536 '), um, gm), { uid: 1002, gid: 1002, additionalGids: [1002, 100, 3000] });
+  assert.deepEqual(idsFromProc(status('166538\t166538\t166538\t166538', '166538\t166538\t166538\t166538', '166538 165636 168536 '), um, gm), {
+    uid: 1002,
+    gid: 1002,
+    additionalGids: [1002, 100, 3000],
+  });
   assert.equal(idsFromProc(status('1000\t1000\t1000\t1000', '165536\t0\t0\t0', ''), um, gm), undefined);
 });
 

@@ -50,12 +50,27 @@ function fakeSnapshotter() {
 
 function fakeCtx(usernsRootfs: { mode: 'idmap' | 'copy'; fallback: boolean }, sn: unknown) {
   const warnings: { msg: string; fields: Record<string, unknown> }[] = [];
-  const log = { info: () => undefined, debug: () => undefined, error: () => undefined, warn: (msg: string, fields: Record<string, unknown>) => warnings.push({ msg, fields }) };
+  const log = {
+    info: () => undefined,
+    debug: () => undefined,
+    error: () => undefined,
+    warn: (msg: string, fields: Record<string, unknown>) => warnings.push({ msg, fields }),
+  };
   return { ctx: { settings: { state: '/nonexistent/state', usernsRootfs }, snapshotter: sn, log } as unknown as RuntimeContext, warnings };
 }
 
 const usernsSandbox = create(PodSandboxConfigSchema, {
-  linux: { securityContext: { namespaceOptions: { usernsOptions: { mode: NamespaceMode.POD, uids: [{ hostId: 200000, containerId: 0, length: 65536 }], gids: [{ hostId: 200000, containerId: 0, length: 65536 }] } } } },
+  linux: {
+    securityContext: {
+      namespaceOptions: {
+        usernsOptions: {
+          mode: NamespaceMode.POD,
+          uids: [{ hostId: 200000, containerId: 0, length: 65536 }],
+          gids: [{ hostId: 200000, containerId: 0, length: 65536 }],
+        },
+      },
+    },
+  },
 });
 const plan = { uidMappings: [{ containerID: 0, hostID: 200000, size: 65536 }], gidMappings: [{ containerID: 0, hostID: 200000, size: 65536 }] };
 
@@ -64,7 +79,14 @@ test('auto (idmap with fallback): where the idmapped layers are refused, the err
   const { ctx, warnings } = fakeCtx({ mode: 'idmap', fallback: true }, sn);
   const r = await prepareContainerRootfs(ctx, 'c1', 'chain', usernsSandbox, {}, '/tmp', '/proc/1/ns/user');
   assert.equal(r.via, 'copy');
-  assert.deepEqual(prepared, [{ key: 'c1', parent: 'chain' }, { key: 'c1', parent: remapName('chain', plan) }], 'first on the image, then on its remapped copy');
+  assert.deepEqual(
+    prepared,
+    [
+      { key: 'c1', parent: 'chain' },
+      { key: 'c1', parent: remapName('chain', plan) },
+    ],
+    'first on the image, then on its remapped copy',
+  );
   assert.deepEqual(removed, ['c1'], 'the snapshot of the refused attempt is removed first');
   assert.equal(warnings.length, 1);
   assert.match(String(warnings[0]!.fields.error), /snapshotter native gives no overlay/, 'the refusal is logged as it was');
@@ -73,7 +95,10 @@ test('auto (idmap with fallback): where the idmapped layers are refused, the err
 test('idmap without fallback: the refusal fails the container (nothing left), and copy mode never tries idmapped layers', async () => {
   const a = fakeSnapshotter();
   const { ctx } = fakeCtx({ mode: 'idmap', fallback: false }, a.sn);
-  await assert.rejects(prepareContainerRootfs(ctx, 'c2', 'chain', usernsSandbox, {}, '/tmp', '/proc/1/ns/user'), (e) => isBerthError(e, 'Internal') && e.code === 'container.idmap_rootfs');
+  await assert.rejects(
+    prepareContainerRootfs(ctx, 'c2', 'chain', usernsSandbox, {}, '/tmp', '/proc/1/ns/user'),
+    (e) => isBerthError(e, 'Internal') && e.code === 'container.idmap_rootfs',
+  );
   assert.deepEqual(a.removed, ['c2']);
   const b = fakeSnapshotter();
   const copy = fakeCtx({ mode: 'copy', fallback: false }, b.sn);

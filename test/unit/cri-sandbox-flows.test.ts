@@ -78,7 +78,10 @@ test('a pod sharing a pid namespace runs a pause task on a snapshot of the sandb
   const rec = rt.ctx.sandboxes.get(NS, id)!;
   assert.equal(rec.state, 'ready');
   assert.ok(rec.pid && rec.pid > 0);
-  assert.deepEqual(rt.tasks.list().map((x) => x.id), [id]);
+  assert.deepEqual(
+    rt.tasks.list().map((x) => x.id),
+    [id],
+  );
   assert.ok(rt.snapshots.snapshots.has(id));
   assert.equal(rec.imageRef, rt.ctx.settings.sandboxImage);
 });
@@ -136,7 +139,10 @@ test('a failed CNI DEL while unwinding keeps the pod NOTREADY with its leftover 
   assert.deepEqual(rt.tasks.list(), []);
   // kubelet sees a NOTREADY pod; the same name is still taken by it.
   const items = await list(rt);
-  assert.deepEqual(items.map((i) => [i.id, i.state]), [[rec.id, PodSandboxState.SANDBOX_NOTREADY]]);
+  assert.deepEqual(
+    items.map((i) => [i.id, i.state]),
+    [[rec.id, PodSandboxState.SANDBOX_NOTREADY]],
+  );
   const info = (await status(rt, rec.id)).info?.info;
   assert.ok(info, 'verbose info');
   assert.deepEqual(JSON.parse(info).leftover, ['cni']);
@@ -235,7 +241,16 @@ test('another attempt of the same pod is not joined to the one in flight', async
   const second = await run(rt, pod({ uid: 'same', attempt: 1 }));
   add.release();
   assert.notEqual(await first, second);
-  assert.deepEqual(rt.ctx.sandboxes.list(NS).map((r) => r.name).sort(), [sandboxName({ name: 'web', namespace: 'default', uid: 'same', attempt: 0 }), sandboxName({ name: 'web', namespace: 'default', uid: 'same', attempt: 1 })].sort());
+  assert.deepEqual(
+    rt.ctx.sandboxes
+      .list(NS)
+      .map((r) => r.name)
+      .sort(),
+    [
+      sandboxName({ name: 'web', namespace: 'default', uid: 'same', attempt: 0 }),
+      sandboxName({ name: 'web', namespace: 'default', uid: 'same', attempt: 1 }),
+    ].sort(),
+  );
 });
 
 test('Stop and Remove of one pod take the sandbox lock in turn: Remove starts after Stop ends', async (t) => {
@@ -290,7 +305,7 @@ test('a pause that outlives SIGKILL is deleted after the kill wait, on the test 
   assert.equal(rt.ctx.sandboxes.get(NS, id)!.state, 'notready');
 });
 
-test("a container that ignores its stop signal is killed when the grace period ends, on the test clock", async (t) => {
+test('a container that ignores its stop signal is killed when the grace period ends, on the test clock', async (t) => {
   const rt = await newTestContext(t);
   const sb = await run(rt, pod());
   const cid = 'f'.repeat(64);

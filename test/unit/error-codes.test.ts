@@ -94,7 +94,11 @@ test('the table: well-formed names, known kinds, one-line meanings, sorted witho
   const source = readFileSync(join(SRC, 'error-codes.ts'), 'utf8');
   const keys = [...source.matchAll(/^ {2}'([^']+)': \{ kind: /gm)].map((m) => m[1]!);
   assert.equal(keys.length, Object.keys(ERROR_CODES).length, 'every table line is parsed, and every entry is one line');
-  assert.deepEqual(keys.filter((k, i) => keys.indexOf(k) !== i), [], 'no code listed twice');
+  assert.deepEqual(
+    keys.filter((k, i) => keys.indexOf(k) !== i),
+    [],
+    'no code listed twice',
+  );
   assert.deepEqual(keys, [...keys].sort(), 'codes sorted');
   for (const [code, info] of Object.entries(ERROR_CODES)) {
     assert.match(code, /^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$/, `${code}: <area>.<what>, lower snake case`);
@@ -177,7 +181,10 @@ test('status details: an ErrorInfo the protobuf-es descriptors read back, and ju
   assert.equal(codeFromDetails(undefined), undefined);
   assert.equal(codeFromDetails([{ typeUrl: 'type.googleapis.com/google.rpc.ErrorInfo', value: Uint8Array.from([0x0a, 0x7f]) }]), undefined, 'truncated');
   assert.equal(codeFromDetails([{ typeUrl: 'type.googleapis.com/google.rpc.RetryInfo', value: new Uint8Array() }]), undefined, 'other detail');
-  const foreign = { typeUrl: 'type.googleapis.com/google.rpc.ErrorInfo', value: encode(google.rpc.ErrorInfoS, { reason: 'RATE_LIMITED', domain: 'googleapis.com', metadata: {} }) };
+  const foreign = {
+    typeUrl: 'type.googleapis.com/google.rpc.ErrorInfo',
+    value: encode(google.rpc.ErrorInfoS, { reason: 'RATE_LIMITED', domain: 'googleapis.com', metadata: {} }),
+  };
   assert.equal(codeFromDetails([foreign]), undefined, 'another domain');
   assert.equal(codeFromDetails([foreign, ...errorInfoDetails('sandbox.not_found')]), 'sandbox.not_found', 'ours among others');
 });

@@ -9,18 +9,25 @@ import { faultable, faultPoint, parseFaults } from '../../src/fault.js';
 
 test('BERTH_FAULT lists steps with pause, kill or fail', () => {
   const p = parseFaults('RunPodSandbox.cni-add:kill, CreateContainer.snapshot.done:pause,StopPodSandbox.network:fail');
-  assert.deepEqual([...p], [
-    ['RunPodSandbox.cni-add', 'kill'],
-    ['CreateContainer.snapshot.done', 'pause'],
-    ['StopPodSandbox.network', 'fail'],
-  ]);
+  assert.deepEqual(
+    [...p],
+    [
+      ['RunPodSandbox.cni-add', 'kill'],
+      ['CreateContainer.snapshot.done', 'pause'],
+      ['StopPodSandbox.network', 'fail'],
+    ],
+  );
   assert.equal(parseFaults(undefined).size, 0);
   assert.equal(parseFaults('').size, 0);
 });
 
 test('a malformed BERTH_FAULT entry is refused naming it', () => {
   for (const bad of ['RunPodSandbox.pin', 'RunPodSandbox.pin:explode', 'pin:kill', ':kill', 'RunPodSandbox.:fail']) {
-    assert.throws(() => parseFaults(bad), (e: Error) => e.message.includes(JSON.stringify(bad)), bad);
+    assert.throws(
+      () => parseFaults(bad),
+      (e: Error) => e.message.includes(JSON.stringify(bad)),
+      bad,
+    );
   }
 });
 

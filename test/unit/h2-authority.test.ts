@@ -55,7 +55,14 @@ function decodeAll(blocks: Buffer[]): H[][] {
 }
 
 const hdr = (name: string, value: string, neverIndex = false): H => ({ name, value, neverIndex });
-const request = (authority: string) => [hdr(':method', 'POST'), hdr(':scheme', 'http'), hdr(':path', '/runtime.v1.RuntimeService/Version'), hdr(':authority', authority), hdr('te', 'trailers'), hdr('secret', 'x', true)];
+const request = (authority: string) => [
+  hdr(':method', 'POST'),
+  hdr(':scheme', 'http'),
+  hdr(':path', '/runtime.v1.RuntimeService/Version'),
+  hdr(':authority', authority),
+  hdr('te', 'trailers'),
+  hdr('secret', 'x', true),
+];
 const settings = frame(0x4, 0, 0, Buffer.alloc(0));
 
 function feedBytewise(f: AuthorityFilter, input: Buffer): Buffer {
@@ -65,12 +72,19 @@ function feedBytewise(f: AuthorityFilter, input: Buffer): Buffer {
 }
 
 test('authorities nghttp2 refuses are recognised; host names, addresses and ports are not touched', () => {
-  for (const ok of ['localhost', 'localhost:80', 'berth.sock', '127.0.0.1:10010', '[::1]:443', '[fe80::1%eth0]', 'a-b_c~d']) assert.ok(authorityAccepted(ok), ok);
-  for (const bad of ['', '/run/berth/berth.sock', 'unix:///run/x.sock', 'a b', '%2Frun%2Fx', 'h\u00e9']) assert.ok(!authorityAccepted(bad), JSON.stringify(bad));
+  for (const ok of ['localhost', 'localhost:80', 'berth.sock', '127.0.0.1:10010', '[::1]:443', '[fe80::1%eth0]', 'a-b_c~d'])
+    assert.ok(authorityAccepted(ok), ok);
+  for (const bad of ['', '/run/berth/berth.sock', 'unix:///run/x.sock', 'a b', '%2Frun%2Fx', 'h\u00e9'])
+    assert.ok(!authorityAccepted(bad), JSON.stringify(bad));
 });
 
 test('a connection whose authorities are fine passes byte for byte', () => {
-  const input = Buffer.concat([PREFACE, settings, frame(0x1, 0x4 | 0x1, 1, encodeLiteralBlock(request('localhost'), false)), frame(0x0, 0x1, 1, Buffer.from('data'))]);
+  const input = Buffer.concat([
+    PREFACE,
+    settings,
+    frame(0x1, 0x4 | 0x1, 1, encodeLiteralBlock(request('localhost'), false)),
+    frame(0x0, 0x1, 1, Buffer.from('data')),
+  ]);
   const f = new AuthorityFilter();
   assert.deepEqual(feedBytewise(f, input), input);
   assert.equal(f.rewritten, 0);
@@ -89,7 +103,10 @@ test('a socket-path authority in a padded, prioritised block split over CONTINUA
   const out = feedBytewise(f, Buffer.concat([PREFACE, settings, headers, cont1, cont2, second]));
   assert.deepEqual(out.subarray(0, PREFACE.length), PREFACE);
   const frames = parseFrames(out.subarray(PREFACE.length));
-  assert.deepEqual(frames.map((x) => x.type), [0x4, 0x1, 0x1]);
+  assert.deepEqual(
+    frames.map((x) => x.type),
+    [0x4, 0x1, 0x1],
+  );
   const [, h1, h2] = frames as [Frame, Frame, Frame];
   assert.equal(h1.flags, 0x20 | 0x1 | 0x4, 'priority and end-stream kept, padding dropped, one frame');
   assert.deepEqual(h1.payload.subarray(0, 5), prio);
@@ -108,7 +125,14 @@ test('a rewritten block larger than one frame goes out as HEADERS + CONTINUATION
   const f = new AuthorityFilter();
   const out = Buffer.concat(f.feed(Buffer.concat([PREFACE, frame(0x1, 0x4, 1, encodeLiteralBlock(hs, false))])));
   const frames = parseFrames(out.subarray(PREFACE.length));
-  assert.deepEqual(frames.map((x) => [x.type, x.flags & 0x4]), [[0x1, 0], [0x9, 0], [0x9, 0x4]]);
+  assert.deepEqual(
+    frames.map((x) => [x.type, x.flags & 0x4]),
+    [
+      [0x1, 0],
+      [0x9, 0],
+      [0x9, 0x4],
+    ],
+  );
   for (const fr of frames) assert.ok(fr.payload.length <= 16_384);
   const [decoded] = decodeAll([Buffer.concat(frames.map((x) => x.payload))]);
   assert.equal(decoded!.find((h) => h.name === ':authority')?.value, 'localhost');
@@ -119,7 +143,10 @@ test('an invalid host header is dropped, a valid one kept', () => {
   const f = new AuthorityFilter();
   const out = Buffer.concat(f.feed(Buffer.concat([PREFACE, frame(0x1, 0x4, 1, encodeLiteralBlock([...request('localhost'), hdr('host', '/x.sock')], false))])));
   const [decoded] = decodeAll([parseFrames(out.subarray(PREFACE.length))[0]!.payload]);
-  assert.equal(decoded!.some((h) => h.name === 'host'), false);
+  assert.equal(
+    decoded!.some((h) => h.name === 'host'),
+    false,
+  );
   assert.equal(decoded!.find((h) => h.name === ':authority')?.value, 'localhost');
 });
 

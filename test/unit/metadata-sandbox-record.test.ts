@@ -9,7 +9,13 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { openMetadata, SCHEMA_VERSION } from '../../src/core/metadata/db.js';
 import { ContainerStore, NameStore, SandboxStore } from '../../src/core/metadata/records.js';
-import { checkSandboxTransition, sandboxTransitions, SANDBOX_RECORD_VERSION, type SandboxRecord, type SandboxState } from '../../src/core/metadata/sandbox-record.js';
+import {
+  checkSandboxTransition,
+  sandboxTransitions,
+  SANDBOX_RECORD_VERSION,
+  type SandboxRecord,
+  type SandboxState,
+} from '../../src/core/metadata/sandbox-record.js';
 import { BerthError } from '../../src/errors.js';
 import { tempDir } from '../helpers/tar.js';
 
@@ -133,7 +139,10 @@ test('a sandbox record written by a newer berth is refused, naming its version',
   t.after(() => db.close());
   db.prepare('INSERT INTO sandboxes (namespace, id, record) VALUES (?, ?, ?)').run('k8s.io', 'n', JSON.stringify({ ...record(), id: 'n', version: 3 }));
   const store = new SandboxStore(db);
-  assert.throws(() => store.get('k8s.io', 'n'), (err: unknown) => code('metadata.record_too_new')(err) && /version 3/.test((err as Error).message));
+  assert.throws(
+    () => store.get('k8s.io', 'n'),
+    (err: unknown) => code('metadata.record_too_new')(err) && /version 3/.test((err as Error).message),
+  );
   assert.throws(() => store.list('k8s.io'), code('metadata.record_too_new'));
 });
 
@@ -143,5 +152,8 @@ test('a metadata database with a newer schema than this berth is refused at open
   const raw = new Database(path);
   raw.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
   raw.close();
-  assert.throws(() => openMetadata(path), (err: unknown) => code('metadata.schema_too_new')(err) && (err as Error).message.includes(path));
+  assert.throws(
+    () => openMetadata(path),
+    (err: unknown) => code('metadata.schema_too_new')(err) && (err as Error).message.includes(path),
+  );
 });

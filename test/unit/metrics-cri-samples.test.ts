@@ -12,7 +12,13 @@ import type { ContainerRecord } from '../../src/core/metadata/records.js';
 test('a cgroup v1 sample: working set is usage minus inactive file; huge limits mean none', () => {
   const m = create(V1.MetricsSchema, {
     cpu: { usage: { total: 5_000_000_000n } },
-    memory: { usage: { usage: 100n << 20n, limit: 0x7ffffffffffff000n }, totalInactiveFile: 30n << 20n, totalRss: 60n << 20n, totalPgFault: 7n, totalPgMajFault: 1n },
+    memory: {
+      usage: { usage: 100n << 20n, limit: 0x7ffffffffffff000n },
+      totalInactiveFile: 30n << 20n,
+      totalRss: 60n << 20n,
+      totalPgFault: 7n,
+      totalPgMajFault: 1n,
+    },
     pids: { current: 3n },
   });
   const s = sampleFromMetrics({ cgroup: 'v1', metrics: m }, 42n);
@@ -25,7 +31,11 @@ test('a cgroup v1 sample: working set is usage minus inactive file; huge limits 
 });
 
 test('a cgroup v2 sample converts usec to ns and keeps a real limit; available = limit - working set', () => {
-  const m = create(V2.MetricsSchema, { cpu: { usageUsec: 2000n }, memory: { usage: 50n, inactiveFile: 80n, usageLimit: 1000n, anon: 40n }, pids: { current: 1n } });
+  const m = create(V2.MetricsSchema, {
+    cpu: { usageUsec: 2000n },
+    memory: { usage: 50n, inactiveFile: 80n, usageLimit: 1000n, anon: 40n },
+    pids: { current: 1n },
+  });
   const s = sampleFromMetrics({ cgroup: 'v2', metrics: m }, 1n);
   assert.equal(s.cpuNanos, 2_000_000n);
   assert.equal(s.workingSet, 0n, 'never negative');
@@ -94,7 +104,15 @@ test('every container metric has a descriptor and as many label values as label 
     assert.equal(m.labelValues?.length, d.labelKeys.length);
   }
   assert.equal(ms.find((m) => m.name === 'container_cpu_usage_seconds_total')?.value?.value, 3n);
-  for (const n of ['container_network_receive_bytes_total', 'container_network_transmit_bytes_total', 'container_memory_working_set_bytes', 'container_processes']) {
-    assert.ok(METRIC_DESCRIPTORS.some((d) => d.name === n), n);
+  for (const n of [
+    'container_network_receive_bytes_total',
+    'container_network_transmit_bytes_total',
+    'container_memory_working_set_bytes',
+    'container_processes',
+  ]) {
+    assert.ok(
+      METRIC_DESCRIPTORS.some((d) => d.name === n),
+      n,
+    );
   }
 });

@@ -15,6 +15,10 @@ test('pin paths: the netns keeps the plain id, the others get a kind suffix', ()
 
 test('pin paths refuse ids that could leave the directory or alias another pin', () => {
   for (const bad of ['../x', 'a/b', '', 'x.ipc', '.hidden']) {
-    assert.throws(() => pinPaths('/d', bad, ['net']), (e) => isBerthError(e, 'InvalidArgument'), bad);
+    assert.throws(
+      () => pinPaths('/d', bad, ['net']),
+      (e) => isBerthError(e, 'InvalidArgument'),
+      bad,
+    );
   }
 });

@@ -24,7 +24,9 @@ const USERS = loadUserDb(
   'root:x:0:\nwheel:x:10:root,app\napp:x:1000:app\naudio:x:29:app\nbig:x:3000000000:\n',
 );
 
-function build(opts: { container?: ContainerInit; sc?: SecurityInit; sandbox?: SandboxInit; image?: ImageConfig; input?: Partial<ContainerSpecInput> } = {}): Spec {
+function build(
+  opts: { container?: ContainerInit; sc?: SecurityInit; sandbox?: SandboxInit; image?: ImageConfig; input?: Partial<ContainerSpecInput> } = {},
+): Spec {
   const config = create(ContainerConfigSchema, {
     metadata: { name: 'app' },
     ...opts.container,
@@ -127,14 +129,20 @@ test('privileged: all caps, no masked or read-only paths, no seccomp, writable s
 });
 
 test('privileged container in an unprivileged sandbox is rejected', () => {
-  assert.throws(() => build({ sc: { privileged: true } }), (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('linux.security_context.privileged'));
+  assert.throws(
+    () => build({ sc: { privileged: true } }),
+    (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('linux.security_context.privileged'),
+  );
 });
 
 test('masked and read-only paths from the config replace the defaults', () => {
   const s = build({ sc: { maskedPaths: ['/proc/kcore'], readonlyPaths: ['/proc/sys'] } });
   assert.deepEqual(s.linux!.maskedPaths, ['/proc/kcore']);
   assert.deepEqual(s.linux!.readonlyPaths, ['/proc/sys']);
-  assert.throws(() => build({ sc: { maskedPaths: ['proc'] } }), (e) => isBerthError(e, 'InvalidArgument') && /masked_paths\[0\]/.test(e.message));
+  assert.throws(
+    () => build({ sc: { maskedPaths: ['proc'] } }),
+    (e) => isBerthError(e, 'InvalidArgument') && /masked_paths\[0\]/.test(e.message),
+  );
 });
 
 test('user resolution: run_as_user, run_as_username, run_as_group and the image User', () => {
@@ -149,7 +157,8 @@ test('user resolution: run_as_user, run_as_username, run_as_group and the image 
 test('supplemental groups: primary, then image groups, then requested, deduplicated in that order', () => {
   const u = build({ sc: { runAsUser: { value: 1000n }, supplementalGroups: [29n, 500n, 10n, 501n] } }).process!.user;
   assert.deepEqual(u.additionalGids, [1000, 10, 29, 500, 501]);
-  const strict = build({ sc: { runAsUser: { value: 1000n }, supplementalGroups: [500n], supplementalGroupsPolicy: SupplementalGroupsPolicy.Strict } }).process!.user;
+  const strict = build({ sc: { runAsUser: { value: 1000n }, supplementalGroups: [500n], supplementalGroupsPolicy: SupplementalGroupsPolicy.Strict } }).process!
+    .user;
   assert.deepEqual(strict.additionalGids, [1000, 500]);
 });
 
@@ -163,7 +172,11 @@ test('invalid user settings are InvalidArgument naming the field', () => {
     [{ runAsUser: { value: 1n }, supplementalGroups: [-3n] }, 'linux.security_context.supplemental_groups[0]'],
   ];
   for (const [sc, field] of cases) {
-    assert.throws(() => build({ sc }), (e) => isBerthError(e, 'InvalidArgument') && e.message.startsWith(`container config: ${field}`), field);
+    assert.throws(
+      () => build({ sc }),
+      (e) => isBerthError(e, 'InvalidArgument') && e.message.startsWith(`container config: ${field}`),
+      field,
+    );
   }
 });
 
@@ -173,34 +186,66 @@ test('namespace modes: CONTAINER pid is new, NODE omits, TARGET joins the target
   const hostPid = build({ sc: { namespaceOptions: { pid: NamespaceMode.NODE } } });
   assert.ok(!hostPid.linux!.namespaces!.some((n) => n.type === 'pid'));
   const t = build({ sc: { namespaceOptions: { pid: NamespaceMode.TARGET, targetId: 'c0' } }, input: { targetPid: 777 } });
-  assert.deepEqual(t.linux!.namespaces!.find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/777/ns/pid' });
-  assert.throws(() => build({ sc: { namespaceOptions: { pid: NamespaceMode.TARGET, targetId: 'c0' } } }), (e) => isBerthError(e, 'InvalidArgument') && /target_id/.test(e.message));
-  assert.throws(() => build({ sc: { namespaceOptions: { network: NamespaceMode.TARGET } } }), (e) => isBerthError(e, 'InvalidArgument') && /namespace_options.network/.test(e.message));
+  assert.deepEqual(
+    t.linux!.namespaces!.find((n) => n.type === 'pid'),
+    { type: 'pid', path: '/proc/777/ns/pid' },
+  );
+  assert.throws(
+    () => build({ sc: { namespaceOptions: { pid: NamespaceMode.TARGET, targetId: 'c0' } } }),
+    (e) => isBerthError(e, 'InvalidArgument') && /target_id/.test(e.message),
+  );
+  assert.throws(
+    () => build({ sc: { namespaceOptions: { network: NamespaceMode.TARGET } } }),
+    (e) => isBerthError(e, 'InvalidArgument') && /namespace_options.network/.test(e.message),
+  );
 });
 
 test('pod user namespace: joins the sandbox user namespace with the mappings', () => {
-  const s = build({ sc: { namespaceOptions: { usernsOptions: { mode: NamespaceMode.POD, uids: [{ hostId: 65536, containerId: 0, length: 65536 }], gids: [{ hostId: 65536, containerId: 0, length: 65536 }] } } } });
+  const s = build({
+    sc: {
+      namespaceOptions: {
+        usernsOptions: {
+          mode: NamespaceMode.POD,
+          uids: [{ hostId: 65536, containerId: 0, length: 65536 }],
+          gids: [{ hostId: 65536, containerId: 0, length: 65536 }],
+        },
+      },
+    },
+  });
   assert.deepEqual(s.linux!.namespaces!.at(-1), { type: 'user', path: '/proc/4242/ns/user' });
   assert.deepEqual(s.linux!.uidMappings, [{ containerID: 0, hostID: 65536, size: 65536 }]);
   assert.throws(
-    () => build({ sc: { namespaceOptions: { usernsOptions: { mode: NamespaceMode.POD, uids: [{ hostId: 4294967295, containerId: 0, length: 2 }], gids: [] } } } }),
+    () =>
+      build({ sc: { namespaceOptions: { usernsOptions: { mode: NamespaceMode.POD, uids: [{ hostId: 4294967295, containerId: 0, length: 2 }], gids: [] } } } }),
     (e) => isBerthError(e, 'InvalidArgument') && /userns_options/.test(e.message),
   );
 });
 
 test('oom_score_adj is clamped to the daemon value when restricted', () => {
-  const r = (adj: bigint, restrict?: number) => build({ container: { linux: { resources: { oomScoreAdj: adj } } }, input: { options: { restrictOomScoreAdj: restrict } } }).process!.oomScoreAdj;
+  const r = (adj: bigint, restrict?: number) =>
+    build({ container: { linux: { resources: { oomScoreAdj: adj } } }, input: { options: { restrictOomScoreAdj: restrict } } }).process!.oomScoreAdj;
   assert.equal(r(-500n), -500);
   assert.equal(r(-500n, 0), 0);
   assert.equal(r(500n, 0), 500);
-  assert.throws(() => r(-1001n), (e) => isBerthError(e, 'InvalidArgument') && /oom_score_adj/.test(e.message));
+  assert.throws(
+    () => r(-1001n),
+    (e) => isBerthError(e, 'InvalidArgument') && /oom_score_adj/.test(e.message),
+  );
 });
 
 test('resources: cpu, memory with swap equal to memory, hugepages, unified, pids', () => {
   const s = build({
     container: {
       linux: {
-        resources: { cpuPeriod: 100000n, cpuQuota: 50000n, cpuShares: 512n, memoryLimitInBytes: 1n << 30n, cpusetCpus: '0-1', hugepageLimits: [{ pageSize: '2MB', limit: 4194304n }], unified: { 'memory.high': '1G' } },
+        resources: {
+          cpuPeriod: 100000n,
+          cpuQuota: 50000n,
+          cpuShares: 512n,
+          memoryLimitInBytes: 1n << 30n,
+          cpusetCpus: '0-1',
+          hugepageLimits: [{ pageSize: '2MB', limit: 4194304n }],
+          unified: { 'memory.high': '1G' },
+        },
       },
     },
     input: { options: { swapControllerAvailable: true, pidsLimit: 100 } },
@@ -211,8 +256,14 @@ test('resources: cpu, memory with swap equal to memory, hugepages, unified, pids
   assert.deepEqual(r.hugepageLimits, [{ pageSize: '2MB', limit: 4194304 }]);
   assert.deepEqual(r.unified, { 'memory.high': '1G' });
   assert.deepEqual(r.pids, { limit: 100 });
-  assert.throws(() => build({ container: { linux: { resources: { unified: { '../x': '1' } } } } }), (e) => isBerthError(e, 'InvalidArgument') && /unified/.test(e.message));
-  assert.throws(() => build({ container: { linux: { resources: { cpusetCpus: '0;1' } } } }), (e) => isBerthError(e, 'InvalidArgument') && /cpuset_cpus/.test(e.message));
+  assert.throws(
+    () => build({ container: { linux: { resources: { unified: { '../x': '1' } } } } }),
+    (e) => isBerthError(e, 'InvalidArgument') && /unified/.test(e.message),
+  );
+  assert.throws(
+    () => build({ container: { linux: { resources: { cpusetCpus: '0;1' } } } }),
+    (e) => isBerthError(e, 'InvalidArgument') && /cpuset_cpus/.test(e.message),
+  );
 });
 
 test('devices: stat through the callback, with permissions and an allow rule', () => {
@@ -223,8 +274,14 @@ test('devices: stat through the callback, with permissions and an allow rule', (
   assert.deepEqual(s.linux!.devices, [{ path: '/dev/fuse', type: 'c', major: 10, minor: 229, fileMode: 0o666, uid: 0, gid: 0 }]);
   assert.deepEqual(s.linux!.resources!.devices!.at(-1), { allow: true, type: 'c', major: 10, minor: 229, access: 'rw' });
   const stat = () => undefined;
-  assert.throws(() => build({ container: { devices: [{ hostPath: '/dev/nope', permissions: 'rw' }] }, input: { statDevice: stat } }), (e) => isBerthError(e, 'InvalidArgument') && /devices\[0\]/.test(e.message));
-  assert.throws(() => build({ container: { devices: [{ hostPath: '/dev/fuse', permissions: 'rwx' }] }, input: { statDevice: stat } }), (e) => isBerthError(e, 'InvalidArgument') && /permissions/.test(e.message));
+  assert.throws(
+    () => build({ container: { devices: [{ hostPath: '/dev/nope', permissions: 'rw' }] }, input: { statDevice: stat } }),
+    (e) => isBerthError(e, 'InvalidArgument') && /devices\[0\]/.test(e.message),
+  );
+  assert.throws(
+    () => build({ container: { devices: [{ hostPath: '/dev/fuse', permissions: 'rwx' }] }, input: { statDevice: stat } }),
+    (e) => isBerthError(e, 'InvalidArgument') && /permissions/.test(e.message),
+  );
 });
 
 test('seccomp RuntimeDefault follows the final capability set; Localhost uses the supplied profile', () => {
@@ -248,36 +305,56 @@ test('readonly rootfs, no_new_privs, tty and working dir from the config', () =>
   assert.ok(s.mounts!.find((m) => m.destination === '/etc/hosts')!.options!.includes('ro'));
 });
 
-test('annotations: only those the handler allows pass; never runc\'s systemd properties or berth keys by default', () => {
-  const given = { 'team': 'a', 'run.oci.keep_original_groups': '1', 'org.systemd.property.DeviceAllow': "'char-* rwm'", 'io.kubernetes.cri.container-type': 'sandbox' };
+test("annotations: only those the handler allows pass; never runc's systemd properties or berth keys by default", () => {
+  const given = {
+    team: 'a',
+    'run.oci.keep_original_groups': '1',
+    'org.systemd.property.DeviceAllow': "'char-* rwm'",
+    'io.kubernetes.cri.container-type': 'sandbox',
+  };
   const s = build({ container: { annotations: given } });
   assert.equal(s.annotations!['team'], undefined);
   assert.equal(s.annotations!['run.oci.keep_original_groups'], undefined);
   assert.equal(s.annotations!['org.systemd.property.DeviceAllow'], undefined);
   assert.equal(s.annotations!['io.kubernetes.cri.container-type'], 'container');
-  const allowed = build({ container: { annotations: { ...given, 'run.oci.x': '1' } }, input: { options: { allowedContainerAnnotations: ['run.oci.*', 'team', 'io.kubernetes.cri.*'] } } });
+  const allowed = build({
+    container: { annotations: { ...given, 'run.oci.x': '1' } },
+    input: { options: { allowedContainerAnnotations: ['run.oci.*', 'team', 'io.kubernetes.cri.*'] } },
+  });
   assert.equal(allowed.annotations!['run.oci.x'], '1');
   assert.equal(allowed.annotations!['team'], 'a');
   assert.equal(allowed.annotations!['org.systemd.property.DeviceAllow'], undefined);
-  assert.equal(allowed.annotations!['io.kubernetes.cri.container-type'], 'container', 'berth keys are berth\'s');
+  assert.equal(allowed.annotations!['io.kubernetes.cri.container-type'], 'container', "berth keys are berth's");
 });
 
 test('systemd cgroup parents use the slice:prefix:name form', () => {
   const s = build({ sandbox: { metadata: { name: 'pod' }, linux: { cgroupParent: 'kubepods-burstable-podx.slice' } } });
   assert.equal(s.linux!.cgroupsPath, 'kubepods-burstable-podx.slice:berth:c1');
-  assert.throws(() => build({ sandbox: { metadata: { name: 'pod' }, linux: { cgroupParent: '/kubepods/../../etc' } } }), (e) => isBerthError(e, 'InvalidArgument') && /cgroup_parent/.test(e.message));
+  assert.throws(
+    () => build({ sandbox: { metadata: { name: 'pod' }, linux: { cgroupParent: '/kubepods/../../etc' } } }),
+    (e) => isBerthError(e, 'InvalidArgument') && /cgroup_parent/.test(e.message),
+  );
 });
 
 test('missing metadata name is InvalidArgument', () => {
-  assert.throws(() => build({ container: { metadata: { name: '' } } }), (e) => isBerthError(e, 'InvalidArgument') && /metadata.name/.test(e.message));
+  assert.throws(
+    () => build({ container: { metadata: { name: '' } } }),
+    (e) => isBerthError(e, 'InvalidArgument') && /metadata.name/.test(e.message),
+  );
 });
 
 test('procMount as kubelet sends it: empty masked/readonly lists mean none in a pod user namespace, the defaults outside one', () => {
-  const userns = { mode: NamespaceMode.POD, uids: [{ hostId: 65536, containerId: 0, length: 65536 }], gids: [{ hostId: 65536, containerId: 0, length: 65536 }] };
+  const userns = {
+    mode: NamespaceMode.POD,
+    uids: [{ hostId: 65536, containerId: 0, length: 65536 }],
+    gids: [{ hostId: 65536, containerId: 0, length: 65536 }],
+  };
   const unmasked = build({ sc: { namespaceOptions: { usernsOptions: userns }, maskedPaths: [], readonlyPaths: [] } });
   assert.deepEqual(unmasked.linux!.maskedPaths, []);
   assert.deepEqual(unmasked.linux!.readonlyPaths, []);
-  const dflt = build({ sc: { namespaceOptions: { usernsOptions: userns }, maskedPaths: [...DEFAULT_MASKED_PATHS], readonlyPaths: [...DEFAULT_READONLY_PATHS] } });
+  const dflt = build({
+    sc: { namespaceOptions: { usernsOptions: userns }, maskedPaths: [...DEFAULT_MASKED_PATHS], readonlyPaths: [...DEFAULT_READONLY_PATHS] },
+  });
   assert.deepEqual(dflt.linux!.maskedPaths, [...DEFAULT_MASKED_PATHS]);
   const hostUsers = build({ sc: { maskedPaths: [], readonlyPaths: [] } });
   assert.deepEqual(hostUsers.linux!.maskedPaths, [...DEFAULT_MASKED_PATHS]);

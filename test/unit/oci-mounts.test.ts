@@ -5,7 +5,8 @@ import { ImageSpecSchema, MountPropagation, MountSchema, type Mount as CriMount 
 import { isBerthError } from '../../src/errors.js';
 import { bindSysfsForHostNetworkUserns, imageVolumeMounts, planMounts, sandboxFileMounts } from '../../src/oci/mounts.js';
 
-const m = (containerPath: string, hostPath: string, extra: Partial<CriMount> = {}) => create(MountSchema, { containerPath, hostPath, ...extra } as MessageInitShape<typeof MountSchema>);
+const m = (containerPath: string, hostPath: string, extra: Partial<CriMount> = {}) =>
+  create(MountSchema, { containerPath, hostPath, ...extra } as MessageInitShape<typeof MountSchema>);
 const files = { hostnamePath: '/sb/hostname', hostsPath: '/sb/hosts', resolvConfPath: '/sb/resolv.conf', shmPath: '/sb/shm' };
 const plan = (criMounts: CriMount[], privileged = false) =>
   planMounts({ criMounts, extraMounts: sandboxFileMounts(files, criMounts, false, false), privileged, field: 'container config: mounts' });
@@ -15,10 +16,16 @@ test('propagation modes map to rprivate / rslave / rshared and set rootfs propag
     m('/a', '/h/a', { propagation: MountPropagation.PROPAGATION_PRIVATE }),
     m('/b', '/h/b', { propagation: MountPropagation.PROPAGATION_HOST_TO_CONTAINER, readonly: true }),
   ]);
-  assert.deepEqual(p.mounts.find((x) => x.destination === '/a'), { destination: '/a', type: 'bind', source: '/h/a', options: ['rbind', 'rprivate', 'rw'] });
+  assert.deepEqual(
+    p.mounts.find((x) => x.destination === '/a'),
+    { destination: '/a', type: 'bind', source: '/h/a', options: ['rbind', 'rprivate', 'rw'] },
+  );
   assert.deepEqual(p.mounts.find((x) => x.destination === '/b')?.options, ['rbind', 'rslave', 'ro']);
   assert.equal(p.rootfsPropagation, 'rslave');
-  const shared = plan([m('/c', '/h/c', { propagation: MountPropagation.PROPAGATION_BIDIRECTIONAL }), m('/d', '/h/d', { propagation: MountPropagation.PROPAGATION_HOST_TO_CONTAINER })]);
+  const shared = plan([
+    m('/c', '/h/c', { propagation: MountPropagation.PROPAGATION_BIDIRECTIONAL }),
+    m('/d', '/h/d', { propagation: MountPropagation.PROPAGATION_HOST_TO_CONTAINER }),
+  ]);
   assert.deepEqual(shared.mounts.find((x) => x.destination === '/c')?.options, ['rbind', 'rshared', 'rw']);
   assert.equal(shared.rootfsPropagation, 'rshared');
   assert.equal(plan([m('/a', '/h/a')]).rootfsPropagation, undefined);
@@ -26,7 +33,14 @@ test('propagation modes map to rprivate / rslave / rshared and set rootfs propag
 
 test('propagation lookup rejects a bidirectional mount from a private host mount', () => {
   assert.throws(
-    () => planMounts({ criMounts: [m('/c', '/h/c', { propagation: MountPropagation.PROPAGATION_BIDIRECTIONAL })], extraMounts: [], privileged: false, lookupPropagation: () => 'slave', field: 'f' }),
+    () =>
+      planMounts({
+        criMounts: [m('/c', '/h/c', { propagation: MountPropagation.PROPAGATION_BIDIRECTIONAL })],
+        extraMounts: [],
+        privileged: false,
+        lookupPropagation: () => 'slave',
+        field: 'f',
+      }),
     (e) => isBerthError(e, 'InvalidArgument') && /shared/.test(e.message),
   );
 });
@@ -46,13 +60,22 @@ test('sandbox files are mounted unless the config mounts the same path', () => {
 test('sandbox files are read-only with a read-only rootfs; host IPC uses the host /dev/shm', () => {
   const binds = sandboxFileMounts(files, [], true, true);
   assert.equal(binds.find((b) => b.containerPath === '/etc/hosts')?.readonly, true);
-  assert.deepEqual(binds.find((b) => b.containerPath === '/dev/shm'), { containerPath: '/dev/shm', hostPath: '/dev/shm', readonly: false, propagation: MountPropagation.PROPAGATION_PRIVATE });
-  assert.equal(sandboxFileMounts({ ...files, hostnamePath: undefined }, [], false, false).some((b) => b.containerPath === '/etc/hostname'), false);
+  assert.deepEqual(
+    binds.find((b) => b.containerPath === '/dev/shm'),
+    { containerPath: '/dev/shm', hostPath: '/dev/shm', readonly: false, propagation: MountPropagation.PROPAGATION_PRIVATE },
+  );
+  assert.equal(
+    sandboxFileMounts({ ...files, hostnamePath: undefined }, [], false, false).some((b) => b.containerPath === '/etc/hostname'),
+    false,
+  );
 });
 
 test('defaults: kernel filesystems, read-only sysfs and cgroup; writable when privileged', () => {
   const p = plan([]);
-  assert.deepEqual(p.mounts.slice(0, 7).map((x) => x.destination), ['/proc', '/dev', '/dev/pts', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/etc/hostname']);
+  assert.deepEqual(
+    p.mounts.slice(0, 7).map((x) => x.destination),
+    ['/proc', '/dev', '/dev/pts', '/dev/mqueue', '/sys', '/sys/fs/cgroup', '/etc/hostname'],
+  );
   assert.ok(p.mounts.find((x) => x.destination === '/sys')!.options!.includes('ro'));
   assert.ok(p.mounts.find((x) => x.destination === '/sys/fs/cgroup')!.options!.includes('ro'));
   const priv = plan([], true);
@@ -63,7 +86,10 @@ test('defaults: kernel filesystems, read-only sysfs and cgroup; writable when pr
 
 test('a /dev bind drops every default mount under /dev', () => {
   const p = plan([m('/dev', '/h/dev')]);
-  assert.deepEqual(p.mounts.filter((x) => x.destination.startsWith('/dev')).map((x) => x.type), ['bind', 'bind']);
+  assert.deepEqual(
+    p.mounts.filter((x) => x.destination.startsWith('/dev')).map((x) => x.type),
+    ['bind', 'bind'],
+  );
 });
 
 test('binds are ordered by depth so parents are mounted first', () => {
@@ -81,7 +107,12 @@ test('invalid mounts are InvalidArgument naming the mount', () => {
     m('/x', '/h', { recursiveReadOnly: true }),
     m('/x', '/h', { uidMappings: [{ hostId: 1, containerId: 0, length: 1 } as CriMount['uidMappings'][number]] }),
   ];
-  for (const b of bad) assert.throws(() => plan([m('/ok', '/h/ok'), b]), (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('container config: mounts'), b.containerPath);
+  for (const b of bad)
+    assert.throws(
+      () => plan([m('/ok', '/h/ok'), b]),
+      (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('container config: mounts'),
+      b.containerPath,
+    );
 });
 
 test('image volumes get deterministic host dirs and yield to CRI mounts', () => {
@@ -90,7 +121,10 @@ test('image volumes get deterministic host dirs and yield to CRI mounts', () => 
   assert.equal(v[0]!.containerPath, '/cache');
   assert.match(v[0]!.hostPath, /^\/var\/lib\/berth\/containers\/c1\/volumes\/[0-9a-f]{32}$/);
   assert.deepEqual(imageVolumeMounts({ '/cache': {} }, [], '/var/lib/berth/containers/c1'), v);
-  assert.throws(() => imageVolumeMounts({ 'rel/path': {} }, [], '/r'), (e) => isBerthError(e, 'InvalidArgument') && /Volumes/.test(e.message));
+  assert.throws(
+    () => imageVolumeMounts({ 'rel/path': {} }, [], '/r'),
+    (e) => isBerthError(e, 'InvalidArgument') && /Volumes/.test(e.message),
+  );
 });
 
 test('recursive_read_only adds rro to a read-only private bind; with readonly false or another propagation it is refused naming the field', () => {
@@ -120,7 +154,10 @@ test('userns on the host network: sysfs becomes a read-only bind of the host /sy
 test('an image with more than 128 Volumes is refused, naming the field', () => {
   const many: Record<string, object> = {};
   for (let i = 0; i < 129; i++) many[`/v${i}`] = {};
-  assert.throws(() => imageVolumeMounts(many, [], '/r'), (e) => isBerthError(e, 'InvalidArgument') && /image config Volumes/.test(e.message) && /129 volumes/.test(e.message));
+  assert.throws(
+    () => imageVolumeMounts(many, [], '/r'),
+    (e) => isBerthError(e, 'InvalidArgument') && /image config Volumes/.test(e.message) && /129 volumes/.test(e.message),
+  );
   delete many['/v0'];
   assert.equal(imageVolumeMounts(many, [], '/r').length, 128);
 });
@@ -129,10 +166,17 @@ test('mount_options noexec/nodev/nosuid are added to the bind; anything else is 
   const p = plan([m('/o', '/h/o', { readonly: true, mountOptions: ['noexec', 'nosuid', 'noexec', 'nodev'] })]);
   assert.deepEqual(p.mounts.find((x) => x.destination === '/o')?.options, ['rbind', 'rprivate', 'ro', 'noexec', 'nosuid', 'nodev']);
   for (const bad of ['exec', 'suid', 'rw', 'remount', 'mode=777']) {
-    assert.throws(() => plan([m('/o', '/h/o', { mountOptions: ['nodev', bad] })]), (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('mounts[0].mount_options[1]') && e.message.includes(bad), bad);
+    assert.throws(
+      () => plan([m('/o', '/h/o', { mountOptions: ['nodev', bad] })]),
+      (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('mounts[0].mount_options[1]') && e.message.includes(bad),
+      bad,
+    );
   }
 });
 
 test('an image mount that reaches the spec unresolved is refused, never mounted as a host path', () => {
-  assert.throws(() => plan([m('/v', '', { readonly: true, image: create(ImageSpecSchema, { image: 'sha256:00' }) })]), (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('mounts[0].image'));
+  assert.throws(
+    () => plan([m('/v', '', { readonly: true, image: create(ImageSpecSchema, { image: 'sha256:00' }) })]),
+    (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('mounts[0].image'),
+  );
 });

@@ -10,7 +10,9 @@ const opts = (o: Partial<Record<'network' | 'pid' | 'ipc', NamespaceMode>> & { u
     network: o.network,
     pid: o.pid,
     ipc: o.ipc,
-    usernsOptions: o.userns ? { mode: NamespaceMode.POD, uids: [{ hostId: 100000, containerId: 0, length: 65536 }], gids: [{ hostId: 100000, containerId: 0, length: 65536 }] } : undefined,
+    usernsOptions: o.userns
+      ? { mode: NamespaceMode.POD, uids: [{ hostId: 100000, containerId: 0, length: 65536 }], gids: [{ hostId: 100000, containerId: 0, length: 65536 }] }
+      : undefined,
   });
 const F = 'f';
 const pins = { net: '/run/n/x', ipc: '/run/n/x.ipc', uts: '/run/n/x.uts', user: '/run/n/x.user' };
@@ -27,7 +29,11 @@ test('only a shared pid namespace (POD, also the proto default) needs a pause', 
 
 test('host network pins neither net nor uts; host ipc pins no ipc', () => {
   assert.deepEqual(podNamespacePlan(opts({ pid: NamespaceMode.CONTAINER, network: NamespaceMode.NODE }), F).pin, { net: false, uts: false, ipc: true });
-  assert.deepEqual(podNamespacePlan(opts({ pid: NamespaceMode.CONTAINER, network: NamespaceMode.NODE, ipc: NamespaceMode.NODE }), F).pin, { net: false, uts: false, ipc: false });
+  assert.deepEqual(podNamespacePlan(opts({ pid: NamespaceMode.CONTAINER, network: NamespaceMode.NODE, ipc: NamespaceMode.NODE }), F).pin, {
+    net: false,
+    uts: false,
+    ipc: false,
+  });
 });
 
 test('a user namespace pod pins a user namespace with its mappings', () => {
@@ -65,15 +71,35 @@ test('containers join the pinned namespaces; pid CONTAINER gets a new pid namesp
 
 test('pid POD joins the pause pid namespace; in a pod without pause it gets a new one', () => {
   const c = containerNamespaces({ options: opts({ pid: NamespaceMode.POD }), pod: { ...pins, pid: '/proc/42/ns/pid' }, cgroupNamespace: false, field: F });
-  assert.deepEqual(c.namespaces.find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/42/ns/pid' });
+  assert.deepEqual(
+    c.namespaces.find((n) => n.type === 'pid'),
+    { type: 'pid', path: '/proc/42/ns/pid' },
+  );
   const lone = containerNamespaces({ options: opts({ pid: NamespaceMode.POD }), pod: pins, cgroupNamespace: false, field: F });
-  assert.deepEqual(lone.namespaces.find((n) => n.type === 'pid'), { type: 'pid' });
+  assert.deepEqual(
+    lone.namespaces.find((n) => n.type === 'pid'),
+    { type: 'pid' },
+  );
 });
 
 test('pid TARGET joins the target container; NODE joins nothing', () => {
-  const t = containerNamespaces({ options: create(NamespaceOptionSchema, { pid: NamespaceMode.TARGET, targetId: 'c1' }), pod: pins, targetPid: 77, cgroupNamespace: false, field: F });
-  assert.deepEqual(t.namespaces.find((n) => n.type === 'pid'), { type: 'pid', path: '/proc/77/ns/pid' });
-  const n = containerNamespaces({ options: opts({ pid: NamespaceMode.NODE, network: NamespaceMode.NODE, ipc: NamespaceMode.NODE }), pod: {}, cgroupNamespace: false, field: F });
+  const t = containerNamespaces({
+    options: create(NamespaceOptionSchema, { pid: NamespaceMode.TARGET, targetId: 'c1' }),
+    pod: pins,
+    targetPid: 77,
+    cgroupNamespace: false,
+    field: F,
+  });
+  assert.deepEqual(
+    t.namespaces.find((n) => n.type === 'pid'),
+    { type: 'pid', path: '/proc/77/ns/pid' },
+  );
+  const n = containerNamespaces({
+    options: opts({ pid: NamespaceMode.NODE, network: NamespaceMode.NODE, ipc: NamespaceMode.NODE }),
+    pod: {},
+    cgroupNamespace: false,
+    field: F,
+  });
   assert.deepEqual(n.namespaces, [{ type: 'mount' }]);
 });
 
@@ -100,7 +126,11 @@ test('a container at POD follows a pod that uses the host namespace; explicit mo
   const podNet = create(NamespaceOptionSchema, { network: NamespaceMode.POD });
   assert.equal(effectiveNamespaceOptions(own, podNet), own, 'nothing to follow: the container options unchanged');
   const joined = containerNamespaces({ options: eff, pod: {}, cgroupNamespace: false, field: 'f' });
-  assert.deepEqual(joined.namespaces.map((n) => n.type), ['mount'], 'host network, IPC and pid: nothing to join');
+  assert.deepEqual(
+    joined.namespaces.map((n) => n.type),
+    ['mount'],
+    'host network, IPC and pid: nothing to join',
+  );
 });
 
 test('user namespace options as kubelet sends them pass; the shapes kubelet never sends are refused naming the field (as containerd)', () => {
@@ -112,13 +142,21 @@ test('user namespace options as kubelet sends them pass; the shapes kubelet neve
   const refused = (u: Record<string, unknown>, field: string, words: RegExp) =>
     assert.throws(
       () => podNamespacePlan(ns(u), F),
-      (e) => isBerthError(e, 'InvalidArgument') && e.code === 'oci.invalid_userns' && e.message.startsWith(`${F}.userns_options${field}:`) && words.test(e.message),
+      (e) =>
+        isBerthError(e, 'InvalidArgument') && e.code === 'oci.invalid_userns' && e.message.startsWith(`${F}.userns_options${field}:`) && words.test(e.message),
       `${field} ${words}`,
     );
-  const two = [{ hostId: 131072, containerId: 0, length: 1000 }, { hostId: 231072, containerId: 1000, length: 1000 }];
+  const two = [
+    { hostId: 131072, containerId: 0, length: 1000 },
+    { hostId: 231072, containerId: 1000, length: 1000 },
+  ];
   refused({ mode: NamespaceMode.POD, uids: two, gids: one }, '.uids', /2 mappings/);
   refused({ mode: NamespaceMode.POD, uids: one, gids: two }, '.gids', /2 mappings/);
-  refused({ mode: NamespaceMode.POD, uids: [{ hostId: 131072, containerId: 1, length: 65536 }], gids: one }, '.uids[0].container_id', /container id 0 .*unmapped/);
+  refused(
+    { mode: NamespaceMode.POD, uids: [{ hostId: 131072, containerId: 1, length: 65536 }], gids: one },
+    '.uids[0].container_id',
+    /container id 0 .*unmapped/,
+  );
   refused({ mode: NamespaceMode.POD, uids: one, gids: [{ hostId: 131072, containerId: 1000, length: 1 }] }, '.gids[0].container_id', /unmapped/);
   refused({ mode: NamespaceMode.NODE, uids: one, gids: one }, '', /NODE .*no mappings/);
   refused({ mode: NamespaceMode.CONTAINER, uids: one, gids: one }, '.mode', /CONTAINER/);

@@ -16,14 +16,7 @@ const PASSWD = [
   '+nis',
 ].join('\n');
 
-const GROUP = [
-  'root:x:0:',
-  'wheel:x:10:root,alice',
-  'alice:x:1000:alice',
-  'audio:x:29:bob,alice',
-  'video:x:44: alice , bob',
-  'weird:x:abc:alice',
-].join('\n');
+const GROUP = ['root:x:0:', 'wheel:x:10:root,alice', 'alice:x:1000:alice', 'audio:x:29:bob,alice', 'video:x:44: alice , bob', 'weird:x:abc:alice'].join('\n');
 
 const db = loadUserDb(PASSWD, GROUP);
 
@@ -43,7 +36,10 @@ test('uids and gids above 2^31 stay unsigned', () => {
 test('group parsing trims member lists and skips groups with bad gids', () => {
   const groups = parseGroup(GROUP);
   assert.deepEqual(groups.find((g) => g.name === 'video')?.members, ['alice', 'bob']);
-  assert.equal(groups.find((g) => g.name === 'weird'), undefined);
+  assert.equal(
+    groups.find((g) => g.name === 'weird'),
+    undefined,
+  );
 });
 
 test('user string resolution table', () => {
@@ -62,7 +58,10 @@ test('user string resolution table', () => {
 
 test('numeric user without a passwd file gets gid 0; a name without one is an error', () => {
   assert.deepEqual(resolveUserString('5000', {}, 'f'), { uid: 5000, gid: 0 });
-  assert.throws(() => resolveUserString('alice', {}, 'image config User'), (e) => isBerthError(e, 'InvalidArgument') && /image config User/.test(e.message));
+  assert.throws(
+    () => resolveUserString('alice', {}, 'image config User'),
+    (e) => isBerthError(e, 'InvalidArgument') && /image config User/.test(e.message),
+  );
 });
 
 test('invalid user strings are rejected with InvalidArgument naming the field', () => {
@@ -83,6 +82,12 @@ test('image groups of a user come from /etc/group membership, excluding the grou
 });
 
 test('oversized user databases are rejected', () => {
-  assert.throws(() => parsePasswd('x\n'.repeat(MAX_USER_DB_LINES + 1)), (e) => isBerthError(e, 'InvalidArgument') && /lines/.test(e.message));
-  assert.throws(() => parseGroup('a'.repeat(5 * 1024 * 1024)), (e) => isBerthError(e, 'InvalidArgument') && /bytes/.test(e.message));
+  assert.throws(
+    () => parsePasswd('x\n'.repeat(MAX_USER_DB_LINES + 1)),
+    (e) => isBerthError(e, 'InvalidArgument') && /lines/.test(e.message),
+  );
+  assert.throws(
+    () => parseGroup('a'.repeat(5 * 1024 * 1024)),
+    (e) => isBerthError(e, 'InvalidArgument') && /bytes/.test(e.message),
+  );
 });

@@ -7,7 +7,8 @@ import { containerEnv, mergeEnv, parseSignal, processArgs, stopSignal, workingDi
 import type { ImageConfig } from '../../src/oci/spec.js';
 
 const image: ImageConfig = { Entrypoint: ['/ep'], Cmd: ['cmd-arg'] };
-const kv = (key: string, value: string | Uint8Array) => create(KeyValueSchema, { key, value: typeof value === 'string' ? new TextEncoder().encode(value) : value });
+const kv = (key: string, value: string | Uint8Array) =>
+  create(KeyValueSchema, { key, value: typeof value === 'string' ? new TextEncoder().encode(value) : value });
 
 test('Kubernetes command/args table against image Entrypoint/Cmd', () => {
   const cases: Array<[string[], string[], ImageConfig, string[]]> = [
@@ -22,7 +23,10 @@ test('Kubernetes command/args table against image Entrypoint/Cmd', () => {
   ];
   for (const [cmd, args, img, want] of cases) {
     if (want.length === 0) {
-      assert.throws(() => processArgs(cmd, args, img, 'f'), (e) => isBerthError(e, 'InvalidArgument') && /no command/.test(e.message));
+      assert.throws(
+        () => processArgs(cmd, args, img, 'f'),
+        (e) => isBerthError(e, 'InvalidArgument') && /no command/.test(e.message),
+      );
     } else {
       assert.deepEqual(processArgs(cmd, args, img, 'f'), want, JSON.stringify([cmd, args, img]));
     }
@@ -58,16 +62,26 @@ test('env: each container gets its own array; the image config is never changed'
 
 test('env: invalid names are rejected naming the field', () => {
   for (const key of ['', 'A=B', 'A\0']) {
-    assert.throws(() => containerEnv({}, [kv(key, 'v')], 'h', 'container config: envs'), (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('container config: envs[0]'), key);
+    assert.throws(
+      () => containerEnv({}, [kv(key, 'v')], 'h', 'container config: envs'),
+      (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('container config: envs[0]'),
+      key,
+    );
   }
-  assert.throws(() => containerEnv({ Env: ['=x'] }, [], 'h', 'f'), (e) => isBerthError(e, 'InvalidArgument') && /image config Env\[0\]/.test(e.message));
+  assert.throws(
+    () => containerEnv({ Env: ['=x'] }, [], 'h', 'f'),
+    (e) => isBerthError(e, 'InvalidArgument') && /image config Env\[0\]/.test(e.message),
+  );
 });
 
 test('working dir: config, else image, else /; relative paths rejected', () => {
   assert.equal(workingDir('/w', { WorkingDir: '/img' }, 'f'), '/w');
   assert.equal(workingDir('', { WorkingDir: '/img/../x/' }, 'f'), '/x');
   assert.equal(workingDir('', {}, 'f'), '/');
-  assert.throws(() => workingDir('rel', {}, 'container config: working_dir'), (e) => isBerthError(e, 'InvalidArgument') && /working_dir/.test(e.message));
+  assert.throws(
+    () => workingDir('rel', {}, 'container config: working_dir'),
+    (e) => isBerthError(e, 'InvalidArgument') && /working_dir/.test(e.message),
+  );
 });
 
 test('stop signal: config, else image StopSignal, else SIGTERM', () => {
@@ -79,5 +93,8 @@ test('stop signal: config, else image StopSignal, else SIGTERM', () => {
   assert.equal(stopSignal(Signal.SIGRTMAXMINUS1, {}), 63);
   assert.equal(parseSignal('term'), 15);
   assert.equal(parseSignal('SIGBOGUS'), undefined);
-  assert.throws(() => stopSignal(Signal.RUNTIME_DEFAULT, { StopSignal: 'NOPE' }), (e) => isBerthError(e, 'InvalidArgument'));
+  assert.throws(
+    () => stopSignal(Signal.RUNTIME_DEFAULT, { StopSignal: 'NOPE' }),
+    (e) => isBerthError(e, 'InvalidArgument'),
+  );
 });

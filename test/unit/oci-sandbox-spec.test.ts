@@ -51,7 +51,10 @@ test('pause container: image command, read-only root, hostname, new namespaces w
   assert.deepEqual(s.linux!.resources!.cpu, { shares: 2 });
   assert.equal(s.linux!.cgroupsPath, '/kubepods/podu-1/sb1');
   assert.deepEqual(s.linux!.maskedPaths, [...DEFAULT_MASKED_PATHS]);
-  assert.deepEqual(s.mounts!.find((m) => m.destination === '/dev/shm'), { destination: '/dev/shm', type: 'bind', source: '/run/berth/sb1/shm', options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] });
+  assert.deepEqual(
+    s.mounts!.find((m) => m.destination === '/dev/shm'),
+    { destination: '/dev/shm', type: 'bind', source: '/run/berth/sb1/shm', options: ['rbind', 'ro', 'nosuid', 'nodev', 'noexec'] },
+  );
   assert.equal(s.mounts!.filter((m) => m.destination === '/dev/shm').length, 1);
   assert.equal(s.mounts!.find((m) => m.destination === '/etc/resolv.conf')?.source, '/var/lib/berth/sb1/resolv.conf');
   assert.deepEqual(s.annotations, {
@@ -79,7 +82,10 @@ test('oom_score_adj -998 is raised to the daemon value when restricted', () => {
 test('sysctls: allowlisted ones pass as a map, others are rejected naming the sysctl', () => {
   const s = build({ linux: { sysctls: { 'net.ipv4.ip_unprivileged_port_start': '0', 'kernel.shm_rmid_forced': '1+kernel.core_pattern=x' } } });
   assert.deepEqual(s.linux!.sysctl, { 'net.ipv4.ip_unprivileged_port_start': '0', 'kernel.shm_rmid_forced': '1+kernel.core_pattern=x' });
-  assert.throws(() => build({ linux: { sysctls: { 'kernel.core_pattern': '|/x' } } }), (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('kernel.core_pattern'));
+  assert.throws(
+    () => build({ linux: { sysctls: { 'kernel.core_pattern': '|/x' } } }),
+    (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('kernel.core_pattern'),
+  );
   assert.throws(
     () => build({ linux: { sysctls: { 'net.core.somaxconn': '1024' }, securityContext: { namespaceOptions: { network: NamespaceMode.NODE } } } }),
     (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('net.core.somaxconn'),
@@ -105,6 +111,12 @@ test('pod user namespace: a new user namespace with the mappings', () => {
 });
 
 test('a pause image without a command and a bad cgroup parent are InvalidArgument', () => {
-  assert.throws(() => build({}, { image: {} }), (e) => isBerthError(e, 'InvalidArgument') && /Entrypoint/.test(e.message));
-  assert.throws(() => build({ linux: { cgroupParent: 'relative/path' } }), (e) => isBerthError(e, 'InvalidArgument') && /cgroup_parent/.test(e.message));
+  assert.throws(
+    () => build({}, { image: {} }),
+    (e) => isBerthError(e, 'InvalidArgument') && /Entrypoint/.test(e.message),
+  );
+  assert.throws(
+    () => build({ linux: { cgroupParent: 'relative/path' } }),
+    (e) => isBerthError(e, 'InvalidArgument') && /cgroup_parent/.test(e.message),
+  );
 });

@@ -65,7 +65,12 @@ test('seccomp choice table', () => {
     [{ seccomp: sp(SecurityProfile_ProfileType.Unconfined), seccompProfilePath: 'runtime/default' }, undefined, { kind: 'unconfined' }],
     [{ privileged: true, seccomp: sp(SecurityProfile_ProfileType.RuntimeDefault) }, undefined, { kind: 'unconfined' }],
   ];
-  for (const [sc, unset, want] of cases) assert.deepEqual(seccompChoice(sc, 'f', unset), want, JSON.stringify([sc, unset], (_, v) => (typeof v === 'bigint' ? String(v) : v)));
+  for (const [sc, unset, want] of cases)
+    assert.deepEqual(
+      seccompChoice(sc, 'f', unset),
+      want,
+      JSON.stringify([sc, unset], (_, v) => (typeof v === 'bigint' ? String(v) : v)),
+    );
 });
 
 test('invalid seccomp settings are InvalidArgument', () => {
@@ -74,22 +79,39 @@ test('invalid seccomp settings are InvalidArgument', () => {
     { seccompProfilePath: 'localhost/relative.json' },
     { seccomp: create(SecurityProfileSchema, { profileType: SecurityProfile_ProfileType.RuntimeDefault, localhostRef: '/x' }) },
   ];
-  for (const sc of bad) assert.throws(() => seccompChoice(sc, 'container config: linux.security_context'), (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('linux.security_context'));
+  for (const sc of bad)
+    assert.throws(
+      () => seccompChoice(sc, 'container config: linux.security_context'),
+      (e) => isBerthError(e, 'InvalidArgument') && e.message.includes('linux.security_context'),
+    );
 });
 
 test('a localhost profile must be supplied and well-formed', () => {
-  assert.throws(() => buildSeccomp({ kind: 'localhost', path: '/p.json' }, [], {}, 'f'), (e) => isBerthError(e, 'InvalidArgument') && /not loaded/.test(e.message));
-  const good = { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['kexec_load'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }] }], extra: 1 };
+  assert.throws(
+    () => buildSeccomp({ kind: 'localhost', path: '/p.json' }, [], {}, 'f'),
+    (e) => isBerthError(e, 'InvalidArgument') && /not loaded/.test(e.message),
+  );
+  const good = {
+    defaultAction: 'SCMP_ACT_ALLOW',
+    syscalls: [{ names: ['kexec_load'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }] }],
+    extra: 1,
+  };
   assert.deepEqual(validateSeccompProfile(good), {
     defaultAction: 'SCMP_ACT_ALLOW',
     syscalls: [{ names: ['kexec_load'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_EQ' }] }],
   });
   for (const bad of [null, [], { defaultAction: 'ALLOW' }, { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: [], action: 'SCMP_ACT_ALLOW' }] }]) {
-    assert.throws(() => validateSeccompProfile(bad), (e) => isBerthError(e, 'InvalidArgument'));
+    assert.throws(
+      () => validateSeccompProfile(bad),
+      (e) => isBerthError(e, 'InvalidArgument'),
+    );
   }
 });
 
 test('seccomp disabled on the node: only unconfined is accepted', () => {
   assert.equal(buildSeccomp({ kind: 'unconfined' }, [], { seccompEnabled: false }, 'f'), undefined);
-  assert.throws(() => buildSeccomp({ kind: 'runtime-default' }, [], { seccompEnabled: false }, 'f'), (e) => isBerthError(e, 'InvalidArgument'));
+  assert.throws(
+    () => buildSeccomp({ kind: 'runtime-default' }, [], { seccompEnabled: false }, 'f'),
+    (e) => isBerthError(e, 'InvalidArgument'),
+  );
 });

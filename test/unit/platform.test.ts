@@ -40,7 +40,10 @@ test('platform strings round-trip', () => {
   assert.deepEqual(parsePlatform('linux/aarch64'), { os: 'linux', architecture: 'arm64' });
   assert.deepEqual(parsePlatform('amd64'), { os: 'linux', architecture: 'amd64' });
   assert.equal(formatPlatform(parsePlatform('linux/arm')), 'linux/arm/v7');
-  assert.throws(() => parsePlatform('linux/amd64/v2/x'), (e: unknown) => isBerthError(e, 'InvalidArgument'));
+  assert.throws(
+    () => parsePlatform('linux/amd64/v2/x'),
+    (e: unknown) => isBerthError(e, 'InvalidArgument'),
+  );
   assert.throws(() => parsePlatform('linux/ amd64'), /invalid platform/);
 });
 
@@ -89,7 +92,10 @@ test('manifest selection prefers the exact platform over compatible ones', () =>
     desc(6),
   ];
   const amd64v2 = onlyPlatform({ os: 'linux', architecture: 'amd64', variant: 'v2' });
-  assert.deepEqual(selectManifests(list, amd64v2).map((d) => d.size), [3, 4, 1, 6]);
+  assert.deepEqual(
+    selectManifests(list, amd64v2).map((d) => d.size),
+    [3, 4, 1, 6],
+  );
   assert.equal(selectManifest(list, onlyPlatform(parsePlatform('linux/arm64'))).size, 2);
   assert.equal(selectManifest(list, onlyPlatform(parsePlatform('linux/amd64'))).size, 4);
 });

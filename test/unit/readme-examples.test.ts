@@ -23,7 +23,10 @@ function blockAfter(text: string, marker: string, lang: string): string {
 test('README: the example CNI conflist is accepted by berth, with its capabilities', () => {
   const net = parseConfigFile(blockAfter(readme(), '<!-- cni-example', 'json'), '10-berth.conflist');
   assert.equal(net.name, 'berth');
-  assert.deepEqual(net.plugins.map((p) => p.type), ['bridge', 'portmap', 'bandwidth']);
+  assert.deepEqual(
+    net.plugins.map((p) => p.type),
+    ['bridge', 'portmap', 'bandwidth'],
+  );
   assert.deepEqual(net.plugins[1]?.capabilities, { portMappings: true });
 });
 

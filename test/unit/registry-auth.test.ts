@@ -25,7 +25,10 @@ test('WWW-Authenticate challenges are parsed with quoted and bare parameters', (
     { scheme: 'bearer', params: { realm: 'https://auth.example/token', service: 'registry.example', scope: 'repository:a/b:pull,push' } },
     { scheme: 'basic', params: { realm: 'x' } },
   ]);
-  assert.deepEqual(parseChallenges(['Basic realm="a", Bearer realm="b"']).map((c) => c.scheme), ['basic', 'bearer']);
+  assert.deepEqual(
+    parseChallenges(['Basic realm="a", Bearer realm="b"']).map((c) => c.scheme),
+    ['basic', 'bearer'],
+  );
 });
 
 test('an anonymous bearer token is fetched with service and pull scope, then reused', () =>
@@ -151,7 +154,10 @@ test('a 401 challenge from a redirect target is not honoured: the pull secret st
       const desc = await c.resolve(r, creds);
       await assert.rejects(c.fetchBlob(r, img.layer, creds), (e: unknown) => isBerthError(e));
       assert.deepEqual(storage!.tokenRequests(), [], 'no token request to the redirect target');
-      assert.ok(storage!.requests.every((q) => q.headers.authorization === undefined), 'no credentials to the redirect target');
+      assert.ok(
+        storage!.requests.every((q) => q.headers.authorization === undefined),
+        'no credentials to the redirect target',
+      );
       // Later requests to the registry still use the registry's own challenge and token.
       reg!.blobRedirectBase = undefined;
       await c.fetchManifest(r, desc, creds);
@@ -172,8 +178,14 @@ test('a refresh-token POST redirected to another origin is not re-sent there', (
     };
     await withClient(async (c) => {
       await assert.rejects(c.resolve(ref(reg!, 'app:v1'), { identityToken: 'refresh-1' }), (e: unknown) => isBerthError(e));
-      assert.ok(other!.requests.every((q) => !q.body.includes('refresh-1')), 'the refresh token never reached the other origin');
-      assert.deepEqual(other!.requests.filter((q) => q.method === 'POST'), []);
+      assert.ok(
+        other!.requests.every((q) => !q.body.includes('refresh-1')),
+        'the refresh token never reached the other origin',
+      );
+      assert.deepEqual(
+        other!.requests.filter((q) => q.method === 'POST'),
+        [],
+      );
     });
   }));
 
@@ -199,12 +211,15 @@ test('credentials without a server address are not sent to mirrors', () =>
     mirror!.auth = { kind: 'basic', username: 'u', password: 'p' };
     const img = upstream!.addImage('app', 'v1');
     const mirrors = { [upstream!.host]: { endpoints: [mirror!.url] } };
-    await withClient(async (c) => {
-      assert.deepEqual(await c.resolve(ref(upstream!, 'app:v1'), { username: 'u', password: 'p' }), img.manifest);
-      assert.ok(mirror!.apiRequests().every((r) => r.headers.authorization === undefined));
-      // With serverAddress naming the mirror, they go to the mirror only.
-      mirror!.addImage('app', 'v1');
-      await c.resolve(ref(upstream!, 'app:v1'), { username: 'u', password: 'p', serverAddress: mirror!.url });
-      assert.ok(mirror!.apiRequests().some((r) => r.headers.authorization !== undefined));
-    }, { mirrors });
+    await withClient(
+      async (c) => {
+        assert.deepEqual(await c.resolve(ref(upstream!, 'app:v1'), { username: 'u', password: 'p' }), img.manifest);
+        assert.ok(mirror!.apiRequests().every((r) => r.headers.authorization === undefined));
+        // With serverAddress naming the mirror, they go to the mirror only.
+        mirror!.addImage('app', 'v1');
+        await c.resolve(ref(upstream!, 'app:v1'), { username: 'u', password: 'p', serverAddress: mirror!.url });
+        assert.ok(mirror!.apiRequests().some((r) => r.headers.authorization !== undefined));
+      },
+      { mirrors },
+    );
   }));

@@ -10,7 +10,10 @@ const fast: RegistryClientOptions = { retry: { attempts: 2, baseDelayMs: 2, maxD
 
 test('docker.io pulls go to registry-1.docker.io over https', () => {
   const eps = new RegistryHosts().endpoints('docker.io');
-  assert.deepEqual(eps.map((e) => e.url.href), ['https://registry-1.docker.io/v2']);
+  assert.deepEqual(
+    eps.map((e) => e.url.href),
+    ['https://registry-1.docker.io/v2'],
+  );
   assert.equal(eps[0]!.mirror, false);
   assert.equal(endpointUrl(eps[0]!, 'library/busybox/manifests/latest').href, 'https://registry-1.docker.io/v2/library/busybox/manifests/latest');
 });
@@ -19,7 +22,10 @@ test('plain http is chosen only for loopback hosts and explicitly configured end
   const hosts = new RegistryHosts({
     'quay.io': { endpoints: ['mirror.internal:5000', 'http://plain.mirror:8080'] },
   });
-  assert.deepEqual(hosts.endpoints('quay.io').map((e) => e.url.href), ['https://mirror.internal:5000/v2', 'http://plain.mirror:8080/v2', 'https://quay.io/v2']);
+  assert.deepEqual(
+    hosts.endpoints('quay.io').map((e) => e.url.href),
+    ['https://mirror.internal:5000/v2', 'http://plain.mirror:8080/v2', 'https://quay.io/v2'],
+  );
   assert.equal(hosts.endpoints('registry.example.com')[0]!.url.protocol, 'https:');
   assert.equal(hosts.endpoints('registry.example.com:5000')[0]!.url.href, 'https://registry.example.com:5000/v2');
   assert.equal(hosts.endpoints('localhost:5000')[0]!.url.href, 'http://localhost:5000/v2');
@@ -27,7 +33,10 @@ test('plain http is chosen only for loopback hosts and explicitly configured end
   assert.equal(hosts.endpoints('[::1]:5000')[0]!.url.protocol, 'http:');
   assert.ok(hosts.httpAllowed('plain.mirror:8080'));
   assert.ok(!hosts.httpAllowed('plain.mirror:8081'));
-  assert.throws(() => hosts.checkScheme(new URL('http://registry.example.com/v2/'), 'a test'), (e: unknown) => isBerthError(e, 'PermissionDenied'));
+  assert.throws(
+    () => hosts.checkScheme(new URL('http://registry.example.com/v2/'), 'a test'),
+    (e: unknown) => isBerthError(e, 'PermissionDenied'),
+  );
   hosts.checkScheme(new URL('http://127.0.0.5:1/'), 'a test');
   hosts.checkScheme(new URL('https://anywhere.example/'), 'a test');
   assert.ok(isLoopbackHost('localhost') && isLoopbackHost('127.1.2.3:80') && !isLoopbackHost('128.0.0.1') && !isLoopbackHost('localhost.example.com'));
@@ -38,8 +47,14 @@ test('mirror endpoints carry ns=<upstream>, a custom path replaces /v2, and bad 
   const [m, up] = hosts.endpoints('docker.io');
   assert.equal(endpointUrl(m!, 'library/x/manifests/1').href, 'https://mirror.example/prefix/v2/library/x/manifests/1?ns=docker.io');
   assert.equal(endpointUrl(up!, 'library/x/manifests/1').search, '');
-  assert.deepEqual(hosts.endpoints('ghcr.io').map((e) => e.url.host), ['all.example', 'ghcr.io']);
-  assert.throws(() => new RegistryHosts({ x: { endpoints: ['ftp://x'] } }), (e: unknown) => isBerthError(e, 'InvalidArgument'));
+  assert.deepEqual(
+    hosts.endpoints('ghcr.io').map((e) => e.url.host),
+    ['all.example', 'ghcr.io'],
+  );
+  assert.throws(
+    () => new RegistryHosts({ x: { endpoints: ['ftp://x'] } }),
+    (e: unknown) => isBerthError(e, 'InvalidArgument'),
+  );
   assert.throws(() => new RegistryHosts({ x: { endpoints: ['https://u:p@x'] } }), /must not carry credentials/);
 });
 

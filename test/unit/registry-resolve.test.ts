@@ -29,7 +29,10 @@ test('a tag resolves to the manifest digest with a HEAD request', () =>
       assert.deepEqual(descriptor, img.manifest);
       assert.equal(endpoint.host, reg!.host);
       const api = reg!.apiRequests();
-      assert.deepEqual(api.map((r) => `${r.method} ${r.path}`), ['HEAD /v2/app/manifests/v1']);
+      assert.deepEqual(
+        api.map((r) => `${r.method} ${r.path}`),
+        ['HEAD /v2/app/manifests/v1'],
+      );
       const accept = String(api[0]!.headers.accept);
       for (const t of [MediaType.ociIndex, MediaType.ociManifest, MediaType.dockerManifestList, MediaType.dockerManifest]) assert.ok(accept.includes(t), t);
       const bytes = await c.fetchManifest(ref(reg!, 'app:v1'), descriptor);
@@ -40,7 +43,9 @@ test('a tag resolves to the manifest digest with a HEAD request', () =>
 test('indexes and docker manifest lists resolve with their media types', () =>
   withRegistries(1, async ([reg]) => {
     const img = reg!.addImage('multi', 'only');
-    const index = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [{ ...img.manifest, platform: { os: 'linux', architecture: 'amd64' } }] }));
+    const index = Buffer.from(
+      JSON.stringify({ schemaVersion: 2, mediaType: MediaType.ociIndex, manifests: [{ ...img.manifest, platform: { os: 'linux', architecture: 'amd64' } }] }),
+    );
     const list = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: MediaType.dockerManifestList, manifests: [img.manifest] }));
     const iDesc = reg!.addManifest('multi', index, MediaType.ociIndex, ['oci']);
     const lDesc = reg!.addManifest('multi', list, `${MediaType.dockerManifestList}; charset=utf-8`, ['docker']);
@@ -60,7 +65,10 @@ test('without HEAD support or digest header the manifest is fetched and hashed',
     const img = reg!.addImage('app', 'v1');
     await withClient({}, async (c) => {
       assert.deepEqual(await c.resolve(ref(reg!, 'app:v1')), img.manifest);
-      assert.deepEqual(reg!.apiRequests().map((r) => r.method), ['HEAD', 'GET']);
+      assert.deepEqual(
+        reg!.apiRequests().map((r) => r.method),
+        ['HEAD', 'GET'],
+      );
     });
   }));
 
@@ -95,7 +103,10 @@ test('an unknown tag or repository is NotFound naming the reference and the regi
         });
       }
       const missing = { mediaType: MediaType.ociManifest, digest: sha256('nothing'), size: 7 };
-      await assert.rejects(c.fetchManifest(ref(reg!, 'app:v1'), missing), (e: unknown) => isBerthError(e, 'NotFound') && /MANIFEST_UNKNOWN|manifest unknown/.test(e.message));
+      await assert.rejects(
+        c.fetchManifest(ref(reg!, 'app:v1'), missing),
+        (e: unknown) => isBerthError(e, 'NotFound') && /MANIFEST_UNKNOWN|manifest unknown/.test(e.message),
+      );
     });
   }));
 
@@ -115,14 +126,21 @@ test('an oversized manifest is rejected before it is fully read', () =>
       const chunk = Buffer.alloc(64 * 1024, 0x20);
       while (written < total && !res.destroyed) {
         written += chunk.length;
-        if (!res.write(chunk)) await new Promise((r) => { res.once('drain', r); res.once('close', r); });
+        if (!res.write(chunk))
+          await new Promise((r) => {
+            res.once('drain', r);
+            res.once('close', r);
+          });
       }
       res.end();
       return true;
     };
     await withClient({ maxManifestBytes: 1024 * 1024 }, async (c) => {
       const big = { mediaType: MediaType.ociManifest, digest: sha256('x'), size: 1024 * 1024 };
-      await assert.rejects(c.fetchManifest(ref(reg!, 'app:v1'), big), (e: unknown) => isBerthError(e, 'FailedPrecondition') || isBerthError(e, 'ResourceExhausted'));
+      await assert.rejects(
+        c.fetchManifest(ref(reg!, 'app:v1'), big),
+        (e: unknown) => isBerthError(e, 'FailedPrecondition') || isBerthError(e, 'ResourceExhausted'),
+      );
       const tooBig = { ...big, size: 5 * 1024 * 1024 };
       await assert.rejects(c.fetchManifest(ref(reg!, 'app:v1'), tooBig), (e: unknown) => isBerthError(e, 'ResourceExhausted'));
       await new Promise((r) => setTimeout(r, 50));
@@ -152,7 +170,9 @@ test('a manifest whose Content-Length exceeds the cap is refused without reading
         return true;
       };
       reg!.noHead = true;
-      await assert.rejects(c.fetchManifest(ref(reg!, 'app:v1'), { mediaType: MediaType.ociManifest, digest: sha256('y'), size: 1000 }), (e: unknown) => isBerthError(e, 'FailedPrecondition'));
+      await assert.rejects(c.fetchManifest(ref(reg!, 'app:v1'), { mediaType: MediaType.ociManifest, digest: sha256('y'), size: 1000 }), (e: unknown) =>
+        isBerthError(e, 'FailedPrecondition'),
+      );
     });
   }));
 

@@ -144,7 +144,10 @@ test('a blob with more bytes than its descriptor is rejected', () =>
     await withClient(async (c) => {
       // Declared up front: refused before the body is read.
       reg!.blobs.set(img.layer.digest, Buffer.alloc(1001, 1));
-      await assert.rejects(c.fetchBlob(ref(reg!, 'app:v1'), img.layer), (e: unknown) => isBerthError(e, 'FailedPrecondition') && /too many bytes/.test(e.message));
+      await assert.rejects(
+        c.fetchBlob(ref(reg!, 'app:v1'), img.layer),
+        (e: unknown) => isBerthError(e, 'FailedPrecondition') && /too many bytes/.test(e.message),
+      );
       // Not declared (chunked): the stream fails once it passes the size.
       reg!.intercept = (_req, res, url) => {
         if (!url.pathname.includes('/blobs/')) return false;

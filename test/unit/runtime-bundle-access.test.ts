@@ -24,6 +24,12 @@ test('with a user namespace the dir opens to the host group of the container roo
 
 test('a user namespace that does not map gid 0 is refused naming the field, never opened to everyone (0711)', () => {
   const spec = { linux: { namespaces: [{ type: 'user' }], gidMappings: [{ containerID: 1, hostID: 500001, size: 10 }] } };
-  assert.throws(() => bundleAccess(spec), (e) => isBerthError(e, 'InvalidArgument') && /linux\.gidMappings/.test(e.message) && /gid 0/.test(e.message));
-  assert.throws(() => bundleAccess({ linux: { namespaces: [{ type: 'user' }] } }), (e) => isBerthError(e, 'InvalidArgument'));
+  assert.throws(
+    () => bundleAccess(spec),
+    (e) => isBerthError(e, 'InvalidArgument') && /linux\.gidMappings/.test(e.message) && /gid 0/.test(e.message),
+  );
+  assert.throws(
+    () => bundleAccess({ linux: { namespaces: [{ type: 'user' }] } }),
+    (e) => isBerthError(e, 'InvalidArgument'),
+  );
 });

@@ -76,10 +76,7 @@ test('a CreateTaskRequest with a Mount and an Any options survives lean ↔ prot
     options: { typeUrl: 'containerd.runc.v1.Options', value: optBytes },
   };
   roundTrip(ShimPb.CreateTaskRequestSchema, ShimLean.CreateTaskRequestS, req, req);
-  assert.deepEqual(
-    plain(decode(OciLean.OptionsS, toBinary(OciPb.OptionsSchema, create(OciPb.OptionsSchema, options)))),
-    options,
-  );
+  assert.deepEqual(plain(decode(OciLean.OptionsS, toBinary(OciPb.OptionsSchema, create(OciPb.OptionsSchema, options)))), options);
 });
 
 test('a StateResponse with a Timestamp and an enum status survives lean ↔ protobuf-es', () => {

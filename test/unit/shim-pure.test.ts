@@ -21,7 +21,12 @@ import { tmpdir } from 'node:os';
 
 function split(input: Buffer[], max = 8): string[] {
   const out: string[] = [];
-  const s = new CriLineSplitter('stdout', (r) => out.push(r.toString()), () => 'T', max);
+  const s = new CriLineSplitter(
+    'stdout',
+    (r) => out.push(r.toString()),
+    () => 'T',
+    max,
+  );
   for (const c of input) s.push(c);
   s.end();
   return out;
@@ -119,7 +124,13 @@ test('/proc/<pid>/cgroup parsing finds v1 controllers and the unified path', () 
   assert.equal(loc.v1.get('cpuacct'), '/nonexistent-root/cpu,cpuacct/a/b');
   assert.equal(loc.v1.get('systemd'), '/nonexistent-root/systemd/a');
   assert.equal(loc.v2, '/nonexistent-root/u/v');
-  assert.deepEqual([...parseKv('a 1\nb x\nc 3\n')], [['a', 1n], ['c', 3n]]);
+  assert.deepEqual(
+    [...parseKv('a 1\nb x\nc 3\n')],
+    [
+      ['a', 1n],
+      ['c', 3n],
+    ],
+  );
 });
 
 test('bind mounts without a bind option are normalised to bind mounts', () => {
@@ -133,8 +144,14 @@ test('stdio URIs: FIFO paths and file://; binary:// and unknown schemes rejected
   assert.deepEqual(parseStdioUri(''), { kind: 'none' });
   assert.deepEqual(parseStdioUri('/run/x/stdout'), { kind: 'fifo', path: '/run/x/stdout' });
   assert.deepEqual(parseStdioUri('file:///var/log/pods/a%20b/0.log'), { kind: 'file', path: '/var/log/pods/a b/0.log' });
-  assert.throws(() => parseStdioUri('binary:///usr/bin/logger?id=1'), (e: unknown) => isBerthError(e, 'InvalidArgument'));
-  assert.throws(() => parseStdioUri('http://x/'), (e: unknown) => isBerthError(e, 'InvalidArgument'));
+  assert.throws(
+    () => parseStdioUri('binary:///usr/bin/logger?id=1'),
+    (e: unknown) => isBerthError(e, 'InvalidArgument'),
+  );
+  assert.throws(
+    () => parseStdioUri('http://x/'),
+    (e: unknown) => isBerthError(e, 'InvalidArgument'),
+  );
 });
 
 test('process state machine rejects invalid transitions and releases waiters on exit', async () => {
@@ -142,7 +159,10 @@ test('process state machine rejects invalid transitions and releases waiters on 
   assert.equal(canTransition('stopped', 'running'), false);
   assert.equal(canTransition('deleted', 'created'), false);
   const p = new Proc('c', '', { stdin: '', stdout: '', stderr: '', terminal: false });
-  assert.throws(() => p.transition('paused'), (e: unknown) => isBerthError(e, 'FailedPrecondition'));
+  assert.throws(
+    () => p.transition('paused'),
+    (e: unknown) => isBerthError(e, 'FailedPrecondition'),
+  );
   assert.throws(() => p.require('pause', 'running'), /cannot pause container c: it is created/);
   p.transition('running');
   const w = p.wait();

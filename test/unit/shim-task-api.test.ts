@@ -189,15 +189,25 @@ test('maps, 64-bit values, negative int32 and timestamps survive both directions
   assert.equal(del.exitedAt?.seconds, BigInt(Math.floor(when.getTime() / 1000)));
   assert.equal(del.exitedAt?.nanos, 456_000_000);
 
-  const req = decodeRequest(toBinary(TtrpcPb.RequestSchema, create(TtrpcPb.RequestSchema, { service: 's', method: 'm', timeoutNano: 9_007_199_254_740_993n, metadata: [{ key: 'k', value: 'v' }] })));
+  const req = decodeRequest(
+    toBinary(
+      TtrpcPb.RequestSchema,
+      create(TtrpcPb.RequestSchema, { service: 's', method: 'm', timeoutNano: 9_007_199_254_740_993n, metadata: [{ key: 'k', value: 'v' }] }),
+    ),
+  );
   assert.equal(req.timeoutNano, 9_007_199_254_740_993n);
   assert.deepEqual(req.metadata, [{ key: 'k', value: 'v' }]);
   const neg = fromBinary(TtrpcPb.ResponseSchema, encodeResponse({ status: { code: -5, message: 'neg' } }));
   assert.equal(neg.status?.code, -5);
-  const back = decodeResponse(toBinary(TtrpcPb.ResponseSchema, create(TtrpcPb.ResponseSchema, { status: { code: -5, message: 'm' }, payload: new Uint8Array([1, 2]) })));
+  const back = decodeResponse(
+    toBinary(TtrpcPb.ResponseSchema, create(TtrpcPb.ResponseSchema, { status: { code: -5, message: 'm' }, payload: new Uint8Array([1, 2]) })),
+  );
   assert.equal(back.status?.code, -5);
   assert.deepEqual([...back.payload], [1, 2]);
-  const r2 = fromBinary(TtrpcPb.RequestSchema, encodeRequest({ service: 'a', method: 'b', payload: new Uint8Array([7]), timeoutNano: 5n, metadata: [{ key: 'x', value: 'y' }] }));
+  const r2 = fromBinary(
+    TtrpcPb.RequestSchema,
+    encodeRequest({ service: 'a', method: 'b', payload: new Uint8Array([7]), timeoutNano: 5n, metadata: [{ key: 'x', value: 'y' }] }),
+  );
   assert.equal(r2.timeoutNano, 5n);
   assert.equal(r2.metadata[0]?.value, 'y');
 });
@@ -219,7 +229,10 @@ test('cgroup metrics written with the lean table decode as io.containerd.cgroups
   assert.equal(d.memory?.usage?.limit, 0xffffffffffffffffn);
   assert.equal(d.memory?.kernelTcp?.failcnt, 2n);
   assert.equal(d.memoryOomControl?.oomKill, 1n);
-  const v2 = fromBinary(V2Pb.MetricsSchema, encode(T.V2MetricsS, { memory: { anon: 1n, pgmajfault: 19n, usage: 32n, swapLimit: 35n }, memoryEvents: { oomKill: 5n } }));
+  const v2 = fromBinary(
+    V2Pb.MetricsSchema,
+    encode(T.V2MetricsS, { memory: { anon: 1n, pgmajfault: 19n, usage: 32n, swapLimit: 35n }, memoryEvents: { oomKill: 5n } }),
+  );
   assert.equal(v2.memory?.pgmajfault, 19n);
   assert.equal(v2.memory?.usage, 32n);
   assert.equal(v2.memory?.swapLimit, 35n);
@@ -231,12 +244,17 @@ test('events encode as the generated containerd.events messages', () => {
   const exit = fromBinary(EvPb.TaskExitSchema, encode(T.Ev.TaskExit, { containerId: 'c', id: 'e', pid: 42, exitStatus: 1, exitedAt: timestamp(when) }));
   assert.deepEqual([exit.containerId, exit.id, exit.pid, exit.exitStatus], ['c', 'e', 42, 1]);
   assert.equal(exit.exitedAt?.nanos, 123_000_000);
-  const cr = fromBinary(EvPb.TaskCreateSchema, encode(T.Ev.TaskCreate, { containerId: 'c', rootfs: [{ type: 'bind', source: '/s', options: ['rbind'] }], io: { stdout: '/o', terminal: true }, pid: 7 }));
+  const cr = fromBinary(
+    EvPb.TaskCreateSchema,
+    encode(T.Ev.TaskCreate, { containerId: 'c', rootfs: [{ type: 'bind', source: '/s', options: ['rbind'] }], io: { stdout: '/o', terminal: true }, pid: 7 }),
+  );
   assert.equal(cr.rootfs[0]?.options[0], 'rbind');
   assert.equal(cr.io?.terminal, true);
   const fwd = fromBinary(
     EventsSvcPb.ForwardRequestSchema,
-    encode(T.ForwardRequestS, { envelope: { timestamp: timestamp(when), namespace: 'ns', topic: '/tasks/exit', event: packAny(T.Ev.TaskOOM, { containerId: 'c' }) } }),
+    encode(T.ForwardRequestS, {
+      envelope: { timestamp: timestamp(when), namespace: 'ns', topic: '/tasks/exit', event: packAny(T.Ev.TaskOOM, { containerId: 'c' }) },
+    }),
   );
   assert.equal(fwd.envelope?.topic, '/tasks/exit');
   assert.equal(fwd.envelope?.event?.typeUrl, 'containerd.events.TaskOOM');
@@ -250,7 +268,10 @@ test('default values are not written; unknown fields are skipped; malformed inpu
   assert.equal((decode(T.StateRequestS, bytes) as unknown as T.IdExecReq).id, 'z');
   assert.throws(() => decode(T.StateRequestS, new Uint8Array([0x0a, 0x05, 0x61])), /premature EOF/);
   assert.throws(() => decode(T.StateRequestS, new Uint8Array([0x08, 0x01])), /wrong wire type/);
-  assert.throws(() => decode(T.StateRequestS, new Uint8Array([0x0a, 0x01, 0xff])), (e: Error) => e.constructor === Error && /invalid UTF-8/.test(e.message));
+  assert.throws(
+    () => decode(T.StateRequestS, new Uint8Array([0x0a, 0x01, 0xff])),
+    (e: Error) => e.constructor === Error && /invalid UTF-8/.test(e.message),
+  );
   // unpacked repeated scalars (older writers) are accepted too
   const s = schema('t', [[1, 'xs', 'uint64', 'repeated']]);
   assert.deepEqual(decode(s, new Uint8Array([0x08, 0x01, 0x08, 0x02]))['xs'], [1n, 2n]);

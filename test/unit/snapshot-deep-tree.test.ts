@@ -189,7 +189,16 @@ test('pruning unused layers logs and keeps one it cannot remove, removes the res
     removed = await store.prune(new Set());
     assert.equal((await sn.stat(chain('a'))).kind, 'committed', 'the busy layer is kept');
   } finally {
-    execFileSync('umount', ['-l', join(root, 'snapshots', (await readdir(join(root, 'snapshots'))).find((n) => n.startsWith('rm-'))!, 'fs', 'mnt')]);
+    execFileSync('umount', [
+      '-l',
+      join(
+        root,
+        'snapshots',
+        (await readdir(join(root, 'snapshots'))).find((n) => n.startsWith('rm-'))!,
+        'fs',
+        'mnt',
+      ),
+    ]);
   }
   assert.deepEqual(removed, [chain('b')]);
   assert.deepEqual(await store.prune(new Set()), [chain('a')], 'the next collection removes it');

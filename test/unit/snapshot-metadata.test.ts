@@ -75,7 +75,10 @@ for (const Kind of [OverlaySnapshotter, NativeSnapshotter]) {
     await sn.commit('L1', 'tmp1');
     await sn.prepare('ctr', 'L1');
     const first = await sn.totalUsage();
-    const both = async () => ({ size: (await sn.usage('L1')).size + (await sn.usage('ctr')).size, inodes: (await sn.usage('L1')).inodes + (await sn.usage('ctr')).inodes });
+    const both = async () => ({
+      size: (await sn.usage('L1')).size + (await sn.usage('ctr')).size,
+      inodes: (await sn.usage('L1')).inodes + (await sn.usage('ctr')).inodes,
+    });
     assert.deepEqual(first, await both(), 'a snapshot never walked is walked for the reply');
     // The container writes 64 KiB: a fresh walk is kept, so the answer stays the cached one.
     await writeInto(sn, 'ctr', 'big', 'x'.repeat(64 * 1024));

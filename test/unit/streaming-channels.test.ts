@@ -39,7 +39,10 @@ test('resize messages split across chunks are reassembled and garbage is skipped
   q.end();
   const got: TerminalSize[] = [];
   for await (const s of q) got.push(s);
-  assert.deepEqual(got, [{ width: 80, height: 24 }, { width: 120, height: 40 }]);
+  assert.deepEqual(got, [
+    { width: 80, height: 24 },
+    { width: 120, height: 40 },
+  ]);
 });
 
 test('exit status is JSON with NonZeroExitCode for v4+ and plain text for older protocols', () => {
@@ -67,7 +70,10 @@ test('request tokens are single use, expire, and are capped', () => {
   assert.equal(cache.consume(a), undefined);
   const b = cache.insert(req);
   cache.insert(req);
-  assert.throws(() => cache.insert(req), (e: unknown) => isBerthError(e, 'ResourceExhausted'));
+  assert.throws(
+    () => cache.insert(req),
+    (e: unknown) => isBerthError(e, 'ResourceExhausted'),
+  );
   now += 100;
   assert.equal(cache.consume(b), undefined);
   cache.insert(req); // expired entries were evicted to make room
@@ -84,7 +90,10 @@ test('GetExec/GetAttach/GetPortForward validate the request before handing out a
   assert.throws(() => server.getExec({ ...base, containerId: '' }), invalid);
   assert.throws(() => server.getAttach({ containerId: 'c', tty: true, stdin: true, stdout: true, stderr: true }), invalid);
   assert.throws(() => server.getPortForward({ podSandboxId: 'p', port: [70000] }), invalid);
-  assert.throws(() => server.getExec(base), (e: unknown) => isBerthError(e, 'FailedPrecondition'));
+  assert.throws(
+    () => server.getExec(base),
+    (e: unknown) => isBerthError(e, 'FailedPrecondition'),
+  );
   await server.start();
   try {
     const url = server.getExec(base);

@@ -74,7 +74,11 @@ test('idle watcher: closes after four quiet quarters, not while bytes move', () 
   try {
     let bytes = 0;
     let idle = 0;
-    const w = new IdleWatcher(() => bytes, 1000, () => idle++);
+    const w = new IdleWatcher(
+      () => bytes,
+      1000,
+      () => idle++,
+    );
     // Traffic in every quarter for 10 s: never idle.
     for (let i = 0; i < 40; i++) {
       bytes += 10;
@@ -90,7 +94,11 @@ test('idle watcher: closes after four quiet quarters, not while bytes move', () 
     assert.equal(idle, 1);
     w.stop();
     // 0 turns the timeout off.
-    const off = new IdleWatcher(() => 0, 0, () => idle++);
+    const off = new IdleWatcher(
+      () => 0,
+      0,
+      () => idle++,
+    );
     mock.timers.tick(100_000);
     assert.equal(idle, 1);
     off.stop();
@@ -148,7 +156,9 @@ async function openPairs(url: string, n: number) {
   const res = await new Promise<{ socket: net.Socket }>((resolve, reject) => {
     const u = new URL(url);
     const socket = net.connect(Number(u.port), u.hostname, () => {
-      socket.write(`POST ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n`);
+      socket.write(
+        `POST ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: portforward.k8s.io\r\n\r\n`,
+      );
     });
     let head = '';
     const onData = (c: Buffer) => {
@@ -196,11 +206,15 @@ test('2000 port-forward connections in one session: the first ones are forwarded
     assert.equal(backend.dials, limit, 'only the pairs within the limit were dialed');
     const said = new Map<number, string>();
     const expected = `port-forward: ${limit} connections already forwarded in this session, the most it may have (streaming.max_streams_per_connection / 2); close some and retry`;
-    await until(() => {
-      said.clear();
-      for (const f of frames) if (f.type === 'data' && f.streamId % 4 === 1) said.set(f.streamId, (said.get(f.streamId) ?? '') + f.data.toString());
-      return [...said.values()].filter((m) => m === expected).length === 2000 - limit;
-    }, 'every refused pair was told why on its error stream', 60_000);
+    await until(
+      () => {
+        said.clear();
+        for (const f of frames) if (f.type === 'data' && f.streamId % 4 === 1) said.set(f.streamId, (said.get(f.streamId) ?? '') + f.data.toString());
+        return [...said.values()].filter((m) => m === expected).length === 2000 - limit;
+      },
+      'every refused pair was told why on its error stream',
+      60_000,
+    );
     assert.equal(said.size, 2000 - limit, 'the forwarded pairs got no error text');
     const growth = process.memoryUsage().rss - rssBefore;
     assert.ok(growth < 128 * 1024 * 1024, `RSS grew ${growth} bytes`);
@@ -230,7 +244,7 @@ test('exec stdin from /dev/zero into a process that does not read: the session h
     // Wait until the bytes on the wire stop moving: the server no longer reads its socket.
     const tcp = socket as net.Socket;
     let last = -1;
-    for (let quiet = 0; quiet < 5; ) {
+    for (let quiet = 0; quiet < 5;) {
       await new Promise((r) => setTimeout(r, 100));
       quiet = tcp.bytesWritten === last ? quiet + 1 : 0;
       last = tcp.bytesWritten;

@@ -167,10 +167,16 @@ for (const name of ['kubectl-exec.json', 'kubectl-portforward.json']) {
     if (name === 'kubectl-exec.json') {
       // client-go opens error first, then stdin, stdout, stderr, on odd ids.
       assert.deepEqual(headers, [{ streamtype: 'error' }, { streamtype: 'stdin' }, { streamtype: 'stdout' }, { streamtype: 'stderr' }]);
-      assert.deepEqual(frames.filter((f) => f.type === 'syn_stream').map((f) => f.streamId), [1, 3, 5, 7]);
+      assert.deepEqual(
+        frames.filter((f) => f.type === 'syn_stream').map((f) => f.streamId),
+        [1, 3, 5, 7],
+      );
     } else {
       assert.equal(headers.length, 2);
-      assert.deepEqual(headers.map((h) => h.streamtype), ['error', 'data']);
+      assert.deepEqual(
+        headers.map((h) => h.streamtype),
+        ['error', 'data'],
+      );
       for (const h of headers) {
         assert.match(h.port ?? '', /^\d+$/);
         assert.equal(h.requestid, '0');

@@ -18,7 +18,10 @@ test('the SPDY/3 dictionary has the protocol length and DICTID', () => {
 });
 
 test('header block encoding matches the SPDY/3 layout byte for byte', () => {
-  assert.equal(hex(encodeHeaderBlock({ streamType: 'error' })), '00000001' + '0000000a' + hex(Buffer.from('streamtype')) + '00000005' + hex(Buffer.from('error')));
+  assert.equal(
+    hex(encodeHeaderBlock({ streamType: 'error' })),
+    '00000001' + '0000000a' + hex(Buffer.from('streamtype')) + '00000005' + hex(Buffer.from('error')),
+  );
 });
 
 test('a SYN_STREAM built here has the golden frame header and a zlib block any inflater reads', () => {
@@ -34,7 +37,10 @@ test('a SYN_STREAM built here has the golden frame header and a zlib block any i
   // A second block continues the same zlib stream (no second header).
   const block2 = c.compress({ streamtype: 'stdout', port: '80' });
   assert.notEqual(hex(block2.subarray(0, 2)), '78bb');
-  assert.equal(hex(inflateAll(Buffer.concat([block, block2]))), hex(Buffer.concat([encodeHeaderBlock({ streamtype: 'error' }), encodeHeaderBlock({ streamtype: 'stdout', port: '80' })])));
+  assert.equal(
+    hex(inflateAll(Buffer.concat([block, block2]))),
+    hex(Buffer.concat([encodeHeaderBlock({ streamtype: 'error' }), encodeHeaderBlock({ streamtype: 'stdout', port: '80' })])),
+  );
 });
 
 test('frames round-trip through the reader even when fed one byte at a time', async () => {
@@ -71,7 +77,10 @@ test('control frames have golden bytes', () => {
   assert.equal(hex(encodeFrame({ type: 'window_update', streamId: 3, delta: 65536 })), '8003000900000008' + '00000003' + '00010000');
   assert.equal(hex(encodeFrame({ type: 'goaway', lastGoodStreamId: 7, status: 1 })), '8003000700000008' + '00000007' + '00000001');
   assert.equal(hex(encodeFrame({ type: 'data', streamId: 3, flags: 1, data: Buffer.from('hi') })), '00000003' + '01000002' + '6869');
-  assert.equal(hex(encodeFrame({ type: 'settings', flags: 0, entries: [{ id: 7, flags: 1, value: 65536 }] })), '800300040000000c' + '00000001' + '01000007' + '00010000');
+  assert.equal(
+    hex(encodeFrame({ type: 'settings', flags: 0, entries: [{ id: 7, flags: 1, value: 65536 }] })),
+    '800300040000000c' + '00000001' + '01000007' + '00010000',
+  );
 });
 
 test('the reader rejects other SPDY versions and oversized frames', () => {
@@ -125,7 +134,11 @@ test('malformed header blocks are rejected', async () => {
 function firstBlock(raw: Buffer): Buffer {
   const dictId = Buffer.alloc(4);
   dictId.writeUInt32BE(adler32(SPDY3_DICTIONARY), 0);
-  return Buffer.concat([Buffer.from([0x78, 0xbb]), dictId, zlib.deflateRawSync(raw, { dictionary: SPDY3_DICTIONARY, finishFlush: zlib.constants.Z_SYNC_FLUSH })]);
+  return Buffer.concat([
+    Buffer.from([0x78, 0xbb]),
+    dictId,
+    zlib.deflateRawSync(raw, { dictionary: SPDY3_DICTIONARY, finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+  ]);
 }
 
 const turns = async (n: number) => {
@@ -304,7 +317,16 @@ async function rawPair(serverOpts: { maxStreams?: number } = {}) {
   const reader = new FrameReader();
   cs.on('data', (c: Buffer) => got.push(...reader.push(c)));
   const comp = new HeaderCompressor();
-  const syn = (id: number) => encodeFrame({ type: 'syn_stream', streamId: id, associatedStreamId: 0, priority: 0, slot: 0, flags: 0, headerBlock: comp.compress({ streamtype: 'data' }) });
+  const syn = (id: number) =>
+    encodeFrame({
+      type: 'syn_stream',
+      streamId: id,
+      associatedStreamId: 0,
+      priority: 0,
+      slot: 0,
+      flags: 0,
+      headerBlock: comp.compress({ streamtype: 'data' }),
+    });
   const cleanup = async () => {
     cs.destroy();
     server.destroy();

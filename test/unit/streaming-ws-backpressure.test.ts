@@ -24,10 +24,11 @@ async function server(onConnection: (ws: WebSocket) => void) {
   await new Promise<void>((r) => wss.once('listening', () => r()));
   wss.on('connection', onConnection);
   const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}/`;
-  const close = () => new Promise<void>((r) => {
-    for (const c of wss.clients) c.terminate();
-    wss.close(() => r());
-  });
+  const close = () =>
+    new Promise<void>((r) => {
+      for (const c of wss.clients) c.terminate();
+      wss.close(() => r());
+    });
   return { url, close };
 }
 
@@ -61,7 +62,13 @@ test('exec stdin: a process that does not read makes berthd stop reading, not bu
     },
   } as unknown as StreamingBackend;
   const srv = await server((ws) => {
-    void serveRemoteCommandWs({ ws, protocol: RC_V5, request: { kind: 'exec', request: { containerId: 'c', cmd: ['cat'], tty: false, stdin: true, stdout: true, stderr: false } }, backend, log });
+    void serveRemoteCommandWs({
+      ws,
+      protocol: RC_V5,
+      request: { kind: 'exec', request: { containerId: 'c', cmd: ['cat'], tty: false, stdin: true, stdout: true, stderr: false } },
+      backend,
+      log,
+    });
   });
   const client = new WebSocket(srv.url, [RC_V5]);
   // The server side may start before the client's handshake completes: send only once open.

@@ -39,7 +39,13 @@ function fakeCtx(sandboxes: Rec[], containers: Rec[]) {
       deleted.push(id);
     },
   });
-  const log = { debug: () => undefined, info: () => undefined, warn: (m: string) => warnings.push(m), error: (m: string) => warnings.push(m), child: () => log };
+  const log = {
+    debug: () => undefined,
+    info: () => undefined,
+    warn: (m: string) => warnings.push(m),
+    error: (m: string) => warnings.push(m),
+    child: () => log,
+  };
   const ctx = { sandboxes: store(sandboxes), containers: store(containers), tasks, locks: new KeyedLock(), log } as unknown as RuntimeContext;
   return { ctx, tasks, deleted, warnings };
 }

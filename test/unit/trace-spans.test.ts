@@ -26,7 +26,13 @@ test('Tracer.span records successes and failures with their timing', async () =>
   await t.span('pod', 'ok-step', async () => 1);
   await assert.rejects(t.span('pod', 'bad-step', async () => Promise.reject(new Error('nope'))));
   const spans = t.get('pod');
-  assert.deepEqual(spans.map((s) => [s.name, s.error]), [['ok-step', undefined], ['bad-step', 'nope']]);
+  assert.deepEqual(
+    spans.map((s) => [s.name, s.error]),
+    [
+      ['ok-step', undefined],
+      ['bad-step', 'nope'],
+    ],
+  );
   assert.ok(spans.every((s) => s.durationMs >= 0 && s.start > 1.6e12));
 });
 
@@ -59,7 +65,10 @@ test('Trace returns the pod spans and its images pull spans, ordered by start, b
   recordPullSpan(t, 'reg/busybox:1', 20, 5, { bytes: 10 });
   recordPullSpan(t, 'reg/unrelated:1', 15, 5, {});
   const res = await trace(fakeCtx(t, [{ sandboxId: 'abcdef0123', image: 'reg/busybox:1' }]))({ podSandboxId: 'abcd' } as never, call);
-  assert.deepEqual(res.spans?.map((s) => s.name), ['reserve-name', 'pull', 'task-start']);
+  assert.deepEqual(
+    res.spans?.map((s) => s.name),
+    ['reserve-name', 'pull', 'task-start'],
+  );
   assert.equal(res.spans?.[1]?.attrs?.image, 'reg/busybox:1');
   assert.equal(pullTraceKey('x'), 'pull:x');
 });

@@ -37,11 +37,22 @@ test('client writes a request frame with the exact ttrpc header layout', async (
   await assert.rejects(call, (e: unknown) => isBerthError(e, 'Unavailable'));
   // ttrpc.Request{service:"s", method:"m"} = 0a 01 73 12 01 6d (6 bytes)
   const expected = Buffer.from([
-    0x00, 0x00, 0x00, 0x06, // payload length, big endian
-    0x00, 0x00, 0x00, 0x01, // stream id 1 (first client stream)
+    0x00,
+    0x00,
+    0x00,
+    0x06, // payload length, big endian
+    0x00,
+    0x00,
+    0x00,
+    0x01, // stream id 1 (first client stream)
     0x01, // type: request
     0x00, // flags: none (unary)
-    0x0a, 0x01, 0x73, 0x12, 0x01, 0x6d,
+    0x0a,
+    0x01,
+    0x73,
+    0x12,
+    0x01,
+    0x6d,
   ]);
   assert.deepEqual(Buffer.concat(written), expected);
 });
@@ -52,8 +63,9 @@ test('encodeFrame puts length, stream id, type and flags big-endian before the p
 });
 
 test('encodeFrame refuses payloads over 4 MiB with ResourceExhausted', () => {
-  assert.throws(() => encodeFrame(1, MessageType.Request, 0, new Uint8Array(MESSAGE_LENGTH_MAX + 1)), (e: unknown) =>
-    isBerthError(e, 'ResourceExhausted'),
+  assert.throws(
+    () => encodeFrame(1, MessageType.Request, 0, new Uint8Array(MESSAGE_LENGTH_MAX + 1)),
+    (e: unknown) => isBerthError(e, 'ResourceExhausted'),
   );
   assert.equal(encodeFrame(1, MessageType.Request, 0, new Uint8Array(MESSAGE_LENGTH_MAX)).length, MESSAGE_LENGTH_MAX + 10);
 });
@@ -68,11 +80,14 @@ test('decoder reassembles frames split at every byte boundary and several frames
     dec.push(all.subarray(0, split));
     dec.push(all.subarray(split));
     assert.equal(seen.frames.length, 3, `split at ${split}`);
-    assert.deepEqual(seen.frames.map((f) => [f.h.streamId, f.h.type, f.h.flags, f.p.toString()]), [
-      [1, 1, 0, 'hello'],
-      [3, 1, 2, ''],
-      [5, 3, 1, 'world!'],
-    ]);
+    assert.deepEqual(
+      seen.frames.map((f) => [f.h.streamId, f.h.type, f.h.flags, f.p.toString()]),
+      [
+        [1, 1, 0, 'hello'],
+        [3, 1, 2, ''],
+        [5, 3, 1, 'world!'],
+      ],
+    );
     assert.equal(dec.bufferedBytes, 0);
   }
   const { seen, dec } = collecting();
@@ -96,9 +111,15 @@ test('decoder skips an announced 5 MiB payload without ever buffering it, then r
   }
   assert.equal(maxBuffered, 0, 'oversized payload bytes are dropped as they arrive');
   assert.equal(seen.frames.length, 0);
-  assert.deepEqual(seen.oversized.map((h) => [h.streamId, h.length]), [[7, announced]]);
+  assert.deepEqual(
+    seen.oversized.map((h) => [h.streamId, h.length]),
+    [[7, announced]],
+  );
   dec.push(encodeFrame(9, MessageType.Request, 0, Buffer.from('ok')));
-  assert.deepEqual(seen.frames.map((f) => f.h.streamId), [9]);
+  assert.deepEqual(
+    seen.frames.map((f) => f.h.streamId),
+    [9],
+  );
   assert.equal(seen.errors.length, 0);
 });
 

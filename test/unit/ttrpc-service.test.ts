@@ -88,7 +88,10 @@ test('typed service: thrown BerthErrors keep their kind and code across the wire
     },
   });
   const client = createClient(StoreService, await serve(t, server));
-  await assert.rejects(client.put({ value: 'x' }), (e: unknown) => isBerthError(e, 'InvalidArgument') && e.code === 'snapshot.invalid_key' && e.message === 'key must not be empty (value x)');
+  await assert.rejects(
+    client.put({ value: 'x' }),
+    (e: unknown) => isBerthError(e, 'InvalidArgument') && e.code === 'snapshot.invalid_key' && e.message === 'key must not be empty (value x)',
+  );
 });
 
 test('typed service: a payload that is not the declared message answers Internal, connection stays up', async (t) => {

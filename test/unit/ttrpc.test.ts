@@ -116,8 +116,14 @@ test('100 concurrent calls on one connection are answered out of order and each 
     await sleep(0);
   }
   const results = await Promise.all(calls);
-  assert.deepEqual(results, Array.from({ length: 100 }, (_, n) => `re:${n}`));
-  assert.deepEqual(finished, Array.from({ length: 100 }, (_, n) => 99 - n));
+  assert.deepEqual(
+    results,
+    Array.from({ length: 100 }, (_, n) => `re:${n}`),
+  );
+  assert.deepEqual(
+    finished,
+    Array.from({ length: 100 }, (_, n) => 99 - n),
+  );
 });
 
 test('a call past its timeout fails locally with DeadlineExceeded and the handler sees its signal abort', async (t) => {
@@ -127,10 +133,12 @@ test('a call past its timeout fails locally with DeadlineExceeded and the handle
   const { path } = await startServer(t, {
     Hang: (ctx) => {
       seen = ctx;
-      return new Promise((_res, rej) => ctx.signal.addEventListener('abort', () => {
-        handlerAborted(ctx.signal.reason);
-        rej(ctx.signal.reason);
-      }));
+      return new Promise((_res, rej) =>
+        ctx.signal.addEventListener('abort', () => {
+          handlerAborted(ctx.signal.reason);
+          rej(ctx.signal.reason);
+        }),
+      );
     },
   });
   const c = await connect(t, path);

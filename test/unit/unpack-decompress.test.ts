@@ -26,7 +26,11 @@ async function collect(data: Buffer, compression: 'gzip' | 'zstd' | 'none'): Pro
 test('gzip, zstd and uncompressed layers decompress to the same tar and diffID', async (t) => {
   const payload = Buffer.from(Array.from({ length: 200_000 }, (_, i) => i % 251));
   const layer = await buildTar([{ name: 'bin/data', content: payload }]);
-  for (const [compression, blob] of [['gzip', gzip(layer)], ['zstd', zstd(layer)], ['none', layer]] as const) {
+  for (const [compression, blob] of [
+    ['gzip', gzip(layer)],
+    ['zstd', zstd(layer)],
+    ['none', layer],
+  ] as const) {
     assert.deepEqual(await collect(blob, compression), layer, compression);
     const root = await tempDir(t);
     const res = await applyLayer(chunked(blob, 4096).pipe(decompress(compression)), root);

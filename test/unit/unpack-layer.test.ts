@@ -15,7 +15,11 @@ test('unpackLayer commits a chain, is idempotent and verifies the diffID', async
   const sn = new NativeSnapshotter(await tempDir(t));
   await sn.init();
   t.after(() => sn.close());
-  const l1 = await buildTar([{ name: 'etc/', type: 'directory' }, { name: 'etc/os', content: 'v1' }, { name: 'gone', content: 'x' }]);
+  const l1 = await buildTar([
+    { name: 'etc/', type: 'directory' },
+    { name: 'etc/os', content: 'v1' },
+    { name: 'gone', content: 'x' },
+  ]);
   const l2 = await buildTar([{ name: 'etc/os', content: 'v2' }, { name: '.wh.gone' }]);
   const [c1, c2] = chainIDs([sha256(l1), sha256(l2)]);
 
@@ -34,10 +38,9 @@ test('unpackLayer commits a chain, is idempotent and verifies the diffID', async
   assert.deepEqual((await readdir(root)).sort(), ['etc']);
 
   const bad = await buildTar([{ name: 'x', content: 'y' }]);
-  await assert.rejects(
-    unpackLayer(sn, { chainID: sha256('other'), parentChainID: c2!, tarStream: Readable.from([bad]), expectedDiffID: sha256('nope') }),
-    { code: 'unpack.diffid_mismatch' },
-  );
+  await assert.rejects(unpackLayer(sn, { chainID: sha256('other'), parentChainID: c2!, tarStream: Readable.from([bad]), expectedDiffID: sha256('nope') }), {
+    code: 'unpack.diffid_mismatch',
+  });
   assert.deepEqual((await sn.list()).map((i) => i.key).sort(), [c1, c2, 'rootfs'].sort(), 'failed unpack left nothing');
 });
 
@@ -65,7 +68,10 @@ test('a layer is stored and unpacked from one download, and a corrupt blob leave
   const tarStream = decompressStream(h2.stream, 'gzip');
   await assert.rejects(unpackLayer(sn, { chainID: sha256('chain-2'), tarStream }), { code: 'content.digest_mismatch' });
   await assert.rejects(h2.done);
-  assert.deepEqual((await sn.list()).map((i) => i.key), [sha256(layer)]);
+  assert.deepEqual(
+    (await sn.list()).map((i) => i.key),
+    [sha256(layer)],
+  );
 });
 
 test('a decompression bomb is stopped at the layer size cap, on the main thread and in a worker', async (t) => {
@@ -86,5 +92,7 @@ test('a decompression bomb is stopped at the layer size cap, on the main thread 
   const pool = new UnpackPool({ size: 1, idleMs: 50 });
   t.after(() => pool.close());
   mk(j(dir, 'worker'));
-  await assert.rejects(pool.reserve().extract({ source: R.from([blob]), compression: 'gzip', dir: j(dir, 'worker'), mode: 'native', maxBytes: 4 << 20 }), { code: 'unpack.layer_too_large' });
+  await assert.rejects(pool.reserve().extract({ source: R.from([blob]), compression: 'gzip', dir: j(dir, 'worker'), mode: 'native', maxBytes: 4 << 20 }), {
+    code: 'unpack.layer_too_large',
+  });
 });

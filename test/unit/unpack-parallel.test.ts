@@ -91,7 +91,10 @@ async function layerDir(sn: OverlaySnapshotter, chainID: string): Promise<string
   const m = (await sn.mounts(key))[0]!;
   await sn.remove(key);
   if (m.type === 'bind') return m.source;
-  return m.options.find((o) => o.startsWith('lowerdir='))!.slice('lowerdir='.length).split(':')[0]!;
+  return m.options
+    .find((o) => o.startsWith('lowerdir='))!
+    .slice('lowerdir='.length)
+    .split(':')[0]!;
 }
 
 async function store(t: import('node:test').TestContext, dir: string, poolSize: number) {
@@ -123,9 +126,7 @@ test('layers applied concurrently on worker threads give the same trees as one a
   const streams = [Readable.from([layers[0]!.blob]), Readable.from([layers[1]!.blob]), new FileSource(blobFile)];
   // All three at once: each child starts while its parent is still being unpacked.
   await Promise.all(
-    layers.map((_, i) =>
-      par.layers.apply({ chainID: ids[i]!, parentChainID: ids[i - 1], diffID: diffIDs[i]!, compression: 'gzip', stream: streams[i]! }),
-    ),
+    layers.map((_, i) => par.layers.apply({ chainID: ids[i]!, parentChainID: ids[i - 1], diffID: diffIDs[i]!, compression: 'gzip', stream: streams[i]! })),
   );
 
   for (const id of ids) {
@@ -136,15 +137,29 @@ test('layers applied concurrently on worker threads give the same trees as one a
   assert.equal(readFileSync(join(second, 'usr/lib/libx.so'), 'utf8'), 'x');
   const opt = lstatSync(join(second, 'opt'));
   assert.deepEqual([opt.uid, opt.gid, opt.mode & 0o7777], [7, 8, 0o750]);
-  assert.deepEqual(readdirSync(join(par.sn.root, 'snapshots')).filter((n) => n.startsWith('staging-')), [], 'staging dirs adopted');
+  assert.deepEqual(
+    readdirSync(join(par.sn.root, 'snapshots')).filter((n) => n.startsWith('staging-')),
+    [],
+    'staging dirs adopted',
+  );
 });
 
 test('a failing layer on a worker fails its children too and leaves no snapshot or staging dir behind', async (t) => {
   const dir = await tempDir(t);
-  const good = await layer([{ name: 'a/', type: 'directory' }, { name: 'a/f', content: 'f' }]);
+  const good = await layer([
+    { name: 'a/', type: 'directory' },
+    { name: 'a/f', content: 'f' },
+  ]);
   // A hard link to a file that does not exist in the layer: rejected by the unpacker.
-  const bad = await layer([{ name: 'b/', type: 'directory' }, { name: 'b/f', content: 'x'.repeat(100_000) }, { name: 'b/l', type: 'link', linkname: 'nope' }]);
-  const child = await layer([{ name: 'c/', type: 'directory' }, { name: 'c/f', content: 'c' }]);
+  const bad = await layer([
+    { name: 'b/', type: 'directory' },
+    { name: 'b/f', content: 'x'.repeat(100_000) },
+    { name: 'b/l', type: 'link', linkname: 'nope' },
+  ]);
+  const child = await layer([
+    { name: 'c/', type: 'directory' },
+    { name: 'c/f', content: 'c' },
+  ]);
   const diffIDs = [good, bad, child].map((l) => sha256(l.tar));
   const ids = chainIDs(diffIDs);
   const { sn, layers } = await store(t, dir, 2);
@@ -158,8 +173,14 @@ test('a failing layer on a worker fails its children too and leaves no snapshot 
   assert.equal(results[1]!.status, 'rejected');
   assert.equal((results[1] as PromiseRejectedResult).reason.code, 'unpack.bad_hardlink');
   assert.equal(results[2]!.status, 'rejected');
-  assert.deepEqual((await sn.list()).map((s) => s.key), [ids[0]]);
-  assert.deepEqual(readdirSync(join(sn.root, 'snapshots')).filter((n) => !/^[0-9]+$/.test(n)), []);
+  assert.deepEqual(
+    (await sn.list()).map((s) => s.key),
+    [ids[0]],
+  );
+  assert.deepEqual(
+    readdirSync(join(sn.root, 'snapshots')).filter((n) => !/^[0-9]+$/.test(n)),
+    [],
+  );
   assert.equal(readdirSync(join(sn.root, 'snapshots')).length, 1);
 });
 
@@ -170,10 +191,7 @@ test('a corrupt blob streamed to a worker rejects with the stream error and leav
   const broken = new Readable({ read() {} });
   broken.push(l.blob.subarray(0, 1000));
   setTimeout(() => broken.destroy(Object.assign(new Error('connection reset'), { code: 'ECONNRESET' })), 20);
-  await assert.rejects(
-    layers.apply({ chainID: sha256('c'), diffID: sha256(l.tar), compression: 'gzip', stream: broken }),
-    { code: 'ECONNRESET' },
-  );
+  await assert.rejects(layers.apply({ chainID: sha256('c'), diffID: sha256(l.tar), compression: 'gzip', stream: broken }), { code: 'ECONNRESET' });
   assert.deepEqual(await sn.list(), []);
   assert.deepEqual(readdirSync(join(sn.root, 'snapshots')), []);
 });
@@ -189,12 +207,18 @@ test('native snapshotter: concurrently applied layers still build on their commi
   });
   const layers = new SnapshotLayerStore(sn, log, { pool });
   const ls = [
-    await layer([{ name: 'etc/', type: 'directory' }, { name: 'etc/a', content: 'a' }, { name: 'etc/b', content: 'b' }]),
+    await layer([
+      { name: 'etc/', type: 'directory' },
+      { name: 'etc/a', content: 'a' },
+      { name: 'etc/b', content: 'b' },
+    ]),
     await layer([{ name: 'etc/c', content: 'c' }, { name: 'etc/.wh.a' }]),
   ];
   const diffIDs = ls.map((l) => sha256(l.tar));
   const ids = chainIDs(diffIDs);
-  await Promise.all(ls.map((l, i) => layers.apply({ chainID: ids[i]!, parentChainID: ids[i - 1], diffID: diffIDs[i]!, compression: 'gzip', stream: Readable.from([l.blob]) })));
+  await Promise.all(
+    ls.map((l, i) => layers.apply({ chainID: ids[i]!, parentChainID: ids[i - 1], diffID: diffIDs[i]!, compression: 'gzip', stream: Readable.from([l.blob]) })),
+  );
   await sn.view('v', ids[1]);
   const root = (await sn.mounts('v'))[0]!.source;
   assert.deepEqual(readdirSync(join(root, 'etc')).sort(), ['b', 'c']);

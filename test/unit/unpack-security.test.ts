@@ -24,7 +24,10 @@ async function apply(root: string, entries: TarEntry[], mode: 'native' | 'overla
 }
 
 async function exists(p: string): Promise<boolean> {
-  return lstat(p).then(() => true, () => false);
+  return lstat(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 test('entries with .. or absolute paths stay inside the root', async (t) => {
@@ -70,9 +73,15 @@ test('a symlink planted by an earlier layer is never followed out of the root', 
 
 test('a symlink named . or / is rejected and cannot redirect later entries', async (t) => {
   const { root, outside } = await setup(t);
-  await assert.rejects(apply(root, [{ name: '.', type: 'symlink', linkname: outside }, { name: 'secret', content: 'x' }]), {
-    code: 'unpack.invalid_path',
-  });
+  await assert.rejects(
+    apply(root, [
+      { name: '.', type: 'symlink', linkname: outside },
+      { name: 'secret', content: 'x' },
+    ]),
+    {
+      code: 'unpack.invalid_path',
+    },
+  );
   await assert.rejects(apply(root, [{ name: './', type: 'symlink', linkname: outside }]), { code: 'unpack.invalid_path' });
   await assert.rejects(apply(root, [{ name: '/', type: 'symlink', linkname: outside }]), { code: 'unpack.invalid_path' });
   assert.ok((await lstat(root)).isDirectory());
@@ -203,6 +212,6 @@ test('native: an opaque marker repeated for one directory reads it once', async 
   const r = await applyLayer(Readable.from([await buildTar(entries)]), root, { mode: 'native' });
   assert.equal(r.work!.dirReads, 1);
   const names = await readdir(join(root, 'big'));
-  assert.equal(names.length, 500, 'the lower entries are gone, the layer\'s own stay');
+  assert.equal(names.length, 500, "the lower entries are gone, the layer's own stay");
   assert.ok(names.every((n) => n.startsWith('f')));
 });

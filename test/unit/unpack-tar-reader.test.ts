@@ -99,7 +99,14 @@ async function entries(tar: Buffer): Promise<Array<{ name: string; type: string 
 test('parsing ends at the end-of-archive marker: a file hidden behind it is not applied, but its bytes are hashed', async (t) => {
   const a = Buffer.from('visible');
   const hidden = Buffer.from('smuggled');
-  const tar = Buffer.concat([gnuHeader('a', '0', a.length), pad(a), Buffer.alloc(1024), gnuHeader('hidden', '0', hidden.length), pad(hidden), Buffer.alloc(1024)]);
+  const tar = Buffer.concat([
+    gnuHeader('a', '0', a.length),
+    pad(a),
+    Buffer.alloc(1024),
+    gnuHeader('hidden', '0', hidden.length),
+    pad(hidden),
+    Buffer.alloc(1024),
+  ]);
   assert.deepEqual(await entries(tar), [{ name: 'a', type: 'file', body: 'visible' }]);
   const root = await tempDir(t);
   const res = await applyLayer(chunked(tar, 64), root, { mode: 'overlay' });
@@ -115,12 +122,7 @@ test('a lone zero block followed by a header is refused as corrupt', async () =>
 
 test('a symlink or hard link with a size field carries no data: the next header is still read', async () => {
   const next = Buffer.from('after');
-  const tar = Buffer.concat([
-    gnuHeader('l', '2', 512, 0o777, 'target'),
-    gnuHeader('next', '0', next.length),
-    pad(next),
-    Buffer.alloc(1024),
-  ]);
+  const tar = Buffer.concat([gnuHeader('l', '2', 512, 0o777, 'target'), gnuHeader('next', '0', next.length), pad(next), Buffer.alloc(1024)]);
   const got = await entries(tar);
   assert.deepEqual(
     got.map((e) => [e.name, e.type, e.body]),

@@ -274,12 +274,7 @@ class IngestWriter extends Transform {
   override _transform(chunk: Buffer, _enc: BufferEncoding, callback: TransformCallback): void {
     this.bytes += chunk.length;
     if (this.bytes > this.desc.size) {
-      callback(
-        errors.failedPrecondition(
-          'content.size_mismatch',
-          `content ${this.desc.digest}: more than the expected ${this.desc.size} bytes received`,
-        ),
-      );
+      callback(errors.failedPrecondition('content.size_mismatch', `content ${this.desc.digest}: more than the expected ${this.desc.size} bytes received`));
       return;
     }
     this.hash.update(chunk);
@@ -324,16 +319,10 @@ class IngestWriter extends Transform {
     const fh = this.fh!;
     const actual = `${this.desc.digest.slice(0, this.desc.digest.indexOf(':'))}:${this.hash.digest('hex')}`;
     if (this.bytes !== this.desc.size) {
-      throw errors.failedPrecondition(
-        'content.size_mismatch',
-        `content ${this.desc.digest}: expected ${this.desc.size} bytes, got ${this.bytes}`,
-      );
+      throw errors.failedPrecondition('content.size_mismatch', `content ${this.desc.digest}: expected ${this.desc.size} bytes, got ${this.bytes}`);
     }
     if (actual !== this.desc.digest) {
-      throw errors.failedPrecondition(
-        'content.digest_mismatch',
-        `content digest mismatch: expected ${this.desc.digest}, got ${actual}`,
-      );
+      throw errors.failedPrecondition('content.digest_mismatch', `content digest mismatch: expected ${this.desc.digest}, got ${actual}`);
     }
     await fh.chmod(0o444);
     await fh.close();

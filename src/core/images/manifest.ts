@@ -91,7 +91,11 @@ function parseJson(data: Uint8Array, what: string): Record<string, unknown> {
  * Parse a manifest or index. `descMediaType` is what the registry/descriptor said; the
  * document's own mediaType wins when present.
  */
-export function parseManifestOrIndex(data: Uint8Array, descMediaType: string, what: string): { kind: 'index'; index: Index } | { kind: 'manifest'; manifest: Manifest } {
+export function parseManifestOrIndex(
+  data: Uint8Array,
+  descMediaType: string,
+  what: string,
+): { kind: 'index'; index: Index } | { kind: 'manifest'; manifest: Manifest } {
   if (data.byteLength > MAX_MANIFEST_BYTES) throw bad(what, `larger than ${MAX_MANIFEST_BYTES} bytes`);
   const doc = parseJson(data, what);
   const mediaType = typeof doc.mediaType === 'string' && doc.mediaType !== '' ? doc.mediaType : descMediaType;
@@ -104,7 +108,10 @@ export function parseManifestOrIndex(data: Uint8Array, descMediaType: string, wh
     if (doc.manifests.length > MAX_ENTRIES) throw bad(what, 'too many manifests');
     return {
       kind: 'index',
-      index: { mediaType: isIndex(mediaType) ? mediaType : MediaType.ociIndex, manifests: doc.manifests.map((m, i) => checkDescriptor(m, `${what} manifests[${i}]`)) },
+      index: {
+        mediaType: isIndex(mediaType) ? mediaType : MediaType.ociIndex,
+        manifests: doc.manifests.map((m, i) => checkDescriptor(m, `${what} manifests[${i}]`)),
+      },
     };
   }
   if (!isManifest(mediaType) && !(doc.config && Array.isArray(doc.layers))) throw bad(what, `unsupported media type ${mediaType}`);

@@ -108,9 +108,4 @@ export function layerCompression(mediaType: string): LayerCompression {
 }
 
 /** The Accept header value for manifest requests, most specific (index) first. */
-export const manifestAccept: string = [
-  MediaType.ociIndex,
-  MediaType.ociManifest,
-  MediaType.dockerManifestList,
-  MediaType.dockerManifest,
-].join(', ');
+export const manifestAccept: string = [MediaType.ociIndex, MediaType.ociManifest, MediaType.dockerManifestList, MediaType.dockerManifest].join(', ');

@@ -91,7 +91,11 @@ export async function pullImage(
     if (parsed.kind === 'index') {
       manifestDesc = selectManifest(parsed.index.manifests, deps.platform, name);
       lease(manifestDesc.digest);
-      parsed = parseManifestOrIndex(await readOrFetchManifest(deps, ref, manifestDesc, creds, signal), manifestDesc.mediaType, `${name} (${manifestDesc.digest})`);
+      parsed = parseManifestOrIndex(
+        await readOrFetchManifest(deps, ref, manifestDesc, creds, signal),
+        manifestDesc.mediaType,
+        `${name} (${manifestDesc.digest})`,
+      );
       if (parsed.kind !== 'manifest') throw errors.invalidArgument('image.bad_manifest', `${name}: index entry ${manifestDesc.digest} is not a manifest`);
     }
     const manifest = parsed.manifest;
@@ -99,7 +103,8 @@ export async function pullImage(
     const cfgDesc = manifest.config;
     await faultPoint?.('PullImage.config');
     lease(cfgDesc.digest);
-    if (cfgDesc.size > MAX_CONFIG_BYTES) throw errors.invalidArgument('image.config_too_large', `${name}: config is ${cfgDesc.size} bytes (limit ${MAX_CONFIG_BYTES})`);
+    if (cfgDesc.size > MAX_CONFIG_BYTES)
+      throw errors.invalidArgument('image.config_too_large', `${name}: config is ${cfgDesc.size} bytes (limit ${MAX_CONFIG_BYTES})`);
     let cfgBytes: Buffer;
     if (await deps.content.has(cfgDesc.digest)) cfgBytes = await deps.content.readBlob(cfgDesc.digest, MAX_CONFIG_BYTES);
     else {

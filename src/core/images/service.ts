@@ -97,7 +97,15 @@ export class ImageService {
     const t0 = performance.now();
     const publish = (ok: boolean, bytes: number, error?: string): void => {
       if (!pullChannel.hasSubscribers) return;
-      const o: PullObservation = { service: this, ref: refText, ok, bytes, startMs, durationMs: performance.now() - t0, ...(error !== undefined ? { error } : {}) };
+      const o: PullObservation = {
+        service: this,
+        ref: refText,
+        ok,
+        bytes,
+        startMs,
+        durationMs: performance.now() - t0,
+        ...(error !== undefined ? { error } : {}),
+      };
       pullChannel.publish(o);
     };
     let result: Promise<Image>;
@@ -143,7 +151,14 @@ export class ImageService {
     // anything: the pull would find layers it is about to prune. Start after it.
     await this.gcSettled();
     const out = await pullImage(
-      { content: this.o.content, layers: this.o.layers, remote: this.o.remote, platform: this.o.platform, maxConcurrentDownloads: this.o.maxConcurrentDownloads, lease: this.lease },
+      {
+        content: this.o.content,
+        layers: this.o.layers,
+        remote: this.o.remote,
+        platform: this.o.platform,
+        maxConcurrentDownloads: this.o.maxConcurrentDownloads,
+        lease: this.lease,
+      },
       ref,
       creds,
       progress,
@@ -202,7 +217,12 @@ export class ImageService {
   private async assemble(ns: string, configDigest: string, records: ImageRecord[]): Promise<Image | undefined> {
     if (records.length === 0) return undefined;
     const p = await this.parsed(records[0]!.target, configDigest);
-    const pinnedNames = new Set(this.o.pinned().map((r) => safeRefString(r)).filter((x): x is string => !!x));
+    const pinnedNames = new Set(
+      this.o
+        .pinned()
+        .map((r) => safeRefString(r))
+        .filter((x): x is string => !!x),
+    );
     const repoTags = records.filter((r) => !r.name.includes('@')).map((r) => r.name);
     const repoDigests = records.filter((r) => r.name.includes('@')).map((r) => r.name);
     const chain = chainIDs(p.config.rootfs.diff_ids);
@@ -289,7 +309,10 @@ export class ImageService {
     // The durable point: the records are gone (one transaction). Blobs and layers nothing
     // reaches any more are collected after the caller's reply; if berthd dies first, the
     // start-up collection removes them (nothing refers to them).
-    this.o.images.delete(ns, img.records.map((r) => r.name));
+    this.o.images.delete(
+      ns,
+      img.records.map((r) => r.name),
+    );
     void this.gc().catch((err: unknown) => this.o.log.warn('garbage collection after a remove failed; the next one retries', { error: err }));
   }
 

@@ -119,7 +119,10 @@ export function openMetadata(path: string): DB {
   const current = db.pragma('user_version', { simple: true }) as number;
   if (current > migrations.length) {
     db.close();
-    throw errors.failedPrecondition('metadata.schema_too_new', `metadata ${path} has schema version ${current}; this berth understands up to ${migrations.length} (was it written by a newer berthd?)`);
+    throw errors.failedPrecondition(
+      'metadata.schema_too_new',
+      `metadata ${path} has schema version ${current}; this berth understands up to ${migrations.length} (was it written by a newer berthd?)`,
+    );
   }
   for (let v = current; v < migrations.length; v++) {
     db.transaction(() => {

@@ -57,15 +57,16 @@ export class ImageStore {
   }
 
   byConfig(namespace: string, configDigest: string): ImageRecord[] {
-    return (
-      this.sql('SELECT * FROM images WHERE namespace = ? AND config_digest = ? ORDER BY name').all(namespace, configDigest) as Row[]
-    ).map(fromRow);
+    return (this.sql('SELECT * FROM images WHERE namespace = ? AND config_digest = ? ORDER BY name').all(namespace, configDigest) as Row[]).map(fromRow);
   }
 
   /** Config digests starting with a prefix (for lookups by truncated id). */
   configsWithPrefix(namespace: string, prefix: string): string[] {
-    const rows = this.sql("SELECT DISTINCT config_digest FROM images WHERE namespace = ? AND substr(config_digest, 1, ?) = ?")
-      .all(namespace, prefix.length, prefix) as { config_digest: string }[];
+    const rows = this.sql('SELECT DISTINCT config_digest FROM images WHERE namespace = ? AND substr(config_digest, 1, ?) = ?').all(
+      namespace,
+      prefix.length,
+      prefix,
+    ) as { config_digest: string }[];
     return rows.map((r) => r.config_digest);
   }
 

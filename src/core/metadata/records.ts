@@ -64,8 +64,11 @@ export class SandboxStore {
 
   put(ns: string, r: SandboxRecord): void {
     checkSandboxRecord(r);
-    this.sql('INSERT INTO sandboxes (namespace, id, record) VALUES (?, ?, ?) ON CONFLICT (namespace, id) DO UPDATE SET record = excluded.record')
-      .run(ns, r.id, JSON.stringify(r));
+    this.sql('INSERT INTO sandboxes (namespace, id, record) VALUES (?, ?, ?) ON CONFLICT (namespace, id) DO UPDATE SET record = excluded.record').run(
+      ns,
+      r.id,
+      JSON.stringify(r),
+    );
   }
 
   get(ns: string, id: string): SandboxRecord | undefined {
@@ -79,7 +82,9 @@ export class SandboxStore {
 
   /** Ids starting with a prefix. */
   idsWithPrefix(ns: string, prefix: string): string[] {
-    return (this.sql('SELECT id FROM sandboxes WHERE namespace = ? AND substr(id, 1, ?) = ?').all(ns, prefix.length, prefix) as { id: string }[]).map((r) => r.id);
+    return (this.sql('SELECT id FROM sandboxes WHERE namespace = ? AND substr(id, 1, ?) = ?').all(ns, prefix.length, prefix) as { id: string }[]).map(
+      (r) => r.id,
+    );
   }
 
   delete(ns: string, id: string): void {
@@ -108,9 +113,8 @@ export class ContainerStore {
 
   put(ns: string, r: ContainerRecord): void {
     this.sql(
-        'INSERT INTO containers (namespace, id, sandbox_id, record) VALUES (?, ?, ?, ?) ON CONFLICT (namespace, id) DO UPDATE SET record = excluded.record, sandbox_id = excluded.sandbox_id',
-      )
-      .run(ns, r.id, r.sandboxId, JSON.stringify(r));
+      'INSERT INTO containers (namespace, id, sandbox_id, record) VALUES (?, ?, ?, ?) ON CONFLICT (namespace, id) DO UPDATE SET record = excluded.record, sandbox_id = excluded.sandbox_id',
+    ).run(ns, r.id, r.sandboxId, JSON.stringify(r));
   }
 
   get(ns: string, id: string): ContainerRecord | undefined {
@@ -137,7 +141,9 @@ export class ContainerStore {
   }
 
   idsWithPrefix(ns: string, prefix: string): string[] {
-    return (this.sql('SELECT id FROM containers WHERE namespace = ? AND substr(id, 1, ?) = ?').all(ns, prefix.length, prefix) as { id: string }[]).map((r) => r.id);
+    return (this.sql('SELECT id FROM containers WHERE namespace = ? AND substr(id, 1, ?) = ?').all(ns, prefix.length, prefix) as { id: string }[]).map(
+      (r) => r.id,
+    );
   }
 
   delete(ns: string, id: string): void {

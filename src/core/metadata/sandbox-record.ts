@@ -116,7 +116,10 @@ export function parseSandboxRecord(json: string): SandboxRecord {
 
 /** What berth wrote before records had a version: phase, networkDown, pause, exitStatus … in `extra`. */
 export function migrateSandboxRecordV1(old: Record<string, unknown>): SandboxRecord {
-  const { phase, hostNetwork, hostIpc, pins, pause, snapshotKey, image, imageRef, networkDown, exitStatus, exitedAt, ...rest } = (old.extra ?? {}) as Record<string, unknown>;
+  const { phase, hostNetwork, hostIpc, pins, pause, snapshotKey, image, imageRef, networkDown, exitStatus, exitedAt, ...rest } = (old.extra ?? {}) as Record<
+    string,
+    unknown
+  >;
   const r = { ...old } as Record<string, unknown> & Partial<SandboxRecord>;
   const out: SandboxRecord = {
     ...(r as unknown as SandboxRecord),

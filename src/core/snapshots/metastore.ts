@@ -124,8 +124,14 @@ export class MetaStore {
         }
       }
       const now = Date.now();
-      this.sql('INSERT INTO snapshots (key, parent, kind, created, updated, labels) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(key, parent ?? null, kind, now, now, JSON.stringify(labels));
+      this.sql('INSERT INTO snapshots (key, parent, kind, created, updated, labels) VALUES (?, ?, ?, ?, ?, ?)').run(
+        key,
+        parent ?? null,
+        kind,
+        now,
+        now,
+        JSON.stringify(labels),
+      );
       return this.mustGet(key);
     })();
   }
@@ -140,8 +146,14 @@ export class MetaStore {
       }
       if (this.get(name)) throw errors.alreadyExists('snapshot.exists', `snapshot ${JSON.stringify(name)} already exists`);
       const merged = labels === undefined ? row.labels : JSON.stringify({ ...(JSON.parse(row.labels) as object), ...labels });
-      this.sql("UPDATE snapshots SET key = ?, kind = 'committed', updated = ?, labels = ?, size = ?, inodes = ? WHERE id = ?")
-        .run(name, Date.now(), merged, usage.size, usage.inodes, row.id);
+      this.sql("UPDATE snapshots SET key = ?, kind = 'committed', updated = ?, labels = ?, size = ?, inodes = ? WHERE id = ?").run(
+        name,
+        Date.now(),
+        merged,
+        usage.size,
+        usage.inodes,
+        row.id,
+      );
     })();
   }
 

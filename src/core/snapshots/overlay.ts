@@ -76,7 +76,13 @@ export async function checkOverlaySupport(dir: string): Promise<string | null> {
     for (const d of ['l1', 'l2', 'upper', 'work', 'merged']) await mkdir(join(tmp, d));
     await writeFile(join(tmp, 'l1', 'f'), 'lower');
     mountAll(
-      [{ type: 'overlay', source: 'overlay', options: [`lowerdir=${join(tmp, 'l2')}:${join(tmp, 'l1')}`, `upperdir=${join(tmp, 'upper')}`, `workdir=${join(tmp, 'work')}`] }],
+      [
+        {
+          type: 'overlay',
+          source: 'overlay',
+          options: [`lowerdir=${join(tmp, 'l2')}:${join(tmp, 'l1')}`, `upperdir=${join(tmp, 'upper')}`, `workdir=${join(tmp, 'work')}`],
+        },
+      ],
       merged,
     );
     mounted = true;

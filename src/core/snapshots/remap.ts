@@ -60,7 +60,9 @@ export function isRemapName(name: string): boolean {
 /** Name of the remapped parent for `parent` under `plan` (stable: same inputs, same name). */
 export function remapName(parent: string, plan: IdMappings): string {
   const canon = (maps: readonly IdMapping[]) => maps.map((m) => `${m.containerID}:${m.hostID}:${m.size}`).join(',');
-  const h = createHash('sha256').update(`u=${canon(plan.uidMappings)};g=${canon(plan.gidMappings)}`).digest('hex');
+  const h = createHash('sha256')
+    .update(`u=${canon(plan.uidMappings)};g=${canon(plan.gidMappings)}`)
+    .digest('hex');
   return `${parent}${REMAP_INFIX}${h.slice(0, 16)}`;
 }
 

@@ -123,7 +123,11 @@ function setXattrs(abs: string, xattrs: Array<[string, Buffer]>, entry: string):
       // A malformed security.capability value, user.* on a symlink, an over-long name: the
       // layer is invalid (found by fuzzing; was a bare errno error, INTERNAL on PullImage).
       if (code !== undefined && BAD_XATTR_CODES.has(code)) {
-        throw errors.invalidArgument('unpack.bad_xattr', `invalid layer tar: entry ${JSON.stringify(entry)}: extended attribute ${JSON.stringify(name)} refused (${code})`, err);
+        throw errors.invalidArgument(
+          'unpack.bad_xattr',
+          `invalid layer tar: entry ${JSON.stringify(entry)}: extended attribute ${JSON.stringify(name)} refused (${code})`,
+          err,
+        );
       }
       throw err;
     }
@@ -179,12 +183,15 @@ class LayerWriter {
     return this.resolver.lstatCalls;
   }
 
-  constructor(private readonly root: string, opts: ApplyOptions) {
+  constructor(
+    private readonly root: string,
+    opts: ApplyOptions,
+  ) {
     this.mode = opts.mode ?? 'native';
     this.resolver =
       this.mode === 'overlay' && opts.pendingLowers
         ? new RootResolver(root, [], opts.pendingLowers)
-        : new RootResolver(root, this.mode === 'overlay' ? opts.lowers ?? [] : []);
+        : new RootResolver(root, this.mode === 'overlay' ? (opts.lowers ?? []) : []);
   }
 
   async entry(h: Header, body: Body): Promise<void> {
@@ -371,8 +378,7 @@ class LayerWriter {
 
   private async hardlink(real: string, abs: string, linkname: string): Promise<void> {
     const target = cleanComponents(linkname);
-    const fail = (why: string) =>
-      errors.invalidArgument('unpack.bad_hardlink', `hard link ${JSON.stringify(real)} -> ${JSON.stringify(linkname)}: ${why}`);
+    const fail = (why: string) => errors.invalidArgument('unpack.bad_hardlink', `hard link ${JSON.stringify(real)} -> ${JSON.stringify(linkname)}: ${why}`);
     if (target.length === 0) throw fail('target is the root');
     // Resolve without creating anything: the target must already exist inside this root.
     const parent = await this.resolver.resolveDir(target.slice(0, -1), false);

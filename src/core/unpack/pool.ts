@@ -292,7 +292,14 @@ export class UnpackPool {
       worker.on('message', onMessage);
       send({
         type: 'start',
-        job: { dir: job.dir, mode: job.mode, compression: job.compression, lowers: job.pendingLowers ? null : [...(job.lowers ?? [])], file, ...(job.maxBytes !== undefined ? { maxBytes: job.maxBytes } : {}) },
+        job: {
+          dir: job.dir,
+          mode: job.mode,
+          compression: job.compression,
+          lowers: job.pendingLowers ? null : [...(job.lowers ?? [])],
+          file,
+          ...(job.maxBytes !== undefined ? { maxBytes: job.maxBytes } : {}),
+        },
       });
       // An abort (pull canceled) still arrives as an error of the source stream.
       source.on('error', onSourceError);
@@ -309,5 +316,9 @@ export async function extractInThread(job: ExtractJob): Promise<ApplyResult> {
   if (job.source.destroyed) throw job.source.errored ?? errors.canceled('unpack.source_closed', 'layer stream closed before unpacking began');
   const tar = decompressStream(job.source, job.compression);
   const cap = job.maxBytes !== undefined ? { maxBytes: job.maxBytes } : {};
-  return applyLayer(tar, job.dir, job.pendingLowers ? { mode: job.mode, pendingLowers: job.pendingLowers, ...cap } : { mode: job.mode, lowers: job.lowers ?? [], ...cap });
+  return applyLayer(
+    tar,
+    job.dir,
+    job.pendingLowers ? { mode: job.mode, pendingLowers: job.pendingLowers, ...cap } : { mode: job.mode, lowers: job.lowers ?? [], ...cap },
+  );
 }

@@ -75,10 +75,7 @@ function isOpaque(path: string): boolean {
   return v !== null && v.toString() === 'y';
 }
 
-type LowerHit =
-  | { kind: 'dir'; st: Stats; layers: number[] }
-  | { kind: 'symlink'; target: string }
-  | { kind: 'other' };
+type LowerHit = { kind: 'dir'; st: Stats; layers: number[] } | { kind: 'symlink'; target: string } | { kind: 'other' };
 
 /** A resolved real directory; `children` maps a lexical child name to where it resolves. */
 interface DirNode {

@@ -53,7 +53,6 @@ function lib(op: string): LibcFns {
   return l;
 }
 
-
 export { errnoError };
 
 /** glibc's makedev encoding of a 64-bit dev_t. */
@@ -111,7 +110,12 @@ export function llistxattr(path: string): string[] {
     if (size === 0) return [];
     const buf = Buffer.alloc(size);
     const n = l.llistxattr(path, buf, size);
-    if (n >= 0) return buf.subarray(0, n).toString('utf8').split('\0').filter((s) => s.length > 0);
+    if (n >= 0)
+      return buf
+        .subarray(0, n)
+        .toString('utf8')
+        .split('\0')
+        .filter((s) => s.length > 0);
     const errno = l.koffi.errno();
     if (errnoName(errno) !== 'ERANGE') throw errnoError('llistxattr', path, errno);
   }

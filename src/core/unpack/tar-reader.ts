@@ -13,15 +13,7 @@
  * directories never carry data.
  */
 
-export type TarType =
-  | 'file'
-  | 'link'
-  | 'symlink'
-  | 'character-device'
-  | 'block-device'
-  | 'directory'
-  | 'fifo'
-  | 'contiguous-file';
+export type TarType = 'file' | 'link' | 'symlink' | 'character-device' | 'block-device' | 'directory' | 'fifo' | 'contiguous-file';
 
 export interface TarHeader {
   name: string;
@@ -271,8 +263,7 @@ export async function* readTar(source: AsyncIterable<Buffer | Uint8Array>): Asyn
           globalPax = records.size > 0 ? records : null;
           globalText = globalPax && textOf(globalPax);
         }
-      }
-      else if (flag === GNU_LONGLINK) longLink = str(data, 0, data.length);
+      } else if (flag === GNU_LONGLINK) longLink = str(data, 0, data.length);
       else longName = str(data, 0, data.length);
       continue;
     }

@@ -113,10 +113,7 @@ export async function unpackLayer(sn: Snapshotter, opts: UnpackLayerOptions): Pr
       res = await extract({ dir: target.dir, mode: target.mode, lowers: target.lowers });
     }
     if (opts.expectedDiffID !== undefined && res.diffID !== opts.expectedDiffID) {
-      throw errors.failedPrecondition(
-        'unpack.diffid_mismatch',
-        `layer diffID mismatch: expected ${opts.expectedDiffID}, got ${res.diffID}`,
-      );
+      throw errors.failedPrecondition('unpack.diffid_mismatch', `layer diffID mismatch: expected ${opts.expectedDiffID}, got ${res.diffID}`);
     }
     try {
       await sn.commit(opts.chainID, key, { [DIFFID_LABEL]: res.diffID }, res.usage);

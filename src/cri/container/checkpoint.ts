@@ -50,45 +50,70 @@ export async function writeTar(dir: string, dest: string): Promise<void> {
   }
 }
 
-export const checkpointContainer = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['checkpointContainer']> => async (req, call) => {
-  const ns = call.namespace;
-  const c = findContainer(ctx, ns, req.containerId);
-  if (!req.location) throw errors.invalidArgument('checkpoint.no_location', 'location is required (path of the checkpoint archive)');
-  if (!isAbsolute(req.location)) throw errors.invalidArgument('checkpoint.bad_location', `location ${JSON.stringify(req.location)} must be an absolute path`);
-  if (req.timeout < 0n) throw errors.invalidArgument('checkpoint.bad_timeout', `timeout must not be negative (got ${req.timeout})`);
-  if (c.state !== 'running') throw errors.failedPrecondition('container.not_running', `container ${c.id} is not running (state ${c.state}); only running containers can be checkpointed`);
-  const base = join(ctx.settings.root, 'checkpoints');
-  await mkdir(base, { recursive: true, mode: 0o700 });
-  const work = await mkdtemp(join(base, `${c.id.slice(0, 12)}-`));
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    const dump = ctx.tasks.checkpoint(ns, c.id, join(work, 'checkpoint'), { imagePath: join(work, 'checkpoint'), workPath: join(work, 'criu-work'), exit: false });
-    const deadline =
-      req.timeout > 0n
-        ? new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(errors.deadlineExceeded('checkpoint.timeout', `checkpoint of container ${c.id} did not finish within ${req.timeout}s`)), Number(req.timeout) * 1000);
-          })
-        : undefined;
+export const checkpointContainer =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['checkpointContainer']> =>
+  async (req, call) => {
+    const ns = call.namespace;
+    const c = findContainer(ctx, ns, req.containerId);
+    if (!req.location) throw errors.invalidArgument('checkpoint.no_location', 'location is required (path of the checkpoint archive)');
+    if (!isAbsolute(req.location)) throw errors.invalidArgument('checkpoint.bad_location', `location ${JSON.stringify(req.location)} must be an absolute path`);
+    if (req.timeout < 0n) throw errors.invalidArgument('checkpoint.bad_timeout', `timeout must not be negative (got ${req.timeout})`);
+    if (c.state !== 'running')
+      throw errors.failedPrecondition(
+        'container.not_running',
+        `container ${c.id} is not running (state ${c.state}); only running containers can be checkpointed`,
+      );
+    const base = join(ctx.settings.root, 'checkpoints');
+    await mkdir(base, { recursive: true, mode: 0o700 });
+    const work = await mkdtemp(join(base, `${c.id.slice(0, 12)}-`));
+    let timer: NodeJS.Timeout | undefined;
     try {
-      await (deadline ? Promise.race([dump, deadline]) : dump);
-    } catch (err) {
-      dump.catch(() => undefined);
-      if (isBerthError(err, 'DeadlineExceeded')) throw err;
-      const e = toBerthError(err);
-      throw errors.failedPrecondition('checkpoint.failed', `checkpoint of container ${c.id} failed: ${e.message}`, err);
+      const dump = ctx.tasks.checkpoint(ns, c.id, join(work, 'checkpoint'), {
+        imagePath: join(work, 'checkpoint'),
+        workPath: join(work, 'criu-work'),
+        exit: false,
+      });
+      const deadline =
+        req.timeout > 0n
+          ? new Promise<never>((_, reject) => {
+              timer = setTimeout(
+                () => reject(errors.deadlineExceeded('checkpoint.timeout', `checkpoint of container ${c.id} did not finish within ${req.timeout}s`)),
+                Number(req.timeout) * 1000,
+              );
+            })
+          : undefined;
+      try {
+        await (deadline ? Promise.race([dump, deadline]) : dump);
+      } catch (err) {
+        dump.catch(() => undefined);
+        if (isBerthError(err, 'DeadlineExceeded')) throw err;
+        const e = toBerthError(err);
+        throw errors.failedPrecondition('checkpoint.failed', `checkpoint of container ${c.id} failed: ${e.message}`, err);
+      }
+      const spec = await readFile(join(bundlePaths(ctx.settings.state, ctx.settings.root, ns, c.id).dir, 'config.json'));
+      await writeFile(join(work, 'spec.dump'), spec);
+      await writeFile(
+        join(work, 'config.dump'),
+        JSON.stringify({
+          id: c.id,
+          name: c.meta.name,
+          attempt: c.meta.attempt,
+          sandboxId: c.sandboxId,
+          rootfsImage: c.image,
+          rootfsImageRef: c.imageRef,
+          rootfsImageName: c.image,
+          imageId: c.imageId,
+          createdTime: c.createdAt,
+          labels: c.labels,
+          annotations: c.annotations,
+        }),
+      );
+      await rm(join(work, 'criu-work'), { recursive: true, force: true });
+      await mkdir(dirname(req.location), { recursive: true });
+      await writeTar(work, req.location);
+      return {};
+    } finally {
+      clearTimeout(timer);
+      await rm(work, { recursive: true, force: true });
     }
-    const spec = await readFile(join(bundlePaths(ctx.settings.state, ctx.settings.root, ns, c.id).dir, 'config.json'));
-    await writeFile(join(work, 'spec.dump'), spec);
-    await writeFile(
-      join(work, 'config.dump'),
-      JSON.stringify({ id: c.id, name: c.meta.name, attempt: c.meta.attempt, sandboxId: c.sandboxId, rootfsImage: c.image, rootfsImageRef: c.imageRef, rootfsImageName: c.image, imageId: c.imageId, createdTime: c.createdAt, labels: c.labels, annotations: c.annotations }),
-    );
-    await rm(join(work, 'criu-work'), { recursive: true, force: true });
-    await mkdir(dirname(req.location), { recursive: true });
-    await writeTar(work, req.location);
-    return {};
-  } finally {
-    clearTimeout(timer);
-    await rm(work, { recursive: true, force: true });
-  }
-};
+  };

@@ -12,17 +12,16 @@ import { mkdir, rm } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, normalize } from 'node:path';
 import { MAX_META_LENGTH } from '../sandbox/common.js';
-import { ContainerConfigSchema, LinuxContainerResourcesSchema, PodSandboxConfigSchema, type ContainerConfig, type PodSandboxConfig } from '../../api/cri/runtime/v1/api_pb.js';
+import {
+  ContainerConfigSchema,
+  LinuxContainerResourcesSchema,
+  PodSandboxConfigSchema,
+  type ContainerConfig,
+  type PodSandboxConfig,
+} from '../../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord, SandboxRecord } from '../../core/metadata/records.js';
 import { errors } from '../../errors.js';
-import {
-  containerSpec,
-  imageVolumeMounts,
-  type ImageConfig,
-  type SandboxFiles,
-  type Spec,
-  type UserDb,
-} from '../../oci/index.js';
+import { containerSpec, imageVolumeMounts, type ImageConfig, type SandboxFiles, type Spec, type UserDb } from '../../oci/index.js';
 import type { Image } from '../../core/images/service.js';
 import { applyCdiEdits, requestedCdiDevices, type CdiHost } from '../../cdi/index.js';
 import { currentCapabilities, lookupPropagation, resolveHostMounts, statDevice } from './host.js';
@@ -39,7 +38,6 @@ import { Cleanup } from '../../cleanup.js';
 import { decodeMessage, encodeMessage, findSandbox, newId, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
 import { faultable } from '../../fault.js';
-
 
 /** /etc/passwd + /etc/group of recently used images, by top chain id (bounded, oldest out). */
 const userDbCache = new Map<string, UserDb>();
@@ -89,9 +87,16 @@ export function targetPid(ctx: Pick<RuntimeContext, 'containers'>, ns: string, c
   const c = ctx.containers.get(ns, target);
   if (!c) throw errors.notFound('container.target_not_found', `config.linux.security_context.namespace_options.target_id: container ${target} not found`);
   if (c.sandboxId !== sandboxId) {
-    throw errors.invalidArgument('container.target_other_pod', `config.linux.security_context.namespace_options.target_id: container ${target} belongs to another pod sandbox`);
+    throw errors.invalidArgument(
+      'container.target_other_pod',
+      `config.linux.security_context.namespace_options.target_id: container ${target} belongs to another pod sandbox`,
+    );
   }
-  if (c.state !== 'running' || !c.pid) throw errors.failedPrecondition('container.target_not_running', `config.linux.security_context.namespace_options.target_id: container ${target} is not running`);
+  if (c.state !== 'running' || !c.pid)
+    throw errors.failedPrecondition(
+      'container.target_not_running',
+      `config.linux.security_context.namespace_options.target_id: container ${target} is not running`,
+    );
   return c.pid;
 }
 
@@ -131,7 +136,8 @@ export const createContainer =
 
     const id = newId();
     const name = containerName(config, sandboxConfig);
-    const step = <T>(what: string, fn: () => Promise<T> | T): Promise<T> => ctx.tracer.span(sb.id, `CreateContainer.${what}`, faultable(`CreateContainer.${what}`, fn), { container: id, name: config.metadata!.name });
+    const step = <T>(what: string, fn: () => Promise<T> | T): Promise<T> =>
+      ctx.tracer.span(sb.id, `CreateContainer.${what}`, faultable(`CreateContainer.${what}`, fn), { container: id, name: config.metadata!.name });
     const cleanup = new Cleanup(ctx.log);
     try {
       await step('reserve_name', () => ctx.names.reserve(ns, name, id));
@@ -145,7 +151,8 @@ export const createContainer =
       const cdiDevices = cdiRequests.length > 0 ? await step('cdi_resolve', () => ctx.cdi.resolve(cdiRequests)) : [];
 
       const image = await step('resolve_image', () => ctx.images.find(ns, imageSpec));
-      if (!image) throw errors.notFound('container.image_not_found', `config.image.image: image ${JSON.stringify(imageSpec)} not found (CreateContainer does not pull)`);
+      if (!image)
+        throw errors.notFound('container.image_not_found', `config.image.image: image ${JSON.stringify(imageSpec)} not found (CreateContainer does not pull)`);
       const imageConfig = imageConfigOf(image);
 
       const rootfs = await step('snapshot', () =>
@@ -165,7 +172,9 @@ export const createContainer =
       });
       // Image volumes (Mount.image): binds of the pod's read-only view of each image.
       const imageVolumes = await step('image_volumes', () =>
-        prepareImageVolumes(ctx, ns, sb.id, config.mounts, { idmapWith: ctx.settings.usernsRootfs?.mode === 'idmap' ? podNamespacePathsOf(sb).user : undefined }),
+        prepareImageVolumes(ctx, ns, sb.id, config.mounts, {
+          idmapWith: ctx.settings.usernsRootfs?.mode === 'idmap' ? podNamespacePathsOf(sb).user : undefined,
+        }),
       );
       cleanup.push('release image volumes', () => imageVolumes.abandon());
       const resolved = resolveHostMounts(imageVolumes.views.length > 0 ? { ...config, mounts: imageVolumes.mounts } : config);
@@ -216,7 +225,12 @@ export const createContainer =
           statDevice,
           lookupPropagation,
           localhostSeccompProfile: await loadLocalhostSeccomp(config.linux?.securityContext, 'config.linux.security_context', 'container.seccomp_profile'),
-          options: { restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj, podAnnotations: handler?.podAnnotations, allowedContainerAnnotations: handler?.containerAnnotations, allCapabilities: currentCapabilities() },
+          options: {
+            restrictOomScoreAdj: ctx.settings.restrictOomScoreAdj,
+            podAnnotations: handler?.podAnnotations,
+            allowedContainerAnnotations: handler?.containerAnnotations,
+            allCapabilities: currentCapabilities(),
+          },
         });
         if (cdiDevices.length > 0) applyCdiEdits(generated, cdiDevices, cdiHost);
         return generated;
@@ -280,7 +294,8 @@ export const createContainer =
       await step('record', () =>
         ctx.locks.run(sandboxLockKey(sb.id), async () => {
           const now = ctx.sandboxes.get(ns, sb.id);
-          if (!now || now.state !== 'ready') throw errors.failedPrecondition('sandbox.not_ready', `pod sandbox ${sb.id} stopped while the container was being created`);
+          if (!now || now.state !== 'ready')
+            throw errors.failedPrecondition('sandbox.not_ready', `pod sandbox ${sb.id} stopped while the container was being created`);
           ctx.containers.put(ns, rec);
         }),
       );

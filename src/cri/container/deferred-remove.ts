@@ -46,7 +46,9 @@ export function finishRemovalLater(ctx: RuntimeContext, ns: string, p: PendingCo
 
 /** Resolves once the deferred removals running now (of one pod, or all) have ended. */
 export async function removalsSettled(ns: string, sandboxId?: string): Promise<void> {
-  const waits = [...running.entries()].filter(([k, r]) => k.startsWith(`${ns}/`) && (sandboxId === undefined || r.sandboxId === sandboxId)).map(([, r]) => r.done);
+  const waits = [...running.entries()]
+    .filter(([k, r]) => k.startsWith(`${ns}/`) && (sandboxId === undefined || r.sandboxId === sandboxId))
+    .map(([, r]) => r.done);
   await Promise.all(waits);
 }
 

@@ -24,30 +24,34 @@ const KIND: Record<ContainerEventKind, ContainerEventType> = {
 /** The event as CRI sends it; statuses of objects already gone are left out. */
 export async function buildContainerEvent(ctx: RuntimeContext, e: ContainerEvent, signal: AbortSignal): Promise<EventInit> {
   const call: CallContext = { namespace: e.namespace, signal };
-  const r = await podSandboxStatus(ctx)({ podSandboxId: e.sandboxId, verbose: false } as Parameters<ReturnType<typeof podSandboxStatus>>[0], call).catch(() => undefined);
+  const r = await podSandboxStatus(ctx)({ podSandboxId: e.sandboxId, verbose: false } as Parameters<ReturnType<typeof podSandboxStatus>>[0], call).catch(
+    () => undefined,
+  );
   // PodSandboxStatus carries the containers' statuses; without the pod, ask them directly.
   const pod = r?.status;
   const statuses = r?.containersStatuses ?? (await podContainerStatuses(ctx, e.sandboxId, call));
   return { containerId: e.containerId, containerEventType: KIND[e.kind], createdAt: e.createdAt, podSandboxStatus: pod, containersStatuses: statuses };
 }
 
-export const getContainerEvents = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['getContainerEvents']> => async (_req, write, call) => {
-  if (call.signal.aborted) return;
-  let chain = Promise.resolve();
-  const unsubscribe = ctx.events.subscribe((e) => {
-    if (e.namespace !== call.namespace) return;
-    chain = chain.then(async () => {
-      if (call.signal.aborted) return;
-      try {
-        write(await buildContainerEvent(ctx, e, call.signal));
-      } catch (err) {
-        ctx.log.warn('container event not delivered', { container: e.containerId, error: err });
-      }
+export const getContainerEvents =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['getContainerEvents']> =>
+  async (_req, write, call) => {
+    if (call.signal.aborted) return;
+    let chain = Promise.resolve();
+    const unsubscribe = ctx.events.subscribe((e) => {
+      if (e.namespace !== call.namespace) return;
+      chain = chain.then(async () => {
+        if (call.signal.aborted) return;
+        try {
+          write(await buildContainerEvent(ctx, e, call.signal));
+        } catch (err) {
+          ctx.log.warn('container event not delivered', { container: e.containerId, error: err });
+        }
+      });
     });
-  });
-  try {
-    await new Promise<void>((resolve) => call.signal.addEventListener('abort', () => resolve(), { once: true }));
-  } finally {
-    unsubscribe();
-  }
-};
+    try {
+      await new Promise<void>((resolve) => call.signal.addEventListener('abort', () => resolve(), { once: true }));
+    } finally {
+      unsubscribe();
+    }
+  };

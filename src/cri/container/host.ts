@@ -13,11 +13,13 @@ export function resolveHostMounts(config: ContainerConfig): ContainerConfig {
   const out = clone(ContainerConfigSchema, config);
   out.mounts.forEach((m, i) => {
     const field = `config.mounts[${i}].host_path`;
-    if (m.hostPath === '' || !m.hostPath.startsWith('/')) throw errors.invalidArgument('container.bad_mount', `${field} must be an absolute path, got ${JSON.stringify(m.hostPath)}`);
+    if (m.hostPath === '' || !m.hostPath.startsWith('/'))
+      throw errors.invalidArgument('container.bad_mount', `${field} must be an absolute path, got ${JSON.stringify(m.hostPath)}`);
     try {
       m.hostPath = realpathSync(m.hostPath);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw errors.invalidArgument('container.bad_mount', `${field} ${m.hostPath}: ${(err as Error).message}`);
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT')
+        throw errors.invalidArgument('container.bad_mount', `${field} ${m.hostPath}: ${(err as Error).message}`);
       try {
         mkdirSync(m.hostPath, { recursive: true, mode: 0o755 });
         m.hostPath = realpathSync(m.hostPath);

@@ -60,7 +60,10 @@ function sys(): Fns {
 function fail(what: string, path: string): never {
   const l = sys();
   const code = l.koffi.errno();
-  throw errors.internal('container.idmap_mount', `${what} ${path}: errno ${code}${code === 22 ? ' (EINVAL: the filesystem may not support idmapped mounts)' : ''}`);
+  throw errors.internal(
+    'container.idmap_mount',
+    `${what} ${path}: errno ${code}${code === 22 ? ' (EINVAL: the filesystem may not support idmapped mounts)' : ''}`,
+  );
 }
 
 /** Staging roots this process has found or made mounted (every userns container asks). */
@@ -132,7 +135,13 @@ export interface IdmapPlan {
  * Makes the idmapped mounts a container asks for. `mounts` are the resolved CRI mounts;
  * `podUserns` the pod's namespace options; `usernsPath` the pod's pinned user namespace.
  */
-export function prepareIdmapMounts(o: { state: string; containerId: string; mounts: readonly CriMount[]; podNamespaces: NamespaceOption | undefined; usernsPath: string | undefined }): IdmapPlan {
+export function prepareIdmapMounts(o: {
+  state: string;
+  containerId: string;
+  mounts: readonly CriMount[];
+  podNamespaces: NamespaceOption | undefined;
+  usernsPath: string | undefined;
+}): IdmapPlan {
   const wanted = o.mounts.map((m, i) => ({ m, i })).filter(({ m }) => m.uidMappings.length > 0 || m.gidMappings.length > 0);
   if (wanted.length === 0) return { mounts: [...o.mounts], release: () => undefined };
   const u = o.podNamespaces?.usernsOptions;
@@ -141,9 +150,16 @@ export function prepareIdmapMounts(o: { state: string; containerId: string; moun
   try {
     for (const { m, i } of wanted) {
       const field = `config.mounts[${i}]`;
-      if (!u || u.mode !== NamespaceMode.POD || !o.usernsPath) throw errors.invalidArgument('container.idmap_without_userns', `${field}.uid_mappings: idmapped mounts need a pod with a user namespace (userns_options mode POD)`);
+      if (!u || u.mode !== NamespaceMode.POD || !o.usernsPath)
+        throw errors.invalidArgument(
+          'container.idmap_without_userns',
+          `${field}.uid_mappings: idmapped mounts need a pod with a user namespace (userns_options mode POD)`,
+        );
       if (!sameMappings(m.uidMappings, u.uids) || !sameMappings(m.gidMappings, u.gids)) {
-        throw errors.invalidArgument('container.idmap_mappings', `${field}.uid_mappings/gid_mappings: must equal the pod's user namespace mappings (berth idmaps with the pod's user namespace)`);
+        throw errors.invalidArgument(
+          'container.idmap_mappings',
+          `${field}.uid_mappings/gid_mappings: must equal the pod's user namespace mappings (berth idmaps with the pod's user namespace)`,
+        );
       }
       const root = idmapRoot(o.state);
       const target = join(root, `${o.containerId}-${i}`);

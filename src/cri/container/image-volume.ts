@@ -159,7 +159,8 @@ export function resolveBeneath(root: string, subPath: string, field: string, wha
     try {
       const p = readlinkSync(`/proc/self/fd/${fd}`);
       // The view is read-only and its content immutable: the path stays what was resolved.
-      if (p !== root && !p.startsWith(`${root}/`)) throw errors.internal('container.image_volume_sub_path_failed', `${field}: resolved outside the view (${p})`);
+      if (p !== root && !p.startsWith(`${root}/`))
+        throw errors.internal('container.image_volume_sub_path_failed', `${field}: resolved outside the view (${p})`);
       return p;
     } finally {
       closeSync(fd);

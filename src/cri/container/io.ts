@@ -20,7 +20,6 @@ import type { RuntimeContext } from '../server/runtime-context.js';
 import { attachStdin } from '../../shim-protocol.js';
 import { removeTree } from '../../fsat.js';
 
-
 /** Persistent per-container directory (image volumes). */
 export function containerRootDir(ctx: RuntimeContext, id: string): string {
   return join(ctx.settings.root, 'containers', id);

@@ -10,7 +10,8 @@ export const reopenContainerLog =
   async (req, call) => {
     const ns = call.namespace;
     const c = findContainer(ctx, ns, req.containerId);
-    if (c.state !== 'running') throw errors.failedPrecondition('container.not_running', `container ${c.id} is ${c.state}: only a running container's log can be reopened`);
+    if (c.state !== 'running')
+      throw errors.failedPrecondition('container.not_running', `container ${c.id} is ${c.state}: only a running container's log can be reopened`);
     if (c.logPath === '') return {};
     if (await reopenForwardedLog(ns, c.id)) return {};
     await ctx.tasks.update(ns, c.id, {}, { [REOPEN_LOG_ANNOTATION]: 'true' });

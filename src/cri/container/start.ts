@@ -24,13 +24,19 @@ export const startContainer =
     await ctx.locks.run(containerLockKey(ns, c.id), async () => {
       const cur = ctx.containers.get(ns, c.id);
       if (!cur) throw errors.notFound('container.not_found', `container ${c.id} not found`);
-      if (cur.state !== 'created') throw errors.failedPrecondition('container.not_created', `container ${c.id} is ${cur.state}, only a created container can be started`);
+      if (cur.state !== 'created')
+        throw errors.failedPrecondition('container.not_created', `container ${c.id} is ${cur.state}, only a created container can be started`);
       const sb = ctx.sandboxes.get(ns, cur.sandboxId);
       if (!sb || sb.state !== 'ready') throw errors.failedPrecondition('sandbox.not_ready', `pod sandbox ${cur.sandboxId} of container ${c.id} is not ready`);
       let pid: number;
       const t0 = nowNanos();
       try {
-        pid = await ctx.tracer.span(cur.sandboxId, 'StartContainer.task_start', faultable('StartContainer.task_start', () => ctx.tasks.start(ns, c.id)), { container: c.id });
+        pid = await ctx.tracer.span(
+          cur.sandboxId,
+          'StartContainer.task_start',
+          faultable('StartContainer.task_start', () => ctx.tasks.start(ns, c.id)),
+          { container: c.id },
+        );
       } catch (err) {
         // As containerd: a container that failed to start is exited with reason StartError.
         ctx.containers.update(ns, c.id, (r) => {

@@ -57,13 +57,7 @@ export async function processUser(pid: number): Promise<StoredUser | undefined> 
 
 /** Pure part of processUser: /proc/<pid>/status, uid_map and gid_map texts as read by berthd. */
 export function idsFromProc(status: string, uidMap: string, gidMap: string): StoredUser | undefined {
-  const field = (name: string) =>
-    new RegExp(`^${name}:[ \\t]*(.*)$`, 'm')
-      .exec(status)?.[1]
-      ?.trim()
-      .split(/\s+/)
-      .filter(Boolean)
-      .map(Number) ?? [];
+  const field = (name: string) => new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(status)?.[1]?.trim().split(/\s+/).filter(Boolean).map(Number) ?? [];
   const uids = parseIdMap(uidMap);
   const gids = parseIdMap(gidMap);
   const uid = toInside(field('Uid')[0] ?? NaN, uids);

@@ -40,6 +40,8 @@ export async function handleContainerExit(ctx: RuntimeContext, e: ExitEvent): Pr
 export async function resumeLogForwarders(ctx: RuntimeContext): Promise<void> {
   for (const { namespace, record: c } of ctx.containers.all()) {
     if (c.extra.daemonLog !== true || c.logPath === '' || (c.state !== 'created' && c.state !== 'running')) continue;
-    await startLogForwarder(ctx, namespace, c.id, c.logPath).catch((err: unknown) => ctx.log.warn('could not resume a container log', { id: c.id, error: err }));
+    await startLogForwarder(ctx, namespace, c.id, c.logPath).catch((err: unknown) =>
+      ctx.log.warn('could not resume a container log', { id: c.id, error: err }),
+    );
   }
 }

@@ -47,7 +47,8 @@ const nothing = (): void => undefined;
  */
 export function withLowers(mounts: readonly Mount[], lowers: readonly string[]): Mount[] {
   const m = mounts[0];
-  if (mounts.length !== 1 || m?.type !== 'overlay') throw errors.internal('container.idmap_rootfs', `the rootfs is not one overlay mount (${mounts.map((x) => x.type).join(', ') || 'none'})`);
+  if (mounts.length !== 1 || m?.type !== 'overlay')
+    throw errors.internal('container.idmap_rootfs', `the rootfs is not one overlay mount (${mounts.map((x) => x.type).join(', ') || 'none'})`);
   const at = m.options.findIndex((o) => o.startsWith('lowerdir='));
   if (at < 0) throw errors.internal('container.idmap_rootfs', 'the overlay mount names no lowerdir');
   const options = [...m.options];
@@ -67,7 +68,8 @@ async function prepareIdmapped(ctx: RuntimeContext, key: string, chain: string, 
   const staged: string[] = [];
   try {
     const t = await sn.applyTarget(key);
-    if (t.mode !== 'overlay' || t.lowers.length === 0) throw errors.internal('container.idmap_rootfs', `snapshotter ${sn.driver} gives no overlay over image layers`);
+    if (t.mode !== 'overlay' || t.lowers.length === 0)
+      throw errors.internal('container.idmap_rootfs', `snapshotter ${sn.driver} gives no overlay over image layers`);
     const root = idmapRoot(ctx.settings.state);
     const lowers = t.lowers.map((dir, i) => {
       const target = stagingName(root, key, i);

@@ -13,17 +13,19 @@ const snapshot = (image: string, p: PullProgress) => ({
   elapsedMs: BigInt(Date.now() - p.startedAt),
 });
 
-export const berthPull = (images: ImageService): NonNullable<BerthHandlers['pull']> => async (req, write, ctx) => {
-  const ref = req.image?.image ?? '';
-  if (!ref) throw errors.invalidArgument('image.empty_reference', 'image.image: an image reference is required');
-  let progress: PullProgress | undefined;
-  let timer: NodeJS.Timeout | undefined;
-  const result = images.pull(ctx.namespace, ref, credentialsFrom(req.auth), (p) => (progress = p), ctx.signal);
-  try {
-    timer = setInterval(() => progress && write(snapshot(ref, progress)), 200);
-    const img = await result;
-    write({ ...snapshot(ref, progress!), done: true, imageId: img.id });
-  } finally {
-    clearInterval(timer);
-  }
-};
+export const berthPull =
+  (images: ImageService): NonNullable<BerthHandlers['pull']> =>
+  async (req, write, ctx) => {
+    const ref = req.image?.image ?? '';
+    if (!ref) throw errors.invalidArgument('image.empty_reference', 'image.image: an image reference is required');
+    let progress: PullProgress | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const result = images.pull(ctx.namespace, ref, credentialsFrom(req.auth), (p) => (progress = p), ctx.signal);
+    try {
+      timer = setInterval(() => progress && write(snapshot(ref, progress)), 200);
+      const img = await result;
+      write({ ...snapshot(ref, progress!), done: true, imageId: img.id });
+    } finally {
+      clearInterval(timer);
+    }
+  };

@@ -4,14 +4,16 @@ import { toCriImage } from './convert.js';
 import type { ImageHandlers } from '../server/server.js';
 import { writePages } from '../server/stream-pages.js';
 
-export const listImages = (images: ImageService): NonNullable<ImageHandlers['listImages']> => async (req, ctx) => {
-  const wanted = req.filter?.image?.image;
-  if (wanted) {
-    const img = await images.find(ctx.namespace, wanted);
-    return { images: img ? [toCriImage(img)] : [] };
-  }
-  return { images: (await images.list(ctx.namespace)).map(toCriImage) };
-};
+export const listImages =
+  (images: ImageService): NonNullable<ImageHandlers['listImages']> =>
+  async (req, ctx) => {
+    const wanted = req.filter?.image?.image;
+    if (wanted) {
+      const img = await images.find(ctx.namespace, wanted);
+      return { images: img ? [toCriImage(img)] : [] };
+    }
+    return { images: (await images.list(ctx.namespace)).map(toCriImage) };
+  };
 
 /** ImageService/StreamImages: ListImages' images and filter, in pages. */
 export const streamImages = (images: ImageService): NonNullable<ImageHandlers['streamImages']> => {

@@ -18,9 +18,11 @@ export function credentialsFrom(auth: AuthConfig | undefined): Credentials | und
   return Object.values(c).some((v) => v !== undefined) ? c : undefined;
 }
 
-export const pullImage = (images: ImageService): NonNullable<ImageHandlers['pullImage']> => async (req, ctx) => {
-  const ref = req.image?.image ?? '';
-  if (!ref) throw errors.invalidArgument('image.empty_reference', 'image.image: an image reference is required');
-  const img = await images.pull(ctx.namespace, ref, credentialsFrom(req.auth), undefined, ctx.signal);
-  return { imageRef: img.id };
-};
+export const pullImage =
+  (images: ImageService): NonNullable<ImageHandlers['pullImage']> =>
+  async (req, ctx) => {
+    const ref = req.image?.image ?? '';
+    if (!ref) throw errors.invalidArgument('image.empty_reference', 'image.image: an image reference is required');
+    const img = await images.pull(ctx.namespace, ref, credentialsFrom(req.auth), undefined, ctx.signal);
+    return { imageRef: img.id };
+  };

@@ -31,21 +31,23 @@ export function toSpan(s: TraceSpan): SpanInit {
   return { name: s.name, startUnixNano: msToNanos(s.start), durationNano: msToNanos(Math.max(0, s.durationMs)), attrs, error: s.error ?? '' };
 }
 
-export const trace = (ctx: RuntimeContext): NonNullable<BerthHandlers['trace']> => async (req, call) => {
-  if (!req.podSandboxId) throw errors.invalidArgument('trace.empty_id', 'pod_sandbox_id is required');
-  let id = req.podSandboxId;
-  const images = new Set<string>();
-  try {
-    const sb = findSandbox(ctx, call.namespace, req.podSandboxId);
-    id = sb.id;
-    for (const c of ctx.containers.list(call.namespace)) if (c.sandboxId === sb.id) images.add(c.image);
-  } catch (err) {
-    // A removed pod may still have spans in memory: fall back to the id as given.
-    if (!isBerthError(err, 'NotFound')) throw err;
-  }
-  const spans: TraceSpan[] = [...ctx.tracer.get(id)];
-  for (const ref of images) spans.push(...ctx.tracer.get(pullTraceKey(ref)));
-  if (spans.length === 0) throw errors.notFound('trace.not_found', `no trace recorded for pod sandbox ${req.podSandboxId}`);
-  spans.sort((a, b) => a.start - b.start);
-  return { spans: spans.map(toSpan) };
-};
+export const trace =
+  (ctx: RuntimeContext): NonNullable<BerthHandlers['trace']> =>
+  async (req, call) => {
+    if (!req.podSandboxId) throw errors.invalidArgument('trace.empty_id', 'pod_sandbox_id is required');
+    let id = req.podSandboxId;
+    const images = new Set<string>();
+    try {
+      const sb = findSandbox(ctx, call.namespace, req.podSandboxId);
+      id = sb.id;
+      for (const c of ctx.containers.list(call.namespace)) if (c.sandboxId === sb.id) images.add(c.image);
+    } catch (err) {
+      // A removed pod may still have spans in memory: fall back to the id as given.
+      if (!isBerthError(err, 'NotFound')) throw err;
+    }
+    const spans: TraceSpan[] = [...ctx.tracer.get(id)];
+    for (const ref of images) spans.push(...ctx.tracer.get(pullTraceKey(ref)));
+    if (spans.length === 0) throw errors.notFound('trace.not_found', `no trace recorded for pod sandbox ${req.podSandboxId}`);
+    spans.sort((a, b) => a.start - b.start);
+    return { spans: spans.map(toSpan) };
+  };

@@ -5,11 +5,7 @@
  * and the writable layer's usage from the snapshotter.
  */
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
-import {
-  ContainerStatsSchema,
-  type ContainerStats,
-  type ContainerStatsFilter,
-} from '../../api/cri/runtime/v1/api_pb.js';
+import { ContainerStatsSchema, type ContainerStats, type ContainerStatsFilter } from '../../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord } from '../../core/metadata/records.js';
 import type { TaskMetrics } from '../../runtime/index.js';
 import { findContainer, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
@@ -139,7 +135,11 @@ export function cpuAndMemory(s: CgroupSample, rate: bigint | undefined): Pick<Me
 }
 
 /** Stats of one container plus its raw sample (pod stats sum the samples). */
-export async function collectContainerStats(ctx: RuntimeContext, ns: string, c: ContainerRecord): Promise<{ stats: ContainerStats; sample: CgroupSample | undefined }> {
+export async function collectContainerStats(
+  ctx: RuntimeContext,
+  ns: string,
+  c: ContainerRecord,
+): Promise<{ stats: ContainerStats; sample: CgroupSample | undefined }> {
   const sample = c.state === 'running' ? await sampleTask(ctx, ns, c.id) : undefined;
   const init: MessageInitShape<typeof ContainerStatsSchema> = {
     attributes: { id: c.id, metadata: { name: c.meta.name, attempt: c.meta.attempt }, labels: c.labels, annotations: c.annotations },
@@ -148,7 +148,12 @@ export async function collectContainerStats(ctx: RuntimeContext, ns: string, c: 
   if (c.snapshotKey) {
     try {
       const u = await ctx.snapshotter.usage(c.snapshotKey);
-      init.writableLayer = { timestamp: nowNanos(), fsId: { mountpoint: ctx.snapshotter.root }, usedBytes: u64(BigInt(u.size)), inodesUsed: u64(BigInt(u.inodes)) };
+      init.writableLayer = {
+        timestamp: nowNanos(),
+        fsId: { mountpoint: ctx.snapshotter.root },
+        usedBytes: u64(BigInt(u.size)),
+        inodesUsed: u64(BigInt(u.inodes)),
+      };
     } catch (err) {
       ctx.log.debug('no writable layer usage', { id: c.id, error: err });
     }
@@ -162,19 +167,25 @@ export function matchesLabels(labels: Record<string, string>, selector: Record<s
 
 export function filterContainers(list: ContainerRecord[], f: ContainerStatsFilter | undefined): ContainerRecord[] {
   if (!f) return list;
-  return list.filter((c) => (!f.id || c.id.startsWith(f.id)) && (!f.podSandboxId || c.sandboxId.startsWith(f.podSandboxId)) && matchesLabels(c.labels, f.labelSelector));
+  return list.filter(
+    (c) => (!f.id || c.id.startsWith(f.id)) && (!f.podSandboxId || c.sandboxId.startsWith(f.podSandboxId)) && matchesLabels(c.labels, f.labelSelector),
+  );
 }
 
-export const containerStats = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['containerStats']> => async (req, call) => {
-  const c = findContainer(ctx, call.namespace, req.containerId);
-  return { stats: (await collectContainerStats(ctx, call.namespace, c)).stats };
-};
+export const containerStats =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['containerStats']> =>
+  async (req, call) => {
+    const c = findContainer(ctx, call.namespace, req.containerId);
+    return { stats: (await collectContainerStats(ctx, call.namespace, c)).stats };
+  };
 
-export const listContainerStats = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listContainerStats']> => async (req, call) => {
-  const list = filterContainers(ctx.containers.list(call.namespace), req.filter);
-  const stats = await Promise.all(list.map(async (c) => (await collectContainerStats(ctx, call.namespace, c)).stats));
-  return { stats };
-};
+export const listContainerStats =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listContainerStats']> =>
+  async (req, call) => {
+    const list = filterContainers(ctx.containers.list(call.namespace), req.filter);
+    const stats = await Promise.all(list.map(async (c) => (await collectContainerStats(ctx, call.namespace, c)).stats));
+    return { stats };
+  };
 
 /** RuntimeService/StreamContainerStats: ListContainerStats' stats and filter, in pages. */
 export const streamContainerStats = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['streamContainerStats']> => {

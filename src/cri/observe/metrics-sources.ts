@@ -14,7 +14,11 @@ export function metricSources(ctx: RuntimeContext): BerthdMetricSources {
     // Pods of every namespace that holds containers, plus the CRI's.
     pods: () => {
       const namespaces = new Set([CRI_NAMESPACE, ...ctx.containers.all().map((c) => c.namespace)]);
-      return countBy([...namespaces].flatMap((ns) => ctx.sandboxes.list(ns)), (s) => s.state, ['ready', 'notready']);
+      return countBy(
+        [...namespaces].flatMap((ns) => ctx.sandboxes.list(ns)),
+        (s) => s.state,
+        ['ready', 'notready'],
+      );
     },
     containers: () => countBy(ctx.containers.all(), (c) => c.record.state, ['created', 'running', 'exited', 'unknown']),
     shims: () => {

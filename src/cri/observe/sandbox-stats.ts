@@ -9,10 +9,7 @@ import { execFile } from 'node:child_process';
 import { readFile, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
-import {
-  PodSandboxStatsSchema,
-  type PodSandboxStats,
-} from '../../api/cri/runtime/v1/api_pb.js';
+import { PodSandboxStatsSchema, type PodSandboxStats } from '../../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord, SandboxRecord } from '../../core/metadata/records.js';
 import { findSandbox, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 import { collectContainerStats, cpuAndMemory, cpuRates, matchesLabels, sampleTask, sumSamples, type CgroupSample } from './container-stats.js';
@@ -35,7 +32,10 @@ export function parseNetDev(text: string): InterfaceCounters[] {
   for (const line of text.split('\n').slice(2)) {
     const colon = line.indexOf(':');
     if (colon < 0) continue;
-    const f = line.slice(colon + 1).trim().split(/\s+/);
+    const f = line
+      .slice(colon + 1)
+      .trim()
+      .split(/\s+/);
     if (f.length < 16) continue;
     out.push({ name: line.slice(0, colon).trim(), rxBytes: BigInt(f[0]!), rxErrors: BigInt(f[2]!), txBytes: BigInt(f[8]!), txErrors: BigInt(f[10]!) });
   }
@@ -47,21 +47,34 @@ export async function podInterfaces(sb: SandboxRecord, containerPids: readonly n
   let text: string | undefined;
   if (sb.pid) text = await readFile(`/proc/${sb.pid}/net/dev`, 'utf8').catch(() => undefined);
   if (text === undefined && sb.netnsPath && containerPids.length > 0) {
-    const want = await stat(sb.netnsPath).then((s) => s.ino, () => undefined);
+    const want = await stat(sb.netnsPath).then(
+      (s) => s.ino,
+      () => undefined,
+    );
     for (const pid of want === undefined ? [] : containerPids) {
-      const ino = await stat(`/proc/${pid}/ns/net`).then((s) => s.ino, () => undefined);
+      const ino = await stat(`/proc/${pid}/ns/net`).then(
+        (s) => s.ino,
+        () => undefined,
+      );
       if (ino !== want) continue;
       text = await readFile(`/proc/${pid}/net/dev`, 'utf8').catch(() => undefined);
       if (text !== undefined) break;
     }
   }
   if (text === undefined && sb.netnsPath) {
-    text = await run('nsenter', [`--net=${sb.netnsPath}`, 'cat', '/proc/net/dev'], { timeout: 5000 }).then((r) => r.stdout, () => undefined);
+    text = await run('nsenter', [`--net=${sb.netnsPath}`, 'cat', '/proc/net/dev'], { timeout: 5000 }).then(
+      (r) => r.stdout,
+      () => undefined,
+    );
   }
   return text === undefined ? undefined : parseNetDev(text).filter((i) => i.name !== 'lo');
 }
 
-export async function collectSandboxStats(ctx: RuntimeContext, ns: string, sb: SandboxRecord): Promise<{
+export async function collectSandboxStats(
+  ctx: RuntimeContext,
+  ns: string,
+  sb: SandboxRecord,
+): Promise<{
   stats: PodSandboxStats;
   sample: CgroupSample | undefined;
   net: InterfaceCounters[] | undefined;
@@ -84,27 +97,42 @@ export async function collectSandboxStats(ctx: RuntimeContext, ns: string, sb: S
     linux.process = { timestamp: ts, processCount: { value: sample.pids } };
   }
   if (net) {
-    const ifs = net.map((i) => ({ name: i.name, rxBytes: { value: i.rxBytes }, rxErrors: { value: i.rxErrors }, txBytes: { value: i.txBytes }, txErrors: { value: i.txErrors } }));
+    const ifs = net.map((i) => ({
+      name: i.name,
+      rxBytes: { value: i.rxBytes },
+      rxErrors: { value: i.rxErrors },
+      txBytes: { value: i.txBytes },
+      txErrors: { value: i.txErrors },
+    }));
     linux.network = { timestamp: ts, defaultInterface: ifs.find((i) => i.name === 'eth0') ?? ifs[0], interfaces: ifs };
   }
   const stats = create(PodSandboxStatsSchema, {
-    attributes: { id: sb.id, metadata: { name: sb.meta.name, namespace: sb.meta.namespace, uid: sb.meta.uid, attempt: sb.meta.attempt }, labels: sb.labels, annotations: sb.annotations },
+    attributes: {
+      id: sb.id,
+      metadata: { name: sb.meta.name, namespace: sb.meta.namespace, uid: sb.meta.uid, attempt: sb.meta.attempt },
+      labels: sb.labels,
+      annotations: sb.annotations,
+    },
     linux,
   });
   return { stats, sample, net, containers: containers.map((record, i) => ({ record, sample: per[i]!.sample })) };
 }
 
-export const podSandboxStats = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['podSandboxStats']> => async (req, call) => {
-  const sb = findSandbox(ctx, call.namespace, req.podSandboxId);
-  return { stats: (await collectSandboxStats(ctx, call.namespace, sb)).stats };
-};
+export const podSandboxStats =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['podSandboxStats']> =>
+  async (req, call) => {
+    const sb = findSandbox(ctx, call.namespace, req.podSandboxId);
+    return { stats: (await collectSandboxStats(ctx, call.namespace, sb)).stats };
+  };
 
-export const listPodSandboxStats = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listPodSandboxStats']> => async (req, call) => {
-  const f = req.filter;
-  const list = ctx.sandboxes.list(call.namespace).filter((s) => (!f?.id || s.id.startsWith(f.id)) && matchesLabels(s.labels, f?.labelSelector));
-  const stats = await Promise.all(list.map(async (s) => (await collectSandboxStats(ctx, call.namespace, s)).stats));
-  return { stats };
-};
+export const listPodSandboxStats =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listPodSandboxStats']> =>
+  async (req, call) => {
+    const f = req.filter;
+    const list = ctx.sandboxes.list(call.namespace).filter((s) => (!f?.id || s.id.startsWith(f.id)) && matchesLabels(s.labels, f?.labelSelector));
+    const stats = await Promise.all(list.map(async (s) => (await collectSandboxStats(ctx, call.namespace, s)).stats));
+    return { stats };
+  };
 
 /** RuntimeService/StreamPodSandboxStats: ListPodSandboxStats' stats and filter, in pages. */
 export const streamPodSandboxStats = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['streamPodSandboxStats']> => {

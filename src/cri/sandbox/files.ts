@@ -51,7 +51,8 @@ export function resolvConfText(dns: Pick<DNSConfig, 'servers' | 'searches' | 'op
 
 /** /etc/hosts for a pod with its own network: loopback entries plus the pod IP line. */
 export function hostsText(podIp: string | undefined, hostname: string): string {
-  let out = '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n';
+  let out =
+    '127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n';
   if (podIp && hostname) out += `${podIp}\t${hostname}\n`;
   return out;
 }
@@ -60,7 +61,8 @@ export function hostsText(podIp: string | undefined, hostname: string): string {
 function checkDns(dns: Pick<DNSConfig, 'servers' | 'searches' | 'options'>): void {
   const check = (list: string[], field: string): void =>
     list.forEach((v, i) => {
-      if (/[\n\r\0]/.test(v) || v.trim() === '') throw errors.invalidArgument('sandbox.bad_dns', `config.dns_config.${field}[${i}] is empty or contains a line break`);
+      if (/[\n\r\0]/.test(v) || v.trim() === '')
+        throw errors.invalidArgument('sandbox.bad_dns', `config.dns_config.${field}[${i}] is empty or contains a line break`);
     });
   check(dns.servers, 'servers');
   check(dns.searches, 'searches');
@@ -75,10 +77,7 @@ export function validateDns(dns: DNSConfig | undefined): void {
  * Writes hostname, hosts and resolv.conf. Host-network pods get the node's hosts file;
  * resolv.conf comes from the DNSConfig when given, else the node's.
  */
-export async function writeSandboxFiles(
-  p: SandboxPaths,
-  o: { hostname: string; hostNetwork: boolean; podIp?: string; dns?: DNSConfig },
-): Promise<void> {
+export async function writeSandboxFiles(p: SandboxPaths, o: { hostname: string; hostNetwork: boolean; podIp?: string; dns?: DNSConfig }): Promise<void> {
   await mkdir(p.rootDir, { recursive: true, mode: 0o711 });
   const hostname = o.hostname || osHostname();
   await writeFile(p.hostnamePath, `${hostname}\n`, { mode: 0o644 });

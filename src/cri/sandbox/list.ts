@@ -24,17 +24,19 @@ export function filterSandboxes(ctx: RuntimeContext, ns: string, f: PodSandboxFi
     .sort((a, b) => (BigInt(a.createdAt) < BigInt(b.createdAt) ? -1 : 1));
 }
 
-export const listPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listPodSandbox']> => async (req, call) => ({
-  items: filterSandboxes(ctx, call.namespace, req.filter).map((r) => ({
-    id: r.id,
-    metadata: criMetadata(r),
-    state: criState(r),
-    createdAt: BigInt(r.createdAt),
-    labels: r.labels,
-    annotations: r.annotations,
-    runtimeHandler: r.runtimeHandler,
-  })),
-});
+export const listPodSandbox =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listPodSandbox']> =>
+  async (req, call) => ({
+    items: filterSandboxes(ctx, call.namespace, req.filter).map((r) => ({
+      id: r.id,
+      metadata: criMetadata(r),
+      state: criState(r),
+      createdAt: BigInt(r.createdAt),
+      labels: r.labels,
+      annotations: r.annotations,
+      runtimeHandler: r.runtimeHandler,
+    })),
+  });
 
 /** RuntimeService/StreamPodSandboxes: ListPodSandbox's items and filter, in pages. */
 export const streamPodSandboxes = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['streamPodSandboxes']> => {

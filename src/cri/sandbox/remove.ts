@@ -29,21 +29,23 @@ export async function removeSandbox(ctx: RuntimeContext, ns: string, rec: Sandbo
   ctx.tracer.drop(rec.id);
 }
 
-export const removePodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['removePodSandbox']> => async (req, call) => {
-  const ns = call.namespace;
-  let first: SandboxRecord;
-  try {
-    first = findVisibleSandbox(ctx, ns, req.podSandboxId);
-  } catch (err) {
-    if (isBerthError(err, 'NotFound')) {
-      ctx.log.debug('RemovePodSandbox for a sandbox that does not exist', { id: req.podSandboxId });
-      return {};
+export const removePodSandbox =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['removePodSandbox']> =>
+  async (req, call) => {
+    const ns = call.namespace;
+    let first: SandboxRecord;
+    try {
+      first = findVisibleSandbox(ctx, ns, req.podSandboxId);
+    } catch (err) {
+      if (isBerthError(err, 'NotFound')) {
+        ctx.log.debug('RemovePodSandbox for a sandbox that does not exist', { id: req.podSandboxId });
+        return {};
+      }
+      throw err;
     }
-    throw err;
-  }
-  await ctx.locks.run(sandboxLockKey(first.id), async () => {
-    const rec = ctx.sandboxes.get(ns, first.id);
-    if (rec) await removeSandbox(ctx, ns, rec);
-  });
-  return {};
-};
+    await ctx.locks.run(sandboxLockKey(first.id), async () => {
+      const rec = ctx.sandboxes.get(ns, first.id);
+      if (rec) await removeSandbox(ctx, ns, rec);
+    });
+    return {};
+  };

@@ -56,7 +56,11 @@ export function validateSandboxConfig(c: PodSandboxConfig | undefined): asserts 
   if (!md.uid) throw errors.invalidArgument('sandbox.bad_config', 'config.metadata.uid is required');
   // Kubernetes names are DNS subdomains/labels; far longer ones only reach argv limits
   // (E2BIG spawning the pin process) or path limits further in.
-  for (const [field, v] of [['name', md.name], ['namespace', md.namespace], ['uid', md.uid]] as const) {
+  for (const [field, v] of [
+    ['name', md.name],
+    ['namespace', md.namespace],
+    ['uid', md.uid],
+  ] as const) {
     if (v.length > MAX_META_LENGTH) {
       throw errors.invalidArgument('sandbox.bad_config', `config.metadata.${field}: ${v.length} characters, at most ${MAX_META_LENGTH}`);
     }
@@ -69,7 +73,10 @@ export function validateSandboxConfig(c: PodSandboxConfig | undefined): asserts 
   }
   for (const [i, p] of c.portMappings.entries()) {
     const ok = (n: number) => Number.isInteger(n) && n >= 0 && n <= 65535;
-    for (const [field, n] of [['container_port', p.containerPort], ['host_port', p.hostPort]] as const) {
+    for (const [field, n] of [
+      ['container_port', p.containerPort],
+      ['host_port', p.hostPort],
+    ] as const) {
       if (!ok(n)) throw errors.invalidArgument('sandbox.bad_config', `config.port_mappings[${i}].${field}: ${n} is not within 0-65535`);
     }
   }
@@ -77,9 +84,15 @@ export function validateSandboxConfig(c: PodSandboxConfig | undefined): asserts 
   if (nso?.usernsOptions && nso.usernsOptions.mode === NamespaceMode.POD) {
     // As Kubernetes validates hostUsers=false: a pod user namespace cannot own the host's pid or
     // IPC namespace. The host network is allowed (user_namespaces_host_network, Kubernetes 1.33+).
-    for (const [field, mode] of [['pid', nso.pid], ['ipc', nso.ipc]] as const) {
+    for (const [field, mode] of [
+      ['pid', nso.pid],
+      ['ipc', nso.ipc],
+    ] as const) {
       if (mode === NamespaceMode.NODE) {
-        throw errors.invalidArgument('sandbox.bad_config', `config.linux.security_context.namespace_options: userns_options mode POD cannot be combined with ${field} NODE`);
+        throw errors.invalidArgument(
+          'sandbox.bad_config',
+          `config.linux.security_context.namespace_options: userns_options mode POD cannot be combined with ${field} NODE`,
+        );
       }
     }
   }
@@ -98,23 +111,25 @@ export function resolveRuntimeHandler(ctx: RuntimeContext, requested: string): s
 type RunRequest = Parameters<NonNullable<RuntimeHandlers['runPodSandbox']>>[0];
 type RunCall = Parameters<NonNullable<RuntimeHandlers['runPodSandbox']>>[1];
 
-export const runPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['runPodSandbox']> => async (req, call) => {
-  validateSandboxConfig(req.config);
-  // A retry of a run still in flight (same metadata, same attempt) joins it.
-  const key = `${call.namespace}/${sandboxName(req.config.metadata!)}`;
-  const inflight = ctx.sandboxRuns.get(key);
-  if (inflight) {
-    ctx.log.info('RunPodSandbox retried while the first call runs: waiting for it', { name: sandboxName(req.config.metadata!) });
-    return { podSandboxId: await inflight };
-  }
-  const run = runSandbox(ctx, req, call);
-  ctx.sandboxRuns.set(key, run);
-  try {
-    return { podSandboxId: await run };
-  } finally {
-    if (ctx.sandboxRuns.get(key) === run) ctx.sandboxRuns.delete(key);
-  }
-};
+export const runPodSandbox =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['runPodSandbox']> =>
+  async (req, call) => {
+    validateSandboxConfig(req.config);
+    // A retry of a run still in flight (same metadata, same attempt) joins it.
+    const key = `${call.namespace}/${sandboxName(req.config.metadata!)}`;
+    const inflight = ctx.sandboxRuns.get(key);
+    if (inflight) {
+      ctx.log.info('RunPodSandbox retried while the first call runs: waiting for it', { name: sandboxName(req.config.metadata!) });
+      return { podSandboxId: await inflight };
+    }
+    const run = runSandbox(ctx, req, call);
+    ctx.sandboxRuns.set(key, run);
+    try {
+      return { podSandboxId: await run };
+    } finally {
+      if (ctx.sandboxRuns.get(key) === run) ctx.sandboxRuns.delete(key);
+    }
+  };
 
 /** After a failed run's unwinding: keep the record (NOTREADY, what is left) if a resource undo failed. */
 function keepLeftover(ctx: RuntimeContext, ns: string, id: string, undone: UnwindResult<LeftoverStep>): void {
@@ -296,7 +311,8 @@ async function runSandbox(ctx: RuntimeContext, req: RunRequest, call: RunCall): 
       for (const r of firstWave) if (r.status === 'rejected') throw r.reason;
 
       let pid: number | undefined;
-      const prepared = (firstWave[2] as PromiseFulfilledResult<{ rootfs: Awaited<ReturnType<typeof prepareContainerRootfs>>; spec: unknown } | undefined>).value;
+      const prepared = (firstWave[2] as PromiseFulfilledResult<{ rootfs: Awaited<ReturnType<typeof prepareContainerRootfs>>; spec: unknown } | undefined>)
+        .value;
       if (prepared) {
         const { rootfs, spec } = prepared;
         await span('task-create', async () => {
@@ -310,7 +326,9 @@ async function runSandbox(ctx: RuntimeContext, req: RunRequest, call: RunCall): 
       if (cniDone) {
         await cniDone;
         // /etc/hosts names the pod IP, known only now.
-        await span('hosts', () => writeSandboxFiles(paths, { hostname: config.hostname, hostNetwork, podIp: rec.ips[0]?.split('/')[0], dns: config.dnsConfig }));
+        await span('hosts', () =>
+          writeSandboxFiles(paths, { hostname: config.hostname, hostNetwork, podIp: rec.ips[0]?.split('/')[0], dns: config.dnsConfig }),
+        );
       }
 
       await span('record-ready', () =>

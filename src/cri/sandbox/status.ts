@@ -38,52 +38,54 @@ async function readSpec(ctx: RuntimeContext, ns: string, id: string): Promise<un
   }
 }
 
-export const podSandboxStatus = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['podSandboxStatus']> => async (req, call) => {
-  const ns = call.namespace;
-  const r = findVisibleSandbox(ctx, ns, req.podSandboxId);
-  const config = sandboxConfigOf(r);
-  const [ip, ...additional] = liveIps(r);
-  const info: Record<string, string> = {};
-  if (req.verbose) {
-    const x = r;
-    const handler = ctx.settings.runtimes[r.runtimeHandler];
-    info.info = JSON.stringify({
-      pid: r.pid ?? 0,
-      processStatus: r.state === 'ready' ? 'running' : 'stopped',
-      // No pause unless the pod shares a pid namespace; the pinned handles hold the pod.
-      pause: x.pause,
-      pinnedNamespaces: x.pins ?? {},
-      netNamespace: x.hostNetwork ? '' : (r.netnsPath ?? ''),
-      netNamespaceClosed: Boolean(x.hostNetwork || x.networkDown),
-      // Undos a failed RunPodSandbox left for StopPodSandbox/RemovePodSandbox.
-      leftover: x.leftover ?? [],
-      image: x.imageRef ?? '',
-      imageId: x.image ?? '',
-      snapshotKey: x.snapshotKey ?? r.id,
-      snapshotter: ctx.snapshotter.driver,
-      runtimeHandler: r.runtimeHandler,
-      runtimeType: handler?.type ?? '',
-      sandboxDir: r.sandboxDir,
-      cgroupParent: r.cgroupParent,
-      cniResult: r.cni?.result,
-      config: toJson(PodSandboxConfigSchema, config),
-      runtimeSpec: await readSpec(ctx, ns, r.id),
-    });
-  }
-  return {
-    status: {
-      id: r.id,
-      metadata: criMetadata(r),
-      state: criState(r),
-      createdAt: BigInt(r.createdAt),
-      network: { ip: ip ?? '', additionalIps: additional.map((a) => ({ ip: a })) },
-      linux: { namespaces: { options: config.linux?.securityContext?.namespaceOptions } },
-      labels: r.labels,
-      annotations: r.annotations,
-      runtimeHandler: r.runtimeHandler,
-    },
-    info,
-    containersStatuses: await podContainerStatuses(ctx, r.id, call),
-    timestamp: nowNanos(),
+export const podSandboxStatus =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['podSandboxStatus']> =>
+  async (req, call) => {
+    const ns = call.namespace;
+    const r = findVisibleSandbox(ctx, ns, req.podSandboxId);
+    const config = sandboxConfigOf(r);
+    const [ip, ...additional] = liveIps(r);
+    const info: Record<string, string> = {};
+    if (req.verbose) {
+      const x = r;
+      const handler = ctx.settings.runtimes[r.runtimeHandler];
+      info.info = JSON.stringify({
+        pid: r.pid ?? 0,
+        processStatus: r.state === 'ready' ? 'running' : 'stopped',
+        // No pause unless the pod shares a pid namespace; the pinned handles hold the pod.
+        pause: x.pause,
+        pinnedNamespaces: x.pins ?? {},
+        netNamespace: x.hostNetwork ? '' : (r.netnsPath ?? ''),
+        netNamespaceClosed: Boolean(x.hostNetwork || x.networkDown),
+        // Undos a failed RunPodSandbox left for StopPodSandbox/RemovePodSandbox.
+        leftover: x.leftover ?? [],
+        image: x.imageRef ?? '',
+        imageId: x.image ?? '',
+        snapshotKey: x.snapshotKey ?? r.id,
+        snapshotter: ctx.snapshotter.driver,
+        runtimeHandler: r.runtimeHandler,
+        runtimeType: handler?.type ?? '',
+        sandboxDir: r.sandboxDir,
+        cgroupParent: r.cgroupParent,
+        cniResult: r.cni?.result,
+        config: toJson(PodSandboxConfigSchema, config),
+        runtimeSpec: await readSpec(ctx, ns, r.id),
+      });
+    }
+    return {
+      status: {
+        id: r.id,
+        metadata: criMetadata(r),
+        state: criState(r),
+        createdAt: BigInt(r.createdAt),
+        network: { ip: ip ?? '', additionalIps: additional.map((a) => ({ ip: a })) },
+        linux: { namespaces: { options: config.linux?.securityContext?.namespaceOptions } },
+        labels: r.labels,
+        annotations: r.annotations,
+        runtimeHandler: r.runtimeHandler,
+      },
+      info,
+      containersStatuses: await podContainerStatuses(ctx, r.id, call),
+      timestamp: nowNanos(),
+    };
   };
-};

@@ -68,20 +68,22 @@ export async function stopSandbox(ctx: RuntimeContext, ns: string, rec: SandboxR
   }
 }
 
-export const stopPodSandbox = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['stopPodSandbox']> => async (req, call) => {
-  const ns = call.namespace;
-  let first: SandboxRecord;
-  try {
-    first = findVisibleSandbox(ctx, ns, req.podSandboxId);
-  } catch (err) {
-    if (isBerthError(err, 'NotFound')) return {};
-    throw err;
-  }
-  await ctx.locks.run(sandboxLockKey(first.id), async () => {
-    // Re-read under the lock: a concurrent Stop/Remove may have changed or removed it (gone
-    // meanwhile is stopped too).
-    const rec = ctx.sandboxes.get(ns, first.id);
-    if (rec) await stopSandbox(ctx, ns, rec);
-  });
-  return {};
-};
+export const stopPodSandbox =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['stopPodSandbox']> =>
+  async (req, call) => {
+    const ns = call.namespace;
+    let first: SandboxRecord;
+    try {
+      first = findVisibleSandbox(ctx, ns, req.podSandboxId);
+    } catch (err) {
+      if (isBerthError(err, 'NotFound')) return {};
+      throw err;
+    }
+    await ctx.locks.run(sandboxLockKey(first.id), async () => {
+      // Re-read under the lock: a concurrent Stop/Remove may have changed or removed it (gone
+      // meanwhile is stopped too).
+      const rec = ctx.sandboxes.get(ns, first.id);
+      if (rec) await stopSandbox(ctx, ns, rec);
+    });
+    return {};
+  };

@@ -49,10 +49,7 @@ export async function killAndDeletePause(ctx: RuntimeContext, ns: string, id: st
 }
 
 /** CNI DEL (with the pod's identity and port mappings) and removal of the netns handle. */
-export async function teardownNetwork(
-  ctx: RuntimeContext,
-  o: { id: string; netnsPath?: string; config: PodSandboxConfig },
-): Promise<void> {
+export async function teardownNetwork(ctx: RuntimeContext, o: { id: string; netnsPath?: string; config: PodSandboxConfig }): Promise<void> {
   const md = o.config.metadata;
   await ctx.cni.teardownPod({
     id: o.id,
@@ -64,7 +61,6 @@ export async function teardownNetwork(
   });
   if (o.netnsPath) await ctx.pods.removeNetns(o.netnsPath);
 }
-
 
 /** Unpins every namespace handle of the pod (network included); idempotent. */
 export async function unpinSandbox(ctx: RuntimeContext, rec: SandboxRecord): Promise<void> {

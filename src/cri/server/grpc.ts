@@ -65,9 +65,7 @@ export function createPromiseClient<S extends GenServiceMethods>(
     if (m.methodKind === 'unary') {
       client[m.localName] = (req: unknown = {}, o?: CallOptions) =>
         new Promise((resolve, reject) => {
-          const call = channel.makeUnaryRequest(path, ser, de, req, md(o), callOpts(o), (err, res) =>
-            err ? reject(err) : resolve(res),
-          );
+          const call = channel.makeUnaryRequest(path, ser, de, req, md(o), callOpts(o), (err, res) => (err ? reject(err) : resolve(res)));
           o?.signal?.addEventListener('abort', () => call.cancel(), { once: true });
         });
     } else if (m.methodKind === 'server_streaming') {

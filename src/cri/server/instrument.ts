@@ -65,12 +65,7 @@ function statusOf(err: unknown): { code: number; details: string; errorCode: Err
   return { code: e.status, details, errorCode: e.code, metadata };
 }
 
-export function instrumentUnary(
-  method: string,
-  handler: UnaryHandler,
-  log: Logger,
-  observer?: RpcObserver,
-): grpc.handleUnaryCall<unknown, unknown> {
+export function instrumentUnary(method: string, handler: UnaryHandler, log: Logger, observer?: RpcObserver): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
     const ac = new AbortController();
@@ -79,22 +74,22 @@ export function instrumentUnary(
     Promise.resolve()
       .then(() => handler(call.request, { signal: ac.signal, namespace: namespaceOf(call.metadata) }))
       .then(
-      (res) => {
-        const secs = Number(process.hrtime.bigint() - started) / 1e9;
-        observer?.observe(method, 0, secs);
-        log.debug('rpc done', { method, ms: Math.round(secs * 1000) });
-        callback(null, res);
-      },
-      (err: unknown) => {
-        const secs = Number(process.hrtime.bigint() - started) / 1e9;
-        const st = statusOf(err);
-        observer?.observe(method, st.code, secs);
-        const level = st.code === grpc.status.INTERNAL || st.code === grpc.status.UNKNOWN ? 'error' : 'info';
-        log[level]('rpc failed', { method, code: grpc.status[st.code], error_code: st.errorCode, error: st.details });
-        if (level === 'error' && err instanceof Error && err.stack) log.debug('stack', { stack: err.stack });
-        callback({ code: st.code, details: st.details, metadata: st.metadata } as grpc.ServiceError, null);
-      },
-    );
+        (res) => {
+          const secs = Number(process.hrtime.bigint() - started) / 1e9;
+          observer?.observe(method, 0, secs);
+          log.debug('rpc done', { method, ms: Math.round(secs * 1000) });
+          callback(null, res);
+        },
+        (err: unknown) => {
+          const secs = Number(process.hrtime.bigint() - started) / 1e9;
+          const st = statusOf(err);
+          observer?.observe(method, st.code, secs);
+          const level = st.code === grpc.status.INTERNAL || st.code === grpc.status.UNKNOWN ? 'error' : 'info';
+          log[level]('rpc failed', { method, code: grpc.status[st.code], error_code: st.errorCode, error: st.details });
+          if (level === 'error' && err instanceof Error && err.stack) log.debug('stack', { stack: err.stack });
+          callback({ code: st.code, details: st.details, metadata: st.metadata } as grpc.ServiceError, null);
+        },
+      );
   };
 }
 
@@ -112,16 +107,16 @@ export function instrumentServerStream(
     Promise.resolve()
       .then(() => handler(call.request, (msg) => call.write(msg), { signal: ac.signal, namespace: namespaceOf(call.metadata) }))
       .then(
-      () => {
-        observer?.observe(method, 0, Number(process.hrtime.bigint() - started) / 1e9);
-        call.end();
-      },
-      (err: unknown) => {
-        const st = statusOf(err);
-        observer?.observe(method, st.code, Number(process.hrtime.bigint() - started) / 1e9);
-        log.info('rpc stream failed', { method, code: grpc.status[st.code], error_code: st.errorCode, error: st.details });
-        call.emit('error', Object.assign(new Error(st.details), { code: st.code, details: st.details, metadata: st.metadata }));
-      },
-    );
+        () => {
+          observer?.observe(method, 0, Number(process.hrtime.bigint() - started) / 1e9);
+          call.end();
+        },
+        (err: unknown) => {
+          const st = statusOf(err);
+          observer?.observe(method, st.code, Number(process.hrtime.bigint() - started) / 1e9);
+          log.info('rpc stream failed', { method, code: grpc.status[st.code], error_code: st.errorCode, error: st.details });
+          call.emit('error', Object.assign(new Error(st.details), { code: st.code, details: st.details, metadata: st.metadata }));
+        },
+      );
   };
 }

@@ -9,7 +9,13 @@ import type { CallContext } from './instrument.js';
 /** Items per page: a page of 100 containers or stats stays far below kubelet's 16 MiB limit. */
 export const STREAM_PAGE_SIZE = 100;
 
-export async function writePages<T, M>(items: readonly T[], page: (items: T[]) => M, write: (msg: M) => boolean, ctx: CallContext, size = STREAM_PAGE_SIZE): Promise<void> {
+export async function writePages<T, M>(
+  items: readonly T[],
+  page: (items: T[]) => M,
+  write: (msg: M) => boolean,
+  ctx: CallContext,
+  size = STREAM_PAGE_SIZE,
+): Promise<void> {
   for (let i = 0; i < items.length; i += size) {
     if (ctx.signal.aborted) return;
     write(page(items.slice(i, i + size)));

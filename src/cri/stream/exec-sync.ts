@@ -25,32 +25,34 @@ export function cappedCollector(s: Readable | undefined, cap = EXEC_SYNC_OUTPUT_
   return () => Buffer.concat(chunks, size);
 }
 
-export const execSync = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['execSync']> => async (req, call) => {
-  // Arguments first: a bad request is InvalidArgument whatever state the container is in.
-  if (req.cmd.length === 0 || req.cmd[0] === '') throw errors.invalidArgument('exec.empty_cmd', 'cmd is required');
-  if (req.timeout < 0n) throw errors.invalidArgument('exec.bad_timeout', `timeout must not be negative (got ${req.timeout})`);
-  const c = runningContainer(ctx, call.namespace, req.containerId);
-  const p = await ExecProcess.start(ctx, { ns: call.namespace, containerId: c.id, cmd: req.cmd, tty: false, stdin: false, stdout: true, stderr: true });
-  const out = cappedCollector(p.io.stdout);
-  const err = cappedCollector(p.io.stderr);
-  let timer: NodeJS.Timeout | undefined;
-  let onAbort: (() => void) | undefined;
-  try {
-    const stop = new Promise<'timeout' | 'cancelled'>((resolve) => {
-      if (req.timeout > 0n) timer = setTimeout(() => resolve('timeout'), Number(req.timeout) * 1000);
-      onAbort = () => resolve('cancelled');
-      call.signal.addEventListener('abort', onAbort, { once: true });
-    });
-    const exited = p.wait();
-    const r = await Promise.race([exited, stop]);
-    if (typeof r === 'number') return { stdout: out(), stderr: err(), exitCode: r };
-    await p.killTree();
-    await exited.catch(() => undefined);
-    if (r === 'cancelled') throw errors.canceled('exec.cancelled', `exec in container ${c.id} cancelled by the client`);
-    throw errors.deadlineExceeded('exec.timeout', `command ${JSON.stringify(req.cmd)} in container ${c.id} timed out after ${req.timeout}s`);
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) call.signal.removeEventListener('abort', onAbort);
-    await p.cleanup();
-  }
-};
+export const execSync =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['execSync']> =>
+  async (req, call) => {
+    // Arguments first: a bad request is InvalidArgument whatever state the container is in.
+    if (req.cmd.length === 0 || req.cmd[0] === '') throw errors.invalidArgument('exec.empty_cmd', 'cmd is required');
+    if (req.timeout < 0n) throw errors.invalidArgument('exec.bad_timeout', `timeout must not be negative (got ${req.timeout})`);
+    const c = runningContainer(ctx, call.namespace, req.containerId);
+    const p = await ExecProcess.start(ctx, { ns: call.namespace, containerId: c.id, cmd: req.cmd, tty: false, stdin: false, stdout: true, stderr: true });
+    const out = cappedCollector(p.io.stdout);
+    const err = cappedCollector(p.io.stderr);
+    let timer: NodeJS.Timeout | undefined;
+    let onAbort: (() => void) | undefined;
+    try {
+      const stop = new Promise<'timeout' | 'cancelled'>((resolve) => {
+        if (req.timeout > 0n) timer = setTimeout(() => resolve('timeout'), Number(req.timeout) * 1000);
+        onAbort = () => resolve('cancelled');
+        call.signal.addEventListener('abort', onAbort, { once: true });
+      });
+      const exited = p.wait();
+      const r = await Promise.race([exited, stop]);
+      if (typeof r === 'number') return { stdout: out(), stderr: err(), exitCode: r };
+      await p.killTree();
+      await exited.catch(() => undefined);
+      if (r === 'cancelled') throw errors.canceled('exec.cancelled', `exec in container ${c.id} cancelled by the client`);
+      throw errors.deadlineExceeded('exec.timeout', `command ${JSON.stringify(req.cmd)} in container ${c.id} timed out after ${req.timeout}s`);
+    } finally {
+      clearTimeout(timer);
+      if (onAbort) call.signal.removeEventListener('abort', onAbort);
+      await p.cleanup();
+    }
+  };

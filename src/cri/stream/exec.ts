@@ -18,7 +18,6 @@ import { bundlePaths, makeFifo } from '../../runtime/index.js';
 import { findContainer, newId, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
 
-
 /**
  * Exec and Attach stream flags (CRI): at least one of stdin, stdout, stderr; with a tty,
  * stderr must be false (a terminal has one output stream).
@@ -217,16 +216,20 @@ export class ExecProcess {
   async cleanup(): Promise<void> {
     if (this.cleaned) return;
     this.cleaned = true;
-    await this.ctx.tasks.delete(this.ns, this.containerId, this.execId).catch((err: unknown) => this.ctx.log.debug('exec delete failed', { execId: this.execId, error: err }));
+    await this.ctx.tasks
+      .delete(this.ns, this.containerId, this.execId)
+      .catch((err: unknown) => this.ctx.log.debug('exec delete failed', { execId: this.execId, error: err }));
     await this.io.close();
   }
 }
 
 /** Exec RPC: check the container runs, then hand out a streaming URL. */
-export const exec = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['exec']> => async (req, call) => {
-  if (req.cmd.length === 0 || req.cmd[0] === '') throw errors.invalidArgument('exec.empty_cmd', 'cmd is required');
-  checkStreams(req);
-  const c = runningContainer(ctx, call.namespace, req.containerId);
-  const url = ctx.streaming.getExec({ containerId: c.id, cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr });
-  return { url };
-};
+export const exec =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['exec']> =>
+  async (req, call) => {
+    if (req.cmd.length === 0 || req.cmd[0] === '') throw errors.invalidArgument('exec.empty_cmd', 'cmd is required');
+    checkStreams(req);
+    const c = runningContainer(ctx, call.namespace, req.containerId);
+    const url = ctx.streaming.getExec({ containerId: c.id, cmd: req.cmd, tty: req.tty, stdin: req.stdin, stdout: req.stdout, stderr: req.stderr });
+    return { url };
+  };

@@ -95,12 +95,17 @@ async function forwardWithHelper(sandboxId: string, nsPath: string, port: number
     stream.unpipe(child.stdin);
   });
   if (code !== 0 && !stream.destroyed) {
-    throw errors.unavailable('portforward.connect', `port-forward to port ${port} in pod sandbox ${sandboxId}: ${stderr.trim() || `helper exited with ${code}`}`);
+    throw errors.unavailable(
+      'portforward.connect',
+      `port-forward to port ${port} in pod sandbox ${sandboxId}: ${stderr.trim() || `helper exited with ${code}`}`,
+    );
   }
 }
 
 /** PortForward RPC: the sandbox must exist and be ready; returns a streaming URL. */
-export const portForward = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['portForward']> => async (req, call) => {
-  const sb = readySandbox(ctx, call.namespace, req.podSandboxId);
-  return { url: ctx.streaming.getPortForward({ podSandboxId: sb.id, port: req.port }) };
-};
+export const portForward =
+  (ctx: RuntimeContext): NonNullable<RuntimeHandlers['portForward']> =>
+  async (req, call) => {
+    const sb = readySandbox(ctx, call.namespace, req.podSandboxId);
+    return { url: ctx.streaming.getPortForward({ podSandboxId: sb.id, port: req.port }) };
+  };

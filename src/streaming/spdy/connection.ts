@@ -24,16 +24,7 @@ import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
 import { errors } from '../../errors.js';
 import { log as rootLog, type Logger } from '../../log.js';
-import {
-  DEFAULT_WINDOW,
-  Flag,
-  FrameReader,
-  GoAwayStatus,
-  RstStatus,
-  SettingId,
-  encodeFrame,
-  type Frame,
-} from './frames.js';
+import { DEFAULT_WINDOW, Flag, FrameReader, GoAwayStatus, RstStatus, SettingId, encodeFrame, type Frame } from './frames.js';
 import { HeaderCompressor, HeaderDecompressor, type SpdyHeaders } from './headers.js';
 
 export type SpdyRole = 'server' | 'client';
@@ -203,7 +194,10 @@ export class SpdyStream extends Duplex {
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.sendData(chunk).then(() => cb(), (err: Error) => cb(err));
+    this.sendData(chunk).then(
+      () => cb(),
+      (err: Error) => cb(err),
+    );
   }
 
   override _final(cb: (err?: Error | null) => void): void {

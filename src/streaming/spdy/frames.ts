@@ -48,7 +48,12 @@ export const MAX_FRAME_PAYLOAD = 0xffffff;
 
 const STREAM_ID_MASK = 0x7fffffff;
 
-export interface DataFrame { type: 'data'; streamId: number; flags: number; data: Buffer }
+export interface DataFrame {
+  type: 'data';
+  streamId: number;
+  flags: number;
+  data: Buffer;
+}
 export interface SynStreamFrame {
   type: 'syn_stream';
   streamId: number;
@@ -58,28 +63,57 @@ export interface SynStreamFrame {
   flags: number;
   headerBlock: Buffer;
 }
-export interface SynReplyFrame { type: 'syn_reply'; streamId: number; flags: number; headerBlock: Buffer }
-export interface RstStreamFrame { type: 'rst_stream'; streamId: number; status: number }
-export interface SettingsEntry { id: number; flags: number; value: number }
-export interface SettingsFrame { type: 'settings'; flags: number; entries: SettingsEntry[] }
-export interface PingFrame { type: 'ping'; id: number }
-export interface GoAwayFrame { type: 'goaway'; lastGoodStreamId: number; status: number }
-export interface HeadersFrame { type: 'headers'; streamId: number; flags: number; headerBlock: Buffer }
-export interface WindowUpdateFrame { type: 'window_update'; streamId: number; delta: number }
+export interface SynReplyFrame {
+  type: 'syn_reply';
+  streamId: number;
+  flags: number;
+  headerBlock: Buffer;
+}
+export interface RstStreamFrame {
+  type: 'rst_stream';
+  streamId: number;
+  status: number;
+}
+export interface SettingsEntry {
+  id: number;
+  flags: number;
+  value: number;
+}
+export interface SettingsFrame {
+  type: 'settings';
+  flags: number;
+  entries: SettingsEntry[];
+}
+export interface PingFrame {
+  type: 'ping';
+  id: number;
+}
+export interface GoAwayFrame {
+  type: 'goaway';
+  lastGoodStreamId: number;
+  status: number;
+}
+export interface HeadersFrame {
+  type: 'headers';
+  streamId: number;
+  flags: number;
+  headerBlock: Buffer;
+}
+export interface WindowUpdateFrame {
+  type: 'window_update';
+  streamId: number;
+  delta: number;
+}
 /** A control frame of a type this implementation does not know; the spec says ignore it. */
-export interface UnknownFrame { type: 'unknown'; controlType: number; flags: number; payload: Buffer }
+export interface UnknownFrame {
+  type: 'unknown';
+  controlType: number;
+  flags: number;
+  payload: Buffer;
+}
 
 export type Frame =
-  | DataFrame
-  | SynStreamFrame
-  | SynReplyFrame
-  | RstStreamFrame
-  | SettingsFrame
-  | PingFrame
-  | GoAwayFrame
-  | HeadersFrame
-  | WindowUpdateFrame
-  | UnknownFrame;
+  DataFrame | SynStreamFrame | SynReplyFrame | RstStreamFrame | SettingsFrame | PingFrame | GoAwayFrame | HeadersFrame | WindowUpdateFrame | UnknownFrame;
 
 function control(type: number, flags: number, payload: Buffer): Buffer {
   if (payload.length > MAX_FRAME_PAYLOAD) throw errors.invalidArgument('spdy.frame_too_large', `control frame payload of ${payload.length} bytes`);

@@ -18,7 +18,15 @@ export class FakeNetwork implements NetworkPort {
     const ip = `198.18.0.${this.next++}`;
     this.attached.set(req.id, ip);
     await this.faults.hit('cni.add');
-    return { network: 'fake', ips: [`${ip}/16`], interfaces: [], routes: [], dns: { nameservers: [], search: [], options: [] }, raw: { cniVersion: '1.0.0' }, spans: [] };
+    return {
+      network: 'fake',
+      ips: [`${ip}/16`],
+      interfaces: [],
+      routes: [],
+      dns: { nameservers: [], search: [], options: [] },
+      raw: { cniVersion: '1.0.0' },
+      spans: [],
+    };
   }
 
   async teardownPod(req: TeardownRequest): Promise<{ spans: [] }> {
