@@ -76,10 +76,7 @@ export const ERROR_CODES = {
   'container.empty_id': { kind: 'InvalidArgument', meaning: 'the request names no container id' },
   'container.idmap_mappings': { kind: 'InvalidArgument', meaning: "an idmapped mount's mappings differ from the pod's user namespace mappings" },
   'container.idmap_mount': { kind: 'Internal', meaning: 'making an idmapped mount failed in the kernel' },
-  'container.idmap_rootfs': {
-    kind: 'Internal',
-    meaning: "the pod's image layers could not be idmapped for its user namespace (the copy is the fallback in auto)",
-  },
+  'container.idmap_rootfs': { kind: 'Internal', meaning: "the pod's image layers could not be idmapped for its user namespace" },
   'container.idmap_without_userns': { kind: 'InvalidArgument', meaning: 'an idmapped mount was asked for in a pod without a user namespace' },
   'container.image_not_found': { kind: 'NotFound', meaning: "the container's image is not stored (CreateContainer does not pull)" },
   'container.image_volume': { kind: 'InvalidArgument', meaning: 'an image volume mount is malformed (needs readonly, no host_path, no recursive read-only)' },
