@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ContainerState } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
+import { until } from '../helpers/process.js';
 import { busyboxConfig, createContainer, logText, readCriLog, runPod, runToExit, status, waitForState, type TestPod } from '../helpers/cri-container.js';
 
 const SHIM = '/usr/bin/containerd-shim-runc-v2';
@@ -53,7 +54,8 @@ test('ReopenContainerLog on a daemon-forwarded log starts a new file after rotat
   } finally {
     await env.berthd.cri.runtime.removeContainer({ containerId: id });
   }
-  assert.equal(existsSync(join(env.berthd.state, 'containers', id)), false, 'FIFO dir removed');
+  // RemoveContainer replies once the record is gone; its dirs go right after (deferred removal).
+  await until(() => !existsSync(join(env.berthd.state, 'containers', id)), 'FIFO dir removed');
 });
 
 test('after a berthd crash the log of a running runc-v2 container keeps being written', { skip: !existsSync(SHIM) && `${SHIM} missing` }, async () => {
