@@ -31,6 +31,8 @@ export interface CriEnvOptions extends BerthdOptions {
   extraPlugins?: object[];
   /** Extra CNI bin dirs searched before /usr/lib/cni (e.g. for fake plugins). */
   cniBinDirs?: string[];
+  /** Extra keys of berthd's [cni] table (e.g. `plugin_timeout = 3`). */
+  cniToml?: string;
 }
 
 export async function startCriEnv(o: CriEnvOptions = {}): Promise<CriEnv> {
@@ -73,6 +75,7 @@ export async function startCriEnv(o: CriEnvOptions = {}): Promise<CriEnv> {
     `sandbox_image = "${fx.get('pause')!.ref}"\n` +
     extra.slice(0, header) +
     `[cni]\nbin_dirs = [${[...(o.cniBinDirs ?? []), '/usr/lib/cni'].map((d) => JSON.stringify(d)).join(', ')}]\nconf_dir = "${confDir}"\n` +
+    (o.cniToml ?? '') +
     extra.slice(header);
   let berthd: TestBerthd;
   try {

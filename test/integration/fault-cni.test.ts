@@ -51,7 +51,7 @@ before(async () => {
   if (skip) return;
   writeFileSync(join(bin, 'berth-faulty'), `#!${process.execPath}\n${PLUGIN}`);
   chmodSync(join(bin, 'berth-faulty'), 0o755);
-  env = await startCriEnv({ cniBinDirs: [bin], extraPlugins: [{ type: 'berth-faulty' }], extraToml: 'plugin_timeout = 3\n' });
+  env = await startCriEnv({ cniBinDirs: [bin], extraPlugins: [{ type: 'berth-faulty' }], cniToml: 'plugin_timeout = 3\n' });
   await env.berthd.cri.image.pullImage({ image: { image: env.pause.ref } });
   baseline = inventory(env);
 });
