@@ -104,7 +104,14 @@ test('port-forward: a port that does not read makes berthd stop reading, not buf
     void servePortForwardWs({ ws, protocol: RC_V4, podSandboxId: 'p', ports: [80], backend, log });
   });
   const client = new WebSocket(srv.url, [RC_V4]);
+  // Registered before any await: the server starts the session on the upgrade request, which can
+  // be before the client has read the 101 reply; sending then throws (readyState CONNECTING).
+  const opened = new Promise<void>((resolve, reject) => {
+    client.once('open', () => resolve());
+    client.once('error', reject);
+  });
   try {
+    await opened;
     await until(() => channel !== undefined, 'port-forward started');
     const chunk = Buffer.alloc(64 * 1024, 2);
     const total = 256;

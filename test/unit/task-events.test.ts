@@ -18,6 +18,7 @@ interface Rec {
   pid?: number;
   extra: Record<string, unknown>;
   reason?: string;
+  exit?: { status: number; at: string };
 }
 
 /** Stores of records by id, a task manager that is an event emitter recording deletes. */
@@ -73,7 +74,8 @@ test('a pause exit makes its pod NOTREADY and deletes the pause task; an exec ex
   await until(() => deleted.length === 1, 'pause task deleted');
   assert.equal(pod.state, 'notready');
   assert.equal(pod.pid, undefined);
-  assert.equal(pod.extra['exitStatus'], 137);
+  assert.equal(pod.exit?.status, 137, 'the pause exit status is recorded');
+  assert.equal(pod.exit?.at, new Date(0).toISOString());
   assert.deepEqual(deleted, ['pod1']);
   assert.deepEqual(warnings, []);
 });
