@@ -99,14 +99,6 @@ export class CpuRates {
   }
 }
 
-const rates = new WeakMap<RuntimeContext, CpuRates>();
-/** The CPU rate tracker of one daemon (keyed by context so tests with several daemons do not mix). */
-export function cpuRates(ctx: RuntimeContext): CpuRates {
-  let r = rates.get(ctx);
-  if (!r) rates.set(ctx, (r = new CpuRates()));
-  return r;
-}
-
 /** A task's sample, or undefined when it has no live task (created-only, exited, shim gone). */
 export async function sampleTask(ctx: RuntimeContext, ns: string, taskId: string): Promise<CgroupSample | undefined> {
   try {
@@ -144,7 +136,7 @@ export async function collectContainerStats(
   const init: MessageInitShape<typeof ContainerStatsSchema> = {
     attributes: { id: c.id, metadata: { name: c.meta.name, attempt: c.meta.attempt }, labels: c.labels, annotations: c.annotations },
   };
-  if (sample) Object.assign(init, cpuAndMemory(sample, cpuRates(ctx).rate(`c/${ns}/${c.id}`, sample)));
+  if (sample) Object.assign(init, cpuAndMemory(sample, ctx.cpuRates.rate(`c/${ns}/${c.id}`, sample)));
   if (c.snapshotKey) {
     try {
       const u = await ctx.snapshotter.usage(c.snapshotKey);

@@ -12,7 +12,7 @@ import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { PodSandboxStatsSchema, type PodSandboxStats } from '../../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord, SandboxRecord } from '../../core/metadata/records.js';
 import { findSandbox, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
-import { collectContainerStats, cpuAndMemory, cpuRates, matchesLabels, sampleTask, sumSamples, type CgroupSample } from './container-stats.js';
+import { collectContainerStats, cpuAndMemory, matchesLabels, sampleTask, sumSamples, type CgroupSample } from './container-stats.js';
 import { writePages } from '../server/stream-pages.js';
 import type { RuntimeHandlers } from '../server/server.js';
 
@@ -93,7 +93,7 @@ export async function collectSandboxStats(
   const net = sb.state === 'ready' ? await podInterfaces(sb, running) : undefined;
   const linux: NonNullable<MessageInitShape<typeof PodSandboxStatsSchema>['linux']> = { containers: per.map((p) => p.stats) };
   if (sample) {
-    Object.assign(linux, cpuAndMemory(sample, cpuRates(ctx).rate(`p/${ns}/${sb.id}`, sample)));
+    Object.assign(linux, cpuAndMemory(sample, ctx.cpuRates.rate(`p/${ns}/${sb.id}`, sample)));
     linux.process = { timestamp: ts, processCount: { value: sample.pids } };
   }
   if (net) {
