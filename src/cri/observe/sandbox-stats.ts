@@ -87,7 +87,9 @@ export async function collectSandboxStats(
     const own = await sampleTask(ctx, ns, sb.id);
     if (own) samples.push(own);
   }
-  const ts = nowNanos();
+  // The sum is as of its newest part: the same shared samples give the same pod sample (and
+  // CpuRates its first rate), not a second reading a few milliseconds later.
+  const ts = samples.reduce((m, x) => (x.timestamp > m ? x.timestamp : m), 0n) || nowNanos();
   const sample = samples.length ? sumSamples(samples, ts) : undefined;
   const running = containers.filter((c) => c.state === 'running' && c.pid).map((c) => c.pid!);
   const net = sb.state === 'ready' ? await podInterfaces(sb, running) : undefined;
@@ -104,7 +106,7 @@ export async function collectSandboxStats(
       txBytes: { value: i.txBytes },
       txErrors: { value: i.txErrors },
     }));
-    linux.network = { timestamp: ts, defaultInterface: ifs.find((i) => i.name === 'eth0') ?? ifs[0], interfaces: ifs };
+    linux.network = { timestamp: nowNanos(), defaultInterface: ifs.find((i) => i.name === 'eth0') ?? ifs[0], interfaces: ifs };
   }
   const stats = create(PodSandboxStatsSchema, {
     attributes: {

@@ -16,7 +16,7 @@ import { LogForwarders } from '../container/io.js';
 import { DeferredRemovals } from '../container/deferred-remove.js';
 import { UserDbCache } from '../container/rootfs.js';
 import { ImageVolumeRefs } from '../container/image-volume.js';
-import { CpuRates } from '../observe/container-stats.js';
+import { CpuRates, TaskSamples } from '../observe/container-stats.js';
 import { Remapper } from '../../core/snapshots/index.js';
 import { NetnsDialer } from '../../network/netns-dial.js';
 
@@ -154,6 +154,8 @@ export interface RuntimeContext {
   remapper: Remapper;
   /** CPU usage rates of containers and pods between two stats calls (observe/). */
   cpuRates: CpuRates;
+  /** Task cgroup samples shared by stats calls made at once (observe/container-stats.ts). */
+  taskSamples: TaskSamples;
   /** The thread that makes sockets inside pod network namespaces (port-forward). */
   netnsDialer: NetnsDialer;
   /** `<state>/idmap` roots known to be mounted private (container/idmap.ts idmapRoot). */
@@ -169,7 +171,17 @@ export interface RuntimeContext {
  */
 export type HandlerState = Pick<
   RuntimeContext,
-  'sandboxRuns' | 'logForwarders' | 'removals' | 'userDbs' | 'imageVolumes' | 'remapper' | 'cpuRates' | 'netnsDialer' | 'idmapRoots' | 'usernsRootfsLogged'
+  | 'sandboxRuns'
+  | 'logForwarders'
+  | 'removals'
+  | 'userDbs'
+  | 'imageVolumes'
+  | 'remapper'
+  | 'cpuRates'
+  | 'taskSamples'
+  | 'netnsDialer'
+  | 'idmapRoots'
+  | 'usernsRootfsLogged'
 >;
 
 /** Fresh handler state for one context over `snapshotter`. */
@@ -182,6 +194,7 @@ export function newHandlerState(snapshotter: SnapshotPort): HandlerState {
     imageVolumes: new ImageVolumeRefs(),
     remapper: new Remapper(snapshotter),
     cpuRates: new CpuRates(),
+    taskSamples: new TaskSamples(),
     netnsDialer: new NetnsDialer(),
     idmapRoots: new Set(),
     usernsRootfsLogged: {},
