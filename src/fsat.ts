@@ -39,6 +39,7 @@ interface Fns {
   statx: (dirfd: number, name: Buffer, flags: number, mask: number, buf: Buffer) => number;
   getdents64: (fd: number, buf: Buffer, size: number) => number;
 }
+// Process-wide: the libc functions, bound once (koffi handles belong to the process).
 let fns: Fns | undefined;
 
 function f(): Fns {

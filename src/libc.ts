@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 export type Koffi = typeof import('koffi');
 export type LibC = ReturnType<Koffi['load']>;
 
+// Process-wide: the one koffi/glibc handle of this process, loaded on first use.
 let loaded: { koffi: Koffi; lib: LibC } | undefined;
 
 /**

@@ -6,6 +6,7 @@
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
+// Process-wide: one log level and one sink (stderr, or the journal) for the whole process.
 let threshold = order.info;
 let sink: (line: string) => void = (line) => process.stderr.write(line + '\n');
 

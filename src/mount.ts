@@ -100,6 +100,7 @@ interface Fns {
   mount: (source: string | null, target: string, fstype: string | null, flags: number, data: string | null) => number;
   umount2: (target: string, flags: number) => number;
 }
+// Process-wide: the libc functions, bound once (koffi handles belong to the process).
 let fns: Fns | undefined;
 
 function libc(): Fns {

@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { runDaemon } from '../daemon/daemon.js';
 
 const usage = 'usage: berthd [--config FILE] [--log-level debug|info|warn|error] | --default-config | --version';
+// Process-wide: the launcher's parsed command line.
 let args;
 try {
   args = parseArgs({

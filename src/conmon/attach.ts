@@ -29,6 +29,7 @@ const SOCK_CLOEXEC = 0o2000000;
 const MSG_DONTWAIT = 0x40;
 
 type Fn = (...args: unknown[]) => number;
+// Process-wide: the libc functions, bound once (koffi handles belong to the process).
 let fns: { socket: Fn; connect: Fn; close: Fn; recv: Fn; errno: () => number } | undefined;
 function sys(): NonNullable<typeof fns> {
   if (!fns) {

@@ -16,6 +16,7 @@ interface Fns {
   mallopt(param: number, value: number): number;
   malloc_trim(pad: number): number;
 }
+// Process-wide: glibc malloc tuning applies to the whole process; bound once.
 let fns: Fns | null | undefined;
 
 function load(): Fns | null {
@@ -36,6 +37,7 @@ export function limitMallocArenas(max = 2): boolean {
   return f !== null && f.mallopt(M_ARENA_MAX, max) === 1;
 }
 
+// Process-wide: one pending malloc_trim for the whole process (its heap is one).
 let trimTimer: NodeJS.Timeout | undefined;
 
 /**

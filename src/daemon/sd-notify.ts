@@ -22,6 +22,7 @@ interface Fns {
   close(fd: number): number;
   errno(): number;
 }
+// Process-wide: the libc functions, bound once (koffi handles belong to the process).
 let fns: Fns | undefined;
 
 function load(): Fns {

@@ -31,7 +31,7 @@ import { trimMallocSoon } from './malloc.js';
 import { BERTH_VERSION } from '../version.js';
 import { TaskManager, type RuntimeHandler } from '../runtime/index.js';
 import { StreamingServer, type StreamingLimits } from '../streaming/index.js';
-import { ContainerEventBus, Tracer, type RuntimeContext, type RuntimeSettings } from '../cri/server/runtime-context.js';
+import { ContainerEventBus, newHandlerState, Tracer, type RuntimeContext, type RuntimeSettings } from '../cri/server/runtime-context.js';
 import { KeyedLock } from '../keyed-lock.js';
 import { systemClock } from '../cri/server/ports.js';
 import { hostPods } from '../cri/sandbox/host-pods.js';
@@ -209,9 +209,9 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
     tracer: new Tracer(),
     locks: new KeyedLock(),
     cdi,
-    sandboxRuns: new Map(),
     pods: hostPods(),
     clock: systemClock,
+    ...newHandlerState(snapshotter),
   };
   const runtimeHandlers: RuntimeHandlers = { ...sandboxHandlers(runtime), ...containerHandlers(runtime), ...observeHandlers(runtime) };
   // Metrics: RPC latency via the CRI server's observer, pulls via the image service's diagnostics channel, gauges at scrape time.
@@ -343,6 +343,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       await metricsEndpoint?.close();
       await streaming.stop();
       await tasks.close();
+      await runtime.netnsDialer.close();
       await remote.close();
       await layers.pool.close();
       snapshotter.close();

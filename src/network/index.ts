@@ -1,5 +1,5 @@
 /** Public surface of pod networking: network namespaces and CNI. */
-export { createNetns, removeNetns, isNetns, verifyNetns, listNetns, ensureNetnsDir, DEFAULT_NETNS_DIR } from './netns.js';
+export { createNetns, removeNetns, isNetns, verifyNetns, listNetns, ensureNetnsDir, NetnsDirs, DEFAULT_NETNS_DIR } from './netns.js';
 export type { CreateNetnsOptions } from './netns.js';
 export { CniManager, NETWORK_NOT_READY_REASON } from './cni.js';
 export type { CniManagerOptions, PodNetworkRequest, PodNetworkResult, TeardownRequest, NetworkStatus, PluginSpan } from './cni.js';

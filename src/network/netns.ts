@@ -64,18 +64,30 @@ export async function isNetns(path: string): Promise<boolean> {
   return (await mounts()).some((m) => m.mountPoint === abs && m.fsType === 'nsfs' && m.root.startsWith('net:['));
 }
 
-const preparedDirs = new Map<string, Promise<void>>();
+/**
+ * The netns directories one owner (the pod host of a RuntimeContext, or one caller) has made
+ * shared mount points: each is prepared once per owner, so two contexts in one process share
+ * nothing.
+ */
+export class NetnsDirs {
+  private readonly prepared = new Map<string, Promise<void>>();
 
-/** Makes `dir` a shared mount point (bind onto itself first if needed), once per process. */
-export function ensureNetnsDir(dir: string): Promise<void> {
-  const abs = resolve(dir);
-  let p = preparedDirs.get(abs);
-  if (!p) {
-    p = prepareDir(abs);
-    preparedDirs.set(abs, p);
-    p.catch(() => preparedDirs.delete(abs));
+  /** Makes `dir` a shared mount point (bind onto itself first if needed), once. */
+  ensure(dir: string): Promise<void> {
+    const abs = resolve(dir);
+    let p = this.prepared.get(abs);
+    if (!p) {
+      p = prepareDir(abs);
+      this.prepared.set(abs, p);
+      p.catch(() => this.prepared.delete(abs));
+    }
+    return p;
   }
-  return p;
+}
+
+/** Makes `dir` a shared mount point (bind onto itself first if needed); `dirs` remembers it. */
+export function ensureNetnsDir(dir: string, dirs: NetnsDirs = new NetnsDirs()): Promise<void> {
+  return dirs.ensure(dir);
 }
 
 async function prepareDir(dir: string): Promise<void> {
@@ -92,6 +104,8 @@ export interface CreateNetnsOptions {
   dir?: string;
   /** Timeout for the unshare process; default 10 s. */
   timeoutMs?: number;
+  /** Directories already prepared by this caller (default: checked again). */
+  dirs?: NetnsDirs;
 }
 
 /**
@@ -103,7 +117,7 @@ export async function createNetns(name: string, opts: CreateNetnsOptions = {}): 
     throw errors.invalidArgument('netns.bad_name', `invalid network namespace name ${JSON.stringify(name)}`);
   }
   const dir = resolve(opts.dir ?? DEFAULT_NETNS_DIR);
-  await ensureNetnsDir(dir);
+  await ensureNetnsDir(dir, opts.dirs);
   const path = join(dir, name);
   try {
     // O_EXCL: two sandboxes can never share a handle, and an existing one is never clobbered.

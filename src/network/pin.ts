@@ -35,7 +35,7 @@ import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import { resolve, join, dirname } from 'node:path';
 import { mountAll, unmount } from '../mount.js';
 import { errors, isBerthError } from '../errors.js';
-import { ensureNetnsDir, parseMountInfo } from './netns.js';
+import { ensureNetnsDir, parseMountInfo, type NetnsDirs } from './netns.js';
 
 export type PinKind = 'user' | 'net' | 'ipc' | 'uts';
 /** Order matters only for reading: the user namespace owns the others. */
@@ -163,7 +163,7 @@ class LineReader {
  * Creates and pins the requested namespaces; returns their paths. AlreadyExists when a pin
  * file exists; on any failure nothing is left behind. Nothing to pin → {} without a spawn.
  */
-export async function pinNamespaces(req: PinRequest): Promise<PodPins> {
+export async function pinNamespaces(req: PinRequest, dirs?: NetnsDirs): Promise<PodPins> {
   const kinds: PinKind[] = [];
   if (req.userns) kinds.push('user');
   if (req.net) kinds.push('net');
@@ -173,7 +173,7 @@ export async function pinNamespaces(req: PinRequest): Promise<PodPins> {
   if (kinds.length === 0) return pins;
   const nr = SYSCALLS[process.arch];
   if (!nr) throw errors.failedPrecondition('pin.unsupported_arch', `pinned pod namespaces are not supported on ${process.arch}`);
-  await ensureNetnsDir(req.dir);
+  await ensureNetnsDir(req.dir, dirs);
 
   const made: string[] = [];
   let child: ChildProcessWithoutNullStreams | undefined;

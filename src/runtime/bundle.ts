@@ -88,6 +88,7 @@ export async function makeFifo(path: string): Promise<void> {
   if (fn(path, 0o600) !== 0) throw new Error(`mkfifo ${path} failed`);
 }
 
+// Process-wide: libc mkfifo, bound once (koffi handles belong to the process).
 let mkfifoCached: ((p: string, mode: number) => number) | undefined;
 function mkfifoFn(): (p: string, mode: number) => number {
   mkfifoCached ??= libc().lib.func('int mkfifo(const char *path, uint32_t mode)') as (p: string, mode: number) => number;

@@ -27,6 +27,7 @@ interface Libc {
   fcntl: Fn;
 }
 
+// Process-wide: the libc functions, bound once (koffi handles belong to the process).
 let libc: Libc | undefined;
 
 function load(): Libc {

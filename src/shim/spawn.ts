@@ -5,6 +5,7 @@
  */
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 
+// Process-wide: the children of this berth-shim process (one shim per process).
 const nodeChildren = new Set<number>();
 
 export function isNodeChild(pid: number): boolean {

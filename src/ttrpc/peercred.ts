@@ -20,6 +20,7 @@ const SO_PEERCRED = 17; // Linux value on all architectures Node supports
 const UCRED_SIZE = 12; // struct ucred { pid_t pid; uid_t uid; gid_t gid; }
 
 type GetSockOpt = (fd: number, level: number, name: number, out: Buffer, len: number[]) => number;
+// Process-wide: libc getsockopt, bound once (koffi handles belong to the process).
 let getsockopt: GetSockOpt | null | undefined;
 
 function loadGetsockopt(): GetSockOpt | null {

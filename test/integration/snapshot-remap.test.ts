@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { chmod, chown, link, lstat, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createSnapshotter, mountAll, prepareRemapped, pruneRemapped, remapName, shiftTree, unmount, type IdMappings } from '../../src/core/snapshots/index.js';
+import { createSnapshotter, mountAll, Remapper, remapName, shiftTree, unmount, type IdMappings } from '../../src/core/snapshots/index.js';
 import { lgetxattr, lsetxattr } from '../../src/core/unpack/sys.js';
 import type { Snapshotter } from '../../src/core/snapshots/types.js';
 import { isBerthError } from '../../src/errors.js';
@@ -52,7 +52,7 @@ async function setup(t: { after(fn: () => Promise<void>): void }, extra?: (fs: s
 
 test('a remapped container rootfs shows image files owned by the mapped host ids', { skip: !isRoot && 'needs root' }, async (t) => {
   const { sn, dir, mountAt } = await setup(t);
-  await prepareRemapped(sn, 'c1', CHAIN, PLAN, {}, dir);
+  await new Remapper(sn).prepare('c1', CHAIN, PLAN, {}, dir);
   const root = await mountAt('c1');
 
   const etc = await lstat(join(root, 'etc'));
@@ -75,16 +75,17 @@ test('a remapped container rootfs shows image files owned by the mapped host ids
 
 test('containers with the same mapping share one remapped parent, pruned when unused', { skip: !isRoot && 'needs root' }, async (t) => {
   const { sn, dir } = await setup(t);
-  await Promise.all([prepareRemapped(sn, 'c1', CHAIN, PLAN, {}, dir), prepareRemapped(sn, 'c2', CHAIN, PLAN, {}, dir)]);
+  const remapper = new Remapper(sn);
+  await Promise.all([remapper.prepare('c1', CHAIN, PLAN, {}, dir), remapper.prepare('c2', CHAIN, PLAN, {}, dir)]);
   const name = remapName(CHAIN, PLAN);
   assert.equal((await sn.stat('c1')).parent, name);
   assert.equal((await sn.stat('c2')).parent, name);
   assert.equal((await sn.list()).filter((s) => s.kind === 'committed').length, 2, 'image layer + one remapped parent');
 
-  assert.deepEqual(await pruneRemapped(sn), [], 'still in use');
+  assert.deepEqual(await remapper.prune(), [], 'still in use');
   await sn.remove('c1');
   await sn.remove('c2');
-  assert.deepEqual(await pruneRemapped(sn), [name]);
+  assert.deepEqual(await remapper.prune(), [name]);
   assert.deepEqual(
     (await sn.list()).map((s) => s.key),
     [CHAIN],
@@ -96,7 +97,7 @@ test('an image file owned by an id outside the mapping fails the prepare and lea
     await writeFile(join(fs, 'etc', 'odd'), 'x');
     await chown(join(fs, 'etc', 'odd'), 70000, 0);
   });
-  await assert.rejects(prepareRemapped(sn, 'c1', CHAIN, PLAN, {}, dir), (err) => {
+  await assert.rejects(new Remapper(sn).prepare('c1', CHAIN, PLAN, {}, dir), (err) => {
     assert.ok(isBerthError(err, 'FailedPrecondition'));
     assert.match(err.message, /"\/etc\/odd" is owned by uid 70000/);
     return true;

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { isBerthError } from '../../src/errors.js';
 import { create } from '@bufbuild/protobuf';
 import { NamespaceMode, PodSandboxConfigSchema } from '../../src/api/cri/runtime/v1/api_pb.js';
-import { remapName } from '../../src/core/snapshots/index.js';
+import { remapName, Remapper, type Snapshotter } from '../../src/core/snapshots/index.js';
 import { prepareContainerRootfs, withLowers } from '../../src/cri/container/userns.js';
 import type { RuntimeContext } from '../../src/cri/server/runtime-context.js';
 
@@ -56,7 +56,8 @@ function fakeCtx(usernsRootfs: { mode: 'idmap' | 'copy'; fallback: boolean }, sn
     error: () => undefined,
     warn: (msg: string, fields: Record<string, unknown>) => warnings.push({ msg, fields }),
   };
-  return { ctx: { settings: { state: '/nonexistent/state', usernsRootfs }, snapshotter: sn, log } as unknown as RuntimeContext, warnings };
+  const ctx = { settings: { state: '/nonexistent/state', usernsRootfs }, snapshotter: sn, log, idmapRoots: new Set(), usernsRootfsLogged: {} };
+  return { ctx: { ...ctx, remapper: new Remapper(sn as Snapshotter) } as unknown as RuntimeContext, warnings };
 }
 
 const usernsSandbox = create(PodSandboxConfigSchema, {

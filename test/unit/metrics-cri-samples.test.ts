@@ -3,7 +3,18 @@ import assert from 'node:assert/strict';
 import { create } from '@bufbuild/protobuf';
 import * as V1 from '../../src/api/cgroups/stats/v1/metrics_pb.js';
 import * as V2 from '../../src/api/cgroups/cgroup2/stats/metrics_pb.js';
-import { CpuRates, sampleFromMetrics, sumSamples, filterContainers, cpuAndMemory } from '../../src/cri/observe/container-stats.js';
+import {
+  CpuRates,
+  TaskSamples,
+  sampleFromMetrics,
+  sumSamples,
+  filterContainers,
+  cpuAndMemory,
+  listContainerStats,
+} from '../../src/cri/observe/container-stats.js';
+import { listPodSandboxStats } from '../../src/cri/observe/sandbox-stats.js';
+import type { RuntimeContext } from '../../src/cri/server/runtime-context.js';
+import type { ContainerStats, PodSandboxStats } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { parseNetDev } from '../../src/cri/observe/sandbox-stats.js';
 import { parseCriLog } from '../../src/cri/stream/backend.js';
 import { METRIC_DESCRIPTORS, containerMetrics } from '../../src/cri/observe/metrics-cri.js';
@@ -115,4 +126,77 @@ test('every container metric has a descriptor and as many label values as label 
       n,
     );
   }
+});
+
+test('the same sample seen again keeps the rate it got the first time', () => {
+  const r = new CpuRates();
+  const base = { memUsage: 0n, workingSet: 0n, rss: 0n, pageFaults: 0n, majorFaults: 0n, limit: undefined, pids: 0n };
+  r.rate('c', { ...base, timestamp: 1_000_000_000n, cpuNanos: 0n });
+  const again = { ...base, timestamp: 3_000_000_000n, cpuNanos: 1_000_000_000n };
+  assert.equal(r.rate('c', again), 500_000_000n);
+  assert.equal(r.rate('c', { ...again }), 500_000_000n, 'a shared sample read by a second call');
+});
+
+test('TaskSamples: calls within the window share one reading (also while it is in flight); later calls read again', async () => {
+  let clock = 0;
+  const samples = new TaskSamples(1000, () => clock);
+  let reads = 0;
+  const take = async () => {
+    reads++;
+    await new Promise((r) => setTimeout(r, 5));
+    return { timestamp: BigInt(reads), cpuNanos: 0n, memUsage: 0n, workingSet: 0n, rss: 0n, pageFaults: 0n, majorFaults: 0n, limit: undefined, pids: 0n };
+  };
+  const [a, b] = await Promise.all([samples.get('k', take), samples.get('k', take)]);
+  assert.equal(reads, 1);
+  assert.equal(a, b);
+  clock = 999;
+  assert.equal(await samples.get('k', take), a);
+  assert.notEqual(await samples.get('other', take), a, 'another task reads its own');
+  clock = 2001;
+  assert.equal((await samples.get('k', take))?.timestamp, 3n, 'past the window: a new reading');
+  assert.equal(reads, 3);
+});
+
+test('ListContainerStats then ListPodSandboxStats: one shim Stats per task, and both report the same CPU rate', async () => {
+  let statsCalls = 0;
+  let cpu = 0n;
+  const containers = [1, 2, 3].map((i) => ({
+    id: `c${i}`,
+    sandboxId: 'p1',
+    state: 'running',
+    pid: 100 + i,
+    meta: { name: `c${i}`, attempt: 0 },
+    labels: {},
+    annotations: {},
+  }));
+  const pod = { id: 'p1', state: 'ready', meta: { name: 'p', namespace: 'default', uid: 'u', attempt: 0 }, labels: {}, annotations: {} };
+  const ctx = {
+    containers: { list: () => containers },
+    sandboxes: { list: () => [pod] },
+    tasks: {
+      stats: async () => {
+        statsCalls++;
+        cpu += 1_000_000_000n;
+        return { cgroup: 'v1', metrics: { cpu: { usage: { total: cpu } }, memory: { usage: { usage: 10n, limit: 0n } } } };
+      },
+    },
+    snapshotter: { root: '/x', usage: async () => ({ size: 1, inodes: 1 }) },
+    log: { debug: () => undefined, warn: () => undefined },
+    cpuRates: new CpuRates(),
+    taskSamples: new TaskSamples(),
+  } as unknown as RuntimeContext;
+  const call = { namespace: 'k8s.io' } as unknown as Parameters<ReturnType<typeof listContainerStats>>[1];
+  const list = listContainerStats(ctx);
+  const pods = listPodSandboxStats(ctx);
+  await list({ $typeName: 'runtime.v1.ListContainerStatsRequest' } as never, call);
+  await pods({ $typeName: 'runtime.v1.ListPodSandboxStatsRequest' } as never, call);
+  assert.equal(statsCalls, 3, 'three running containers, three shim Stats calls for both RPCs');
+  // A second round (the window past) reads again; the rate of a container is the same in both RPCs.
+  (ctx.taskSamples as unknown as { recent: Map<string, unknown> }).recent.clear();
+  const c2 = (await list({ $typeName: 'runtime.v1.ListContainerStatsRequest' } as never, call)).stats as ContainerStats[];
+  const p2 = (await pods({ $typeName: 'runtime.v1.ListPodSandboxStatsRequest' } as never, call)).stats as PodSandboxStats[];
+  assert.equal(statsCalls, 6);
+  const rateOf = (id: string, list: ContainerStats[]) => list.find((s) => s.attributes?.id === id)?.cpu?.usageNanoCores?.value;
+  assert.notEqual(rateOf('c1', c2), undefined, 'a rate from the first round to the second');
+  assert.equal(rateOf('c1', p2[0]!.linux!.containers), rateOf('c1', c2));
 });

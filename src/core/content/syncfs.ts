@@ -10,6 +10,7 @@ import { closeSync, openSync, constants } from 'node:fs';
 import { libc as loadLibc } from '../../libc.js';
 
 type SyncFs = { async: (fd: number, cb: (err: unknown, res: number) => void) => void };
+// Process-wide: libc syncfs, bound once (koffi handles belong to the process).
 let fn: SyncFs | null | undefined;
 
 function load(): SyncFs | null {

@@ -17,6 +17,7 @@ export const MAX_CRI_LINE = 16 * 1024;
 export type CriStream = 'stdout' | 'stderr';
 
 /** Wall clock with nanosecond digits: re-anchored to Date every minute, hrtime in between. */
+// Process-wide: one clock anchor per process (the clocks it reads are the process's).
 let anchorNs = 0n;
 let anchorHr = 0n;
 export function nowNs(): bigint {

@@ -48,15 +48,4 @@ export async function createSnapshotter(opts: CreateSnapshotterOptions): Promise
   await s.init();
   return fallbackReason === undefined ? { snapshotter: s } : { snapshotter: s, fallbackReason };
 }
-export {
-  prepareRemapped,
-  pruneRemapped,
-  remapName,
-  isRemapName,
-  shiftTree,
-  toHostId,
-  isIdentity,
-  REMAP_OF_LABEL,
-  type IdMapping,
-  type IdMappings,
-} from './remap.js';
+export { Remapper, remapName, isRemapName, shiftTree, toHostId, isIdentity, REMAP_OF_LABEL, type IdMapping, type IdMappings } from './remap.js';

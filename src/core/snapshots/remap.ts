@@ -12,7 +12,7 @@
  * from an active snapshot on the image: every entry of the merged tree is lchown'ed through
  * the overlay mount, which copies it up into that snapshot's own layer. Ids outside the
  * mapping cannot be represented in the namespace: the build fails naming the first such path
- * (containerd fails the same way). pruneRemapped() removes remapped parents no container uses.
+ * (containerd fails the same way). Remapper.prune() removes remapped parents no container uses.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { lstat, lchown, chmod, mkdtemp, readdir, rmdir } from 'node:fs/promises';
@@ -111,11 +111,6 @@ export async function shiftTree(root: string, plan: IdMappings): Promise<number>
   return changed;
 }
 
-/** Builds in flight, keyed by remapped parent name: concurrent callers share one build. */
-const building = new Map<string, Promise<void>>();
-/** prepareRemapped calls in flight per remapped parent name. */
-const inUse = new Map<string, number>();
-
 async function exists(sn: Snapshotter, key: string): Promise<boolean> {
   try {
     await sn.stat(key);
@@ -149,68 +144,81 @@ async function buildRemapped(sn: Snapshotter, parent: string, name: string, plan
 }
 
 /**
- * Prepares the active snapshot `key` for a container whose ids are shifted by `plan`: on the
- * remapped parent of `parent` (built on first use), or directly on `parent` when the mapping
- * is the identity.
+ * The remapped parents of one snapshotter: builds in flight (keyed by remapped parent name:
+ * concurrent callers share one build) and prepare() calls in flight per parent, which prune()
+ * keeps its hands off. It lives as long as the snapshotter it is made for (one per
+ * RuntimeContext: ctx.remapper), so two snapshotters in one process share nothing.
  */
-export async function prepareRemapped(
-  sn: Snapshotter,
-  key: string,
-  parent: string,
-  plan: IdMappings,
-  labels: Record<string, string>,
-  tmpParent: string,
-): Promise<Mount[]> {
-  if (isIdentity(plan)) return sn.prepare(key, parent, labels);
-  const name = remapName(parent, plan);
-  // Held from the existence check until the child exists: pruneRemapped keeps its hands off.
-  inUse.set(name, (inUse.get(name) ?? 0) + 1);
-  let mounts: Mount[];
-  try {
-    if (!(await exists(sn, name))) {
-      let p = building.get(name);
-      if (!p) {
-        p = buildRemapped(sn, parent, name, plan, tmpParent).finally(() => building.delete(name));
-        building.set(name, p);
-      }
-      await p;
-    }
-    mounts = await sn.prepare(key, name, labels);
-  } finally {
-    const n = (inUse.get(name) ?? 1) - 1;
-    if (n > 0) inUse.set(name, n);
-    else inUse.delete(name);
-  }
-  try {
-    // overlay shows the upper dir's own owner and mode for the merged root: a fresh upper dir
-    // belongs to host root, which the container cannot write through; give it the remapped
-    // image root's. (The native driver's copy already has them.)
-    const t = await sn.applyTarget(key);
-    if (t.lowers[0] !== undefined) {
-      const top = await lstat(t.lowers[0]);
-      await lchown(t.dir, top.uid, top.gid);
-      await chmod(t.dir, top.mode & 0o7777);
-    }
-  } catch (err) {
-    await sn.remove(key).catch(() => undefined);
-    throw err;
-  }
-  return mounts;
-}
+export class Remapper {
+  private readonly building = new Map<string, Promise<void>>();
+  private readonly inUse = new Map<string, number>();
 
-/** Removes remapped parents no snapshot stacks on any more; returns their names. */
-export async function pruneRemapped(sn: Snapshotter): Promise<string[]> {
-  const all = await sn.list();
-  const parents = new Set(all.map((s) => s.parent).filter((p): p is string => !!p));
-  const removed: string[] = [];
-  for (const s of all) {
-    if (s.kind !== 'committed' || !(REMAP_OF_LABEL in s.labels) || parents.has(s.key) || building.has(s.key) || inUse.has(s.key)) continue;
-    try {
-      await sn.remove(s.key);
-      removed.push(s.key);
-    } catch {
-      /* taken meanwhile by a new container: keep it */
-    }
+  constructor(readonly snapshotter: Snapshotter) {}
+
+  /** True while a build of, or a prepare() on, the remapped parent `name` runs. */
+  busy(name: string): boolean {
+    return this.building.has(name) || this.inUse.has(name);
   }
-  return removed;
+
+  /**
+   * Prepares the active snapshot `key` for a container whose ids are shifted by `plan`: on the
+   * remapped parent of `parent` (built on first use), or directly on `parent` when the mapping
+   * is the identity.
+   */
+  async prepare(key: string, parent: string, plan: IdMappings, labels: Record<string, string>, tmpParent: string): Promise<Mount[]> {
+    const sn = this.snapshotter;
+    if (isIdentity(plan)) return sn.prepare(key, parent, labels);
+    const name = remapName(parent, plan);
+    // Held from the existence check until the child exists: prune() keeps its hands off.
+    this.inUse.set(name, (this.inUse.get(name) ?? 0) + 1);
+    let mounts: Mount[];
+    try {
+      if (!(await exists(sn, name))) {
+        let p = this.building.get(name);
+        if (!p) {
+          p = buildRemapped(sn, parent, name, plan, tmpParent).finally(() => this.building.delete(name));
+          this.building.set(name, p);
+        }
+        await p;
+      }
+      mounts = await sn.prepare(key, name, labels);
+    } finally {
+      const n = (this.inUse.get(name) ?? 1) - 1;
+      if (n > 0) this.inUse.set(name, n);
+      else this.inUse.delete(name);
+    }
+    try {
+      // overlay shows the upper dir's own owner and mode for the merged root: a fresh upper dir
+      // belongs to host root, which the container cannot write through; give it the remapped
+      // image root's. (The native driver's copy already has them.)
+      const t = await sn.applyTarget(key);
+      if (t.lowers[0] !== undefined) {
+        const top = await lstat(t.lowers[0]);
+        await lchown(t.dir, top.uid, top.gid);
+        await chmod(t.dir, top.mode & 0o7777);
+      }
+    } catch (err) {
+      await sn.remove(key).catch(() => undefined);
+      throw err;
+    }
+    return mounts;
+  }
+
+  /** Removes remapped parents no snapshot stacks on any more; returns their names. */
+  async prune(): Promise<string[]> {
+    const sn = this.snapshotter;
+    const all = await sn.list();
+    const parents = new Set(all.map((s) => s.parent).filter((p): p is string => !!p));
+    const removed: string[] = [];
+    for (const s of all) {
+      if (s.kind !== 'committed' || !(REMAP_OF_LABEL in s.labels) || parents.has(s.key) || this.busy(s.key)) continue;
+      try {
+        await sn.remove(s.key);
+        removed.push(s.key);
+      } catch {
+        /* taken meanwhile by a new container: keep it */
+      }
+    }
+    return removed;
+  }
 }

@@ -17,6 +17,7 @@ interface LibcFns {
   koffi: KoffiModule;
 }
 
+// Process-wide: the libc functions (per thread: each worker loads its own), bound once.
 let libc: LibcFns | null | undefined;
 let loadError: unknown;
 

@@ -24,6 +24,7 @@ interface Active {
   aborted?: Error;
 }
 
+// Process-wide: this worker thread's one job at a time (each worker is its own module instance).
 let active: Active | null = null;
 
 /** 256 KiB: few thread-pool round trips per layer, little memory in flight (measured: 1 MiB was no faster). */

@@ -21,7 +21,7 @@ import {
 } from '../../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord, SandboxRecord } from '../../core/metadata/records.js';
 import { errors } from '../../errors.js';
-import { containerSpec, imageVolumeMounts, type ImageConfig, type SandboxFiles, type Spec, type UserDb } from '../../oci/index.js';
+import { containerSpec, imageVolumeMounts, type ImageConfig, type SandboxFiles, type Spec } from '../../oci/index.js';
 import type { Image } from '../../core/images/service.js';
 import { applyCdiEdits, requestedCdiDevices, type CdiHost } from '../../cdi/index.js';
 import { currentCapabilities, lookupPropagation, resolveHostMounts, statDevice } from './host.js';
@@ -38,16 +38,6 @@ import { Cleanup } from '../../cleanup.js';
 import { decodeMessage, encodeMessage, findSandbox, newId, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
 import { faultable } from '../../fault.js';
-
-/** /etc/passwd + /etc/group of recently used images, by top chain id (bounded, oldest out). */
-const userDbCache = new Map<string, UserDb>();
-const USER_DB_CACHE_SIZE = 64;
-
-function rememberUserDb(chainID: string, db: UserDb): void {
-  userDbCache.delete(chainID);
-  userDbCache.set(chainID, db);
-  if (userDbCache.size > USER_DB_CACHE_SIZE) userDbCache.delete(userDbCache.keys().next().value!);
-}
 
 const cdiHost: CdiHost = {
   statDevice,
@@ -166,7 +156,7 @@ export const createContainer =
       const tmp = containerStateDir(ctx, id);
       await mkdir(tmp, { recursive: true, mode: 0o700 });
       cleanup.push('remove container dirs', async () => {
-        await finishLogForwarder(ns, id);
+        await finishLogForwarder(ctx, ns, id);
         await rm(tmp, { recursive: true, force: true });
         await rm(containerRootDir(ctx, id), { recursive: true, force: true });
       });
@@ -187,6 +177,7 @@ export const createContainer =
           mounts: resolved.mounts,
           podNamespaces: sandboxConfig.linux?.securityContext?.namespaceOptions,
           usernsPath: podNamespacePathsOf(sb).user,
+          idmapRoots: ctx.idmapRoots,
         }),
       );
       cleanup.push('release idmapped mounts', () => idmap.release());
@@ -196,13 +187,13 @@ export const createContainer =
       const userDb = await step('read_image_files', async () => {
         // An image's files never change (the chain id names its content): its user db is read
         // through a mount once, and again only when volumes need seeding from the image.
-        const cached = volumes.length === 0 ? userDbCache.get(image.topChainID) : undefined;
+        const cached = volumes.length === 0 ? ctx.userDbs.get(image.topChainID) : undefined;
         if (cached) return cached;
         const db = await withMountedRootfs(mounts, tmp, async (root) => {
           await copyVolumeContents(root, volumes);
           return readUserDb(root);
         });
-        rememberUserDb(image.topChainID, db);
+        ctx.userDbs.set(image.topChainID, db);
         return db;
       });
 

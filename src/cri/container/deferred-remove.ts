@@ -17,8 +17,30 @@ import { removeContainerDirs } from './io.js';
 import { containerLockKey } from './lifecycle.js';
 import { removeRootfsSnapshot } from './userns.js';
 
-/** Removals running now, by namespace/id, with the pod they belonged to. */
-const running = new Map<string, { sandboxId: string; done: Promise<void> }>();
+/** The removals one RuntimeContext runs now (ctx.removals), by namespace/id, with the pod they belonged to. */
+export class DeferredRemovals {
+  private readonly running = new Map<string, { sandboxId: string; done: Promise<void> }>();
+
+  add(ns: string, id: string, sandboxId: string, done: Promise<void>): void {
+    const key = `${ns}/${id}`;
+    this.running.set(key, { sandboxId, done });
+    void done.finally(() => {
+      if (this.running.get(key)?.done === done) this.running.delete(key);
+    });
+  }
+
+  /** Resolves once the removals running now (of one pod, or all of the namespace) have ended. */
+  async settled(ns: string, sandboxId?: string): Promise<void> {
+    const waits = [...this.running.entries()]
+      .filter(([k, r]) => k.startsWith(`${ns}/`) && (sandboxId === undefined || r.sandboxId === sandboxId))
+      .map(([, r]) => r.done);
+    await Promise.all(waits);
+  }
+
+  get size(): number {
+    return this.running.size;
+  }
+}
 
 /** Task, rootfs snapshot and dirs of a retired container; then the pending removal is cleared. */
 export async function finishRemoval(ctx: RuntimeContext, ns: string, p: PendingContainerRemoval): Promise<void> {
@@ -34,22 +56,15 @@ export async function finishRemoval(ctx: RuntimeContext, ns: string, p: PendingC
 
 /** Queues finishRemoval after the current holder of the container's lock; failures wait for the next start. */
 export function finishRemovalLater(ctx: RuntimeContext, ns: string, p: PendingContainerRemoval): void {
-  const key = `${ns}/${p.id}`;
   const done = ctx.locks
     .run(containerLockKey(ns, p.id), () => finishRemoval(ctx, ns, p))
-    .catch((err: unknown) => ctx.log.warn('container removal left unfinished; the next start finishes it', { id: p.id, error: (err as Error).message }))
-    .finally(() => {
-      if (running.get(key)?.done === done) running.delete(key);
-    });
-  running.set(key, { sandboxId: p.sandboxId, done });
+    .catch((err: unknown) => ctx.log.warn('container removal left unfinished; the next start finishes it', { id: p.id, error: (err as Error).message }));
+  ctx.removals.add(ns, p.id, p.sandboxId, done);
 }
 
 /** Resolves once the deferred removals running now (of one pod, or all) have ended. */
-export async function removalsSettled(ns: string, sandboxId?: string): Promise<void> {
-  const waits = [...running.entries()]
-    .filter(([k, r]) => k.startsWith(`${ns}/`) && (sandboxId === undefined || r.sandboxId === sandboxId))
-    .map(([, r]) => r.done);
-  await Promise.all(waits);
+export function removalsSettled(ctx: RuntimeContext, ns: string, sandboxId?: string): Promise<void> {
+  return ctx.removals.settled(ns, sandboxId);
 }
 
 /** Start-up: finishes every pending removal (berthd died after a reply); returns their namespace/ids. */

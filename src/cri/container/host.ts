@@ -74,6 +74,7 @@ export const lookupPropagation: PropagationLookup = (hostPath: string) => {
   return result;
 };
 
+// Process-wide: the capabilities of this process (read once from /proc/self/status).
 let currentCaps: string[] | undefined;
 
 /**

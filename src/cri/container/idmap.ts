@@ -41,6 +41,7 @@ interface Fns {
   moveMount(fromDfd: number, fromPath: string, toDfd: number, toPath: string, flags: number): number;
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): number;
 }
+// Process-wide: the libc functions, bound once (koffi handles belong to the process).
 let fns: Fns | undefined;
 
 function sys(): Fns {
@@ -66,13 +67,14 @@ function fail(what: string, path: string): never {
   );
 }
 
-/** Staging roots this process has found or made mounted (every userns container asks). */
-const mountedRoots = new Set<string>();
-
-/** `<state>/idmap`, bind-mounted onto itself with private propagation (once). */
-export function idmapRoot(state: string): string {
+/**
+ * `<state>/idmap`, bind-mounted onto itself with private propagation (once). `known` holds
+ * the roots found or made mounted before (a context's ctx.idmapRoots: every userns container
+ * asks); without it mountinfo is read every time.
+ */
+export function idmapRoot(state: string, known?: Set<string>): string {
   const root = join(state, 'idmap');
-  if (mountedRoots.has(root)) return root;
+  if (known?.has(root)) return root;
   mkdirSync(root, { recursive: true, mode: 0o700 });
   const mounted = readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
@@ -82,7 +84,7 @@ export function idmapRoot(state: string): string {
     if (l.mount(root, root, null, MS_BIND, null) !== 0) fail('bind-mount', root);
     if (l.mount(null, root, null, MS_PRIVATE, null) !== 0) fail('make private', root);
   }
-  mountedRoots.add(root);
+  known?.add(root);
   return root;
 }
 
@@ -141,6 +143,8 @@ export function prepareIdmapMounts(o: {
   mounts: readonly CriMount[];
   podNamespaces: NamespaceOption | undefined;
   usernsPath: string | undefined;
+  /** The context's ctx.idmapRoots (see idmapRoot). */
+  idmapRoots?: Set<string>;
 }): IdmapPlan {
   const wanted = o.mounts.map((m, i) => ({ m, i })).filter(({ m }) => m.uidMappings.length > 0 || m.gidMappings.length > 0);
   if (wanted.length === 0) return { mounts: [...o.mounts], release: () => undefined };
@@ -161,7 +165,7 @@ export function prepareIdmapMounts(o: {
           `${field}.uid_mappings/gid_mappings: must equal the pod's user namespace mappings (berth idmaps with the pod's user namespace)`,
         );
       }
-      const root = idmapRoot(o.state);
+      const root = idmapRoot(o.state, o.idmapRoots);
       const target = join(root, `${o.containerId}-${i}`);
       if (statSync(m.hostPath).isDirectory()) mkdirSync(target, { mode: 0o700 });
       else writeFileSync(target, '', { mode: 0o600, flag: 'wx' });

@@ -126,6 +126,7 @@ interface Fns {
   koffi: Koffi;
   syscall: (nr: number, ...args: unknown[]) => number;
 }
+// Process-wide: the libc functions, bound once (koffi handles belong to the process).
 let fns: Fns | undefined;
 function sys(): Fns {
   if (fns) return fns;
@@ -195,15 +196,32 @@ export interface ImageVolumeDeps {
   locks: KeyedLock;
   log: Logger;
   settings: { state: string };
+  /** The creates in flight of this context, per view. */
+  imageVolumes: ImageVolumeRefs;
+  /** `<state>/idmap` roots known to be mounted (idmap.ts idmapRoot). */
+  idmapRoots: Set<string>;
 }
 
-/** Creates in flight per view path (this process): their views must not be removed. */
-const inFlight = new Map<string, number>();
-const pin = (p: string): void => void inFlight.set(p, (inFlight.get(p) ?? 0) + 1);
-function unpin(p: string): void {
-  const n = (inFlight.get(p) ?? 0) - 1;
-  if (n > 0) inFlight.set(p, n);
-  else inFlight.delete(p);
+/**
+ * Creates in flight per view path, of one RuntimeContext (ctx.imageVolumes): their views must
+ * not be removed. With the container records this is the whole reference count of a view.
+ */
+export class ImageVolumeRefs {
+  private readonly inFlight = new Map<string, number>();
+
+  pin(p: string): void {
+    this.inFlight.set(p, (this.inFlight.get(p) ?? 0) + 1);
+  }
+
+  unpin(p: string): void {
+    const n = (this.inFlight.get(p) ?? 0) - 1;
+    if (n > 0) this.inFlight.set(p, n);
+    else this.inFlight.delete(p);
+  }
+
+  has(p: string): boolean {
+    return this.inFlight.has(p);
+  }
 }
 
 const lockKey = (sandboxId: string): string => `imgvol:${sandboxId}`;
@@ -215,7 +233,7 @@ const lockKey = (sandboxId: string): string => `imgvol:${sandboxId}`;
  * layer gets an empty directory below it. The staging clones are detached once the overlay
  * holds them.
  */
-function mountIdmappedView(state: string, key: string, mounts: readonly Mount[], path: string, usernsPath: string): void {
+function mountIdmappedView(state: string, roots: Set<string>, key: string, mounts: readonly Mount[], path: string, usernsPath: string): void {
   const m = mounts[0];
   let layers: string[];
   if (mounts.length === 1 && m?.type === 'overlay')
@@ -223,7 +241,7 @@ function mountIdmappedView(state: string, key: string, mounts: readonly Mount[],
   else if (mounts.length === 1 && m?.type === 'bind') layers = [m.source];
   else throw errors.internal('container.image_volume_mount', `the view is not one overlay or bind mount (${mounts.map((x) => x.type).join(', ') || 'none'})`);
   if (layers.length === 0) throw errors.internal('container.image_volume_mount', 'the view names no layer');
-  const root = idmapRoot(state);
+  const root = idmapRoot(state, roots);
   const tag = createHash('sha256').update(key).digest('hex').slice(0, 16);
   const staged: string[] = [];
   try {
@@ -267,7 +285,7 @@ async function ensureView(d: ImageVolumeDeps, key: string, image: Image, usernsP
     let idmapped = false;
     if (usernsPath) {
       try {
-        mountIdmappedView(d.settings.state, key, mounts, path, usernsPath);
+        mountIdmappedView(d.settings.state, d.idmapRoots, key, mounts, path, usernsPath);
         idmapped = true;
       } catch (err) {
         unmount(path, { detach: true, all: true });
@@ -341,7 +359,7 @@ export async function prepareImageVolumes(
   const held: string[] = [];
   const views = new Set<string>();
   const release = (): void => {
-    for (const p of held.splice(0)) unpin(p);
+    for (const p of held.splice(0)) d.imageVolumes.unpin(p);
   };
   const plan: ImageVolumePlan = {
     mounts: out,
@@ -363,7 +381,7 @@ export async function prepareImageVolumes(
       const key = viewKey(sandboxId, image.id);
       const path = await d.locks.run(lockKey(sandboxId), async () => {
         const p = await ensureView(d, key, image, opts.idmapWith);
-        pin(p);
+        d.imageVolumes.pin(p);
         held.push(p);
         return p;
       });
@@ -406,7 +424,7 @@ export async function releaseImageVolumes(d: ImageVolumeDeps, ns: string, sandbo
     const used = usedViews(d.containers.bySandbox(ns, sandboxId));
     let gc = false;
     for (const key of candidates) {
-      if (used.has(key) || inFlight.has(viewPath(d.settings.state, key))) continue;
+      if (used.has(key) || d.imageVolumes.has(viewPath(d.settings.state, key))) continue;
       try {
         await removeView(d, key);
       } catch (err) {
@@ -462,7 +480,7 @@ export async function sweepImageVolumes(d: ImageVolumeDeps): Promise<number> {
   }
   let removed = 0;
   for (const key of keys) {
-    if (used.has(key) || inFlight.has(viewPath(d.settings.state, key))) continue;
+    if (used.has(key) || d.imageVolumes.has(viewPath(d.settings.state, key))) continue;
     try {
       await removeView(d, key);
       removed++;

@@ -142,35 +142,57 @@ export class DaemonLogForwarder {
   }
 }
 
-/** Live daemon-side log forwarders by namespace/container id. */
-const forwarders = new Map<string, DaemonLogForwarder>();
-const fwdKey = (ns: string, id: string): string => `${ns}/${id}`;
+/**
+ * The live daemon-side log forwarders of one RuntimeContext (ctx.logForwarders), by
+ * namespace/container id.
+ */
+export class LogForwarders {
+  private readonly byId = new Map<string, DaemonLogForwarder>();
 
-export async function startLogForwarder(ctx: RuntimeContext, ns: string, id: string, logPath: string): Promise<void> {
-  const k = fwdKey(ns, id);
-  if (forwarders.has(k)) return;
-  const dir = containerStateDir(ctx, id);
-  forwarders.set(k, await DaemonLogForwarder.start({ stdout: join(dir, 'stdout'), stderr: join(dir, 'stderr') }, logPath));
+  has(ns: string, id: string): boolean {
+    return this.byId.has(`${ns}/${id}`);
+  }
+
+  async start(ctx: RuntimeContext, ns: string, id: string, logPath: string): Promise<void> {
+    const k = `${ns}/${id}`;
+    if (this.byId.has(k)) return;
+    const dir = containerStateDir(ctx, id);
+    const f = await DaemonLogForwarder.start({ stdout: join(dir, 'stdout'), stderr: join(dir, 'stderr') }, logPath);
+    if (this.byId.has(k)) {
+      // Started twice at once (create and a start event): keep the first.
+      await f.finish();
+      return;
+    }
+    this.byId.set(k, f);
+  }
+
+  async finish(ns: string, id: string): Promise<void> {
+    const k = `${ns}/${id}`;
+    const f = this.byId.get(k);
+    if (!f) return;
+    this.byId.delete(k);
+    await f.finish();
+  }
+
+  /** Reopen the log of a daemon-forwarded container; false when this context forwards none for it. */
+  async reopen(ns: string, id: string): Promise<boolean> {
+    const f = this.byId.get(`${ns}/${id}`);
+    if (!f) return false;
+    await f.reopen();
+    return true;
+  }
 }
 
-export async function finishLogForwarder(ns: string, id: string): Promise<void> {
-  const k = fwdKey(ns, id);
-  const f = forwarders.get(k);
-  if (!f) return;
-  forwarders.delete(k);
-  await f.finish();
+export function startLogForwarder(ctx: RuntimeContext, ns: string, id: string, logPath: string): Promise<void> {
+  return ctx.logForwarders.start(ctx, ns, id, logPath);
 }
 
-/** Reopen the log of a daemon-forwarded container; false when berthd forwards none for it. */
-export async function reopenForwardedLog(ns: string, id: string): Promise<boolean> {
-  const f = forwarders.get(fwdKey(ns, id));
-  if (!f) return false;
-  await f.reopen();
-  return true;
+export function finishLogForwarder(ctx: RuntimeContext, ns: string, id: string): Promise<void> {
+  return ctx.logForwarders.finish(ns, id);
 }
 
 export async function removeContainerDirs(ctx: RuntimeContext, ns: string, id: string): Promise<void> {
-  await finishLogForwarder(ns, id);
+  await finishLogForwarder(ctx, ns, id);
   await rm(containerStateDir(ctx, id), { recursive: true, force: true });
   // Image volumes the container wrote into: any depth, never following its symlinks.
   await removeTree(containerRootDir(ctx, id));

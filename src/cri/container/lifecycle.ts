@@ -56,7 +56,7 @@ export function recordContainerExit(ctx: RuntimeContext, ns: string, id: string,
     delete c.pid;
   });
   ctx.events.publish({ kind: 'STOPPED', namespace: ns, containerId: id, sandboxId: r.sandboxId, createdAt: nowNanos() });
-  void finishLogForwarder(ns, id);
+  void finishLogForwarder(ctx, ns, id);
   return true;
 }
 
@@ -64,7 +64,7 @@ export function recordContainerExit(ctx: RuntimeContext, ns: string, id: string,
 export async function recordContainerExitFlushed(ctx: RuntimeContext, ns: string, id: string, exit: ExitStatus): Promise<boolean> {
   const cur = ctx.containers.get(ns, id);
   if (!cur || cur.state === 'exited') return false;
-  await finishLogForwarder(ns, id);
+  await finishLogForwarder(ctx, ns, id);
   return recordContainerExit(ctx, ns, id, exit);
 }
 

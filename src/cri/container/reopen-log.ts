@@ -1,7 +1,6 @@
 /** RuntimeService/ReopenContainerLog: reopen the CRI log after the kubelet rotated it. */
 import { REOPEN_LOG_ANNOTATION } from '../../shim-protocol.js';
 import { errors } from '../../errors.js';
-import { reopenForwardedLog } from './io.js';
 import { findContainer, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
 
@@ -13,7 +12,7 @@ export const reopenContainerLog =
     if (c.state !== 'running')
       throw errors.failedPrecondition('container.not_running', `container ${c.id} is ${c.state}: only a running container's log can be reopened`);
     if (c.logPath === '') return {};
-    if (await reopenForwardedLog(ns, c.id)) return {};
+    if (await ctx.logForwarders.reopen(ns, c.id)) return {};
     await ctx.tasks.update(ns, c.id, {}, { [REOPEN_LOG_ANNOTATION]: 'true' });
     return {};
   };

@@ -90,6 +90,30 @@ export async function withMountedRootfs<T>(mounts: readonly Mount[], tmpParent: 
   }
 }
 
+/**
+ * /etc/passwd + /etc/group of recently used images, by top chain id (bounded: the oldest go
+ * first). An image's files never change (the chain id names its content). One per
+ * RuntimeContext (ctx.userDbs).
+ */
+export class UserDbCache {
+  private readonly byChain = new Map<string, UserDb>();
+  constructor(private readonly max = 64) {}
+
+  get(chainID: string): UserDb | undefined {
+    return this.byChain.get(chainID);
+  }
+
+  set(chainID: string, db: UserDb): void {
+    this.byChain.delete(chainID);
+    this.byChain.set(chainID, db);
+    if (this.byChain.size > this.max) this.byChain.delete(this.byChain.keys().next().value!);
+  }
+
+  get size(): number {
+    return this.byChain.size;
+  }
+}
+
 /** The image's /etc/passwd and /etc/group (bounded; absent files give an empty part). */
 export async function readUserDb(root: string): Promise<UserDb> {
   const passwd = await readFileInRoot(root, posix.join('/etc', 'passwd'), MAX_USER_DB_BYTES);

@@ -25,7 +25,7 @@ import { chmod, lchown, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { PodSandboxConfig } from '../../api/cri/runtime/v1/api_pb.js';
 import { errors, isBerthError } from '../../errors.js';
-import { isIdentity, isRemapName, prepareRemapped, pruneRemapped, type Mount } from '../../core/snapshots/index.js';
+import { isIdentity, isRemapName, type Mount } from '../../core/snapshots/index.js';
 import { userNamespacePlan } from '../../oci/namespaces.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 import { idmapBind, idmapRoot, removeStaging } from './idmap.js';
@@ -70,7 +70,7 @@ async function prepareIdmapped(ctx: RuntimeContext, key: string, chain: string, 
     const t = await sn.applyTarget(key);
     if (t.mode !== 'overlay' || t.lowers.length === 0)
       throw errors.internal('container.idmap_rootfs', `snapshotter ${sn.driver} gives no overlay over image layers`);
-    const root = idmapRoot(ctx.settings.state);
+    const root = idmapRoot(ctx.settings.state, ctx.idmapRoots);
     const lowers = t.lowers.map((dir, i) => {
       const target = stagingName(root, key, i);
       mkdirSync(target, { mode: 0o700 });
@@ -93,8 +93,6 @@ async function prepareIdmapped(ctx: RuntimeContext, key: string, chain: string, 
   }
 }
 
-let announced: string | undefined;
-
 /**
  * Prepares the container's rootfs snapshot `key` on the image chain `chain`. `usernsPath` is
  * the pod's pinned user namespace (needed for the idmapped way).
@@ -115,17 +113,17 @@ export async function prepareContainerRootfs(
     try {
       if (!usernsPath) throw errors.internal('container.idmap_rootfs', 'the pod has no pinned user namespace');
       const r = await prepareIdmapped(ctx, key, chain, labels, usernsPath);
-      if (announced !== 'idmap') ctx.log.info('user namespace rootfs: overlay over idmapped image layers', { container: key });
-      announced = 'idmap';
+      if (ctx.usernsRootfsLogged.way !== 'idmap') ctx.log.info('user namespace rootfs: overlay over idmapped image layers', { container: key });
+      ctx.usernsRootfsLogged.way = 'idmap';
       return r;
     } catch (err) {
       if (!how.fallback) throw err;
       ctx.log.warn('user namespace rootfs: idmapped layers refused, using the ownership-shifted copy', { container: key, error: (err as Error).message });
     }
   }
-  const mounts = await prepareRemapped(ctx.snapshotter, key, chain, plan, labels, tmpParent);
-  if (announced !== 'copy') ctx.log.info('user namespace rootfs: ownership-shifted image copy', { container: key });
-  announced = 'copy';
+  const mounts = await ctx.remapper.prepare(key, chain, plan, labels, tmpParent);
+  if (ctx.usernsRootfsLogged.way !== 'copy') ctx.log.info('user namespace rootfs: ownership-shifted image copy', { container: key });
+  ctx.usernsRootfsLogged.way = 'copy';
   return { mounts, via: 'copy', release: nothing };
 }
 
@@ -142,7 +140,7 @@ export async function removeRootfsSnapshot(ctx: RuntimeContext, key: string): Pr
     if (!isBerthError(err, 'NotFound')) throw err;
   }
   if (parent !== undefined && isRemapName(parent)) {
-    const removed = await pruneRemapped(ctx.snapshotter);
+    const removed = await ctx.remapper.prune();
     if (removed.length > 0) ctx.log.debug('removed unused remapped rootfs parents', { snapshots: removed });
   }
 }

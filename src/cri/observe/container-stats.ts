@@ -82,39 +82,59 @@ export function sumSamples(list: CgroupSample[], timestamp: bigint): CgroupSampl
 }
 
 /**
- * CPU rate (nano-cores) between consecutive samples of the same key. Bounded: entries of
- * objects that are no longer sampled are dropped after ten minutes.
+ * CPU rate (nano-cores) between consecutive samples of the same key. The same sample seen again
+ * (shared by TaskSamples between calls made at once) gets the rate it got the first time, not
+ * none. Bounded: entries of objects that are no longer sampled are dropped after ten minutes.
  */
 export class CpuRates {
-  private readonly prev = new Map<string, { cpu: bigint; ts: bigint }>();
+  private readonly prev = new Map<string, { cpu: bigint; ts: bigint; rate: bigint | undefined }>();
   rate(key: string, s: CgroupSample): bigint | undefined {
     const p = this.prev.get(key);
-    this.prev.set(key, { cpu: s.cpuNanos, ts: s.timestamp });
+    if (p && s.timestamp === p.ts && s.cpuNanos === p.cpu) return p.rate;
+    const rate = !p || s.timestamp <= p.ts || s.cpuNanos < p.cpu ? undefined : ((s.cpuNanos - p.cpu) * 1_000_000_000n) / (s.timestamp - p.ts);
+    this.prev.set(key, { cpu: s.cpuNanos, ts: s.timestamp, rate });
     if (this.prev.size > 4096) this.prune(s.timestamp);
-    if (!p || s.timestamp <= p.ts || s.cpuNanos < p.cpu) return undefined;
-    return ((s.cpuNanos - p.cpu) * 1_000_000_000n) / (s.timestamp - p.ts);
+    return rate;
   }
   private prune(now: bigint): void {
     for (const [k, v] of this.prev) if (now - v.ts > 600_000_000_000n) this.prev.delete(k);
   }
 }
 
-const rates = new WeakMap<RuntimeContext, CpuRates>();
-/** The CPU rate tracker of one daemon (keyed by context so tests with several daemons do not mix). */
-export function cpuRates(ctx: RuntimeContext): CpuRates {
-  let r = rates.get(ctx);
-  if (!r) rates.set(ctx, (r = new CpuRates()));
-  return r;
+/**
+ * Task samples shared by the calls that ask within `maxAgeMs` of each other. kubelet's stats
+ * provider asks ListContainerStats and ListPodSandboxStats back to back, and a pod's stats
+ * include its containers': without sharing, every running task cost two shim Stats calls per
+ * round, and the second call's CPU rate was taken over the few milliseconds between the two.
+ * A sample in flight is shared too. Bounded like CpuRates.
+ */
+export class TaskSamples {
+  private readonly recent = new Map<string, { at: number; sample: Promise<CgroupSample | undefined> }>();
+  constructor(
+    readonly maxAgeMs = 1000,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
+  get(key: string, take: () => Promise<CgroupSample | undefined>): Promise<CgroupSample | undefined> {
+    const t = this.now();
+    const r = this.recent.get(key);
+    if (r && t - r.at <= this.maxAgeMs) return r.sample;
+    const sample = take();
+    this.recent.set(key, { at: t, sample });
+    if (this.recent.size > 4096) for (const [k, v] of this.recent) if (t - v.at > this.maxAgeMs) this.recent.delete(k);
+    return sample;
+  }
 }
 
-/** A task's sample, or undefined when it has no live task (created-only, exited, shim gone). */
-export async function sampleTask(ctx: RuntimeContext, ns: string, taskId: string): Promise<CgroupSample | undefined> {
-  try {
-    return sampleFromMetrics(await ctx.tasks.stats(ns, taskId), nowNanos());
-  } catch (err) {
-    ctx.log.debug('no stats for task', { id: taskId, error: err });
-    return undefined;
-  }
+/** A task's sample, or undefined when it has no live task (created-only, exited, shim gone); shared within ctx.taskSamples' window. */
+export function sampleTask(ctx: RuntimeContext, ns: string, taskId: string): Promise<CgroupSample | undefined> {
+  return ctx.taskSamples.get(`${ns}/${taskId}`, async () => {
+    try {
+      return sampleFromMetrics(await ctx.tasks.stats(ns, taskId), nowNanos());
+    } catch (err) {
+      ctx.log.debug('no stats for task', { id: taskId, error: err });
+      return undefined;
+    }
+  });
 }
 
 const u64 = (value: bigint): { value: bigint } => ({ value: value < 0n ? 0n : value });
@@ -144,7 +164,7 @@ export async function collectContainerStats(
   const init: MessageInitShape<typeof ContainerStatsSchema> = {
     attributes: { id: c.id, metadata: { name: c.meta.name, attempt: c.meta.attempt }, labels: c.labels, annotations: c.annotations },
   };
-  if (sample) Object.assign(init, cpuAndMemory(sample, cpuRates(ctx).rate(`c/${ns}/${c.id}`, sample)));
+  if (sample) Object.assign(init, cpuAndMemory(sample, ctx.cpuRates.rate(`c/${ns}/${c.id}`, sample)));
   if (c.snapshotKey) {
     try {
       const u = await ctx.snapshotter.usage(c.snapshotKey);

@@ -12,7 +12,7 @@ import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { PodSandboxStatsSchema, type PodSandboxStats } from '../../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord, SandboxRecord } from '../../core/metadata/records.js';
 import { findSandbox, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
-import { collectContainerStats, cpuAndMemory, cpuRates, matchesLabels, sampleTask, sumSamples, type CgroupSample } from './container-stats.js';
+import { collectContainerStats, cpuAndMemory, matchesLabels, sampleTask, sumSamples, type CgroupSample } from './container-stats.js';
 import { writePages } from '../server/stream-pages.js';
 import type { RuntimeHandlers } from '../server/server.js';
 
@@ -87,13 +87,15 @@ export async function collectSandboxStats(
     const own = await sampleTask(ctx, ns, sb.id);
     if (own) samples.push(own);
   }
-  const ts = nowNanos();
+  // The sum is as of its newest part: the same shared samples give the same pod sample (and
+  // CpuRates its first rate), not a second reading a few milliseconds later.
+  const ts = samples.reduce((m, x) => (x.timestamp > m ? x.timestamp : m), 0n) || nowNanos();
   const sample = samples.length ? sumSamples(samples, ts) : undefined;
   const running = containers.filter((c) => c.state === 'running' && c.pid).map((c) => c.pid!);
   const net = sb.state === 'ready' ? await podInterfaces(sb, running) : undefined;
   const linux: NonNullable<MessageInitShape<typeof PodSandboxStatsSchema>['linux']> = { containers: per.map((p) => p.stats) };
   if (sample) {
-    Object.assign(linux, cpuAndMemory(sample, cpuRates(ctx).rate(`p/${ns}/${sb.id}`, sample)));
+    Object.assign(linux, cpuAndMemory(sample, ctx.cpuRates.rate(`p/${ns}/${sb.id}`, sample)));
     linux.process = { timestamp: ts, processCount: { value: sample.pids } };
   }
   if (net) {
@@ -104,7 +106,7 @@ export async function collectSandboxStats(
       txBytes: { value: i.txBytes },
       txErrors: { value: i.txErrors },
     }));
-    linux.network = { timestamp: ts, defaultInterface: ifs.find((i) => i.name === 'eth0') ?? ifs[0], interfaces: ifs };
+    linux.network = { timestamp: nowNanos(), defaultInterface: ifs.find((i) => i.name === 'eth0') ?? ifs[0], interfaces: ifs };
   }
   const stats = create(PodSandboxStatsSchema, {
     attributes: {

@@ -19,7 +19,7 @@ export async function removeSandbox(ctx: RuntimeContext, ns: string, rec: Sandbo
   await stopSandbox(ctx, ns, rec);
   for (const c of ctx.containers.bySandbox(ns, rec.id)) await removeContainerFully(ctx, ns, c);
   // A pod that is gone leaves nothing on disk: its containers' deferred removals end first.
-  await removalsSettled(ns, rec.id);
+  await removalsSettled(ctx, ns, rec.id);
   // Any image volume view of the pod still there (a failed removal earlier) goes with it.
   await releaseImageVolumes(ctx, ns, rec.id);
   await removeRootfsSnapshot(ctx, rec.snapshotKey ?? rec.id);

@@ -12,6 +12,13 @@ import { errors } from '../../errors.js';
 import type { ContainerRecord, ContainerStore, NameStore, SandboxRecord, SandboxStore } from '../../core/metadata/records.js';
 import type { RuntimeHandler } from '../../runtime/types.js';
 import type { CdiPort, Clock, ImagePort, NetworkPort, PodHostPort, SnapshotPort, StreamingPort, TaskPort } from './ports.js';
+import { LogForwarders } from '../container/io.js';
+import { DeferredRemovals } from '../container/deferred-remove.js';
+import { UserDbCache } from '../container/rootfs.js';
+import { ImageVolumeRefs } from '../container/image-volume.js';
+import { CpuRates, TaskSamples } from '../observe/container-stats.js';
+import { Remapper } from '../../core/snapshots/index.js';
+import { NetnsDialer } from '../../network/netns-dial.js';
 
 /** Settings the runtime handlers need (from the daemon config). */
 export interface RuntimeSettings {
@@ -135,6 +142,63 @@ export interface RuntimeContext {
   clock: Clock;
   /** RunPodSandbox calls in flight by `<namespace>/<sandbox name>` → the sandbox id they make. */
   sandboxRuns: Map<string, Promise<string>>;
+  /** berthd's own CRI log writers for shims that write raw bytes (container/io.ts). */
+  logForwarders: LogForwarders;
+  /** RemoveContainer's work after the reply, running now (container/deferred-remove.ts). */
+  removals: DeferredRemovals;
+  /** /etc/passwd and /etc/group of recently used images (CreateContainer). */
+  userDbs: UserDbCache;
+  /** Image volume views that creates in flight use (container/image-volume.ts). */
+  imageVolumes: ImageVolumeRefs;
+  /** Remapped (ownership-shifted) image parents on `snapshotter`: builds and users in flight. */
+  remapper: Remapper;
+  /** CPU usage rates of containers and pods between two stats calls (observe/). */
+  cpuRates: CpuRates;
+  /** Task cgroup samples shared by stats calls made at once (observe/container-stats.ts). */
+  taskSamples: TaskSamples;
+  /** The thread that makes sockets inside pod network namespaces (port-forward). */
+  netnsDialer: NetnsDialer;
+  /** `<state>/idmap` roots known to be mounted private (container/idmap.ts idmapRoot). */
+  idmapRoots: Set<string>;
+  /** Which way of making a user namespace rootfs was last logged (container/userns.ts). */
+  usernsRootfsLogged: { way?: 'idmap' | 'copy' };
+}
+
+/**
+ * The in-memory state a RuntimeContext owns besides its stores and ports: everything handlers
+ * remember between calls lives here (never at module level), so two contexts in one process —
+ * as unit tests build — share nothing.
+ */
+export type HandlerState = Pick<
+  RuntimeContext,
+  | 'sandboxRuns'
+  | 'logForwarders'
+  | 'removals'
+  | 'userDbs'
+  | 'imageVolumes'
+  | 'remapper'
+  | 'cpuRates'
+  | 'taskSamples'
+  | 'netnsDialer'
+  | 'idmapRoots'
+  | 'usernsRootfsLogged'
+>;
+
+/** Fresh handler state for one context over `snapshotter`. */
+export function newHandlerState(snapshotter: SnapshotPort): HandlerState {
+  return {
+    sandboxRuns: new Map(),
+    logForwarders: new LogForwarders(),
+    removals: new DeferredRemovals(),
+    userDbs: new UserDbCache(),
+    imageVolumes: new ImageVolumeRefs(),
+    remapper: new Remapper(snapshotter),
+    cpuRates: new CpuRates(),
+    taskSamples: new TaskSamples(),
+    netnsDialer: new NetnsDialer(),
+    idmapRoots: new Set(),
+    usernsRootfsLogged: {},
+  };
 }
 
 /** A new 64-hex id (sandbox / container / exec). */

@@ -14,10 +14,6 @@ import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errors } from '../../errors.js';
 import { findSandbox, type RuntimeContext } from '../server/runtime-context.js';
-import { NetnsDialer } from '../../network/netns-dial.js';
-
-/** One per process: its worker thread serves every pod. */
-const dialer = new NetnsDialer();
 import type { RuntimeHandlers } from '../server/server.js';
 
 /** The helper's program (CommonJS under `node -e`; argv[1] is the port). */
@@ -41,6 +37,8 @@ export async function forwardIntoSandbox(ctx: RuntimeContext, ns: string, sandbo
   const sb = readySandbox(ctx, ns, sandboxId);
   const nsPath = sb.netnsPath || (sb.pid ? `/proc/${sb.pid}/ns/net` : '');
   if (!nsPath) throw errors.failedPrecondition('sandbox.no_netns', `pod sandbox ${sb.id} has no network namespace`);
+  // One per context: its worker thread serves every pod.
+  const dialer = ctx.netnsDialer;
   if (!dialer.available) return forwardWithHelper(sb.id, nsPath, port, stream);
   let sock: net.Socket;
   try {

@@ -8,7 +8,7 @@ import type { TestContext } from 'node:test';
 import { join } from 'node:path';
 import { openMetadata } from '../../../src/core/metadata/db.js';
 import { ContainerStore, NameStore, SandboxStore } from '../../../src/core/metadata/records.js';
-import { ContainerEventBus, Tracer, type RuntimeContext } from '../../../src/cri/server/runtime-context.js';
+import { ContainerEventBus, newHandlerState, Tracer, type RuntimeContext } from '../../../src/cri/server/runtime-context.js';
 import { KeyedLock } from '../../../src/keyed-lock.js';
 import type { Logger } from '../../../src/log.js';
 import { tempDir } from '../tar.js';
@@ -86,7 +86,7 @@ export async function newTestContext(t: TestContext): Promise<TestRuntime> {
     locks: new KeyedLock(),
     cdi: { resolve: async () => [] },
     clock,
-    sandboxRuns: new Map(),
+    ...newHandlerState(snapshots),
   };
   return { ctx, faults, tasks, cni, pods, snapshots, images, clock, warnings, dir };
 }
