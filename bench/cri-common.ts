@@ -218,7 +218,7 @@ export function cleanupNet(net: BenchNet): void {
  * root inside the temp dir (the default /run/containerd/runc is shared with any other
  * containerd on the host).
  */
-export function benchContainerdConfig(dir: string, registryHost: string): string {
+export function benchContainerdConfig(dir: string, registryHost: string, runcBinary?: string): string {
   const base = containerdConfig(dir, registryHost);
   const cri = '[plugins."io.containerd.grpc.v1.cri"]\n';
   const snap = '    snapshotter = "overlayfs"\n';
@@ -228,7 +228,7 @@ export function benchContainerdConfig(dir: string, registryHost: string): string
       runtime_type = "io.containerd.runc.v2"
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         Root = ${JSON.stringify(join(dir, 'runc'))}
-`;
+${runcBinary ? `        BinaryName = ${JSON.stringify(runcBinary)}\n` : ''}`;
   return base.replace(cri, `${cri}  restrict_oom_score_adj = true\n`).replace(snap, runtimes);
 }
 
@@ -297,6 +297,10 @@ export interface StartRuntimeOptions {
    * processes move to their own cgroups.
    */
   cpuacctCgroup?: string;
+  /** Extra environment of the daemon (inherited by what it starts, e.g. BERTH_CONMON). */
+  env?: Record<string, string>;
+  /** The OCI runtime binary both runtimes run instead of runc on PATH (e.g. a wrapper). */
+  runcBinary?: string;
 }
 
 /**
@@ -315,13 +319,14 @@ export async function startRuntime(impl: Impl, o: StartRuntimeOptions): Promise<
     mkdirSync(join(dir, 'certs.d', o.registryHost), { recursive: true });
     writeFileSync(join(dir, 'certs.d', o.registryHost, 'hosts.toml'), hostsToml(o.registryHost));
     configFile = join(dir, 'config.toml');
-    writeFileSync(configFile, benchContainerdConfig(dir, o.registryHost));
+    writeFileSync(configFile, benchContainerdConfig(dir, o.registryHost, o.runcBinary));
     argv = ['containerd', '--config', configFile];
     socket = join(dir, 'containerd.sock');
   } else {
     configFile = join(dir, 'berthd.toml');
     // berthd's own default log level is info; the bench adds nothing that logs per request.
-    writeFileSync(configFile, `${o.berthTopToml ?? ''}\n${berthdConfig(dir, o.registryHost)}\n${o.berthExtraToml ?? ''}\n`);
+    const runtime = o.runcBinary ? `\n[runtimes.berth]\nbinary = ${JSON.stringify(o.runcBinary)}\n` : '';
+    writeFileSync(configFile, `${o.berthTopToml ?? ''}\n${berthdConfig(dir, o.registryHost)}\n${o.berthExtraToml ?? ''}\n${runtime}`);
     // BENCH_BERTHD_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles berthd: node
     // then runs the launcher with its shebang's flags plus these; otherwise the launcher runs as is.
     const launcher = join(o.repoRoot, 'bin', 'berthd');
@@ -337,7 +342,14 @@ export async function startRuntime(impl: Impl, o: StartRuntimeOptions): Promise<
   }
   const logFile = join(dir, `${impl}.log`);
   const fd = openSync(logFile, 'a');
-  const child = spawn(argv[0] as string, argv.slice(1), { stdio: ['ignore', fd, fd], cwd: impl === 'berth' ? o.repoRoot : dir });
+  // Its own process group: a Ctrl-C at the terminal reaches the bench only, whose interrupt
+  // handler (onInterrupt) then stops pods and daemons in order instead of orphaning them.
+  const child = spawn(argv[0] as string, argv.slice(1), {
+    stdio: ['ignore', fd, fd],
+    cwd: impl === 'berth' ? o.repoRoot : dir,
+    detached: true,
+    env: o.env ? { ...process.env, ...o.env } : process.env,
+  });
   closeSync(fd);
   child.once('error', () => undefined);
   let cri: CriClient | undefined;
@@ -533,4 +545,78 @@ function shebangNodeFlags(launcher: string): string[] {
   const first = readFileSync(launcher, 'utf8').split('\n', 1)[0] ?? '';
   const m = /^#!\S*env -S node (.*)$/.exec(first);
   return m ? m[1]!.split(' ').filter(Boolean) : [];
+}
+
+// ------------------------------------------------------------------ interrupts
+
+/**
+ * SIGKILLs every process in the cgroup directories named `name` (and below) at the top of
+ * every hierarchy, then removes the directories: what a bench's pods and daemons leave when a
+ * run is cut short (e.g. containerd's `runc init` of a container being created).
+ */
+export async function killCgroupTree(name: string): Promise<void> {
+  const walk = (d: string, out: string[]): void => {
+    out.push(d);
+    try {
+      for (const e of readdirSync(d, { withFileTypes: true })) if (e.isDirectory()) walk(join(d, e.name), out);
+    } catch {
+      // gone
+    }
+  };
+  for (let round = 0; round < 3; round++) {
+    let left = 0;
+    for (const r of cgroupRoots()) {
+      const dirs: string[] = [];
+      if (existsSync(join(r, name))) walk(join(r, name), dirs);
+      for (const d of dirs) {
+        let procs: string[] = [];
+        try {
+          procs = readFileSync(join(d, 'cgroup.procs'), 'utf8').split('\n').filter(Boolean);
+        } catch {
+          continue;
+        }
+        for (const pid of procs) {
+          if (Number(pid) === process.pid) continue;
+          left++;
+          try {
+            process.kill(Number(pid), 'SIGKILL');
+          } catch {
+            // gone
+          }
+        }
+      }
+    }
+    if (left === 0) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  removeCgroupParent(name);
+}
+
+/**
+ * Runs `teardown` once: when the returned function is called (a bench's `finally`) or on
+ * SIGINT/SIGTERM/SIGHUP, after which the process exits with 128 + the signal's number. A second
+ * signal during the teardown exits at once.
+ */
+export function onInterrupt(teardown: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  const run = (): Promise<void> => (running ??= teardown());
+  const signals = { SIGINT: 2, SIGTERM: 15, SIGHUP: 1 } as const;
+  const handlers = Object.entries(signals).map(([sig, num]) => {
+    const h = (): void => {
+      if (running) process.exit(128 + num);
+      console.error(`bench: ${sig}: tearing down (pods, daemons, cgroups)`);
+      void run()
+        .catch((err: unknown) => console.error(`bench: teardown failed: ${(err as Error).message}`))
+        .finally(() => process.exit(128 + num));
+    };
+    process.on(sig, h);
+    return [sig, h] as const;
+  });
+  return async () => {
+    try {
+      await run();
+    } finally {
+      for (const [sig, h] of handlers) process.off(sig, h);
+    }
+  };
 }

@@ -1,11 +1,12 @@
 /**
  * `npm run bench` entry: runs the benchmarks and records each in its section of BENCHMARKS.md.
- *   node dist/bench/run.js [pull|pod|pod-shared|burst|memory|userns|unary|steady ...] [--runs N] [--pods N]
+ *   node dist/bench/run.js [pull|pod|pod-shared|burst|memory|userns|unary|steady|probe ...] [--runs N] [--pods N]
  *                          [--duration S] [--probes R,R] [--only berth|containerd] [--quick] [--no-record]
- * With no names it runs them all. --runs defaults per bench (pull 3, pod 20, burst 3, userns 5, unary 200);
+ * With no names it runs them all. --runs defaults per bench (pull 3, pod 20, burst 3, userns 5, unary 200, probe 200);
  * --pods takes a list for memory (default 20,100) and the pod count for steady (default 100);
  * burst sizes with --burst (default 10,30); steady polls --duration seconds per phase (default
  * 180) with each probe rate of --probes (ExecSync/s, default 0,5).
+ * probe: --runs ExecSync probes per runtime (default 200).
  * --quick shrinks the pull image (for checking the harness, not for figures; never recorded).
  */
 import { parseArgs } from 'node:util';
@@ -16,9 +17,10 @@ import { runBurstBench } from './burst.js';
 import { runUsernsBench } from './userns.js';
 import { runUnaryBench } from './unary.js';
 import { runSteadyBench } from './steady.js';
+import { runProbeBench } from './probe.js';
 import { BIG_DEFAULT } from '../test/helpers/images.js';
 
-const ALL = ['pull', 'pod', 'pod-shared', 'burst', 'memory', 'userns', 'unary', 'steady'];
+const ALL = ['pull', 'pod', 'pod-shared', 'burst', 'memory', 'userns', 'unary', 'steady', 'probe'];
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -91,6 +93,9 @@ for (const name of which) {
       await runSteadyBench({ pods, durationS: positiveInt('duration', values.duration, 180), probeRates, only, record });
       break;
     }
+    case 'probe':
+      await runProbeBench({ probes: positiveInt('runs', values.runs, 200), only, record });
+      break;
   }
 }
 // gRPC channels and timers must not keep the process alive after the figures are out.

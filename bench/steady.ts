@@ -25,9 +25,11 @@ import {
   describeMachine,
   fmtMs,
   fmtRatio,
+  killCgroupTree,
   machineInfo,
   makeCpuacctCgroup,
   nowUtc,
+  onInterrupt,
   percentile,
   podConfig,
   prePull,
@@ -98,10 +100,13 @@ const CALL = { timeoutMs: 120_000 };
 const POLL = { timeoutMs: 30_000 };
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-async function startPods(rt: BenchRuntime, n: number, busybox: string, logRoot: string): Promise<Pod[]> {
+async function startPods(rt: BenchRuntime, n: number, busybox: string, logRoot: string, cgroupParent: string): Promise<Pod[]> {
   const pods: Pod[] = [];
   for (let i = 0; i < n; i++) {
     const config = podConfig(`steady-${rt.impl}-${i}`, join(logRoot, `${rt.impl}-${i}`));
+    // Under the bench's own cgroup parent (beside the daemon's group, so not counted): an
+    // interrupted run's leftovers are then found and killed there (killCgroupTree).
+    config.linux = { ...config.linux, cgroupParent };
     const { podSandboxId } = await rt.cri.runtime.runPodSandbox({ config }, CALL);
     const { containerId } = await rt.cri.runtime.createContainer({ podSandboxId, config: sleepContainerConfig(busybox), sandboxConfig: config }, CALL);
     await rt.cri.runtime.startContainer({ containerId }, CALL);
@@ -223,6 +228,18 @@ export async function runSteadyBench(o: SteadyBenchOptions): Promise<SteadyResul
   const cgParent = `berth-bench-steady-${uniqueTag()}`;
   const runtimes = new Map<Impl, { rt: BenchRuntime; cg: string; pods: Pod[] }>();
   const result: SteadyResult = { machine, loadAtEnd: 0, pods: o.pods, durationS: o.durationS, phases: [], startS: {} };
+  // Ctrl-C / SIGTERM mid-run: the same teardown as the end of a run, then whatever the daemons
+  // left in the bench's cgroups (e.g. containerd's pods when its StopPodSandbox was cut off).
+  const teardown = onInterrupt(async () => {
+    for (const { rt, cg } of runtimes.values()) {
+      await removeAllPods(rt.cri);
+      await rt.stop();
+      await removeCpuacctCgroup(cg);
+    }
+    await killCgroupTree(cgParent);
+    rmSync(logRoot, { recursive: true, force: true });
+    await fx.registry.stop();
+  });
   try {
     for (const impl of impls) {
       const cg = makeCpuacctCgroup(join(cgParent, impl));
@@ -235,7 +252,7 @@ export async function runSteadyBench(o: SteadyBenchOptions): Promise<SteadyResul
     await Promise.all(
       [...runtimes.entries()].map(async ([impl, r]) => {
         const t0 = performance.now();
-        r.pods = await startPods(r.rt, o.pods, fx.busybox.ref, logRoot);
+        r.pods = await startPods(r.rt, o.pods, fx.busybox.ref, logRoot, `/${cgParent}/pods-${impl}`);
         result.startS[impl] = (performance.now() - t0) / 1000;
         log(`steady: ${impl}: ${o.pods} pods running after ${result.startS[impl]!.toFixed(1)} s`);
       }),
@@ -258,15 +275,7 @@ export async function runSteadyBench(o: SteadyBenchOptions): Promise<SteadyResul
       }
     }
   } finally {
-    for (const { rt, cg } of runtimes.values()) {
-      await removeAllPods(rt.cri);
-      await rt.stop();
-      await removeCpuacctCgroup(cg);
-    }
-    const parent = runtimes.values().next().value?.cg;
-    if (parent) await removeCpuacctCgroup(join(parent, '..'));
-    rmSync(logRoot, { recursive: true, force: true });
-    await fx.registry.stop();
+    await teardown();
   }
   result.loadAtEnd = machineInfo().load1;
   for (const line of steadyTable(result).split('\n')) log(`steady: ${line}`);

@@ -281,7 +281,6 @@ export const ERROR_CODES = {
   'shim.bad_exec': { kind: 'InvalidArgument', meaning: 'an exec request names no exec id' },
   'shim.bad_exec_spec': { kind: 'InvalidArgument', meaning: 'an exec request has no or an invalid process spec' },
   'shim.bad_id': { kind: 'InvalidArgument', meaning: 'a container or exec id is not a safe path component' },
-  'shim.bad_pidfile': { kind: 'Internal', meaning: 'a pid file written by conmon holds no pid' },
   'shim.bad_resources': { kind: 'InvalidArgument', meaning: 'an update request carries resources that are not LinuxResources JSON' },
   'shim.bad_signal': { kind: 'InvalidArgument', meaning: 'a kill request names an invalid signal' },
   'shim.bad_state': { kind: 'FailedPrecondition', meaning: 'the process is not in a state that allows the operation' },

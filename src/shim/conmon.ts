@@ -9,14 +9,19 @@
  * second `{"data": exit}` follows. With --exec-attach conmon waits on _OCI_STARTPIPE after it
  * created the attach socket (announced on _OCI_ATTACHPIPE), so an attacher loses no output.
  *
- * conmon double-forks: the process spawned here exits at once and the monitor re-parents to
- * the nearest subreaper (the shim while it lives) — it is not the shim's Node child.
+ * conmon runs with --sync (it forks once, for the runtime, instead of double-forking to
+ * daemonize) and is started with posix_spawn: the process started here is the monitor, a
+ * child of the shim (not of libuv), reaped by the shim's Reaper; if the shim dies it
+ * re-parents to the nearest subreaper as before. Per exec that is one Node-sized fork and
+ * one conmon fork + exit fewer.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import type { Readable, Writable } from 'node:stream';
-import { BerthError, errors } from '../errors.js';
+import type { BerthError } from '../errors.js';
 import { readErrorsSince, runcFailure, type Runc } from './runc.js';
-import { spawnTracked } from './spawn.js';
+import { closeFd, pipe, spawnRaw } from './libc.js';
+import type { Reaper } from './reaper.js';
 
 export interface ConmonCommon {
   /** conmon binary. */
@@ -37,6 +42,8 @@ export interface ConmonCommon {
   logSizeMax?: number;
   pidFile: string;
   conmonPidFile: string;
+  /** Reaps the monitor, the shim's child (see spawnConmon). */
+  reaper: Pick<Reaper, 'watch'>;
 }
 
 export interface ConmonCreate extends ConmonCommon {
@@ -169,7 +176,7 @@ export class SyncReader {
 export interface StartedConmon {
   /** The container (or exec) pid. */
   pid: number;
-  /** conmon's own pid (the monitor, after its double fork). */
+  /** conmon's own pid (the monitor: the process the shim spawned). */
   conmonPid: number;
 }
 
@@ -180,84 +187,117 @@ function failure(o: ConmonCommon, verb: string, logOffset: number, m: SyncMessag
 }
 
 interface Spawned {
-  /** Kills the monitor (and the spawned process) after a failure or a timeout. */
-  kill: (pidFile: string) => void;
+  /** The monitor's pid (conmon runs with --sync: the process spawned is the monitor). */
+  pid: number;
+  /** Kills the monitor (and the runtime it started) after a failure or a timeout. */
+  kill: () => void;
   /** Closes our ends of the pipes once they are no longer needed (no fd per container kept). */
   release: () => void;
   sync: SyncReader;
   start?: Writable;
   attach?: SyncReader;
   stderr: () => string;
-  exited: Promise<number | null>;
+  /** Resolves once the monitor exited and was reaped (failure paths only: on success the container's reaper watch takes it). */
+  exited: () => Promise<void>;
 }
 
-function spawnConmon(binary: string, args: string[], cwd: string, withStart: boolean): Spawned {
-  const env: NodeJS.ProcessEnv = { ...process.env, _OCI_SYNCPIPE: '3' };
-  const stdio: Array<'ignore' | 'pipe'> = ['ignore', 'ignore', 'pipe', 'pipe'];
-  if (withStart) {
-    env._OCI_STARTPIPE = '4';
-    env._OCI_ATTACHPIPE = '5';
-    stdio.push('pipe', 'pipe');
+/** A pipe of ours as a libuv stream (the fd is owned by the stream from here on). */
+function pipeStream(fd: number, readable: boolean): net.Socket {
+  const s = new net.Socket({ fd, readable, writable: !readable });
+  s.on('error', () => undefined);
+  return s;
+}
+
+/**
+ * Starts conmon with posix_spawn (no fork of the shim: see spawnRaw) and `--sync`: conmon
+ * then forks once (for the runtime) instead of double-forking, and the process spawned here is
+ * the monitor itself, the shim's child, reaped by the shim's Reaper. conmon writes no
+ * conmon-pid file with --sync: it is written here, before anything else can happen.
+ */
+function spawnConmon(o: ConmonCommon, verb: string, args: string[], withStart: boolean): Spawned {
+  const env: string[] = [];
+  for (const [k, v] of Object.entries(process.env)) {
+    if (v !== undefined && !k.startsWith('_OCI_')) env.push(`${k}=${v}`);
   }
-  const child = spawnTracked(binary, args, { cwd, env, stdio, detached: false });
+  env.push('_OCI_SYNCPIPE=3');
+  const ours: number[] = [];
+  const theirs: number[] = [];
+  const pipeFor = (childReads: boolean): number => {
+    const [r, w] = pipe();
+    ours.push(childReads ? w : r);
+    theirs.push(childReads ? r : w);
+    return childReads ? r : w;
+  };
+  let pid: number;
+  try {
+    const errW = pipeFor(false);
+    const syncW = pipeFor(false);
+    const fds: Array<number | 'null'> = ['null', 'null', errW, syncW];
+    if (withStart) {
+      env.push('_OCI_STARTPIPE=4', '_OCI_ATTACHPIPE=5');
+      fds.push(pipeFor(true), pipeFor(false));
+    }
+    pid = spawnRaw(o.conmon, [o.conmon, ...args, '--sync'], env, { cwd: o.procDir, fds });
+  } catch (err) {
+    for (const fd of [...ours, ...theirs]) closeFd(fd);
+    throw runcFailure(verb, `cannot start conmon ${o.conmon}: ${(err as Error).message}`);
+  }
+  for (const fd of theirs) closeFd(fd);
+  try {
+    writeFileSync(o.conmonPidFile, String(pid));
+  } catch (err) {
+    // No record of the monitor: it must not run on unseen.
+    process.kill(pid, 'SIGKILL');
+    o.reaper.watch(pid, () => undefined);
+    for (const fd of ours) closeFd(fd);
+    throw runcFailure(verb, `cannot write ${o.conmonPidFile}: ${(err as Error).message}`);
+  }
+  const streams: { sync: net.Socket; err: net.Socket; start?: net.Socket; attach?: net.Socket } = {
+    err: pipeStream(ours[0]!, true),
+    sync: pipeStream(ours[1]!, true),
+    ...(withStart ? { start: pipeStream(ours[2]!, false), attach: pipeStream(ours[3]!, true) } : {}),
+  };
   let err = '';
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (d: string) => {
+  streams.err.setEncoding('utf8');
+  streams.err.on('data', (d: string) => {
     if (err.length < 65536) err += d;
   });
-  const exited = new Promise<number | null>((r) => {
-    child.once('exit', (code) => r(code));
-    child.once('error', () => r(null));
-  });
-  const s = child.stdio as unknown as Array<Readable & Writable>;
+  let exited: Promise<void> | undefined;
   return {
-    kill: (pidFile: string) => {
+    pid,
+    kill: () => {
       try {
-        child.kill('SIGKILL');
+        // Until the shim reaps it the monitor is its child: the pid cannot have been reused.
+        process.kill(pid, 'SIGKILL');
       } catch {
         // gone
       }
-      try {
-        const pid = Number(readFileSync(pidFile, 'utf8').trim());
-        // Until the shim reaps it the monitor is its child: the pid cannot have been reused.
-        if (Number.isInteger(pid) && pid > 0) process.kill(pid, 'SIGKILL');
-      } catch {
-        // no pid file yet, or gone
-      }
     },
     release: () => {
-      for (const x of s.slice(3)) (x as unknown as { destroy?: () => void } | null)?.destroy?.();
+      for (const x of Object.values(streams)) x?.destroy();
     },
-    sync: new SyncReader(s[3] as Readable),
-    start: withStart ? (s[4] as Writable) : undefined,
-    attach: withStart ? new SyncReader(s[5] as Readable) : undefined,
+    sync: new SyncReader(streams.sync),
+    start: streams.start,
+    attach: streams.attach ? new SyncReader(streams.attach) : undefined,
     stderr: () => err,
-    exited,
+    exited: () => (exited ??= new Promise<void>((r) => o.reaper.watch(pid, () => r()))),
   };
-}
-
-function readPid(path: string): number {
-  const n = Number(readFileSync(path, 'utf8').trim());
-  if (!Number.isInteger(n) || n <= 0) throw errors.internal('shim.bad_pidfile', `${path}: no pid`);
-  return n;
 }
 
 /** conmon + `runc create`: resolves once the container exists (created, not started). */
 export async function conmonCreate(o: ConmonCreate, timeoutMs = 60_000): Promise<StartedConmon> {
   const offset = logOffset(o.runc.logFile);
-  const c = spawnConmon(o.conmon, createArgs(o), o.procDir, false);
+  const c = spawnConmon(o, 'create', createArgs(o), false);
   const m = await c.sync.next(timeoutMs);
   if (!m || m.data <= 0) {
     // Timed out or failed: a monitor still working would finish the create later, unseen.
-    if (!m) c.kill(o.conmonPidFile);
-    await c.exited;
+    if (!m) c.kill();
+    await c.exited();
     c.release();
     throw failure(o, 'create', offset, m, c.stderr());
   }
-  // The monitor is the shim's child (re-parented) only once the spawned process has exited.
-  await c.exited;
   c.release();
-  return { pid: m.data, conmonPid: readPid(o.conmonPidFile) };
+  return { pid: m.data, conmonPid: c.pid };
 }
 
 /**
@@ -266,14 +306,14 @@ export async function conmonCreate(o: ConmonCreate, timeoutMs = 60_000): Promise
  */
 export async function conmonExec(o: ConmonExec, onAttachReady?: () => Promise<void>, timeoutMs = 60_000): Promise<StartedConmon> {
   const offset = logOffset(o.runc.logFile);
-  const c = spawnConmon(o.conmon, execArgs(o), o.procDir, o.attach);
+  const c = spawnConmon(o, 'exec', execArgs(o), o.attach);
   if (o.attach) {
     // conmon reads the start pipe once before it forks, once more before the runtime runs.
     c.start?.write('0');
     const ready = await c.attach?.next(timeoutMs);
     if (!ready) {
-      c.kill(o.conmonPidFile);
-      await c.exited;
+      c.kill();
+      await c.exited();
       c.release();
       throw failure(o, 'exec', offset, undefined, c.stderr());
     }
@@ -285,14 +325,13 @@ export async function conmonExec(o: ConmonExec, onAttachReady?: () => Promise<vo
   }
   const m = await c.sync.next(timeoutMs);
   if (!m || m.data <= 0) {
-    if (!m) c.kill(o.conmonPidFile);
-    await c.exited;
+    if (!m) c.kill();
+    await c.exited();
     c.release();
     throw failure(o, 'exec', offset, m, c.stderr());
   }
-  await c.exited;
   c.release();
-  return { pid: m.data, conmonPid: readPid(o.conmonPidFile) };
+  return { pid: m.data, conmonPid: c.pid };
 }
 
 function logOffset(file: string): number {

@@ -4,7 +4,7 @@
  * the bundle (layout in ../shim-protocol.ts), so Container.load() + takeOver() rebuild a container in a new
  * shim after the old one was killed or replaced, and reports exits that happened meanwhile.
  *
- * How an exit is seen: a monitor the shim started re-parents to the shim (a child subreaper)
+ * How an exit is seen: a monitor the shim started is its child (posix_spawn, conmon --sync)
  * and is reaped when it exits; a monitor inherited from an earlier shim is polled
  * (pollMonitors, once a second). Either way the exit code is the one conmon wrote to
  * <procdir>/exit, with that file's mtime as the exit time. A monitor that died without
@@ -324,6 +324,7 @@ export class Container {
             logPath: plan.logPath,
             pidFile: join(bundle, 'init.pid'),
             conmonPidFile: join(bundle, 'conmon.pid'),
+            reaper: deps.reaper,
             bundle,
             // conmon names its exit file after the container id: a dir of its own, so no id
             // can land on a file of the bundle.
@@ -592,6 +593,7 @@ export class Container {
             stdinOnce: true,
             pidFile: join(dir, 'pid'),
             conmonPidFile: join(dir, 'conmon.pid'),
+            reaper: this.deps.reaper,
             processFile: join(dir, 'process.json'),
             attach: bridged,
           },

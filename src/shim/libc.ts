@@ -25,10 +25,33 @@ interface Libc {
   dup: Fn;
   ioctlWinsize: Fn;
   fcntl: Fn;
+  posixSpawn: Fn;
+  faInit: Fn;
+  faDestroy: Fn;
+  faDup2: Fn;
+  faOpen: Fn;
+  faChdir: Fn;
+  faCloseFrom: Fn | undefined;
+  attrInit: Fn;
+  attrDestroy: Fn;
+  attrSetFlags: Fn;
+  attrSetSigMask: Fn;
+  attrSetSigDefault: Fn;
+  sigEmpty: Fn;
+  sigFill: Fn;
 }
 
 // Process-wide: the libc functions, bound once (koffi handles belong to the process).
 let libc: Libc | undefined;
+
+/** A function glibc may lack (older versions): undefined then. */
+function optionalFunc(lib: import('../libc.js').LibC, proto: string): Fn | undefined {
+  try {
+    return lib.func(proto) as Fn;
+  } catch {
+    return undefined;
+  }
+}
 
 function load(): Libc {
   if (libc) return libc;
@@ -50,6 +73,20 @@ function load(): Libc {
     dup: lib.func('int dup(int fd)'),
     ioctlWinsize: lib.func('int ioctl(int fd, unsigned long req, berth_winsize *ws)') as Fn,
     fcntl: lib.func('int fcntl(int fd, int cmd, int arg)'),
+    posixSpawn: lib.func('int posix_spawnp(_Out_ int *pid, const char *path, void *fa, void *attr, const char **argv, const char **envp)'),
+    faInit: lib.func('int posix_spawn_file_actions_init(void *fa)'),
+    faDestroy: lib.func('int posix_spawn_file_actions_destroy(void *fa)'),
+    faDup2: lib.func('int posix_spawn_file_actions_adddup2(void *fa, int fd, int newfd)'),
+    faOpen: lib.func('int posix_spawn_file_actions_addopen(void *fa, int fd, const char *path, int oflag, int mode)'),
+    faChdir: lib.func('int posix_spawn_file_actions_addchdir_np(void *fa, const char *path)'),
+    faCloseFrom: optionalFunc(lib, 'int posix_spawn_file_actions_addclosefrom_np(void *fa, int from)'),
+    attrInit: lib.func('int posix_spawnattr_init(void *attr)'),
+    attrDestroy: lib.func('int posix_spawnattr_destroy(void *attr)'),
+    attrSetFlags: lib.func('int posix_spawnattr_setflags(void *attr, short flags)'),
+    attrSetSigMask: lib.func('int posix_spawnattr_setsigmask(void *attr, void *set)'),
+    attrSetSigDefault: lib.func('int posix_spawnattr_setsigdefault(void *attr, void *set)'),
+    sigEmpty: lib.func('int sigemptyset(void *set)'),
+    sigFill: lib.func('int sigfillset(void *set)'),
   };
   void winsize;
   return libc;
@@ -219,3 +256,73 @@ export function tryRecvFd(fd: number): number {
 }
 
 export { O_NONBLOCK };
+
+const POSIX_SPAWN_SETSIGDEF = 0x04;
+const POSIX_SPAWN_SETSIGMASK = 0x08;
+const O_RDWR = 2;
+const F_DUPFD_CLOEXEC = 1030;
+
+export interface RawSpawn {
+  /** Working directory of the child. */
+  cwd?: string;
+  /** The child's fd i becomes `fds[i]` of ours ('null': /dev/null); every other fd is closed. */
+  fds: Array<number | 'null'>;
+}
+
+/**
+ * posix_spawnp(3) (PATH searched for a bare name): glibc starts the child with clone(CLONE_VM | CLONE_VFORK), so no copy of the
+ * shim's address space is made (Node's child_process forks it: page tables copied, then every
+ * page the shim writes until the child execs faults). The child starts with default signal
+ * dispositions and an empty signal mask (Node ignores SIGPIPE; an ignored signal would survive
+ * exec), and only the fds in `o.fds`. It is not a libuv child: the caller reaps it (waitpid, as
+ * the Reaper does). Returns the pid; throws with the error posix_spawn returned.
+ */
+export function spawnRaw(file: string, argv: readonly string[], env: readonly string[], o: RawSpawn): number {
+  const l = load();
+  // Sources are first duplicated above every target fd, so no dup2 overwrites a later source.
+  const high: number[] = [];
+  const fa = Buffer.alloc(512);
+  const attr = Buffer.alloc(1024);
+  const sigs = Buffer.alloc(256);
+  let faReady = false;
+  let attrReady = false;
+  try {
+    for (const fd of o.fds) {
+      if (fd === 'null') continue;
+      const h = l.fcntl(fd, F_DUPFD_CLOEXEC, 64);
+      if (h < 0) fail('fcntl(F_DUPFD_CLOEXEC)');
+      high.push(h);
+    }
+    if (l.faInit(fa) !== 0) fail('posix_spawn_file_actions_init');
+    faReady = true;
+    let next = 0;
+    for (let i = 0; i < o.fds.length; i++) {
+      const r = o.fds[i] === 'null' ? l.faOpen(fa, i, '/dev/null', O_RDWR, 0) : l.faDup2(fa, high[next++], i);
+      if (r !== 0) throw spawnError('posix_spawn_file_actions', r);
+    }
+    if (l.faCloseFrom) l.faCloseFrom(fa, o.fds.length);
+    if (o.cwd && l.faChdir(fa, o.cwd) !== 0) fail('posix_spawn_file_actions_addchdir_np');
+    if (l.attrInit(attr) !== 0) fail('posix_spawnattr_init');
+    attrReady = true;
+    l.sigEmpty(sigs);
+    l.attrSetSigMask(attr, sigs);
+    l.sigFill(sigs);
+    l.attrSetSigDefault(attr, sigs);
+    l.attrSetFlags(attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK);
+    const pid = [0];
+    const r = l.posixSpawn(pid, file, fa, attr, [...argv, null], [...env, null]);
+    if (r !== 0) throw spawnError(`posix_spawn ${file}`, r);
+    return pid[0] ?? 0;
+  } finally {
+    if (faReady) l.faDestroy(fa);
+    if (attrReady) l.attrDestroy(attr);
+    for (const h of high) l.close(h);
+  }
+}
+
+function spawnError(call: string, e: number): NodeJS.ErrnoException {
+  const err = new Error(`${call} failed: errno ${e}`) as NodeJS.ErrnoException;
+  err.errno = e;
+  err.code = e === 2 ? 'ENOENT' : e === 13 ? 'EACCES' : undefined;
+  return err;
+}
