@@ -181,7 +181,7 @@ function failure(o: ConmonCommon, verb: string, logOffset: number, m: SyncMessag
     fromLog ||
     m?.message?.trim() ||
     stderr.trim() ||
-    `${o.runc.binaryPath()} ${verb} ended without a result: it logged no error and conmon got no pid (runc was killed or crashed)`;
+    `${o.runc.binaryPath()} ${verb} ended without a result: runc logged no error and conmon reported no pid (runc, or conmon itself, was killed or crashed)`;
   return runcFailure(verb, text);
 }
 
