@@ -404,7 +404,26 @@ export class TaskManager extends EventEmitter<TaskEvents> {
       const { s } = await this.live(ns, id);
       return (await s.task.start({ id, execId }, { timeoutMs: this.slowTimeoutMs })).pid;
     }
-    const r = await this.rpc(ns, id, (s) => s.task.start({ id, execId }, { timeoutMs: this.slowTimeoutMs }));
+    // A shim that died during the start (kill -9 of berth-shim while `runc start` ran) may have
+    // started the container anyway: its orphaned `runc start` goes on. The retry on the
+    // successor then finds the container running; that start happened, it is not a failure.
+    let retry = false;
+    const r = await this.rpc(ns, id, async (s) => {
+      const again = retry;
+      retry = true;
+      try {
+        return await s.task.start({ id, execId }, { timeoutMs: this.slowTimeoutMs });
+      } catch (err) {
+        if (!again || !isBerthError(err, 'FailedPrecondition')) throw err;
+        const raw = await s.task.state({ id }, { timeoutMs: this.rpcTimeoutMs }).catch(() => undefined);
+        const st = raw && toTaskState(raw);
+        if (st && (st.status === 'running' || st.status === 'paused') && st.pid > 0) {
+          this.log.warn('start retried after the shim died: the container was started meanwhile', { id, pid: st.pid });
+          return { pid: st.pid };
+        }
+        throw err;
+      }
+    });
     return r.pid;
   }
 

@@ -182,7 +182,13 @@ export interface StartedConmon {
 
 function failure(o: ConmonCommon, verb: string, logOffset: number, m: SyncMessage | undefined, stderr: string): BerthError {
   const fromLog = readErrorsSince(o.runc.logFile, logOffset);
-  const text = fromLog || m?.message?.trim() || stderr.trim() || `conmon exited before reporting a pid`;
+  // conmon forwards runc's stderr only when there was some; a runc killed by a signal (or
+  // crashing) before it wrote anything leaves conmon with nothing to say: name runc, not conmon.
+  const text =
+    fromLog ||
+    m?.message?.trim() ||
+    stderr.trim() ||
+    `${o.runc.binaryPath()} ${verb} ended without a result: runc logged no error and conmon reported no pid (runc, or conmon itself, was killed or crashed)`;
   return runcFailure(verb, text);
 }
 

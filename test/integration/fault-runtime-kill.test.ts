@@ -104,6 +104,8 @@ for (const kind of ['runc', 'conmon', 'berth-shim'] as const) {
       if (outcome instanceof Error) {
         assert.ok(!/^13 INTERNAL: *$/.test(details(outcome)) && details(outcome).length > 0, `a clear error: ${details(outcome)}`);
         assert.notEqual((outcome as { code?: number }).code, 1, 'not CANCELLED');
+        // The killed process is named: runc, not conmon (which only saw runc die silently).
+        if (kind === 'runc') assert.match(details(outcome), /runc create: .* create ended without a result: .* was killed or crashed/);
         // Nothing half-made is listed.
         assert.deepEqual((await rt().listContainers({ filter: { podSandboxId: pod.id } })).containers, []);
       } else {
