@@ -212,10 +212,13 @@ store call compiled its SQL (better-sqlite3 prepares on each \`db.prepare\`); be
 ListContainers looked its image up once per container (a977cca, a 30-round run not
 recorded: 108.8 ms p50 for 200 containers, 16× containerd's, load ~15). RemoveContainer and RemoveImage reply once the record is durably
 gone (dfae62c): the task, rootfs and dirs, and the garbage collection, run after the reply
-and recovery finishes them (test: cri-recovery). What is left of the floor (Version ~2×) is
-per-call plumbing: grpc-js's server call objects and interceptors, and the CRI socket's
-authority filter (h2-authority.ts), which moves every byte through a JS stream socket rather
-than a native one (neither changed here). Under the load these
+and recovery finishes them (test: cri-recovery). Before 575f19a every CRI
+connection went through the authority filter (h2-authority.ts), a JS stream socket that
+copied every byte and made one write syscall per frame (~25% of berthd's busy time for
+Version); now a connection whose first request has an accepted :authority is served on the
+raw socket, and the per-call AbortController is made only when a handler reads it (its abort
+at every call's end cost a DOMException). What is left (profile, Version): grpc-js's
+server call objects, interceptor chain and http2 stream setup (header objects, respond). Under the load these
 runs had (1-minute load ~16-20 on 2 cores, other helpers' tests) p99s are scheduling noise.`;
 
 function recordUnary(root: string, r: UnaryResult): string {

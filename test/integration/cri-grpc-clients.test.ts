@@ -133,17 +133,18 @@ for (const [label, authority] of [
   });
 }
 
-test('a connection that starts with a normal authority and later sends a socket path is served', { skip }, async () => {
+// A connection whose first request carries a refused authority stays filtered for its whole
+// life, whatever later requests send (one that starts clean is served natively, see
+// h2-authority.ts and test/unit/h2-authority.test.ts).
+test('a connection that starts with a socket path and later mixes in normal authorities is served', { skip }, async () => {
   const session = await openSession(berthd.socket);
   try {
-    const first = await rawCall(session, '/runtime.v1.RuntimeService/Version', 'localhost', versionReq());
-    assert.equal(first.grpcStatus, '0');
-    const second = await rawCall(session, '/runtime.v1.RuntimeService/Version', berthd.socket, versionReq());
-    assert.equal(second.rstCode, 0, `stream reset with code ${second.rstCode}`);
-    assert.equal(second.grpcStatus, '0');
-    const third = await rawCall(session, '/runtime.v1.RuntimeService/Version', 'localhost', versionReq());
-    assert.equal(third.grpcStatus, '0');
-    assert.equal(fromBinary(VersionResponseSchema, unframe(third.body)).runtimeName, 'berth');
+    for (const authority of [berthd.socket, 'localhost', berthd.socket, 'localhost']) {
+      const a = await rawCall(session, '/runtime.v1.RuntimeService/Version', authority, versionReq());
+      assert.equal(a.rstCode, 0, `${authority}: stream reset with code ${a.rstCode}`);
+      assert.equal(a.grpcStatus, '0');
+      assert.equal(fromBinary(VersionResponseSchema, unframe(a.body)).runtimeName, 'berth');
+    }
   } finally {
     session.close();
   }

@@ -2,7 +2,20 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
-import { AuthorityFilter, authorityAccepted, encodeLiteralBlock, MAX_HEADER_BLOCK } from '../../src/cri/server/h2-authority.js';
+import http2 from 'node:http2';
+import { connect, createServer, Socket, type Server } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  acceptConnection,
+  AuthorityFilter,
+  authorityAccepted,
+  encodeLiteralBlock,
+  FilteredConnection,
+  MAX_HEADER_BLOCK,
+  type ConnectionMode,
+} from '../../src/cri/server/h2-authority.js';
 
 const require = createRequire(import.meta.url);
 interface H {
@@ -171,4 +184,143 @@ test('a block HPACK cannot decode is passed on untouched (nghttp2 judges it) and
   const input = Buffer.concat([PREFACE, bad, after, later]);
   assert.deepEqual(Buffer.concat(f.feed(input)), input);
   assert.equal(f.rewritten, 0);
+});
+
+// ---------------------------------------------------------------- acceptConnection
+
+interface Served {
+  path: string;
+  modes: ConnectionMode[];
+  handed: unknown[];
+  accepted: Socket[];
+  close(): Promise<void>;
+}
+
+/** An HTTP/2 server behind acceptConnection on a unix socket; it echoes the :authority it got. */
+async function serve(): Promise<Served> {
+  const dir = mkdtempSync(join(tmpdir(), 'h2-accept-'));
+  const path = join(dir, 's.sock');
+  const h2 = http2.createServer();
+  h2.on('stream', (stream, headers) => {
+    stream.respond({ ':status': 200, 'x-authority': String(headers[':authority']) });
+    stream.end('ok');
+  });
+  const modes: ConnectionMode[] = [];
+  const handed: unknown[] = [];
+  const accepted: Socket[] = [];
+  const net: Server = createServer((sock) => {
+    accepted.push(sock);
+    acceptConnection(sock, (conn, mode) => {
+      modes.push(mode);
+      handed.push(conn);
+      h2.emit('connection', conn);
+    });
+  });
+  await new Promise<void>((r) => net.listen(path, r));
+  return {
+    path,
+    modes,
+    handed,
+    accepted,
+    close: async () => {
+      for (const s of accepted) s.destroy();
+      await new Promise<void>((r) => net.close(() => r()));
+      h2.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function get(session: http2.ClientHttp2Session, authority: string, body?: string): Promise<{ authority: string | undefined; rst: number }> {
+  return new Promise((resolve) => {
+    const req = session.request({ ':method': 'POST', ':path': '/', ':authority': authority });
+    let got: string | undefined;
+    req.on('response', (h) => {
+      got = h['x-authority'] as string | undefined;
+    });
+    req.on('error', () => undefined);
+    req.resume();
+    req.on('close', () => resolve({ authority: got, rst: req.rstCode ?? 0 }));
+    req.end(body);
+  });
+}
+
+test('a client whose first request has an accepted authority is handed over as the raw socket, and is served', async () => {
+  const s = await serve();
+  const session = http2.connect('http://localhost', { createConnection: () => connect(s.path) });
+  try {
+    for (let i = 0; i < 3; i++) assert.deepEqual(await get(session, 'localhost', 'request body'), { authority: 'localhost', rst: 0 });
+    assert.deepEqual(s.modes, ['native']);
+    assert.equal(s.handed[0], s.accepted[0], 'the HTTP/2 server got the accepted socket itself, not a wrapper');
+  } finally {
+    session.destroy();
+    await s.close();
+  }
+});
+
+test('a client whose first request carries a socket path stays filtered and every request is served', async () => {
+  const s = await serve();
+  const session = http2.connect('http://localhost', { createConnection: () => connect(s.path) });
+  try {
+    for (const a of ['/run/berth/berth.sock', 'localhost', '']) {
+      assert.deepEqual(await get(session, a, 'x'), { authority: 'localhost', rst: 0 }, `authority ${JSON.stringify(a)}`);
+    }
+    assert.deepEqual(s.modes, ['filtered']);
+    assert.ok(s.handed[0] instanceof FilteredConnection);
+  } finally {
+    session.destroy();
+    await s.close();
+  }
+});
+
+/** Reads whole frames off a raw socket. */
+function frameReader(sock: Socket): () => Promise<Frame> {
+  let buf = Buffer.alloc(0);
+  const waiting: (() => void)[] = [];
+  sock.on('data', (c: Buffer) => {
+    buf = Buffer.concat([buf, c]);
+    for (const w of waiting.splice(0)) w();
+  });
+  return async () => {
+    for (;;) {
+      if (buf.length >= 9 && buf.length >= 9 + buf.readUIntBE(0, 3)) {
+        const len = buf.readUIntBE(0, 3);
+        const f = { type: buf[3]!, flags: buf[4]!, stream: buf.readUInt32BE(5), payload: buf.subarray(9, 9 + len) };
+        buf = buf.subarray(9 + len);
+        return f;
+      }
+      await new Promise<void>((r) => waiting.push(r));
+    }
+  };
+}
+
+test('a client that sends nothing before the server preface (grpc-go) gets one and is answered', async () => {
+  const s = await serve();
+  const sock = connect(s.path);
+  try {
+    const next = frameReader(sock);
+    sock.write(Buffer.concat([PREFACE, settings]));
+    const first = await next();
+    assert.equal(first.type, 0x4, 'the first server frame is SETTINGS');
+    assert.equal(first.flags & 0x1, 0);
+    // Like grpc-go: ACK the server's SETTINGS, then the request.
+    sock.write(Buffer.concat([frame(0x4, 0x1, 0, Buffer.alloc(0)), frame(0x1, 0x4 | 0x1, 1, encodeLiteralBlock(request('localhost'), false))]));
+    const seen: Frame[] = [];
+    for (;;) {
+      const f = await next();
+      seen.push(f);
+      if (f.type === 0x4 && !(f.flags & 0x1)) sock.write(frame(0x4, 0x1, 0, Buffer.alloc(0)));
+      assert.notEqual(f.type, 0x7, `GOAWAY ${f.payload.subarray(4, 8).toString('hex')}`);
+      assert.notEqual(f.type, 0x3, 'RST_STREAM');
+      if (f.stream === 1 && f.flags & 0x1) break;
+    }
+    assert.ok(
+      seen.some((f) => f.type === 0x1 && f.stream === 1),
+      'response HEADERS on stream 1',
+    );
+    assert.deepEqual(s.modes, ['native']);
+  } finally {
+    sock.destroy();
+    await s.close();
+  }
 });

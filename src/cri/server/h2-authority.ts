@@ -15,6 +15,18 @@
  * then on, and this and every later block is written as literals without indexing, with the
  * refused authority replaced by `localhost` (what newer grpc-go sends for unix sockets) and a
  * refused `host` dropped. The server→client direction is never touched.
+ *
+ * Moving every byte through JS costs each call several syscalls and stream hops, so
+ * `acceptConnection` keeps the filter only for the connections that need it. It holds the
+ * client's first bytes back, answers the client preface with an empty SETTINGS frame of its own
+ * (grpc-go sends no request before the server's SETTINGS arrive) and waits for the first header
+ * block: if its authority is one nghttp2 accepts, the held bytes (minus the client's ACK of that
+ * SETTINGS frame, which the HTTP/2 server never sent) go back into the socket and the socket
+ * itself goes to the HTTP/2 server, native from then on; otherwise the connection stays
+ * filtered for its whole life. A client's authority is a property of its channel (grpc-go,
+ * grpc-java, grpc-js, tonic), so the first block speaks for the connection; a client that
+ * starts with an accepted authority and switches to a refused one on the same connection gets
+ * nghttp2's stream reset, as without the filter.
  */
 import { Duplex } from 'node:stream';
 import type { Socket } from 'node:net';
@@ -38,6 +50,9 @@ const hpack = require('hpack.js') as { decompressor: { create(opts: { table: { m
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const FRAME_HEADER = 9;
 const TYPE_HEADERS = 0x1;
+const TYPE_SETTINGS = 0x4;
+const TYPE_PING = 0x6;
+const FLAG_ACK = 0x1;
 const TYPE_PUSH_PROMISE = 0x5;
 const TYPE_CONTINUATION = 0x9;
 const FLAG_END_STREAM = 0x1;
@@ -136,7 +151,7 @@ export class AuthorityFilter {
   /** Stop parsing: something we do not understand, nghttp2 will judge it. */
   private raw = false;
   /** Every header block from now on is re-encoded (the server's table is empty). */
-  private rewriting = false;
+  private rewritingOn = false;
   private resetPending = false;
   private readonly decoder: HpackDecompressor;
   private decodeError: Error | undefined;
@@ -147,12 +162,43 @@ export class AuthorityFilter {
   private blockStart: { stream: number; flags: number; priority: Buffer | undefined } | undefined;
   /** How many header blocks were re-encoded (for tests and the debug log). */
   rewritten = 0;
+  /** Header blocks seen complete. */
+  blocks = 0;
+  /** PINGs seen (the client waits for their answer: keepalive). */
+  pings = 0;
+  /** Client SETTINGS ACKs still to drop (they answer a SETTINGS frame we sent ourselves). */
+  private acksToDrop = 0;
 
-  constructor() {
+  constructor(opts: { dropSettingsAcks?: number } = {}) {
+    this.acksToDrop = opts.dropSettingsAcks ?? 0;
     this.decoder = hpack.decompressor.create({ table: { maxSize: DEFAULT_TABLE_SIZE } });
     this.decoder.on('error', (err) => {
       this.decodeError = err;
     });
+  }
+
+  /** The client preface has arrived whole and matched. */
+  get prefaceSeen(): boolean {
+    return this.prefaceChecked;
+  }
+
+  /** Re-encoding has started: the connection needs the filter from now on. */
+  get rewriting(): boolean {
+    return this.rewritingOn;
+  }
+
+  /** Parsing stopped (not HTTP/2, or something only nghttp2 should judge). */
+  get passthrough(): boolean {
+    return this.raw;
+  }
+
+  get settingsAcksPending(): number {
+    return this.acksToDrop;
+  }
+
+  /** Stop filtering: the bytes held back (a partial frame or header block) are returned. */
+  release(): Buffer[] {
+    return this.goRaw([]);
   }
 
   feed(chunk: Buffer): Buffer[] {
@@ -196,7 +242,7 @@ export class AuthorityFilter {
       // Inside a header block only CONTINUATION of the same stream may come (RFC 9113 §6.10);
       // anything else is nghttp2's connection error to give.
       if (type !== TYPE_CONTINUATION || stream !== this.blockStart.stream) {
-        if (this.rewriting) throw new Error('HTTP/2 header block interrupted by another frame');
+        if (this.rewritingOn) throw new Error('HTTP/2 header block interrupted by another frame');
         this.blockFrames.push(frame);
         this.raw = true;
         return;
@@ -207,12 +253,17 @@ export class AuthorityFilter {
     }
     if (type === TYPE_PUSH_PROMISE) {
       // Clients never send it (a connection error for the server); its block would desync us.
-      if (this.rewriting) throw new Error('HTTP/2 PUSH_PROMISE from a client');
+      if (this.rewritingOn) throw new Error('HTTP/2 PUSH_PROMISE from a client');
       out.push(frame);
       this.raw = true;
       return;
     }
     if (type !== TYPE_HEADERS) {
+      if (type === TYPE_SETTINGS && flags & FLAG_ACK && stream === 0 && payload.length === 0 && this.acksToDrop > 0) {
+        this.acksToDrop--;
+        return;
+      }
+      if (type === TYPE_PING && !(flags & FLAG_ACK)) this.pings++;
       out.push(frame);
       return;
     }
@@ -228,7 +279,7 @@ export class AuthorityFilter {
       off += 5;
     }
     if (off + padding > payload.length) {
-      if (this.rewriting) throw new Error('HTTP/2 HEADERS frame with bad padding');
+      if (this.rewritingOn) throw new Error('HTTP/2 HEADERS frame with bad padding');
       out.push(frame);
       this.raw = true;
       return;
@@ -255,20 +306,21 @@ export class AuthorityFilter {
     this.blockSize = 0;
 
     const headers = this.decode(block);
+    this.blocks++;
     if (!headers) {
-      if (this.rewriting) throw new Error('HTTP/2 header block that HPACK cannot decode');
+      if (this.rewritingOn) throw new Error('HTTP/2 header block that HPACK cannot decode');
       // Not decodable by us: let nghttp2 judge the original bytes, and stop parsing.
       for (const f of frames) out.push(f);
       this.raw = true;
       return;
     }
     const fixed = fixHeaders(headers);
-    if (!this.rewriting && !fixed) {
+    if (!this.rewritingOn && !fixed) {
       for (const f of frames) out.push(f);
       return;
     }
-    if (!this.rewriting) {
-      this.rewriting = true;
+    if (!this.rewritingOn) {
+      this.rewritingOn = true;
       this.resetPending = true;
     }
     this.rewritten++;
@@ -309,12 +361,20 @@ export class AuthorityFilter {
 /**
  * The socket as the HTTP/2 server sees it: reads go through an AuthorityFilter, writes go
  * straight to the socket. Backpressure follows the reader; closing either side closes both.
+ * `filter` and `held` carry on from acceptConnection (the filter's state and the bytes it
+ * already let through).
  */
 export class FilteredConnection extends Duplex {
-  private readonly authority = new AuthorityFilter();
+  private readonly authority: AuthorityFilter;
 
-  constructor(private readonly socket: Socket) {
+  constructor(
+    private readonly socket: Socket,
+    filter?: AuthorityFilter,
+    held: readonly Buffer[] = [],
+  ) {
     super({ allowHalfOpen: false });
+    this.authority = filter ?? new AuthorityFilter();
+    for (const p of held) if (p.length) this.push(p);
     socket.on('data', (chunk: Buffer) => {
       let parts: Buffer[];
       try {
@@ -330,6 +390,7 @@ export class FilteredConnection extends Duplex {
     socket.on('end', () => this.push(null));
     socket.on('error', (err) => this.destroy(err));
     socket.on('close', () => this.destroy());
+    socket.resume();
   }
 
   get rewrittenBlocks(): number {
@@ -348,6 +409,18 @@ export class FilteredConnection extends Duplex {
     this.socket.write(chunk, (err) => cb(err ?? null));
   }
 
+  /** The frames nghttp2 hands over together leave in one writev, not one syscall each. */
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    if (this.socket.destroyed) {
+      cb(new Error('connection closed'));
+      return;
+    }
+    this.socket.cork();
+    for (let i = 0; i < chunks.length - 1; i++) this.socket.write(chunks[i]!.chunk);
+    this.socket.write(chunks[chunks.length - 1]!.chunk, (err) => cb(err ?? null));
+    this.socket.uncork();
+  }
+
   override _final(cb: (err?: Error | null) => void): void {
     this.socket.end(() => cb());
   }
@@ -356,4 +429,68 @@ export class FilteredConnection extends Duplex {
     this.socket.destroy();
     cb(err);
   }
+}
+
+/** An empty SETTINGS frame: a valid server preface that changes nothing (RFC 9113 §3.4). */
+const EMPTY_SETTINGS = Buffer.from([0, 0, 0, TYPE_SETTINGS, 0, 0, 0, 0, 0]);
+/** A connection with no first request by then stays filtered (it may still send a bad one). */
+export const DECIDE_TIMEOUT_MS = 5000;
+
+export type ConnectionMode = 'native' | 'filtered';
+
+/**
+ * Decide how to serve one accepted socket (see the top of this file) and hand it to `serve`:
+ * the socket itself when its first header block needs no rewriting, else a FilteredConnection.
+ * A client that closes or sends a header block we refuse before the decision is dropped.
+ */
+export function acceptConnection(socket: Socket, serve: (conn: Socket | FilteredConnection, mode: ConnectionMode) => void, decideMs = DECIDE_TIMEOUT_MS): void {
+  const filter = new AuthorityFilter({ dropSettingsAcks: 1 });
+  let held: Buffer[] = [];
+  let settingsSent = false;
+  const finish = (mode: ConnectionMode): void => {
+    clearTimeout(timer);
+    socket.off('data', onData);
+    socket.off('end', onGone);
+    socket.off('close', onGone);
+    socket.off('error', onGone);
+    socket.pause();
+    if (mode === 'native') {
+      held.push(...filter.release());
+      const bytes = Buffer.concat(held);
+      held = [];
+      if (bytes.length) socket.unshift(bytes);
+      serve(socket, 'native');
+    } else {
+      const conn = new FilteredConnection(socket, filter, held);
+      held = [];
+      serve(conn, 'filtered');
+    }
+  };
+  const onData = (chunk: Buffer): void => {
+    try {
+      held.push(...filter.feed(chunk));
+    } catch {
+      socket.destroy();
+      return;
+    }
+    if (filter.prefaceSeen && !settingsSent && !filter.passthrough) {
+      settingsSent = true;
+      socket.write(EMPTY_SETTINGS);
+    }
+    // A PING before the first request wants its answer now: only a served connection gives it.
+    if (filter.rewriting || filter.pings > 0) return finish('filtered');
+    // Not HTTP/2 or not parseable: nghttp2 judges the bytes (and closes the connection).
+    if (filter.passthrough) return finish(filter.settingsAcksPending > 0 && settingsSent ? 'filtered' : 'native');
+    if (filter.blocks > 0 && (!settingsSent || filter.settingsAcksPending === 0)) return finish('native');
+  };
+  const onGone = (): void => {
+    clearTimeout(timer);
+    socket.destroy();
+  };
+  const timer = setTimeout(() => finish('filtered'), decideMs);
+  timer.unref();
+  socket.on('data', onData);
+  socket.on('end', onGone);
+  socket.on('close', onGone);
+  socket.on('error', onGone);
 }

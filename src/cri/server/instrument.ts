@@ -65,22 +65,55 @@ function statusOf(err: unknown): { code: number; details: string; errorCode: Err
   return { code: e.status, details, errorCode: e.code, metadata };
 }
 
+/**
+ * The call's cancellation as an AbortSignal, made only when a handler asks for it (most never
+ * do: an AbortController and the DOMException of its abort cost more than a small call's
+ * answer). grpc-js reports every finished call as cancelled once its stream closes; a call that
+ * already answered is not aborted.
+ */
+function lazyCancel(call: grpc.ServerUnaryCall<unknown, unknown>): { context(namespace: string): CallContext; done(): void } {
+  let ac: AbortController | undefined;
+  let cancelled = false;
+  let finished = false;
+  call.once('cancelled', () => {
+    if (finished) return;
+    cancelled = true;
+    ac?.abort();
+  });
+  return {
+    context: (namespace) => ({
+      namespace,
+      get signal(): AbortSignal {
+        if (!ac) {
+          ac = new AbortController();
+          if (cancelled) ac.abort();
+        }
+        return ac.signal;
+      },
+    }),
+    done: () => {
+      finished = true;
+    },
+  };
+}
+
 export function instrumentUnary(method: string, handler: UnaryHandler, log: Logger, observer?: RpcObserver): grpc.handleUnaryCall<unknown, unknown> {
   return (call, callback) => {
     const started = process.hrtime.bigint();
-    const ac = new AbortController();
-    call.on('cancelled', () => ac.abort());
+    const cancel = lazyCancel(call);
     log.debug('rpc start', { method });
     Promise.resolve()
-      .then(() => handler(call.request, { signal: ac.signal, namespace: namespaceOf(call.metadata) }))
+      .then(() => handler(call.request, cancel.context(namespaceOf(call.metadata))))
       .then(
         (res) => {
+          cancel.done();
           const secs = Number(process.hrtime.bigint() - started) / 1e9;
           observer?.observe(method, 0, secs);
           log.debug('rpc done', { method, ms: Math.round(secs * 1000) });
           callback(null, res);
         },
         (err: unknown) => {
+          cancel.done();
           const secs = Number(process.hrtime.bigint() - started) / 1e9;
           const st = statusOf(err);
           observer?.observe(method, st.code, secs);

@@ -15,7 +15,7 @@ import { errors } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { serviceDefinition } from './grpc.js';
 import { checkEnums } from './request-check.js';
-import { FilteredConnection } from './h2-authority.js';
+import { acceptConnection } from './h2-authority.js';
 import { instrumentServerStream, instrumentUnary, type CallContext, type RpcObserver, type StreamHandler, type UnaryHandler } from './instrument.js';
 
 type Req<M extends GenServiceMethods[string]> = MessageShape<M['input'] & DescMessage>;
@@ -97,16 +97,21 @@ export async function startCriServer(opts: {
   // Never widen a directory someone tightened; narrow a world-writable one.
   if ((statSync(dir).mode & 0o022) !== 0) chmodSync(dir, 0o711);
   rmSync(opts.socket, { force: true });
-  // berthd owns the listening socket and hands grpc-js each connection through a filter that
-  // makes the `:authority` of old grpc-go/grpc-java clients acceptable to Node (h2-authority.ts).
+  // berthd owns the listening socket and hands grpc-js each connection: as it is, or through a
+  // filter that makes the `:authority` of old grpc-go/grpc-java clients acceptable to Node, when
+  // the connection's first request needs it (h2-authority.ts).
   const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const connections = new Set<Socket>();
   const listener = createNetServer((sock) => {
     connections.add(sock);
     sock.on('close', () => connections.delete(sock));
-    const conn = new FilteredConnection(sock);
-    conn.on('error', (err) => opts.log.debug('cri connection closed', { err: err.message }));
-    injector.injectConnection(conn);
+    acceptConnection(sock, (conn, mode) => {
+      if (mode === 'filtered') {
+        conn.on('error', (err: Error) => opts.log.debug('cri connection closed', { err: err.message }));
+        opts.log.debug('cri connection filtered (its :authority is rewritten)');
+      }
+      injector.injectConnection(conn);
+    });
   });
   await new Promise<void>((resolve, reject) => {
     listener.once('error', reject);
