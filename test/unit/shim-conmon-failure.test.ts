@@ -4,7 +4,8 @@
  * there is some, and reports the rest to syslog), so the shim's error must name runc and what
  * it knows, not blame conmon. A real conmon runs a "runtime" script that SIGKILLs itself.
  */
-import { test } from 'node:test';
+import { Reaper } from '../../src/shim/reaper.js';
+import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -12,6 +13,15 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { conmonCreate } from '../../src/shim/conmon.js';
 import { Runc } from '../../src/shim/runc.js';
+
+const reaper = new Reaper();
+reaper.start(50);
+// The reaper's timer does not hold the event loop; this does while the tests run.
+const keepAlive = setInterval(() => undefined, 1000);
+after(() => {
+  clearInterval(keepAlive);
+  reaper.stop();
+});
 
 const skip = spawnSync('conmon', ['--version']).status === 0 ? false : 'conmon not installed';
 
@@ -41,6 +51,7 @@ function create(dir: string, runc: Runc) {
       conmonPidFile: join(dir, 'conmon.pid'),
       bundle: join(dir, 'bundle'),
       exitDir: join(dir, 'exit'),
+      reaper,
     },
     20_000,
   );
