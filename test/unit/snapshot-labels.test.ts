@@ -66,6 +66,7 @@ test('recovery still finds the rootfs snapshots of an earlier berthd that no rec
     if (info.kind === 'active') rt.snapshots.snapshots.set(info.key, { parent: info.parent, labels: info.labels });
   }
   rt.snapshots.snapshots.set('unowned', { parent: LAYER, labels: { app: 'kept' } });
+  rt.snapshots.snapshots.set('unlabelled', { labels: {} });
   await recover(rt.ctx, []);
   for (const id of [hex('a'), hex('c'), hex('d')]) assert.equal(rt.snapshots.snapshots.has(id), false, `orphan rootfs ${id.slice(0, 1)}… removed`);
   assert.equal(rt.snapshots.snapshots.has('unowned'), true, 'a snapshot without an owner label is not recovery’s');
