@@ -312,6 +312,7 @@ export const ERROR_CODES = {
   'snapshot.parent_not_committed': { kind: 'FailedPrecondition', meaning: 'a snapshot parent is not committed' },
   'snapshot.parent_not_found': { kind: 'NotFound', meaning: 'a snapshot parent does not exist or is being removed' },
   'snapshot.remap_unmapped_id': { kind: 'FailedPrecondition', meaning: "an image file is owned by an id the pod's user namespace does not map" },
+  'snapshot.schema_too_new': { kind: 'FailedPrecondition', meaning: 'the snapshot metadata database was written by a newer berthd than this one' },
 
   // SPDY streaming (src/streaming/spdy)
   'spdy.bad_header_block': { kind: 'InvalidArgument', meaning: 'a SPDY header block does not decode' },

@@ -28,6 +28,7 @@ import { access, readdir, readFile, rm } from 'node:fs/promises';
 import { removeTree } from '../fsat.js';
 import { containerRootDir, containerStateDir } from './container/io.js';
 import { removeRootfsSnapshot } from './container/userns.js';
+import { SnapshotLabel } from '../core/snapshots/labels.js';
 import { join } from 'node:path';
 import { Annotations } from '../oci/index.js';
 import { CRI_NAMESPACE } from './server/instrument.js';
@@ -198,7 +199,7 @@ export async function recover(ctx: RuntimeContext, recovered: RecoveredTask[]): 
 }
 
 /** Labels the CRI puts on the rootfs snapshots it prepares (container/create.ts, sandbox/run.ts). */
-const SNAPSHOT_OWNER_LABELS = ['io.berth/container', 'berth.io/sandbox'];
+const SNAPSHOT_OWNER_LABELS = [SnapshotLabel.container, SnapshotLabel.sandbox];
 
 /**
  * Releases and removes what an interrupted create made before its record existed. Each item

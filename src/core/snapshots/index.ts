@@ -48,4 +48,5 @@ export async function createSnapshotter(opts: CreateSnapshotterOptions): Promise
   await s.init();
   return fallbackReason === undefined ? { snapshotter: s } : { snapshotter: s, fallbackReason };
 }
+export { SnapshotLabel, LEGACY_SNAPSHOT_LABELS, migrateSnapshotLabels } from './labels.js';
 export { Remapper, remapName, isRemapName, shiftTree, toHostId, isIdentity, REMAP_OF_LABEL, type IdMapping, type IdMappings } from './remap.js';

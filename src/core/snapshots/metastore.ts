@@ -17,12 +17,21 @@
  *
  * Parents are referenced by name: only committed snapshots can be parents and their names
  * never change, so the reference stays valid; a snapshot with children cannot be removed.
+ *
+ * Migrations run in order at open, each in one transaction with the new PRAGMA user_version
+ * (databases written before there were migrations are at 0 and already have the table):
+ *   1: the table above.
+ *   2: label keys of the one convention (labels.ts): `io.berth/container` and
+ *      `io.berth/image-volume` become `berth.io/…`, so snapshots made by an earlier berthd are
+ *      still found by recovery and the image volume sweep.
+ * A database newer than this code is refused (snapshot.schema_too_new).
  */
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { errors } from '../../errors.js';
 import type { SnapshotInfo, SnapshotKind, SnapshotUsage } from './types.js';
 import { statements } from '../metadata/db.js';
+import { migrateSnapshotLabels } from './labels.js';
 
 export interface SnapshotRow {
   id: number;
@@ -51,6 +60,21 @@ CREATE TABLE IF NOT EXISTS snapshots (
 CREATE INDEX IF NOT EXISTS snapshots_parent ON snapshots(parent);
 `;
 
+const migrations: Array<string | ((db: Database.Database) => void)> = [
+  SCHEMA,
+  (db) => {
+    const rows = db.prepare('SELECT id, labels FROM snapshots').all() as { id: number; labels: string }[];
+    const put = db.prepare('UPDATE snapshots SET labels = ? WHERE id = ?');
+    for (const row of rows) {
+      const next = JSON.stringify(migrateSnapshotLabels(JSON.parse(row.labels) as Record<string, string>));
+      if (next !== row.labels) put.run(next, row.id);
+    }
+  },
+];
+
+/** The schema version of the snapshot metadata this code writes. */
+export const SNAPSHOT_SCHEMA_VERSION = migrations.length;
+
 export function toInfo(row: SnapshotRow): SnapshotInfo {
   const info: SnapshotInfo = {
     key: row.key,
@@ -77,7 +101,22 @@ export class MetaStore {
     this.db = new Database(join(root, 'metadata.db'));
     this.db.pragma('journal_mode = WAL');
     this.db.pragma('synchronous = NORMAL');
-    this.db.exec(SCHEMA);
+    const current = this.db.pragma('user_version', { simple: true }) as number;
+    if (current > migrations.length) {
+      this.db.close();
+      throw errors.failedPrecondition(
+        'snapshot.schema_too_new',
+        `snapshot metadata ${join(root, 'metadata.db')} has schema version ${current}; this berth understands up to ${migrations.length} (was it written by a newer berthd?)`,
+      );
+    }
+    for (let v = current; v < migrations.length; v++) {
+      this.db.transaction(() => {
+        const m = migrations[v]!;
+        if (typeof m === 'string') this.db.exec(m);
+        else m(this.db);
+        this.db.pragma(`user_version = ${v + 1}`);
+      })();
+    }
     this.sql = statements(this.db);
   }
 

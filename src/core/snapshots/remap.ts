@@ -21,6 +21,7 @@ import { errors, isBerthError } from '../../errors.js';
 import { lgetxattr, lsetxattr } from '../unpack/sys.js';
 import { mountAll, unmount } from '../../mount.js';
 import type { Mount, Snapshotter } from './types.js';
+import { SnapshotLabel } from './labels.js';
 
 /** One contiguous id range: container ids [containerID, containerID+size) ↔ host ids. */
 export interface IdMapping {
@@ -35,7 +36,7 @@ export interface IdMappings {
 }
 
 /** Label naming the image chain a remapped parent was built from. */
-export const REMAP_OF_LABEL = 'berth.io/remap-of';
+export const REMAP_OF_LABEL = SnapshotLabel.remapOf;
 const REMAP_INFIX = '-remap-';
 
 /** The host id a container id maps to, or undefined when no range holds it. */
@@ -123,7 +124,7 @@ async function exists(sn: Snapshotter, key: string): Promise<boolean> {
 
 async function buildRemapped(sn: Snapshotter, parent: string, name: string, plan: IdMappings, tmpParent: string): Promise<void> {
   const work = `${name}-build-${randomBytes(4).toString('hex')}`;
-  const mounts = await sn.prepare(work, parent, { 'berth.io/remap-build': name });
+  const mounts = await sn.prepare(work, parent, { [SnapshotLabel.remapBuild]: name });
   try {
     const dir = await mkdtemp(join(tmpParent, 'remap-'));
     try {

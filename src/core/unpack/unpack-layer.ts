@@ -19,10 +19,11 @@ import { rm } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { errors, isBerthError } from '../../errors.js';
 import type { Snapshotter } from '../snapshots/types.js';
+import { SnapshotLabel } from '../snapshots/labels.js';
 import type { Compression } from './decompress.js';
 import { extractInThread, type ExtractJob, type ExtractResult, type Reservation } from './pool.js';
 
-export const DIFFID_LABEL = 'berth.io/diff-id';
+export const DIFFID_LABEL = SnapshotLabel.diffId;
 
 export interface UnpackLayerOptions {
   chainID: string;

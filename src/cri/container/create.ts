@@ -28,6 +28,7 @@ import { currentCapabilities, lookupPropagation, resolveHostMounts, statDevice }
 import { containerRootDir, handlerName, prepareStdio, startLogForwarder, finishLogForwarder, containerStateDir } from './io.js';
 import { copyVolumeContents, readUserDb, withMountedRootfs } from './rootfs.js';
 import { prepareContainerRootfs, removeRootfsSnapshot } from './userns.js';
+import { SnapshotLabel } from '../../core/snapshots/labels.js';
 import { sandboxPaths } from '../sandbox/files.js';
 import { loadLocalhostSeccomp } from './seccomp-profile.js';
 import { prepareIdmapMounts } from './idmap.js';
@@ -146,7 +147,7 @@ export const createContainer =
       const imageConfig = imageConfigOf(image);
 
       const rootfs = await step('snapshot', () =>
-        prepareContainerRootfs(ctx, id, image.topChainID, sandboxConfig, { 'io.berth/container': id }, ctx.settings.state, podNamespacePathsOf(sb).user),
+        prepareContainerRootfs(ctx, id, image.topChainID, sandboxConfig, { [SnapshotLabel.container]: id }, ctx.settings.state, podNamespacePathsOf(sb).user),
       );
       cleanup.push('remove snapshot', () => removeRootfsSnapshot(ctx, id));
       // Idmapped image layers (pod user namespace): staging mounts until the task has the overlay.

@@ -34,6 +34,7 @@ import type { ContainerRecord } from '../../core/metadata/records.js';
 import type { Image } from '../../core/images/service.js';
 import { mountAll, unmount } from '../../mount.js';
 import type { Mount, Snapshotter } from '../../core/snapshots/types.js';
+import { SnapshotLabel } from '../../core/snapshots/labels.js';
 import { errors, isBerthError } from '../../errors.js';
 import type { KeyedLock } from '../../keyed-lock.js';
 import { libc, type Koffi } from '../../libc.js';
@@ -277,7 +278,7 @@ async function ensureView(d: ImageVolumeDeps, key: string, image: Image, usernsP
     mounts = await d.snapshotter.mounts(key);
   } catch (err) {
     if (!isBerthError(err, 'NotFound')) throw err;
-    mounts = await d.snapshotter.view(key, image.topChainID || undefined, { 'io.berth/image-volume': image.id });
+    mounts = await d.snapshotter.view(key, image.topChainID || undefined, { [SnapshotLabel.imageVolume]: image.id });
     created = true;
   }
   try {

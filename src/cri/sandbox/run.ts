@@ -33,6 +33,7 @@ import { encodeMessage, newId, nowNanos, type RuntimeContext } from '../server/r
 import { Cleanup, type UnwindResult } from '../../cleanup.js';
 import type { LeftoverStep } from '../../core/metadata/sandbox-record.js';
 import { checkUsernsReachable, prepareContainerRootfs, removeRootfsSnapshot } from '../container/userns.js';
+import { SnapshotLabel } from '../../core/snapshots/labels.js';
 import { isHostIpc, isHostNetwork, MAX_META_LENGTH, sandboxName } from './common.js';
 import { removeSandboxDirs, sandboxPaths, validateDns, writeSandboxFiles } from './files.js';
 import { sandboxLockKey } from './stop.js';
@@ -247,7 +248,7 @@ async function runSandbox(ctx: RuntimeContext, req: RunRequest, call: RunCall): 
               // the pinned user namespace, which must exist first.
               if (plan.pin.userns) await pinned;
               cleanup.push('remove snapshot', () => removeRootfsSnapshot(ctx, id), 'snapshot');
-              const r = await prepareContainerRootfs(ctx, id, image.topChainID, config, { 'berth.io/sandbox': id }, ctx.settings.state, pins.user);
+              const r = await prepareContainerRootfs(ctx, id, image.topChainID, config, { [SnapshotLabel.sandbox]: id }, ctx.settings.state, pins.user);
               // Staging mounts a crash leaves are swept at the next start (sweepIdmapStaging).
               cleanup.push('release idmapped rootfs layers', () => r.release());
               return r;
