@@ -128,6 +128,7 @@ export const ERROR_CODES = {
   'image.blob_not_found': { kind: 'NotFound', meaning: 'the registry has no blob with a digest the image references' },
   'image.config_too_large': { kind: 'InvalidArgument', meaning: 'the image config is larger than berth accepts' },
   'image.empty_reference': { kind: 'InvalidArgument', meaning: 'the request names no image' },
+  'image.in_use_as_volume': { kind: 'FailedPrecondition', meaning: 'RemoveImage of an image a container mounts as an image volume' },
   'image.invalid_platform': { kind: 'InvalidArgument', meaning: 'a platform string is not os/arch[/variant]' },
   'image.invalid_reference': { kind: 'InvalidArgument', meaning: 'an image reference cannot be parsed' },
   'image.manifest_missing': { kind: 'NotFound', meaning: "the stored index has no stored manifest for the image's config" },

@@ -293,7 +293,7 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       listImages: listImages(images),
       streamImages: streamImages(images),
       imageStatus: imageStatus(images),
-      removeImage: removeImage(images),
+      removeImage: removeImage(images, { containers: (ns) => containers.list(ns), creating: () => runtime.imageVolumes.paths() }),
       imageFsInfo: imageFsInfo(images),
     },
     berthHandlers: { pull: berthPull(images), trace: trace(runtime) },

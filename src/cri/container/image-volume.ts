@@ -14,8 +14,12 @@
  *     symlink in the image that leads out of it (absolute, or climbing above the root) fails
  *     with EXDEV instead of being followed. Only directories can be mounted.
  *   - The view snapshot is a child of the image's layers, so garbage collection keeps them while
- *     the view exists; RemoveImage of an image in use removes its names (as containerd does:
- *     its lease keeps the content) and the view keeps working.
+ *     the view exists. RemoveImage of an image a container uses as a volume is refused
+ *     (FailedPrecondition naming the containers, as CRI-O does; containerd removes the names and
+ *     keeps the content): kubelet's image GC counts such images as in use through
+ *     ContainerStatus.mounts[].image, so only a person's `rmi` gets here, and the refusal tells
+ *     them why. Should a RemoveImage race a create that is about to mount the image, the view
+ *     still holds the layers and keeps working.
  *   - In a pod with its own user namespace the view is an overlay over idmapped clones of the
  *     layers (the pod's pinned user namespace), so files keep their ids inside; where the
  *     kernel refuses, the plain view is used (logged) and its files show as the overflow ids.
@@ -27,7 +31,7 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, constants as fsc, mkdirSync, openSync, readFileSync, readdirSync, readlinkSync, rmdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { clone } from '@bufbuild/protobuf';
 import { MountSchema, type Mount as CriMount } from '../../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord } from '../../core/metadata/records.js';
@@ -223,6 +227,28 @@ export class ImageVolumeRefs {
   has(p: string): boolean {
     return this.inFlight.has(p);
   }
+
+  /** The view paths with a create in flight. */
+  paths(): IterableIterator<string> {
+    return this.inFlight.keys();
+  }
+}
+
+/**
+ * Who uses image `imageId` (sha256:<hex>) as a volume: the ids of the containers whose records
+ * name a view of it, and `creating` when a create that mounts it is in flight.
+ */
+export function imageVolumeUsers(
+  imageId: string,
+  recs: Iterable<Pick<ContainerRecord, 'id' | 'extra'>>,
+  inFlight: Iterable<string>,
+): { containers: string[]; creating: boolean } {
+  const hex = imageId.replace(/^sha256:/, '');
+  const containers: string[] = [];
+  for (const r of recs) if (imageVolumesOf(r).some((k) => parseViewKey(k)?.imageId === `sha256:${hex}`)) containers.push(r.id);
+  let creating = false;
+  for (const p of inFlight) if (basename(p) === hex) creating = true;
+  return { containers, creating };
 }
 
 const lockKey = (sandboxId: string): string => `imgvol:${sandboxId}`;
