@@ -13,6 +13,7 @@ import { NamespaceMode, ContainerState } from '../../src/api/cri/runtime/v1/api_
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, createContainer, logText, runPod, runToExit, waitForState, type PodConfigInit, type TestPod } from '../helpers/cri-container.js';
 import { until } from '../helpers/process.js';
+import { awaitCrashAndRecover, restartWithFaults } from '../helpers/faults.js';
 
 const isRoot = process.getuid?.() === 0;
 
@@ -422,6 +423,51 @@ test('a userns container on idmapped layers survives a berthd crash and restart,
   assert.equal(rootfsMount(id), undefined, 'the rootfs overlay is unmounted with the container');
   assert.deepEqual(stagingMounts(env), []);
 });
+
+test(
+  'berthd killed inside CreateContainer right after making the idmapped volume mounts: the next start sweeps them, the retried create works',
+  { skip: skipRun, timeout: 180_000 },
+  async () => {
+    const faultEnv: Record<string, string> = { BERTH_FAULT: '' };
+    const fe = await startCriEnv({ env: faultEnv, logLevel: 'info' });
+    const vol = mkdtempSync(join(tmpdir(), 'berth-idmap-crash-'));
+    chmodSync(vol, 0o755);
+    writeFileSync(join(vol, 'f'), 'host file\n');
+    let pod: TestPod | undefined;
+    try {
+      await fe.berthd.cri.image.pullImage({ image: { image: fe.busybox.ref } });
+      pod = await runPod(fe, usernsPod());
+      const uids = [{ hostId: HOST_UID, containerId: 0, length: SIZE }];
+      const gids = [{ hostId: HOST_GID, containerId: 0, length: SIZE }];
+      const config = busyboxConfig(fe, 'crashed', ['sh', '-c', 'stat -c %u /vol/f; cat /vol/f'], {
+        mounts: [{ containerPath: '/vol', hostPath: vol, uidMappings: uids, gidMappings: gids }],
+      });
+      await restartWithFaults(fe, faultEnv, 'CreateContainer.idmap_mounts.done:kill');
+      await assert.rejects(createContainer(fe, pod, config), /UNAVAILABLE|ECONNRESET|closed/);
+      const dead = fe.berthd.proc;
+      await until(() => dead.signalCode !== null || dead.exitCode !== null, 'berthd killed by its fault', 60_000);
+      const left = stagingMounts(fe).length;
+      assert.ok(left >= 1, 'the killed create left its idmapped staging mounts');
+      await awaitCrashAndRecover(fe, faultEnv);
+      assert.deepEqual(stagingMounts(fe), [], 'the staging mounts the killed create made are swept at start');
+      assert.match(fe.berthd.log(), new RegExp(`detached leftover idmapped staging mounts.*count=${left}`));
+      const { status: st, log } = await runToExit(fe, pod, config);
+      assert.equal(st.exitCode, 0, log.map((l) => l.msg).join('\n'));
+      assert.deepEqual(
+        log.map((l) => l.msg),
+        ['0', 'host file'],
+        'the retried create (same name) mounts the volume idmapped',
+      );
+      await pod.remove();
+      pod = undefined;
+      assert.deepEqual(stagingMounts(fe), []);
+    } finally {
+      await pod?.remove().catch(() => undefined);
+      await fe.cleanup();
+      rmSync(vol, { recursive: true, force: true });
+    }
+  },
+);
 
 test('bad user namespace options are refused naming the field', { skip: !isRoot && 'needs root' }, async () => {
   const noMaps = usernsPod();
