@@ -8,5 +8,5 @@ export { CniPluginError, CniErrorCode } from './cni-exec.js';
 export type { CniCommand } from './cni-exec.js';
 export type { CniResult, CniInterface, CniIpConfig, CniRoute, CniDns } from './cni-result.js';
 export type { NetworkConfigList, PluginConfig } from './cni-config.js';
-export { pinNamespaces, unpinNamespaces, pinPaths, pinsAlive, listPinnedIds, PIN_KINDS } from './pin.js';
+export { pinNamespaces, unpinNamespaces, pinPaths, pinsAlive, listPinnedIds, PinPool, PIN_KINDS } from './pin.js';
 export type { PinKind, PinRequest, PodPins, IdMapping } from './pin.js';
