@@ -14,7 +14,7 @@ import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, createContainer, runPod, waitForState, type TestPod } from '../helpers/cri-container.js';
 import { wsConnect } from '../helpers/ws-client.js';
 import { collect, openStream, spdyExec, spdyUpgrade } from '../helpers/spdy-client.js';
-import { cgroupFileOfPid } from '../helpers/cgroup.js';
+import { knobFileOfPid, readProcs } from '../helpers/cgroup.js';
 
 let env: CriEnv;
 let pod: TestPod;
@@ -41,8 +41,7 @@ const code = (c: number) => (e: unknown) => (e as { code?: number }).code === c;
 async function containerProcs(id: string): Promise<number[]> {
   const st = await env.berthd.cri.runtime.containerStatus({ containerId: id, verbose: true });
   const pid = (JSON.parse(st.info.info!) as { pid: number }).pid;
-  const file = cgroupFileOfPid(pid, 'pids', 'cgroup.procs', 'cgroup.procs');
-  return readFileSync(file, 'utf8').split('\n').filter(Boolean).map(Number);
+  return readProcs(knobFileOfPid(pid, 'procs'));
 }
 
 test('ExecSync returns stdout, stderr and the exit code, with the container environment and cwd', async () => {
