@@ -326,8 +326,8 @@ test('graceful close lets in-flight calls finish, refuses new connections and re
   const c = await connect(t, path);
   const p = c.call('echo.Echo', 'Slow', enc(''));
   await inHandler;
+  // close() stops the listener before its first await: a new connection is refused at once.
   const closing = server.close(5000);
-  await sleep(20);
   await assert.rejects(TtrpcClient.connect(path), (e: unknown) => isBerthError(e, 'Unavailable'));
   release();
   assert.equal(dec(await p), 'done');
@@ -337,10 +337,17 @@ test('graceful close lets in-flight calls finish, refuses new connections and re
 });
 
 test('graceful close gives up on handlers that outlive the timeout', async (t) => {
-  const { server, path } = await startServer(t, { Hang: () => new Promise(() => {}) });
+  let entered!: () => void;
+  const inHandler = new Promise<void>((r) => (entered = r));
+  const { server, path } = await startServer(t, {
+    Hang: () => {
+      entered();
+      return new Promise(() => {});
+    },
+  });
   const c = await connect(t, path);
   const failed = assert.rejects(c.call('echo.Echo', 'Hang', enc('')), (e: unknown) => isBerthError(e, 'Unavailable'));
-  await sleep(20);
+  await inHandler;
   const started = Date.now();
   await server.close(100);
   assert.ok(Date.now() - started < 2000);
