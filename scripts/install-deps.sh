@@ -5,6 +5,8 @@ set -euo pipefail
 want=(runc conmon containernetworking-plugins iproute2 iptables util-linux)
 if [ "${1:-}" = "--test" ]; then
   want+=(containerd docker-registry skopeo umoci criu zstd apache2-utils busybox-static systemd)
+  # kubectl for the streaming tests, unless one (from another package) is already on PATH
+  command -v kubectl >/dev/null || want+=(kubernetes-client)
 fi
 missing=()
 for p in "${want[@]}"; do

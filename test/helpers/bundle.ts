@@ -6,7 +6,7 @@
  * writable root. cgroupsPath is under a test-unique parent so cleanup can remove everything.
  */
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, rmdirSync, symlinkSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync, copyFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -123,33 +123,4 @@ export function makeBundle(parent: string, id: string, o: BundleOptions): Bundle
   };
 }
 
-/** Remove every cgroup directory (v1 controllers and the v2 mount) named by `parent`, deepest first. */
-export function removeCgroupTree(parent: string): void {
-  const roots: string[] = [];
-  try {
-    for (const c of readdirSync('/sys/fs/cgroup')) roots.push(join('/sys/fs/cgroup', c));
-  } catch {
-    return;
-  }
-  for (const root of roots) {
-    const base = join(root, parent);
-    if (!existsSync(base) || base === root) continue;
-    const rmTree = (d: string): void => {
-      let entries: string[] = [];
-      try {
-        entries = readdirSync(d, { withFileTypes: true })
-          .filter((e) => e.isDirectory())
-          .map((e) => e.name);
-      } catch {
-        return;
-      }
-      for (const e of entries) rmTree(join(d, e));
-      try {
-        rmdirSync(d);
-      } catch {
-        // still has processes: left for the caller to notice
-      }
-    };
-    rmTree(base);
-  }
-}
+export { removeCgroupTree } from './cgroup.js';

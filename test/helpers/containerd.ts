@@ -9,7 +9,8 @@ import { cpSync, createReadStream, existsSync, mkdtempSync, readdirSync, readFil
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { TaskManager, type TaskEvents, type RuntimeHandler } from '../../src/runtime/index.js';
-import { ociConfig, removeCgroupTree, rootfsTemplate } from './bundle.js';
+import { ociConfig, rootfsTemplate } from './bundle.js';
+import { removeCgroupTreeSettled } from './cgroup.js';
 
 export const repoRoot = resolve(import.meta.dirname, '../..', existsSync(resolve(import.meta.dirname, '../../package.json')) ? '' : '..');
 
@@ -105,8 +106,7 @@ export class RuntimeHarness {
       .filter(Boolean)
       .sort((a, b) => b.length - a.length);
     for (const m of mounts) spawnSync('umount', ['-l', m]);
-    await new Promise((r) => setTimeout(r, 100));
-    removeCgroupTree(this.cgroupParent);
+    await removeCgroupTreeSettled(this.cgroupParent);
     rmSync(this.tmp, { recursive: true, force: true });
     removeEmptyRunDirs();
   }
@@ -233,8 +233,7 @@ export class Containerd {
       .filter((m) => m.startsWith(this.tmp))
       .sort((a, b) => b.length - a.length);
     for (const m of mounts) spawnSync('umount', ['-l', m]);
-    await new Promise((r) => setTimeout(r, 100));
-    removeCgroupTree(`/${this.ns}`);
+    await removeCgroupTreeSettled(`/${this.ns}`);
     rmSync(this.tmp, { recursive: true, force: true });
     removeEmptyRunDirs();
   }

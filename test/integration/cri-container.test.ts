@@ -12,7 +12,7 @@ import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { until } from '../helpers/process.js';
 import { buildImage, buildLayer, fixture, pushFixture, type FixtureManifest } from '../helpers/images.js';
 import { busyboxConfig, createContainer, logText, runPod, runToExit, status, waitForState, type TestPod } from '../helpers/cri-container.js';
-import { MEMORY_LIMIT_INSIDE } from '../helpers/cgroup.js';
+import { hostHierarchy, memoryLimitInside, readKnobOfPid } from '../helpers/cgroup.js';
 
 let env: CriEnv;
 let pod: TestPod;
@@ -162,11 +162,11 @@ test('RemoveContainer kills a running container, removes its rootfs and is idemp
   assert.ok(!list.containers.some((c) => c.id === id));
 });
 
-test('UpdateContainerResources changes memory.limit_in_bytes of the container cgroup', async () => {
+test(`UpdateContainerResources changes the memory limit of the container cgroup (${hostHierarchy() === 'v1' ? 'memory.limit_in_bytes' : 'memory.max'}), inside and on the host`, async () => {
   const id = await createContainer(
     env,
     pod,
-    busyboxConfig(env, 'resized', ['sh', '-c', `while :; do ${MEMORY_LIMIT_INSIDE}; sleep 0.2; done`], {
+    busyboxConfig(env, 'resized', ['sh', '-c', `while :; do ${memoryLimitInside()}; sleep 0.2; done`], {
       linux: { resources: { memoryLimitInBytes: 64n * 1024n * 1024n } },
     }),
   );
@@ -174,8 +174,11 @@ test('UpdateContainerResources changes memory.limit_in_bytes of the container cg
     await env.berthd.cri.runtime.startContainer({ containerId: id });
     const log = join(pod.logDir, 'resized.log');
     await waitFor(() => logText(log).includes(String(64 * 1024 * 1024)));
+    const pid = (JSON.parse((await env.berthd.cri.runtime.containerStatus({ containerId: id, verbose: true })).info.info!) as { pid: number }).pid;
+    assert.equal(readKnobOfPid(pid, 'memoryLimit'), 64n * 1024n * 1024n, "the host's view of the container cgroup");
     await env.berthd.cri.runtime.updateContainerResources({ containerId: id, linux: { memoryLimitInBytes: 96n * 1024n * 1024n } });
     await waitFor(() => logText(log).includes(String(96 * 1024 * 1024)));
+    assert.equal(readKnobOfPid(pid, 'memoryLimit'), 96n * 1024n * 1024n, "the host's view of the container cgroup");
     const s = await status(env, id);
     assert.equal(s.resources?.linux?.memoryLimitInBytes, 96n * 1024n * 1024n);
   } finally {

@@ -95,3 +95,40 @@ test('two subscribers both receive CREATED, STARTED, STOPPED and DELETED with st
     b.cancel();
   }
 });
+
+test('a container that exits by itself while berthd runs: STOPPED event, EXITED status, exit code and finish time over CRI', async () => {
+  const s = subscribe();
+  try {
+    // The stream is up once it has seen an event (as above, with one subscriber).
+    for (let i = 0; ; i++) {
+      const probe = await createContainer(env, pod, busyboxConfig(env, `self-probe-${i}`, ['true']));
+      const end = Date.now() + 1000;
+      while (!s.events.some((e) => e.containerId === probe) && Date.now() < end) await new Promise((r) => setTimeout(r, 20));
+      const up = s.events.some((e) => e.containerId === probe);
+      await env.berthd.cri.runtime.removeContainer({ containerId: probe });
+      if (up) break;
+      assert.ok(i < 20, 'the event stream is up');
+    }
+    const id = await createContainer(env, pod, busyboxConfig(env, 'self-exit', ['sh', '-c', 'exit 7']));
+    const startedNs = BigInt(Date.now()) * 1_000_000n;
+    await env.berthd.cri.runtime.startContainer({ containerId: id });
+    // No StopContainer: only the container's own exit can produce this event.
+    const got = await s.done(id, 3);
+    assert.deepEqual(
+      got.map((e) => ContainerEventType[e.containerEventType]),
+      ['CONTAINER_CREATED_EVENT', 'CONTAINER_STARTED_EVENT', 'CONTAINER_STOPPED_EVENT'],
+    );
+    const inEvent = got[2]!.containersStatuses.find((c) => c.id === id);
+    assert.equal(inEvent?.state, ContainerState.CONTAINER_EXITED, 'the STOPPED event carries the exited status');
+    assert.equal(inEvent?.exitCode, 7);
+    const st = (await env.berthd.cri.runtime.containerStatus({ containerId: id })).status!;
+    assert.equal(st.state, ContainerState.CONTAINER_EXITED);
+    assert.equal(st.exitCode, 7);
+    assert.equal(st.reason, 'Error', 'a non-zero exit is reported as Error');
+    assert.ok(st.startedAt > 0n && st.finishedAt >= st.startedAt, `finished ${st.finishedAt} after started ${st.startedAt}`);
+    assert.ok(st.finishedAt >= startedNs - 5_000_000_000n, 'the finish time is of this run');
+    await env.berthd.cri.runtime.removeContainer({ containerId: id });
+  } finally {
+    s.cancel();
+  }
+});

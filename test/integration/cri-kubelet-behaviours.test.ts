@@ -1,6 +1,6 @@
 /**
  * Behaviours kubelet relies on, observed over the CRI with a real berthd: the Status
- * conditions with and without a CNI config, a pause that dies while berthd runs making its pod
+ * conditions with and without a CNI config and without runc, a pause that dies while berthd runs making its pod
  * NOTREADY, and a graceful (SIGTERM) restart keeping every pod and container as it was.
  */
 import { test, after } from 'node:test';
@@ -9,6 +9,9 @@ import { ContainerState, PodSandboxState, NamespaceMode } from '../../src/api/cr
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, createContainer, runPod, waitForState } from '../helpers/cri-container.js';
 import { isRoot } from '../helpers/netns.js';
+import { existsSync, mkdtempSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const skip = !isRoot() ? 'needs root' : false;
 const envs: CriEnv[] = [];
@@ -38,6 +41,28 @@ test('Status: RuntimeReady, and NetworkReady only with a CNI config (reason Netw
   assert.equal(net?.status, false);
   assert.equal(net?.reason, 'NetworkPluginNotReady');
   assert.match(net?.message ?? '', /cni|network/i);
+});
+
+test('Status without runc on PATH: RuntimeReady false (reason RuntimeNotReady, naming runc); NetworkReady unaffected', { skip }, async (t) => {
+  // A PATH with every command of the usual one but runc.
+  const bin = mkdtempSync(join(tmpdir(), 'berth-norunc-'));
+  t.after(() => rmSync(bin, { recursive: true, force: true }));
+  for (const dir of ['/usr/local/sbin', '/usr/local/bin', '/usr/sbin', '/usr/bin', '/sbin', '/bin']) {
+    let names: string[] = [];
+    try {
+      names = readdirSync(dir);
+    } catch {
+      continue;
+    }
+    for (const n of names) if (n !== 'runc' && !existsSync(join(bin, n))) symlinkSync(join(dir, n), join(bin, n));
+  }
+  const noRunc = await startCriEnv({ env: { PATH: bin } });
+  envs.push(noRunc);
+  const rt = await condition(noRunc, 'RuntimeReady');
+  assert.equal(rt?.status, false);
+  assert.equal(rt?.reason, 'RuntimeNotReady');
+  assert.match(rt?.message ?? '', /runc/);
+  assert.equal((await condition(noRunc, 'NetworkReady'))?.status, true);
 });
 
 test('a pause that dies while berthd runs makes its pod NOTREADY; its containers are still listed', { skip, timeout: 60_000 }, async () => {

@@ -10,6 +10,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
+import { NamespaceMode } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { clearCalls, installFakePlugin, isRoot, readCalls, run, uniqueTag } from '../helpers/netns.js';
 
 const skip = !isRoot() ? 'needs root' : false;
@@ -164,5 +165,25 @@ test("failures after CNI ADD (the pause's runtime fails) unwind network, mounts,
   assert.equal(readdirSync(join(env.berthd.state, 'netns')).length, 3);
   await rt.stopPodSandbox({ podSandboxId });
   await rt.removePodSandbox({ podSandboxId });
+  await assertNothingLeft(env);
+});
+
+test('a failure after CNI ADD and after the pause started (the last step, the READY record) unwinds the pause and the network too', { skip }, async () => {
+  const bin = mkdtempSync(join(tmpdir(), 'berth-fake-cni-'));
+  tmp.push(bin);
+  await installFakePlugin(bin, 'berth-record');
+  const env = await startCriEnv({
+    cniBinDirs: [bin],
+    extraPlugins: [{ type: 'berth-record', fake: {} }],
+    env: { BERTH_FAULT: 'RunPodSandbox.record-ready:fail' },
+  });
+  envs.push(env);
+  const rt = env.berthd.cri.runtime;
+  await baseline(env);
+  // A shared pid namespace: this pod has a pause process, started before the READY record.
+  const cfg = { ...podConfig('after-pause'), linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.POD } } } };
+  await assert.rejects(rt.runPodSandbox({ config: cfg }), (e) => grpcCode(e) === 14 && /fault/.test(details(e)));
+  const cmds = (await readCalls(bin)).map((c) => c.env.CNI_COMMAND);
+  assert.ok(cmds.indexOf('ADD') >= 0 && cmds.lastIndexOf('DEL') > cmds.indexOf('ADD'), `CNI ADD then DEL: ${cmds.join(',')}`);
   await assertNothingLeft(env);
 });

@@ -47,7 +47,7 @@ async function waitFor<T>(fn: () => Promise<T | undefined>, what: string, timeou
   }
 }
 
-test('ContainerStats: CPU time grows at about a core, memory shows the held bytes, writable layer is measured', async () => {
+test('ContainerStats: CPU time grows, usage_nano_cores matches its samples, memory shows the held bytes, writable layer is measured', async () => {
   const rt = env.berthd.cri.runtime;
   const mem = await waitFor(async () => {
     const s = (await rt.containerStats({ containerId: burner })).stats!;
@@ -63,8 +63,11 @@ test('ContainerStats: CPU time grows at about a core, memory shows the held byte
   assert.ok(mem.writableLayer?.inodesUsed !== undefined);
 
   const a = (await rt.containerStats({ containerId: burner })).stats!;
-  await new Promise((r) => setTimeout(r, 1000));
-  const b = (await rt.containerStats({ containerId: burner })).stats!;
+  // The next reading: berthd shares one reading among the calls of its sampling window.
+  const b = await waitFor(async () => {
+    const s = (await rt.containerStats({ containerId: burner })).stats!;
+    return s.cpu!.timestamp > a.cpu!.timestamp ? s : undefined;
+  }, 'a new CPU reading');
   const used = b.cpu!.usageCoreNanoSeconds!.value - a.cpu!.usageCoreNanoSeconds!.value;
   assert.ok(used > 0n, `cpu time of a busy loop grows (by ${used} ns)`);
   // The rate is the usage between the two samples over the time between them (no bound on how
@@ -128,8 +131,12 @@ test('pod network counters move when the pod receives traffic', async () => {
   } finally {
     sock.close();
   }
-  await new Promise((r) => setTimeout(r, 200));
-  assert.ok((await rx()) - before >= 4000n, 'rx bytes grew by the datagrams');
+  // Counted once the datagrams reach eth0: wait for that, not for a fixed time.
+  const grown = await waitFor(async () => {
+    const n = (await rx()) - before;
+    return n >= 4000n ? n : undefined;
+  }, 'rx bytes grown by the 4 datagrams');
+  assert.ok(grown >= 4000n, 'rx bytes grew by the datagrams');
 });
 
 test('ListMetricDescriptors and ListPodSandboxMetrics expose cAdvisor-named series for the pod and its container', async () => {

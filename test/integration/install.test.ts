@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parse as parseToml } from 'smol-toml';
 import { repoRoot, startBerthd } from '../helpers/berthd.js';
 import { validateConfig } from '../../src/daemon/config.js';
@@ -280,8 +280,13 @@ test(
       const sizesBefore = pods.map(logSize);
 
       // Build B beside A, then berthd restarts from the new current. Install ids have a
-      // one-second resolution: the wait makes B's id a later one (not a synchronisation).
-      await new Promise((r) => setTimeout(r, 1100));
+      // one-second resolution: B is installed once the clock has left A's second (mostly
+      // long since), so B's id is a later one.
+      const stamp = /-(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z(?:\.\d+)?$/.exec(basename(treeA));
+      assert.ok(stamp, `install id of ${treeA} ends in its UTC time`);
+      const [, y, mo, d, h, mi, sec] = stamp.map(Number) as [number, number, number, number, number, number, number];
+      const aSecondEnds = Date.UTC(y, mo - 1, d, h, mi, sec) + 1000;
+      while (Date.now() < aSecondEnds) await new Promise((r) => setTimeout(r, 20));
       const r2 = install(l);
       assert.equal(r2.status, 0, r2.out);
       const treeB = realpathSync(join(l.prefix, readlinkSync(join(l.prefix, 'current'))));

@@ -13,6 +13,8 @@ import {
   mkdirSync,
   mkdtempSync,
   openSync,
+  readSync,
+  closeSync,
   readdirSync,
   readFileSync,
   renameSync,
@@ -33,8 +35,8 @@ import * as Ev from '../../src/api/containerd/events/task_pb.js';
 import * as V1 from '../../src/api/cgroups/stats/v1/metrics_pb.js';
 import * as V2 from '../../src/api/cgroups/cgroup2/stats/metrics_pb.js';
 import { isBerthError, type ErrorKind } from '../../src/errors.js';
-import { makeBundle, removeCgroupTree, rootfsTemplate, type Bundle, type BundleOptions } from '../helpers/bundle.js';
-import { cgroupFileOfPath, hostHierarchy } from '../helpers/cgroup.js';
+import { makeBundle, rootfsTemplate, type Bundle, type BundleOptions } from '../helpers/bundle.js';
+import { hostHierarchy, knobFileOfPath, readKnobOfPath, readProcs, removeCgroupTreeSettled } from '../helpers/cgroup.js';
 import { ended, until } from '../helpers/process.js';
 
 const repo = resolve(import.meta.dirname, '../..', existsSync(resolve(import.meta.dirname, '../../package.json')) ? '' : '..');
@@ -166,41 +168,57 @@ class Harness {
     spawnSync('pkill', ['-KILL', '-f', this.tmp], { stdio: 'ignore' });
     for (const b of this.bundles) spawnSync('umount', [join(b.dir, 'rootfs')]);
     await this.eventServer.shutdown();
-    await new Promise((r) => setTimeout(r, 100));
-    removeCgroupTree(this.cgroupParent);
+    await removeCgroupTreeSettled(this.cgroupParent);
     rmSync(this.tmp, { recursive: true, force: true });
   }
 }
 
 /**
  * Collects what arrives on a FIFO. Opened O_RDWR|O_NONBLOCK so neither side ever blocks (and
- * no libuv threadpool thread is parked in a blocking open/read). Holding a write end means no
- * EOF ever comes, so text() returns once the FIFO has been quiet for a moment; call it after
- * Wait, by when the shim has already copied all output (it drains before reporting exits).
+ * no libuv threadpool thread is parked in a blocking open/read); a socket reads it as data
+ * comes, so a writer never finds the pipe full. Holding a write end means no EOF ever comes:
+ * call text() after Wait, by when the shim has copied all output into the FIFO (it drains
+ * before reporting exits). text() then stops the socket and reads what is still in the pipe
+ * through a second, non-blocking read end until the pipe is empty: no quiet period to wait out.
  */
 class FifoReader {
   private readonly chunks: Buffer[] = [];
   private readonly sock: net.Socket;
-  private last = Date.now();
+  private readonly rest: number;
+  private closed = false;
 
   constructor(path: string) {
+    this.rest = openSync(path, fsConstants.O_RDONLY | fsConstants.O_NONBLOCK);
     const fd = openSync(path, fsConstants.O_RDWR | fsConstants.O_NONBLOCK);
     this.sock = new net.Socket({ fd, readable: true, writable: false });
-    this.sock.on('data', (d: Buffer) => {
-      this.chunks.push(d);
-      this.last = Date.now();
-    });
+    this.sock.on('data', (d: Buffer) => this.chunks.push(d));
     this.sock.on('error', () => undefined);
   }
 
-  async text(quietMs = 150): Promise<string> {
-    while (Date.now() - this.last < quietMs) await new Promise((r) => setTimeout(r, 25));
+  text(): string {
+    // Whatever the socket has read is in chunks already (its reads run on this thread).
     this.sock.destroy();
+    const buf = Buffer.alloc(65536);
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(this.rest, buf);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') break;
+        throw err;
+      }
+      if (n === 0) break;
+      this.chunks.push(Buffer.from(buf.subarray(0, n)));
+    }
+    this.close();
     return Buffer.concat(this.chunks).toString('utf8');
   }
 
   close(): void {
     this.sock.destroy();
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.rest);
   }
 }
 
@@ -297,7 +315,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     const { stdout: text, pid } = await run(t, 'echo', { args: ['echo', 'hi'] });
     const w = await task.wait({ id: 'echo' });
     assert.equal(w.exitStatus, 0);
-    assert.equal(await text.text(), 'hi\n');
+    assert.equal(text.text(), 'hi\n');
     const exit = await h.event('/tasks/exit', Ev.TaskExitSchema, (m) => m.containerId === 'echo');
     assert.equal(exit.pid, pid);
     assert.equal(exit.exitStatus, 0);
@@ -317,10 +335,10 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     const { b } = await run(t, 'pidjoin', { args: ['sh', '-c', 'sleep 1000 & exit 3'], pidNsPath: `/proc/${podPid}/ns/pid` });
     assert.equal((await task.wait({ id: 'pidjoin' })).exitStatus, 3);
     // SIGKILL is sent before the exit is reported; the process leaves its cgroup a moment later.
-    const procsFile = cgroupFileOfPath(b.cgroupsPath, 'pids', 'cgroup.procs', 'cgroup.procs');
+    const procsFile = knobFileOfPath(b.cgroupsPath, 'procs');
     const deadline = Date.now() + 5000;
-    while (readFileSync(procsFile, 'utf8').trim() !== '' && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    assert.equal(readFileSync(procsFile, 'utf8').trim(), '', 'the background sleep was killed with its container');
+    while (readProcs(procsFile).length > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(readProcs(procsFile), [], 'the background sleep was killed with its container');
   });
 
   test('exit code 7 is reported by Wait, State and Delete', T, async (t) => {
@@ -386,7 +404,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     assert.ok(s.pid > 0);
     const w = await task.wait({ id: 'execbox', execId: 'e1' });
     assert.equal(w.exitStatus, 3);
-    assert.equal(await text.text(), 'from-exec\n');
+    assert.equal(text.text(), 'from-exec\n');
     await h.event('/tasks/exec-started', Ev.TaskExecStartedSchema, (m) => m.execId === 'e1' && m.pid === s.pid);
     const ex = await h.event('/tasks/exit', Ev.TaskExitSchema, (m) => m.id === 'e1');
     assert.equal(ex.exitStatus, 3);
@@ -401,7 +419,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     writeFileSync(inF, 'via-stdin\n');
     await task.closeIO({ id: 'execbox', execId: 'e2', stdin: true });
     assert.equal((await task.wait({ id: 'execbox', execId: 'e2' })).exitStatus, 0);
-    assert.equal(await text2.text(), 'via-stdin\n');
+    assert.equal(text2.text(), 'via-stdin\n');
     await task.delete({ id: 'execbox', execId: 'e2' });
     await task.kill({ id: 'execbox', signal: 9 });
     await task.wait({ id: 'execbox' });
@@ -449,8 +467,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
         value: Buffer.from(JSON.stringify({ memory: { limit, swap: limit } })),
       }),
     });
-    const file = cgroupFileOfPath(b.cgroupsPath, 'memory', 'memory.limit_in_bytes', 'memory.max');
-    assert.equal(Number(readFileSync(file, 'utf8').trim()), limit);
+    assert.equal(readKnobOfPath(b.cgroupsPath, 'memoryLimit'), BigInt(limit), `${hostHierarchy()} memory limit of the container's cgroup`);
     await task.kill({ id: 'statbox', signal: 9 });
     await task.wait({ id: 'statbox' });
     await task.delete({ id: 'statbox' });
@@ -522,7 +539,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     await task.resizePty({ id: 'ttybox', width: 100, height: 40 });
     await task.start({ id: 'ttybox' });
     assert.equal((await task.wait({ id: 'ttybox' })).exitStatus, 0);
-    assert.match(await text.text(), /40 100\r?\n/);
+    assert.match(text.text(), /40 100\r?\n/);
     await task.delete({ id: 'ttybox' });
   });
 
@@ -530,12 +547,21 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     await run(t, 'ttyexec', { args: ['sleep', '1000'] });
     const out = h.fifo('ttyexec-e1.out');
     const text = readAll(t, out);
-    await task.exec({ id: 'ttyexec', execId: 'e1', terminal: true, stdout: out, spec: processSpec(['sh', '-c', 'sleep 0.5; stty size'], true) });
+    await task.exec({
+      id: 'ttyexec',
+      execId: 'e1',
+      terminal: true,
+      stdout: out,
+      spec: processSpec(
+        ['sh', '-c', 'i=0; s0=$(stty size); while [ "$(stty size)" = "$s0" ] && [ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; stty size'],
+        true,
+      ),
+    });
     await assert.rejects(task.resizePty({ id: 'ttyexec', width: 10, height: 10 }), rejectsWith('FailedPrecondition'));
     await task.start({ id: 'ttyexec', execId: 'e1' });
     await task.resizePty({ id: 'ttyexec', execId: 'e1', width: 77, height: 33 });
     assert.equal((await task.wait({ id: 'ttyexec', execId: 'e1' })).exitStatus, 0);
-    assert.match(await text.text(), /33 77\r?\n/);
+    assert.match(text.text(), /33 77\r?\n/);
     await task.delete({ id: 'ttyexec', execId: 'e1' });
   });
 
@@ -575,7 +601,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     assert.ok(isMountpoint(b.rootfs), 'rootfs mounted after Create');
     await task.start({ id: 'mounted' });
     assert.equal((await task.wait({ id: 'mounted' })).exitStatus, 0);
-    assert.equal(await text.text(), 'from-mount\n');
+    assert.equal(text.text(), 'from-mount\n');
     await task.delete({ id: 'mounted' });
     assert.equal(isMountpoint(b.rootfs), false, 'rootfs unmounted after Delete');
   });
@@ -591,7 +617,7 @@ describe('berth-shim with real runc', { skip: !isRoot && 'needs root' }, () => {
     const want = canLower ? -900 : Math.max(own, 0);
     const cfg = JSON.parse(readFileSync(join(b.dir, 'config.json'), 'utf8')) as { process: { oomScoreAdj: number } };
     assert.equal(cfg.process.oomScoreAdj, want);
-    assert.equal(Number((await stdout.text()).trim()), want, 'the container really runs with it');
+    assert.equal(Number(stdout.text().trim()), want, 'the container really runs with it');
   });
 
   test('Update with the reopen-log annotation makes the CRI log continue in a new file', T, async (t) => {
@@ -789,7 +815,7 @@ describe('berth-shim can die: conmon keeps every container, log line and exit', 
     await task.exec({ id: 'c1', execId: 'x1', stdout: out, spec: processSpec(['echo', 'after-restart']) });
     await task.start({ id: 'c1', execId: 'x1' });
     assert.equal((await task.wait({ id: 'c1', execId: 'x1' })).exitStatus, 0);
-    assert.equal(await reader.text(), 'after-restart\n');
+    assert.equal(reader.text(), 'after-restart\n');
     await task.delete({ id: 'c1', execId: 'x1' });
     for (const id of ids) {
       await task.kill({ id, signal: 9 });

@@ -96,8 +96,15 @@ test('following restarts from the top when the file is truncated', async (t) => 
   const first = readLog(path);
   const seen: string[] = [];
   let stop = false;
-  const done = followLog(path, first.size, { onLine: (l) => seen.push(l.text), shouldStop: () => stop, pollMs: 20 });
-  await new Promise((r) => setTimeout(r, 60));
+  let polls = 0;
+  const shouldStop = () => {
+    polls++;
+    return stop;
+  };
+  const done = followLog(path, first.size, { onLine: (l) => seen.push(l.text), shouldStop, pollMs: 20 });
+  // Truncated only once the follower has looked at the file as it was (it asks shouldStop each round).
+  for (let i = 0; i < 500 && polls < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(polls >= 2, 'the follower polls');
   writeFileSync(path, `${T} stdout F x\n`);
   for (let i = 0; i < 200 && seen.length < 1; i++) await new Promise((r) => setTimeout(r, 10));
   stop = true;

@@ -10,6 +10,7 @@ import { containerName, targetPid } from '../../src/cri/container/create.js';
 import { isBerthError } from '../../src/errors.js';
 import { exitReason, dateToNanos } from '../../src/cri/container/lifecycle.js';
 import { DaemonLogForwarder } from '../../src/cri/container/io.js';
+import { until } from '../helpers/process.js';
 import { currentCapabilities, statDevice, lookupPropagation } from '../../src/cri/container/host.js';
 
 test('container names follow k8s_<container>_<pod>_<namespace>_<uid>_<attempt>', () => {
@@ -84,7 +85,8 @@ test('the daemon log forwarder turns FIFO output into CRI records, including an 
       writeSync(fd, text);
       closeSync(fd);
     }
-    await new Promise((r) => setTimeout(r, 50));
+    // The whole lines are forwarded as they come; the unterminated 'b' is flushed by finish().
+    await until(() => /stdout F a\n/.test(readFileSync(log, 'utf8')) && /stderr F e1\n/.test(readFileSync(log, 'utf8')), 'the complete lines in the log');
     await f.finish();
     const lines = readFileSync(log, 'utf8')
       .trim()

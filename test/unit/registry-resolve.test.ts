@@ -113,6 +113,7 @@ test('an unknown tag or repository is NotFound naming the reference and the regi
 test('an oversized manifest is rejected before it is fully read', () =>
   withRegistries(1, async ([reg]) => {
     let written = 0;
+    let serving = 0;
     const total = 64 * 1024 * 1024;
     reg!.intercept = async (req, res, url) => {
       if (!url.pathname.includes('/manifests/')) return false;
@@ -124,6 +125,8 @@ test('an oversized manifest is rejected before it is fully read', () =>
       }
       res.writeHead(200, { 'content-type': MediaType.ociManifest });
       const chunk = Buffer.alloc(64 * 1024, 0x20);
+      serving++;
+      res.once('close', () => serving--);
       while (written < total && !res.destroyed) {
         written += chunk.length;
         if (!res.write(chunk))
@@ -143,7 +146,9 @@ test('an oversized manifest is rejected before it is fully read', () =>
       );
       const tooBig = { ...big, size: 5 * 1024 * 1024 };
       await assert.rejects(c.fetchManifest(ref(reg!, 'app:v1'), tooBig), (e: unknown) => isBerthError(e, 'ResourceExhausted'));
-      await new Promise((r) => setTimeout(r, 50));
+      // Counted once the server's responses are over (the client hung up, or all was sent).
+      for (let i = 0; i < 1000 && serving > 0; i++) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(serving, 0, 'the responses ended');
       assert.ok(written < 16 * 1024 * 1024, `server wrote ${written} bytes`);
     });
   }));

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { once } from 'node:events';
 import zlib from 'node:zlib';
 import { SPDY3_DICTIONARY } from '../../src/streaming/spdy/dictionary.js';
 import { FrameReader, RstStatus, encodeFrame, type Frame } from '../../src/streaming/spdy/frames.js';
@@ -247,7 +248,8 @@ test('session: a flow-controlling peer never has more than its window outstandin
     cstream.pause();
     const total = 200 * 1024;
     sstream.end(Buffer.alloc(total, 1));
-    await new Promise((r) => setTimeout(r, 300));
+    // The server has spent its 64 KiB window and the client holds what it sent.
+    await until(() => sstream.sendWindow <= 0 && cstream.readableLength >= 65536, 'the window is spent and its bytes arrived');
     assert.ok(cstream.readableLength <= 65536, `client buffered ${cstream.readableLength} bytes`);
     assert.ok(cstream.readableLength > 0);
     const all = read(cstream);
@@ -285,8 +287,9 @@ test('session: RST_STREAM closes the other side and GOAWAY refuses new streams',
     assert.equal(await reset, RstStatus.CANCEL);
     assert.ok(sstream.destroyed);
 
+    const gone = once(client, 'goaway');
     server.goAway();
-    await new Promise((r) => setTimeout(r, 50));
+    await gone;
     assert.throws(() => client.createStream({ streamtype: 'x' }), /going away/);
   } finally {
     await cleanup();

@@ -143,8 +143,8 @@ test('a call past its timeout fails locally with DeadlineExceeded and the handle
   });
   const c = await connect(t, path);
   const started = Date.now();
+  // The handler never answers: only the deadline can end this call (no bound on how long it took).
   await assert.rejects(c.call('echo.Echo', 'Hang', enc(''), { timeoutMs: 80 }), (e: unknown) => isBerthError(e, 'DeadlineExceeded'));
-  assert.ok(Date.now() - started < 2000);
   const reason = await aborted;
   assert.ok(isBerthError(reason, 'DeadlineExceeded'), 'server-side deadline from timeout_nano');
   assert.ok(seen?.deadline !== undefined && seen.deadline > started);
@@ -326,8 +326,8 @@ test('graceful close lets in-flight calls finish, refuses new connections and re
   const c = await connect(t, path);
   const p = c.call('echo.Echo', 'Slow', enc(''));
   await inHandler;
+  // close() stops the listener before its first await: a new connection is refused at once.
   const closing = server.close(5000);
-  await sleep(20);
   await assert.rejects(TtrpcClient.connect(path), (e: unknown) => isBerthError(e, 'Unavailable'));
   release();
   assert.equal(dec(await p), 'done');
@@ -337,13 +337,19 @@ test('graceful close lets in-flight calls finish, refuses new connections and re
 });
 
 test('graceful close gives up on handlers that outlive the timeout', async (t) => {
-  const { server, path } = await startServer(t, { Hang: () => new Promise(() => {}) });
+  let entered!: () => void;
+  const inHandler = new Promise<void>((r) => (entered = r));
+  const { server, path } = await startServer(t, {
+    Hang: () => {
+      entered();
+      return new Promise(() => {});
+    },
+  });
   const c = await connect(t, path);
   const failed = assert.rejects(c.call('echo.Echo', 'Hang', enc('')), (e: unknown) => isBerthError(e, 'Unavailable'));
-  await sleep(20);
-  const started = Date.now();
+  await inHandler;
+  // The handler never returns: close() ends only because it gives up after its timeout.
   await server.close(100);
-  assert.ok(Date.now() - started < 2000);
   await failed;
 });
 
