@@ -17,11 +17,12 @@
  */
 import { statSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
+import { constants as osConstants } from 'node:os';
 import type { Readable, Writable } from 'node:stream';
 import type { BerthError } from '../errors.js';
 import { readErrorsSince, runcFailure, type Runc } from './runc.js';
 import { closeFd, pipe, spawnRaw } from './libc.js';
-import type { Reaper } from './reaper.js';
+import type { ExitInfo, Reaper } from './reaper.js';
 
 export interface ConmonCommon {
   /** conmon binary. */
@@ -122,6 +123,11 @@ export class SyncReader {
   private waiters: Array<(m: SyncMessage | undefined) => void> = [];
   private ended = false;
 
+  /** conmon closed its end (it exited, or was killed), as opposed to a wait that timed out. */
+  get closed(): boolean {
+    return this.ended;
+  }
+
   constructor(stream: Readable) {
     stream.setEncoding('utf8');
     stream.on('data', (d: string) => {
@@ -180,16 +186,38 @@ export interface StartedConmon {
   conmonPid: number;
 }
 
-function failure(o: ConmonCommon, verb: string, logOffset: number, m: SyncMessage | undefined, stderr: string): BerthError {
+/** How the monitor ended, when a runtime call gave no result. */
+interface MonitorEnd {
+  pid: number;
+  /** The shim killed it (a timeout): its end says nothing of what went wrong. */
+  killedByUs: boolean;
+  exit?: ExitInfo;
+}
+
+function failure(o: ConmonCommon, verb: string, logOffset: number, m: SyncMessage | undefined, stderr: string, end: MonitorEnd): BerthError {
   const fromLog = readErrorsSince(o.runc.logFile, logOffset);
   // conmon forwards runc's stderr only when there was some; a runc killed by a signal (or
-  // crashing) before it wrote anything leaves conmon with nothing to say: name runc, not conmon.
-  const text =
-    fromLog ||
-    m?.message?.trim() ||
-    stderr.trim() ||
-    `${o.runc.binaryPath()} ${verb} ended without a result: runc logged no error and conmon reported no pid (runc, or conmon itself, was killed or crashed)`;
+  // crashing) before it wrote anything leaves conmon with nothing to say. conmon is the
+  // shim's child, so its own end tells the two apart: killed by a signal → conmon died;
+  // exited → it outlived a runtime that ended without a word.
+  const text = fromLog || m?.message?.trim() || stderr.trim() || silentEnd(o, verb, end);
   return runcFailure(verb, text);
+}
+
+function silentEnd(o: ConmonCommon, verb: string, end: MonitorEnd): string {
+  const what = `${o.runc.binaryPath()} ${verb} ended without a result`;
+  if (end.killedByUs) return `${what}: conmon (pid ${end.pid}) reported no pid in time and was killed`;
+  const e = end.exit;
+  if (e?.signal !== undefined)
+    return `${what}: its monitor conmon (pid ${end.pid}) was killed by signal ${e.signal} (${signalName(e.signal)}) before it reported a pid`;
+  if (e && e.status !== 255)
+    return `${what}: runc logged no error and conmon (pid ${end.pid}) exited with status ${e.status} without a pid (runc was killed or crashed)`;
+  return `${what}: runc logged no error and conmon (pid ${end.pid}) reported no pid (runc or conmon was killed or crashed)`;
+}
+
+function signalName(n: number): string {
+  for (const [name, v] of Object.entries(osConstants.signals)) if (v === n) return name;
+  return `signal ${n}`;
 }
 
 interface Spawned {
@@ -204,7 +232,7 @@ interface Spawned {
   attach?: SyncReader;
   stderr: () => string;
   /** Resolves once the monitor exited and was reaped (failure paths only: on success the container's reaper watch takes it). */
-  exited: () => Promise<void>;
+  exited: () => Promise<ExitInfo>;
 }
 
 /** A pipe of ours as a libuv stream (the fd is owned by the stream from here on). */
@@ -268,7 +296,7 @@ function spawnConmon(o: ConmonCommon, verb: string, args: string[], withStart: b
   streams.err.on('data', (d: string) => {
     if (err.length < 65536) err += d;
   });
-  let exited: Promise<void> | undefined;
+  let exited: Promise<ExitInfo> | undefined;
   return {
     pid,
     kill: () => {
@@ -286,7 +314,7 @@ function spawnConmon(o: ConmonCommon, verb: string, args: string[], withStart: b
     start: streams.start,
     attach: streams.attach ? new SyncReader(streams.attach) : undefined,
     stderr: () => err,
-    exited: () => (exited ??= new Promise<void>((r) => o.reaper.watch(pid, () => r()))),
+    exited: () => (exited ??= new Promise<ExitInfo>((r) => o.reaper.watch(pid, r))),
   };
 }
 
@@ -297,10 +325,11 @@ export async function conmonCreate(o: ConmonCreate, timeoutMs = 60_000): Promise
   const m = await c.sync.next(timeoutMs);
   if (!m || m.data <= 0) {
     // Timed out or failed: a monitor still working would finish the create later, unseen.
+    const killedByUs = !m && !c.sync.closed;
     if (!m) c.kill();
-    await c.exited();
+    const exit = await c.exited();
     c.release();
-    throw failure(o, 'create', offset, m, c.stderr());
+    throw failure(o, 'create', offset, m, c.stderr(), { pid: c.pid, killedByUs, exit });
   }
   c.release();
   return { pid: m.data, conmonPid: c.pid };
@@ -318,10 +347,11 @@ export async function conmonExec(o: ConmonExec, onAttachReady?: () => Promise<vo
     c.start?.write('0');
     const ready = await c.attach?.next(timeoutMs);
     if (!ready) {
+      const killedByUs = !c.attach?.closed;
       c.kill();
-      await c.exited();
+      const exit = await c.exited();
       c.release();
-      throw failure(o, 'exec', offset, undefined, c.stderr());
+      throw failure(o, 'exec', offset, undefined, c.stderr(), { pid: c.pid, killedByUs, exit });
     }
     try {
       await onAttachReady?.();
@@ -331,10 +361,11 @@ export async function conmonExec(o: ConmonExec, onAttachReady?: () => Promise<vo
   }
   const m = await c.sync.next(timeoutMs);
   if (!m || m.data <= 0) {
+    const killedByUs = !m && !c.sync.closed;
     if (!m) c.kill();
-    await c.exited();
+    const exit = await c.exited();
     c.release();
-    throw failure(o, 'exec', offset, m, c.stderr());
+    throw failure(o, 'exec', offset, m, c.stderr(), { pid: c.pid, killedByUs, exit });
   }
   c.release();
   return { pid: m.data, conmonPid: c.pid };

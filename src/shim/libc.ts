@@ -135,11 +135,17 @@ export function decodeWaitStatus(status: number): number {
  * running, null if it is not our child (ECHILD: reaped elsewhere or never ours).
  */
 export function reapPid(pid: number): number | undefined | null {
+  const r = reapPidStatus(pid);
+  return r == null ? r : decodeWaitStatus(r);
+}
+
+/** As reapPid, with the raw wait status (to tell a signal from an exit code). */
+export function reapPidStatus(pid: number): number | undefined | null {
   const l = load();
   for (;;) {
     const st = [0];
     const r = l.waitpid(pid, st, WNOHANG);
-    if (r === pid) return decodeWaitStatus(st[0] ?? 0);
+    if (r === pid) return st[0] ?? 0;
     if (r === 0) return undefined;
     const e = l.koffi.errno();
     if (e === EINTR) continue;

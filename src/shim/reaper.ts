@@ -22,12 +22,15 @@
  *     suspended while a create/exec is in flight (hold()), whose pid is not registered yet.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { reapPid, setChildSubreaper } from './libc.js';
+import { decodeWaitStatus, reapPid, reapPidStatus, setChildSubreaper } from './libc.js';
 import { isNodeChild } from './spawn.js';
 
 export interface ExitInfo {
   pid: number;
+  /** Exit code, or 128 + the signal that ended it (the shell's convention, as containerd reports). */
   status: number;
+  /** The signal that ended it, when one did (absent for an exit, and for a pid not our child). */
+  signal?: number;
   exitedAt: Date;
 }
 
@@ -83,12 +86,14 @@ export class Reaper {
   private check(pid: number): void {
     const listener = this.watched.get(pid);
     if (!listener) return;
-    const r = reapPid(pid);
+    const r = reapPidStatus(pid);
     if (r === undefined) return;
     this.watched.delete(pid);
     // null: not our child (never re-parented to us, or already reaped): report as status 255,
     // the convention containerd uses for an exit it could not observe.
-    listener({ pid, status: r === null ? 255 : r, exitedAt: new Date() });
+    if (r === null) return listener({ pid, status: 255, exitedAt: new Date() });
+    const sig = r & 0x7f;
+    listener({ pid, status: decodeWaitStatus(r), ...(sig !== 0 ? { signal: sig } : {}), exitedAt: new Date() });
   }
 
   /**

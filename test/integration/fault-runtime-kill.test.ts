@@ -105,7 +105,14 @@ for (const kind of ['runc', 'conmon', 'berth-shim'] as const) {
         assert.ok(!/^13 INTERNAL: *$/.test(details(outcome)) && details(outcome).length > 0, `a clear error: ${details(outcome)}`);
         assert.notEqual((outcome as { code?: number }).code, 1, 'not CANCELLED');
         // The killed process is named: runc, not conmon (which only saw runc die silently).
-        if (kind === 'runc') assert.match(details(outcome), /runc create: .* create ended without a result: .* was killed or crashed/);
+        if (kind === 'runc')
+          assert.match(
+            details(outcome),
+            /runc create: .* create ended without a result: runc logged no error and conmon \(pid \d+\) exited with status \d+ without a pid \(runc was killed or crashed\)/,
+          );
+        // A killed conmon is named as such, with the signal (the shim reaps it: it is its child).
+        if (kind === 'conmon')
+          assert.match(details(outcome), /runc create: .* create ended without a result: its monitor conmon \(pid \d+\) was killed by signal 9 \(SIGKILL\)/);
         // Nothing half-made is listed.
         assert.deepEqual((await rt().listContainers({ filter: { podSandboxId: pod.id } })).containers, []);
       } else {
