@@ -1,79 +1,10 @@
 /**
- * Reading CRI log files (the kubelet's format): one record per line,
- * `<RFC3339Nano time> <stdout|stderr> <tags> <content>`, tags `F` (full line) or `P` (partial:
- * the content continues in the next record of the same stream; no newline was written).
+ * `berth logs`' file side: reading a container's CRI log file whole, and following it across
+ * rotation and truncation. The records themselves are decoded by src/cri-log.ts (partial
+ * records joined as bytes, decoded as whole lines).
  */
 import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
-
-export interface CriLogRecord {
-  time: string;
-  stream: 'stdout' | 'stderr';
-  partial: boolean;
-  content: string;
-}
-
-/** One record from one line (without its trailing newline); undefined when malformed. */
-export function parseCriLogLine(line: string): CriLogRecord | undefined {
-  const a = line.indexOf(' ');
-  if (a <= 0) return undefined;
-  const b = line.indexOf(' ', a + 1);
-  if (b < 0) return undefined;
-  const stream = line.slice(a + 1, b);
-  if (stream !== 'stdout' && stream !== 'stderr') return undefined;
-  // Tags may be followed by content, or end the line when the content is empty.
-  const c = line.indexOf(' ', b + 1);
-  const tags = c < 0 ? line.slice(b + 1) : line.slice(b + 1, c);
-  if (tags === '') return undefined;
-  return { time: line.slice(0, a), stream, partial: tags.split(':').includes('P'), content: c < 0 ? '' : line.slice(c + 1) };
-}
-
-/** A complete log line: partial records joined; `time` is the time of its first record. */
-export interface LogLine {
-  time: string;
-  stream: 'stdout' | 'stderr';
-  text: string;
-}
-
-/**
- * Joins partial records into whole lines, per stream (stdout and stderr records interleave).
- * Feed it raw file bytes in any chunking.
- */
-export class CriLogAssembler {
-  private rest = '';
-  private readonly pending = new Map<'stdout' | 'stderr', { time: string; text: string }>();
-  private readonly decoder = new TextDecoder();
-
-  push(chunk: Uint8Array): LogLine[] {
-    const text = this.rest + this.decoder.decode(chunk, { stream: true });
-    const lines = text.split('\n');
-    this.rest = lines.pop() ?? '';
-    const out: LogLine[] = [];
-    for (const l of lines) {
-      const rec = parseCriLogLine(l);
-      if (!rec) continue;
-      const p = this.pending.get(rec.stream);
-      if (rec.partial) {
-        this.pending.set(rec.stream, { time: p?.time ?? rec.time, text: (p?.text ?? '') + rec.content });
-        continue;
-      }
-      this.pending.delete(rec.stream);
-      out.push({ time: p?.time ?? rec.time, stream: rec.stream, text: (p?.text ?? '') + rec.content });
-    }
-    return out;
-  }
-
-  /** Partial content still waiting for its end (shown when a non-following read ends). */
-  flush(): LogLine[] {
-    const out = [...this.pending.entries()].map(([stream, p]) => ({ time: p.time, stream, text: p.text }));
-    this.pending.clear();
-    return out;
-  }
-
-  /** A rotated file starts fresh: drop a half line from the old one. */
-  reset(): void {
-    this.rest = '';
-  }
-}
+import { CriLogAssembler, type LogLine } from '../cri-log.js';
 
 /**
  * Reads the first `size` bytes of `path` (the size at the time of the call) into lines.

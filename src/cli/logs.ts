@@ -1,7 +1,8 @@
 /** `berth logs [-f] [--tail N] [--timestamps] CONTAINER`: reads the container's CRI log file. */
 import { ContainerState } from '../api/cri/runtime/v1/api_pb.js';
 import { UsageError, type Verb } from './common.js';
-import { CriLogAssembler, followLog, formatLogLine, lastLines, readLog, type LogLine } from './crilog.js';
+import { CriLogAssembler, type LogLine } from '../cri-log.js';
+import { followLog, formatLogLine, lastLines, readLog } from './crilog.js';
 import { intFlag } from './flags.js';
 import { resolveContainerId } from './resolve.js';
 import { verbArgs } from './verb-args.js';
@@ -43,11 +44,12 @@ export const logs: Verb = {
         throw new Error(`cannot read log file ${st.logPath}: ${(err as Error).message}`, { cause: err });
       read = { lines: [], size: 0, asm: new CriLogAssembler() };
     }
-    for (const l of lastLines(read.lines, tail)) print(l);
     if (!flags.follow) {
-      for (const l of read.asm.flush()) print(l);
+      // A last partial line (output that ended without a newline) counts as a line for --tail.
+      for (const l of lastLines([...read.lines, ...read.asm.flush()], tail)) print(l);
       return 0;
     }
+    for (const l of lastLines(read.lines, tail)) print(l);
     const ac = new AbortController();
     const stopOnSignal = () => ac.abort();
     process.once('SIGINT', stopOnSignal);

@@ -3,47 +3,10 @@ import assert from 'node:assert/strict';
 import { appendFileSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CriLogAssembler, followLog, formatLogLine, lastLines, parseCriLogLine, readLog, type LogLine } from '../../src/cli/crilog.js';
+import { followLog, formatLogLine, lastLines, readLog } from '../../src/cli/crilog.js';
+import type { LogLine } from '../../src/cri-log.js';
 
 const T = '2024-05-01T10:00:00.123456789Z';
-
-test('a CRI log line parses into time, stream, partial flag and content', () => {
-  assert.deepEqual(parseCriLogLine(`${T} stdout F hello world`), { time: T, stream: 'stdout', partial: false, content: 'hello world' });
-  assert.deepEqual(parseCriLogLine(`${T} stderr P part`), { time: T, stream: 'stderr', partial: true, content: 'part' });
-  // Empty content: the line ends after the tag.
-  assert.deepEqual(parseCriLogLine(`${T} stdout F`), { time: T, stream: 'stdout', partial: false, content: '' });
-  // Content keeps its own spaces.
-  assert.equal(parseCriLogLine(`${T} stdout F  two  spaces `)?.content, ' two  spaces ');
-});
-
-test('malformed lines are rejected', () => {
-  assert.equal(parseCriLogLine('garbage'), undefined);
-  assert.equal(parseCriLogLine(`${T} stdin F x`), undefined);
-  assert.equal(parseCriLogLine(''), undefined);
-});
-
-test('partial records join into one line per stream, in any chunking', () => {
-  const text = `${T} stdout P ab\n${T} stderr F err\n${T} stdout P cd\n${T} stdout F ef\n${T} stdout F next\n`;
-  const bytes = Buffer.from(text);
-  for (const step of [1, 3, 7, bytes.length]) {
-    const asm = new CriLogAssembler();
-    const out: LogLine[] = [];
-    for (let i = 0; i < bytes.length; i += step) out.push(...asm.push(bytes.subarray(i, i + step)));
-    assert.deepEqual(
-      out.map((l) => `${l.stream}:${l.text}`),
-      ['stderr:err', 'stdout:abcdef', 'stdout:next'],
-      `chunk size ${step}`,
-    );
-  }
-});
-
-test('multi-byte characters split across chunks survive', () => {
-  const bytes = Buffer.from(`${T} stdout F héllo ☃\n`);
-  const asm = new CriLogAssembler();
-  const out: LogLine[] = [];
-  for (let i = 0; i < bytes.length; i++) out.push(...asm.push(bytes.subarray(i, i + 1)));
-  assert.equal(out[0]?.text, 'héllo ☃');
-});
 
 test('tail keeps the last N lines; timestamps prefix the time', () => {
   const lines: LogLine[] = ['a', 'b', 'c'].map((text) => ({ time: T, stream: 'stdout', text }));
@@ -110,4 +73,35 @@ test('following restarts from the top when the file is truncated', async (t) => 
   stop = true;
   await done;
   assert.deepEqual(seen, ['x']);
+});
+
+test('reading a conmon-written log: a 4-byte character split across P records, an unterminated last P record', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-cli-log-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, '0.log');
+  const CT = '2024-05-01T10:00:00.000000001+00:00';
+  const g = Buffer.from('𝄞'); // 4 bytes
+  writeFileSync(
+    path,
+    Buffer.concat([
+      Buffer.from(`${CT} stdout P clef `),
+      g.subarray(0, 1),
+      Buffer.from(`\n${CT} stdout P `),
+      g.subarray(1),
+      Buffer.from(` end\n${CT} stdout F \n${CT} stderr P no newline at exit `),
+      g.subarray(0, 2),
+      Buffer.from(`\n${CT} stderr P `),
+      g.subarray(2),
+      Buffer.from(`\n`),
+    ]),
+  );
+  const r = readLog(path);
+  assert.deepEqual(
+    r.lines.map((l) => [l.time, l.stream, l.text]),
+    [[CT, 'stdout', 'clef 𝄞 end']],
+  );
+  assert.deepEqual(
+    r.asm.flush().map((l) => [l.time, l.stream, l.text]),
+    [[CT, 'stderr', 'no newline at exit 𝄞']],
+  );
 });

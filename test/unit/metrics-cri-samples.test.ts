@@ -16,7 +16,6 @@ import { listPodSandboxStats } from '../../src/cri/observe/sandbox-stats.js';
 import type { RuntimeContext } from '../../src/cri/server/runtime-context.js';
 import type { ContainerStats, PodSandboxStats } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { parseNetDev } from '../../src/cri/observe/sandbox-stats.js';
-import { parseCriLog } from '../../src/cri/stream/backend.js';
 import { METRIC_DESCRIPTORS, containerMetrics } from '../../src/cri/observe/metrics-cri.js';
 import type { ContainerRecord } from '../../src/core/metadata/records.js';
 
@@ -80,20 +79,6 @@ test('/proc/net/dev parses rx/tx bytes and errors per interface', () => {
     { name: 'lo', rxBytes: 100n, rxErrors: 0n, txBytes: 100n, txErrors: 0n },
     { name: 'eth0', rxBytes: 5000n, rxErrors: 2n, txBytes: 3000n, txErrors: 1n },
   ]);
-});
-
-test('CRI log lines parse into stream records; partial lines and an unfinished tail are kept apart', () => {
-  const buf = Buffer.from('2024-01-01T00:00:00Z stdout P hel\n2024-01-01T00:00:00Z stdout F lo\n2024-01-01T00:00:00Z stderr F oops\n2024-01-01T00:00:00Z std');
-  const { records, rest } = parseCriLog(buf);
-  assert.deepEqual(
-    records.map((r) => [r.stream, r.partial, r.content.toString()]),
-    [
-      ['stdout', true, 'hel'],
-      ['stdout', false, 'lo'],
-      ['stderr', false, 'oops'],
-    ],
-  );
-  assert.equal(rest.toString(), '2024-01-01T00:00:00Z std');
 });
 
 test('container stats filters match id and sandbox prefixes and every selector label', () => {

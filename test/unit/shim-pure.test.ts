@@ -1,11 +1,10 @@
 /**
- * The shim's pure building blocks (no runc, no root): CRI log splitting, flag parsing, the
+ * The shim's pure building blocks (no runc, no root): flag parsing, the
  * shim protocol's paths and stdin URIs, oom_score_adj clamping, runc error classification, /proc/<pid>/cgroup parsing,
  * bind mount normalisation and the process state machine.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CriLineSplitter, rfc3339Nano } from '../../src/core/logs/crilog.js';
 import { parseFlags } from '../../src/shim/cli.js';
 import { shimSocketPath, shimStateDir, attachSocketPath, attachStdin, parseAttachStdin, conmonCuuid } from '../../src/shim-protocol.js';
 import { clampOomScoreAdj, hasCapSysResource, classifyRuncError, readErrorsSince } from '../../src/shim/runc.js';
@@ -18,42 +17,6 @@ import { isBerthError } from '../../src/errors.js';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-
-function split(input: Buffer[], max = 8): string[] {
-  const out: string[] = [];
-  const s = new CriLineSplitter(
-    'stdout',
-    (r) => out.push(r.toString()),
-    () => 'T',
-    max,
-  );
-  for (const c of input) s.push(c);
-  s.end();
-  return out;
-}
-
-test('CRI splitter emits one F record per line, across chunk boundaries', () => {
-  assert.deepEqual(split([Buffer.from('ab'), Buffer.from('c\nde\n')]), ['T stdout F abc\n', 'T stdout F de\n']);
-});
-
-test('CRI splitter splits long lines into P records and flushes an unterminated tail as F', () => {
-  assert.deepEqual(split([Buffer.from('0123456789ab\nxy')], 8), ['T stdout P 01234567\n', 'T stdout F 89ab\n', 'T stdout F xy\n']);
-});
-
-test('CRI splitter strips CR of CRLF and keeps empty lines', () => {
-  assert.deepEqual(split([Buffer.from('a\r\n\n')]), ['T stdout F a\n', 'T stdout F \n']);
-});
-
-test('CRI splitter: a line of exactly the limit is one F record', () => {
-  assert.deepEqual(split([Buffer.from('01234567\n')], 8), ['T stdout F 01234567\n']);
-});
-
-test('RFC3339Nano timestamps trim trailing zeros like Go', () => {
-  const base = BigInt(Date.UTC(2024, 0, 2, 3, 4, 5)) * 1_000_000n;
-  assert.equal(rfc3339Nano(base), '2024-01-02T03:04:05Z');
-  assert.equal(rfc3339Nano(base + 120_000_000n), '2024-01-02T03:04:05.12Z');
-  assert.equal(rfc3339Nano(base + 1n), '2024-01-02T03:04:05.000000001Z');
-});
 
 test('flags: Go style single and double dash, = form, action anywhere after flags', () => {
   const f = parseFlags(['-namespace', 'k8s.io', '--id=abc', '-address', '/run/c.sock', '-debug', 'start'], {});

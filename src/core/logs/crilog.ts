@@ -1,99 +1,16 @@
 /**
- * The CRI container log format, written by berth-shim for CRI containers (and by berthd for
- * shims that write raw bytes, e.g. containerd-shim-runc-v2):
+ * berthd's CRI log writer, for shims that hand over a container's raw stdio (e.g.
+ * containerd-shim-runc-v2): stdout and stderr are split into CRI records (the format and the
+ * splitter are in src/cri-log.ts, beside its decoder) and appended to one file. Containers of
+ * berth-shim do not come here: their conmon writes the log itself.
  *
- *   <RFC3339Nano timestamp> <stdout|stderr> <P|F> <message>\n
- *
- * One record per line of output; a line longer than 16 KiB is split into records tagged P
- * (partial), the last piece tagged F (full). Output still unterminated at EOF is flushed as F.
- * stdout and stderr of a container share one file; records are appended whole so they never
- * interleave mid-record. reopen() closes and re-creates the file (kubelet log rotation renames
- * the file and then asks the runtime to reopen it).
+ * Records are appended whole, so the two streams never interleave mid-record. reopen() closes
+ * and re-creates the file (kubelet's log rotation renames the file, then asks the runtime to
+ * reopen it). Writes are queued; a writer past 1 MiB behind makes pump() pause its source.
  */
 import { open, type FileHandle } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
-
-export const MAX_CRI_LINE = 16 * 1024;
-export type CriStream = 'stdout' | 'stderr';
-
-/** Wall clock with nanosecond digits: re-anchored to Date every minute, hrtime in between. */
-// Process-wide: one clock anchor per process (the clocks it reads are the process's).
-let anchorNs = 0n;
-let anchorHr = 0n;
-export function nowNs(): bigint {
-  const hr = process.hrtime.bigint();
-  if (anchorNs === 0n || hr - anchorHr > 60_000_000_000n) {
-    anchorNs = BigInt(Date.now()) * 1_000_000n;
-    anchorHr = hr;
-  }
-  return anchorNs + (hr - anchorHr);
-}
-
-/** Go's time.RFC3339Nano in UTC (fraction without trailing zeros, omitted when zero). */
-export function rfc3339Nano(ns: bigint): string {
-  const ms = Number(ns / 1_000_000n);
-  const iso = new Date(ms).toISOString(); // 2024-01-02T03:04:05.678Z
-  const frac = (ns % 1_000_000_000n).toString().padStart(9, '0').replace(/0+$/, '');
-  return iso.slice(0, 19) + (frac ? '.' + frac : '') + 'Z';
-}
-
-/** Format one record. `msg` must not contain the newline. */
-export function criRecord(ts: string, stream: CriStream, partial: boolean, msg: Buffer): Buffer {
-  const head = Buffer.from(`${ts} ${stream} ${partial ? 'P' : 'F'} `);
-  return Buffer.concat([head, msg, Buffer.from('\n')]);
-}
-
-/**
- * Splits a byte stream into CRI records. Feed chunks with push(); call end() at EOF.
- * Pure (no I/O) so it is easy to test.
- */
-export class CriLineSplitter {
-  private pending: Buffer[] = [];
-  private pendingLen = 0;
-
-  constructor(
-    private readonly stream: CriStream,
-    private readonly emit: (record: Buffer) => void,
-    private readonly clock: () => string = () => rfc3339Nano(nowNs()),
-    private readonly maxLine = MAX_CRI_LINE,
-  ) {}
-
-  push(chunk: Buffer): void {
-    let start = 0;
-    while (start < chunk.length) {
-      const nl = chunk.indexOf(0x0a, start);
-      const end = nl === -1 ? chunk.length : nl;
-      let piece = chunk.subarray(start, end);
-      // Emit P records while the accumulated line is over the limit.
-      while (this.pendingLen + piece.length > this.maxLine) {
-        const take = this.maxLine - this.pendingLen;
-        this.pending.push(piece.subarray(0, take));
-        this.pendingLen += take;
-        this.flush(true);
-        piece = piece.subarray(take);
-      }
-      if (piece.length) {
-        this.pending.push(piece);
-        this.pendingLen += piece.length;
-      }
-      if (nl === -1) break;
-      this.flush(false, true);
-      start = nl + 1;
-    }
-  }
-
-  end(): void {
-    if (this.pendingLen > 0) this.flush(false);
-  }
-
-  private flush(partial: boolean, stripCr = false): void {
-    let line = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending);
-    if (stripCr && line.length && line[line.length - 1] === 0x0d) line = line.subarray(0, line.length - 1);
-    this.pending = [];
-    this.pendingLen = 0;
-    this.emit(criRecord(this.clock(), this.stream, partial, line));
-  }
-}
+import { CriLineSplitter, type CriStream } from '../../cri-log.js';
 
 /** One open CRI log file shared by a container's stdout and stderr. */
 export class CriLogFile {

@@ -26,6 +26,7 @@ import { shimWritesCriLog } from '../container/io.js';
 import { AttachSession } from '../../conmon/attach.js';
 import { attachSocketPath } from '../../shim-protocol.js';
 import { join } from 'node:path';
+import { parseCriLog } from '../../cri-log.js';
 
 async function pumpResize(io: StreamIO, fn: (w: number, h: number) => Promise<void>): Promise<void> {
   for await (const s of io.resize) await fn(s.width, s.height).catch(() => undefined);
@@ -59,36 +60,6 @@ export async function execStream(ctx: RuntimeContext, containerId: string, cmd: 
   }
 }
 
-/** One parsed CRI log record: `<time> <stream> <P|F> <content>`. */
-export interface CriLogRecord {
-  stream: 'stdout' | 'stderr';
-  partial: boolean;
-  content: Buffer;
-}
-
-/** Parse complete CRI log lines from `buf`; returns the records and the unparsed tail. */
-export function parseCriLog(buf: Buffer): { records: CriLogRecord[]; rest: Buffer } {
-  const records: CriLogRecord[] = [];
-  let start = 0;
-  for (;;) {
-    const nl = buf.indexOf(0x0a, start);
-    if (nl < 0) break;
-    const line = buf.subarray(start, nl);
-    start = nl + 1;
-    const s1 = line.indexOf(0x20);
-    const s2 = s1 < 0 ? -1 : line.indexOf(0x20, s1 + 1);
-    if (s2 < 0) continue;
-    const stream = line.subarray(s1 + 1, s2).toString();
-    if (stream !== 'stdout' && stream !== 'stderr') continue;
-    const s3 = line.indexOf(0x20, s2 + 1);
-    const tag = line.subarray(s2 + 1, s3 < 0 ? line.length : s3).toString();
-    const content = s3 < 0 ? Buffer.alloc(0) : line.subarray(s3 + 1);
-    records.push({ stream, partial: tag.split(':')[0] === 'P', content: Buffer.from(content) });
-  }
-  return { records, rest: buf.subarray(start) };
-}
-
-/** Follow a file from its current end, calling `onData`, until `stop` resolves (then a last read). */
 /** Where a log file ends now (size and inode; zeros when it does not exist yet). */
 async function logEnd(path: string): Promise<{ offset: number; ino: number }> {
   return stat(path).then(
@@ -97,6 +68,7 @@ async function logEnd(path: string): Promise<{ offset: number; ino: number }> {
   );
 }
 
+/** Follow a file from `from`, calling `onData`, until `stop` resolves (then a last read). */
 async function followFile(path: string, onData: (b: Buffer) => void, stop: Promise<void>, from: { offset: number; ino: number }): Promise<void> {
   let { offset, ino } = from;
   let stopped = false;
@@ -124,7 +96,8 @@ async function followFile(path: string, onData: (b: Buffer) => void, stop: Promi
     await readMore();
     await Promise.race([stop, new Promise((r) => setTimeout(r, 50))]);
   }
-  // The shim writes the log before it reports the exit: one last pass catches the tail.
+  // The exit can arrive while berthd's log forwarder still writes the last output: two more
+  // passes catch what it wrote by then.
   await readMore();
   await readMore();
 }
