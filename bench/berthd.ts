@@ -5,7 +5,7 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cleanupDir, launchDaemon, type DaemonHandle } from './daemon-util.js';
+import { berthdArgv, cleanupDir, launchDaemon, type DaemonHandle } from './daemon-util.js';
 
 export interface BerthdOptions {
   registryHost: string;
@@ -38,11 +38,13 @@ export async function startBerthd(opts: BerthdOptions): Promise<DaemonHandle> {
     mkdirSync(join(dir, 'cni'));
     const configFile = join(dir, 'berthd.toml');
     writeFileSync(configFile, berthdConfig(dir, opts.registryHost));
+    // BENCH_BERTHD_NODE_FLAGS profiles berthd (see berthdArgv).
+    const [command, ...args] = berthdArgv(join(opts.repoRoot, 'bin', 'berthd'), ['--config', configFile]);
     return await launchDaemon({
       name: 'berth',
       dir,
-      command: join(opts.repoRoot, 'bin', 'berthd'),
-      args: ['--config', configFile],
+      command: command!,
+      args,
       socket: join(dir, 'berth.sock'),
       logName: 'berthd.log',
       cwd: opts.repoRoot,

@@ -19,7 +19,7 @@ import { pushAllFixtures, type PushedFixture } from '../test/helpers/images.js';
 import { cleanupNat, deleteLink, testSubnet, uniqueTag } from '../test/helpers/netns.js';
 import { containerdConfig, hostsToml } from './containerd.js';
 import { berthdConfig } from './berthd.js';
-import { cleanupDir, stopProcess, tail, waitForCri, type DaemonHandle } from './daemon-util.js';
+import { berthdArgv, cleanupDir, stopProcess, tail, waitForCri, type DaemonHandle } from './daemon-util.js';
 
 export type Impl = 'berth' | 'containerd';
 
@@ -327,13 +327,8 @@ export async function startRuntime(impl: Impl, o: StartRuntimeOptions): Promise<
     // berthd's own default log level is info; the bench adds nothing that logs per request.
     const runtime = o.runcBinary ? `\n[runtimes.berth]\nbinary = ${JSON.stringify(o.runcBinary)}\n` : '';
     writeFileSync(configFile, `${o.berthTopToml ?? ''}\n${berthdConfig(dir, o.registryHost)}\n${o.berthExtraToml ?? ''}\n${runtime}`);
-    // BENCH_BERTHD_NODE_FLAGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles berthd: node
-    // then runs the launcher with its shebang's flags plus these; otherwise the launcher runs as is.
-    const launcher = join(o.repoRoot, 'bin', 'berthd');
-    const nodeFlags = (process.env.BENCH_BERTHD_NODE_FLAGS ?? '').split(' ').filter(Boolean);
-    argv = nodeFlags.length
-      ? [process.execPath, ...shebangNodeFlags(launcher), ...nodeFlags, launcher, '--config', configFile]
-      : [launcher, '--config', configFile];
+    // BENCH_BERTHD_NODE_FLAGS profiles berthd (see berthdArgv).
+    argv = berthdArgv(join(o.repoRoot, 'bin', 'berthd'), ['--config', configFile]);
     socket = join(dir, 'berth.sock');
   }
   if (o.cpuacctCgroup) {
@@ -539,13 +534,6 @@ export async function removeCpuacctCgroup(dir: string): Promise<void> {
 }
 
 export const nowUtc = (): string => new Date().toISOString().slice(0, 16).replace('T', ' ');
-
-/** The node flags on a launcher's `#!/usr/bin/env -S node …` line. */
-function shebangNodeFlags(launcher: string): string[] {
-  const first = readFileSync(launcher, 'utf8').split('\n', 1)[0] ?? '';
-  const m = /^#!\S*env -S node (.*)$/.exec(first);
-  return m ? m[1]!.split(' ').filter(Boolean) : [];
-}
 
 // ------------------------------------------------------------------ interrupts
 

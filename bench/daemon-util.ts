@@ -128,3 +128,20 @@ export async function launchDaemon(l: LaunchSpec): Promise<DaemonHandle> {
   }
   return { name: l.name, socket: l.socket, pid: child.pid ?? 0, dir: l.dir, logFile, stop };
 }
+
+/** The node flags on a launcher's `#!/usr/bin/env -S node …` line. */
+export function shebangNodeFlags(launcher: string): string[] {
+  const first = readFileSync(launcher, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\S*env -S node (.*)$/.exec(first);
+  return m ? m[1]!.split(' ').filter(Boolean) : [];
+}
+
+/**
+ * How to start bin/berthd: as is, or, with BENCH_BERTHD_NODE_FLAGS set (e.g. "--cpu-prof
+ * --cpu-prof-dir=/tmp/prof"; NODE_OPTIONS refuses --cpu-prof), through node with the
+ * launcher's shebang flags plus those.
+ */
+export function berthdArgv(launcher: string, args: string[]): string[] {
+  const nodeFlags = (process.env.BENCH_BERTHD_NODE_FLAGS ?? '').split(' ').filter(Boolean);
+  return nodeFlags.length ? [process.execPath, ...shebangNodeFlags(launcher), ...nodeFlags, launcher, ...args] : [launcher, ...args];
+}

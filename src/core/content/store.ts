@@ -241,9 +241,13 @@ class IngestWriter extends Transform {
   private readonly hash;
   private bytes = 0;
   private committed = false;
-  /** Chunks hashed and passed on but not yet written (written in batches, see _transform). */
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
+  /**
+   * Bytes hashed and passed on but not yet written (written in batches, see _transform): one
+   * buffer per ingest, reused, so a pull makes no garbage buffer per batch (each one lived
+   * through the write, outlived V8's young generation and held memory until a full GC).
+   */
+  private batch: Buffer | null = null;
+  private batched = 0;
 
   constructor(
     private readonly tmp: string,
@@ -281,24 +285,47 @@ class IngestWriter extends Transform {
     // Written in batches of WRITE_BATCH: each write is a round trip to libuv's thread pool, and
     // a pull's network chunks are small (16-64 KiB). Nothing is visible before commit() anyway.
     // The first chunk goes out at once, so an ingest in progress shows on disk (operators and
-    // tests watch ingest/ for that).
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    if (this.pendingBytes < WRITE_BATCH && this.bytes > chunk.length) {
+    // tests watch ingest/ for that). Chunks are copied into the batch: the caller's chunk is not
+    // held once this returns.
+    if (this.bytes === chunk.length) {
+      this.writeAll(chunk).then(
+        () => callback(null, chunk),
+        (err: Error) => callback(err),
+      );
+      return;
+    }
+    const batch = (this.batch ??= Buffer.allocUnsafe(Math.min(WRITE_BATCH, this.desc.size)));
+    if (this.batched + chunk.length < batch.length) {
+      chunk.copy(batch, this.batched);
+      this.batched += chunk.length;
       callback(null, chunk);
       return;
     }
-    this.writePending().then(
+    this.fill(chunk, batch).then(
       () => callback(null, chunk),
       (err: Error) => callback(err),
     );
   }
 
+  /** Copies `chunk` into the batch, writing the batch out each time it is full. */
+  private async fill(chunk: Buffer, batch: Buffer): Promise<void> {
+    let off = 0;
+    while (off < chunk.length) {
+      const n = chunk.copy(batch, this.batched, off);
+      off += n;
+      this.batched += n;
+      if (this.batched === batch.length) await this.writePending();
+    }
+  }
+
   private async writePending(): Promise<void> {
-    if (this.pendingBytes === 0) return;
-    const buf = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    this.pending = [];
-    this.pendingBytes = 0;
+    if (this.batched === 0 || !this.batch) return;
+    const n = this.batched;
+    this.batched = 0;
+    await this.writeAll(this.batch.subarray(0, n));
+  }
+
+  private async writeAll(buf: Buffer): Promise<void> {
     let off = 0;
     while (off < buf.length) off += (await this.fh!.write(buf, off)).bytesWritten;
   }
