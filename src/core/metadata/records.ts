@@ -126,6 +126,11 @@ export class ContainerStore {
     return (this.sql('SELECT record FROM containers WHERE namespace = ?').all(ns) as { record: string }[]).map((r) => JSON.parse(r.record) as ContainerRecord);
   }
 
+  /** The records of a namespace as stored (JSON text), for readers that cache what they parse. */
+  rows(ns: string): Array<{ id: string; record: string }> {
+    return this.sql('SELECT id, record FROM containers WHERE namespace = ?').all(ns) as Array<{ id: string; record: string }>;
+  }
+
   /** Every container in every namespace (GC roots, recovery). */
   all(): Array<{ namespace: string; record: ContainerRecord }> {
     return (this.sql('SELECT namespace, record FROM containers').all() as { namespace: string; record: string }[]).map((r) => ({
