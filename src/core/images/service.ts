@@ -99,6 +99,12 @@ export class ImageService {
 
   constructor(private readonly o: ImageServiceOptions) {}
 
+  /** What answers derived from images depend on: changes when the records or pinned names do. */
+  answersKey(): string {
+    this.checkAssembled();
+    return this.assembledKey;
+  }
+
   /** Drop the assembled-image caches when the records or the pinned names changed. */
   private checkAssembled(): void {
     const key = `${this.o.images.generation}\u0000${this.o.pinned().join('\u0000')}`;

@@ -81,15 +81,34 @@ async function containersOf(ctx: RuntimeContext, ns: string, f: Filter | undefin
   return out;
 }
 
+/**
+ * Whole answers by namespace + filter, valid while the container records (the store's
+ * generation) and the images (their names) are unchanged: the kubelet asks the same list every
+ * second. Bounded, as filters come from clients.
+ */
+const answers = new WeakMap<RuntimeContext, Map<string, { key: string; res: EncodedResponse }>>();
+const ANSWERS_MAX = 256;
+
 export const listContainers =
   (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listContainers']> =>
   async (req, call) => {
     const ns = call.namespace;
+    const f = req.filter;
+    const imagesKey = ctx.images.answersKey?.();
+    const gen = ctx.containers.generation;
+    let byFilter = answers.get(ctx);
+    if (!byFilter) answers.set(ctx, (byFilter = new Map()));
+    const which = f
+      ? JSON.stringify([ns, f.id, f.state?.state ?? null, f.podSandboxId, Object.entries(f.labelSelector).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))])
+      : JSON.stringify([ns]);
+    const validity = `${gen}\u0000${imagesKey ?? ''}`;
+    const hit = imagesKey !== undefined ? byFilter.get(which) : undefined;
+    if (hit && hit.key === validity) return hit.res as unknown as Awaited<ReturnType<NonNullable<RuntimeHandlers['listContainers']>>>;
     const view = imageViews(ctx, ns);
     // ListContainersResponse is `repeated Container containers = 1`: the encoded answer is
     // each container's bytes as field 1, so cached encodings are joined, not re-encoded.
     const w = new BinaryWriter();
-    for (const e of matching(ctx, ns, req.filter)) {
+    for (const e of matching(ctx, ns, f)) {
       const { image, imageRef } = await view(e.rec);
       if (!e.bytes || e.image !== image || e.imageRef !== imageRef) {
         e.bytes = toBinary(ContainerSchema, create(ContainerSchema, toContainer(e.rec, image, imageRef)));
@@ -98,7 +117,13 @@ export const listContainers =
       }
       w.tag(1, WireType.LengthDelimited).bytes(e.bytes);
     }
-    return new EncodedResponse(w.finish()) as unknown as Awaited<ReturnType<NonNullable<RuntimeHandlers['listContainers']>>>;
+    const res = new EncodedResponse(w.finish());
+    // Kept only if nothing changed while the images were looked up.
+    if (imagesKey !== undefined && gen === ctx.containers.generation && imagesKey === ctx.images.answersKey?.()) {
+      if (byFilter.size >= ANSWERS_MAX) byFilter.clear();
+      byFilter.set(which, { key: validity, res });
+    }
+    return res as unknown as Awaited<ReturnType<NonNullable<RuntimeHandlers['listContainers']>>>;
   };
 
 /** RuntimeService/StreamContainers: ListContainers' items and filter, in pages. */
