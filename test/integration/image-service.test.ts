@@ -211,12 +211,18 @@ test(
     const image = buildImage([layer], { config: { Cmd: ['/none'] } });
     const f = await pushFixture(reg.url, 'removable', 'latest', image);
     await d.cri.image.pullImage({ image: { image: f.ref } });
+    // Asked once with one tag (berthd keeps its answers while the image records are unchanged):
+    // the tags pulled next must show in both calls.
+    assert.deepEqual((await d.cri.image.imageStatus({ image: { image: f.ref } })).image?.repoTags, [f.ref]);
+    assert.deepEqual((await d.cri.image.listImages({})).images.find((i) => i.id === f.configDigest)?.repoTags, [f.ref]);
     const second = await pushFixture(reg.url, 'removable', 'second', image);
     await d.cri.image.pullImage({ image: { image: second.ref } });
     const other = await pushFixture(reg.url, 'another-repo', 'v1', image);
     await d.cri.image.pullImage({ image: { image: other.ref } });
     const img = (await d.cri.image.imageStatus({ image: { image: f.ref } })).image!;
     assert.deepEqual([...img.repoTags].sort(), [f.ref, second.ref, other.ref].sort());
+    const listed = (await d.cri.image.listImages({})).images.find((i) => i.id === f.configDigest);
+    assert.deepEqual([...(listed?.repoTags ?? [])].sort(), [f.ref, second.ref, other.ref].sort());
     // The CRI contract (cri-api, late 2025): removing by a single tag removes every tag.
     await d.cri.image.removeImage({ image: { image: second.ref } });
     for (const r of [f.ref, second.ref, other.ref, f.digestRef]) assert.equal((await d.cri.image.imageStatus({ image: { image: r } })).image, undefined, r);

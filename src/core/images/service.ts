@@ -85,8 +85,35 @@ export class ImageService {
   private readonly cache = new Map<string, Parsed>();
   private gcRunning: Promise<void> | undefined;
   private gcNext: Promise<void> | undefined;
+  /**
+   * Assembled images by namespace + id, and each namespace's list, valid while the image
+   * records (the store's generation) and the pinned names stay what they were: ImageStatus,
+   * ListImages and every ContainerStatus read them, and assembling cost SQL reads, reference
+   * parsing and chain-id hashing per image per call. Cached images are shared: read-only.
+   */
+  private readonly assembled = new Map<string, Image | undefined>();
+  private readonly listed = new Map<string, Image[]>();
+  /** find() answers by namespace + spec, under the same key. */
+  private readonly found = new Map<string, Image | undefined>();
+  private assembledKey = '';
 
   constructor(private readonly o: ImageServiceOptions) {}
+
+  /** What answers derived from images depend on: changes when the records or pinned names do. */
+  answersKey(): string {
+    this.checkAssembled();
+    return this.assembledKey;
+  }
+
+  /** Drop the assembled-image caches when the records or the pinned names changed. */
+  private checkAssembled(): void {
+    const key = `${this.o.images.generation}\u0000${this.o.pinned().join('\u0000')}`;
+    if (key === this.assembledKey) return;
+    this.assembled.clear();
+    this.listed.clear();
+    this.found.clear();
+    this.assembledKey = key;
+  }
 
   /**
    * Pull `refText` (CRI image spec) into namespace `ns`; returns the image. Every call, also one
@@ -243,7 +270,13 @@ export class ImageService {
 
   /** By config digest. */
   async get(ns: string, id: string): Promise<Image | undefined> {
-    return this.assemble(ns, id, this.o.images.byConfig(ns, id));
+    this.checkAssembled();
+    const key = `${ns}\u0000${id}`;
+    if (this.assembled.has(key)) return this.assembled.get(key);
+    const gen = this.assembledKey;
+    const img = await this.assemble(ns, id, this.o.images.byConfig(ns, id));
+    if (gen === this.assembledKey && (img !== undefined || this.assembled.size < 4096)) this.assembled.set(key, img);
+    return img;
   }
 
   /**
@@ -252,6 +285,17 @@ export class ImageService {
    */
   async find(ns: string, spec: string): Promise<Image | undefined> {
     if (!spec) throw errors.invalidArgument('image.empty_reference', 'image: an image reference or id is required');
+    this.checkAssembled();
+    const key = `${ns}\u0000${spec}`;
+    if (this.found.has(key)) return this.found.get(key);
+    const gen = this.assembledKey;
+    const img = await this.findUncached(ns, spec);
+    // Bounded: specs are what clients send (a flood of distinct misses must not grow it).
+    if (gen === this.assembledKey && this.found.size < 4096) this.found.set(key, img);
+    return img;
+  }
+
+  private async findUncached(ns: string, spec: string): Promise<Image | undefined> {
     const hexPrefix = /^(sha256:)?([a-f0-9]{3,64})$/.exec(spec);
     if (hexPrefix) {
       const s = parseImageSpec(spec.length === 64 || spec.startsWith('sha256:') ? spec : spec);
@@ -280,6 +324,11 @@ export class ImageService {
 
   /** All images of a namespace, grouped by id. */
   async list(ns: string): Promise<Image[]> {
+    this.checkAssembled();
+    const cached = this.listed.get(ns);
+    if (cached) return cached;
+    const gen = this.assembledKey;
+    let complete = true;
     const byId = new Map<string, ImageRecord[]>();
     for (const r of this.o.images.list(ns)) {
       const a = byId.get(r.configDigest);
@@ -292,9 +341,11 @@ export class ImageService {
         const img = await this.assemble(ns, id, recs);
         if (img) out.push(img);
       } catch (err) {
+        complete = false;
         this.o.log.warn('image unreadable, skipped', { id, error: err });
       }
     }
+    if (complete && gen === this.assembledKey) this.listed.set(ns, out);
     return out;
   }
 

@@ -37,6 +37,15 @@ const fromRow = (r: Row): ImageRecord => ({
 
 export class ImageStore {
   private readonly sql: ReturnType<typeof statements>;
+  private gen = 0;
+
+  /**
+   * Changes with every write (put, delete) through this store, berthd's only writer of image
+   * records: readers cache what they derive from the records under it.
+   */
+  get generation(): number {
+    return this.gen;
+  }
 
   constructor(private readonly db: DB) {
     this.sql = statements(db);
@@ -81,6 +90,7 @@ export class ImageStore {
          target_digest = excluded.target_digest, target_size = excluded.target_size,
          config_digest = excluded.config_digest, labels = excluded.labels, updated_at = excluded.updated_at`,
     );
+    this.gen++;
     this.db.transaction(() => {
       for (const r of records) {
         ensureNs.run(r.namespace, now);
@@ -96,15 +106,20 @@ export class ImageStore {
         });
       }
     })();
+    this.gen++;
   }
 
   /** Delete names; returns how many existed. */
   delete(namespace: string, names: string[]): number {
     const del = this.sql('DELETE FROM images WHERE namespace = ? AND name = ?');
     let n = 0;
-    this.db.transaction(() => {
-      for (const name of names) n += del.run(namespace, name).changes;
-    })();
+    try {
+      this.db.transaction(() => {
+        for (const name of names) n += del.run(namespace, name).changes;
+      })();
+    } finally {
+      this.gen++;
+    }
     return n;
   }
 }

@@ -106,12 +106,23 @@ export class SandboxStore {
 
 export class ContainerStore {
   private readonly sql: ReturnType<typeof statements>;
+  private gen = 0;
+
+  /**
+   * Changes with every write through this store (berthd's only writer of container records):
+   * readers cache answers derived from the records under it. Writes run synchronously (inside
+   * any transaction), so no reader sees a state between a write and its bump.
+   */
+  get generation(): number {
+    return this.gen;
+  }
 
   constructor(private readonly db: DB) {
     this.sql = statements(db);
   }
 
   put(ns: string, r: ContainerRecord): void {
+    this.gen++;
     this.sql(
       'INSERT INTO containers (namespace, id, sandbox_id, record) VALUES (?, ?, ?, ?) ON CONFLICT (namespace, id) DO UPDATE SET record = excluded.record, sandbox_id = excluded.sandbox_id',
     ).run(ns, r.id, r.sandboxId, JSON.stringify(r));
@@ -124,6 +135,11 @@ export class ContainerStore {
 
   list(ns: string): ContainerRecord[] {
     return (this.sql('SELECT record FROM containers WHERE namespace = ?').all(ns) as { record: string }[]).map((r) => JSON.parse(r.record) as ContainerRecord);
+  }
+
+  /** The records of a namespace as stored (JSON text), for readers that cache what they parse. */
+  rows(ns: string): Array<{ id: string; record: string }> {
+    return this.sql('SELECT id, record FROM containers WHERE namespace = ?').all(ns) as Array<{ id: string; record: string }>;
   }
 
   /** Every container in every namespace (GC roots, recovery). */
@@ -147,6 +163,7 @@ export class ContainerStore {
   }
 
   delete(ns: string, id: string): void {
+    this.gen++;
     this.sql('DELETE FROM containers WHERE namespace = ? AND id = ?').run(ns, id);
   }
 
@@ -156,6 +173,7 @@ export class ContainerStore {
    */
   retire(ns: string, r: ContainerRecord): void {
     const pending: PendingContainerRemoval = { id: r.id, sandboxId: r.sandboxId, snapshotKey: r.snapshotKey };
+    this.gen++;
     this.db.transaction(() => {
       this.sql("INSERT OR REPLACE INTO pending_removals (namespace, kind, id, record) VALUES (?, 'container', ?, ?)").run(ns, r.id, JSON.stringify(pending));
       this.sql('DELETE FROM containers WHERE namespace = ? AND id = ?').run(ns, r.id);

@@ -6,7 +6,7 @@ import { toJson } from '@bufbuild/protobuf';
 import { ContainerConfigSchema, LinuxContainerResourcesSchema } from '../../api/cri/runtime/v1/api_pb.js';
 import { bundlePaths } from '../../runtime/index.js';
 import { imageView, criState, nanos } from './convert.js';
-import type { ContainerStatus } from '../../api/cri/runtime/v1/api_pb.js';
+import type { ContainerConfig, ContainerStatus } from '../../api/cri/runtime/v1/api_pb.js';
 import type { CallContext } from '../server/instrument.js';
 import { decodeMessage, findContainer, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
@@ -77,12 +77,29 @@ async function runtimeSpec(ctx: RuntimeContext, ns: string, id: string): Promise
   }
 }
 
+/**
+ * Decoded ContainerConfigs by container id, kept while the record's config bytes are the same
+ * (they never change after create): decoding them was a good part of every ContainerStatus.
+ * The decoded messages are shared: read-only.
+ */
+const configCache = new Map<string, { b64: string; config: ContainerConfig }>();
+const CONFIG_CACHE_MAX = 8192;
+
+function decodedConfig(id: string, b64: string): ContainerConfig {
+  const hit = configCache.get(id);
+  if (hit && hit.b64 === b64) return hit.config;
+  const config = decodeMessage(ContainerConfigSchema, b64);
+  if (configCache.size >= CONFIG_CACHE_MAX) configCache.clear();
+  configCache.set(id, { b64, config });
+  return config;
+}
+
 export const containerStatus =
   (ctx: RuntimeContext): NonNullable<RuntimeHandlers['containerStatus']> =>
   async (req, call) => {
     const ns = call.namespace;
     const c = findContainer(ctx, ns, req.containerId);
-    const config = decodeMessage(ContainerConfigSchema, c.config);
+    const config = decodedConfig(c.id, c.config);
     const { image, imageRef } = await imageView(ctx, ns, c);
     // What the init process really got while it runs; the ids berth asked for otherwise.
     const live = c.state === 'running' && c.pid ? await processUser(c.pid) : undefined;

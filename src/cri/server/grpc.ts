@@ -6,6 +6,19 @@ import * as grpc from '@grpc/grpc-js';
 import { create, fromBinary, toBinary, type DescMessage, type DescService, type MessageInitShape, type MessageShape } from '@bufbuild/protobuf';
 import type { GenService, GenServiceMethods } from '@bufbuild/protobuf/codegenv2';
 
+/**
+ * A response a handler has already encoded (its protobuf bytes): the serializer sends it as it
+ * is. For answers assembled from per-record parts cached in encoded form (ListContainers).
+ */
+export class EncodedResponse {
+  constructor(readonly bytes: Uint8Array) {}
+}
+
+function serializeResponse(schema: DescMessage, msg: unknown): Buffer {
+  if (msg instanceof EncodedResponse) return Buffer.from(msg.bytes.buffer, msg.bytes.byteOffset, msg.bytes.byteLength);
+  return Buffer.from(toBinary(schema, create(schema, msg as never)));
+}
+
 /** grpc-js service definition whose keys are the methods' localName (lowerCamel). */
 export function serviceDefinition(service: DescService): grpc.ServiceDefinition {
   const def: Record<string, grpc.MethodDefinition<unknown, unknown>> = {};
@@ -17,7 +30,7 @@ export function serviceDefinition(service: DescService): grpc.ServiceDefinition 
       responseStream: m.methodKind === 'server_streaming' || m.methodKind === 'bidi_streaming',
       requestSerialize: (msg: never) => Buffer.from(toBinary(m.input, create(m.input, msg))),
       requestDeserialize: (buf: Buffer) => fromBinary(m.input, buf),
-      responseSerialize: (msg: never) => Buffer.from(toBinary(m.output, create(m.output, msg))),
+      responseSerialize: (msg: unknown) => serializeResponse(m.output, msg),
       responseDeserialize: (buf: Buffer) => fromBinary(m.output, buf),
     } as grpc.MethodDefinition<unknown, unknown>;
   }

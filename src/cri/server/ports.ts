@@ -40,7 +40,7 @@ export interface PodHostPort {
 }
 
 export type SnapshotPort = Snapshotter;
-export type ImagePort = Pick<ImageService, 'find' | 'get' | 'pull' | 'gc'>;
+export type ImagePort = Pick<ImageService, 'find' | 'get' | 'pull' | 'gc'> & Partial<Pick<ImageService, 'answersKey'>>;
 export type StreamingPort = Pick<StreamingServer, 'getExec' | 'getAttach' | 'getPortForward'>;
 export type CdiPort = Pick<CdiRegistry, 'resolve'>;
 
