@@ -25,6 +25,7 @@ interface Entry {
   bytes?: Uint8Array;
 }
 
+// Process-wide: keyed by the RuntimeContext, so two contexts share nothing (and a dropped one is collected).
 const entries = new WeakMap<RuntimeContext, Map<string, Map<string, Entry>>>();
 
 /** The namespace's records, parsed once per stored text; the cache keeps only records still stored. */
@@ -86,6 +87,7 @@ async function containersOf(ctx: RuntimeContext, ns: string, f: Filter | undefin
  * generation) and the images (their names) are unchanged: the kubelet asks the same list every
  * second. Bounded, as filters come from clients.
  */
+// Process-wide: keyed by the RuntimeContext, so two contexts share nothing (and a dropped one is collected).
 const answers = new WeakMap<RuntimeContext, Map<string, { key: string; res: EncodedResponse }>>();
 const ANSWERS_MAX = 256;
 

@@ -82,6 +82,8 @@ async function runtimeSpec(ctx: RuntimeContext, ns: string, id: string): Promise
  * (they never change after create): decoding them was a good part of every ContainerStatus.
  * The decoded messages are shared: read-only.
  */
+// Process-wide: an entry is valid only for the exact stored bytes it decoded (checked on every hit), so
+// it is the same in any context.
 const configCache = new Map<string, { b64: string; config: ContainerConfig }>();
 const CONFIG_CACHE_MAX = 8192;
 

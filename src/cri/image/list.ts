@@ -11,6 +11,7 @@ import { writePages } from '../server/stream-pages.js';
  * The encoded answer per image list: ImageService.list returns the same array while the image
  * records stay the same, so an unchanged list is sent without converting and encoding again.
  */
+// Process-wide: keyed by the cached list object itself, which belongs to one ImageService.
 const encodedLists = new WeakMap<Image[], EncodedResponse>();
 
 type ListImagesResult = Awaited<ReturnType<NonNullable<ImageHandlers['listImages']>>>;

@@ -11,6 +11,7 @@ import type { ImageHandlers } from '../server/server.js';
  * The encoded non-verbose answer per image: ImageService hands out the same Image object while
  * the image records stay the same.
  */
+// Process-wide: keyed by the cached Image object itself, which belongs to one ImageService.
 const encoded = new WeakMap<Image, EncodedResponse>();
 
 export const imageStatus =
