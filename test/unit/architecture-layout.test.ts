@@ -106,3 +106,21 @@ test("eslint.config.js's layer map covers exactly the top-level entries of src/"
     for (const d of deps) assert.ok(d in LAYERS, `${layer} may use ${d}, which is not a layer`);
   }
 });
+
+/** src/ files, recursively, without the generated api/. */
+function sources(dir = src): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name);
+    if (e.isDirectory()) return p === join(src, 'api') ? [] : sources(p);
+    return e.name.endsWith('.ts') ? [p] : [];
+  });
+}
+
+test('the shared helpers live once: keyed lock, undo stack, mount(2)/umount2(2) bindings', () => {
+  const files = sources().map((p) => ({ rel: p.slice(src.length + 1), text: readFileSync(p, 'utf8') }));
+  const where = (re: RegExp) => files.filter((f) => re.test(f.text)).map((f) => f.rel);
+  assert.deepEqual(where(/lib\.func\('int mount\(/), ['mount.ts'], 'mount(2) is bound in mount.ts only');
+  assert.deepEqual(where(/'int umount2\(/), ['mount.ts'], 'umount2(2) is bound in mount.ts only');
+  assert.deepEqual(where(/^export class KeyedLock\b|class \w*(Lock|Mutex)\b/m), ['keyed-lock.ts'], 'one keyed lock');
+  assert.deepEqual(where(/^export class Cleanup\b|class \w*(Cleanup|Undo)\w*\b/m), ['cleanup.ts'], 'one undo stack');
+});
