@@ -19,7 +19,7 @@ import { closeSync, lstatSync, mkdirSync, openSync, readFileSync, readdirSync, r
 import { join } from 'node:path';
 import type { IDMapping, Mount as CriMount, NamespaceOption } from '../../api/cri/runtime/v1/api_pb.js';
 import { NamespaceMode } from '../../api/cri/runtime/v1/api_pb.js';
-import { unmount } from '../../mount.js';
+import { mountAll, unmount } from '../../mount.js';
 import { errors } from '../../errors.js';
 import { libc, type Koffi } from '../../libc.js';
 
@@ -31,7 +31,6 @@ const AT_SYMLINK_NOFOLLOW = 0x100;
 const AT_FDCWD = -100;
 const MOUNT_ATTR_IDMAP = 0x00100000;
 const MS_PRIVATE = 1 << 18;
-const MS_BIND = 4096;
 const MOVE_MOUNT_F_EMPTY_PATH = 0x4;
 
 interface Fns {
@@ -39,7 +38,6 @@ interface Fns {
   openTree(dfd: number, path: string, flags: number): number;
   mountSetattr(dfd: number, path: string, flags: number, attr: Buffer, size: number): number;
   moveMount(fromDfd: number, fromPath: string, toDfd: number, toPath: string, flags: number): number;
-  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): number;
 }
 // Process-wide: the libc functions, bound once (koffi handles belong to the process).
 let fns: Fns | undefined;
@@ -53,7 +51,6 @@ function sys(): Fns {
     openTree: lib.func('int open_tree(int dfd, const char *path, unsigned int flags)') as Fns['openTree'],
     mountSetattr: lib.func('int mount_setattr(int dfd, const char *path, unsigned int flags, void *attr, size_t size)') as Fns['mountSetattr'],
     moveMount: lib.func('int move_mount(int from_dfd, const char *from_path, int to_dfd, const char *to_path, unsigned int flags)') as Fns['moveMount'],
-    mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const char *data)') as Fns['mount'],
   };
   return fns;
 }
@@ -80,9 +77,11 @@ export function idmapRoot(state: string, known?: Set<string>): string {
     .split('\n')
     .some((l) => l.split(' ')[4] === root);
   if (!mounted) {
-    const l = sys();
-    if (l.mount(root, root, null, MS_BIND, null) !== 0) fail('bind-mount', root);
-    if (l.mount(null, root, null, MS_PRIVATE, null) !== 0) fail('make private', root);
+    try {
+      mountAll([{ type: 'bind', source: root, options: ['bind', 'private'] }], root);
+    } catch (err) {
+      throw errors.internal('container.idmap_mount', `bind-mount ${root} onto itself, private: ${(err as Error).message}`, err);
+    }
   }
   known?.add(root);
   return root;
