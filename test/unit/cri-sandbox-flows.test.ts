@@ -6,8 +6,14 @@
 // grace/kill-wait timers that run in no real time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { create } from '@bufbuild/protobuf';
-import { NamespaceMode, PodSandboxConfigSchema, PodSandboxState, type PodSandboxConfig } from '../../src/api/cri/runtime/v1/api_pb.js';
+import { create, fromBinary } from '@bufbuild/protobuf';
+import {
+  ListPodSandboxResponseSchema,
+  NamespaceMode,
+  PodSandboxConfigSchema,
+  PodSandboxState,
+  type PodSandboxConfig,
+} from '../../src/api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord } from '../../src/core/metadata/records.js';
 import { runPodSandbox } from '../../src/cri/sandbox/run.js';
 import { stopPodSandbox } from '../../src/cri/sandbox/stop.js';
@@ -19,6 +25,7 @@ import { stopContainerTask } from '../../src/cri/container/lifecycle.js';
 import { recover } from '../../src/cri/recover.js';
 import { sandboxName } from '../../src/cri/sandbox/common.js';
 import { BerthError } from '../../src/errors.js';
+import { EncodedResponse } from '../../src/cri/server/grpc.js';
 import { newTestContext, type TestRuntime } from '../helpers/fakes/context.js';
 import { until } from '../helpers/process.js';
 
@@ -42,7 +49,11 @@ const stop = (rt: TestRuntime, id: string) => stopPodSandbox(rt.ctx)({ $typeName
 const remove = (rt: TestRuntime, id: string) => removePodSandbox(rt.ctx)({ $typeName: 'runtime.v1.RemovePodSandboxRequest', podSandboxId: id }, call());
 const status = (rt: TestRuntime, id: string) =>
   podSandboxStatus(rt.ctx)({ $typeName: 'runtime.v1.PodSandboxStatusRequest', podSandboxId: id, verbose: true }, call());
-const list = (rt: TestRuntime) => listPodSandbox(rt.ctx)({ $typeName: 'runtime.v1.ListPodSandboxRequest' }, call()).then((r) => r.items ?? []);
+// ListPodSandbox answers encoded (its answer cache): decoded here as a client would.
+const list = (rt: TestRuntime) =>
+  listPodSandbox(rt.ctx)({ $typeName: 'runtime.v1.ListPodSandboxRequest' }, call()).then((r) =>
+    r instanceof EncodedResponse ? fromBinary(ListPodSandboxResponseSchema, r.bytes).items : (r.items ?? []),
+  );
 
 const injected = (step: string) => (err: unknown) => err instanceof Error && err.message === `injected ${step} failure`;
 const code = (c: string) => (err: unknown) => err instanceof BerthError && err.code === c;
@@ -355,4 +366,50 @@ test('StopPodSandbox and RemovePodSandbox are idempotent and unknown ids succeed
   await remove(rt, id);
   await stop(rt, 'e'.repeat(64));
   await assertNothingLeft(rt);
+});
+
+test('ListPodSandbox keeps its answer only while no sandbox record changes', async (t) => {
+  const rt = await newTestContext(t);
+  const a = await run(rt, pod({ name: 'a' }));
+  const first = await list(rt);
+  assert.deepEqual(
+    first.map((p) => [p.id, p.state]),
+    [[a, PodSandboxState.SANDBOX_READY]],
+  );
+  assert.deepEqual(await list(rt), first, 'the same answer twice');
+  const b = await run(rt, pod({ name: 'b' }));
+  assert.deepEqual(
+    (await list(rt)).map((p) => p.id),
+    [a, b],
+    'a new pod is listed',
+  );
+  await stop(rt, a);
+  assert.deepEqual(
+    (await list(rt)).map((p) => [p.id, p.state]),
+    [
+      [a, PodSandboxState.SANDBOX_NOTREADY],
+      [b, PodSandboxState.SANDBOX_READY],
+    ],
+    'a stopped pod turns NOTREADY in the list',
+  );
+  await remove(rt, a);
+  assert.deepEqual(
+    (await list(rt)).map((p) => p.id),
+    [b],
+    'a removed pod is gone from the list',
+  );
+  // A filter is its own answer.
+  const ready = await listPodSandbox(rt.ctx)(
+    {
+      $typeName: 'runtime.v1.ListPodSandboxRequest',
+      filter: {
+        $typeName: 'runtime.v1.PodSandboxFilter',
+        id: '',
+        labelSelector: {},
+        state: { $typeName: 'runtime.v1.PodSandboxStateValue', state: PodSandboxState.SANDBOX_NOTREADY },
+      },
+    },
+    call(),
+  );
+  assert.deepEqual(ready instanceof EncodedResponse ? fromBinary(ListPodSandboxResponseSchema, ready.bytes).items : ready.items, []);
 });

@@ -156,7 +156,7 @@ test('ListContainerStats then ListPodSandboxStats: one shim Stats per task, and 
   }));
   const pod = { id: 'p1', state: 'ready', meta: { name: 'p', namespace: 'default', uid: 'u', attempt: 0 }, labels: {}, annotations: {} };
   const ctx = {
-    containers: { list: () => containers },
+    containers: { list: () => containers, bySandbox: (_ns: string, id: string) => containers.filter((c) => c.sandboxId === id) },
     sandboxes: { list: () => [pod] },
     tasks: {
       stats: async () => {

@@ -52,7 +52,7 @@ function fakeCtx(tracer: Tracer, containers: Array<{ sandboxId: string; image: s
       get: (_ns: string, id: string) => (id === sandbox.id ? sandbox : undefined),
       idsWithPrefix: (_ns: string, p: string) => (sandbox.id.startsWith(p) ? [sandbox.id] : []),
     },
-    containers: { list: () => containers },
+    containers: { list: () => containers, bySandbox: (_ns: string, id: string) => containers.filter((c) => c.sandboxId === id) },
   } as unknown as RuntimeContext;
 }
 

@@ -57,6 +57,15 @@ export function checkContainerTransition(id: string, from: ContainerState, to: C
 
 export class SandboxStore {
   private readonly sql: ReturnType<typeof statements>;
+  private gen = 0;
+
+  /**
+   * Changes with every write through this store (berthd's only writer of sandbox records, as
+   * ContainerStore's): ListPodSandbox keeps its answer under it.
+   */
+  get generation(): number {
+    return this.gen;
+  }
 
   constructor(private readonly db: DB) {
     this.sql = statements(db);
@@ -64,6 +73,7 @@ export class SandboxStore {
 
   put(ns: string, r: SandboxRecord): void {
     checkSandboxRecord(r);
+    this.gen++;
     this.sql('INSERT INTO sandboxes (namespace, id, record) VALUES (?, ?, ?) ON CONFLICT (namespace, id) DO UPDATE SET record = excluded.record').run(
       ns,
       r.id,
@@ -88,6 +98,7 @@ export class SandboxStore {
   }
 
   delete(ns: string, id: string): void {
+    this.gen++;
     this.sql('DELETE FROM sandboxes WHERE namespace = ? AND id = ?').run(ns, id);
   }
 

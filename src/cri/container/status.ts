@@ -153,7 +153,7 @@ export const containerStatus =
 export async function podContainerStatuses(ctx: RuntimeContext, sandboxId: string, call: CallContext): Promise<ContainerStatus[]> {
   const statusOf = containerStatus(ctx);
   const out: ContainerStatus[] = [];
-  for (const c of ctx.containers.list(call.namespace).filter((x) => x.sandboxId === sandboxId)) {
+  for (const c of ctx.containers.bySandbox(call.namespace, sandboxId)) {
     const r = await statusOf({ containerId: c.id, verbose: false } as Parameters<typeof statusOf>[0], call).catch(() => undefined);
     if (r?.status) out.push(r.status as ContainerStatus);
   }

@@ -40,7 +40,7 @@ export const trace =
     try {
       const sb = findSandbox(ctx, call.namespace, req.podSandboxId);
       id = sb.id;
-      for (const c of ctx.containers.list(call.namespace)) if (c.sandboxId === sb.id) images.add(c.image);
+      for (const c of ctx.containers.bySandbox(call.namespace, sb.id)) images.add(c.image);
     } catch (err) {
       // A removed pod may still have spans in memory: fall back to the id as given.
       if (!isBerthError(err, 'NotFound')) throw err;

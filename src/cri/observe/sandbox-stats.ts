@@ -80,7 +80,7 @@ export async function collectSandboxStats(
   net: InterfaceCounters[] | undefined;
   containers: Array<{ record: ContainerRecord; sample: CgroupSample | undefined }>;
 }> {
-  const containers = ctx.containers.list(ns).filter((c) => c.sandboxId === sb.id);
+  const containers = ctx.containers.bySandbox(ns, sb.id);
   const per = await Promise.all(containers.map((c) => collectContainerStats(ctx, ns, c)));
   const samples = per.map((p) => p.sample).filter((s): s is CgroupSample => s !== undefined);
   if (sb.state === 'ready' && sb.pid) {

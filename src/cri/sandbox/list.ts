@@ -1,11 +1,14 @@
 /** RuntimeService/ListPodSandbox with every filter: id (full or unique prefix), state, labels; StreamPodSandboxes. */
-import type { PodSandboxFilter } from '../../api/cri/runtime/v1/api_pb.js';
+import { create, toBinary, type MessageInitShape } from '@bufbuild/protobuf';
+import { BinaryWriter, WireType } from '@bufbuild/protobuf/wire';
+import { PodSandboxSchema, type PodSandboxFilter } from '../../api/cri/runtime/v1/api_pb.js';
 import type { SandboxRecord } from '../../core/metadata/records.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
 import { isCreating } from './common.js';
 import { criMetadata, criState } from './status.js';
 import { writePages } from '../server/stream-pages.js';
+import { EncodedResponse } from '../server/grpc.js';
 
 /** Records matching a CRI filter (creating ones never match). */
 export function filterSandboxes(ctx: RuntimeContext, ns: string, f: PodSandboxFilter | undefined): SandboxRecord[] {
@@ -24,25 +27,55 @@ export function filterSandboxes(ctx: RuntimeContext, ns: string, f: PodSandboxFi
     .sort((a, b) => (BigInt(a.createdAt) < BigInt(b.createdAt) ? -1 : 1));
 }
 
+function toPodSandbox(r: SandboxRecord): MessageInitShape<typeof PodSandboxSchema> {
+  return {
+    id: r.id,
+    metadata: criMetadata(r),
+    state: criState(r),
+    createdAt: BigInt(r.createdAt),
+    labels: r.labels,
+    annotations: r.annotations,
+    runtimeHandler: r.runtimeHandler,
+  };
+}
+
+/**
+ * Whole answers by namespace + filter, valid while the sandbox records (the store's
+ * generation) are unchanged: the kubelet relists every second, and parsing and encoding 100
+ * records each time was most of the call. Everything an item says comes from its record.
+ * Bounded, as filters come from clients.
+ */
+// Process-wide: keyed by the RuntimeContext, so two contexts share nothing (and a dropped one is collected).
+const answers = new WeakMap<RuntimeContext, Map<string, { gen: number; res: EncodedResponse }>>();
+const ANSWERS_MAX = 256;
+
 export const listPodSandbox =
   (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listPodSandbox']> =>
-  async (req, call) => ({
-    items: filterSandboxes(ctx, call.namespace, req.filter).map((r) => ({
-      id: r.id,
-      metadata: criMetadata(r),
-      state: criState(r),
-      createdAt: BigInt(r.createdAt),
-      labels: r.labels,
-      annotations: r.annotations,
-      runtimeHandler: r.runtimeHandler,
-    })),
-  });
+  async (req, call) => {
+    const ns = call.namespace;
+    const f = req.filter;
+    const gen = ctx.sandboxes.generation;
+    let byFilter = answers.get(ctx);
+    if (!byFilter) answers.set(ctx, (byFilter = new Map()));
+    const which = f
+      ? JSON.stringify([ns, f.id, f.state?.state ?? null, Object.entries(f.labelSelector).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))])
+      : JSON.stringify([ns]);
+    const hit = byFilter.get(which);
+    if (hit && hit.gen === gen) return hit.res as unknown as Awaited<ReturnType<NonNullable<RuntimeHandlers['listPodSandbox']>>>;
+    // ListPodSandboxResponse is `repeated PodSandbox items = 1`.
+    const w = new BinaryWriter();
+    for (const r of filterSandboxes(ctx, ns, f))
+      w.tag(1, WireType.LengthDelimited).bytes(toBinary(PodSandboxSchema, create(PodSandboxSchema, toPodSandbox(r))));
+    const res = new EncodedResponse(w.finish());
+    if (byFilter.size >= ANSWERS_MAX) byFilter.clear();
+    byFilter.set(which, { gen, res });
+    return res as unknown as Awaited<ReturnType<NonNullable<RuntimeHandlers['listPodSandbox']>>>;
+  };
 
 /** RuntimeService/StreamPodSandboxes: ListPodSandbox's items and filter, in pages. */
 export const streamPodSandboxes = (ctx: RuntimeContext): NonNullable<RuntimeHandlers['streamPodSandboxes']> => {
-  const list = listPodSandbox(ctx);
   return async (req, write, call) => {
-    const { items } = await list({ $typeName: 'runtime.v1.ListPodSandboxRequest', filter: req.filter }, call);
-    await writePages(items ?? [], (podSandboxes) => ({ podSandboxes }), write, call);
+    const items = filterSandboxes(ctx, call.namespace, req.filter).map(toPodSandbox);
+    await writePages(items, (podSandboxes) => ({ podSandboxes }), write, call);
   };
 };
