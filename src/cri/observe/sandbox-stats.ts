@@ -6,7 +6,7 @@
  * with no such process (a pod without pause or running containers), from `nsenter --net`.
  */
 import { execFile } from 'node:child_process';
-import { readFile, stat } from 'node:fs/promises';
+import { readFileSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { PodSandboxStatsSchema, type PodSandboxStats } from '../../api/cri/runtime/v1/api_pb.js';
@@ -44,20 +44,34 @@ export function parseNetDev(text: string): InterfaceCounters[] {
 
 /** Counters of the pod's interfaces except loopback; undefined when the netns is unreachable. */
 export async function podInterfaces(sb: SandboxRecord, containerPids: readonly number[] = []): Promise<InterfaceCounters[] | undefined> {
+  // Synchronous reads: /proc files and the netns handle (nsfs) never wait on a disk, and with
+  // the promise API each pod of a ListPodSandboxStats cost up to four thread-pool round trips.
+  const read = (path: string): string | undefined => {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return undefined;
+    }
+  };
+  const ino = (path: string): number | undefined => statSync(path, { throwIfNoEntry: false })?.ino;
   let text: string | undefined;
-  if (sb.pid) text = await readFile(`/proc/${sb.pid}/net/dev`, 'utf8').catch(() => undefined);
+  if (sb.pid) text = read(`/proc/${sb.pid}/net/dev`);
   if (text === undefined && sb.netnsPath && containerPids.length > 0) {
-    const want = await stat(sb.netnsPath).then(
-      (s) => s.ino,
-      () => undefined,
-    );
+    let want: number | undefined;
+    try {
+      want = ino(sb.netnsPath);
+    } catch {
+      want = undefined;
+    }
     for (const pid of want === undefined ? [] : containerPids) {
-      const ino = await stat(`/proc/${pid}/ns/net`).then(
-        (s) => s.ino,
-        () => undefined,
-      );
-      if (ino !== want) continue;
-      text = await readFile(`/proc/${pid}/net/dev`, 'utf8').catch(() => undefined);
+      let got: number | undefined;
+      try {
+        got = ino(`/proc/${pid}/ns/net`);
+      } catch {
+        got = undefined;
+      }
+      if (got !== want) continue;
+      text = read(`/proc/${pid}/net/dev`);
       if (text !== undefined) break;
     }
   }

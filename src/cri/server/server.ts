@@ -86,6 +86,9 @@ export async function startCriServer(opts: {
   const server = new grpc.Server({
     'grpc.max_receive_message_length': 16 * 1024 * 1024,
     'grpc.max_send_message_length': 64 * 1024 * 1024,
+    // berth serves no channelz service: its per-call trackers (closures, counters, timestamps
+    // on every message) were work on every CRI call that nothing read.
+    'grpc.enable_channelz': 0,
   });
   server.addService(serviceDefinition(RuntimeService), implementation(RuntimeService, opts.runtime as Record<string, unknown>, opts.log, opts.observer));
   server.addService(serviceDefinition(ImageService), implementation(ImageService, opts.image as Record<string, unknown>, opts.log, opts.observer));
