@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { toJson } from '@bufbuild/protobuf';
-import { PodSandboxConfigSchema, PodSandboxState, type PodSandboxMetadata } from '../../api/cri/runtime/v1/api_pb.js';
+import { PodSandboxConfigSchema, PodSandboxState, type PodSandboxConfig, type PodSandboxMetadata } from '../../api/cri/runtime/v1/api_pb.js';
 import type { SandboxRecord } from '../../core/metadata/records.js';
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import type { PodSandboxMetadataSchema } from '../../api/cri/runtime/v1/api_pb.js';
@@ -38,12 +38,31 @@ async function readSpec(ctx: RuntimeContext, ns: string, id: string): Promise<un
   }
 }
 
+/**
+ * Decoded PodSandboxConfigs by sandbox id, kept while the record's config bytes are the same
+ * (they never change after RunPodSandbox): kubelet asks PodSandboxStatus of every pod, over and
+ * over. The decoded messages are shared: read-only.
+ */
+// Process-wide: an entry is valid only for the exact stored bytes it decoded (checked on every hit), so
+// it is the same in any context.
+const configCache = new Map<string, { b64: string; config: PodSandboxConfig }>();
+const CONFIG_CACHE_MAX = 4096;
+
+function decodedConfig(r: SandboxRecord): PodSandboxConfig {
+  const hit = configCache.get(r.id);
+  if (hit && hit.b64 === r.config) return hit.config;
+  const config = sandboxConfigOf(r);
+  if (configCache.size >= CONFIG_CACHE_MAX) configCache.clear();
+  configCache.set(r.id, { b64: r.config, config });
+  return config;
+}
+
 export const podSandboxStatus =
   (ctx: RuntimeContext): NonNullable<RuntimeHandlers['podSandboxStatus']> =>
   async (req, call) => {
     const ns = call.namespace;
     const r = findVisibleSandbox(ctx, ns, req.podSandboxId);
-    const config = sandboxConfigOf(r);
+    const config = decodedConfig(r);
     const [ip, ...additional] = liveIps(r);
     const info: Record<string, string> = {};
     if (req.verbose) {
