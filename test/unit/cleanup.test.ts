@@ -12,8 +12,8 @@ test('unwind runs every undo in reverse order and then nothing more', async () =
   c.push('b', async () => void ran.push('b'));
   const r = await c.unwind();
   assert.deepEqual(ran, ['b', 'a', 'name']);
-  assert.deepEqual(r, { failed: [], skipped: [] });
-  assert.deepEqual(await c.unwind(), { failed: [], skipped: [] });
+  assert.deepEqual(r, { failed: [], skipped: [], retry: [] });
+  assert.deepEqual(await c.unwind(), { failed: [], skipped: [], retry: [] });
   assert.deepEqual(ran, ['b', 'a', 'name']);
 });
 

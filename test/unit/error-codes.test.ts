@@ -156,11 +156,12 @@ test('toBerthError: a full disk is ResourceExhausted storage.no_space, from fs e
   const edquot = Object.assign(new Error('EDQUOT: disk quota exceeded, write'), { code: 'EDQUOT' });
   // What better-sqlite3 throws (SqliteError) when a write to the database or its WAL finds the disk full.
   const sqliteFull = Object.assign(new Error('database or disk is full'), { name: 'SqliteError', code: 'SQLITE_FULL' });
-  for (const err of [enospc, edquot, sqliteFull]) {
+  const shm = Object.assign(new Error('disk I/O error'), { name: 'SqliteError', code: 'SQLITE_IOERR_SHMSIZE' });
+  for (const err of [enospc, edquot, sqliteFull, shm]) {
     const b = toBerthError(err);
     assert.equal(b.kind, 'ResourceExhausted', err.message);
     assert.equal(b.code, 'storage.no_space');
-    assert.match(b.message, /^no space left on device \((ENOSPC|EDQUOT|SQLITE_FULL)\): /);
+    assert.match(b.message, /^no space left on device \((ENOSPC|EDQUOT|SQLITE_FULL|SQLITE_IOERR_SHMSIZE)\): /);
     assert.equal(b.cause, err);
   }
   const busy = Object.assign(new Error('database is locked'), { name: 'SqliteError', code: 'SQLITE_BUSY' });
