@@ -203,7 +203,13 @@ test(
     assert.ok(existsSync(join(metaDir, 'meta.db-wal')), 'the WAL lives on the tmpfs');
     /** The call, let through its pause at `step`. */
     const passing = async <T>(step: string, call: Promise<T>): Promise<T> => {
-      await awaitPause(faultDir, step);
+      // The call may also fail before its pause (then its error is the test's failure).
+      let settled = false;
+      call.then(
+        () => (settled = true),
+        () => (settled = true),
+      );
+      await until(() => settled || existsSync(join(faultDir, step)), `berthd paused at ${step}`, 60_000);
       resume(faultDir, step);
       return call;
     };
