@@ -11,6 +11,11 @@
  *   Once a resource undo has failed, bookkeeping undos are skipped: what is left must stay
  *   pointed at, so a later Stop/Remove or recovery can finish it.
  *
+ * A forget that fails (on a full metadata disk even a DELETE fails: SQLite's WAL must grow)
+ * orphans nothing, but a name it keeps reserved would fail the caller's retry for ever. So a
+ * failed bookkeeping undo, and a resource undo pushed with `{ retry: true }`, comes back in
+ * `retry` for BookkeepingRetries, which runs it again until it succeeds (each is idempotent).
+ *
  * Imports nothing, so berth-shim loads it for the price of one small module.
  */
 
@@ -27,6 +32,14 @@ export interface UnwindResult<Tag extends string = string> {
   failed: UndoFailure<Tag>[];
   /** Bookkeeping undos skipped because of them. */
   skipped: string[];
+  /** Failed undos worth running again later (see BookkeepingRetries), in the order they ran. */
+  retry: RetryableUndo[];
+}
+
+export interface RetryableUndo {
+  what: string;
+  fn: () => Promise<unknown> | unknown;
+  error: unknown;
 }
 
 interface Step<Tag extends string> {
@@ -34,6 +47,7 @@ interface Step<Tag extends string> {
   kind: UndoKind;
   tag?: Tag;
   fn: () => Promise<unknown> | unknown;
+  retry: boolean;
 }
 
 export interface CleanupLog {
@@ -45,13 +59,13 @@ export class Cleanup<Tag extends string = string> {
   constructor(private readonly log?: CleanupLog) {}
 
   /** Push the undo of a resource (`tag` names it in the result, e.g. for a record's leftover). */
-  push(what: string, fn: () => Promise<unknown> | unknown, tag?: Tag): void {
-    this.steps.push({ what, kind: 'resource', fn, tag });
+  push(what: string, fn: () => Promise<unknown> | unknown, tag?: Tag, opts: { retry?: boolean } = {}): void {
+    this.steps.push({ what, kind: 'resource', fn, tag, retry: opts.retry ?? false });
   }
 
-  /** Push an undo that only forgets (skipped when a resource undo failed). */
+  /** Push an undo that only forgets (skipped when a resource undo failed; retried when it fails). */
   pushBookkeeping(what: string, fn: () => Promise<unknown> | unknown): void {
-    this.steps.push({ what, kind: 'bookkeeping', fn });
+    this.steps.push({ what, kind: 'bookkeeping', fn, retry: true });
   }
 
   get size(): number {
@@ -60,7 +74,7 @@ export class Cleanup<Tag extends string = string> {
 
   /** Run the undos in reverse; never throws. */
   async unwind(): Promise<UnwindResult<Tag>> {
-    const result: UnwindResult<Tag> = { failed: [], skipped: [] };
+    const result: UnwindResult<Tag> = { failed: [], skipped: [], retry: [] };
     while (this.steps.length) {
       const s = this.steps.pop()!;
       if (s.kind === 'bookkeeping' && result.failed.length > 0) {
@@ -73,6 +87,7 @@ export class Cleanup<Tag extends string = string> {
         this.log?.warn('cleanup step failed', { step: s.what, error });
         // A bookkeeping undo that fails orphans nothing (the object it names is still there).
         if (s.kind === 'resource') result.failed.push({ what: s.what, tag: s.tag, error });
+        if (s.retry) result.retry.push({ what: s.what, fn: s.fn, error });
       }
     }
     return result;
@@ -81,5 +96,62 @@ export class Cleanup<Tag extends string = string> {
   /** Forget the steps (the operation succeeded). */
   commit(): void {
     this.steps.length = 0;
+  }
+}
+
+/**
+ * Failed forgets run again later (RuntimeContext.bookkeepingRetries): on every `flush()` —
+ * RunPodSandbox and CreateContainer flush before reserving their name, so a retry of the call
+ * that failed finds its name free as soon as the disk has room again — and every `intervalMs`
+ * while any is left. The timer never keeps the process alive.
+ */
+export class BookkeepingRetries {
+  private pending: Array<{ what: string; fn: () => Promise<unknown> | unknown; log?: CleanupLog }> = [];
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private closed = false;
+
+  constructor(private readonly intervalMs = 2_000) {}
+
+  /** Undos still waiting for a successful run. */
+  get size(): number {
+    return this.pending.length;
+  }
+
+  add(undos: readonly RetryableUndo[], log?: CleanupLog): void {
+    if (undos.length === 0) return;
+    for (const u of undos) {
+      log?.warn('an undo failed; it runs again later', { step: u.what, error: u.error });
+      this.pending.push({ what: u.what, fn: u.fn, log });
+    }
+    this.schedule();
+  }
+
+  /** Runs every pending undo once, in the order added; keeps those that fail again. Never throws. */
+  async flush(): Promise<void> {
+    const now = this.pending.splice(0);
+    for (const u of now) {
+      try {
+        await u.fn();
+      } catch {
+        this.pending.push(u);
+      }
+    }
+    this.schedule();
+  }
+
+  /** Stops the timer (berthd stopping); pending undos are left to recovery at the next start. */
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+
+  private schedule(): void {
+    if (this.closed || this.timer !== undefined || this.pending.length === 0) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      void this.flush();
+    }, this.intervalMs);
+    this.timer.unref?.();
   }
 }

@@ -114,8 +114,11 @@ export function hasCode<C extends ErrorCode>(err: unknown, code: C): err is Bert
 export function toBerthError(err: unknown): BerthError {
   if (err instanceof BerthError) return err;
   // A full disk (or quota) is the node's state, not a bug: ResourceExhausted, naming the path.
+  // SQLite (better-sqlite3's SqliteError) says SQLITE_FULL when a write to a database, its WAL
+  // or journal finds the disk full (its unix VFS turns ENOSPC on write into SQLITE_FULL), and
+  // SQLITE_IOERR_SHMSIZE when it cannot grow the WAL index file (-shm) for want of room.
   const errno = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (err instanceof Error && (errno === 'ENOSPC' || errno === 'EDQUOT')) {
+  if (err instanceof Error && (errno === 'ENOSPC' || errno === 'EDQUOT' || errno === 'SQLITE_FULL' || errno === 'SQLITE_IOERR_SHMSIZE')) {
     return new BerthError('ResourceExhausted', 'storage.no_space', `no space left on device (${errno}): ${err.message}`, { cause: err });
   }
   if (err instanceof Error) return new BerthError('Internal', 'internal.unexpected', err.message, { cause: err });

@@ -1,8 +1,9 @@
 // src/cleanup.ts: undos run in reverse; a failed resource undo is reported with its tag and
-// keeps the bookkeeping undos (record, name) from running, so nothing is left unpointed-at.
+// keeps the bookkeeping undos (record, name) from running, so nothing is left unpointed-at;
+// undos that failed and may run again come back for BookkeepingRetries.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Cleanup } from '../../src/cleanup.js';
+import { BookkeepingRetries, Cleanup } from '../../src/cleanup.js';
 
 test('unwind runs every undo in reverse order and then nothing more', async () => {
   const ran: string[] = [];
@@ -12,8 +13,8 @@ test('unwind runs every undo in reverse order and then nothing more', async () =
   c.push('b', async () => void ran.push('b'));
   const r = await c.unwind();
   assert.deepEqual(ran, ['b', 'a', 'name']);
-  assert.deepEqual(r, { failed: [], skipped: [] });
-  assert.deepEqual(await c.unwind(), { failed: [], skipped: [] });
+  assert.deepEqual(r, { failed: [], skipped: [], retry: [] });
+  assert.deepEqual(await c.unwind(), { failed: [], skipped: [], retry: [] });
   assert.deepEqual(ran, ['b', 'a', 'name']);
 });
 
@@ -55,4 +56,58 @@ test('commit forgets the undos', async () => {
   c.commit();
   await c.unwind();
   assert.equal(ran, false);
+});
+
+test('failed forgets (and resource undos pushed with retry) come back in retry; BookkeepingRetries runs them until they succeed', async () => {
+  const c = new Cleanup({ warn: () => undefined });
+  let full = true;
+  const ran: string[] = [];
+  const forget = (what: string) => () => {
+    if (full) throw Object.assign(new Error('database or disk is full'), { code: 'SQLITE_FULL' });
+    ran.push(what);
+  };
+  c.push('release name', forget('name'), undefined, { retry: true });
+  c.pushBookkeeping('delete record', forget('record'));
+  c.push('unpin', () => void ran.push('unpin'));
+  const r = await c.unwind();
+  assert.deepEqual(ran, ['unpin']);
+  assert.deepEqual(
+    r.retry.map((u) => u.what),
+    ['delete record', 'release name'],
+  );
+  assert.deepEqual(
+    r.failed.map((f) => f.what),
+    ['release name'],
+    'a resource undo that failed is reported whether or not it is retried',
+  );
+
+  const warned: string[] = [];
+  const retries = new BookkeepingRetries(60_000);
+  retries.add(r.retry, { warn: (_m, f) => warned.push(String(f?.step)) });
+  assert.deepEqual(warned, ['delete record', 'release name']);
+  await retries.flush();
+  assert.equal(retries.size, 2, 'still failing: kept');
+  full = false;
+  await retries.flush();
+  assert.equal(retries.size, 0);
+  assert.deepEqual(ran, ['unpin', 'record', 'name'], 'run again in the order they failed');
+  retries.close();
+});
+
+test('BookkeepingRetries retries on its own timer while any is pending', async () => {
+  const retries = new BookkeepingRetries(20);
+  let tries = 0;
+  retries.add([
+    {
+      what: 'x',
+      fn: () => {
+        if (++tries < 3) throw new Error('not yet');
+      },
+      error: new Error('first'),
+    },
+  ]);
+  for (let i = 0; i < 500 && retries.size > 0; i++) await new Promise((res) => setTimeout(res, 10));
+  assert.equal(retries.size, 0, 'the timer retried until it succeeded');
+  assert.equal(tries, 3);
+  retries.close();
 });

@@ -151,6 +151,23 @@ test('errors: factories, berthError, hasCode, wrap and toBerthError keep kind an
   assert.equal(toBerthError('kaput').kind, 'Internal');
 });
 
+test('toBerthError: a full disk is ResourceExhausted storage.no_space, from fs errno and from SQLite', () => {
+  const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+  const edquot = Object.assign(new Error('EDQUOT: disk quota exceeded, write'), { code: 'EDQUOT' });
+  // What better-sqlite3 throws (SqliteError) when a write to the database or its WAL finds the disk full.
+  const sqliteFull = Object.assign(new Error('database or disk is full'), { name: 'SqliteError', code: 'SQLITE_FULL' });
+  const shm = Object.assign(new Error('disk I/O error'), { name: 'SqliteError', code: 'SQLITE_IOERR_SHMSIZE' });
+  for (const err of [enospc, edquot, sqliteFull, shm]) {
+    const b = toBerthError(err);
+    assert.equal(b.kind, 'ResourceExhausted', err.message);
+    assert.equal(b.code, 'storage.no_space');
+    assert.match(b.message, /^no space left on device \((ENOSPC|EDQUOT|SQLITE_FULL|SQLITE_IOERR_SHMSIZE)\): /);
+    assert.equal(b.cause, err);
+  }
+  const busy = Object.assign(new Error('database is locked'), { name: 'SqliteError', code: 'SQLITE_BUSY' });
+  assert.equal(toBerthError(busy).code, 'internal.unexpected', 'other SQLite errors stay Internal');
+});
+
 test('fromStatus keeps a known code of the same kind, else names the status', () => {
   assert.equal(fromStatus(6, 'm', 'shim.container_exists').code, 'shim.container_exists');
   // Unknown to this build (a newer peer), of another kind, or absent: the status's own code.

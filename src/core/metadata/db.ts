@@ -24,12 +24,13 @@
  * A database whose user_version is higher than this code knows is refused
  * (metadata.schema_too_new): a newer berthd wrote it. Statements are compiled once per SQL text
  * (`statements()`): compiling one costs more than running it, and the kubelet's polls run the
- * same few statements many times a second.
+ * same few statements many times a second. On a full disk see openMetadata.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { errors } from '../../errors.js';
+import { log } from '../../log.js';
 import { migrateSandboxRecordV1 } from './sandbox-record.js';
 
 /** One schema step: SQL, or a function for changes inside the JSON documents. */
@@ -109,10 +110,42 @@ export function statements(db: DB): (text: string) => Database.Statement {
   };
 }
 
+/** SQLite's words for a full disk: a write found no room, or the WAL index (-shm) could not grow. */
+const NO_SPACE_CODES = new Set(['SQLITE_FULL', 'SQLITE_IOERR_SHMSIZE']);
+
+function openWal(path: string, exclusive: boolean): DB {
+  const db = new Database(path);
+  try {
+    if (exclusive) db.pragma('locking_mode = EXCLUSIVE');
+    db.pragma('journal_mode = WAL');
+    return db;
+  } catch (err) {
+    db.close();
+    throw err;
+  }
+}
+
+/**
+ * Opens (and migrates) the metadata database. On a full disk the WAL index file (-shm, made
+ * again at every open: the last close deletes it) cannot be created, and berthd would not start
+ * (`SQLITE_IOERR_SHMSIZE`). Then the database is opened in exclusive locking mode, where SQLite
+ * keeps the WAL index in memory: berthd starts and serves what it has; writes fail
+ * `storage.no_space` until there is room. Nothing else may open meta.db meanwhile (a restart
+ * with room goes back to the normal mode).
+ */
 export function openMetadata(path: string): DB {
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  const db = new Database(path);
-  db.pragma('journal_mode = WAL');
+  let db: DB;
+  try {
+    db = openWal(path, false);
+  } catch (err) {
+    if (!NO_SPACE_CODES.has(String((err as { code?: unknown }).code))) throw err;
+    db = openWal(path, true);
+    log.warn('metadata: the disk under meta.db is full; opened in exclusive locking mode (no -shm) until a restart with room', {
+      path,
+      error: (err as Error).message,
+    });
+  }
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');

@@ -130,11 +130,13 @@ export const createContainer =
     const step = <T>(what: string, fn: () => Promise<T> | T): Promise<T> =>
       ctx.tracer.span(sb.id, `CreateContainer.${what}`, faultable(`CreateContainer.${what}`, fn), { container: id, name: config.metadata!.name });
     const cleanup = new Cleanup(ctx.log);
+    // This may retry a create whose name release failed (a full metadata disk): release first.
+    await ctx.bookkeepingRetries.flush();
     try {
       await step('reserve_name', () => ctx.names.reserve(ns, name, id));
       // Always released (containerd does too): no record exists before the last step, so a kept
-      // name would point at nothing kubelet could remove.
-      cleanup.push('release name', () => ctx.names.release(ns, name, id));
+      // name would point at nothing kubelet could remove. A release that fails runs again later.
+      cleanup.push('release name', () => ctx.names.release(ns, name, id), undefined, { retry: true });
 
       // CDI devices (device plugins, DRA): resolved before anything is made; an unknown or
       // ambiguous device, or a spec file that cannot be read, fails the create.
@@ -296,7 +298,7 @@ export const createContainer =
       ctx.events.publish({ kind: 'CREATED', namespace: ns, containerId: id, sandboxId: sb.id, createdAt: nowNanos() });
       return { containerId: id };
     } catch (err) {
-      await cleanup.unwind();
+      ctx.bookkeepingRetries.add((await cleanup.unwind()).retry, ctx.log);
       throw err;
     }
   };

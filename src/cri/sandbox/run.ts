@@ -180,6 +180,9 @@ async function runSandbox(ctx: RuntimeContext, req: RunRequest, call: RunCall): 
   // Read before anything is made: a profile that cannot be loaded fails the call up front.
   const localhostSeccompProfile = await loadLocalhostSeccomp(config.linux?.securityContext, 'config.linux.security_context', 'sandbox.seccomp_profile');
 
+  // Forgets a failed earlier create could not finish (a full metadata disk) go first: this may
+  // be its retry, and its name must be free once the disk has room.
+  await ctx.bookkeepingRetries.flush();
   return ctx.locks.run(sandboxLockKey(id), async () => {
     try {
       await span('reserve-name', () => ctx.names.reserve(ns, name, id));
@@ -344,7 +347,11 @@ async function runSandbox(ctx: RuntimeContext, req: RunRequest, call: RunCall): 
     } catch (err) {
       // Let an ADD in flight finish before its DEL runs.
       await pendingCni?.catch(() => undefined);
-      keepLeftover(ctx, ns, id, await cleanup.unwind());
+      const undone = await cleanup.unwind();
+      keepLeftover(ctx, ns, id, undone);
+      // A record delete or name release that failed (disk full) runs again later: a 'creating'
+      // record is listed nowhere, but its name would fail the kubelet's retry for ever.
+      ctx.bookkeepingRetries.add(undone.retry, ctx.log);
       throw err;
     }
   });

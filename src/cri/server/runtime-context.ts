@@ -12,6 +12,7 @@ import { errors } from '../../errors.js';
 import type { ContainerRecord, ContainerStore, NameStore, SandboxRecord, SandboxStore } from '../../core/metadata/records.js';
 import type { RuntimeHandler } from '../../runtime/types.js';
 import type { CdiPort, Clock, ImagePort, NetworkPort, PodHostPort, SnapshotPort, StreamingPort, TaskPort } from './ports.js';
+import { BookkeepingRetries } from '../../cleanup.js';
 import { LogForwarders } from '../container/io.js';
 import { DeferredRemovals } from '../container/deferred-remove.js';
 import { UserDbCache } from '../container/rootfs.js';
@@ -162,6 +163,8 @@ export interface RuntimeContext {
   idmapRoots: Set<string>;
   /** Which way of making a user namespace rootfs was last logged (container/userns.ts). */
   usernsRootfsLogged: { way?: 'idmap' | 'copy' };
+  /** Forgets (record deletes, name releases) of failed creates that failed themselves, run again (cleanup.ts). */
+  bookkeepingRetries: BookkeepingRetries;
 }
 
 /**
@@ -182,6 +185,7 @@ export type HandlerState = Pick<
   | 'netnsDialer'
   | 'idmapRoots'
   | 'usernsRootfsLogged'
+  | 'bookkeepingRetries'
 >;
 
 /** Fresh handler state for one context over `snapshotter`. */
@@ -198,6 +202,7 @@ export function newHandlerState(snapshotter: SnapshotPort): HandlerState {
     netnsDialer: new NetnsDialer(),
     idmapRoots: new Set(),
     usernsRootfsLogged: {},
+    bookkeepingRetries: new BookkeepingRetries(),
   };
 }
 
