@@ -24,6 +24,7 @@ import { busyboxConfig, createContainer, runPod, status, waitForState, type Test
 import { collect, openStream, spdyUpgrade } from '../helpers/spdy-client.js';
 import { wsConnect } from '../helpers/ws-client.js';
 import { until } from '../helpers/process.js';
+import { knobFileOfPid, readProcs } from '../helpers/cgroup.js';
 
 const MiB = 1024 * 1024;
 /** What a client that nothing pushes back would get in before the test gives up on it. */
@@ -34,8 +35,6 @@ const STALL_MAX = 64 * MiB;
 const RSS_GROWTH_MAX = 64 * MiB;
 /** conmon is C with fixed buffers: a few MiB at most. */
 const CONMON_GROWTH_MAX = 16 * MiB;
-/** The exec's command: a marker no other process of the machine runs. */
-const SLEEPER = ['sleep', '86399'];
 
 let env: CriEnv;
 let pod: TestPod;
@@ -81,8 +80,6 @@ function procs(): Proc[] {
   return out;
 }
 
-/** The exec processes (by their marker command line). */
-const sleepers = () => procs().filter((p) => p.argv.join(' ') === SLEEPER.join(' '));
 /** conmon processes of the container (its init's, and one per running exec). */
 const conmons = () => procs().filter((p) => (p.argv[0] ?? '').endsWith('conmon') && p.argv.includes(box));
 /** This berthd's berth-shim: the parent of the container's conmon (conmon is the shim's child). */
@@ -121,6 +118,8 @@ interface Writer {
   blocked(): boolean;
   /** Transport-specific evidence that the server grants nothing (for the failure message). */
   detail(): string;
+  /** The exec's output so far (stdout, or the terminal). */
+  output(): string;
   /** Drops the connection the way a killed kubectl does. */
   disconnect(): void;
 }
@@ -139,13 +138,13 @@ function pump(write: (b: Buffer) => Promise<void>, w: { offered: number; inFligh
   })().catch(() => undefined);
 }
 
-async function execUrl(cmd: string[]): Promise<string> {
-  const { url } = await env.berthd.cri.runtime.exec({ containerId: box, cmd, stdin: true, stdout: true, stderr: true });
+async function execUrl(cmd: string[], tty = false): Promise<string> {
+  const { url } = await env.berthd.cri.runtime.exec({ containerId: box, cmd, stdin: true, stdout: true, stderr: !tty, tty });
   return url;
 }
 
 /** SPDY exec with stdin: flow control as berth's client does it, or none at all (Go's spdystream). */
-async function spdySession(url: string, flowControl: boolean) {
+async function spdySession(url: string, flowControl: boolean, tty = false) {
   const { conn } = await spdyUpgrade(url, ['v4.channel.k8s.io'], { sendWindowUpdates: flowControl });
   // spdystream neither sends WINDOW_UPDATE nor waits for one: it writes until TCP stops it.
   if (!flowControl) conn.flowMode = 'off';
@@ -154,13 +153,17 @@ async function spdySession(url: string, flowControl: boolean) {
   error.end();
   const stdin = await openStream(conn, { streamtype: 'stdin' });
   const stdout = await openStream(conn, { streamtype: 'stdout' });
-  const stderr = await openStream(conn, { streamtype: 'stderr' });
+  const stderr = tty ? undefined : await openStream(conn, { streamtype: 'stderr' });
+  const resize = tty ? await openStream(conn, { streamtype: 'resize' }) : undefined;
   stdout.end();
-  stderr.end();
-  return { conn, stdin, stdout: collect(stdout), stderr: collect(stderr), error: errorOut };
+  stderr?.end();
+  // Output as it arrives (the scenarios watch it grow while stdin is stalled).
+  const out: Buffer[] = [];
+  stdout.on('data', (b: Buffer) => out.push(b));
+  return { conn, stdin, resize, out, stdout: collect(stdout), stderr: stderr ? collect(stderr) : Promise.resolve(Buffer.alloc(0)), error: errorOut };
 }
 
-function spdyWriter(conn: SpdyConnection, stdin: SpdyStream): Writer {
+function spdyWriter(conn: SpdyConnection, stdin: SpdyStream, out: Buffer[] = []): Writer {
   const w = { offered: 0, inFlight: false, stopped: false };
   pump((b) => new Promise<void>((r, j) => stdin.write(b, (err) => (err ? j(err) : r()))), w);
   return {
@@ -169,6 +172,7 @@ function spdyWriter(conn: SpdyConnection, stdin: SpdyStream): Writer {
     },
     blocked: () => w.inFlight,
     detail: () => `stdin send window ${stdin.sendWindow}, session window ${conn.sessionSendWindow}, flow ${conn.flowMode}`,
+    output: () => Buffer.concat(out).toString(),
     disconnect() {
       w.stopped = true;
       conn.destroy();
@@ -176,7 +180,7 @@ function spdyWriter(conn: SpdyConnection, stdin: SpdyStream): Writer {
   };
 }
 
-function wsWriter(ws: WebSocket): Writer {
+function wsWriter(ws: WebSocket, text: (channel: number) => string): Writer {
   const w = { offered: 0, inFlight: false, stopped: false };
   // Channel 0 (stdin), binary protocol: the first byte names the channel.
   const msg = Buffer.concat([Buffer.from([0]), CHUNK]);
@@ -187,6 +191,7 @@ function wsWriter(ws: WebSocket): Writer {
     },
     blocked: () => w.inFlight,
     detail: () => `ws bufferedAmount ${ws.bufferedAmount}`,
+    output: () => text(1),
     disconnect() {
       w.stopped = true;
       ws.terminate();
@@ -195,10 +200,10 @@ function wsWriter(ws: WebSocket): Writer {
 }
 
 /**
- * Waits until the writer made no progress over a quiet period of samples (or hit FLOOD_CAP),
+ * Waits until the writer made no progress over a quiet period of samples (or got `cap` in),
  * recording the largest RSS of each process meanwhile.
  */
-async function untilStalled(w: Writer, pids: Record<string, number>): Promise<Record<string, number>> {
+async function untilStalled(w: Writer, pids: Record<string, number>, cap: number): Promise<Record<string, number>> {
   const peak: Record<string, number> = {};
   const sample = () => {
     for (const [k, pid] of Object.entries(pids)) peak[k] = Math.max(peak[k] ?? 0, rss(pid));
@@ -206,7 +211,7 @@ async function untilStalled(w: Writer, pids: Record<string, number>): Promise<Re
   let last = -1;
   let quiet = 0;
   // 12 samples 250 ms apart without one byte of progress: the client is stuck, not slow.
-  while (quiet < 12 && w.offered < FLOOD_CAP) {
+  while (quiet < 12 && w.offered < cap) {
     await new Promise((r) => setTimeout(r, 250));
     sample();
     if (w.offered === last) quiet++;
@@ -217,10 +222,36 @@ async function untilStalled(w: Writer, pids: Record<string, number>): Promise<Re
   return peak;
 }
 
-async function floodScenario(name: string, connect: (url: string) => Promise<Writer>): Promise<void> {
+interface Scenario {
+  name: string;
+  /** The exec's command; its last argument is a marker that finds its processes in /proc. */
+  cmd: string[];
+  tty?: boolean;
+  connect(url: string): Promise<Writer>;
+  /**
+   * A terminal in canonical mode drops input beyond its 4 KiB line buffer (the kernel's n_tty
+   * does, as a real terminal would): nothing stalls, the input is consumed and discarded. The
+   * scenario then checks that `cap` bytes go through with memory bounded.
+   */
+  discards?: { cap: number };
+  /** Checks while the client is stalled (after the memory and CRI checks). */
+  whileStalled?(w: Writer): Promise<void>;
+}
+
+/** Host pids in the container's cgroup. */
+async function containerProcs(): Promise<number[]> {
+  return readProcs(knobFileOfPid(boxPid, 'procs')).sort((a, b) => a - b);
+}
+
+async function floodScenario(sc: Scenario): Promise<void> {
+  const { name } = sc;
+  const marker = sc.cmd[sc.cmd.length - 1]!;
+  const execProcs = () => procs().filter((p) => p.argv[p.argv.length - 1] === marker && p.argv[0] === sc.cmd[0]);
   const berthd = env.berthd.proc.pid!;
   const shim = shimPid();
-  assert.deepEqual(sleepers(), [], 'no exec process before');
+  assert.deepEqual(execProcs(), [], 'no exec process before');
+  const inContainer = await containerProcs();
+  assert.deepEqual(inContainer, [boxPid], 'only the container init runs');
   const conmonsBefore = conmons().map((p) => p.pid);
   assert.equal(conmonsBefore.length, 1, "only the init's conmon");
   // Settle berthd's fd table (the CRI connection is open, nothing streams) and take the baseline.
@@ -229,17 +260,20 @@ async function floodScenario(name: string, connect: (url: string) => Promise<Wri
   const shimFdsBefore = fds(shim);
   const rssBefore = { berthd: rss(berthd), shim: rss(shim) };
 
-  const w = await connect(await execUrl(SLEEPER));
-  await until(() => sleepers().length === 1 && conmons().length === 2, 'the exec process and its conmon', 30_000);
+  const w = await sc.connect(await execUrl(sc.cmd, sc.tty));
+  await until(() => execProcs().length === 1 && conmons().length === 2, 'the exec process and its conmon', 30_000);
   const execConmon = conmons().find((p) => !conmonsBefore.includes(p.pid))!;
   const conmonRssBefore = rss(execConmon.pid);
 
-  const peak = await untilStalled(w, { berthd, shim, conmon: execConmon.pid });
+  const peak = await untilStalled(w, { berthd, shim, conmon: execConmon.pid }, sc.discards?.cap ?? FLOOD_CAP);
   const offered = w.offered;
   const report = `${name}: client got ${(offered / MiB).toFixed(1)} MiB in (${w.detail()}); RSS berthd ${(rssBefore.berthd / MiB).toFixed(0)} → peak ${(peak.berthd! / MiB).toFixed(0)} MiB, shim ${(rssBefore.shim / MiB).toFixed(0)} → ${(peak.shim! / MiB).toFixed(0)} MiB, conmon ${(conmonRssBefore / MiB).toFixed(1)} → ${(peak.conmon! / MiB).toFixed(1)} MiB`;
   console.log(report);
-  assert.ok(offered < STALL_MAX, `the client stalled below ${STALL_MAX / MiB} MiB; ${report}`);
-  assert.ok(w.blocked(), `the client's last write is still waiting; ${report}`);
+  if (sc.discards) assert.ok(offered >= sc.discards.cap, `the terminal took all the input; ${report}`);
+  else {
+    assert.ok(offered < STALL_MAX, `the client stalled below ${STALL_MAX / MiB} MiB; ${report}`);
+    assert.ok(w.blocked(), `the client's last write is still waiting; ${report}`);
+  }
   assert.ok(peak.berthd! - rssBefore.berthd < RSS_GROWTH_MAX, `berthd RSS bounded; ${report}`);
   assert.ok(peak.shim! - rssBefore.shim < RSS_GROWTH_MAX, `shim RSS bounded; ${report}`);
   assert.ok(peak.conmon! - conmonRssBefore < CONMON_GROWTH_MAX, `conmon RSS bounded; ${report}`);
@@ -249,17 +283,21 @@ async function floodScenario(name: string, connect: (url: string) => Promise<Wri
   assert.equal(v.runtimeName, 'berth');
   const st = await env.berthd.cri.runtime.containerStatus({ containerId: box }, { timeoutMs: 10_000 });
   assert.equal(st.status!.state, ContainerState.CONTAINER_RUNNING);
-  // And the writer is still stuck after those calls: nothing moved meanwhile.
-  assert.ok(w.offered - offered <= CHUNK.length, `still stalled (${w.offered - offered} more bytes)`);
+  await sc.whileStalled?.(w);
+  // And the writer is still stuck after all that: nothing moved meanwhile.
+  if (!sc.discards) assert.ok(w.offered - offered <= CHUNK.length, `still stalled (${w.offered - offered} more bytes)`);
 
   w.disconnect();
-  await until(() => sleepers().length === 0, 'the exec process to be gone', 30_000);
+  await until(() => execProcs().length === 0, 'the exec process to be gone', 30_000);
   await until(() => !conmons().some((p) => p.pid === execConmon.pid), "the exec's conmon to exit", 30_000);
+  const deadline = Date.now() + 30_000;
+  while ((await containerProcs()).join() !== inContainer.join() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(await containerProcs(), inContainer, 'nothing of the exec is left in the container');
   await until(() => fds(berthd) <= fdsBefore, `berthd's fds back to ${fdsBefore}`, 30_000).catch((err: Error) => {
     throw new Error(`${err.message}: now ${fds(berthd)} (${fdList(berthd)})`);
   });
   await until(() => fds(shim) <= shimFdsBefore, `the shim's fds back to ${shimFdsBefore}`, 30_000).catch((err: Error) => {
-    throw new Error(`${err.message}: now ${fds(shim)}`);
+    throw new Error(`${err.message}: now ${fds(shim)} (${fdList(shim)})`);
   });
   // The container was not touched.
   assert.deepEqual(
@@ -267,29 +305,80 @@ async function floodScenario(name: string, connect: (url: string) => Promise<Wri
     conmonsBefore,
   );
   assert.equal((await status(env, box)).state, ContainerState.CONTAINER_RUNNING);
-  assert.ok(procs().some((p) => p.pid === boxPid), 'the container init still runs');
+}
+
+const TICKS = 'i=0; while :; do i=$((i+1)); echo tick$i; sleep 0.2; done';
+
+/** Waits for `more` new ticks in the output: the process's output flows while its stdin is flooded. */
+async function ticksKeepComing(w: Writer, more: number): Promise<void> {
+  const count = () => (w.output().match(/tick\d+/g) ?? []).length;
+  const now = count();
+  assert.ok(now > 0, `the exec printed ticks (${JSON.stringify(w.output().slice(0, 200))})`);
+  await until(() => count() >= now + more, `${more} more ticks while stdin is stalled (have ${count()})`, 30_000);
 }
 
 test('exec -i < /dev/zero over SPDY with flow control: the window closes, memory stays bounded, leaving cleans up', { timeout: 180_000 }, async () => {
-  await floodScenario('spdy (flow control)', async (url) => {
-    const s = await spdySession(url, true);
-    return spdyWriter(s.conn, s.stdin);
+  await floodScenario({
+    name: 'spdy (flow control)',
+    cmd: ['sleep', '86399'],
+    connect: async (url) => {
+      const s = await spdySession(url, true);
+      return spdyWriter(s.conn, s.stdin, s.out);
+    },
   });
 });
 
 test('exec -i < /dev/zero over SPDY without flow control (spdystream): TCP stalls the client, memory stays bounded', { timeout: 180_000 }, async () => {
-  await floodScenario('spdy (no flow control)', async (url) => {
-    const s = await spdySession(url, false);
-    return spdyWriter(s.conn, s.stdin);
+  await floodScenario({
+    name: 'spdy (no flow control)',
+    cmd: ['sleep', '86398'],
+    connect: async (url) => {
+      const s = await spdySession(url, false);
+      return spdyWriter(s.conn, s.stdin, s.out);
+    },
   });
 });
 
 test('exec -i < /dev/zero over WebSocket (v5): the socket is not read, memory stays bounded, leaving cleans up', { timeout: 180_000 }, async () => {
-  await floodScenario('websocket v5', async (url) => {
-    const s = await wsConnect(url, ['v5.channel.k8s.io']);
-    return wsWriter(s.ws);
+  await floodScenario({
+    name: 'websocket v5',
+    cmd: ['sleep', '86397'],
+    connect: async (url) => {
+      const s = await wsConnect(url, ['v5.channel.k8s.io']);
+      return wsWriter(s.ws, (c) => s.text(c));
+    },
   });
 });
+
+test('exec -i < /dev/zero into a process that prints but does not read: its output keeps flowing while stdin is stalled', { timeout: 180_000 }, async () => {
+  await floodScenario({
+    name: 'spdy, printing process',
+    cmd: ['sh', '-c', TICKS, 'flood-ticker'],
+    connect: async (url) => {
+      const s = await spdySession(url, true);
+      return spdyWriter(s.conn, s.stdin, s.out);
+    },
+    whileStalled: (w) => ticksKeepComing(w, 5),
+  });
+});
+
+test(
+  'exec -it < /dev/zero (a TTY nobody reads): the terminal drops the input, memory stays bounded, output flows, leaving cleans up',
+  { timeout: 180_000 },
+  async () => {
+    await floodScenario({
+      name: 'spdy, tty',
+      cmd: ['sh', '-c', TICKS, 'flood-tty'],
+      tty: true,
+      discards: { cap: 128 * MiB },
+      connect: async (url) => {
+        const s = await spdySession(url, true, true);
+        return spdyWriter(s.conn, s.stdin, s.out);
+      },
+      whileStalled: (w) => ticksKeepComing(w, 5),
+    });
+  },
+);
 
 const FLOW = 64 * MiB;
 
