@@ -261,50 +261,57 @@ async function floodScenario(sc: Scenario): Promise<void> {
   const rssBefore = { berthd: rss(berthd), shim: rss(shim) };
 
   const w = await sc.connect(await execUrl(sc.cmd, sc.tty));
-  await until(() => execProcs().length === 1 && conmons().length === 2, 'the exec process and its conmon', 30_000);
-  const execConmon = conmons().find((p) => !conmonsBefore.includes(p.pid))!;
-  const conmonRssBefore = rss(execConmon.pid);
+  try {
+    await until(() => execProcs().length === 1 && conmons().length === 2, 'the exec process and its conmon', 30_000);
+    const execConmon = conmons().find((p) => !conmonsBefore.includes(p.pid))!;
+    const conmonRssBefore = rss(execConmon.pid);
 
-  const peak = await untilStalled(w, { berthd, shim, conmon: execConmon.pid }, sc.discards?.cap ?? FLOOD_CAP);
-  const offered = w.offered;
-  const report = `${name}: client got ${(offered / MiB).toFixed(1)} MiB in (${w.detail()}); RSS berthd ${(rssBefore.berthd / MiB).toFixed(0)} → peak ${(peak.berthd! / MiB).toFixed(0)} MiB, shim ${(rssBefore.shim / MiB).toFixed(0)} → ${(peak.shim! / MiB).toFixed(0)} MiB, conmon ${(conmonRssBefore / MiB).toFixed(1)} → ${(peak.conmon! / MiB).toFixed(1)} MiB`;
-  console.log(report);
-  if (sc.discards) assert.ok(offered >= sc.discards.cap, `the terminal took all the input; ${report}`);
-  else {
-    assert.ok(offered < STALL_MAX, `the client stalled below ${STALL_MAX / MiB} MiB; ${report}`);
-    assert.ok(w.blocked(), `the client's last write is still waiting; ${report}`);
+    const peak = await untilStalled(w, { berthd, shim, conmon: execConmon.pid }, sc.discards?.cap ?? FLOOD_CAP);
+    const offered = w.offered;
+    const report = `${name}: client got ${(offered / MiB).toFixed(1)} MiB in (${w.detail()}); RSS berthd ${(rssBefore.berthd / MiB).toFixed(0)} → peak ${(peak.berthd! / MiB).toFixed(0)} MiB, shim ${(rssBefore.shim / MiB).toFixed(0)} → ${(peak.shim! / MiB).toFixed(0)} MiB, conmon ${(conmonRssBefore / MiB).toFixed(1)} → ${(peak.conmon! / MiB).toFixed(1)} MiB`;
+    console.log(report);
+    if (sc.discards) assert.ok(offered >= sc.discards.cap, `the terminal took all the input; ${report}`);
+    else {
+      assert.ok(offered < STALL_MAX, `the client stalled below ${STALL_MAX / MiB} MiB; ${report}`);
+      assert.ok(w.blocked(), `the client's last write is still waiting; ${report}`);
+    }
+    assert.ok(peak.berthd! - rssBefore.berthd < RSS_GROWTH_MAX, `berthd RSS bounded; ${report}`);
+    assert.ok(peak.shim! - rssBefore.shim < RSS_GROWTH_MAX, `shim RSS bounded; ${report}`);
+    assert.ok(peak.conmon! - conmonRssBefore < CONMON_GROWTH_MAX, `conmon RSS bounded; ${report}`);
+
+    // The daemon still serves while an exec is stuck on its stdin.
+    const v = await env.berthd.cri.runtime.version({ version: 'v1' }, { timeoutMs: 10_000 });
+    assert.equal(v.runtimeName, 'berth');
+    const st = await env.berthd.cri.runtime.containerStatus({ containerId: box }, { timeoutMs: 10_000 });
+    assert.equal(st.status!.state, ContainerState.CONTAINER_RUNNING);
+    await sc.whileStalled?.(w);
+    // And the writer is still stuck after all that: nothing moved meanwhile.
+    if (!sc.discards) assert.ok(w.offered - offered <= CHUNK.length, `still stalled (${w.offered - offered} more bytes)`);
+
+    w.disconnect();
+    await until(() => execProcs().length === 0, 'the exec process to be gone', 30_000);
+    await until(() => !conmons().some((p) => p.pid === execConmon.pid), "the exec's conmon to exit", 30_000);
+    const deadline = Date.now() + 30_000;
+    while ((await containerProcs()).join() !== inContainer.join() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(await containerProcs(), inContainer, 'nothing of the exec is left in the container');
+    await until(() => fds(berthd) <= fdsBefore, `berthd's fds back to ${fdsBefore}`, 30_000).catch((err: Error) => {
+      throw new Error(`${err.message}: now ${fds(berthd)} (${fdList(berthd)})`);
+    });
+    await until(() => fds(shim) <= shimFdsBefore, `the shim's fds back to ${shimFdsBefore}`, 30_000).catch((err: Error) => {
+      throw new Error(`${err.message}: now ${fds(shim)} (${fdList(shim)})`);
+    });
+    // The container was not touched.
+    assert.deepEqual(
+      conmons().map((p) => p.pid),
+      conmonsBefore,
+    );
+    assert.equal((await status(env, box)).state, ContainerState.CONTAINER_RUNNING);
+  } finally {
+    // A failed check must not leave the exec behind for the next scenario.
+    w.disconnect();
+    const deadline = Date.now() + 30_000;
+    while ((await containerProcs()).length > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   }
-  assert.ok(peak.berthd! - rssBefore.berthd < RSS_GROWTH_MAX, `berthd RSS bounded; ${report}`);
-  assert.ok(peak.shim! - rssBefore.shim < RSS_GROWTH_MAX, `shim RSS bounded; ${report}`);
-  assert.ok(peak.conmon! - conmonRssBefore < CONMON_GROWTH_MAX, `conmon RSS bounded; ${report}`);
-
-  // The daemon still serves while an exec is stuck on its stdin.
-  const v = await env.berthd.cri.runtime.version({ version: 'v1' }, { timeoutMs: 10_000 });
-  assert.equal(v.runtimeName, 'berth');
-  const st = await env.berthd.cri.runtime.containerStatus({ containerId: box }, { timeoutMs: 10_000 });
-  assert.equal(st.status!.state, ContainerState.CONTAINER_RUNNING);
-  await sc.whileStalled?.(w);
-  // And the writer is still stuck after all that: nothing moved meanwhile.
-  if (!sc.discards) assert.ok(w.offered - offered <= CHUNK.length, `still stalled (${w.offered - offered} more bytes)`);
-
-  w.disconnect();
-  await until(() => execProcs().length === 0, 'the exec process to be gone', 30_000);
-  await until(() => !conmons().some((p) => p.pid === execConmon.pid), "the exec's conmon to exit", 30_000);
-  const deadline = Date.now() + 30_000;
-  while ((await containerProcs()).join() !== inContainer.join() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  assert.deepEqual(await containerProcs(), inContainer, 'nothing of the exec is left in the container');
-  await until(() => fds(berthd) <= fdsBefore, `berthd's fds back to ${fdsBefore}`, 30_000).catch((err: Error) => {
-    throw new Error(`${err.message}: now ${fds(berthd)} (${fdList(berthd)})`);
-  });
-  await until(() => fds(shim) <= shimFdsBefore, `the shim's fds back to ${shimFdsBefore}`, 30_000).catch((err: Error) => {
-    throw new Error(`${err.message}: now ${fds(shim)} (${fdList(shim)})`);
-  });
-  // The container was not touched.
-  assert.deepEqual(
-    conmons().map((p) => p.pid),
-    conmonsBefore,
-  );
-  assert.equal((await status(env, box)).state, ContainerState.CONTAINER_RUNNING);
 }
 
 const TICKS = 'i=0; while :; do i=$((i+1)); echo tick$i; sleep 0.2; done';
