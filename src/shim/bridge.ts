@@ -11,9 +11,19 @@
  * a new shim connects a new bridge (output written meanwhile is dropped by conmon).
  *
  * FIFOs are opened O_RDWR|O_NONBLOCK: that never blocks when the other side is not open yet,
- * and a client that opens late loses nothing.
+ * and a client that opens late loses nothing. The price for stdin: the shim holds a write end
+ * itself, so the FIFO never reports EOF, and CloseIO is the only end of input. The client
+ * calls it once its last write reached the FIFO; what is still in the FIFO then (up to the pipe
+ * size) and in the socket's read buffer is taken before the session's write side ends (it used
+ * to be discarded: the last 64–128 KiB of an exec's input, see
+ * test/integration/streaming-exec-stdin-flood.test.ts).
+ *
+ * Backpressure both ways: output waits for the client's FIFO (the session is not read while it
+ * is full, so conmon waits), and stdin is read from the FIFO one chunk at a time, the next only
+ * once the previous one was written to the session (conmon stops reading it while the
+ * process's stdin pipe is full).
  */
-import { constants as C, createWriteStream, openSync } from 'node:fs';
+import { constants as C, createWriteStream, openSync, readSync } from 'node:fs';
 import net from 'node:net';
 import type { Writable } from 'node:stream';
 import { errors } from '../errors.js';
@@ -72,6 +82,8 @@ function openOut(d: Dest): Writable | undefined {
 
 export class Bridge {
   private stdinSrc: net.Socket | undefined;
+  /** The stdin FIFO's fd (owned by stdinSrc; read directly only when CloseIO drains it). */
+  private stdinFd = -1;
   private readonly outs: Writable[] = [];
 
   private constructor(private readonly session: AttachSession) {}
@@ -107,13 +119,17 @@ export class Bridge {
       });
       const inp = parseStdioUri(s.stdin);
       if (inp.kind === 'fifo') {
-        const src = new net.Socket({ fd: openSync(inp.path, C.O_RDWR | C.O_NONBLOCK), readable: true, writable: false });
+        const fd = openSync(inp.path, C.O_RDWR | C.O_NONBLOCK);
+        const src = new net.Socket({ fd, readable: true, writable: false });
         src.on('error', () => undefined);
         src.on('data', (d: Buffer) => {
           src.pause();
-          session.write(d).finally(() => src.resume());
+          session.write(d).finally(() => {
+            if (b.stdinSrc === src) src.resume();
+          });
         });
         b.stdinSrc = src;
+        b.stdinFd = fd;
       }
     } catch (e) {
       b.close();
@@ -122,10 +138,32 @@ export class Bridge {
     return b;
   }
 
-  /** CloseIO: the process sees EOF on stdin (conmon closes it when our write side ends). */
+  /**
+   * CloseIO: the process sees EOF on stdin (conmon closes it when our write side ends), after
+   * everything the client wrote before: what the socket has read but not delivered, then what
+   * is left in the FIFO, read here synchronously (non-blocking; EAGAIN means empty), queued
+   * behind the write in flight. At most the pipe size plus a read buffer: bounded.
+   */
   closeStdin(): void {
-    this.stdinSrc?.destroy();
+    const src = this.stdinSrc;
     this.stdinSrc = undefined;
+    if (src) {
+      src.removeAllListeners('data');
+      for (let d = src.read() as Buffer | null; d !== null; d = src.read() as Buffer | null) void this.session.write(d);
+      const buf = Buffer.allocUnsafe(65536);
+      for (;;) {
+        let n: number;
+        try {
+          n = readSync(this.stdinFd, buf, 0, buf.length, null);
+        } catch {
+          break; // EAGAIN: the FIFO is empty
+        }
+        if (n <= 0) break;
+        void this.session.write(Buffer.from(buf.subarray(0, n)));
+      }
+      src.destroy();
+      this.stdinFd = -1;
+    }
     void this.session.closeStdin();
   }
 
@@ -155,6 +193,7 @@ export class Bridge {
 
   close(): void {
     this.stdinSrc?.destroy();
+    this.stdinSrc = undefined;
     this.session.destroy();
     for (const w of this.outs) w.destroy();
   }
