@@ -3,7 +3,8 @@
  * into a work directory, which is then archived as a tar at `location`, laid out as CRI-O and
  * containerd do: checkpoint/ (the CRIU images), spec.dump (the OCI runtime spec) and
  * config.dump (the container's identity and image). The container keeps running.
- * CRIU failures come back as FailedPrecondition carrying CRIU's own words.
+ * CRIU failures come back as FailedPrecondition carrying CRIU's own words; a timeout (on
+ * ctx.clock, so unit tests advance it) fails with DeadlineExceeded.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
 import { lstat, mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { errors, isBerthError, toBerthError } from '../../errors.js';
 import { bundlePaths } from '../../runtime/index.js';
 import { findContainer, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
+import { sleep } from '../server/ports.js';
 
 /** Add every regular file and directory under `root` to `pack` (names relative to root). */
 async function packDir(pack: tar.Pack, root: string, dir = root): Promise<void> {
@@ -66,24 +68,20 @@ export const checkpointContainer =
     const base = join(ctx.settings.root, 'checkpoints');
     await mkdir(base, { recursive: true, mode: 0o700 });
     const work = await mkdtemp(join(base, `${c.id.slice(0, 12)}-`));
-    let timer: NodeJS.Timeout | undefined;
+    const timer = req.timeout > 0n ? sleep(ctx.clock, Number(req.timeout) * 1000) : undefined;
     try {
       const dump = ctx.tasks.checkpoint(ns, c.id, join(work, 'checkpoint'), {
         imagePath: join(work, 'checkpoint'),
         workPath: join(work, 'criu-work'),
         exit: false,
       });
-      const deadline =
-        req.timeout > 0n
-          ? new Promise<never>((_, reject) => {
-              timer = setTimeout(
-                () => reject(errors.deadlineExceeded('checkpoint.timeout', `checkpoint of container ${c.id} did not finish within ${req.timeout}s`)),
-                Number(req.timeout) * 1000,
-              );
-            })
-          : undefined;
+      const deadline = timer?.done.then((): never => {
+        throw errors.deadlineExceeded('checkpoint.timeout', `checkpoint of container ${c.id} did not finish within ${req.timeout}s`);
+      });
       try {
         await (deadline ? Promise.race([dump, deadline]) : dump);
+        // The timeout covers the dump (CRIU) only.
+        timer?.cancel();
       } catch (err) {
         dump.catch(() => undefined);
         if (isBerthError(err, 'DeadlineExceeded')) throw err;
@@ -113,7 +111,7 @@ export const checkpointContainer =
       await writeTar(work, req.location);
       return {};
     } finally {
-      clearTimeout(timer);
+      timer?.cancel();
       await rm(work, { recursive: true, force: true });
     }
   };

@@ -1,12 +1,14 @@
 /**
  * ExecSync: run a command in a running container and return its output and exit code.
  * Each output is capped (the rest is read and discarded so the process never blocks on a full
- * pipe); a timeout kills the process tree and fails with DeadlineExceeded.
+ * pipe); a timeout kills the process tree and fails with DeadlineExceeded (as containerd
+ * does). The timeout runs on ctx.clock, so a unit test advances it instead of waiting.
  */
 import type { Readable } from 'node:stream';
 import { errors } from '../../errors.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 import { ExecProcess, runningContainer } from './exec.js';
+import { sleep } from '../server/ports.js';
 import type { RuntimeHandlers } from '../server/server.js';
 
 /** Per-stream cap of ExecSync output. */
@@ -35,11 +37,11 @@ export const execSync =
     const p = await ExecProcess.start(ctx, { ns: call.namespace, containerId: c.id, cmd: req.cmd, tty: false, stdin: false, stdout: true, stderr: true });
     const out = cappedCollector(p.io.stdout);
     const err = cappedCollector(p.io.stderr);
-    let timer: NodeJS.Timeout | undefined;
+    const timer = req.timeout > 0n ? sleep(ctx.clock, Number(req.timeout) * 1000) : undefined;
     let onAbort: (() => void) | undefined;
     try {
       const stop = new Promise<'timeout' | 'cancelled'>((resolve) => {
-        if (req.timeout > 0n) timer = setTimeout(() => resolve('timeout'), Number(req.timeout) * 1000);
+        void timer?.done.then(() => resolve('timeout'));
         onAbort = () => resolve('cancelled');
         call.signal.addEventListener('abort', onAbort, { once: true });
       });
@@ -51,7 +53,7 @@ export const execSync =
       if (r === 'cancelled') throw errors.canceled('exec.cancelled', `exec in container ${c.id} cancelled by the client`);
       throw errors.deadlineExceeded('exec.timeout', `command ${JSON.stringify(req.cmd)} in container ${c.id} timed out after ${req.timeout}s`);
     } finally {
-      clearTimeout(timer);
+      timer?.cancel();
       if (onAbort) call.signal.removeEventListener('abort', onAbort);
       await p.cleanup();
     }

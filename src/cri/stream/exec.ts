@@ -17,6 +17,7 @@ import { errors, isBerthError } from '../../errors.js';
 import { bundlePaths, makeFifo } from '../../runtime/index.js';
 import { findContainer, newId, type RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
+import { sleep, type Clock } from '../server/ports.js';
 
 /**
  * Exec and Attach stream flags (CRI): at least one of stdin, stdout, stderr; with a tty,
@@ -90,15 +91,18 @@ export class ExecFifos {
     return io;
   }
 
-  /** The process exited: let the outputs end once the shim closed its side; at most `timeoutMs`. */
-  async drain(timeoutMs: number): Promise<void> {
+  /**
+   * The process exited: let the outputs end once the shim closed its side; at most `timeoutMs`
+   * on `clock` (ctx.clock: a child that keeps the output open costs a unit test no real time).
+   */
+  async drain(clock: Clock, timeoutMs: number): Promise<void> {
     for (const fd of this.keepers.splice(0)) closeSync(fd);
     const ends = [this.stdout, this.stderr]
       .filter((s): s is net.Socket => s !== undefined && !s.readableEnded && !s.destroyed)
       .map((s) => new Promise<void>((r) => (s.once('end', r), s.once('close', r))));
-    let t: NodeJS.Timeout | undefined;
-    await Promise.race([Promise.all(ends), new Promise<void>((r) => (t = setTimeout(r, timeoutMs)))]);
-    clearTimeout(t);
+    const cap = sleep(clock, timeoutMs);
+    await Promise.race([Promise.all(ends), cap.done]);
+    cap.cancel();
   }
 
   async close(): Promise<void> {
@@ -185,7 +189,7 @@ export class ExecProcess {
   /** Exit code, once the process exited and its output was drained (2 s at most after exit). */
   async wait(): Promise<number> {
     const st = await this.ctx.tasks.wait(this.ns, this.containerId, this.execId);
-    await this.io.drain(2000);
+    await this.io.drain(this.ctx.clock, 2000);
     return st.exitStatus;
   }
 
