@@ -13,7 +13,7 @@ import {
   listContainerStats,
 } from '../../src/cri/observe/container-stats.js';
 import { listPodSandboxStats } from '../../src/cri/observe/sandbox-stats.js';
-import type { RuntimeContext } from '../../src/cri/server/runtime-context.js';
+import { nowNanos, type RuntimeContext } from '../../src/cri/server/runtime-context.js';
 import type { ContainerStats, PodSandboxStats } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { parseNetDev } from '../../src/cri/observe/sandbox-stats.js';
 import { METRIC_DESCRIPTORS, containerMetrics } from '../../src/cri/observe/metrics-cri.js';
@@ -184,4 +184,17 @@ test('ListContainerStats then ListPodSandboxStats: one shim Stats per task, and 
   const rateOf = (id: string, list: ContainerStats[]) => list.find((s) => s.attributes?.id === id)?.cpu?.usageNanoCores?.value;
   assert.notEqual(rateOf('c1', c2), undefined, 'a rate from the first round to the second');
   assert.equal(rateOf('c1', p2[0]!.linux!.containers), rateOf('c1', c2));
+});
+
+test('nowNanos is strictly increasing (a CPU rate over two samples in one millisecond is never a reset)', () => {
+  let prev = nowNanos();
+  let backwards = 0;
+  for (let i = 0; i < 200_000; i++) {
+    const t = nowNanos();
+    if (t <= prev) backwards++;
+    prev = t;
+  }
+  assert.equal(backwards, 0);
+  const wall = BigInt(Date.now()) * 1_000_000n;
+  assert.ok(prev - wall < 1_000_000_000n && wall - prev < 1_000_000_000n, 'and it is wall-clock time');
 });

@@ -211,8 +211,19 @@ export function newId(): string {
   return randomBytes(32).toString('hex');
 }
 
+/** Process-wide: the last value nowNanos returned (timestamps never repeat or go back). */
+let lastNanos = 0n;
+
+/**
+ * Unix nanoseconds, strictly increasing within the process. The sub-millisecond part comes from
+ * performance.now(), whose fraction is not in step with Date.now()'s millisecond: two calls in
+ * one millisecond could go back in time (a CPU rate over them was then dropped as a reset).
+ */
 export function nowNanos(): bigint {
-  return BigInt(Date.now()) * 1_000_000n + BigInt(Math.floor((performance.now() % 1) * 1e6));
+  let t = BigInt(Date.now()) * 1_000_000n + BigInt(Math.floor((performance.now() % 1) * 1e6));
+  if (t <= lastNanos) t = lastNanos + 1n;
+  lastNanos = t;
+  return t;
 }
 
 /** Protobuf message ↔ base64 (records keep CRI configs verbatim). */
