@@ -649,14 +649,16 @@ async function send(row: Row): Promise<{ code: number; details: string }> {
   try {
     if (m.methodKind === 'server_streaming') {
       const stream = fn(row.req(fx), opts);
-      // Endless streams (events): answered once they are open without an error for a moment.
-      const timer = setTimeout(() => stream.cancel(), 300);
+      // Endless streams (events): answered once the server sent the headers (it has accepted
+      // the call and subscribed); a refused call ends with its status instead.
+      void stream.opened.then(
+        () => stream.cancel(),
+        () => undefined,
+      );
       try {
         for await (const _ of stream) void _;
       } catch (err) {
         if ((err as { code?: number }).code !== S.CANCELLED) throw err;
-      } finally {
-        clearTimeout(timer);
       }
     } else {
       await fn(row.req(fx), opts);

@@ -2,7 +2,9 @@
  * GetContainerEvents: a server stream that delivers every container lifecycle event of the
  * caller's namespace (CREATED / STARTED / STOPPED / DELETED) with the pod's status and the
  * statuses of its containers, built by the PodSandboxStatus / ContainerStatus handlers so the
- * event carries exactly what those RPCs would answer. Events are sent in publish order.
+ * event carries exactly what those RPCs would answer. Events are sent in publish order. The
+ * response headers go out as soon as the subscription is in place, so a client that waits for
+ * them (grpc-js: the stream's 'metadata' event) misses nothing it causes afterwards.
  */
 import type { MessageInitShape } from '@bufbuild/protobuf';
 import { ContainerEventType, type ContainerEventResponseSchema } from '../../api/cri/runtime/v1/api_pb.js';
@@ -49,6 +51,8 @@ export const getContainerEvents =
         }
       });
     });
+    // Subscribed: the headers tell the client that every event from now on reaches it.
+    call.open();
     try {
       await new Promise<void>((resolve) => call.signal.addEventListener('abort', () => resolve(), { once: true }));
     } finally {

@@ -53,7 +53,7 @@ export type PromiseClient<S extends GenServiceMethods> = {
   [K in keyof S]: S[K]['methodKind'] extends 'unary'
     ? (req?: In<S[K]>, opts?: CallOptions) => Promise<Out<S[K]>>
     : S[K]['methodKind'] extends 'server_streaming'
-      ? (req?: In<S[K]>, opts?: CallOptions) => AsyncIterable<Out<S[K]>> & { cancel(): void }
+      ? (req?: In<S[K]>, opts?: CallOptions) => AsyncIterable<Out<S[K]>> & { cancel(): void; opened: Promise<void> }
       : never;
 };
 
@@ -85,9 +85,17 @@ export function createPromiseClient<S extends GenServiceMethods>(
       client[m.localName] = (req: unknown = {}, o?: CallOptions) => {
         const stream = channel.makeServerStreamRequest(path, ser, de, req, md(o), callOpts(o));
         o?.signal?.addEventListener('abort', () => stream.cancel(), { once: true });
+        // Resolves when the server sent the response headers (the stream is established);
+        // rejects if the call ends first.
+        const opened = new Promise<void>((resolve, reject) => {
+          stream.once('metadata', () => resolve());
+          stream.once('status', (st: grpc.StatusObject) => reject(Object.assign(new Error(st.details), st)));
+        });
+        opened.catch(() => undefined);
         const iterable = {
           [Symbol.asyncIterator]: () => stream[Symbol.asyncIterator](),
           cancel: () => stream.cancel(),
+          opened,
         };
         return iterable;
       };

@@ -29,7 +29,16 @@ export const CRI_NAMESPACE = 'k8s.io';
 const namespacePattern = /^[A-Za-z0-9]([A-Za-z0-9_.-]{0,74}[A-Za-z0-9])?$/;
 
 export type UnaryHandler = (req: unknown, ctx: CallContext) => Promise<unknown>;
-export type StreamHandler = (req: unknown, write: (msg: unknown) => boolean, ctx: CallContext) => Promise<void>;
+/**
+ * A server stream's call: `open()` sends the response headers now, before any message, so a
+ * client learns the stream is established (GetContainerEvents calls it once it is subscribed:
+ * every event after the client saw the headers reaches it). The first write sends them too.
+ */
+export interface StreamCallContext extends CallContext {
+  open(): void;
+}
+
+export type StreamHandler = (req: unknown, write: (msg: unknown) => boolean, ctx: StreamCallContext) => Promise<void>;
 
 function namespaceOf(md: grpc.Metadata): string {
   const v = md.get(NAMESPACE_METADATA_KEY)[0];
@@ -137,8 +146,18 @@ export function instrumentServerStream(
     const ac = new AbortController();
     call.on('cancelled', () => ac.abort());
     call.on('close', () => ac.abort());
+    let headersSent = false;
+    const open = () => {
+      if (headersSent || ac.signal.aborted) return;
+      headersSent = true;
+      call.sendMetadata(new grpc.Metadata());
+    };
+    const write = (msg: unknown) => {
+      headersSent = true;
+      return call.write(msg);
+    };
     Promise.resolve()
-      .then(() => handler(call.request, (msg) => call.write(msg), { signal: ac.signal, namespace: namespaceOf(call.metadata) }))
+      .then(() => handler(call.request, write, { signal: ac.signal, namespace: namespaceOf(call.metadata), open }))
       .then(
         () => {
           observer?.observe(method, 0, Number(process.hrtime.bigint() - started) / 1e9);

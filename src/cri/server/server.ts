@@ -16,7 +16,15 @@ import type { Logger } from '../../log.js';
 import { serviceDefinition } from './grpc.js';
 import { checkEnums } from './request-check.js';
 import { acceptConnection } from './h2-authority.js';
-import { instrumentServerStream, instrumentUnary, type CallContext, type RpcObserver, type StreamHandler, type UnaryHandler } from './instrument.js';
+import {
+  instrumentServerStream,
+  instrumentUnary,
+  type CallContext,
+  type RpcObserver,
+  type StreamCallContext,
+  type StreamHandler,
+  type UnaryHandler,
+} from './instrument.js';
 
 type Req<M extends GenServiceMethods[string]> = MessageShape<M['input'] & DescMessage>;
 type Res<M extends GenServiceMethods[string]> = MessageInitShape<M['output'] & DescMessage>;
@@ -32,7 +40,7 @@ export type Handlers<S extends GenServiceMethods> = {
   [K in keyof S]?: S[K]['methodKind'] extends 'unary'
     ? (req: Req<S[K]>, ctx: CallContext) => Promise<Res<S[K]>>
     : S[K]['methodKind'] extends 'server_streaming'
-      ? (req: Req<S[K]>, write: (msg: Res<S[K]>) => boolean, ctx: CallContext) => Promise<void>
+      ? (req: Req<S[K]>, write: (msg: Res<S[K]>) => boolean, ctx: StreamCallContext) => Promise<void>
       : never;
 };
 
