@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
+import { startCriEnv, type CriEnv, type CriEnvOptions } from '../helpers/cri-env.js';
 import { NamespaceMode } from '../../src/api/cri/runtime/v1/api_pb.js';
 import { clearCalls, installFakePlugin, isRoot, readCalls, run, uniqueTag } from '../helpers/netns.js';
 
@@ -84,6 +84,19 @@ async function settle(check: () => boolean, ms = 5000): Promise<boolean> {
   return check();
 }
 
+/**
+ * A berthd whose CNI chain has one fake plugin (`plugin`, configured by `fake`) from a fresh bin
+ * dir, its baseline taken; `o` adds to the environment's options.
+ */
+async function envWithFakePlugin(plugin: string, fake: Record<string, unknown>, o: CriEnvOptions = {}): Promise<{ env: CriEnv; bin: string }> {
+  const bin = mkdtempSync(join(tmpdir(), 'berth-fake-cni-'));
+  tmp.push(bin);
+  await installFakePlugin(bin, plugin);
+  const env = await startCriEnv({ ...o, cniBinDirs: [bin], extraPlugins: [{ type: plugin, fake }] });
+  envs.push(env);
+  await baseline(env);
+  return { env, bin };
+}
 async function assertNothingLeft(env: CriEnv): Promise<void> {
   const netnsDir = join(env.berthd.state, 'netns');
   assert.deepEqual(existsSync(netnsDir) ? readdirSync(netnsDir) : [], [], 'no netns handles');
@@ -107,15 +120,7 @@ async function assertNothingLeft(env: CriEnv): Promise<void> {
 }
 
 test('a failing CNI plugin leaves nothing behind and frees the name', { skip }, async () => {
-  const bin = mkdtempSync(join(tmpdir(), 'berth-fake-cni-'));
-  tmp.push(bin);
-  await installFakePlugin(bin, 'berth-fail');
-  const env = await startCriEnv({
-    cniBinDirs: [bin],
-    extraPlugins: [{ type: 'berth-fail', fake: { failOn: 'ADD', error: { code: 101, msg: 'injected ADD failure' } } }],
-  });
-  envs.push(env);
-  await baseline(env);
+  const { env } = await envWithFakePlugin('berth-fail', { failOn: 'ADD', error: { code: 101, msg: 'injected ADD failure' } });
   const cfg = podConfig('cni-fail');
   await assert.rejects(env.berthd.cri.runtime.runPodSandbox({ config: cfg }), (e) => grpcCode(e) !== 0 && details(e).includes('injected ADD failure'));
   await assertNothingLeft(env);
@@ -124,18 +129,13 @@ test('a failing CNI plugin leaves nothing behind and frees the name', { skip }, 
 });
 
 test("failures after CNI ADD (the pause's runtime fails) unwind network, mounts, snapshot, shim and name", { skip }, async () => {
-  const bin = mkdtempSync(join(tmpdir(), 'berth-fake-cni-'));
-  tmp.push(bin);
   // A pass-through plugin in the chain records every ADD and DEL it sees.
-  await installFakePlugin(bin, 'berth-record');
-  const env = await startCriEnv({
-    cniBinDirs: [bin],
-    extraPlugins: [{ type: 'berth-record', fake: {} }],
-    extraToml: `[runtimes.broken]\ntype = "io.containerd.berth.v1"\nbinary = "/bin/false"\n`,
-  });
-  envs.push(env);
+  const { env, bin } = await envWithFakePlugin(
+    'berth-record',
+    {},
+    { extraToml: `[runtimes.broken]\ntype = "io.containerd.berth.v1"\nbinary = "/bin/false"\n` },
+  );
   const rt = env.berthd.cri.runtime;
-  await baseline(env);
 
   // A host-wide sysctl is refused before anything is made (nothing to unwind).
   const cfg = podConfig('late-fail');
@@ -169,17 +169,8 @@ test("failures after CNI ADD (the pause's runtime fails) unwind network, mounts,
 });
 
 test('a failure after CNI ADD and after the pause started (the last step, the READY record) unwinds the pause and the network too', { skip }, async () => {
-  const bin = mkdtempSync(join(tmpdir(), 'berth-fake-cni-'));
-  tmp.push(bin);
-  await installFakePlugin(bin, 'berth-record');
-  const env = await startCriEnv({
-    cniBinDirs: [bin],
-    extraPlugins: [{ type: 'berth-record', fake: {} }],
-    env: { BERTH_FAULT: 'RunPodSandbox.record-ready:fail' },
-  });
-  envs.push(env);
+  const { env, bin } = await envWithFakePlugin('berth-record', {}, { env: { BERTH_FAULT: 'RunPodSandbox.record-ready:fail' } });
   const rt = env.berthd.cri.runtime;
-  await baseline(env);
   // A shared pid namespace: this pod has a pause process, started before the READY record.
   const cfg = { ...podConfig('after-pause'), linux: { securityContext: { namespaceOptions: { pid: NamespaceMode.POD } } } };
   await assert.rejects(rt.runPodSandbox({ config: cfg }), (e) => grpcCode(e) === 14 && /fault/.test(details(e)));

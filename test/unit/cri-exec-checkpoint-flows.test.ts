@@ -10,12 +10,11 @@ import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { closeSync, createReadStream } from 'node:fs';
 import tar from 'tar-stream';
-import type { ContainerRecord } from '../../src/core/metadata/records.js';
 import { execSync } from '../../src/cri/stream/exec-sync.js';
 import { checkpointContainer } from '../../src/cri/container/checkpoint.js';
 import { bundlePaths } from '../../src/runtime/index.js';
 import { BerthError } from '../../src/errors.js';
-import { newTestContext, type TestRuntime } from '../helpers/fakes/context.js';
+import { newTestContext, putRunningContainer, type TestRuntime } from '../helpers/fakes/context.js';
 import { until } from '../helpers/process.js';
 
 const NS = 'k8s.io';
@@ -24,29 +23,10 @@ const call = (signal = new AbortController().signal) => ({ namespace: NS, signal
 
 /** A running container: its record, its fake task and its bundle's config.json (exec reads it). */
 async function runningContainer(rt: TestRuntime, cid = 'c'.repeat(64)): Promise<string> {
-  await rt.tasks.create({ namespace: NS, id: cid, runtime: 'runc', spec: {} });
-  await rt.tasks.start(NS, cid);
   const { dir } = bundlePaths(rt.ctx.settings.state, rt.ctx.settings.root, NS, cid);
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', process: { args: ['sleep', 'inf'], cwd: '/', env: ['PATH=/bin'] } }));
-  const c: ContainerRecord = {
-    id: cid,
-    sandboxId: 's'.repeat(64),
-    name: 'k8s_app',
-    meta: { name: 'app', attempt: 0 },
-    state: 'running',
-    createdAt: '1',
-    image: 'busybox',
-    imageId: 'sha256:x',
-    imageRef: 'sha256:x',
-    config: '',
-    labels: {},
-    annotations: {},
-    logPath: '',
-    snapshotKey: cid,
-    extra: {},
-  };
-  rt.ctx.containers.put(NS, c);
+  await putRunningContainer(rt, NS, cid, 's'.repeat(64));
   return cid;
 }
 

@@ -14,7 +14,6 @@ import {
   PodSandboxState,
   type PodSandboxConfig,
 } from '../../src/api/cri/runtime/v1/api_pb.js';
-import type { ContainerRecord } from '../../src/core/metadata/records.js';
 import { runPodSandbox } from '../../src/cri/sandbox/run.js';
 import { stopPodSandbox } from '../../src/cri/sandbox/stop.js';
 import { removePodSandbox } from '../../src/cri/sandbox/remove.js';
@@ -26,7 +25,7 @@ import { recover } from '../../src/cri/recover.js';
 import { sandboxName } from '../../src/cri/sandbox/common.js';
 import { BerthError } from '../../src/errors.js';
 import { EncodedResponse } from '../../src/cri/server/grpc.js';
-import { newTestContext, type TestRuntime } from '../helpers/fakes/context.js';
+import { newTestContext, putRunningContainer, type TestRuntime } from '../helpers/fakes/context.js';
 import { until } from '../helpers/process.js';
 
 const NS = 'k8s.io';
@@ -320,27 +319,8 @@ test('a container that ignores its stop signal is killed when the grace period e
   const rt = await newTestContext(t);
   const sb = await run(rt, pod());
   const cid = 'f'.repeat(64);
-  await rt.tasks.create({ namespace: NS, id: cid, runtime: 'runc', spec: {} });
-  await rt.tasks.start(NS, cid);
+  const c = await putRunningContainer(rt, NS, cid, sb);
   rt.tasks.ignore.set(cid, [15]);
-  const c: ContainerRecord = {
-    id: cid,
-    sandboxId: sb,
-    name: 'k8s_app',
-    meta: { name: 'app', attempt: 0 },
-    state: 'running',
-    createdAt: '1',
-    image: 'busybox',
-    imageId: 'sha256:x',
-    imageRef: 'sha256:x',
-    config: '',
-    labels: {},
-    annotations: {},
-    logPath: '',
-    snapshotKey: cid,
-    extra: {},
-  };
-  rt.ctx.containers.put(NS, c);
   const stopping = stopContainerTask(rt.ctx, NS, c, 30);
   await until(() => rt.clock.pending() === 1, 'the grace timer');
   assert.deepEqual(rt.tasks.signalsOf(NS, cid), [15]);

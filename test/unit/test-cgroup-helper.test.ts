@@ -105,6 +105,20 @@ function recordedHybridHost(root: string): void {
 const PROC_V2 = `0::${CG}\n`;
 const PROC_HYBRID = `12:pids:${CG}\n11:memory:${CG}\n6:cpu,cpuacct:${CG}\n1:name=systemd:${CG}\n0::${CG}\n`;
 
+/**
+ * The recorded hosts' container values, read both ways (by cgroup path and by pid through
+ * `procText`, /proc/<pid>/cgroup): the same limits on every hierarchy, and `extra` per host.
+ */
+function assertRecordedKnobs(root: string, procText: string, extra: Partial<Record<Parameters<typeof readKnobOfPath>[1], bigint>>): void {
+  const want = { memoryLimit: 100663296n, memoryUsage: 4263936n, pidsMax: 1024n, cpuQuota: 50000n, cpuPeriod: 100000n, ...extra };
+  for (const [how, read] of [
+    ['by path', (k: Parameters<typeof readKnobOfPath>[1]) => readKnobOfPath(CG, k, root)],
+    ['by pid', (k: Parameters<typeof readKnobOfPath>[1]) => readKnobOfPid(4242, k, root, procText)],
+  ] as const) {
+    for (const [knob, value] of Object.entries(want)) assert.equal(read(knob as keyof typeof want), value, `${knob} ${how}`);
+  }
+}
+
 test('v2: every knob is read from the one directory of the container, with v2 file names and formats', (t) => {
   const root = tmp(t);
   recordedV2Host(root);
@@ -114,18 +128,7 @@ test('v2: every knob is read from the one directory of the container, with v2 fi
   assert.equal(knobFileOfPath(CG, 'pidsMax', root), join(dir, 'pids.max'));
   assert.equal(knobFileOfPath(CG, 'cpuQuota', root), join(dir, 'cpu.max'));
   assert.equal(knobFileOfPid(4242, 'procs', root, PROC_V2), join(dir, 'cgroup.procs'));
-  for (const read of [
-    (k: Parameters<typeof readKnobOfPath>[1]) => readKnobOfPath(CG, k, root),
-    (k: Parameters<typeof readKnobOfPath>[1]) => readKnobOfPid(4242, k, root, PROC_V2),
-  ]) {
-    assert.equal(read('memoryLimit'), 100663296n);
-    assert.equal(read('memoryUsage'), 4263936n);
-    assert.equal(read('pidsMax'), 1024n);
-    assert.equal(read('pidsCurrent'), 2n);
-    assert.equal(read('cpuQuota'), 50000n);
-    assert.equal(read('cpuPeriod'), 100000n);
-    assert.equal(read('oomEvents'), 1n, 'oom_kill of memory.events (not oom, nor oom_group_kill)');
-  }
+  assertRecordedKnobs(root, PROC_V2, { pidsCurrent: 2n, oomEvents: 1n }); // oom_kill of memory.events (not oom, nor oom_group_kill)
   assert.deepEqual(readProcs(knobFileOfPid(4242, 'procs', root, PROC_V2)), [4242, 4250]);
   const free = '/berth-test-ab12cd/free';
   assert.equal(readKnobOfPath(free, 'memoryLimit', root), 'max');
@@ -143,17 +146,7 @@ test('hybrid (v1 controllers beside the unified tree): knobs come from their v1 
   // cpu is the symlink to the cpu,cpuacct co-mount, as on Debian.
   assert.equal(knobFileOfPid(4242, 'cpuQuota', root, PROC_HYBRID), join(root, 'cpu', CG, 'cpu.cfs_quota_us'));
   assert.equal(knobFileOfPid(4242, 'procs', root, PROC_HYBRID), join(root, 'pids', CG, 'cgroup.procs'));
-  for (const read of [
-    (k: Parameters<typeof readKnobOfPath>[1]) => readKnobOfPath(CG, k, root),
-    (k: Parameters<typeof readKnobOfPath>[1]) => readKnobOfPid(4242, k, root, PROC_HYBRID),
-  ]) {
-    assert.equal(read('memoryLimit'), 100663296n);
-    assert.equal(read('memoryUsage'), 4263936n);
-    assert.equal(read('pidsMax'), 1024n);
-    assert.equal(read('cpuQuota'), 50000n);
-    assert.equal(read('cpuPeriod'), 100000n);
-    assert.equal(read('oomEvents'), 2n);
-  }
+  assertRecordedKnobs(root, PROC_HYBRID, { oomEvents: 2n });
   const free = '/berth-test-ab12cd/free';
   assert.equal(readKnobOfPath(free, 'memoryLimit', root), 'max', "v1's page-counter maximum is no limit");
   assert.equal(readKnobOfPath(free, 'pidsMax', root), 'max');

@@ -7,7 +7,7 @@
 import type { TestContext } from 'node:test';
 import { join } from 'node:path';
 import { openMetadata } from '../../../src/core/metadata/db.js';
-import { ContainerStore, NameStore, SandboxStore } from '../../../src/core/metadata/records.js';
+import { ContainerStore, NameStore, SandboxStore, type ContainerRecord } from '../../../src/core/metadata/records.js';
 import { ContainerEventBus, newHandlerState, Tracer, type RuntimeContext } from '../../../src/cri/server/runtime-context.js';
 import { KeyedLock } from '../../../src/keyed-lock.js';
 import type { Logger } from '../../../src/log.js';
@@ -89,4 +89,32 @@ export async function newTestContext(t: TestContext): Promise<TestRuntime> {
     ...newHandlerState(snapshots),
   };
   return { ctx, faults, tasks, cni, pods, snapshots, images, clock, warnings, dir };
+}
+
+/**
+ * A running container of `sandboxId` put into the metadata store, with a started fake task:
+ * what CreateContainer + StartContainer leave, for flows that begin with a running container.
+ */
+export async function putRunningContainer(rt: TestRuntime, ns: string, id: string, sandboxId: string): Promise<ContainerRecord> {
+  await rt.tasks.create({ namespace: ns, id, runtime: 'runc', spec: {} });
+  await rt.tasks.start(ns, id);
+  const c: ContainerRecord = {
+    id,
+    sandboxId,
+    name: 'k8s_app',
+    meta: { name: 'app', attempt: 0 },
+    state: 'running',
+    createdAt: '1',
+    image: 'busybox',
+    imageId: 'sha256:x',
+    imageRef: 'sha256:x',
+    config: '',
+    labels: {},
+    annotations: {},
+    logPath: '',
+    snapshotKey: id,
+    extra: {},
+  };
+  rt.ctx.containers.put(ns, c);
+  return c;
 }
