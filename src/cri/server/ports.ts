@@ -50,9 +50,23 @@ export interface Clock {
   clearTimeout(handle: unknown): void;
 }
 
+/** The longest delay one Node timer takes; a longer one fires after 1 ms (TimeoutOverflowWarning). */
+export const TIMER_MAX_MS = 2 ** 31 - 1;
+
+/**
+ * Real timers. A delay past TIMER_MAX_MS (24.8 days: a StopContainer grace period or an ExecSync
+ * timeout of 30 days is valid CRI) is waited in steps, so it never fires early.
+ */
 export const systemClock: Clock = {
-  setTimeout: (fn, ms) => setTimeout(fn, ms),
-  clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout),
+  setTimeout: (fn, ms) => {
+    const h: { timer?: NodeJS.Timeout } = {};
+    const arm = (left: number): void => {
+      h.timer = left > TIMER_MAX_MS ? setTimeout(() => arm(left - TIMER_MAX_MS), TIMER_MAX_MS) : setTimeout(fn, left);
+    };
+    arm(ms);
+    return h;
+  },
+  clearTimeout: (h) => clearTimeout((h as { timer?: NodeJS.Timeout }).timer),
 };
 
 /** Resolves after `ms` on `clock`; `cancel` stops the timer. */
