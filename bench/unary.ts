@@ -36,6 +36,13 @@ import {
   type MachineInfo,
 } from './cri-common.js';
 import { buildImage, buildLayer, pushFixture } from '../test/helpers/images.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once as onceEvent } from 'node:events';
+import { fileURLToPath } from 'node:url';
+import { shebangNodeFlags } from './daemon-util.js';
+import { createPromiseClient, unixChannel, type PromiseClient } from '../src/cri/server/grpc.js';
+import { RuntimeService } from '../src/api/cri/runtime/v1/api_pb.js';
+import type { GenService } from '@bufbuild/protobuf/codegenv2';
 
 export interface UnaryBenchOptions {
   /** Measured rounds per call (default 200; removes: min(runs, 30)). */
@@ -58,6 +65,31 @@ export interface UnaryResult {
   images: number;
   containers: number;
   samples: Partial<Record<Impl, Partial<Record<Call, number[]>>>>;
+  /** Version on the floor servers (floor-server.ts), timed in the same rounds as berth's. */
+  floors: Partial<Record<Floor, number[]>>;
+}
+
+/** Servers with none of berth's code: a bare grpc-js server, and Node's http2 answering gRPC directly. */
+export const FLOORS = ['grpc-js', 'http2'] as const;
+type Floor = (typeof FLOORS)[number];
+type RuntimeClient = PromiseClient<typeof RuntimeService extends GenService<infer S> ? S : never>;
+
+interface FloorServer {
+  floor: Floor;
+  client: RuntimeClient;
+  channel: ReturnType<typeof unixChannel>;
+  child: ChildProcess;
+}
+
+/** Starts a floor server with berthd's own node flags (bin/berthd's shebang), so only the code differs. */
+async function startFloor(floor: Floor, dir: string, root: string): Promise<FloorServer> {
+  const socket = join(dir, `floor-${floor}.sock`);
+  const script = fileURLToPath(new URL('./floor-server.js', import.meta.url));
+  const child = spawn(process.execPath, [...shebangNodeFlags(join(root, 'bin', 'berthd')), script, floor, socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const [line] = (await Promise.race([onceEvent(child.stdout!, 'data'), onceEvent(child, 'exit').then(() => [''])])) as [Buffer | string];
+  if (!String(line).startsWith('ready')) throw new Error(`floor server ${floor} did not start`);
+  const channel = unixChannel(socket);
+  return { floor, client: createPromiseClient(RuntimeService, channel), channel, child };
 }
 
 const CALL = { timeoutMs: 120_000 };
@@ -132,7 +164,8 @@ export async function runUnaryBench(o: UnaryBenchOptions): Promise<UnaryResult> 
   const fx = await startFixtures();
   const logRoot = mkdtempSync(join(tmpdir(), 'bench-unary-logs-'));
   const setups = new Map<Impl, Setup>();
-  const result: UnaryResult = { machine, loadAtEnd: 0, runs: o.runs, images: nImages + 2, containers: nPods * perPod, samples: {} };
+  const result: UnaryResult = { machine, loadAtEnd: 0, runs: o.runs, images: nImages + 2, containers: nPods * perPod, samples: {}, floors: {} };
+  const floors: FloorServer[] = [];
   // Distinct images: one small layer each with its own content, so each has its own id.
   const makeImage = async (repo: string, tag: string, seed: string): Promise<string> => {
     const layer = await buildLayer([{ type: 'file', path: `etc/bench-${seed}`, content: `${seed}\n` }], { compression: 'gzip' }, `unary-${seed}`);
@@ -151,6 +184,7 @@ export async function runUnaryBench(o: UnaryBenchOptions): Promise<UnaryResult> 
       }
       log(`unary: ${impl} up with ${nImages + 2} images and ${nPods * perPod} containers`);
     }
+    if (impls.includes('berth')) for (const f of FLOORS) floors.push(await startFloor(f, logRoot, root));
     const warmup = 10;
     const removeRuns = Math.min(o.runs, 30);
     for (const call of UNARY_CALLS) {
@@ -164,14 +198,32 @@ export async function runUnaryBench(o: UnaryBenchOptions): Promise<UnaryResult> 
           const ms = await once(s, call, i + warmup, imageRefs, extra, fx.busybox.ref);
           if (i >= 0) ((result.samples[impl] ??= {})[call] ??= []).push(ms);
         }
+        // The floors take their turn in the same rounds, after the runtimes.
+        if (call === 'Version') {
+          for (const f of floors) {
+            const t0 = performance.now();
+            await f.client.version({ version: 'v1' }, CALL);
+            if (i >= 0) (result.floors[f.floor] ??= []).push(performance.now() - t0);
+          }
+        }
       }
       const fmt = (impl: Impl): string => {
         const xs = result.samples[impl]?.[call];
         return xs ? `${impl} p50 ${fmtMs(percentile(xs, 50), 2)} ms p99 ${fmtMs(percentile(xs, 99), 2)}` : `${impl} n/a`;
       };
       log(`unary: ${call}: ${impls.map(fmt).join(', ')}`);
+      if (call === 'Version') {
+        for (const f of floors) {
+          const xs = result.floors[f.floor]!;
+          log(`unary: Version on the ${f.floor} floor server: p50 ${fmtMs(percentile(xs, 50), 2)} ms p99 ${fmtMs(percentile(xs, 99), 2)}`);
+        }
+      }
     }
   } finally {
+    for (const f of floors) {
+      f.channel.close();
+      f.child.kill();
+    }
     for (const s of setups.values()) {
       await removeAllPods(s.rt.cri);
       await s.rt.stop();
@@ -203,6 +255,16 @@ export function unaryTable(r: UnaryResult): string {
     (call) =>
       `| ${label[call]} | ${fmtMs(q('containerd', call, 50), 2)} (${fmtMs(q('containerd', call, 99), 2)}) | ${fmtMs(q('berth', call, 50), 2)} (${fmtMs(q('berth', call, 99), 2)}) | **${fmtRatio(ratio(q('berth', call, 50), q('containerd', call, 50)))}** |`,
   );
+  const floorLabel: Record<Floor, string> = {
+    'grpc-js': 'Version on a bare grpc-js server (no berth code)',
+    http2: "Version on Node's http2 answering gRPC directly (no grpc-js)",
+  };
+  for (const f of FLOORS) {
+    const xs = r.floors[f];
+    if (!xs?.length) continue;
+    const p50 = percentile(xs, 50);
+    rows.push(`| ${floorLabel[f]} | | ${fmtMs(p50, 2)} (${fmtMs(percentile(xs, 99), 2)}) | ${fmtRatio(ratio(p50, q('containerd', 'Version', 50)))} |`);
+  }
   return ['| call | containerd ms p50 (p99) | berth ms p50 (p99) | berth / containerd (p50) |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }
 
