@@ -4,7 +4,7 @@
  * redirect leaves the origin, and the scheme policy applies to every hop), capped body reads.
  */
 import { setTimeout as delay } from 'node:timers/promises';
-import { Agent, type Dispatcher } from 'undici';
+import type { Dispatcher } from 'undici';
 import { BerthError, errors } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RegistryHosts } from './hosts.js';
@@ -131,7 +131,12 @@ export class Transport {
   private readonly logger: Logger;
   private readonly userAgent: string;
   readonly retry: RetryPolicy;
-  private readonly dispatcher: Dispatcher;
+  /**
+   * undici is loaded with the first request: it is ~3.6 MiB of V8 heap that an idle berthd,
+   * or one restarted on a node whose images are all present, never needs (issue 14, idle PSS).
+   */
+  private dispatcher: Promise<Dispatcher> | undefined;
+  private readonly makeDispatcher: () => Promise<Dispatcher>;
   private readonly ownsDispatcher: boolean;
 
   constructor(opts: TransportOptions) {
@@ -140,17 +145,23 @@ export class Transport {
     this.userAgent = opts.userAgent;
     this.retry = { ...DEFAULT_RETRY, ...opts.retry };
     this.ownsDispatcher = opts.dispatcher === undefined;
-    this.dispatcher =
-      opts.dispatcher ??
-      new Agent({
-        connect: { timeout: opts.connectTimeoutMs ?? 30_000 },
-        headersTimeout: opts.headersTimeoutMs ?? 60_000,
-        bodyTimeout: opts.bodyTimeoutMs ?? 300_000,
-      });
+    const injected = opts.dispatcher;
+    this.makeDispatcher = injected
+      ? () => Promise.resolve(injected)
+      : async () => {
+          const { Agent } = await import('undici');
+          return new Agent({
+            connect: { timeout: opts.connectTimeoutMs ?? 30_000 },
+            headersTimeout: opts.headersTimeoutMs ?? 60_000,
+            bodyTimeout: opts.bodyTimeoutMs ?? 300_000,
+          });
+        };
   }
 
   async close(): Promise<void> {
-    if (this.ownsDispatcher) await this.dispatcher.close();
+    const d = this.dispatcher;
+    this.dispatcher = undefined;
+    if (this.ownsDispatcher && d) await (await d).close();
   }
 
   /** Backoff before attempt `n` (1-based retry count), with jitter; honours Retry-After. */
@@ -212,7 +223,10 @@ export class Transport {
     let body = req.body;
     for (let hop = 0; ; hop++) {
       this.hosts.checkScheme(url, `a registry request`);
-      const r = await this.dispatcher.request({
+      this.dispatcher ??= this.makeDispatcher();
+      const r = await (
+        await this.dispatcher
+      ).request({
         origin: url.origin,
         path: url.pathname + url.search,
         method,
