@@ -10,6 +10,9 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { shebangNodeFlags } from './daemon-util.js';
+import { SERVE_NODE_FLAGS } from '../src/shim/cli.js';
 import { gitCommit, median, repoRoot } from './report.js';
 import {
   berthPodRpcsPresent,
@@ -93,6 +96,27 @@ export interface MemoryBenchResult {
   machine: MachineInfo;
   loadAtEnd: number;
   results: VariantResult[];
+  /** Two bare Node processes with berthd's and berth-shim's node flags, nothing loaded: what any two-Node design costs idle. */
+  floor?: { pssKiB: number; anonKiB: number };
+}
+
+/**
+ * PSS of two idle Node processes that load nothing (`setInterval` only), started with
+ * berthd's launcher flags and berth-shim's serve flags, sampled while no runtime runs (other
+ * Node processes would share the binary's pages and lower every figure). berth's idle PSS
+ * cannot go below this with a Node berthd and a Node shim.
+ */
+async function measureNodeFloor(root: string): Promise<{ pssKiB: number; anonKiB: number }> {
+  const flags = [shebangNodeFlags(join(root, 'bin', 'berthd')), SERVE_NODE_FLAGS];
+  const children = flags.map((f) => spawn(process.execPath, [...f, '-e', 'setInterval(() => {}, 1 << 30)'], { stdio: 'ignore' }));
+  try {
+    await sleep(3000);
+    const xs = children.map((c) => (c.pid === undefined ? undefined : pssOf(c.pid)));
+    if (xs.some((x) => x === undefined)) throw new Error('a floor process exited');
+    return { pssKiB: sum(xs.map((x) => x!.pssKiB)), anonKiB: sum(xs.map((x) => x!.pssAnonKiB)) };
+  } finally {
+    for (const c of children) c.kill();
+  }
 }
 
 const CALL = { timeoutMs: 120_000 };
@@ -202,15 +226,17 @@ export async function runMemoryBench(o: MemoryBenchOptions): Promise<MemoryBench
   const fx = await startFixtures();
   const logRoot = mkdtempSync(join(tmpdir(), 'bench-mem-logs-'));
   const results: VariantResult[] = [];
+  let floor: MemoryBenchResult['floor'];
   try {
     for (const v of variants) {
       results.push(await measureVariant(v, o, { registryHost: fx.registry.host, root, busybox: fx.busybox.ref, pause: fx.pause.ref, logRoot }));
     }
+    if (variants.some((v) => v.impl === 'berth')) floor = await measureNodeFloor(root);
   } finally {
     rmSync(logRoot, { recursive: true, force: true });
     await fx.registry.stop();
   }
-  const result: MemoryBenchResult = { machine, loadAtEnd: machineInfo().load1, results };
+  const result: MemoryBenchResult = { machine, loadAtEnd: machineInfo().load1, results, ...(floor ? { floor } : {}) };
   for (const line of memoryTable(result).split('\n')) log(`memory: ${line}`);
   if (o.record ?? true) log(`memory: recorded in ${recordMemory(root, result)}`);
   return result;
@@ -235,10 +261,17 @@ export function memoryTable(r: MemoryBenchResult): string {
     const baseMore = r.results.find((y) => y.impl === 'containerd')?.perMorePodKiB;
     return `| ${x.label} | ${mib(x.before?.totalKiB)} / ${mib(x.idleAfter?.totalKiB)} | ${mib(first)} | ${mib(x.after?.totalKiB)} | ${mib(x.idle?.daemonKiB)} → ${mib(x.after?.daemonKiB)} | ${shims.length} | ${shimRange} | ${anon.length ? mib(median(anon)) : 'n/a'} | ${mons.length ? `${mons.length} × ${mib(median(mons))}` : '0'} | ${mib(shimPerPod)} + ${mib(monPerPod)} + ${mib(daemonPerPod)} | **${mib(x.perPodKiB)}** | ${x.impl === 'containerd' ? '1.00×' : fmtRatio(ratio(x.perPodKiB, base))} | ${mib(x.perMorePodKiB)} (${x.impl === 'containerd' ? '1.00×' : fmtRatio(ratio(x.perMorePodKiB, baseMore))}) |`;
   });
+  const idle = (impl: Impl): number | undefined => r.results.find((x) => x.impl === impl)?.idle?.totalKiB;
+  const floorRow = r.floor
+    ? [
+        `| floor: two bare Node processes (berthd's and berth-shim's node flags, nothing loaded) | ${mib(r.floor.pssKiB)} (${mib(r.floor.anonKiB)} anon; ${fmtRatio(ratio(r.floor.pssKiB, idle('containerd')))} containerd's lower idle; berth's lower idle ${fmtRatio(ratio(idle('berth'), idle('containerd')))}) | | | | | | | | | | | |`,
+      ]
+    : [];
   return [
     '| runtime | idle PSS MiB before / after the pods | first pod adds MiB | PSS with pods MiB | daemon PSS MiB (lower idle → pods) | shims | PSS per shim MiB median (min–max) | anon PSS per shim MiB (median) | conmon monitors × PSS MiB (median) | per pod: shims + monitors + daemon MiB | MiB per pod | vs containerd | MiB per pod after the first (vs containerd) |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
+    ...floorRow,
   ].join('\n');
 }
 
