@@ -16,6 +16,8 @@
  *       exit, oom                        written by conmon (exit code; OOM seen)
  *       exit-reason                      written by the shim when conmon died without an exit
  *       exit-reported                    the TaskExit of this exit was published
+ *       cgroup                           the init's /proc/<pid>/cgroup, written once it runs:
+ *                                        the shim's Stats and berthd's CRI stats read it
  *       attach, ctl, winsz               conmon's attach socket and control FIFOs
  *   <bundle>/x/<execId>/                 an exec's process dir (process.json, monitor.json, pid, the same files)
  */
@@ -87,6 +89,12 @@ export function processDir(bundle: string, execId = ''): string {
 
 /** Written by the shim in a process dir when the monitor died without recording an exit. */
 export const EXIT_REASON_FILE = 'exit-reason';
+/**
+ * The init process's /proc/<pid>/cgroup text, kept in the bundle by the shim once the init
+ * runs (a pid may be reused later; this file is not). berthd reads the cgroup's usage through
+ * it for the CRI stats instead of asking the shim (runtime/task-manager.ts `stats`).
+ */
+export const CGROUP_FILE = 'cgroup';
 
 /** conmon's attach packets start with the stream they carry. */
 export const ATTACH_STDOUT = 2;

@@ -27,7 +27,10 @@ import { Status } from '../api/containerd/types/task/task_pb.js';
 import type { StateResponse } from '../api/containerd/runtime/v2/task/shim_pb.js';
 import { CheckpointOptionsSchema, ProcessDetailsSchema } from '../api/containerd/runc/options/oci_pb.js';
 import { toBinary, fromBinary, type MessageInitShape } from '@bufbuild/protobuf';
-import { EXIT_REASON_FILE, SANDBOX_ID_ANNOTATION } from '../shim-protocol.js';
+import { CGROUP_FILE, EXIT_REASON_FILE, SANDBOX_ID_ANNOTATION } from '../shim-protocol.js';
+import { cgroupExists, parseProcCgroup, usageSummary } from '../cgroup-stats.js';
+import { MetricsSchema as V1MetricsSchema } from '../api/cgroups/stats/v1/metrics_pb.js';
+import { MetricsSchema as V2MetricsSchema } from '../api/cgroups/cgroup2/stats/metrics_pb.js';
 import { readFileSync } from 'node:fs';
 import { bundlePaths, createBundle, listBundles, readTaskRecord, removeBundle, type BundlePaths } from './bundle.js';
 import { EventReceiver } from './events.js';
@@ -541,9 +544,36 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     await this.rpc(ns, id, (s) => s.task.update({ id, resources: jsonAny(RESOURCES_TYPE_URL, resources), annotations }));
   }
 
-  async stats(ns: string, id: string): Promise<TaskMetrics> {
+  /**
+   * The task's cgroup metrics. With `summary`, only the fields the CRI stats use, read here from
+   * the cgroup berth-shim recorded in the bundle (CGROUP_FILE): a 100-pod stats pass made 100
+   * Stats calls to the node's one shim, which took 170–310 ms while kubelet's relist waited
+   * behind their replies. A task without that file (another shim, not started yet) or whose
+   * cgroup is gone is asked over ttrpc, as without `summary`.
+   */
+  async stats(ns: string, id: string, o: { summary?: boolean } = {}): Promise<TaskMetrics> {
+    if (o.summary) {
+      const local = this.localSummary(ns, id);
+      if (local) return local;
+    }
     const r = await this.rpc(ns, id, (s) => s.task.stats({ id }));
     return decodeMetrics(r.stats);
+  }
+
+  private localSummary(ns: string, id: string): TaskMetrics | undefined {
+    let text: string;
+    try {
+      // Synchronous: a small file in the state dir, and the cgroup files are made by the kernel on read.
+      text = readFileSync(join(bundlePaths(this.o.stateDir, this.o.rootDir, ns, id).dir, CGROUP_FILE), 'utf8');
+    } catch {
+      return undefined;
+    }
+    const loc = parseProcCgroup(text);
+    if (!cgroupExists(loc)) return undefined;
+    const s = usageSummary(loc);
+    return s.cgroup === 'v1'
+      ? { cgroup: 'v1', metrics: create(V1MetricsSchema, s.metrics as MessageInitShape<typeof V1MetricsSchema>) }
+      : { cgroup: 'v2', metrics: create(V2MetricsSchema, s.metrics as MessageInitShape<typeof V2MetricsSchema>) };
   }
 
   /** Adds an exec process (OCI Process JSON); start it with start(ns, id, execId). */

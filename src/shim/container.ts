@@ -19,6 +19,7 @@ import {
   rmSync,
   statSync,
   symlinkSync,
+  renameSync,
   writeFileSync,
   openSync,
   closeSync,
@@ -31,6 +32,7 @@ import { errors, BerthError } from '../errors.js';
 import { Cleanup } from '../cleanup.js';
 import type { Logger } from '../log.js';
 import {
+  CGROUP_FILE,
   CRI_CONTAINER_TYPE_ANNOTATION,
   CTL_REOPEN_LOGS,
   CTL_RESIZE,
@@ -48,7 +50,7 @@ import { Runc, clampBundleOomScoreAdj, writeRuncRecord, RUNC_RECORD } from './ru
 import { Proc, type ExitStatus } from './process.js';
 import { Bridge, needsBridge, parseStdioUri, type StdioSpec } from './bridge.js';
 import { conmonCreate, conmonExec } from './conmon.js';
-import { parseProcCgroup, oomKillCount, isV1, type CgroupLocation } from './cgroup.js';
+import { parseProcCgroup, oomKillCount, isV1, type CgroupLocation } from '../cgroup-stats.js';
 import { mountAll, unmountAll, type RootfsMount } from './rootfs.js';
 import { Topics, type Publisher } from './events.js';
 import type { Reaper } from './reaper.js';
@@ -347,7 +349,9 @@ export class Container {
       try {
         // Kept: a later shim must not derive it from a pid that may have been reused.
         const text = readFileSync(`/proc/${started.pid}/cgroup`, 'utf8');
-        writeFileSync(join(bundle, 'cgroup'), text);
+        // Whole or absent: berthd reads it for the CRI stats while the container runs.
+        writeFileSync(join(bundle, `${CGROUP_FILE}.tmp`), text);
+        renameSync(join(bundle, `${CGROUP_FILE}.tmp`), join(bundle, CGROUP_FILE));
         c.cgroup = parseProcCgroup(text);
       } catch {
         c.cgroup = undefined;
@@ -377,7 +381,7 @@ export class Container {
     const m: Monitored = { proc: init, dir: bundle, cuuid, conmonPid: readInt(join(bundle, 'conmon.pid')) ?? 0, adopted: true };
     c.monitored.set('', m);
     try {
-      c.cgroup = parseProcCgroup(readFileSync(join(bundle, 'cgroup'), 'utf8'));
+      c.cgroup = parseProcCgroup(readFileSync(join(bundle, CGROUP_FILE), 'utf8'));
     } catch {
       c.cgroup = undefined;
     }
@@ -700,7 +704,8 @@ export class Container {
       'init.pid.start',
       'conmon.pid',
       'conmon.pid.start',
-      'cgroup',
+      CGROUP_FILE,
+      `${CGROUP_FILE}.tmp`,
       TASK_RECORD,
       RUNC_RECORD,
       'exit',

@@ -14,7 +14,7 @@ import * as T from './task-api.js';
 import { Container, type ContainerDeps } from './container.js';
 import type { ProcState } from './process.js';
 import { Topics } from './events.js';
-import { statsV1, statsV2 } from './cgroup.js';
+import { statsV1, statsV2 } from '../cgroup-stats.js';
 
 /** The proto full name the Task service is registered under. */
 export const TASK_SERVICE = 'containerd.task.v2.Task';

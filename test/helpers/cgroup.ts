@@ -5,7 +5,7 @@
  *
  * The rule is the one runc and berth-shim follow: runc uses v2 only when /sys/fs/cgroup itself is
  * the cgroup2 mount (which has cgroup.controllers at its root); berth-shim reads v1 files when the
- * process has a v1 memory controller in /proc/<pid>/cgroup (src/shim/cgroup.ts isV1), which is
+ * process has a v1 memory controller in /proc/<pid>/cgroup (src/cgroup-stats.ts isV1), which is
  * the case exactly when runc put it in v1 cgroups. test/unit/test-cgroup-helper.test.ts checks the
  * two answers agree on this host, and checks the v1 and v2 branches on recorded layouts.
  *

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { isV1, oomKillCount, parseProcCgroup, statsV2 } from '../../src/shim/cgroup.js';
+import { isV1, oomKillCount, parseProcCgroup, statsV2 } from '../../src/cgroup-stats.js';
 import { packAny } from '../../src/ttrpc/pb.js';
 import { V2MetricsS } from '../../src/shim/task-api.js';
 import { decodeMetrics } from '../../src/runtime/stats.js';

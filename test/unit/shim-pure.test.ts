@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { parseFlags } from '../../src/shim/cli.js';
 import { shimSocketPath, shimStateDir, attachSocketPath, attachStdin, parseAttachStdin, conmonCuuid } from '../../src/shim-protocol.js';
 import { clampOomScoreAdj, hasCapSysResource, classifyRuncError, readErrorsSince } from '../../src/shim/runc.js';
-import { parseProcCgroup, parseKv } from '../../src/shim/cgroup.js';
+import { parseProcCgroup, parseKv } from '../../src/cgroup-stats.js';
 import { normalizeMount } from '../../src/shim/rootfs.js';
 import { parseStdioUri } from '../../src/shim/bridge.js';
 import { Proc, canTransition } from '../../src/shim/process.js';

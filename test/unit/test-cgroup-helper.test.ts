@@ -23,7 +23,7 @@ import {
   removeCgroupTree,
   removeCgroupTreeSettled,
 } from '../helpers/cgroup.js';
-import { isV1, locateCgroup } from '../../src/shim/cgroup.js';
+import { isV1, locateCgroup } from '../../src/cgroup-stats.js';
 
 const CG = '/berth-test-ab12cd/c1';
 
@@ -194,7 +194,7 @@ test('removeCgroupTree removes the parent from a pure v2 root, every v1 controll
 });
 
 test("on this host the helper's hierarchy is the one berth-shim picks for a process here", () => {
-  // berth-shim reads v1 stats when the process has a v1 memory cgroup (src/shim/cgroup.ts).
+  // berth-shim reads v1 stats when the process has a v1 memory cgroup (src/cgroup-stats.ts).
   const shimSays = isV1(locateCgroup(process.pid)) ? 'v1' : 'v2';
   assert.equal(hostHierarchy(), shimSays);
 });

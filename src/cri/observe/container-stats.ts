@@ -129,7 +129,7 @@ export class TaskSamples {
 export function sampleTask(ctx: RuntimeContext, ns: string, taskId: string): Promise<CgroupSample | undefined> {
   return ctx.taskSamples.get(`${ns}/${taskId}`, async () => {
     try {
-      return sampleFromMetrics(await ctx.tasks.stats(ns, taskId), nowNanos());
+      return sampleFromMetrics(await ctx.tasks.stats(ns, taskId, { summary: true }), nowNanos());
     } catch (err) {
       ctx.log.debug('no stats for task', { id: taskId, error: err });
       return undefined;

@@ -2,6 +2,8 @@
  * Reading a container's cgroup: where it is (from /proc/<pid>/cgroup, recorded once the init
  * process exists, because runc may place it anywhere per cgroupsPath / systemd), its metrics
  * in containerd's io.containerd.cgroups.v1 / v2 Metrics shapes, and its OOM-kill counter.
+ * Used by berth-shim (Stats, OOM detection) and by berthd, which reads the usage summary the
+ * CRI stats need straight from the cgroup the shim recorded (usageSummary).
  *
  * cgroup v1 is used when the process has a v1 memory controller path; otherwise the unified
  * (v2) path, at /sys/fs/cgroup (pure v2) or /sys/fs/cgroup/unified (hybrid).
@@ -239,4 +241,61 @@ export function statsV2(loc: CgroupLocation): CgroupMetrics {
       oomKill: ev.get('oom_kill') ?? 0n,
     },
   };
+}
+
+/**
+ * The part of the metrics the CRI's container and pod stats use (CPU time, memory usage,
+ * limit, working set inputs, RSS, page faults, pids), in the same v1 / v2 Metrics shapes with
+ * only those fields: 4–5 file reads instead of the ~25 of statsV1. The fields are read the
+ * way statsV1 / statsV2 read them, so a sample from either agrees.
+ */
+export function usageSummary(loc: CgroupLocation): { cgroup: 'v1' | 'v2'; metrics: CgroupMetrics } {
+  if (isV1(loc)) {
+    const mem = loc.v1.get('memory');
+    const ms = parseKv(readText(mem, 'memory.stat'));
+    const g = (k: string): bigint => ms.get(k) ?? 0n;
+    return {
+      cgroup: 'v1',
+      metrics: {
+        pids: { current: readU64(loc.v1.get('pids'), 'pids.current') },
+        cpu: { usage: { total: readU64(loc.v1.get('cpuacct'), 'cpuacct.usage') } },
+        memory: {
+          rss: g('rss'),
+          pgFault: g('pgfault'),
+          pgMajFault: g('pgmajfault'),
+          inactiveFile: g('inactive_file'),
+          totalRss: g('total_rss'),
+          totalPgFault: g('total_pgfault'),
+          totalPgMajFault: g('total_pgmajfault'),
+          totalInactiveFile: g('total_inactive_file'),
+          usage: { usage: readU64(mem, 'memory.usage_in_bytes'), limit: readU64(mem, 'memory.limit_in_bytes') },
+        },
+      },
+    };
+  }
+  const d = loc.v2;
+  const ms = parseKv(readText(d, 'memory.stat'));
+  const g = (k: string): bigint => ms.get(k) ?? 0n;
+  const limit = readText(d, 'memory.max')?.trim();
+  return {
+    cgroup: 'v2',
+    metrics: {
+      pids: { current: readU64(d, 'pids.current') },
+      cpu: { usageUsec: parseKv(readText(d, 'cpu.stat')).get('usage_usec') ?? 0n },
+      memory: {
+        anon: g('anon'),
+        inactiveFile: g('inactive_file'),
+        pgfault: g('pgfault'),
+        pgmajfault: g('pgmajfault'),
+        usage: readU64(d, 'memory.current'),
+        usageLimit: !limit || limit === 'max' ? 0xffffffffffffffffn : BigInt(limit),
+      },
+    },
+  };
+}
+
+/** Whether the cgroup's directory (v1: the memory controller's) still exists. */
+export function cgroupExists(loc: CgroupLocation): boolean {
+  const dir = isV1(loc) ? loc.v1.get('memory') : loc.v2;
+  return dir !== undefined && existsSync(dir);
 }
