@@ -10,6 +10,7 @@ import type { ContainerRecord } from '../../core/metadata/records.js';
 import type { TaskMetrics } from '../../runtime/index.js';
 import { findContainer, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
 import { writePages } from '../server/stream-pages.js';
+import { setImmediate as turn } from 'node:timers/promises';
 import type { RuntimeHandlers } from '../server/server.js';
 
 /** One cgroup reading, hierarchy-independent. Bytes, nanoseconds, counts. */
@@ -181,6 +182,23 @@ export async function collectContainerStats(
   return { stats: create(ContainerStatsSchema, init), sample };
 }
 
+/**
+ * `fn` over `items`, all in flight together, with an event-loop turn before each one starts:
+ * the synchronous part of each (cgroup and /proc reads, building its message) runs in its own
+ * turn, so calls arriving meanwhile are served between pods instead of after the whole list
+ * (a 100-pod ListPodSandboxStats is ~100 ms of such work, which kubelet's relist met at random).
+ */
+export async function inTurns<T, R>(items: readonly T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: Promise<R>[] = [];
+  for (const item of items) {
+    await turn();
+    const p = fn(item);
+    p.catch(() => undefined); // awaited below; a rejection before then is not unhandled
+    out.push(p);
+  }
+  return Promise.all(out);
+}
+
 export function matchesLabels(labels: Record<string, string>, selector: Record<string, string> | undefined): boolean {
   return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
 }
@@ -203,7 +221,7 @@ export const listContainerStats =
   (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listContainerStats']> =>
   async (req, call) => {
     const list = filterContainers(ctx.containers.list(call.namespace), req.filter);
-    const stats = await Promise.all(list.map(async (c) => (await collectContainerStats(ctx, call.namespace, c)).stats));
+    const stats = await inTurns(list, async (c) => (await collectContainerStats(ctx, call.namespace, c)).stats);
     return { stats };
   };
 

@@ -12,7 +12,7 @@ import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { PodSandboxStatsSchema, type PodSandboxStats } from '../../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord, SandboxRecord } from '../../core/metadata/records.js';
 import { findSandbox, nowNanos, type RuntimeContext } from '../server/runtime-context.js';
-import { collectContainerStats, cpuAndMemory, matchesLabels, sampleTask, sumSamples, type CgroupSample } from './container-stats.js';
+import { collectContainerStats, cpuAndMemory, inTurns, matchesLabels, sampleTask, sumSamples, type CgroupSample } from './container-stats.js';
 import { writePages } from '../server/stream-pages.js';
 import type { RuntimeHandlers } from '../server/server.js';
 
@@ -146,7 +146,7 @@ export const listPodSandboxStats =
   async (req, call) => {
     const f = req.filter;
     const list = ctx.sandboxes.list(call.namespace).filter((s) => (!f?.id || s.id.startsWith(f.id)) && matchesLabels(s.labels, f?.labelSelector));
-    const stats = await Promise.all(list.map(async (s) => (await collectSandboxStats(ctx, call.namespace, s)).stats));
+    const stats = await inTurns(list, async (s) => (await collectSandboxStats(ctx, call.namespace, s)).stats);
     return { stats };
   };
 
