@@ -28,7 +28,7 @@ import type { StateResponse } from '../api/containerd/runtime/v2/task/shim_pb.js
 import { CheckpointOptionsSchema, ProcessDetailsSchema } from '../api/containerd/runc/options/oci_pb.js';
 import { toBinary, fromBinary, type MessageInitShape } from '@bufbuild/protobuf';
 import { CGROUP_FILE, EXIT_REASON_FILE, SANDBOX_ID_ANNOTATION } from '../shim-protocol.js';
-import { cgroupExists, parseProcCgroup, usageSummary } from '../cgroup-stats.js';
+import { cgroupExists, parseProcCgroup, usageSummary, type CgroupLocation } from '../cgroup-stats.js';
 import { MetricsSchema as V1MetricsSchema } from '../api/cgroups/stats/v1/metrics_pb.js';
 import { MetricsSchema as V2MetricsSchema } from '../api/cgroups/cgroup2/stats/metrics_pb.js';
 import { readFileSync } from 'node:fs';
@@ -560,6 +560,9 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     return decodeMetrics(r.stats);
   }
 
+  /** Parsed CGROUP_FILE records by task, valid while the file's text is the same. */
+  private readonly cgroupLocations = new Map<string, { text: string; loc: CgroupLocation }>();
+
   private localSummary(ns: string, id: string): TaskMetrics | undefined {
     let text: string;
     try {
@@ -568,8 +571,19 @@ export class TaskManager extends EventEmitter<TaskEvents> {
     } catch {
       return undefined;
     }
-    const loc = parseProcCgroup(text);
-    if (!cgroupExists(loc)) return undefined;
+    const key = `${ns}/${id}`;
+    let hit = this.cgroupLocations.get(key);
+    if (hit?.text !== text) {
+      // Parsing probes the cgroup mounts (an existsSync per controller): once per task, not per sample.
+      hit = { text, loc: parseProcCgroup(text) };
+      if (this.cgroupLocations.size >= 8192) this.cgroupLocations.clear();
+      this.cgroupLocations.set(key, hit);
+    }
+    const loc = hit.loc;
+    if (!cgroupExists(loc)) {
+      this.cgroupLocations.delete(key);
+      return undefined;
+    }
     const s = usageSummary(loc);
     return s.cgroup === 'v1'
       ? { cgroup: 'v1', metrics: create(V1MetricsSchema, s.metrics as MessageInitShape<typeof V1MetricsSchema>) }
