@@ -96,6 +96,23 @@ for (const Kind of [OverlaySnapshotter, NativeSnapshotter]) {
     assert.deepEqual(await sn.totalUsage(), await sn.usage('L1'));
   });
 
+  test(`${d}: usage answers a stale walk at once and the background pass renews it`, async (t) => {
+    const { sn } = await open(t, Kind);
+    await sn.prepare('ctr');
+    const first = await sn.usage('ctr');
+    await writeInto(sn, 'ctr', 'big', 'x'.repeat(64 * 1024));
+    // Fresh: the kept walk answers.
+    assert.deepEqual(await sn.usage('ctr'), first);
+    // Stale: still the kept walk (no inline walk of the tree), and a background pass starts.
+    sn.usageMaxAgeMs = -1;
+    assert.deepEqual(await sn.usage('ctr'), first);
+    await sn.usageSettled();
+    sn.usageMaxAgeMs = 60_000;
+    const after = await sn.usage('ctr');
+    assert.ok(after.size >= first.size + 64 * 1024, `the background re-walk sees the new file (${first.size} → ${after.size})`);
+    assert.deepEqual(after, await sn.totalUsage(), 'usage and totalUsage share the walks');
+  });
+
   test(`${d}: init removes snapshot dirs that have no record`, async (t) => {
     const { sn, root } = await open(t, Kind);
     await mkdir(join(root, 'snapshots', '999', 'fs'), { recursive: true });

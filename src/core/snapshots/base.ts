@@ -187,15 +187,20 @@ export abstract class DirSnapshotter implements Snapshotter {
 
   /**
    * One snapshot's usage: a committed one's from its commit; an active one's from its last
-   * walk when that is at most usageMaxAgeMs old (ListContainerStats asks for every container
-   * every 10 s, as ImageFsInfo does: both share the walks), else from a walk now.
+   * walk, which the background pass renews once it is more than usageMaxAgeMs old (as in
+   * totalUsage: ListContainerStats asks for every container every 10 s, as ImageFsInfo does,
+   * and both share the walks); a snapshot never walked is walked now.
    */
   async usage(key: string): Promise<SnapshotUsage> {
     const row = this.meta.mustGet(key);
     if (row.kind === 'committed' && row.size !== null && row.inodes !== null) return { size: row.size, inodes: row.inodes };
     const w = this.walked.get(row.id);
-    if (w && Date.now() - w.at <= this.usageMaxAgeMs) return w.usage;
-    return this.walk(row);
+    if (!w) return this.walk(row);
+    // A stale walk still answers; the background pass walks it (and every other stale tree)
+    // again. Walking here made each 10 s ListContainerStats walk every container's tree inline
+    // while ImageFsInfo, asked at the same moment, started the same walks in the background.
+    if (Date.now() - w.at > this.usageMaxAgeMs) this.refreshStale();
+    return w.usage;
   }
 
   /**
@@ -233,21 +238,32 @@ export abstract class DirSnapshotter implements Snapshotter {
       inodes += u.inodes;
     }
     for (const id of this.walked.keys()) if (!live.has(id)) this.walked.delete(id);
-    if (stale.length > 0 && !this.refreshing) {
-      this.refreshing = (async () => {
-        for (const row of stale) {
-          // A container's tree is a few dozen syscalls, under the walk's own slice: without a
-          // turn here the whole pass (100 trees: ~15-35 ms) ran in one go, and the calls that
-          // came with it (kubelet sends ImageFsInfo with the two stats calls) waited behind it.
-          await turn();
-          if (!this.store) return; // closed meanwhile
-          if (this.meta.get(row.key)?.id === row.id) await this.walk(row);
-        }
-      })()
-        .catch((err: unknown) => log.warn('snapshots: usage refresh failed', { error: err }))
-        .finally(() => (this.refreshing = undefined));
-    }
+    if (stale.length > 0) this.refreshStale(stale);
     return { size, inodes };
+  }
+
+  /** Starts the background pass over the stale walks (all of them unless given), unless one runs. */
+  private refreshStale(given?: SnapshotRow[]): void {
+    if (this.refreshing) return;
+    const now = Date.now();
+    const stale =
+      given ??
+      this.meta.all().filter((row) => {
+        const w = row.kind === 'committed' && row.size !== null && row.inodes !== null ? undefined : this.walked.get(row.id);
+        return w !== undefined && now - w.at > this.usageMaxAgeMs;
+      });
+    this.refreshing = (async () => {
+      for (const row of stale) {
+        // A container's tree is a few dozen syscalls, under the walk's own slice: without a
+        // turn here the whole pass (100 trees: ~15-35 ms) ran in one go, and the calls that
+        // came with it (kubelet sends ImageFsInfo with the two stats calls) waited behind it.
+        await turn();
+        if (!this.store) return; // closed meanwhile
+        if (this.meta.get(row.key)?.id === row.id) await this.walk(row);
+      }
+    })()
+      .catch((err: unknown) => log.warn('snapshots: usage refresh failed', { error: err }))
+      .finally(() => (this.refreshing = undefined));
   }
 
   /** Walks one snapshot's tree and keeps the result for totalUsage. */
