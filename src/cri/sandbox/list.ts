@@ -9,6 +9,7 @@ import { isCreating } from './common.js';
 import { criMetadata, criState } from './status.js';
 import { writePages } from '../server/stream-pages.js';
 import { EncodedResponse } from '../server/grpc.js';
+import { AnswerCache } from '../server/answer-cache.js';
 
 /** Records matching a CRI filter (creating ones never match). */
 export function filterSandboxes(ctx: RuntimeContext, ns: string, f: PodSandboxFilter | undefined): SandboxRecord[] {
@@ -43,19 +44,14 @@ function toPodSandbox(r: SandboxRecord): MessageInitShape<typeof PodSandboxSchem
  * Whole answers by namespace + filter, valid while the sandbox records (the store's
  * generation) are unchanged: the kubelet relists every second, and parsing and encoding 100
  * records each time was most of the call. Everything an item says comes from its record.
- * Bounded, as filters come from clients: at most ANSWERS_MAX answers (the kubelet uses one or
- * two filters), the least recently used going first, and a filter whose key is longer than
- * KEY_MAX (a label selector may be megabytes) is answered but not kept.
+ * Bounded (AnswerCache), as filters come from clients.
  */
 // Process-wide: keyed by the RuntimeContext, so two contexts share nothing (and a dropped one is collected).
-const answers = new WeakMap<RuntimeContext, Map<string, { gen: number; res: EncodedResponse }>>();
-const ANSWERS_MAX = 32;
-const KEY_MAX = 4096;
+const answers = new WeakMap<RuntimeContext, AnswerCache>();
 
 /** What the answer cache of `ctx` holds (entries, and the characters of their keys): for tests. */
 export function sandboxAnswersHeld(ctx: RuntimeContext): { entries: number; keyChars: number } {
-  const m = answers.get(ctx);
-  return { entries: m?.size ?? 0, keyChars: [...(m?.keys() ?? [])].reduce((n, k) => n + k.length, 0) };
+  return answers.get(ctx)?.held() ?? { entries: 0, keyChars: 0 };
 }
 
 type ListResult = Awaited<ReturnType<NonNullable<RuntimeHandlers['listPodSandbox']>>>;
@@ -65,33 +61,20 @@ export const listPodSandbox =
   async (req, call) => {
     const ns = call.namespace;
     const f = req.filter;
-    const gen = ctx.sandboxes.generation;
-    let byFilter = answers.get(ctx);
-    if (!byFilter) answers.set(ctx, (byFilter = new Map()));
+    const gen = String(ctx.sandboxes.generation);
+    let cache = answers.get(ctx);
+    if (!cache) answers.set(ctx, (cache = new AnswerCache()));
     const which = f
       ? JSON.stringify([ns, f.id, f.state?.state ?? null, Object.entries(f.labelSelector ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))])
       : JSON.stringify([ns]);
-    const hit = byFilter.get(which);
-    if (hit && hit.gen === gen) {
-      // Most recently used last (Map order): eviction takes the first.
-      byFilter.delete(which);
-      byFilter.set(which, hit);
-      return hit.res as unknown as ListResult;
-    }
+    const hit = cache.get(which, gen);
+    if (hit) return hit as unknown as ListResult;
     // ListPodSandboxResponse is `repeated PodSandbox items = 1`.
     const w = new BinaryWriter();
     for (const r of filterSandboxes(ctx, ns, f))
       w.tag(1, WireType.LengthDelimited).bytes(toBinary(PodSandboxSchema, create(PodSandboxSchema, toPodSandbox(r))));
     const res = new EncodedResponse(w.finish());
-    byFilter.delete(which);
-    if (which.length <= KEY_MAX) {
-      if (byFilter.size >= ANSWERS_MAX) for (const [k, v] of byFilter) if (v.gen !== gen) byFilter.delete(k);
-      for (const k of byFilter.keys()) {
-        if (byFilter.size < ANSWERS_MAX) break;
-        byFilter.delete(k);
-      }
-      byFilter.set(which, { gen, res });
-    }
+    cache.set(which, gen, res);
     return res as unknown as ListResult;
   };
 
