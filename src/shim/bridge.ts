@@ -174,11 +174,14 @@ export class Bridge {
    */
   closeStdin(): void {
     const src = this.stdinSrc;
+    const fd = this.stdinFd;
     this.stdinSrc = undefined;
-    if (src) {
+    this.stdinFd = -1;
+    // A socket already destroyed (a read error) closed its fd: that number may be another
+    // file's by now (another exec's FIFO, a socket), so it is never read.
+    if (src && !src.destroyed) {
       src.removeAllListeners('data');
       for (let d = src.read() as Buffer | null; d !== null; d = src.read() as Buffer | null) void this.session.write(d);
-      const fd = this.stdinFd;
       let limit = PIPE_SIZE_FALLBACK;
       try {
         limit = pipeSize(fd) ?? PIPE_SIZE_FALLBACK;
@@ -190,9 +193,8 @@ export class Bridge {
         limit,
         (d) => void this.session.write(d),
       );
-      src.destroy();
-      this.stdinFd = -1;
     }
+    src?.destroy();
     void this.session.closeStdin();
   }
 

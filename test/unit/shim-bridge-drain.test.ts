@@ -1,13 +1,15 @@
 // CloseIO's stdin drain (src/shim/bridge.ts drainFifo): it takes what the FIFO holds, at most
 // the pipe's size, so a writer that keeps writing after CloseIO can neither keep the shim's
 // synchronous loop going nor make it queue without bound; a real FIFO gives up all it held.
+// A stdin socket already destroyed (its fd closed, the number maybe reused) is never read.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { closeSync, constants as C, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { drainFifo } from '../../src/shim/bridge.js';
+import net from 'node:net';
+import { Bridge, drainFifo } from '../../src/shim/bridge.js';
 import { pipeSize } from '../../src/shim/libc.js';
 
 test('a writer that never stops: the drain ends after the limit', () => {
@@ -70,4 +72,30 @@ test('a real FIFO: everything it held comes out, in order, bounded by its size',
   );
   assert.equal(n, data.length);
   assert.ok(Buffer.concat(got).equals(data));
+});
+
+test('CloseIO after the stdin socket was destroyed never reads its old fd number (it may be another file now)', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'berth-drain-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const path = join(dir, 'other');
+  execFileSync('mkfifo', [path]);
+  // Another stream's FIFO, holding its data, under the number the dead socket had.
+  const other = openSync(path, C.O_RDWR | C.O_NONBLOCK);
+  t.after(() => closeSync(other));
+  writeSync(other, 'not yours');
+  const dead = new net.Socket();
+  dead.destroy();
+  const written: Buffer[] = [];
+  let closed = 0;
+  const b = Object.assign(Object.create(Bridge.prototype) as object, {
+    session: { write: async (d: Buffer) => void written.push(d), closeStdin: async () => void closed++ },
+    stdinSrc: dead,
+    stdinFd: other,
+    outs: [],
+  });
+  (b as unknown as Bridge).closeStdin();
+  assert.deepEqual(written, [], 'nothing read');
+  assert.equal(closed, 1, 'stdin still closed');
+  const buf = Buffer.alloc(64);
+  assert.equal(buf.toString('utf8', 0, readSync(other, buf, 0, 64, null)), 'not yours', 'the other stream keeps its data');
 });
