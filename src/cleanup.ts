@@ -104,13 +104,24 @@ export class Cleanup<Tag extends string = string> {
  * RunPodSandbox and CreateContainer flush before reserving their name, so a retry of the call
  * that failed finds its name free as soon as the disk has room again — and every `intervalMs`
  * while any is left. The timer never keeps the process alive.
+ *
+ * One pass runs at a time: a flush that comes while a pass runs (the timer's) waits for it and
+ * then makes its own, so when `flush()` resolves every undo pending when it was called has been
+ * tried (a pass takes the undos out of `pending` while it runs them: an overlapping flush used
+ * to find nothing and return before the name was released). The undos are forgets (a SQLite
+ * statement each), so a pass is short. At most `maxPending` wait; past that the oldest is
+ * dropped with a warning (recovery at the next start releases names nothing holds).
  */
 export class BookkeepingRetries {
   private pending: Array<{ what: string; fn: () => Promise<unknown> | unknown; log?: CleanupLog }> = [];
   private timer: ReturnType<typeof setTimeout> | undefined;
   private closed = false;
+  private passing: Promise<void> | undefined;
 
-  constructor(private readonly intervalMs = 2_000) {}
+  constructor(
+    private readonly intervalMs = 2_000,
+    private readonly maxPending = 1024,
+  ) {}
 
   /** Undos still waiting for a successful run. */
   get size(): number {
@@ -123,20 +134,18 @@ export class BookkeepingRetries {
       log?.warn('an undo failed; it runs again later', { step: u.what, error: u.error });
       this.pending.push({ what: u.what, fn: u.fn, log });
     }
+    this.trim();
     this.schedule();
   }
 
   /** Runs every pending undo once, in the order added; keeps those that fail again. Never throws. */
-  async flush(): Promise<void> {
-    const now = this.pending.splice(0);
-    for (const u of now) {
-      try {
-        await u.fn();
-      } catch {
-        this.pending.push(u);
-      }
-    }
-    this.schedule();
+  flush(): Promise<void> {
+    const run = (this.passing ?? Promise.resolve()).then(() => this.pass());
+    this.passing = run;
+    void run.then(() => {
+      if (this.passing === run) this.passing = undefined;
+    });
+    return run;
   }
 
   /** Stops the timer (berthd stopping); pending undos are left to recovery at the next start. */
@@ -144,6 +153,29 @@ export class BookkeepingRetries {
     this.closed = true;
     clearTimeout(this.timer);
     this.timer = undefined;
+  }
+
+  private async pass(): Promise<void> {
+    const now = this.pending.splice(0);
+    const again: typeof now = [];
+    for (const u of now) {
+      try {
+        await u.fn();
+      } catch {
+        again.push(u);
+      }
+    }
+    // Before any added meanwhile: the order they failed in.
+    this.pending.unshift(...again);
+    this.trim();
+    this.schedule();
+  }
+
+  private trim(): void {
+    while (this.pending.length > this.maxPending) {
+      const u = this.pending.shift()!;
+      u.log?.warn('too many undos waiting to run again; dropped (recovery finishes it at the next start)', { step: u.what });
+    }
   }
 
   private schedule(): void {

@@ -344,6 +344,8 @@ export async function createServices(config: Config, db: DB, log: Logger): Promi
       await streaming.stop();
       await tasks.close();
       await runtime.netnsDialer.close();
+      // Its timer would retry against a closed database; what is pending is recovery's at the next start.
+      runtime.bookkeepingRetries.close();
       await remote.close();
       await layers.pool.close();
       snapshotter.close();

@@ -28,6 +28,34 @@ import net from 'node:net';
 import type { Writable } from 'node:stream';
 import { errors } from '../errors.js';
 import { AttachSession } from '../conmon/attach.js';
+import { pipeSize } from './libc.js';
+
+/** When a FIFO's size cannot be asked: the most an unprivileged F_SETPIPE_SZ may set (fs.pipe-max-size's default). */
+const PIPE_SIZE_FALLBACK = 1024 * 1024;
+
+/**
+ * Reads what a non-blocking FIFO holds (`read` returns 0 or throws EAGAIN when it is empty),
+ * at most `limit` bytes, handing each chunk to `write`; returns the bytes read. `limit` is the
+ * pipe's size: all the FIFO can hold when CloseIO comes. Without it a writer that kept writing
+ * after CloseIO kept this synchronous loop going (the shim's event loop stopped) and queued
+ * its data without bound.
+ */
+export function drainFifo(read: (buf: Buffer) => number, limit: number, write: (b: Buffer) => void): number {
+  const buf = Buffer.allocUnsafe(Math.min(65536, Math.max(1, limit)));
+  let total = 0;
+  while (total < limit) {
+    let n: number;
+    try {
+      n = read(buf.subarray(0, Math.min(buf.length, limit - total)));
+    } catch {
+      break; // EAGAIN: the FIFO is empty
+    }
+    if (n <= 0) break;
+    write(Buffer.from(buf.subarray(0, n)));
+    total += n;
+  }
+  return total;
+}
 
 export interface StdioSpec {
   stdin: string;
@@ -142,28 +170,31 @@ export class Bridge {
    * CloseIO: the process sees EOF on stdin (conmon closes it when our write side ends), after
    * everything the client wrote before: what the socket has read but not delivered, then what
    * is left in the FIFO, read here synchronously (non-blocking; EAGAIN means empty), queued
-   * behind the write in flight. At most the pipe size plus a read buffer: bounded.
+   * behind the write in flight. At most the pipe size plus a read buffer: bounded (drainFifo).
    */
   closeStdin(): void {
     const src = this.stdinSrc;
+    const fd = this.stdinFd;
     this.stdinSrc = undefined;
-    if (src) {
+    this.stdinFd = -1;
+    // A socket already destroyed (a read error) closed its fd: that number may be another
+    // file's by now (another exec's FIFO, a socket), so it is never read.
+    if (src && !src.destroyed) {
       src.removeAllListeners('data');
       for (let d = src.read() as Buffer | null; d !== null; d = src.read() as Buffer | null) void this.session.write(d);
-      const buf = Buffer.allocUnsafe(65536);
-      for (;;) {
-        let n: number;
-        try {
-          n = readSync(this.stdinFd, buf, 0, buf.length, null);
-        } catch {
-          break; // EAGAIN: the FIFO is empty
-        }
-        if (n <= 0) break;
-        void this.session.write(Buffer.from(buf.subarray(0, n)));
+      let limit = PIPE_SIZE_FALLBACK;
+      try {
+        limit = pipeSize(fd) ?? PIPE_SIZE_FALLBACK;
+      } catch {
+        // koffi could not load: the fallback bound
       }
-      src.destroy();
-      this.stdinFd = -1;
+      drainFifo(
+        (b) => readSync(fd, b, 0, b.length, null),
+        limit,
+        (d) => void this.session.write(d),
+      );
     }
+    src?.destroy();
     void this.session.closeStdin();
   }
 

@@ -172,6 +172,12 @@ export function dupFd(fd: number): number {
   return r;
 }
 
+/** The capacity of a pipe or FIFO (fcntl F_GETPIPE_SZ); undefined when the call fails. */
+export function pipeSize(fd: number): number | undefined {
+  const r = load().fcntl(fd, 1032, 0);
+  return r > 0 ? r : undefined;
+}
+
 /** Set the terminal size of a pty (master) fd. */
 export function setWinsize(fd: number, rows: number, cols: number): void {
   if (load().ioctlWinsize(fd, TIOCSWINSZ, { row: rows, col: cols, xpixel: 0, ypixel: 0 }) !== 0) fail('ioctl(TIOCSWINSZ)');

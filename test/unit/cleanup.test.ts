@@ -111,3 +111,45 @@ test('BookkeepingRetries retries on its own timer while any is pending', async (
   assert.equal(tries, 3);
   retries.close();
 });
+
+test('a flush while a pass runs (the timer) waits for it: every undo pending at the call has run when it resolves', async () => {
+  const retries = new BookkeepingRetries(60_000);
+  let release!: () => void;
+  const gate = new Promise<void>((r) => (release = r));
+  const ran: string[] = [];
+  retries.add([
+    { what: 'slow', fn: async () => (await gate, void ran.push('slow')), error: new Error('full') },
+    { what: 'release name', fn: () => void ran.push('name'), error: new Error('full') },
+  ]);
+  const timers = retries.flush();
+  let done = false;
+  const mine = retries.flush().then(() => (done = true));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(done, false, 'the second flush waits for the pass in progress');
+  release();
+  await mine;
+  assert.deepEqual(ran, ['slow', 'name'], 'the name was released before the second flush resolved');
+  await timers;
+  assert.equal(retries.size, 0);
+  retries.close();
+});
+
+test('BookkeepingRetries keeps at most maxPending undos, dropping the oldest with a warning', async () => {
+  const warned: string[] = [];
+  const log = { warn: (m: string, f?: Record<string, unknown>) => warned.push(`${m}: ${String(f?.step)}`) };
+  const retries = new BookkeepingRetries(60_000, 3);
+  const failing = (what: string) => ({
+    what,
+    fn: () => {
+      throw new Error('full');
+    },
+    error: new Error('full'),
+  });
+  retries.add(['a', 'b', 'c', 'd', 'e'].map(failing), log);
+  assert.equal(retries.size, 3);
+  assert.equal(warned.filter((w) => w.includes('dropped')).length, 2);
+  assert.ok(warned.some((w) => w.includes('dropped') && w.endsWith(': a')));
+  await retries.flush();
+  assert.equal(retries.size, 3, 'failing again: still kept, still bounded');
+  retries.close();
+});

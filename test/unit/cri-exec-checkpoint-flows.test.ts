@@ -56,6 +56,24 @@ test('ExecSync returns the output and exit code of a command that exits; its tim
   assert.deepEqual(await readdir(join(rt.ctx.settings.state, 'exec')), [], 'its FIFOs are gone');
 });
 
+// The timeout only guards the old behaviour (the call never ended); nothing here is timed.
+test('ExecSync cancelled while its exec was starting kills the command and fails Canceled (no abort event comes any more)', { timeout: 30_000 }, async (t) => {
+  const rt = await newTestContext(t);
+  const cid = await runningContainer(rt);
+  rt.tasks.execScript = () => ({ stdout: 'started\n' });
+  const ac = new AbortController();
+  // The client goes away as the exec starts (before ExecSync listens for it).
+  const start = rt.tasks.exec.bind(rt.tasks);
+  rt.tasks.exec = (async (...args: Parameters<typeof start>) => {
+    const r = await start(...args);
+    ac.abort();
+    return r;
+  }) as typeof start;
+  const replying = execSync(rt.ctx)(execSyncReq(cid, ['sleep', 'inf'], 0), call(ac.signal));
+  await assert.rejects(replying, (err: unknown) => err instanceof BerthError && err.kind === 'Canceled');
+  assert.deepEqual(rt.tasks.execsOf(NS, cid), [], 'the exec process was killed and deleted');
+});
+
 test('ExecSync with timeout=N kills the command when the test clock passes N s, not before, and fails DeadlineExceeded', { timeout: 30_000 }, async (t) => {
   const rt = await newTestContext(t);
   const cid = await runningContainer(rt);

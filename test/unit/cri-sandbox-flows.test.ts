@@ -17,7 +17,7 @@ import {
 import { runPodSandbox } from '../../src/cri/sandbox/run.js';
 import { stopPodSandbox } from '../../src/cri/sandbox/stop.js';
 import { removePodSandbox } from '../../src/cri/sandbox/remove.js';
-import { podSandboxStatus } from '../../src/cri/sandbox/status.js';
+import { podSandboxStatus, sandboxConfigKept } from '../../src/cri/sandbox/status.js';
 import { listPodSandbox } from '../../src/cri/sandbox/list.js';
 import { handlePauseExit } from '../../src/cri/sandbox/events.js';
 import { stopContainerTask } from '../../src/cri/container/lifecycle.js';
@@ -392,4 +392,14 @@ test('ListPodSandbox keeps its answer only while no sandbox record changes', asy
     call(),
   );
   assert.deepEqual(ready instanceof EncodedResponse ? fromBinary(ListPodSandboxResponseSchema, ready.bytes).items : ready.items, []);
+});
+
+test("RemovePodSandbox drops the pod's decoded config that PodSandboxStatus keeps", async (t) => {
+  const rt = await newTestContext(t);
+  const id = await run(rt, pod({ name: 'cached' }));
+  await status(rt, id);
+  assert.equal(sandboxConfigKept(id), true, 'kept while the pod exists');
+  await stop(rt, id);
+  await remove(rt, id);
+  assert.equal(sandboxConfigKept(id), false, 'not kept for a removed pod');
 });

@@ -24,7 +24,7 @@
  * A database whose user_version is higher than this code knows is refused
  * (metadata.schema_too_new): a newer berthd wrote it. Statements are compiled once per SQL text
  * (`statements()`): compiling one costs more than running it, and the kubelet's polls run the
- * same few statements many times a second. On a full disk see openMetadata.
+ * same few statements many times a second. On a full disk see openWalDatabase.
  */
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
@@ -126,26 +126,32 @@ function openWal(path: string, exclusive: boolean): DB {
 }
 
 /**
- * Opens (and migrates) the metadata database. On a full disk the WAL index file (-shm, made
- * again at every open: the last close deletes it) cannot be created, and berthd would not start
+ * Opens a SQLite database in WAL mode. On a full disk the WAL index file (-shm, made again at
+ * every open: the last close deletes it) cannot be created, and the open fails
  * (`SQLITE_IOERR_SHMSIZE`). Then the database is opened in exclusive locking mode, where SQLite
  * keeps the WAL index in memory: berthd starts and serves what it has; writes fail
- * `storage.no_space` until there is room. Nothing else may open meta.db meanwhile (a restart
- * with room goes back to the normal mode).
+ * `storage.no_space` until there is room. Nothing else may open the file meanwhile (a restart
+ * with room goes back to the normal mode). Used for meta.db and the snapshotter's metadata.db:
+ * on a node whose one disk is full, either failing kept berthd from starting.
  */
-export function openMetadata(path: string): DB {
-  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-  let db: DB;
+export function openWalDatabase(path: string): DB {
   try {
-    db = openWal(path, false);
+    return openWal(path, false);
   } catch (err) {
     if (!NO_SPACE_CODES.has(String((err as { code?: unknown }).code))) throw err;
-    db = openWal(path, true);
-    log.warn('metadata: the disk under meta.db is full; opened in exclusive locking mode (no -shm) until a restart with room', {
+    const db = openWal(path, true);
+    log.warn('metadata: the disk under a database is full; opened in exclusive locking mode (no -shm) until a restart with room', {
       path,
       error: (err as Error).message,
     });
+    return db;
   }
+}
+
+/** Opens (and migrates) the metadata database; on a full disk see openWalDatabase. */
+export function openMetadata(path: string): DB {
+  mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+  const db = openWalDatabase(path);
   db.pragma('synchronous = NORMAL');
   db.pragma('foreign_keys = ON');
   db.pragma('busy_timeout = 5000');

@@ -30,7 +30,7 @@ import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { errors } from '../../errors.js';
 import type { SnapshotInfo, SnapshotKind, SnapshotUsage } from './types.js';
-import { statements } from '../metadata/db.js';
+import { openWalDatabase, statements } from '../metadata/db.js';
 import { migrateSnapshotLabels } from './labels.js';
 
 export interface SnapshotRow {
@@ -98,8 +98,8 @@ export class MetaStore {
   private readonly sql: ReturnType<typeof statements>;
 
   constructor(root: string) {
-    this.db = new Database(join(root, 'metadata.db'));
-    this.db.pragma('journal_mode = WAL');
+    // WAL, and on a full disk the in-memory WAL index (openWalDatabase): berthd still starts.
+    this.db = openWalDatabase(join(root, 'metadata.db'));
     this.db.pragma('synchronous = NORMAL');
     const current = this.db.pragma('user_version', { simple: true }) as number;
     if (current > migrations.length) {

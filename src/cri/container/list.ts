@@ -5,6 +5,7 @@ import { ContainerSchema } from '../../api/cri/runtime/v1/api_pb.js';
 import type { ContainerRecord } from '../../core/metadata/records.js';
 import { criState, imageViews, nanos } from './convert.js';
 import { EncodedResponse } from '../server/grpc.js';
+import { AnswerCache } from '../server/answer-cache.js';
 import type { RuntimeContext } from '../server/runtime-context.js';
 import type { RuntimeHandlers } from '../server/server.js';
 import { writePages } from '../server/stream-pages.js';
@@ -85,11 +86,15 @@ async function containersOf(ctx: RuntimeContext, ns: string, f: Filter | undefin
 /**
  * Whole answers by namespace + filter, valid while the container records (the store's
  * generation) and the images (their names) are unchanged: the kubelet asks the same list every
- * second. Bounded, as filters come from clients.
+ * second. Bounded (AnswerCache), as filters come from clients.
  */
 // Process-wide: keyed by the RuntimeContext, so two contexts share nothing (and a dropped one is collected).
-const answers = new WeakMap<RuntimeContext, Map<string, { key: string; res: EncodedResponse }>>();
-const ANSWERS_MAX = 256;
+const answers = new WeakMap<RuntimeContext, AnswerCache>();
+
+/** What the answer cache of `ctx` holds (entries, and the characters of their keys): for tests. */
+export function containerAnswersHeld(ctx: RuntimeContext): { entries: number; keyChars: number } {
+  return answers.get(ctx)?.held() ?? { entries: 0, keyChars: 0 };
+}
 
 export const listContainers =
   (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listContainers']> =>
@@ -98,14 +103,20 @@ export const listContainers =
     const f = req.filter;
     const imagesKey = ctx.images.answersKey?.();
     const gen = ctx.containers.generation;
-    let byFilter = answers.get(ctx);
-    if (!byFilter) answers.set(ctx, (byFilter = new Map()));
+    let cache = answers.get(ctx);
+    if (!cache) answers.set(ctx, (cache = new AnswerCache()));
     const which = f
-      ? JSON.stringify([ns, f.id, f.state?.state ?? null, f.podSandboxId, Object.entries(f.labelSelector).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))])
+      ? JSON.stringify([
+          ns,
+          f.id,
+          f.state?.state ?? null,
+          f.podSandboxId,
+          Object.entries(f.labelSelector ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)),
+        ])
       : JSON.stringify([ns]);
     const validity = `${gen}\u0000${imagesKey ?? ''}`;
-    const hit = imagesKey !== undefined ? byFilter.get(which) : undefined;
-    if (hit && hit.key === validity) return hit.res as unknown as Awaited<ReturnType<NonNullable<RuntimeHandlers['listContainers']>>>;
+    const hit = imagesKey !== undefined ? cache.get(which, validity) : undefined;
+    if (hit) return hit as unknown as Awaited<ReturnType<NonNullable<RuntimeHandlers['listContainers']>>>;
     const view = imageViews(ctx, ns);
     // ListContainersResponse is `repeated Container containers = 1`: the encoded answer is
     // each container's bytes as field 1, so cached encodings are joined, not re-encoded.
@@ -121,10 +132,7 @@ export const listContainers =
     }
     const res = new EncodedResponse(w.finish());
     // Kept only if nothing changed while the images were looked up.
-    if (imagesKey !== undefined && gen === ctx.containers.generation && imagesKey === ctx.images.answersKey?.()) {
-      if (byFilter.size >= ANSWERS_MAX) byFilter.clear();
-      byFilter.set(which, { key: validity, res });
-    }
+    if (imagesKey !== undefined && gen === ctx.containers.generation && imagesKey === ctx.images.answersKey?.()) cache.set(which, validity, res);
     return res as unknown as Awaited<ReturnType<NonNullable<RuntimeHandlers['listContainers']>>>;
   };
 

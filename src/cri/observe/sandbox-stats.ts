@@ -6,7 +6,7 @@
  * with no such process (a pod without pause or running containers), from `nsenter --net`.
  */
 import { execFile } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { closeSync, openSync, readSync, statSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { create, type MessageInitShape } from '@bufbuild/protobuf';
 import { PodSandboxStatsSchema, type PodSandboxStats } from '../../api/cri/runtime/v1/api_pb.js';
@@ -42,36 +42,76 @@ export function parseNetDev(text: string): InterfaceCounters[] {
   return out;
 }
 
-/** Counters of the pod's interfaces except loopback; undefined when the netns is unreachable. */
+/**
+ * The most of a /proc/<pid>/net/dev read (about 8000 interfaces; `nsenter … cat`'s output has
+ * the same cap, execFile's maxBuffer). A pod with CAP_NET_ADMIN can make interfaces without
+ * number, and this read is synchronous: it must not hold berthd's event loop for long.
+ */
+export const NET_DEV_MAX = 1024 * 1024;
+
+/** A file's text, at most `max` bytes and cut after its last whole line; undefined when it cannot be read. */
+export function readCapped(path: string, max: number): string | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const scratch = Buffer.allocUnsafe(Math.min(65536, max));
+    const chunks: Buffer[] = [];
+    let n = 0;
+    while (n < max) {
+      const got = readSync(fd, scratch, 0, Math.min(scratch.length, max - n), null);
+      if (got <= 0) break;
+      chunks.push(Buffer.from(scratch.subarray(0, got)));
+      n += got;
+    }
+    let all = Buffer.concat(chunks, n);
+    // Full: keep whole lines only.
+    if (n >= max) all = all.subarray(0, all.lastIndexOf(0x0a) + 1);
+    return all.toString('utf8');
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The namespace file's identity (st_dev, st_ino); undefined when it is gone or unreadable. */
+function nsId(path: string): string | undefined {
+  try {
+    const st = statSync(path, { throwIfNoEntry: false });
+    return st && `${st.dev}:${st.ino}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Counters of the pod's interfaces except loopback; undefined when the netns is unreachable.
+ * A pid (the pause's, a container's) is trusted only while it is in the pod's pinned netns,
+ * checked before and after the read: a pid that died and was reused (a pause that exited
+ * before its record was updated) would otherwise report another namespace's counters (the
+ * host's).
+ */
 export async function podInterfaces(sb: SandboxRecord, containerPids: readonly number[] = []): Promise<InterfaceCounters[] | undefined> {
   // Synchronous reads: /proc files and the netns handle (nsfs) never wait on a disk, and with
   // the promise API each pod of a ListPodSandboxStats cost up to four thread-pool round trips.
-  const read = (path: string): string | undefined => {
-    try {
-      return readFileSync(path, 'utf8');
-    } catch {
-      return undefined;
-    }
+  const want = sb.netnsPath ? nsId(sb.netnsPath) : undefined;
+  const readIn = (pid: number): string | undefined => {
+    if (!Number.isSafeInteger(pid) || pid <= 0) return undefined;
+    // Without a pinned netns (host network) any process's view is the pod's.
+    if (sb.netnsPath && (want === undefined || nsId(`/proc/${pid}/ns/net`) !== want)) return undefined;
+    const text = readCapped(`/proc/${pid}/net/dev`, NET_DEV_MAX);
+    if (sb.netnsPath && nsId(`/proc/${pid}/ns/net`) !== want) return undefined;
+    return text;
   };
-  const ino = (path: string): number | undefined => statSync(path, { throwIfNoEntry: false })?.ino;
   let text: string | undefined;
-  if (sb.pid) text = read(`/proc/${sb.pid}/net/dev`);
-  if (text === undefined && sb.netnsPath && containerPids.length > 0) {
-    let want: number | undefined;
-    try {
-      want = ino(sb.netnsPath);
-    } catch {
-      want = undefined;
-    }
-    for (const pid of want === undefined ? [] : containerPids) {
-      let got: number | undefined;
-      try {
-        got = ino(`/proc/${pid}/ns/net`);
-      } catch {
-        got = undefined;
-      }
-      if (got !== want) continue;
-      text = read(`/proc/${pid}/net/dev`);
+  if (sb.pid) text = readIn(sb.pid);
+  if (text === undefined && sb.netnsPath && want !== undefined) {
+    for (const pid of containerPids) {
+      text = readIn(pid);
       if (text !== undefined) break;
     }
   }

@@ -9,6 +9,7 @@ import { isCreating } from './common.js';
 import { criMetadata, criState } from './status.js';
 import { writePages } from '../server/stream-pages.js';
 import { EncodedResponse } from '../server/grpc.js';
+import { AnswerCache } from '../server/answer-cache.js';
 
 /** Records matching a CRI filter (creating ones never match). */
 export function filterSandboxes(ctx: RuntimeContext, ns: string, f: PodSandboxFilter | undefined): SandboxRecord[] {
@@ -43,33 +44,38 @@ function toPodSandbox(r: SandboxRecord): MessageInitShape<typeof PodSandboxSchem
  * Whole answers by namespace + filter, valid while the sandbox records (the store's
  * generation) are unchanged: the kubelet relists every second, and parsing and encoding 100
  * records each time was most of the call. Everything an item says comes from its record.
- * Bounded, as filters come from clients.
+ * Bounded (AnswerCache), as filters come from clients.
  */
 // Process-wide: keyed by the RuntimeContext, so two contexts share nothing (and a dropped one is collected).
-const answers = new WeakMap<RuntimeContext, Map<string, { gen: number; res: EncodedResponse }>>();
-const ANSWERS_MAX = 256;
+const answers = new WeakMap<RuntimeContext, AnswerCache>();
+
+/** What the answer cache of `ctx` holds (entries, and the characters of their keys): for tests. */
+export function sandboxAnswersHeld(ctx: RuntimeContext): { entries: number; keyChars: number } {
+  return answers.get(ctx)?.held() ?? { entries: 0, keyChars: 0 };
+}
+
+type ListResult = Awaited<ReturnType<NonNullable<RuntimeHandlers['listPodSandbox']>>>;
 
 export const listPodSandbox =
   (ctx: RuntimeContext): NonNullable<RuntimeHandlers['listPodSandbox']> =>
   async (req, call) => {
     const ns = call.namespace;
     const f = req.filter;
-    const gen = ctx.sandboxes.generation;
-    let byFilter = answers.get(ctx);
-    if (!byFilter) answers.set(ctx, (byFilter = new Map()));
+    const gen = String(ctx.sandboxes.generation);
+    let cache = answers.get(ctx);
+    if (!cache) answers.set(ctx, (cache = new AnswerCache()));
     const which = f
-      ? JSON.stringify([ns, f.id, f.state?.state ?? null, Object.entries(f.labelSelector).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))])
+      ? JSON.stringify([ns, f.id, f.state?.state ?? null, Object.entries(f.labelSelector ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))])
       : JSON.stringify([ns]);
-    const hit = byFilter.get(which);
-    if (hit && hit.gen === gen) return hit.res as unknown as Awaited<ReturnType<NonNullable<RuntimeHandlers['listPodSandbox']>>>;
+    const hit = cache.get(which, gen);
+    if (hit) return hit as unknown as ListResult;
     // ListPodSandboxResponse is `repeated PodSandbox items = 1`.
     const w = new BinaryWriter();
     for (const r of filterSandboxes(ctx, ns, f))
       w.tag(1, WireType.LengthDelimited).bytes(toBinary(PodSandboxSchema, create(PodSandboxSchema, toPodSandbox(r))));
     const res = new EncodedResponse(w.finish());
-    if (byFilter.size >= ANSWERS_MAX) byFilter.clear();
-    byFilter.set(which, { gen, res });
-    return res as unknown as Awaited<ReturnType<NonNullable<RuntimeHandlers['listPodSandbox']>>>;
+    cache.set(which, gen, res);
+    return res as unknown as ListResult;
   };
 
 /** RuntimeService/StreamPodSandboxes: ListPodSandbox's items and filter, in pages. */

@@ -13,6 +13,7 @@ import { removeSandboxDirs, sandboxPaths } from './files.js';
 import { findVisibleSandbox, sandboxLockKey, stopSandbox } from './stop.js';
 import { removeRootfsSnapshot } from '../container/userns.js';
 import { releaseImageVolumes } from '../container/image-volume.js';
+import { forgetSandboxConfig } from './status.js';
 
 /** Stop + remove everything of a sandbox. Call with the sandbox lock held. */
 export async function removeSandbox(ctx: RuntimeContext, ns: string, rec: SandboxRecord): Promise<void> {
@@ -25,6 +26,7 @@ export async function removeSandbox(ctx: RuntimeContext, ns: string, rec: Sandbo
   await removeRootfsSnapshot(ctx, rec.snapshotKey ?? rec.id);
   await removeSandboxDirs(ctx.pods, sandboxPaths(ctx.settings, rec.id));
   ctx.sandboxes.delete(ns, rec.id);
+  forgetSandboxConfig(rec.id);
   ctx.names.release(ns, rec.name, rec.id);
   ctx.tracer.drop(rec.id);
 }

@@ -41,12 +41,14 @@ async function readSpec(ctx: RuntimeContext, ns: string, id: string): Promise<un
 /**
  * Decoded PodSandboxConfigs by sandbox id, kept while the record's config bytes are the same
  * (they never change after RunPodSandbox): kubelet asks PodSandboxStatus of every pod, over and
- * over. The decoded messages are shared: read-only.
+ * over. The decoded messages are shared: read-only. An entry holds the stored base64 and the
+ * decoded message (a pod's annotations alone may be 256 KiB): RemovePodSandbox drops its
+ * pod's (forgetSandboxConfig), so removed pods are not kept until the cap is reached.
  */
 // Process-wide: an entry is valid only for the exact stored bytes it decoded (checked on every hit), so
 // it is the same in any context.
 const configCache = new Map<string, { b64: string; config: PodSandboxConfig }>();
-const CONFIG_CACHE_MAX = 4096;
+const CONFIG_CACHE_MAX = 1024;
 
 function decodedConfig(r: SandboxRecord): PodSandboxConfig {
   const hit = configCache.get(r.id);
@@ -55,6 +57,16 @@ function decodedConfig(r: SandboxRecord): PodSandboxConfig {
   if (configCache.size >= CONFIG_CACHE_MAX) configCache.clear();
   configCache.set(r.id, { b64: r.config, config });
   return config;
+}
+
+/** Drops the decoded config of a removed pod. */
+export function forgetSandboxConfig(id: string): void {
+  configCache.delete(id);
+}
+
+/** Whether the decoded config of `id` is kept: for tests. */
+export function sandboxConfigKept(id: string): boolean {
+  return configCache.has(id);
 }
 
 export const podSandboxStatus =

@@ -211,18 +211,28 @@ export function newId(): string {
   return randomBytes(32).toString('hex');
 }
 
-/** Process-wide: the last value nowNanos returned (timestamps never repeat or go back). */
+/** Process-wide: the last value nowNanos returned (timestamps never repeat or go back), and the monotonic time then. */
 let lastNanos = 0n;
+let lastMono = 0n;
 
 /**
  * Unix nanoseconds, strictly increasing within the process. The sub-millisecond part comes from
  * performance.now(), whose fraction is not in step with Date.now()'s millisecond: two calls in
  * one millisecond could go back in time (a CPU rate over them was then dropped as a reset).
+ * When the wall clock is behind the last value (that, or the clock was stepped back: NTP, a
+ * resumed VM), the value moves on from the last one by the monotonic time elapsed, not by 1 ns:
+ * a step back froze the timestamps for as long as the step, and a CPU rate over two samples
+ * seconds apart but stamped nanoseconds apart came out billions of times too high.
  */
 export function nowNanos(): bigint {
+  const mono = process.hrtime.bigint();
   let t = BigInt(Date.now()) * 1_000_000n + BigInt(Math.floor((performance.now() % 1) * 1e6));
-  if (t <= lastNanos) t = lastNanos + 1n;
+  if (t <= lastNanos) {
+    const elapsed = mono - lastMono;
+    t = lastNanos + (elapsed > 0n ? elapsed : 1n);
+  }
   lastNanos = t;
+  lastMono = mono;
   return t;
 }
 

@@ -43,7 +43,9 @@ export const execSync =
       const stop = new Promise<'timeout' | 'cancelled'>((resolve) => {
         void timer?.done.then(() => resolve('timeout'));
         onAbort = () => resolve('cancelled');
-        call.signal.addEventListener('abort', onAbort, { once: true });
+        // Cancelled while the exec was starting: an abort listener added now would never run.
+        if (call.signal.aborted) resolve('cancelled');
+        else call.signal.addEventListener('abort', onAbort, { once: true });
       });
       const exited = p.wait();
       const r = await Promise.race([exited, stop]);
