@@ -11,7 +11,22 @@ const root = dirname(fileURLToPath(import.meta.url));
 const src = resolve(root, 'src');
 
 /** Modules every layer may import: src/*.ts at the top and the generated api/. */
-export const BASE = ['errors', 'error-codes', 'log', 'libc', 'fsat', 'mount', 'cleanup', 'fault', 'version', 'keyed-lock', 'shim-protocol', 'cgroup-stats', 'cri-log', 'api'];
+export const BASE = [
+  'errors',
+  'error-codes',
+  'log',
+  'libc',
+  'fsat',
+  'mount',
+  'cleanup',
+  'fault',
+  'version',
+  'keyed-lock',
+  'shim-protocol',
+  'cgroup-stats',
+  'cri-log',
+  'api',
+];
 
 /** What each layer may import besides BASE and itself. `bin` launchers may import anything. */
 export const LAYERS = {

@@ -280,8 +280,24 @@ copied every byte and made one write syscall per frame (~25% of berthd's busy ti
 Version); now a connection whose first request has an accepted :authority is served on the
 raw socket, and the per-call AbortController is made only when a handler reads it (its abort
 at every call's end cost a DOMException). What is left (profile, Version): grpc-js's
-server call objects, interceptor chain and http2 stream setup (header objects, respond). Under the load these
-runs had (1-minute load ~16-20 on 2 cores, other helpers' tests) p99s are scheduling noise.`;
+server call objects, interceptor chain and http2 stream setup (header objects, respond).
+
+The two floor rows (since 95f5d9a) answer Version from processes that hold none of berth's
+code, timed in the same rounds with the same client and berthd's node flags
+(bench/floor-server.ts): a bare grpc-js server with berth's service definition, and Node's own
+http2 server writing the gRPC frames itself (no grpc-js at all). berthd's Version sits at the
+bare grpc-js server's p50 (first run, load 7.5: berthd 1.44 ms, bare grpc-js 1.53, bare http2
+1.20, containerd 1.00): berth's interceptor, handler, logging and metrics add nothing
+measurable, and even a gRPC server with no library over Node's http2 is ~1.2× containerd's Go
+server as this client sees it. A side experiment (3000 Version calls to each, one grpc-js
+client, interleaved, load 1.4-3): server CPU per call 290-480 µs for every Node variant
+against ~390 µs for containerd, p50 berthd 0.39-0.61 ms, bare grpc-js 0.41-0.74, bare http2
+0.35-0.60, containerd 0.49. So the ≤ 1.0× goal for calls that do no work is out of reach for a
+server on Node's http2: replacing grpc-js with a hand-written server would save ~0.03-0.3 ms
+a call, not the gap, and would trade a maintained library for our own HTTP/2 gRPC code.
+ContainerStatus, ImageStatus and ListContainers add 0.2-1 ms of handler work over Version
+(record lookup, the decoded-config cache, a running container's /proc ids). Under the loads
+these runs had (other agents' tests on 2 cores) p99s are scheduling noise.`;
 
 function recordUnary(root: string, r: UnaryResult): string {
   const date = nowUtc();
