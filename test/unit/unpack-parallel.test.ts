@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { lstatSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { lstatSync, mkdirSync, readFileSync, readdirSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { SnapshotLayerStore } from '../../src/core/images/layer-store.js';
@@ -222,4 +222,21 @@ test('native snapshotter: concurrently applied layers still build on their commi
   await sn.view('v', ids[1]);
   const root = (await sn.mounts('v'))[0]!.source;
   assert.deepEqual(readdirSync(join(root, 'etc')).sort(), ['b', 'c']);
+});
+
+test('a streamed gzip layer reuses the transfer batches the worker hands back', async (t) => {
+  const dir = await tempDir(t);
+  // Incompressible, so the blob is ~16 MiB: 32 batches of 512 KiB, at most ~9 in flight at once.
+  const l = await layer([{ name: 'big', content: randomBytes(16 << 20) }]);
+  const pool = new UnpackPool({ size: 1 });
+  t.after(() => pool.close());
+  const target = join(dir, 'out');
+  mkdirSync(target);
+  // 64 KiB chunks, as a download gives them (the pool pauses the source between chunks).
+  const chunks = Array.from({ length: Math.ceil(l.blob.length / (64 << 10)) }, (_, i) => l.blob.subarray(i * (64 << 10), (i + 1) * (64 << 10)));
+  const res = await pool.reserve().extract({ source: Readable.from(chunks), compression: 'gzip', dir: target, mode: 'overlay', lowers: [] });
+  assert.equal(res.diffID, sha256(l.tar));
+  assert.ok(readFileSync(join(target, 'big')).equals(l.tar.subarray(512, 512 + (16 << 20))));
+  assert.ok(pool.batches.sent >= 32, `sent ${pool.batches.sent}`);
+  assert.ok(pool.batches.allocated <= 12, `${pool.batches.allocated} of ${pool.batches.sent} batches were new buffers`);
 });

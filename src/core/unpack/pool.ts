@@ -2,8 +2,9 @@
  * A small pool of unpack worker threads (worker.ts). A caller reserves a slot synchronously
  * (`reserve()`: first come, first served, so a layer reserved before its child always gets a
  * worker first and a child waiting for its parent can never starve it), then streams the
- * compressed layer into the worker with `extract()`. Chunks are copied and transferred; at most
- * HIGH_WATER bytes are in flight, so a slow disk slows the download instead of filling memory.
+ * compressed layer into the worker with `extract()`. Chunks are copied into batches that are
+ * transferred to the worker and back (reused); at most HIGH_WATER bytes are in flight, so a slow
+ * disk slows the download instead of filling memory.
  *
  * Workers start on first use and exit after `idleMs` without work; an idle worker does not
  * keep the process alive. Where worker threads cannot start, extraction runs on the calling
@@ -27,6 +28,12 @@ const LOW_WATER = 1 << 20;
  * other thread, and on this class of VM a thread hand-off costs more than copying 512 KiB.
  */
 const BATCH = 512 << 10;
+/**
+ * Batches come back with the worker's ack once inflated and are reused: a job keeps at most
+ * HIGH_WATER / BATCH + 1 in flight. (A new 512 KiB buffer per batch lived until V8's next full
+ * GC in both threads.) The spares are dropped when no job runs.
+ */
+const SPARE_BATCHES = HIGH_WATER / BATCH + 2;
 
 export interface ExtractJob {
   /** The compressed layer blob. */
@@ -76,6 +83,12 @@ export class UnpackPool {
   private live = 0;
   private readonly waiting: Array<(s: Slot | null) => void> = [];
   private workersBroken = false;
+  /** Transfer buffers the workers returned (see takeBatch). */
+  private readonly spare: Uint8Array[] = [];
+  /** Jobs streaming through this pool now (the spares go when it drops to 0). */
+  private streaming = 0;
+  /** Transfer batches sent to workers, and how many of them were new buffers (not reused). */
+  readonly batches = { sent: 0, allocated: 0 };
   private closed = false;
 
   constructor(opts: UnpackPoolOptions = {}) {
@@ -189,6 +202,19 @@ export class UnpackPool {
     await s.worker.terminate().catch(() => undefined);
   }
 
+  /** A BATCH-sized buffer for the next transfer: one the workers gave back, or a new one. */
+  private takeBatch(): Uint8Array {
+    const reused = this.spare.pop();
+    if (reused) return reused;
+    this.batches.allocated++;
+    return new Uint8Array(BATCH);
+  }
+
+  /** Keeps a buffer a worker is done with for the next batch (at most SPARE_BATCHES of them). */
+  private giveBatch(chunk: Uint8Array): void {
+    if (this.spare.length < SPARE_BATCHES && chunk.buffer.byteLength === BATCH) this.spare.push(new Uint8Array(chunk.buffer, 0, BATCH));
+  }
+
   private runOn(s: Slot, job: ExtractJob): Promise<ExtractResult> {
     const { worker } = s;
     const { source } = job;
@@ -204,6 +230,7 @@ export class UnpackPool {
       const finish = (err: Error | undefined, res?: ExtractResult) => {
         if (finished) return;
         finished = true;
+        if (file === undefined && --this.streaming === 0) this.spare.length = 0;
         worker.off('message', onMessage);
         source.off('data', onData);
         source.off('end', onEnd);
@@ -224,21 +251,19 @@ export class UnpackPool {
         failure = err;
         send({ type: 'abort', error: serializeError(err) });
       };
-      let batch: Buffer[] = [];
+      // The current batch: chunks are copied in as they come (the chunks' memory may be pooled or
+      // still in use by the ingest writer), and a full batch is transferred to the worker.
+      let batch: Uint8Array | null = null;
       let batched = 0;
       const flush = () => {
-        if (batched === 0) return;
-        // A copy: the chunks' memory may be pooled or still in use by the ingest writer.
-        const copy = new Uint8Array(batched);
-        let off = 0;
-        for (const c of batch) {
-          copy.set(c, off);
-          off += c.byteLength;
-        }
-        batch = [];
+        if (batched === 0 || !batch) return;
+        const chunk = batched === batch.byteLength ? batch : batch.subarray(0, batched);
+        batch = null;
         batched = 0;
-        send({ type: 'data', chunk: copy }, [copy.buffer]);
-        inflight += copy.byteLength;
+        // Counted before the transfer detaches the chunk (its byteLength is 0 after).
+        inflight += chunk.byteLength;
+        send({ type: 'data', chunk }, [chunk.buffer as ArrayBuffer]);
+        this.batches.sent++;
         if (inflight >= HIGH_WATER && !paused) {
           paused = true;
           source.pause();
@@ -246,9 +271,15 @@ export class UnpackPool {
       };
       const onData = (chunk: Buffer) => {
         if (failure) return;
-        batch.push(chunk);
-        batched += chunk.byteLength;
-        if (batched >= BATCH) flush();
+        let off = 0;
+        while (off < chunk.byteLength) {
+          batch ??= this.takeBatch();
+          const n = Math.min(batch.byteLength - batched, chunk.byteLength - off);
+          batch.set(off === 0 && n === chunk.byteLength ? chunk : chunk.subarray(off, off + n), batched);
+          batched += n;
+          off += n;
+          if (batched === batch.byteLength) flush();
+        }
       };
       const onEnd = () => {
         if (failure) return;
@@ -260,6 +291,7 @@ export class UnpackPool {
         switch (m.type) {
           case 'ack':
             inflight -= m.bytes;
+            if (m.chunk) this.giveBatch(m.chunk);
             if (paused && inflight <= LOW_WATER) {
               paused = false;
               source.resume();
@@ -283,6 +315,7 @@ export class UnpackPool {
             break;
         }
       };
+      if (file === undefined) this.streaming++;
       if (source.destroyed) {
         // Failed (or was aborted) while the job waited for a worker.
         finish(source.errored ?? errors.canceled('unpack.source_closed', 'layer stream closed before unpacking began'));

@@ -1,7 +1,7 @@
 /**
  * Messages between the unpack pool (main thread) and an unpack worker (worker.ts). One job at a
  * time per worker: `start`, then the compressed layer as `data` chunks (flow-controlled by the
- * worker's `ack`s), then `end`. The worker may ask for the lower dirs (`need-lowers`) when the
+ * worker's `ack`s, which return the chunks' memory), then `end`. The worker may ask for the lower dirs (`need-lowers`) when the
  * layer turns out to need them; it always finishes with exactly one `done` or `error`, also
  * after an `abort`, so the caller knows it has stopped writing before cleaning up.
  */
@@ -32,7 +32,12 @@ export type ToWorker =
   | { type: 'abort'; error: SerializedError };
 
 export type FromWorker =
-  | { type: 'ack'; bytes: number }
+  /**
+   * `bytes` of `data` consumed by the decompressor; `chunk` is that batch's memory handed back
+   * (transferred) for the next batch, so the two threads reuse a few buffers instead of leaving
+   * one dead buffer per batch for V8's next full GC.
+   */
+  | { type: 'ack'; bytes: number; chunk?: Uint8Array }
   | { type: 'need-lowers' }
   | { type: 'done'; bytes: number; diffID: string; usage: SnapshotUsage }
   | { type: 'error'; error: SerializedError };
