@@ -188,8 +188,12 @@ cp -a packaging/berthd.service "$STAGE/packaging/"
 # this node), pruned of dev dependencies. No network needed.
 cp -a "$(readlink -f node_modules)" "$STAGE/node_modules"
 (cd "$STAGE" && npm prune --omit=dev --offline --no-audit --no-fund --silent)
-# The launchers run with the node the addons were built for, whatever PATH says later.
-for c in "${COMMANDS[@]}"; do sed -i "1s|^#!.*|#!$NODE|" "$STAGE/bin/$c"; done
+# The launchers run with the node the addons were built for, whatever PATH says later, and
+# keep their node flags (bin/berthd's `env -S node --max-semi-space-size=2`): only the
+# interpreter is replaced.
+for c in "${COMMANDS[@]}"; do
+  sed -i -e "1s|^#!/usr/bin/env -S node |#!/usr/bin/env -S $NODE |" -e "1s|^#!/usr/bin/env node\$|#!$NODE|" "$STAGE/bin/$c"
+done
 printf '%s\n' "$ID" >"$STAGE/VERSION"
 chmod -R go-w "$STAGE"
 mv -T -- "$STAGE" "$DEST"

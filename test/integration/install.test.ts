@@ -85,7 +85,12 @@ test('install → run the installed berthd → upgrade → uninstall leaves the 
     const tree1 = join(l.prefix, v1);
     for (const c of COMMANDS) {
       assert.equal(readlinkSync(join(l.bindir, c)), join(current, 'bin', c));
-      assert.match(readFileSync(join(tree1, 'bin', c), 'utf8').split('\n')[0]!, /^#!\/\S*node$/, `${c} runs an absolute node`);
+      // An absolute node, with the launcher's own node flags kept (berthd: its semi-space size).
+      const flags = /^#!\/usr\/bin\/env(?: -S)? node(.*)$/.exec(readFileSync(join(repoRoot(), 'bin', c), 'utf8').split('\n')[0]!)?.[1] ?? '';
+      const installed = readFileSync(join(tree1, 'bin', c), 'utf8').split('\n')[0]!;
+      const quoted = flags.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+      if (flags) assert.match(installed, new RegExp(`^#!/usr/bin/env -S /\\S*node${quoted}$`), `${c} runs an absolute node with its flags`);
+      else assert.match(installed, /^#!\/\S*node$/, `${c} runs an absolute node`);
     }
     // Production dependencies only, with their native addons.
     assert.ok(existsSync(join(tree1, 'node_modules', 'better-sqlite3')));
