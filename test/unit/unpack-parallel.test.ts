@@ -240,3 +240,35 @@ test('a streamed gzip layer reuses the transfer batches the worker hands back', 
   assert.ok(pool.batches.sent >= 32, `sent ${pool.batches.sent}`);
   assert.ok(pool.batches.allocated <= 12, `${pool.batches.allocated} of ${pool.batches.sent} batches were new buffers`);
 });
+
+test('a worker unpacking a tree of directories prints no fd warnings (natively opened dirs closed with fs.closeSync)', async (t) => {
+  const dir = await tempDir(t);
+  const entries: TarEntry[] = [];
+  for (let d = 0; d < 20; d++) {
+    entries.push({ name: `d${d}/`, type: 'directory', mtime: new Date(1_500_000_000_000) });
+    entries.push({ name: `d${d}/sub/`, type: 'directory', mtime: new Date(1_500_000_000_000) });
+    entries.push({ name: `d${d}/sub/f`, content: `${d}` });
+  }
+  const l = await layer(entries);
+  const diffID = sha256(l.tar);
+  const [chainID] = chainIDs([diffID]);
+  const captured: string[] = [];
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    captured.push(String(chunk));
+    return (write as (c: string | Uint8Array, ...r: unknown[]) => boolean)(chunk, ...rest);
+  }) as typeof process.stderr.write;
+  t.after(() => {
+    process.stderr.write = write;
+  });
+  const par = await store(t, join(dir, 'par'), 1);
+  await par.layers.apply({ chainID: chainID!, diffID, compression: 'gzip', stream: Readable.from([l.blob]) });
+  // A worker's stderr reaches this process's asynchronously: let it drain.
+  await new Promise((r) => setTimeout(r, 300));
+  const tree = await layerDir(par.sn, chainID!);
+  assert.equal(lstatSync(join(tree, 'd3/sub')).mtimeMs, 1_500_000_000_000, 'the directory times were set (through the natively opened fds)');
+  assert.deepEqual(
+    captured.filter((c) => c.includes('closed but not opened')),
+    [],
+  );
+});

@@ -149,13 +149,19 @@ export class UnpackPool {
   private spawn(): Slot | null {
     let worker: Worker;
     try {
+      // The worker opens directories with openat(2) through koffi (fsat.ts) and closes them with
+      // fs.closeSync; Node's tracking of a worker's fds warned "closed but not opened" for each,
+      // ~600 warnings (a stack trace each) on berthd's stderr per pull. The worker closes every fd
+      // it opens itself (try/finally), so the tracking's one service, closing them at exit, is
+      // not needed.
+      const opts = { trackUnmanagedFds: false };
       if (import.meta.url.endsWith('.ts')) {
         // Under tsx (tests, development) this module is the .ts source and so is the worker,
         // which needs tsx's loader registered inside the worker before it is imported.
         const entry = JSON.stringify(new URL('./worker.ts', import.meta.url).href);
-        worker = new Worker(`import('tsx/esm/api').then((api) => { api.register(); return import(${entry}); });`, { eval: true });
+        worker = new Worker(`import('tsx/esm/api').then((api) => { api.register(); return import(${entry}); });`, { eval: true, ...opts });
       } else {
-        worker = new Worker(new URL('./worker.js', import.meta.url));
+        worker = new Worker(new URL('./worker.js', import.meta.url), opts);
       }
     } catch {
       this.workersBroken = true;
