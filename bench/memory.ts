@@ -316,7 +316,23 @@ more than the ~0.5 MiB per pod the goal (0.25 × ~3.7) leaves beside the conmons
 
 Before the task layer v2 (a Node berth-shim per pod, 20 pods, commit 44ce83e): 12.0 MiB per
 pod, 3.28× containerd's 3.7; with \`[shim] group = "node"\` 0.6 MiB (0.17×) but one process
-held every container's stdio, so a shim crash killed every container on the node.`;
+held every container's stdio, so a shim crash killed every container on the node.
+Idle PSS (issue 14 item 5, goal ≤ 1.2× containerd's idle): the floor row is two Node processes
+that load nothing, started with berthd's and berth-shim's node flags and sampled while no
+runtime runs. What berth adds above it, measured by hand at 2cfc693-34fa89b (one idle berthd,
+no pods): loading berthd's modules is ~16 MiB of V8 heap (grpc-js 2.5, protobuf-es 2.2 and the
+CRI descriptors 1.0, undici 3.6, zod 0.5, CDI 1.1, the rest of src ~4); idle berthd is ~33-39
+MiB anonymous (V8 heap ~20-25 of it, malloc's main arena ~6). undici now loads with the first
+registry request (776a5e7), so a berthd that has not pulled since it started holds 3.6 MiB less.
+V8 flags on berthd, idle PSS / anonymous against plain (47.6 / 34.8 MiB): \`--optimize-for-size\`
+37.8 / 29.4, \`--lite-mode\` 33.1 / 24.0; a Version + Status loop (2000 rounds, interleaved, load
+~6) cost +11% CPU per call and +12% latency with the first, +35% CPU and +50% latency with the
+second: not taken, as the unary and with-probes goals have no room for it. In the 19:23 run the
+floor is 33.5 MiB of the goal's 54.7 (1.2 × containerd's 45.6): ~21 MiB are left for all of
+berth's code and data in both processes, which use ~50 (berth's lower idle 83.9 MiB, 1.84×; in
+an earlier run with more Node processes on the machine sharing the binary's pages, 69.1 and
+1.52× against a 19.4 MiB floor). The two-Node design (a Node berthd and a Node berth-shim, the
+team's decision) cannot get there by trimming modules.`;
   const per = (label: string): number | undefined => r.results.find((x) => x.label === label)?.perPodKiB;
   const [c, b] = VARIANTS.map((v) => per(v.label));
   const more = (impl: Impl): number | undefined => r.results.find((x) => x.impl === impl)?.perMorePodKiB;

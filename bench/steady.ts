@@ -315,24 +315,32 @@ export function steadyTable(r: SteadyResult): string {
 }
 
 /** What the profiles and runs said (kept with the section; the figures above are the run's own). */
-const STEADY_NOTES = `Notes on the 100-pod run at ac73b11 (load 16-25 on 2 cores throughout: other helpers' tests; every
-figure is inflated by it, containerd's too — its 12.95 CPU-s/min polling is well above the 5.4
-measured when the issue was filed). Polling only, berth meets the goal (0.40×); before this
-work a 10-pod 20 s run (a977cca, not recorded, load 19) had berth at 1.20× containerd, and the
-issue's 100-pod figure was 10.7×. What changed: one prepared statement per SQL text, one image
-lookup per ListContainers, ImageFsInfo and ContainerStats answering from cached tree walks (at
-most 10 s plus one background pass old), /proc reads in ContainerStatus without the thread
-pool, no mkfifo process per exec. Of berth's 5.13 CPU-s/min, 3.61 is berthd itself (per-call
-plumbing: grpc-js and the CRI socket's authority filter, which moves every byte through a JS
-stream socket) and the rest the one berth-shim answering stats. With 5 probes/s berth misses
-the 0.75× goal (0.92×): per probe, outside the daemons, berth spends ~44 ms (berth-shim spawns
-a conmon, which double-forks and runs runc exec) against containerd's ~24 ms (its shim runs
-runc exec itself); berthd's own share is ~4 ms a probe, containerd's ~3 ms. The relist fell
-behind with probes (153 of 180) and ExecSync p50 is 2.7× containerd's. p50 latencies are
-2-5× containerd's on every call; ImageFsInfo's reply walks nothing (the cache), so its
-~0.5 s is most likely queueing in berthd's one event loop behind the ListContainerStats and
-ListPodSandboxStats issued at the same moment (100 shim stats calls each): not measured
-separately. Goals not met: with-probes CPU, every call's p99 ≤ containerd's.`;
+const STEADY_NOTES = `Notes on the 100-pod run at b041550 (load 1.0-3.5, both runtimes polled at once). CPU: polling
+only **0.16×** (goal ≤ 0.5×, met); with 5 probes/s **0.78×** (goal ≤ 0.75×, not met in this run;
+0.71× at 8bc447c). The probe bench run right after it (19:15, not recorded) puts the difference
+mostly in the probe floor both runtimes pay, which rose in this period: runc per probe 53.5 ms
+(berth) and 56.4 (containerd) against 45.9 / 46.1 at 288478e, conmon 15.1 against 13.7; berth's
+total per probe 91.9 ms against containerd's 73.8 (1.25×, was 1.36×). In this run a probe cost
+berth (35.76 - 3.64) / 300 = 107 ms and containerd 77.5 ms (8bc447c: 91 and 74). berthd's own
+process rose by ~0.7 s/min polling (it now reads the cgroups for the stats, below) and the shim's
+part fell by 0.5 s/min. Since 8bc447c: the CRI stats of berth-shim's tasks are read by berthd
+from the cgroup the shim records in the bundle (4-5 kernel files a container; before, a ttrpc
+Stats call to the node's one shim per container: 100 per pass, 170-310 ms); the parsed cgroup
+record is kept per task; a stale writable-layer walk answers at once and the background pass
+renews it (ListContainerStats walked every container's tree inline while ImageFsInfo started the
+same walks in the background); ListContainerStats and ListPodSandboxStats start each item in its
+own event-loop turn, so calls arriving meanwhile run between pods. p99s polling only:
+ListPodSandbox 0.75× (was 1.07×), ListContainers 1.54× (3.10×), PodSandboxStatus 1.12× (1.72×),
+ContainerStatus 1.15× (1.63×), ImageFsInfo 3.21× (5.38×); with probes every call but ImageFsInfo
+(4.64×: one reply of 17 behind a stats pass stretched by the probes) is at or under containerd's
+(0.81-1.02×; ExecSync 0.96×). What stands in the way of the rest (profiles, berth-only 60-90 s
+polling runs at this commit's parents, \`--cpu-prof\` and \`--trace-gc\`): berthd's main thread is
+87-95% idle while polling; the longest busy spans are GC (57 scavenges a minute, p50 3.7 ms,
+max 19 ms at load 5.7; 2 mark-compacts a minute with 12-20 ms pauses) and the stats pass; the
+per-pod Status calls' p50 (2.0-2.3× containerd's) is mostly the transport floor: a bare grpc-js
+server answers Version at 1.31× containerd's and Node's http2 alone at 1.16×, berthd at 1.54×
+(see "Unary floor"). Each probe still costs berth one conmon (~15 ms), which the with-probes goal
+cannot absorb on a slow run: a conmon-free ExecSync (runc exec from the shim) is the team's call.`;
 
 function recordSteady(root: string, r: SteadyResult): string {
   const date = nowUtc();

@@ -285,11 +285,13 @@ server call objects, interceptor chain and http2 stream setup (header objects, r
 The two floor rows (since 95f5d9a) answer Version from processes that hold none of berth's
 code, timed in the same rounds with the same client and berthd's node flags
 (bench/floor-server.ts): a bare grpc-js server with berth's service definition, and Node's own
-http2 server writing the gRPC frames itself (no grpc-js at all). berthd's Version sits at the
-bare grpc-js server's p50 (first run, load 7.5: berthd 1.44 ms, bare grpc-js 1.53, bare http2
-1.20, containerd 1.00): berth's interceptor, handler, logging and metrics add nothing
-measurable, and even a gRPC server with no library over Node's http2 is ~1.2× containerd's Go
-server as this client sees it. A side experiment (3000 Version calls to each, one grpc-js
+http2 server writing the gRPC frames itself (no grpc-js at all). In the 19:18 run (b041550,
+load 1.3-2.8) berthd's Version p50 is 1.39 ms, the bare grpc-js server's 1.18, bare http2 1.04,
+containerd 0.90: of berth's 1.54× on Version, 1.31× is grpc-js on Node with no berth code and
+1.16× is Node's http2 alone; berth's own interceptor, handler, logging, metrics and its busier
+heap (200 containers) add ~0.2 ms (in the first run, at load 7.5, berthd was at the bare
+grpc-js server's p50: 1.44 against 1.53). Even a gRPC server with no library over Node's http2
+is ~1.2× containerd's Go server as this client sees it. A side experiment (3000 Version calls to each, one grpc-js
 client, interleaved, load 1.4-3): server CPU per call 290-480 µs for every Node variant
 against ~390 µs for containerd, p50 berthd 0.39-0.61 ms, bare grpc-js 0.41-0.74, bare http2
 0.35-0.60, containerd 0.49. So the ≤ 1.0× goal for calls that do no work is out of reach for a
