@@ -11,7 +11,7 @@
  * Plus helpers to drive BERTH_FAULT on a restartable test berthd.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { CriEnv } from './cri-env.js';
@@ -255,4 +255,17 @@ export async function awaitPause(dir: string, step: string, ms = 60_000): Promis
 }
 export function resume(dir: string, step: string): void {
   rmSync(join(dir, step), { force: true });
+}
+
+/** Writes `file` until its filesystem is full (ENOSPC): the disk-full fault tests' filler. */
+export function fillFilesystem(file: string): void {
+  const fd = openSync(file, 'a');
+  const block = Buffer.alloc(4096, 0x5a);
+  try {
+    for (;;) writeSync(fd, block);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  } finally {
+    closeSync(fd);
+  }
 }

@@ -8,31 +8,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openMetadata } from '../../src/core/metadata/db.js';
 import { MetaStore } from '../../src/core/snapshots/metastore.js';
 import { isRoot } from '../helpers/netns.js';
+import { fillFilesystem } from '../helpers/faults.js';
 
 const skip = !isRoot() ? 'needs root' : false;
 
 function sh(cmd: string, args: string[]): void {
   const r = spawnSync(cmd, args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
-}
-
-/** Writes `file` until its filesystem is full (ENOSPC). */
-function fill(file: string): void {
-  const fd = openSync(file, 'a');
-  const block = Buffer.alloc(4096, 0x5a);
-  try {
-    for (;;) writeSync(fd, block);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-  } finally {
-    closeSync(fd);
-  }
 }
 
 test('meta.db and the snapshot metadata open and read on a full disk', { skip }, (t) => {
@@ -54,7 +42,7 @@ test('meta.db and the snapshot metadata open and read on a full disk', { skip },
   db.close();
   new MetaStore(snapRoot).close();
 
-  fill(join(dir, 'filler'));
+  fillFilesystem(join(dir, 'filler'));
   const full = openMetadata(join(dir, 'meta.db'));
   open.push(full);
   assert.deepEqual(full.prepare('SELECT holder FROM names').all(), [{ holder: 'x' }], 'meta.db reads what it holds');

@@ -18,21 +18,7 @@
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import {
-  closeSync,
-  cpSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readdirSync,
-  rmSync,
-  statSync,
-  statfsSync,
-  symlinkSync,
-  writeFileSync,
-  writeSync,
-} from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, statfsSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -41,7 +27,7 @@ import { startCriEnv, type CriEnv } from '../helpers/cri-env.js';
 import { busyboxConfig, waitForState } from '../helpers/cri-container.js';
 import { isRoot, uniqueTag } from '../helpers/netns.js';
 import { BUSYBOX_PATH, buildImage, buildLayer, fixture, pushFixture, type FixtureManifest } from '../helpers/images.js';
-import { awaitPause, inventory, leaks, resume, settledLeaks, snapshotterRoot, type Inventory } from '../helpers/faults.js';
+import { awaitPause, fillFilesystem, inventory, leaks, resume, settledLeaks, snapshotterRoot, type Inventory } from '../helpers/faults.js';
 import { until } from '../helpers/process.js';
 
 const skip = !isRoot() ? 'needs root' : false;
@@ -61,18 +47,6 @@ function mountTmpfs(at: string, bytes: number): void {
   mounts.push(at);
 }
 const resize = (at: string, bytes: number | string) => sh('mount', ['-o', `remount,size=${bytes}`, at]);
-/** Writes `file` on the filesystem at `at` until it is full (ENOSPC). */
-function fill(file: string): void {
-  const fd = openSync(file, 'a');
-  const block = Buffer.alloc(4096, 0x5a);
-  try {
-    for (;;) writeSync(fd, block);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-  } finally {
-    closeSync(fd);
-  }
-}
 
 before(async () => {
   if (skip) return;
@@ -226,7 +200,7 @@ test(
       } finally {
         side.close();
       }
-      fill(filler);
+      fillFilesystem(filler);
       assert.equal(statfsSync(metaDir).bavail, 0, 'the metadata fs is full');
       resume(faultDir, step);
       await assert.rejects(call, assertNoSpace);
@@ -276,7 +250,7 @@ test(
     // room to make them again) starts, serves reads and fails writes with storage.no_space. (It
     // holds meta.db exclusively meanwhile: this test does not open it until the next restart.)
     await e.berthd.stop();
-    fill(filler);
+    fillFilesystem(filler);
     await e.berthd.restart();
     const afterFull = new Map(await listed());
     assert.equal(afterFull.get(goodId), PodSandboxState.SANDBOX_READY, 'after a restart while full');

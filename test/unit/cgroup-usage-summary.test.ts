@@ -19,6 +19,7 @@ import { MetricsSchema as V2MetricsSchema } from '../../src/api/cgroups/cgroup2/
 import { sampleFromMetrics } from '../../src/cri/observe/container-stats.js';
 import { TaskManager } from '../../src/runtime/task-manager.js';
 import { CGROUP_FILE } from '../../src/shim-protocol.js';
+import { recordedV2 } from '../helpers/cgroup.js';
 
 function write(dir: string, files: Record<string, string>): void {
   mkdirSync(dir, { recursive: true });
@@ -38,18 +39,7 @@ const summaryMetrics = (s: ReturnType<typeof usageSummary>): TaskMetrics =>
 
 test('v2: the summary gives the same CRI sample as the shim full Stats', (t) => {
   const root = tmp(t, 'cgsum2-');
-  write(join(root, 'kubepods/pod1/ctr1'), {
-    'cpu.stat': 'usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\nnr_periods 10\nnr_throttled 2\nthrottled_usec 5000\n',
-    'memory.current': '10485760\n',
-    'memory.max': '67108864\n',
-    'memory.swap.current': '0\n',
-    'memory.swap.max': 'max\n',
-    'memory.stat':
-      'anon 4194304\nfile 2097152\ninactive_anon 3145728\nactive_anon 1048576\ninactive_file 1048576\nactive_file 1048576\npgfault 12345\npgmajfault 6\n',
-    'memory.events': 'low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\n',
-    'pids.current': '3\n',
-    'pids.max': 'max\n',
-  });
+  recordedV2(join(root, 'kubepods/pod1/ctr1'));
   const loc = parseProcCgroup('0::/kubepods/pod1/ctr1\n', root);
   assert.equal(cgroupExists(loc), true);
   const full = sampleFromMetrics(decodeMetrics(packAny(V2MetricsS, statsV2(loc)) as never), 1n);

@@ -9,8 +9,7 @@ import { containerAnswersHeld, listContainers } from '../../src/cri/container/li
 import { listPodSandbox, sandboxAnswersHeld } from '../../src/cri/sandbox/list.js';
 import { EncodedResponse } from '../../src/cri/server/grpc.js';
 import { SANDBOX_RECORD_VERSION, type SandboxRecord } from '../../src/core/metadata/sandbox-record.js';
-import type { ContainerRecord } from '../../src/core/metadata/records.js';
-import { newTestContext, type TestRuntime } from '../helpers/fakes/context.js';
+import { newTestContext, runningContainerRecord, type TestRuntime } from '../helpers/fakes/context.js';
 
 const NS = 'k8s.io';
 const call = () => ({ namespace: NS, signal: new AbortController().signal });
@@ -78,24 +77,7 @@ test('a huge label selector is answered but not kept', async (t) => {
 });
 
 function putContainer(rt: TestRuntime, id: string, labels: Record<string, string>): void {
-  const c: ContainerRecord = {
-    id,
-    sandboxId: 'p',
-    name: `k8s_${id}`,
-    meta: { name: id, attempt: 0 },
-    state: 'running',
-    createdAt: '1',
-    image: 'busybox',
-    imageId: 'sha256:x',
-    imageRef: 'sha256:x',
-    config: '',
-    labels,
-    annotations: {},
-    logPath: '',
-    snapshotKey: id,
-    extra: {},
-  };
-  rt.ctx.containers.put(NS, c);
+  rt.ctx.containers.put(NS, runningContainerRecord(id, 'p', { name: `k8s_${id}`, meta: { name: id, attempt: 0 }, labels }));
 }
 
 test('ListContainers: at most 32 answers kept, huge selectors not kept, answers stay right', async (t) => {

@@ -5,32 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isV1, oomKillCount, parseProcCgroup, statsV2 } from '../../src/cgroup-stats.js';
+import { recordedV2 } from '../helpers/cgroup.js';
 import { packAny } from '../../src/ttrpc/pb.js';
 import { V2MetricsS } from '../../src/shim/task-api.js';
 import { decodeMetrics } from '../../src/runtime/stats.js';
-
-/** A recorded cgroup v2 container directory (values from a real 6.1 kernel, trimmed). */
-function recordedV2(dir: string): void {
-  mkdirSync(dir, { recursive: true });
-  const files: Record<string, string> = {
-    'cpu.stat': 'usage_usec 1234567\nuser_usec 1000000\nsystem_usec 234567\nnr_periods 10\nnr_throttled 2\nthrottled_usec 5000\n',
-    'memory.current': '10485760\n',
-    'memory.max': '67108864\n',
-    'memory.swap.current': '0\n',
-    'memory.swap.max': 'max\n',
-    'memory.stat':
-      'anon 4194304\nfile 2097152\nkernel_stack 49152\nslab 262144\nsock 0\nshmem 4096\nfile_mapped 1048576\nfile_dirty 0\nfile_writeback 0\nanon_thp 0\n' +
-      'inactive_anon 3145728\nactive_anon 1048576\ninactive_file 1048576\nactive_file 1048576\nunevictable 0\nslab_reclaimable 131072\nslab_unreclaimable 131072\npgfault 12345\npgmajfault 6\n',
-    'memory.events': 'low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n',
-    'pids.current': '3\n',
-    'pids.max': 'max\n',
-  };
-  for (const [f, text] of Object.entries(files)) writeFileSync(join(dir, f), text);
-}
 
 test('a v2-only /proc/<pid>/cgroup maps to the unified directory and no v1 controller', (t) => {
   const root = mkdtempSync(join(tmpdir(), 'cg2-'));

@@ -98,7 +98,14 @@ export async function newTestContext(t: TestContext): Promise<TestRuntime> {
 export async function putRunningContainer(rt: TestRuntime, ns: string, id: string, sandboxId: string): Promise<ContainerRecord> {
   await rt.tasks.create({ namespace: ns, id, runtime: 'runc', spec: {} });
   await rt.tasks.start(ns, id);
-  const c: ContainerRecord = {
+  const c = runningContainerRecord(id, sandboxId);
+  rt.ctx.containers.put(ns, c);
+  return c;
+}
+
+/** The record of a running busybox container `id` of `sandboxId` (fields in `over` replace the defaults). */
+export function runningContainerRecord(id: string, sandboxId: string, over: Partial<ContainerRecord> = {}): ContainerRecord {
+  return {
     id,
     sandboxId,
     name: 'k8s_app',
@@ -114,7 +121,6 @@ export async function putRunningContainer(rt: TestRuntime, ns: string, id: strin
     logPath: '',
     snapshotKey: id,
     extra: {},
+    ...over,
   };
-  rt.ctx.containers.put(ns, c);
-  return c;
 }
