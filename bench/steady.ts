@@ -321,7 +321,11 @@ only **0.16×** (goal ≤ 0.5×, met); with 5 probes/s **0.78×** (goal ≤ 0.75
 mostly in the probe floor both runtimes pay, which rose in this period: runc per probe 53.5 ms
 (berth) and 56.4 (containerd) against 45.9 / 46.1 at 288478e, conmon 15.1 against 13.7; berth's
 total per probe 91.9 ms against containerd's 73.8 (1.25×, was 1.36×). In this run a probe cost
-berth (35.76 - 3.64) / 300 = 107 ms and containerd 77.5 ms (8bc447c: 91 and 74). berthd's own
+berth (35.76 - 3.64) / 300 = 107 ms and containerd 77.5 ms (8bc447c: 91 and 74). A berth-only
+A/B of this session's stats changes (100 pods, 90 s with 5 probes/s, trees interleaved, 19:25-19:35):
+776a5e7 (before them) 23.75 / 23.79 CPU-s/min at load 1.3, b041550 23.62 / 26.10 at load 1.4 / 2.6,
+so they cost nothing measurable with probes (and ImageFsInfo 7 against 15 ms, ExecSync p99 112-133
+against 179-192 ms); with containerd polled and probed beside it the machine is busier. berthd's own
 process rose by ~0.7 s/min polling (it now reads the cgroups for the stats, below) and the shim's
 part fell by 0.5 s/min. Since 8bc447c: the CRI stats of berth-shim's tasks are read by berthd
 from the cgroup the shim records in the bundle (4-5 kernel files a container; before, a ttrpc
