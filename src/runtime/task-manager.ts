@@ -470,6 +470,7 @@ export class TaskManager extends EventEmitter<TaskEvents> {
       const r = await this.rpc(ns, id, (s) => s.task.delete({ id, execId }, { timeoutMs: this.slowTimeoutMs }));
       return { pid: r.pid, exitStatus: r.exitStatus, exitedAt: r.exitedAt ? timestampDate(r.exitedAt) : new Date() };
     }
+    this.cgroupLocations.delete(`${ns}/${id}`);
     let out: ExitStatus & { pid: number };
     if (e.dead || !e.shim) {
       const h = this.o.handlers[e.runtime];
